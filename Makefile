@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:
+#   make run [DATA=~/photos] [ARGS="--k 12"]   venv + install + cluster the demo (or DATA), print the report path
+#   make test                                  venv + install + the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo-data/digits
+DATA   ?=
+ARGS   ?=
+
+.PHONY: run test install browser bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU wheel first: an unpinned torch would pull gigabytes of CUDA packages.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+ifeq ($(strip $(DATA)),)
+	$(BIN)/imgcluster demo $(DEMO)
+	$(BIN)/imgcluster cluster $(DEMO)/images $(ARGS)
+else
+	$(BIN)/imgcluster cluster "$(DATA)" $(ARGS)
+endif
+
+# The report test drives a real Chromium (Debian's package; Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed: the browser test will be skipped (apt-get install chromium)"
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) demo-data build *.egg-info

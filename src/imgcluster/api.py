@@ -1,0 +1,318 @@
+"""The scriptable surface: one function per CLI command, and the pipeline's steps one by one.
+
+    ws = open_workspace("photos/")                 # photos/.imgcluster
+    found = scan("photos/", workspace=ws)          # catalogue + skips
+    emb = embed(found.images, workspace=ws)        # cached, resumable
+    red = reduce(emb.vectors)                      # clustering space + 2-D map
+    clu = cluster_points(red.space)                # labels + membership probabilities
+
+or all of it, with outputs written: ``run = cluster("photos/")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import report as report_stage
+from .cluster import NOISE, Clusterer, make_clusterer
+from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
+from .embed import EmbedReport, embed_records, load_model
+from .errors import NoImages
+from .reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
+from .runs import ClusterSummary, internal_metrics, new_run_key, package_versions, summarise_clusters
+from .scan import ScanResult
+from .scan import scan as scan_folder
+from .store import Assignments, ImageRecord, RunRecord, Workspace, default_workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+StageProgress = Callable[[str, int, int], None]
+
+# Below this many points UMAP computes exact neighbours itself, faster than a shared NN-descent graph.
+_SHARED_KNN_FROM = 4096
+
+
+# -- results --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Embeddings:
+    """L2-normalised vectors (n, d) aligned with ``images``, and the model that made them."""
+
+    images: list[ImageRecord]
+    vectors: np.ndarray
+    model: dict[str, Any]
+    report: EmbedReport
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The clustering space (n, n_components) and the 2-D map (n, 2), with their fitted reducers."""
+
+    space: np.ndarray
+    map: np.ndarray
+    space_reducer: Reducer
+    map_reducer: Reducer
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """Labels (n,), -1 for unclustered, membership probabilities (n,), and the fitted clusterer."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    clusterer: Clusterer
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run, as stored: its record, images and assignments (aligned), skips and files."""
+
+    record: RunRecord
+    workspace: Path
+    images: list[ImageRecord]
+    assignments: Assignments
+    skipped: list[ImageRecord] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    def clusters(self) -> list[ClusterSummary]:
+        """Cluster summaries (largest first, unclustered last)."""
+        return [ClusterSummary(**c) for c in self.record.info["clusters"]]
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+def open_workspace(path: str | os.PathLike[str] | None = None, *,
+                   workspace: str | os.PathLike[str] | None = None) -> Workspace:
+    """Open the workspace given, or the default one of the image folder ``path`` (PATH/.imgcluster),
+    or ``./.imgcluster`` when neither is given."""
+    if workspace is not None:
+        return Workspace.open(workspace)
+    return Workspace.open(default_workspace(path if path is not None else "."))
+
+
+def scan(path: str | os.PathLike[str], *, workspace: Workspace, config: ScanConfig = ScanConfig(),
+         progress: Progress | None = None) -> ScanResult:
+    """Catalogue the images under ``path``; see :func:`imgcluster.scan.scan`."""
+    return scan_folder(path, workspace, config, progress)
+
+
+def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
+          config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> Embeddings:
+    """Embed images with ``config.model`` (cached by content), skipping those that fail to decode.
+
+    Returns the images that have an embedding, aligned with their vectors.
+    """
+    records = list(images.images if isinstance(images, ScanResult) else images)
+    embedder = load_model(config.model, device=config.device)
+    log.info("model: %s (%s)", embedder.name, embedder.model_id)
+    embed_report = embed_records(records, embedder, workspace, config, progress)
+    usable = [r for r in records if r.content_hash not in embed_report.undecodable]
+    vectors = workspace.load_embeddings(embedder.model_id, [r.content_hash for r in usable])  # type: ignore[misc]
+    return Embeddings(usable, vectors.reshape(len(usable), embedder.dim), embedder.describe(), embed_report)
+
+
+def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduction:
+    """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d)."""
+    n = len(vectors)
+    knn = None
+    n_neighbors = effective_neighbors(config.n_neighbors, n) if n > 2 else 2
+    if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
+        knn = nearest_neighbors(vectors, n_neighbors, config.metric, config.seed)
+    umap_params = {"n_neighbors": config.n_neighbors, "metric": config.metric, "n_epochs": config.n_epochs,
+                   "seed": config.seed, "knn": knn}
+    params = {"umap": umap_params, "pca": {"seed": config.seed}, "none": {}}
+    space_reducer = make_reducer(config.method, n_components=config.n_components,
+                                 **_for(config.method, params, min_dist=config.min_dist))
+    space_reducer.fit(vectors)
+    map_reducer = make_reducer(config.map_method, n_components=2,
+                               **_for(config.map_method, params, min_dist=config.map_min_dist))
+    map_reducer.fit(vectors)
+    return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
+                     np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)
+
+
+def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> dict[str, Any]:
+    chosen = dict(params.get(method, {}))
+    if method == "umap":
+        chosen.update(umap_extra)
+    return chosen
+
+
+def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig()) -> Clustering:
+    """Cluster points of the clustering space; ``config.k`` selects k-means."""
+    method = "kmeans" if config.k is not None else config.method
+    params = {key: value for key, value in dataclasses.asdict(config).items() if key != "method"}
+    clusterer = make_clusterer(method, **params).fit(space)
+    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+
+
+# -- the whole job --------------------------------------------------------------------------------
+
+def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
+            k: int | None = None, preset: str | None = None, workspace: str | os.PathLike[str] | None = None,
+            config: RunConfig | None = None, run_key: str | None = None,
+            progress: StageProgress | None = None) -> Run:
+    """Scan, embed, reduce and cluster the images under ``path``, and write the run's outputs
+    (clusters.csv, clusters.parquet, report.html) under ``WORKSPACE/runs/<key>/``.
+
+    ``model``, ``method`` and ``k`` override the matching fields of ``config`` (after the preset).
+    """
+    config = apply_preset(config or RunConfig(), preset)
+    if model is not None:
+        config = dataclasses.replace(config, embed=dataclasses.replace(config.embed, model=model))
+    if method is not None or k is not None:
+        config = dataclasses.replace(config, cluster=dataclasses.replace(
+            config.cluster, method=method or ("kmeans" if k is not None else config.cluster.method), k=k))
+    timings: dict[str, float] = {}
+    stage = _stage_progress(progress)
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        started = time.perf_counter()
+        found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
+        timings["scan"] = time.perf_counter() - started
+        if not found.images:
+            raise NoImages(_no_images_message(found))
+        started = time.perf_counter()
+        embedded = embed(found, workspace=ws, config=config.embed, progress=stage("embed"))
+        timings["embed"] = time.perf_counter() - started
+        if not embedded.images:
+            raise NoImages(_no_images_message(scan(path, workspace=ws, config=config.scan)))
+        started = time.perf_counter()
+        stage("reduce")(0, 1)
+        reduction = reduce(embedded.vectors, config.reduce)
+        stage("reduce")(1, 1)
+        timings["reduce"] = time.perf_counter() - started
+        started = time.perf_counter()
+        stage("cluster")(0, 1)
+        clustering = cluster_points(reduction.space, config.cluster)
+        stage("cluster")(1, 1)
+        timings["cluster"] = time.perf_counter() - started
+        resolved = dataclasses.replace(
+            config, embed=dataclasses.replace(config.embed, model=embedded.model["name"]),
+            cluster=dataclasses.replace(config.cluster, **{
+                key: value for key, value in clustering.params.items()
+                if key in {f.name for f in dataclasses.fields(ClusterConfig)}}))
+        run = _save_run(ws, found, embedded, reduction, clustering, resolved, config, timings,
+                        run_key or new_run_key(), stage)
+        return run
+    finally:
+        ws.close()
+
+
+def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction: Reduction,
+              clustering: Clustering, resolved: RunConfig, requested: RunConfig, timings: dict[str, float],
+              key: str, stage: Callable[[str], Progress]) -> Run:
+    image_ids = np.asarray([r.id for r in embedded.images], dtype=np.int64)
+    summaries = summarise_clusters(image_ids, clustering.labels, clustering.probabilities, reduction.space)
+    metrics = internal_metrics(reduction.space, clustering.labels, clustering.probabilities)
+    skipped = [r for r in ws.images([r.path for r in found.images + found.skipped]) if r.status == "skipped"]
+    record = RunRecord(
+        key=key, created_at=time.time(), root=found.root, model_id=embedded.model["model_id"],
+        model_name=embedded.model["name"], n_images=len(image_ids), n_clusters=metrics["n_clusters"],
+        config=resolved.to_dict(),
+        info={"requested_config": requested.to_dict(), "model": embedded.model, "metrics": metrics,
+              "timings": timings, "versions": package_versions(), "clustering": clustering.params,
+              "clusters": [dataclasses.asdict(s) for s in summaries],
+              "embedding": {"new": embedded.report.n_embedded, "cached": embedded.report.n_cached},
+              "skipped": len(skipped)})
+    assignments = Assignments(image_ids, clustering.labels, clustering.probabilities,
+                              reduction.map[:, 0], reduction.map[:, 1])
+    started = time.perf_counter()
+    stage("report")(0, 1)
+    outputs = _write_outputs(ws, record, embedded.images, assignments, skipped)
+    stage("report")(1, 1)
+    timings["report"] = time.perf_counter() - started
+    ws.save_run(record, assignments)
+    log.info("run %s: %d images, %d clusters, model %s", key, record.n_images, record.n_clusters,
+             record.model_name)
+    return Run(record, ws.path, list(embedded.images), assignments, skipped, outputs)
+
+
+def _write_outputs(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+                   skipped: Sequence[ImageRecord]) -> dict[str, Path]:
+    table = {"path": [r.path for r in images], "cluster": np.asarray(assignments.clusters).tolist(),
+             "membership_probability": np.round(np.asarray(assignments.membership_probability), 4).tolist(),
+             "x": np.round(np.asarray(assignments.x, dtype=float), 4).tolist(),
+             "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist()}
+    csv_path, parquet_path = ws.write_assignment_tables(record.key, table)
+    return {"csv": csv_path, "parquet": parquet_path,
+            "report": _write_report(ws, record, images, assignments, skipped)}
+
+
+def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+                  skipped: Sequence[ImageRecord]) -> Path:
+    wanted = report_stage.thumbnail_ids(record, assignments)
+    by_id = {r.id: r for r in images}
+    thumbs = ws.thumbnails(by_id[i].content_hash for i in wanted if by_id[i].content_hash)  # type: ignore[misc]
+    html = report_stage.render(record, images, assignments, thumbs, skipped)
+    return ws.write_run_file(record.key, "report.html", html)
+
+
+def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+    def for_stage(name: str) -> Progress:
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(name, done, total)
+        return report
+    return for_stage
+
+
+def _no_images_message(found: ScanResult) -> str:
+    if not found.skipped:
+        return (f"No images found under {found.root}. imgcluster reads JPEG, PNG, WebP, BMP, GIF and TIFF "
+                "files in that folder and its sub-folders.")
+    reasons = "; ".join(f"{Path(r.path).name}: {r.skip_reason}" for r in found.skipped[:5])
+    return (f"None of the {len(found.skipped)} files under {found.root} could be used ({reasons}"
+            f"{' …' if len(found.skipped) > 5 else ''}).")
+
+
+# -- reading runs back ----------------------------------------------------------------------------
+
+def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             workspace: str | os.PathLike[str] | None = None) -> Run:
+    """A stored run (the newest when ``key`` is None) with its images and assignments."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        record = ws.run(key)
+        assignments = ws.assignments(record.key)
+        by_id = {r.id: r for r in ws.images(ids=assignments.image_ids.tolist())}
+        images = [by_id[i] for i in assignments.image_ids.tolist()]
+        folder = ws.run_dir(record.key)
+        outputs = {name: folder / file for name, file in
+                   (("csv", "clusters.csv"), ("parquet", "clusters.parquet"), ("report", "report.html"))
+                   if (folder / file).exists()}
+        skipped = [r for r in ws.images(status="skipped") if _under(r.path, record.root)]
+        return Run(record, ws.path, images, assignments, skipped, outputs)
+    finally:
+        ws.close()
+
+
+def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+           workspace: str | os.PathLike[str] | None = None) -> Path:
+    """(Re)write a run's ``report.html`` (the newest run when ``key`` is None) and return its path."""
+    run = load_run(key, path=path, workspace=workspace)
+    ws = Workspace.open(run.workspace)
+    try:
+        return _write_report(ws, run.record, run.images, run.assignments, run.skipped)
+    finally:
+        ws.close()
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

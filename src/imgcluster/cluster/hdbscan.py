@@ -1,0 +1,56 @@
+"""HDBSCAN (the hdbscan package): finds the number of clusters itself, marks noise, gives soft
+membership probabilities and assigns new points with ``approximate_predict``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .base import NOISE, auto_min_cluster_size
+
+
+class HdbscanClusterer:
+    """Density clustering. ``min_cluster_size=None`` picks about 1% of the points."""
+
+    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
+                 cluster_selection_method: str = "eom", alpha: float = 1.0, seed: int = 0, **_: Any):
+        self.min_cluster_size, self.min_samples = min_cluster_size, min_samples
+        self.cluster_selection_method, self.alpha, self.seed = cluster_selection_method, alpha, seed
+
+    def fit(self, x: np.ndarray) -> "HdbscanClusterer":
+        import hdbscan
+
+        n = len(x)
+        self.min_cluster_size_ = self.min_cluster_size or auto_min_cluster_size(n)
+        # min_samples below min_cluster_size keeps fewer points as noise; the cap keeps it
+        # meaningful on large collections.
+        self.min_samples_ = self.min_samples or max(1, min(self.min_cluster_size_, 10))
+        if n < 2 or n < self.min_cluster_size_:
+            self.model_ = None
+            self.labels_ = np.full(n, NOISE, dtype=np.int64)
+            self.probabilities_ = np.zeros(n)
+            return self
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model_ = hdbscan.HDBSCAN(
+                min_cluster_size=self.min_cluster_size_, min_samples=min(self.min_samples_, n - 1),
+                cluster_selection_method=self.cluster_selection_method, alpha=self.alpha,
+                prediction_data=True).fit(np.asarray(x, dtype=np.float64))
+        self.labels_ = self.model_.labels_.astype(np.int64)
+        self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=np.float64)
+        return self
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import hdbscan
+
+        if self.model_ is None:
+            return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x))
+        labels, strengths = hdbscan.approximate_predict(self.model_, np.asarray(x, dtype=np.float64))
+        return labels.astype(np.int64), np.asarray(strengths, dtype=np.float64)
+
+    def describe(self) -> dict[str, object]:
+        return {"method": "hdbscan", "min_cluster_size": getattr(self, "min_cluster_size_", self.min_cluster_size),
+                "min_samples": getattr(self, "min_samples_", self.min_samples),
+                "cluster_selection_method": self.cluster_selection_method, "alpha": self.alpha}

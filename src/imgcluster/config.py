@@ -1,0 +1,153 @@
+"""Frozen, validated settings for each pipeline stage, and the named presets.
+
+Every field's ``metadata["help"]`` is the text the CLI shows. A run stores its *resolved* config
+(after automatic choices such as ``min_cluster_size``) as JSON so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, UnknownName
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Which files count as images and which are skipped."""
+
+    min_side: int = _help(
+        "Images with a side shorter than this many pixels are skipped (tracking pixels, icons). 1-64.", 8)
+    max_pixels: int = _help(
+        "Images larger than this many pixels are skipped as possible decompression bombs "
+        "(Pillow refuses more than 178,956,970 in any case).", 178_956_970)
+    follow_symlinks: bool = _help("Follow symbolic links to folders while walking.", False)
+
+    def __post_init__(self) -> None:
+        if self.min_side < 1:
+            raise ConfigError(f"min_side must be at least 1 pixel; got {self.min_side}.")
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels must be positive; got {self.max_pixels}.")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Which model turns images into vectors, and how work is batched."""
+
+    model: str = _help(
+        "auto (CLIP if its weights are here, else efficientnet-lite0), a registry name, "
+        "a Hugging Face id or a local model folder.", "auto")
+    batch_size: int = _help("Images per forward pass; 16-128 on CPU.", 32)
+    device: str = _help("cpu, cuda, cuda:N, mps or auto.", "auto")
+    workers: int = _help("Threads decoding images while the model runs; 1-16.", 2)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1; got {self.workers}.")
+
+
+@dataclass(frozen=True)
+class ReduceConfig:
+    """The space clustering runs in, and the 2-D map."""
+
+    method: str = _help("Reducer for the clustering space: umap, pca or none.", "umap")
+    n_components: int = _help("Dimensions of the clustering space; 2-50 (5 works well with HDBSCAN).", 5)
+    n_neighbors: int | None = _help(
+        "UMAP neighbourhood size; unset picks 15, capped below the number of images.", None)
+    min_dist: float = _help("UMAP min_dist for the clustering space (0 packs clusters tightly).", 0.0)
+    n_epochs: int | None = _help("UMAP optimisation epochs; unset lets umap-learn choose.", None)
+    metric: str = _help("Distance between embeddings: cosine or euclidean.", "cosine")
+    map_method: str = _help("Reducer for the 2-D map: umap or pca.", "umap")
+    map_min_dist: float = _help("UMAP min_dist for the 2-D map (0.1 keeps points readable).", 0.1)
+    seed: int = _help("Random seed; the same seed gives the same result.", 0)
+
+    def __post_init__(self) -> None:
+        if self.n_components < 1:
+            raise ConfigError(f"n_components must be at least 1; got {self.n_components}.")
+        if self.n_neighbors is not None and self.n_neighbors < 2:
+            raise ConfigError(f"n_neighbors must be at least 2; got {self.n_neighbors}.")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How points in the clustering space become clusters."""
+
+    method: str = _help("hdbscan (finds the number of clusters, marks noise) or kmeans (needs k).", "hdbscan")
+    k: int | None = _help("Number of clusters for kmeans; giving it selects kmeans.", None)
+    min_cluster_size: int | None = _help(
+        "Smallest group worth naming; unset picks about 1% of the images (at least 5).", None)
+    min_samples: int | None = _help(
+        "HDBSCAN density smoothing; larger marks more points as noise. Unset picks it from min_cluster_size.",
+        None)
+    cluster_selection_method: str = _help("HDBSCAN: eom (larger clusters) or leaf (finer clusters).", "eom")
+    alpha: float = _help("HDBSCAN alpha; above 1 makes clustering more conservative.", 1.0)
+    seed: int = _help("Random seed for k-means.", 0)
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.k < 1:
+            raise ConfigError(f"k must be at least 1; got {self.k}.")
+        if self.min_cluster_size is not None and self.min_cluster_size < 2:
+            raise ConfigError(f"min_cluster_size must be at least 2; got {self.min_cluster_size}. "
+                              "Leave it unset to let imgcluster choose.")
+        if self.min_samples is not None and self.min_samples < 1:
+            raise ConfigError(f"min_samples must be at least 1; got {self.min_samples}.")
+        if self.cluster_selection_method not in ("eom", "leaf"):
+            raise ConfigError("cluster_selection_method must be 'eom' or 'leaf'; "
+                              f"got {self.cluster_selection_method!r}.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `cluster` call needs; what a run stores so it can be replayed."""
+
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    reduce: ReduceConfig = field(default_factory=ReduceConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return cls(
+            scan=ScanConfig(**data.get("scan", {})),
+            embed=EmbedConfig(**data.get("embed", {})),
+            reduce=ReduceConfig(**data.get("reduce", {})),
+            cluster=ClusterConfig(**data.get("cluster", {})),
+            preset=data.get("preset"),
+        )
+
+
+# Presets are data: stage name -> field overrides. `ifunny` is the seed article's recipe verbatim.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "default": {},
+    "ifunny": {
+        "reduce": {"method": "umap", "n_neighbors": 70, "n_epochs": 300, "min_dist": 0.03,
+                   "n_components": 5, "seed": 35, "metric": "euclidean"},
+        "cluster": {"method": "hdbscan", "min_cluster_size": 1000, "alpha": 2.0,
+                    "cluster_selection_method": "leaf"},
+    },
+}
+
+
+def apply_preset(config: RunConfig, name: str | None) -> RunConfig:
+    """Return ``config`` with the preset's fields set; ``None`` returns it unchanged."""
+    if name is None:
+        return config
+    if name not in PRESETS:
+        raise UnknownName(f"No preset called {name!r}. Choose one of: {', '.join(sorted(PRESETS))}.")
+    overrides = PRESETS[name]
+    return dataclasses.replace(
+        config,
+        preset=name,
+        **{stage: dataclasses.replace(getattr(config, stage), **values) for stage, values in overrides.items()},
+    )

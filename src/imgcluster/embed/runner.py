@@ -1,0 +1,137 @@
+"""Embed catalogued images in batches: decode in threads while the model runs, commit per batch.
+
+Only content hashes without an embedding from this model are processed, so a re-run embeds
+nothing again and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..config import EmbedConfig
+from ..scan import load_rgb, make_thumbnail
+from ..store import ImageRecord, Workspace
+from .base import Embedder
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    """What one embedding pass did."""
+
+    model_id: str
+    n_requested: int     # distinct contents asked for
+    n_embedded: int      # newly embedded now
+    n_cached: int        # already in the store
+    undecodable: dict[str, str]  # content hash → reason
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    content_hash: str
+    pixels: np.ndarray | None
+    thumbnail: tuple[bytes, int, int] | None
+    error: str | None
+
+
+def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
+                  config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> EmbedReport:
+    """Make sure every record's content has an embedding from ``embedder`` in ``workspace``."""
+    started = time.perf_counter()
+    workspace.register_model(embedder.model_id, embedder.name, embedder.dim, embedder.describe())
+    path_of: dict[str, str] = {}
+    for record in records:
+        if record.content_hash is not None:
+            path_of.setdefault(record.content_hash, record.path)
+    done_before = workspace.embedded_hashes(embedder.model_id)
+    todo = [(h, p) for h, p in path_of.items() if h not in done_before]
+    total, done = len(path_of), len(path_of) - len(todo)
+    log.info("embedding %d images with %s (%d already cached)", len(todo), embedder.name, done)
+    if progress:
+        progress(done, total)
+    have_thumbs = set(workspace.thumbnails(h for h, _ in todo))
+
+    def prepare(item: tuple[str, str]) -> _Prepared:
+        content_hash, path = item
+        try:
+            image = load_rgb(path, min_side=embedder.input_size)
+            pixels = embedder.preprocess(image)
+            thumb = None if content_hash in have_thumbs else make_thumbnail(image)
+            return _Prepared(content_hash, pixels, thumb, None)
+        except Exception as error:  # any decoder failure is a property of the file
+            return _Prepared(content_hash, None, None, _decode_reason(error))
+
+    undecodable: dict[str, str] = {}
+    for batch in _batches(_prefetched(todo, prepare, config.workers, 2 * config.batch_size),
+                          config.batch_size):
+        good = [item for item in batch if item.pixels is not None]
+        failed = {item.content_hash: str(item.error) for item in batch if item.pixels is None}
+        vectors = np.empty((0, embedder.dim), dtype=np.float32)
+        if good:
+            vectors = normalise(embedder.embed(np.stack([item.pixels for item in good])))  # type: ignore[misc]
+        workspace.save_batch(
+            embedder.model_id, [item.content_hash for item in good], vectors,
+            thumbnails={item.content_hash: item.thumbnail for item in good if item.thumbnail is not None},
+            undecodable=failed)
+        undecodable.update(failed)
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable), total - len(todo),
+                       undecodable, time.perf_counter() - started)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows (zero rows stay zero) so dot products are cosine similarities."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _decode_reason(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    if "truncated" in text.lower():
+        return f"truncated or damaged image data ({text})"
+    return f"cannot decode: {text}"
+
+
+def _prefetched(items: Iterable[T], work: Callable[[T], R], workers: int, depth: int) -> Iterator[R]:
+    """``map(work, items)`` on a thread pool, in order, with at most ``depth`` results in flight."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Any] = deque()
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= depth:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for item in iterator:
+                pending.append(pool.submit(work, item))
+                break
+            yield result
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,45 @@
+"""The exceptions imgcluster raises, one tree so callers can catch what they can handle.
+
+    ImgclusterError                 anything imgcluster refuses to do, with the next step in its message
+    ├── ConfigError (ValueError)    a setting is out of range or contradicts another
+    ├── UnknownName (ValueError)    a model, reducer, clusterer or preset name that is not registered
+    ├── ModelUnavailable            model weights are not on this machine (and could not be fetched)
+    ├── NoImages                    a folder holds no image imgcluster could use
+    ├── RunNotFound (KeyError)      no run with that key in the workspace
+    └── WorkspaceBusy               another imgcluster process is writing this workspace
+
+A bad image is never an exception: it becomes a skip row with its reason (see `scan`).
+"""
+
+from __future__ import annotations
+
+
+class ImgclusterError(Exception):
+    """Base class: every error imgcluster raises on purpose."""
+
+
+class ConfigError(ImgclusterError, ValueError):
+    """A configuration value is invalid."""
+
+
+class UnknownName(ImgclusterError, ValueError):
+    """A registry lookup found nothing under that name."""
+
+
+class ModelUnavailable(ImgclusterError):
+    """The requested model's weights are not available offline."""
+
+
+class NoImages(ImgclusterError):
+    """Nothing usable to cluster."""
+
+
+class RunNotFound(ImgclusterError, KeyError):
+    """No run with the given key."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WorkspaceBusy(ImgclusterError):
+    """Another process holds the workspace's write lock."""

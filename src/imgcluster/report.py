@@ -1,0 +1,135 @@
+"""A self-contained HTML report of a run: the 2-D map coloured by cluster with hover thumbnails,
+a grid of representative thumbnails per cluster, the settings and model, and the skipped files.
+
+Everything is inlined (data as JSON, thumbnails as data URIs, plain canvas JavaScript), so the file
+opens offline and can be mailed around.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .store import Assignments, ImageRecord, RunRecord
+
+# Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
+HOVER_SAMPLE = 1500
+
+
+def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int = HOVER_SAMPLE) -> list[int]:
+    """Catalogue ids whose thumbnails the report embeds: every representative, then a spread sample."""
+    wanted = [i for cluster in record.info.get("clusters", []) for i in cluster["representatives"]]
+    ids = np.asarray(assignments.image_ids)
+    if len(ids) <= hover_sample:
+        wanted.extend(ids.tolist())
+    else:
+        rng = np.random.default_rng(0)
+        wanted.extend(rng.choice(ids, size=hover_sample, replace=False).tolist())
+    return list(dict.fromkeys(int(i) for i in wanted))
+
+
+def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+           thumbnails: Mapping[str, bytes], skipped: Sequence[ImageRecord]) -> str:
+    """The report as one HTML string. ``images`` is aligned with ``assignments``."""
+    root = record.root
+    hash_of = {r.id: r.content_hash for r in images}
+    thumb_index: dict[str, int] = {}
+    thumb_list: list[str] = []
+
+    def thumb_ref(image_id: int) -> int:
+        content_hash = hash_of.get(image_id)
+        if content_hash is None or content_hash not in thumbnails:
+            return -1
+        if content_hash not in thumb_index:
+            thumb_index[content_hash] = len(thumb_list)
+            thumb_list.append("data:image/jpeg;base64," + base64.b64encode(thumbnails[content_hash]).decode())
+        return thumb_index[content_hash]
+
+    position = {int(i): n for n, i in enumerate(np.asarray(assignments.image_ids).tolist())}
+    clusters = [{
+        "cluster": c["cluster"], "size": c["size"], "name": c.get("name") or (
+            "unclustered" if c["cluster"] == -1 else f"cluster {c['cluster']}"),
+        "mean_probability": round(c["mean_membership_probability"], 3),
+        "members": [position[i] for i in c["representatives"] if i in position],
+    } for c in record.info.get("clusters", [])]
+    for cluster in clusters:
+        for member in cluster["members"]:
+            thumb_ref(int(images[member].id))
+    points = {
+        "x": np.round(np.asarray(assignments.x, dtype=float), 4).tolist(),
+        "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
+        "cluster": np.asarray(assignments.clusters).tolist(),
+        "probability": np.round(np.asarray(assignments.membership_probability, dtype=float), 3).tolist(),
+        "name": [_relative(r.path, root) for r in images],
+        "thumb": [thumb_ref(r.id) for r in images],
+    }
+    metrics = record.info.get("metrics", {})
+    data = {
+        "run": record.key, "root": root, "points": points, "clusters": clusters, "thumbs": thumb_list,
+    }
+    created = _dt.datetime.fromtimestamp(record.created_at).strftime("%Y-%m-%d %H:%M")
+    noise = metrics.get("noise_fraction", 0.0)
+    silhouette = metrics.get("silhouette")
+    summary = (f"{record.n_images:,} images · {record.n_clusters} clusters · {noise:.0%} unclustered"
+               + (f" · silhouette {silhouette:.2f}" if silhouette is not None else ""))
+    template = resources.files("imgcluster").joinpath("report_template.html").read_text(encoding="utf-8")
+    replacements = {
+        "{{TITLE}}": html.escape(f"imgcluster · {os.path.basename(root) or root} · run {record.key}"),
+        "{{RUN}}": html.escape(record.key),
+        "{{ROOT}}": html.escape(root),
+        "{{CREATED}}": html.escape(created),
+        "{{MODEL}}": html.escape(f"{record.model_name} ({record.model_id})"),
+        "{{SUMMARY}}": html.escape(summary),
+        "{{SETTINGS}}": _settings_table(record),
+        "{{SKIPPED}}": _skipped_table(skipped, root),
+        "{{N_SKIPPED}}": str(len(skipped)),
+        "{{DATA}}": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
+    }
+    for marker, value in replacements.items():
+        template = template.replace(marker, value)
+    return template
+
+
+def _relative(path: str, root: str) -> str:
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def _settings_table(record: RunRecord) -> str:
+    rows: list[tuple[str, Any]] = []
+    model = record.info.get("model", {})
+    rows.append(("model", f"{model.get('name', record.model_name)} — {model.get('source', '')}"))
+    rows.append(("embedding", f"{model.get('dim', '?')}-d, {model.get('pooling', '')}, device {model.get('device', '?')}"))
+    for stage in ("reduce", "cluster", "scan"):
+        values = record.config.get(stage, {})
+        rows.append((stage, ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)))
+    if record.config.get("preset"):
+        rows.append(("preset", record.config["preset"]))
+    timings = record.info.get("timings", {})
+    rows.append(("timings", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())))
+    embedding = record.info.get("embedding", {})
+    if embedding:
+        rows.append(("embedded now", f"{embedding.get('new', 0):,} new, {embedding.get('cached', 0):,} from cache"))
+    versions = record.info.get("versions", {})
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    return "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+
+
+def _skipped_table(skipped: Sequence[ImageRecord], root: str) -> str:
+    if not skipped:
+        return "<p class='muted'>No file was skipped.</p>"
+    rows = "\n".join(
+        f"<tr><td>{html.escape(_relative(r.path, root))}</td><td>{html.escape(r.skip_stage or '')}</td>"
+        f"<td>{html.escape(r.skip_reason or '')}</td></tr>" for r in skipped)
+    return f"<table class='skipped'><tr><th>file</th><th>stage</th><th>reason</th></tr>{rows}</table>"

@@ -1,0 +1,227 @@
+"""Find images under a folder, recognise them by content, decode them safely, record what was skipped.
+
+Scanning reads headers only (fast); a file that passes the header check but fails to decode fully
+(a truncated JPEG) is skipped later, at embedding time, with the decoder's reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import ScanConfig
+from .errors import NoImages
+from .store import ImageRecord, ScannedFile, Workspace
+from .store.workspace import WORKSPACE_DIRNAME
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+# Pillow format names we accept; MPO is the multi-picture JPEG some cameras write.
+IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+_HASH_CHUNK = 1 << 20
+_SAVE_EVERY = 500
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The images found under ``root`` that can be used, and those skipped with their reasons."""
+
+    root: str
+    images: list[ImageRecord]
+    skipped: list[ImageRecord]
+    n_new: int
+
+
+def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig = ScanConfig(),
+         progress: Progress | None = None) -> ScanResult:
+    """Walk ``root`` recursively and bring the catalogue up to date.
+
+    Unchanged files (same size and modification time) are not read again. Files that vanished
+    since the last scan are marked missing. Raises NoImages when ``root`` does not exist.
+    """
+    root_path = Path(root).expanduser().resolve()
+    if not root_path.exists():
+        raise NoImages(f"{root_path} does not exist. Give a folder (or a file) that holds images.")
+    paths = list(_walk(root_path, config.follow_symlinks))
+    known = workspace.known_files(str(root_path))
+    todo = [p for p in paths if _changed(p, known.get(p))]
+    log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
+    done = len(paths) - len(todo)
+    if progress:
+        progress(done, len(paths))
+    batch: list[ScannedFile] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for scanned in pool.map(lambda p: sniff(p, config), todo):
+            batch.append(scanned)
+            done += 1
+            if len(batch) >= _SAVE_EVERY:
+                workspace.save_scanned(batch)
+                batch = []
+            if progress:
+                progress(done, len(paths))
+    workspace.save_scanned(batch)
+    seen = set(paths)
+    workspace.mark_missing(p for p, r in known.items() if p not in seen and r.status != "missing")
+    records = [r for r in workspace.images(paths) if r.path in seen]
+    return ScanResult(
+        root=str(root_path),
+        images=[r for r in records if r.status == "ok"],
+        skipped=[r for r in records if r.status == "skipped"],
+        n_new=len(todo),
+    )
+
+
+def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
+    if root.is_file():
+        yield str(root)
+        return
+    visited: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in visited:  # a symlink loop when following links
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        # Hidden folders hold our own workspace, .git, thumbnails caches: never the user's photos.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != WORKSPACE_DIRNAME)
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield os.path.join(folder, name)
+
+
+def _changed(path: str, record: ImageRecord | None) -> bool:
+    if record is None or record.status == "missing":
+        return True
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return True
+    return stat.st_size != record.size or stat.st_mtime_ns != record.mtime_ns
+
+
+def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
+    """Read a file's header: its format and size, or the reason it cannot be used."""
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return _skipped(path, 0, 0, None, f"cannot read the file: {error.strerror or error}")
+    size, mtime = stat.st_size, stat.st_mtime_ns
+    if size == 0:
+        return _skipped(path, size, mtime, None, "empty file (0 bytes)")
+    try:
+        content_hash = hash_file(path)
+    except OSError as error:
+        return _skipped(path, size, mtime, None, f"cannot read the file: {error.strerror or error}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:
+        return _skipped(path, size, mtime, content_hash,
+                        "declared size is so large it looks like a decompression bomb")
+    except UnidentifiedImageError:
+        return _skipped(path, size, mtime, content_hash, _not_an_image_reason(path))
+    except Exception as error:  # Pillow raises many types on hostile headers
+        return _skipped(path, size, mtime, content_hash, f"unreadable image header: {error}")
+    if fmt not in IMAGE_FORMATS:
+        return _skipped(path, size, mtime, content_hash, f"unsupported image format {fmt}",
+                        fmt=fmt, width=width, height=height)
+    if min(width, height) < config.min_side:
+        return _skipped(path, size, mtime, content_hash,
+                        f"too small: {width}×{height} px (the minimum side is {config.min_side} px; "
+                        "lower --min-side to include it)", fmt=fmt, width=width, height=height)
+    if width * height > config.max_pixels:
+        return _skipped(path, size, mtime, content_hash,
+                        f"too large: {width}×{height} px is over the limit of {config.max_pixels:,} px "
+                        "(raise --max-pixels to include it)", fmt=fmt, width=width, height=height)
+    return ScannedFile(path, size, mtime, content_hash, fmt, width, height, "ok")
+
+
+def _skipped(path: str, size: int, mtime: int, content_hash: str | None, reason: str, *,
+             fmt: str | None = None, width: int | None = None, height: int | None = None) -> ScannedFile:
+    return ScannedFile(path, size, mtime, content_hash, fmt, width, height, "skipped", "scan", reason)
+
+
+def _not_an_image_reason(path: str) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    kind = "text" if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        kind = "HTML"
+    elif head.startswith(b"%PDF"):
+        kind = "a PDF"
+    suffix = Path(path).suffix.lower()
+    named = f" (named {suffix})" if suffix else ""
+    return f"not an image: the content is {kind}{named}"
+
+
+def hash_file(path: str) -> str:
+    """Content hash (BLAKE2b, 128 bits, hex) of a file's bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None,
+             max_pixels: int = ScanConfig().max_pixels) -> Image.Image:
+    """Decode an image fully to 8-bit RGB with EXIF orientation applied.
+
+    ``min_side``: when set, JPEGs are decoded at the smallest DCT scale whose shorter side is still
+    at least this many pixels (much faster for photos much larger than the model input).
+    Raises on undecodable data; callers turn that into a skip reason.
+    """
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(handle)
+    if image.size[0] * image.size[1] > max_pixels:
+        raise ValueError(f"too large: {image.size[0]}×{image.size[1]} px")
+    if min_side and image.format == "JPEG":
+        image.draft("RGB", (min_side, min_side))
+    image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the picture
+        log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: 16-bit scaled to 8-bit, transparency flattened onto white."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(values.max()), 255.0)
+        if mode == "F" and values.max() <= 1.0:
+            top = 1.0
+        gray = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
+def make_thumbnail(image: Image.Image, side: int = 128) -> tuple[bytes, int, int]:
+    """A JPEG thumbnail whose longer side is ``side`` pixels: (bytes, width, height)."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=82, optimize=True)
+    return buffer.getvalue(), thumb.width, thumb.height

@@ -1,0 +1,65 @@
+"""Plain records that cross the store boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One file of the catalogue. ``status`` is ok, skipped or missing."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    format: str | None
+    width: int | None
+    height: int | None
+    status: str
+    skip_stage: str | None = None
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    """What scanning learned about a file, before it has a catalogue id."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    format: str | None
+    width: int | None
+    height: int | None
+    status: str
+    skip_stage: str | None = None
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished clustering run: what was done, with what, and how it scored."""
+
+    key: str
+    created_at: float
+    root: str
+    model_id: str
+    model_name: str
+    n_images: int
+    n_clusters: int
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignments:
+    """Per-image results of a run; arrays of equal length, aligned with ``image_ids``."""
+
+    image_ids: Any        # (n,) int64
+    clusters: Any         # (n,) int64, -1 = unclustered
+    membership_probability: Any  # (n,) float in [0, 1]
+    x: Any                # (n,) float, 2-D map
+    y: Any

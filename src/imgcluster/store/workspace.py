@@ -1,0 +1,370 @@
+"""A workspace folder: catalogue.db, vectors/<model>/*.npy shards, runs/<key>/ outputs, and a lock.
+
+Layout::
+
+    WORKSPACE/
+      catalogue.db            SQLite (WAL): images, embeddings index, thumbnails, runs, assignments
+      vectors/<model>/        float32 .npy shards, one per committed batch
+      runs/<key>/             clusters.csv, clusters.parquet, report.html, run.json
+      lock                    held by the process that writes
+
+Writes are atomic per batch: a shard file is renamed into place, then its rows are committed in one
+transaction, so a killed process loses at most the batch in flight (an orphan shard is harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RunNotFound, WorkspaceBusy
+from .records import Assignments, ImageRecord, RunRecord, ScannedFile
+from .schema import SCHEMA, SCHEMA_VERSION
+
+WORKSPACE_DIRNAME = ".imgcluster"
+
+_IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
+                  "skip_stage, skip_reason")
+
+
+def default_workspace(root: str | os.PathLike[str]) -> Path:
+    """The workspace used for a folder when none is given: ``ROOT/.imgcluster``."""
+    root = Path(root).expanduser().resolve()
+    return (root if root.is_dir() else root.parent) / WORKSPACE_DIRNAME
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _model_dirname(model_id: str) -> str:
+    # Model ids hold slashes and colons; the folder name must be safe and still recognisable.
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model_id)[:60]
+    return f"{safe}-{hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()}"
+
+
+class Workspace:
+    """All persistence of one workspace. Open with ``Workspace.open(path)``."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection):
+        self.path = path
+        self._db = connection
+        self._lock_handle: Any = None
+
+    # -- opening and locking -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Workspace":
+        """Open (creating if needed) the workspace folder at ``path``."""
+        path = Path(path).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path / "catalogue.db", timeout=30, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        with db:
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+        return cls(path, db)
+
+    def close(self) -> None:
+        self.unlock()
+        self._db.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lock(self) -> None:
+        """Take the single-writer lock, or raise WorkspaceBusy if another process holds it."""
+        if self._lock_handle is not None:
+            return
+        handle = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise WorkspaceBusy(
+                f"The workspace {self.path} is being written by {holder}. Wait for it to finish, "
+                "or pass another --workspace.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"imgcluster pid {os.getpid()}")
+        handle.flush()
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def integrity_ok(self) -> bool:
+        """True when SQLite's integrity check passes."""
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # -- catalogue ---------------------------------------------------------------------------------
+
+    def known_files(self, under: str) -> dict[str, ImageRecord]:
+        """Catalogue rows whose path lies under the folder ``under`` (absolute), keyed by path."""
+        prefix = under.rstrip(os.sep) + os.sep
+        rows = self._db.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ? OR path = ?",
+            (len(prefix), prefix, under))
+        return {row["path"]: ImageRecord(**dict(row)) for row in rows}
+
+    def save_scanned(self, files: Sequence[ScannedFile]) -> None:
+        """Insert or update catalogue rows for scanned files, in one transaction."""
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                """INSERT INTO images(path, size, mtime_ns, content_hash, format, width, height,
+                                      status, skip_stage, skip_reason, scanned_at)
+                   VALUES(?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
+                     content_hash=excluded.content_hash, format=excluded.format, width=excluded.width,
+                     height=excluded.height, status=excluded.status, skip_stage=excluded.skip_stage,
+                     skip_reason=excluded.skip_reason, scanned_at=excluded.scanned_at""",
+                [(f.path, f.size, f.mtime_ns, f.content_hash, f.format, f.width, f.height, f.status,
+                  f.skip_stage, f.skip_reason, now) for f in files])
+
+    def mark_missing(self, paths: Iterable[str]) -> None:
+        """Flag files that were catalogued before but are gone now (their rows are kept)."""
+        with self._db:
+            self._db.executemany("UPDATE images SET status='missing' WHERE path=?", [(p,) for p in paths])
+
+    def images(self, paths: Sequence[str] | None = None, *, ids: Sequence[int] | None = None,
+               status: str | None = None) -> list[ImageRecord]:
+        """Catalogue rows, optionally restricted to given paths or ids and a status; ordered by path."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        rows = self._db.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY path", args).fetchall()
+        records = [ImageRecord(**dict(row)) for row in rows]
+        if paths is not None:
+            wanted = set(paths)
+            records = [r for r in records if r.path in wanted]
+        if ids is not None:
+            wanted_ids = set(int(i) for i in ids)
+            records = [r for r in records if r.id in wanted_ids]
+        return records
+
+    def mark_undecodable(self, reasons: dict[str, str]) -> None:
+        """Skip every file whose content hash failed to decode, with the decoder's reason."""
+        with self._db:
+            self._record_undecodable(reasons)
+
+    def _record_undecodable(self, reasons: dict[str, str]) -> None:
+        self._db.executemany(
+            "UPDATE images SET status='skipped', skip_stage='decode', skip_reason=? WHERE content_hash=?",
+            [(reason, content_hash) for content_hash, reason in reasons.items()])
+
+    # -- models and embeddings ---------------------------------------------------------------------
+
+    def register_model(self, model_id: str, name: str, dim: int, info: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO models(model_id, name, dim, info) VALUES(?,?,?,?) "
+                "ON CONFLICT(model_id) DO UPDATE SET name=excluded.name, dim=excluded.dim, info=excluded.info",
+                (model_id, name, dim, json.dumps(info, sort_keys=True)))
+
+    def embedded_hashes(self, model_id: str) -> set[str]:
+        """Content hashes that already have an embedding from ``model_id``."""
+        rows = self._db.execute("SELECT content_hash FROM embeddings WHERE model_id=?", (model_id,))
+        return {row[0] for row in rows}
+
+    def save_batch(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray,
+                   thumbnails: dict[str, tuple[bytes, int, int]] | None = None,
+                   undecodable: dict[str, str] | None = None) -> None:
+        """Commit one embedding batch: vectors (n, d), thumbnails and decode failures, atomically."""
+        shard_name = None
+        if len(hashes):
+            if vectors.shape[0] != len(hashes):
+                raise ValueError(f"{len(hashes)} hashes but {vectors.shape[0]} vectors")
+            shard_name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}.npy"
+            buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
+            _atomic_write(self.path / "vectors" / _model_dirname(model_id) / shard_name, buffer)
+        with self._db:
+            if shard_name is not None:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embeddings(content_hash, model_id, shard, row) VALUES(?,?,?,?)",
+                    [(h, model_id, shard_name, i) for i, h in enumerate(hashes)])
+            if thumbnails:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO thumbnails(content_hash, jpeg, width, height) VALUES(?,?,?,?)",
+                    [(h, jpeg, w, ht) for h, (jpeg, w, ht) in thumbnails.items()])
+            if undecodable:
+                self._record_undecodable(undecodable)
+
+    def load_embeddings(self, model_id: str, hashes: Sequence[str]) -> np.ndarray:
+        """Embeddings (len(hashes), d) float32 in the order of ``hashes``; all must be present."""
+        index: dict[str, tuple[str, int]] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+            rows = self._db.execute(
+                f"SELECT content_hash, shard, row FROM embeddings WHERE model_id=? "
+                f"AND content_hash IN ({','.join('?' * len(chunk))})", (model_id, *chunk))
+            index.update({r[0]: (r[1], r[2]) for r in rows})
+        missing = [h for h in hashes if h not in index]
+        if missing:
+            raise KeyError(f"{len(missing)} images have no {model_id} embedding yet; run embedding first.")
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for position, h in enumerate(hashes):
+            shard, row = index[h]
+            by_shard.setdefault(shard, []).append((position, row))
+        folder = self.path / "vectors" / _model_dirname(model_id)
+        out: np.ndarray | None = None
+        for shard, pairs in by_shard.items():
+            data = np.load(folder / shard, mmap_mode="r")
+            if out is None:
+                out = np.empty((len(hashes), data.shape[1]), dtype=np.float32)
+            positions, rows = zip(*pairs)
+            out[list(positions)] = data[list(rows)]
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def thumbnails(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        """JPEG thumbnails by content hash (those that exist)."""
+        result: dict[str, bytes] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+            rows = self._db.execute(
+                f"SELECT content_hash, jpeg FROM thumbnails WHERE content_hash IN ({','.join('?' * len(chunk))})",
+                chunk)
+            result.update({r[0]: bytes(r[1]) for r in rows})
+        return result
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def run_dir(self, key: str) -> Path:
+        return self.path / "runs" / key
+
+    def write_run_file(self, key: str, name: str, data: bytes | str) -> Path:
+        """Write one output file of a run atomically and return its path."""
+        target = self.run_dir(key) / name
+        _atomic_write(target, data.encode() if isinstance(data, str) else data)
+        return target
+
+    def write_assignment_tables(self, key: str, table: dict[str, Sequence[Any]]) -> list[Path]:
+        """Write ``clusters.csv`` and ``clusters.parquet`` for a run from columns of equal length."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        arrow = pa.table(table)
+        folder = self.run_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, writer in (("clusters.csv", pacsv.write_csv), ("clusters.parquet", pq.write_table)):
+            tmp = folder / f".tmp-{name}"
+            writer(arrow, str(tmp))
+            os.replace(tmp, folder / name)
+            written.append(folder / name)
+        return written
+
+    def save_run(self, run: RunRecord, assignments: Assignments) -> None:
+        """Make a finished run visible: its row and all assignments in one transaction."""
+        self.write_run_file(run.key, "run.json", json.dumps(
+            {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
+             "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
+             "config": run.config, "info": run.info}, indent=2, default=_json_default))
+        rows = zip(np.asarray(assignments.image_ids).tolist(), np.asarray(assignments.clusters).tolist(),
+                   np.asarray(assignments.membership_probability, dtype=float).tolist(),
+                   np.asarray(assignments.x, dtype=float).tolist(), np.asarray(assignments.y, dtype=float).tolist())
+        with self._db:
+            self._db.execute(
+                "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
+                "VALUES(?,?,?,?,?,?,?,?,?)",
+                (run.key, run.created_at, run.root, run.model_id, run.model_name, run.n_images, run.n_clusters,
+                 json.dumps(run.config, default=_json_default),
+                 json.dumps(run.info, default=_json_default)))
+            self._db.executemany(
+                "INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y) "
+                "VALUES(?,?,?,?,?,?)", [(run.key, *row) for row in rows])
+
+    def runs(self) -> list[RunRecord]:
+        """All finished runs, newest first."""
+        rows = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, key DESC").fetchall()
+        return [_run_from_row(row) for row in rows]
+
+    def run(self, key: str | None = None) -> RunRecord:
+        """The run with ``key``, or the newest run when ``key`` is None."""
+        if key is None:
+            row = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, key DESC LIMIT 1").fetchone()
+            if row is None:
+                raise RunNotFound(f"The workspace {self.path} has no runs yet. Run `imgcluster cluster PATH` first.")
+        else:
+            row = self._db.execute("SELECT * FROM runs WHERE key=?", (key,)).fetchone()
+            if row is None:
+                known = ", ".join(r.key for r in self.runs()[:5]) or "none"
+                raise RunNotFound(f"No run {key!r} in {self.path}. Recent runs: {known}.")
+        return _run_from_row(row)
+
+    def assignments(self, key: str) -> Assignments:
+        rows = self._db.execute(
+            "SELECT image_id, cluster, membership_probability, x, y FROM assignments WHERE run_key=? "
+            "ORDER BY image_id", (key,)).fetchall()
+        columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
+        return Assignments(
+            image_ids=np.asarray(columns[0], dtype=np.int64), clusters=np.asarray(columns[1], dtype=np.int64),
+            membership_probability=np.asarray(columns[2], dtype=np.float64),
+            x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64))
+
+
+def _run_from_row(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    data["info"] = json.loads(data["info"])
+    return RunRecord(**data)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
