@@ -180,6 +180,8 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
             config.cluster, method=method or ("kmeans" if k is not None else config.cluster.method), k=k))
     timings: dict[str, float] = {}
     stage = _stage_progress(progress)
+    if not Path(path).expanduser().exists():
+        raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
     ws = open_workspace(path, workspace=workspace)
     try:
         ws.lock()

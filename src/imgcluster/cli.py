@@ -80,7 +80,7 @@ def report_command(
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
-    console.print(str(api.report(run, path=path, workspace=workspace)))
+    console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
 
 
 @app.command("demo")
@@ -89,7 +89,7 @@ def demo_command(
     limit: Annotated[Optional[int], typer.Option(help="Write only the first N images.")] = None,
 ) -> None:
     """Write scikit-learn's handwritten digits as PNGs (real images that ship offline) and print the folder."""
-    console.print(str(write_digits(dest, limit=limit)))
+    console.print(str(write_digits(dest, limit=limit)), soft_wrap=True)
 
 
 @app.command("models")
@@ -163,8 +163,8 @@ def _print_run(run: api.Run) -> None:
             console.print(f"  [dim]{record_.path}[/]: {record_.skip_reason}")
         if len(run.skipped) > 10:
             console.print(f"  … {len(run.skipped) - 10} more in the report")
-    console.print(f"Table:  {run.outputs['csv']}")
-    console.print(f"Report: [bold green]{run.outputs['report']}[/]")
+    console.print(f"Table:  {run.outputs['csv']}", soft_wrap=True)
+    console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
 
 
 def _reason_kind(reason: str) -> str:
@@ -185,7 +185,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ImgclusterError as error:
-        err.print(f"[bold red]error:[/] {error}")
+        err.print(f"[bold red]error:[/] {error}", soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Exit, typer.Abort) as stop:
         raise SystemExit(getattr(stop, "exit_code", 1)) from None

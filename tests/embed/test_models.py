@@ -1,0 +1,80 @@
+"""Models: the bundled CNN sees what ImageNet taught it; CLIP and any HF model load offline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgcluster
+from imgcluster.embed import load_model, normalise, resolve_name, weights_available
+
+# ImageNet classes 281-285 are the domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian).
+CAT_CLASSES = set(range(281, 286))
+
+
+def test_bundled_efficientnet_recognises_a_cat() -> None:
+    """Weights and preprocessing are right: scikit-image's cat photo lands in ImageNet's cat classes."""
+    import skimage.data
+    import torch
+
+    model = load_model("efficientnet-lite0")
+    pixels = model.preprocess(Image.fromarray(skimage.data.chelsea()))[None]
+    with torch.inference_mode():
+        logits = model.model(torch.from_numpy(pixels))
+    assert set(logits.topk(3).indices[0].tolist()) & CAT_CLASSES
+    features = model.embed(pixels)
+    assert features.shape == (1, 1280) and np.isfinite(features).all()
+
+
+def test_similar_photos_are_closer_than_different_ones() -> None:
+    import skimage.data
+
+    model = load_model("efficientnet-lite0")
+    cat = Image.fromarray(skimage.data.chelsea())
+    images = [cat, cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT), Image.fromarray(skimage.data.coffee())]
+    v = normalise(model.embed(np.stack([model.preprocess(i) for i in images])))
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_tiny_clip_from_a_local_folder_embeds_a_folder(tiny_clip_dir: Path, photos: Path) -> None:
+    run = imgcluster.cluster(photos, model=str(tiny_clip_dir), k=3)
+    assert run.record.info["model"]["dim"] == 24  # the projection, not the hidden size
+    assert run.record.info["model"]["model_type"] == "clip"
+    assert run.record.info["model"]["text_tower"] is True
+    assert run.record.model_id.startswith("hf-dir:")
+    assert run.record.n_images == 24
+
+
+def test_auto_prefers_clip_when_its_weights_are_in_the_hf_cache(tiny_clip_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_name("auto") == "efficientnet-lite0"  # nothing cached on a clean machine
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--openai--clip-vit-base-patch32" / "snapshots" / "0123456789abcdef"
+    shutil.copytree(tiny_clip_dir, snapshot)
+    (cache / "models--openai--clip-vit-base-patch32" / "refs").mkdir()
+    (cache / "models--openai--clip-vit-base-patch32" / "refs" / "main").write_text("0123456789abcdef")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert weights_available("clip-vit-b32")
+    assert resolve_name("auto") == "clip-vit-b32"
+    model = load_model("auto")
+    assert model.name == "clip-vit-b32"
+    assert model.model_id.startswith("hf:openai/clip-vit-base-patch32@0123456789ab")
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(imgcluster.ModelUnavailable, match="huggingface-cli download openai/clip-vit-base-patch32"):
+        load_model("clip-vit-b32")
+    with pytest.raises(imgcluster.ModelUnavailable, match="no config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(imgcluster.UnknownName, match="Choose one of: auto, clip-vit-b32"):
+        load_model("resnet-9000")

@@ -1,0 +1,48 @@
+"""The `imgcluster` command: a thin layer that prints a table and the report path, or a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def imgcluster(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imgcluster.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cluster_prints_table_and_report_path(photos: Path) -> None:
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--k", "4")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "model efficientnet-lite0" in out
+    assert "photo-00" in out  # member names in the table
+    report = Path(out.split("Report:")[1].strip())
+    assert report.name == "report.html" and report.exists(), out
+
+
+def test_cluster_json_output(photos: Path) -> None:
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--k", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["n_images"] == 24 and data["n_clusters"] == 4 and data["model"] == "efficientnet-lite0"
+    assert Path(data["outputs"]["report"]).exists()
+    again = imgcluster("report", str(photos))
+    assert again.returncode == 0 and again.stdout.strip() == data["outputs"]["report"]
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    result = imgcluster("cluster", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = imgcluster("cluster", str(tmp_path), "--model", "no-such-model")
+    assert result.returncode == 2 and "Choose one of" in result.stderr
+
+
+def test_models_lists_the_bundled_default_as_available() -> None:
+    result = imgcluster("models", "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["efficientnet-lite0"]["available"] is True
+    assert rows["clip-vit-b32"]["source"] == "openai/clip-vit-base-patch32"

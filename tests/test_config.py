@@ -1,0 +1,36 @@
+"""Settings are validated with messages that say what to do; presets are data."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgcluster import ClusterConfig, ConfigError, EmbedConfig, RunConfig, UnknownName
+from imgcluster.config import apply_preset
+
+
+def test_invalid_values_name_the_field_and_the_fix() -> None:
+    with pytest.raises(ConfigError, match="min_cluster_size must be at least 2; got 1. Leave it unset"):
+        ClusterConfig(min_cluster_size=1)
+    with pytest.raises(ConfigError, match="batch_size must be at least 1"):
+        EmbedConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="'eom' or 'leaf'"):
+        ClusterConfig(cluster_selection_method="best")
+
+
+def test_ifunny_preset_is_the_articles_recipe() -> None:
+    config = apply_preset(RunConfig(), "ifunny")
+    assert config.preset == "ifunny"
+    reduce, cluster = config.reduce, config.cluster
+    assert (reduce.n_neighbors, reduce.n_epochs, reduce.min_dist, reduce.n_components, reduce.seed) == (
+        70, 300, 0.03, 5, 35)
+    assert (cluster.min_cluster_size, cluster.alpha, cluster.cluster_selection_method) == (1000, 2.0, "leaf")
+
+
+def test_config_round_trips_through_json_data() -> None:
+    config = apply_preset(RunConfig(), "ifunny")
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_preset_lists_the_choices() -> None:
+    with pytest.raises(UnknownName, match="Choose one of: default, ifunny"):
+        apply_preset(RunConfig(), "fiftyone")

@@ -1,0 +1,79 @@
+"""The whole job on real images: the digits demo, clustered with the bundled model."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.metrics import normalized_mutual_info_score
+
+import imgcluster
+
+from .conftest import DIGITS_FOR_TESTS, digit_labels
+
+# Measured on the first 500 digits with efficientnet-lite0 + the default UMAP/HDBSCAN: NMI 0.7-0.8
+# over seeds (k-means with the true k=10 on the same UMAP space: ~0.78). The bar leaves room for
+# platform noise but fails if the clusters stop following the digits.
+MIN_NMI = 0.65
+
+
+def test_clusters_follow_the_digit_labels(digits_dir: Path, digits_run: imgcluster.Run) -> None:
+    labels = digit_labels(digits_dir)
+    truth = [labels[r.path] for r in digits_run.images]
+    nmi = normalized_mutual_info_score(truth, digits_run.assignments.clusters)
+    print(f"NMI on {len(truth)} digits: {nmi:.3f}")
+    assert len(truth) == DIGITS_FOR_TESTS
+    assert nmi >= MIN_NMI
+    assert 5 <= digits_run.record.n_clusters <= 40
+
+
+def test_run_records_the_model_that_produced_it(digits_run: imgcluster.Run) -> None:
+    record = digits_run.record
+    assert record.model_name == "efficientnet-lite0"
+    assert record.info["model"]["dim"] == 1280
+    assert record.config["embed"]["model"] == "efficientnet-lite0"
+    assert record.config["cluster"]["min_cluster_size"] >= 5  # the automatic choice is stored
+    assert set(record.info["timings"]) >= {"scan", "embed", "reduce", "cluster", "report"}
+
+
+def test_outputs_hold_every_image_with_cluster_probability_and_map(digits_run: imgcluster.Run) -> None:
+    with open(digits_run.outputs["csv"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["path"] for r in rows] == [r.path for r in digits_run.images]
+    assert set(rows[0]) == {"path", "cluster", "membership_probability", "x", "y"}
+    table = pq.read_table(digits_run.outputs["parquet"]).to_pydict()
+    assert table["cluster"] == [int(r["cluster"]) for r in rows]
+    probabilities = np.asarray(table["membership_probability"])
+    assert ((0 <= probabilities) & (probabilities <= 1)).all()
+    assert np.ptp(table["x"]) > 0 and np.ptp(table["y"]) > 0
+    html = digits_run.outputs["report"].read_text()
+    assert "efficientnet-lite0" in html and "data:image/jpeg;base64," in html
+
+
+def test_stored_run_reads_back_identically(digits_dir: Path, digits_run: imgcluster.Run) -> None:
+    again = imgcluster.load_run(digits_run.key, path=digits_dir / "images")
+    assert [r.path for r in again.images] == [r.path for r in digits_run.images]
+    assert np.array_equal(again.assignments.clusters, digits_run.assignments.clusters)
+
+
+def test_rerun_embeds_nothing_and_new_images_only_once(digits_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted((digits_dir / "images").rglob("digit-00[0-5]?.png")):  # 60 images
+        shutil.copy(path, folder / path.name)
+    workspace = tmp_path / "ws"
+    first = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
+    assert first.record.info["embedding"] == {"new": 60, "cached": 0}
+    again = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
+    assert again.record.info["embedding"] == {"new": 0, "cached": 60}
+    extra = imgcluster.write_digits(tmp_path / "more", limit=DIGITS_FOR_TESTS + 10)
+    for index in range(DIGITS_FOR_TESTS, DIGITS_FOR_TESTS + 10):  # new contents, not copies
+        (path,) = extra.rglob(f"digit-{index:04d}.png")
+        shutil.copy(path, folder / f"new-{path.name}")
+    grown = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
+    assert grown.record.info["embedding"] == {"new": 10, "cached": 60}
+    assert grown.record.n_images == 70
+    assert len({r.key for r in (first, again, grown)}) == 3

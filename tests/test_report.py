@@ -1,0 +1,75 @@
+"""The report opens in a real browser and shows the map and the cluster grids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgcluster
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI for the report test (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+def test_report_shows_map_and_grids_in_chromium(digits_run: imgcluster.Run, browser, tmp_path: Path) -> None:
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
+               else route.continue_())  # proves the report needs no network
+    page.goto(digits_run.outputs["report"].as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    assert errors == []
+
+    n_clusters = len(digits_run.clusters())
+    assert page.locator(".cluster").count() == n_clusters
+    assert page.locator("#legend .chip").count() == n_clusters
+    loaded = page.eval_on_selector_all(".grid img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+    assert loaded >= min(16, digits_run.record.n_images)
+    assert "efficientnet-lite0" in page.inner_text("#model")
+
+    map_png = tmp_path / "map.png"
+    page.locator("#map").screenshot(path=str(map_png))
+    pixels = np.asarray(Image.open(map_png).convert("RGB")).reshape(-1, 3)
+    coloured = pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 60]  # saturated: cluster dots
+    assert len(coloured) > 2000
+    assert len({tuple(p // 32) for p in coloured}) >= 4  # several cluster colours
+
+    # Hovering over a dot shows its thumbnail and name.
+    box = page.locator("#map").bounding_box()
+    x, y = _a_dot(pixels.reshape(Image.open(map_png).height, -1, 3))
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    tip = page.locator("#tip")
+    assert tip.is_visible() and "digit-" in tip.inner_text()
+    grid_png = tmp_path / "grid.png"
+    page.locator(".cluster").first.screenshot(path=str(grid_png))
+    grid = np.asarray(Image.open(grid_png).convert("L"))
+    assert grid.std() > 40  # dark ink on white paper, not an empty box
+
+
+def _a_dot(image: np.ndarray) -> tuple[int, int]:
+    saturated = (image.max(axis=2).astype(int) - image.min(axis=2)) > 60
+    ys, xs = np.nonzero(saturated)
+    middle = len(xs) // 2
+    return int(xs[middle]), int(ys[middle])
