@@ -25,7 +25,7 @@ import numpy as np
 from . import report as report_stage
 from .cluster import NOISE, Clusterer, make_clusterer
 from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
-from .embed import EmbedReport, embed_records, load_model
+from .embed import EmbedReport, check_name, embed_records, load_model
 from .errors import NoImages
 from .reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
 from .runs import ClusterSummary, internal_metrics, new_run_key, package_versions, summarise_clusters
@@ -180,6 +180,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
             config.cluster, method=method or ("kmeans" if k is not None else config.cluster.method), k=k))
     timings: dict[str, float] = {}
     stage = _stage_progress(progress)
+    check_name(config.embed.model)
     if not Path(path).expanduser().exists():
         raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
     ws = open_workspace(path, workspace=workspace)

@@ -58,6 +58,14 @@ def resolve_name(name: str) -> str:
     return AUTO_PREFERENCE[-1]
 
 
+def check_name(name: str) -> None:
+    """Raise UnknownName now, before any work, when ``name`` cannot name a model."""
+    if name == "auto" or name in MODELS or Path(name).expanduser().is_dir() or "/" in name:
+        return
+    raise UnknownName(f"No model called {name!r}. Choose one of: auto, {', '.join(sorted(MODELS))}, "
+                      "a Hugging Face id such as facebook/dinov2-small, or a folder saved with save_pretrained.")
+
+
 def load_model(name: str = "auto", device: str = "auto") -> Embedder:
     """Load a model by registry name, ``auto``, Hugging Face id or local folder.
 
@@ -72,7 +80,5 @@ def load_model(name: str = "auto", device: str = "auto") -> Embedder:
             return efficientnet.EfficientNetLite0(device=device)
         assert spec.source is not None
         return hf.HfImageModel(spec.source, name=spec.name, device=device, allow_download=allow_download)
-    if Path(resolved).expanduser().is_dir() or "/" in resolved:
-        return hf.HfImageModel(resolved, device=device, allow_download=allow_download)
-    raise UnknownName(f"No model called {resolved!r}. Choose one of: auto, {', '.join(sorted(MODELS))}, "
-                      "a Hugging Face id such as facebook/dinov2-small, or a folder saved with save_pretrained.")
+    check_name(resolved)
+    return hf.HfImageModel(resolved, device=device, allow_download=allow_download)
