@@ -39,6 +39,10 @@ class PcaReducer:
     def fit(self, x: np.ndarray) -> "PcaReducer":
         from sklearn.decomposition import PCA
 
+        if len(x) < 2:  # one point has no direction to project on
+            self.model_ = None
+            self.embedding_ = np.zeros((len(x), self.n_components), dtype=np.float32)
+            return self
         k = max(1, min(self.n_components, *x.shape))  # tiny inputs must still work
         self.model_ = PCA(n_components=k, random_state=self.seed).fit(x)
         self.embedding_ = _pad(self.model_.transform(x), self.n_components)
@@ -46,6 +50,8 @@ class PcaReducer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         require_fitted(self, "model_")
+        if self.model_ is None:
+            return np.zeros((len(x), self.n_components), dtype=np.float32)
         return _pad(self.model_.transform(x), self.n_components)
 
 
