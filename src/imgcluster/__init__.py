@@ -12,8 +12,8 @@ Scripting the pipeline step by step::
 or in one call, writing clusters.csv/.parquet and report.html: ``run = ic.cluster("photos/")``.
 """
 
-from .api import (Clustering, Embeddings, Reduction, Run, cluster, cluster_points, embed, load_run,
-                  open_workspace, reduce, report, scan)
+from .api import (Clustering, Embeddings, FiledImage, Reduction, Run, RunPredictor, cluster, cluster_points,
+                  embed, evaluate, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
 from .config import PRESETS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
 from .demo import write_digits
 from .embed import MODELS, load_model
@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODELS", "PRESETS", "ClusterConfig", "Clustering", "ConfigError", "EmbedConfig", "Embeddings",
-    "ImgclusterError", "ModelUnavailable", "NoImages", "ReduceConfig", "Reduction", "Run", "RunConfig",
+    "FiledImage", "ImgclusterError", "ModelUnavailable", "NoImages", "ReduceConfig", "Reduction", "Run", "RunConfig", "RunPredictor",
     "RunNotFound", "ScanConfig", "ScanResult", "UnknownName", "WorkspaceBusy", "cluster", "cluster_points",
-    "embed", "load_model", "load_run", "open_workspace", "reduce", "report", "scan", "write_digits",
+    "embed", "evaluate", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
+    "write_digits",
 ]

@@ -24,12 +24,13 @@ import numpy as np
 
 from . import report as report_stage
 from .cluster import NOISE, Clusterer, make_clusterer
+from .cluster.predictor import Prediction, Predictor
 from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
-from .embed import EmbedReport, check_name, embed_records, load_model
-from .errors import NoImages
+from .embed import EmbedReport, check_name, embed_records, load_model, normalise
+from .errors import ConfigError, ModelUnavailable, NoImages
 from .reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
-from .runs import ClusterSummary, internal_metrics, new_run_key, package_versions, summarise_clusters
-from .scan import ScanResult
+from .runs import ClusterSummary, external_metrics, internal_metrics, new_run_key, package_versions, summarise_clusters
+from .scan import ScanResult, load_rgb, sniff
 from .scan import scan as scan_folder
 from .store import Assignments, ImageRecord, RunRecord, Workspace, default_workspace
 
@@ -154,8 +155,13 @@ def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> d
 
 
 def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig()) -> Clustering:
-    """Cluster points of the clustering space; ``config.k`` selects k-means."""
-    method = "kmeans" if config.k is not None else config.method
+    """Cluster points of the clustering space; ``config.k`` selects k-means unless another
+    k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan."""
+    method = config.method
+    if config.k is not None and method in ("auto", "hdbscan"):
+        method = "kmeans"
+    elif method == "auto" and config.min_cluster_size is not None:
+        method = "hdbscan"
     params = {key: value for key, value in dataclasses.asdict(config).items() if key != "method"}
     clusterer = make_clusterer(method, **params).fit(space)
     return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
@@ -177,7 +183,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         config = dataclasses.replace(config, embed=dataclasses.replace(config.embed, model=model))
     if method is not None or k is not None:
         config = dataclasses.replace(config, cluster=dataclasses.replace(
-            config.cluster, method=method or ("kmeans" if k is not None else config.cluster.method), k=k))
+            config.cluster, method=method or config.cluster.method, k=k if k is not None else config.cluster.k))
     timings: dict[str, float] = {}
     stage = _stage_progress(progress)
     check_name(config.embed.model)
@@ -236,6 +242,11 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
               "skipped": len(skipped)})
     assignments = Assignments(image_ids, clustering.labels, clustering.probabilities,
                               reduction.map[:, 0], reduction.map[:, 1])
+    started = time.perf_counter()
+    predictor = Predictor(seed=resolved.reduce.seed).fit(
+        embedded.vectors, clustering.labels, clustering.probabilities, reduction.map, image_ids)
+    ws.write_predictor(key, *predictor.state())
+    timings["predictor"] = time.perf_counter() - started
     started = time.perf_counter()
     stage("report")(0, 1)
     outputs = _write_outputs(ws, record, embedded.images, assignments, skipped)
@@ -315,6 +326,129 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
         return _write_report(ws, run.record, run.images, run.assignments, run.skipped)
     finally:
         ws.close()
+
+
+def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Score a run (the newest when ``key`` is None) against a CSV of ``path,label`` rows and store it.
+
+    Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
+    without a label are left out and counted.
+    """
+    import csv
+
+    run = load_run(key, path=path, workspace=workspace)
+    labels_path = Path(labels).expanduser().resolve()
+    known: dict[str, str] = {}
+    with open(labels_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise ConfigError(f"{labels_path} needs a header row with the columns path,label; "
+                              f"found {reader.fieldnames}.")
+        for row in reader:
+            for base in (Path(run.record.root), labels_path.parent):
+                known.setdefault(str((base / row["path"]).resolve()), row["label"])
+    labelled = [i for i, r in enumerate(run.images) if r.path in known]
+    if not labelled:
+        raise ConfigError(f"None of the paths in {labels_path} matches an image of run {run.key}. Paths must be "
+                          f"absolute or relative to {run.record.root}.")
+    metrics = external_metrics([known[run.images[i].path] for i in labelled], run.assignments.clusters[labelled])
+    metrics["unlabelled_images"] = len(run.images) - len(labelled)
+    ws = Workspace.open(run.workspace)
+    try:
+        ws.save_evaluation(run.key, str(labels_path), metrics)
+    finally:
+        ws.close()
+    return metrics
+
+
+# -- filing new images ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FiledImage:
+    """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped."""
+
+    path: str
+    status: str
+    cluster: int
+    membership_probability: float
+    x: float
+    y: float
+    nearest_path: str | None
+    nearest_similarity: float | None
+    reason: str
+
+
+class RunPredictor:
+    """A run's persisted predictor, with the run's model loaded on first use: load once, predict many."""
+
+    def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto"):
+        self.record, self.predictor, self.paths_by_id, self.device = record, predictor, paths_by_id, device
+        self._embedder: Any = None
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            embedder = load_model(self.record.model_name, device=self.device)
+            if embedder.model_id != self.record.model_id:
+                raise ModelUnavailable(
+                    f"Run {self.record.key} was made with {self.record.model_id}, but {self.record.model_name} "
+                    f"now loads as {embedder.model_id}; its weights changed. Re-run `imgcluster cluster`.")
+            self._embedder = embedder
+        return self._embedder
+
+    def predict_vectors(self, vectors: np.ndarray) -> Prediction:
+        """File L2-normalised embeddings (m, d) of the run's model."""
+        return self.predictor.predict(vectors)
+
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FiledImage]:
+        """Decode, embed and file image files; unreadable ones come back as skipped, with the reason."""
+        paths = [str(Path(p).expanduser().resolve()) for p in paths]
+        pixels, usable, results = [], [], {}
+        for path in paths:
+            sniffed = sniff(path)
+            if sniffed.status != "ok":
+                results[path] = _skipped_file(path, sniffed.skip_reason or "unusable")
+                continue
+            try:
+                pixels.append(self.embedder.preprocess(load_rgb(path, min_side=self.embedder.input_size)))
+                usable.append(path)
+            except Exception as error:  # a damaged file is data, not a crash
+                results[path] = _skipped_file(path, f"cannot decode: {error}")
+        if usable:
+            prediction = self.predict_vectors(normalise(self.embedder.embed(np.stack(pixels))))
+            for i, path in enumerate(usable):
+                cluster_id = int(prediction.clusters[i])
+                results[path] = FiledImage(
+                    path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
+                    float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
+                    self.paths_by_id.get(int(prediction.nearest_image_id[i])),
+                    float(prediction.nearest_similarity[i]), prediction.reasons[i])
+        return [results[p] for p in paths]
+
+
+def _skipped_file(path: str, reason: str) -> FiledImage:
+    return FiledImage(path, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, reason)
+
+
+def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+                   workspace: str | os.PathLike[str] | None = None, device: str = "auto") -> RunPredictor:
+    """The persisted predictor of a run (the newest when ``key`` is None), ready to file new images."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        record = ws.run(key)
+        predictor = Predictor.from_state(*ws.read_predictor(record.key))
+        paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
+    finally:
+        ws.close()
+    return RunPredictor(record, predictor, paths_by_id, device)
+
+
+def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
+            path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
+            device: str = "auto") -> list[FiledImage]:
+    """File image files into a run's clusters (the newest run when ``run`` is None) without refitting."""
+    return load_predictor(run, path=path, workspace=workspace, device=device).predict_files(paths)
 
 
 def _under(path: str, root: str) -> bool:

@@ -83,6 +83,52 @@ def report_command(
     console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
 
 
+@app.command("predict")
+def predict_command(
+    images: Annotated[list[Path], typer.Argument(help="Image files to file into the run's clusters.")],
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: FOLDER/.imgcluster "
+                                                           "or ./.imgcluster).")] = None,
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """File new images into an existing run's clusters, without refitting."""
+    filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
+        return
+    table = Table("image", "cluster", "p", "nearest image", "similarity", "why")
+    for f in filed:
+        table.add_row(Path(f.path).name, f.status if f.cluster < 0 else str(f.cluster),
+                      f"{f.membership_probability:.2f}", Path(f.nearest_path).name if f.nearest_path else "",
+                      "" if f.nearest_similarity is None else f"{f.nearest_similarity:.2f}", f.reason)
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    labels: Annotated[Path, typer.Option(help="CSV with columns path,label (paths absolute or relative to "
+                                              "the clustered folder).")],
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score a run against known labels: NMI, ARI, homogeneity, completeness, purity (with and without noise)."""
+    metrics = api.evaluate(labels, run, path=folder, workspace=workspace)
+    if as_json:
+        console.print_json(json.dumps(metrics))
+        return
+    table = Table("images", "n", "NMI", "ARI", "homogeneity", "completeness", "purity")
+    for name, label in (("all", "all labelled (unclustered = one cluster)"), ("clustered", "clustered only")):
+        row = metrics[name]
+        table.add_row(label, str(row["n"]), *(f"{row.get(m, float('nan')):.3f}" for m in
+                                               ("nmi", "ari", "homogeneity", "completeness", "purity")))
+    console.print(table)
+    console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label.")
+
+
 @app.command("demo")
 def demo_command(
     dest: Annotated[Path, typer.Argument(help="Folder to write the demo images into.")] = Path("demo-data/digits"),
@@ -151,6 +197,11 @@ def _print_run(run: api.Run) -> None:
     if len(summaries) > 25:
         table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
     console.print(table)
+    auto = record.info["clustering"].get("auto")
+    if auto:
+        chosen = record.config["cluster"]
+        console.print(f"auto mode chose min_cluster_size={chosen['min_cluster_size']}, "
+                      f"min_samples={chosen['min_samples']}, {chosen['cluster_selection_method']}: {auto['reason']}.")
     metrics = record.info["metrics"]
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "

@@ -79,10 +79,14 @@ class ReduceConfig:
 class ClusterConfig:
     """How points in the clustering space become clusters."""
 
-    method: str = _help("hdbscan (finds the number of clusters, marks noise) or kmeans (needs k).", "hdbscan")
+    method: str = _help(
+        "hdbscan (finds the number of clusters, marks noise; min_cluster_size about 1% of the images), "
+        "auto (experimental: HDBSCAN settings chosen by a scored search, the reason stored), kmeans (needs k), "
+        "agglomerative, spectral, dbscan or optics.", "hdbscan")
     k: int | None = _help("Number of clusters for kmeans; giving it selects kmeans.", None)
     min_cluster_size: int | None = _help(
-        "Smallest group worth naming; unset picks about 1% of the images (at least 5).", None)
+        "Smallest group worth naming; unset picks about 1% of the images (at least 5). "
+        "Setting it turns auto into plain hdbscan.", None)
     min_samples: int | None = _help(
         "HDBSCAN density smoothing; larger marks more points as noise. Unset picks it from min_cluster_size.",
         None)

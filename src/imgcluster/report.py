@@ -114,6 +114,9 @@ def _settings_table(record: RunRecord) -> str:
     for stage in ("reduce", "cluster", "scan"):
         values = record.config.get(stage, {})
         rows.append((stage, ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)))
+    auto = record.info.get("clustering", {}).get("auto")
+    if auto:
+        rows.append(("auto mode", f"{auto['reason']} (scores of all {len(auto['table'])} settings in run.json)"))
     if record.config.get("preset"):
         rows.append(("preset", record.config["preset"]))
     timings = record.info.get("timings", {})

@@ -7,6 +7,7 @@ import importlib.metadata
 import platform
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,25 @@ def internal_metrics(space: np.ndarray, labels: np.ndarray, probabilities: np.nd
             space[clustered], labels[clustered], sample_size=min(sample, int(clustered.sum())),
             random_state=seed))
     return metrics
+
+
+def external_metrics(truth: Sequence[Any], clusters: np.ndarray) -> dict[str, Any]:
+    """Agreement of a run with known labels: NMI, ARI, homogeneity, completeness and purity, over all
+    labelled images (unclustered counted as one more cluster) and over the clustered ones only."""
+    from sklearn import metrics as skm
+
+    truth_array = np.asarray([str(t) for t in truth])
+    clusters = np.asarray(clusters)
+
+    def scores(mask: np.ndarray) -> dict[str, float | int]:
+        t, c = truth_array[mask], clusters[mask]
+        if len(t) == 0:
+            return {"n": 0}
+        contingency = skm.cluster.contingency_matrix(t, c)
+        return {"n": int(len(t)), "nmi": float(skm.normalized_mutual_info_score(t, c)),
+                "ari": float(skm.adjusted_rand_score(t, c)), "homogeneity": float(skm.homogeneity_score(t, c)),
+                "completeness": float(skm.completeness_score(t, c)),
+                "purity": float(contingency.max(axis=0).sum() / contingency.sum())}
+
+    return {"all": scores(np.ones(len(clusters), dtype=bool)), "clustered": scores(clusters != NOISE),
+            "noise_fraction": float((clusters == NOISE).mean()) if len(clusters) else 0.0}

@@ -11,7 +11,7 @@ from imgcluster.cluster import CLUSTERERS, NOISE, make_clusterer
 from imgcluster.errors import ConfigError, UnknownName
 from imgcluster.reduce import REDUCERS, make_reducer
 
-PARAMS = {"kmeans": {"k": 3}, "hdbscan": {}}
+PARAMS = {"kmeans": {"k": 3}, "hdbscan": {}, "auto": {}}
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_every_reducer_keeps_the_contract(name: str, blobs) -> None:
 
 
 def test_unknown_names_list_the_choices() -> None:
-    with pytest.raises(UnknownName, match="Choose one of: hdbscan, kmeans"):
+    with pytest.raises(UnknownName, match="Choose one of: auto, "):
         make_clusterer("affinity")
     with pytest.raises(UnknownName, match="Choose one of: none, pca, umap"):
         make_reducer("lda")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnknownName
+from .auto import AutoClusterer
 from .base import NOISE, Clusterer, auto_min_cluster_size
 from .hdbscan import HdbscanClusterer
 from .kmeans import KMeansClusterer
 
-CLUSTERERS: dict[str, type] = {"hdbscan": HdbscanClusterer, "kmeans": KMeansClusterer}
+CLUSTERERS: dict[str, type] = {"auto": AutoClusterer, "hdbscan": HdbscanClusterer, "kmeans": KMeansClusterer}
 
 
 def make_clusterer(name: str, **params: Any) -> Clusterer:
@@ -19,5 +20,5 @@ def make_clusterer(name: str, **params: Any) -> Clusterer:
     return CLUSTERERS[name](**params)
 
 
-__all__ = ["CLUSTERERS", "NOISE", "Clusterer", "HdbscanClusterer", "KMeansClusterer", "auto_min_cluster_size",
+__all__ = ["CLUSTERERS", "NOISE", "AutoClusterer", "Clusterer", "HdbscanClusterer", "KMeansClusterer", "auto_min_cluster_size",
            "make_clusterer"]

@@ -64,4 +64,12 @@ CREATE TABLE IF NOT EXISTS assignments(
   y REAL NOT NULL,
   PRIMARY KEY(run_key, image_id)
 );
+-- Scores of a run against known labels; runs stay immutable, evaluations accumulate beside them.
+CREATE TABLE IF NOT EXISTS evaluations(
+  id INTEGER PRIMARY KEY,
+  run_key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
+  created_at REAL NOT NULL,
+  labels_source TEXT NOT NULL,
+  metrics TEXT NOT NULL
+);
 """

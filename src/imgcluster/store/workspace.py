@@ -291,6 +291,29 @@ class Workspace:
             written.append(folder / name)
         return written
 
+    def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: bytes,
+                        params: dict[str, Any]) -> Path:
+        """Persist a run's predictor: plain arrays (npz), the faiss index bytes and its parameters."""
+        import io
+
+        folder = self.run_dir(key) / "predictor"
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        _atomic_write(folder / "arrays.npz", buffer.getvalue())
+        _atomic_write(folder / "index.faiss", index)
+        _atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=_json_default).encode())
+        return folder
+
+    def read_predictor(self, key: str) -> tuple[dict[str, np.ndarray], bytes, dict[str, Any]]:
+        """The arrays, index bytes and parameters written by ``write_predictor``."""
+        folder = self.run_dir(key) / "predictor"
+        if not (folder / "predictor.json").exists():
+            raise RunNotFound(f"Run {key!r} has no saved predictor (it was made by an older imgcluster). "
+                              "Run `imgcluster cluster` again to make one.")
+        with np.load(folder / "arrays.npz", allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return arrays, (folder / "index.faiss").read_bytes(), json.loads((folder / "predictor.json").read_text())
+
     def save_run(self, run: RunRecord, assignments: Assignments) -> None:
         """Make a finished run visible: its row and all assignments in one transaction."""
         self.write_run_file(run.key, "run.json", json.dumps(
@@ -328,6 +351,18 @@ class Workspace:
                 known = ", ".join(r.key for r in self.runs()[:5]) or "none"
                 raise RunNotFound(f"No run {key!r} in {self.path}. Recent runs: {known}.")
         return _run_from_row(row)
+
+    def save_evaluation(self, key: str, labels_source: str, metrics: dict[str, Any]) -> None:
+        """Record how a run scores against known labels."""
+        with self._db:
+            self._db.execute("INSERT INTO evaluations(run_key, created_at, labels_source, metrics) VALUES(?,?,?,?)",
+                             (key, time.time(), labels_source, json.dumps(metrics, default=_json_default)))
+
+    def evaluations(self, key: str) -> list[dict[str, Any]]:
+        """Past evaluations of a run, oldest first."""
+        rows = self._db.execute("SELECT created_at, labels_source, metrics FROM evaluations WHERE run_key=? "
+                                "ORDER BY id", (key,)).fetchall()
+        return [{"created_at": r[0], "labels_source": r[1], "metrics": json.loads(r[2])} for r in rows]
 
     def assignments(self, key: str) -> Assignments:
         rows = self._db.execute(

@@ -1,0 +1,70 @@
+"""The persisted predictor files new images into a run's clusters without refitting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import imgcluster
+from imgcluster.cluster.predictor import Predictor
+
+
+def test_predictor_round_trip_in_a_new_process(digits_dir: Path, digits_run: imgcluster.Run) -> None:
+    sample = digits_run.images[::10]
+    result = subprocess.run(
+        [sys.executable, "-m", "imgcluster.cli", "predict", *[r.path for r in sample], "--run", digits_run.key,
+         "--folder", str(digits_dir / "images"), "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    filed = json.loads(result.stdout)
+    fitted = dict(zip([r.path for r in digits_run.images], digits_run.assignments.clusters.tolist()))
+    agreement = np.mean([f["cluster"] == fitted[f["path"]] for f in filed])
+    assert len(filed) == len(sample) and agreement >= 0.95
+
+
+def test_held_out_images_land_in_the_cluster_the_fit_gave_them(digits_dir: Path, digits_run: imgcluster.Run) -> None:
+    """Honest check: fit the predictor without 20% of the images, then file those."""
+    ws = imgcluster.open_workspace(digits_dir / "images")
+    vectors = ws.load_embeddings(digits_run.record.model_id, [r.content_hash for r in digits_run.images])
+    ws.close()
+    a = digits_run.assignments
+    held = np.zeros(len(vectors), dtype=bool)
+    held[::5] = True
+    clustered = a.clusters != -1
+    predictor = Predictor().fit(vectors[~held], a.clusters[~held], a.membership_probability[~held],
+                                np.c_[a.x, a.y][~held], a.image_ids[~held])
+    prediction = predictor.predict(vectors[held])
+    both = clustered[held]
+    agreement = np.mean(prediction.clusters[both] == a.clusters[held][both])
+    print(f"held-out agreement with the fit: {agreement:.3f}")
+    assert agreement >= 0.85
+    distance = np.hypot(prediction.x - a.x[held], prediction.y - a.y[held])
+    assert np.median(distance) < 0.1 * np.ptp(a.x)  # placed near where the fit put them
+
+
+def test_far_away_and_broken_images_are_not_forced_into_a_cluster(digits_dir: Path, digits_run: imgcluster.Run,
+                                                                  tmp_path: Path) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "sunset.jpg"
+    gradient = np.linspace(0, 255, 200 * 200 * 3).reshape(200, 200, 3).astype(np.uint8)
+    Image.fromarray(gradient[..., ::-1]).save(photo)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo.read_bytes()[:300])
+    predictor = imgcluster.load_predictor(digits_run.key, path=digits_dir / "images")
+    far, damaged, known = predictor.predict_files([photo, broken, digits_run.images[0].path])
+    assert far.status == "unassigned" and "far from every image" in far.reason
+    assert damaged.status == "skipped" and damaged.reason
+    assert known.cluster == digits_run.assignments.clusters[0]
+    assert known.nearest_path == digits_run.images[0].path and known.nearest_similarity > 0.999
+
+
+def test_predictor_state_round_trips_without_pickle() -> None:
+    vectors = np.eye(3, 1280, dtype=np.float32)
+    predictor = Predictor().fit(vectors, np.array([0, 0, 1]), np.ones(3), np.zeros((3, 2)), np.arange(3))
+    arrays, index, params = predictor.state()
+    again = Predictor.from_state(arrays, index, params)
+    assert np.array_equal(again.predict(vectors).clusters, [0, 0, 1])
