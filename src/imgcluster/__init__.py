@@ -13,7 +13,7 @@ or in one call, writing clusters.csv/.parquet and report.html: ``run = ic.cluste
 """
 
 from .api import (Clustering, Embeddings, FiledImage, Reduction, Run, RunPredictor, cluster, cluster_points,
-                  embed, evaluate, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
+                  embed, evaluate, fit_clusters, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
 from .config import PRESETS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
 from .demo import write_digits
 from .embed import MODELS, load_model
@@ -27,6 +27,6 @@ __all__ = [
     "MODELS", "PRESETS", "ClusterConfig", "Clustering", "ConfigError", "EmbedConfig", "Embeddings",
     "FiledImage", "ImgclusterError", "ModelUnavailable", "NoImages", "ReduceConfig", "Reduction", "Run", "RunConfig", "RunPredictor",
     "RunNotFound", "ScanConfig", "ScanResult", "UnknownName", "WorkspaceBusy", "cluster", "cluster_points",
-    "embed", "evaluate", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
+    "embed", "evaluate", "fit_clusters", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
     "write_digits",
 ]

@@ -136,7 +136,8 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduct
         knn = nearest_neighbors(vectors, n_neighbors, config.metric, config.seed)
     umap_params = {"n_neighbors": config.n_neighbors, "metric": config.metric, "n_epochs": config.n_epochs,
                    "seed": config.seed, "knn": knn}
-    params = {"umap": umap_params, "pca": {"seed": config.seed}, "none": {}}
+    params = {"umap": umap_params, "pca": {"seed": config.seed}, "tsne": {"seed": config.seed, "metric": config.metric},
+              "none": {}}
     space_reducer = make_reducer(config.method, n_components=config.n_components,
                                  **_for(config.method, params, min_dist=config.min_dist))
     space_reducer.fit(vectors)
@@ -165,6 +166,56 @@ def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig()) -
     params = {key: value for key, value in dataclasses.asdict(config).items() if key != "method"}
     clusterer = make_clusterer(method, **params).fit(space)
     return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+
+
+def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
+                 cluster_config: ClusterConfig = ClusterConfig(), *, timings: dict[str, float] | None = None,
+                 progress: StageProgress | None = None) -> tuple[Reduction, Clustering]:
+    """Reduce and cluster L2-normalised ``vectors`` (n, d); results cover all n points.
+
+    Above ``reduce_config.fit_sample`` points, UMAP and the clusterer are fitted on a seeded random
+    sample and every other point is filed by the k-NN predictor (cluster, probability, and its
+    clustering-space and map positions as similarity-weighted means of its neighbours'): the seed
+    article's "fit on a sample, transform the rest", without UMAP's slow transform.
+    """
+    timings = {} if timings is None else timings
+    stage = _stage_progress(progress)
+    n = len(vectors)
+    sampled = 0 < reduce_config.fit_sample < n
+    rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
+            if sampled else np.arange(n))
+    started = time.perf_counter()
+    stage("reduce")(0, 1)
+    reduction = reduce(vectors[rows], reduce_config)
+    stage("reduce")(1, 1)
+    timings["reduce"] = time.perf_counter() - started
+    started = time.perf_counter()
+    stage("cluster")(0, 1)
+    clustering = cluster_points(reduction.space, cluster_config)
+    stage("cluster")(1, 1)
+    timings["cluster"] = time.perf_counter() - started
+    if not sampled:
+        return reduction, clustering
+    started = time.perf_counter()
+    rest = np.setdiff1d(np.arange(n), rows)
+    predictor = Predictor(seed=reduce_config.seed).fit(
+        vectors[rows], clustering.labels, clustering.probabilities, reduction.map, rows)
+    labels = np.empty(n, dtype=np.int64)
+    probabilities = np.empty(n)
+    space = np.empty((n, reduction.space.shape[1]), dtype=np.float32)
+    map_xy = np.empty((n, 2), dtype=np.float32)
+    labels[rows], probabilities[rows] = clustering.labels, clustering.probabilities
+    space[rows], map_xy[rows] = reduction.space, reduction.map
+    for start in range(0, len(rest), 10_000):
+        chunk = rest[start:start + 10_000]
+        filed = predictor.predict(vectors[chunk])
+        labels[chunk], probabilities[chunk] = filed.clusters, filed.membership_probability
+        space[chunk], map_xy[chunk] = filed.place(reduction.space), np.c_[filed.x, filed.y]
+        stage("file")(start + len(chunk), len(rest))
+    timings["file_rest"] = time.perf_counter() - started
+    params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=len(rest))
+    return (Reduction(space, map_xy, reduction.space_reducer, reduction.map_reducer),
+            Clustering(labels, probabilities, clustering.clusterer, params))
 
 
 # -- the whole job --------------------------------------------------------------------------------
@@ -202,16 +253,8 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         timings["embed"] = time.perf_counter() - started
         if not embedded.images:
             raise NoImages(_no_images_message(scan(path, workspace=ws, config=config.scan)))
-        started = time.perf_counter()
-        stage("reduce")(0, 1)
-        reduction = reduce(embedded.vectors, config.reduce)
-        stage("reduce")(1, 1)
-        timings["reduce"] = time.perf_counter() - started
-        started = time.perf_counter()
-        stage("cluster")(0, 1)
-        clustering = cluster_points(reduction.space, config.cluster)
-        stage("cluster")(1, 1)
-        timings["cluster"] = time.perf_counter() - started
+        reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
+                                             progress=progress)
         resolved = dataclasses.replace(
             config, embed=dataclasses.replace(config.embed, model=embedded.model["name"]),
             cluster=dataclasses.replace(config.cluster, **{

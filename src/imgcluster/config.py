@@ -57,18 +57,24 @@ class EmbedConfig:
 class ReduceConfig:
     """The space clustering runs in, and the 2-D map."""
 
-    method: str = _help("Reducer for the clustering space: umap, pca or none.", "umap")
+    method: str = _help("Reducer for the clustering space: umap, pca or none (cluster the embeddings "
+                        "themselves).", "umap")
     n_components: int = _help("Dimensions of the clustering space; 2-50 (5 works well with HDBSCAN).", 5)
     n_neighbors: int | None = _help(
         "UMAP neighbourhood size; unset picks 15, capped below the number of images.", None)
     min_dist: float = _help("UMAP min_dist for the clustering space (0 packs clusters tightly).", 0.0)
     n_epochs: int | None = _help("UMAP optimisation epochs; unset lets umap-learn choose.", None)
     metric: str = _help("Distance between embeddings: cosine or euclidean.", "cosine")
-    map_method: str = _help("Reducer for the 2-D map: umap or pca.", "umap")
+    map_method: str = _help("Reducer for the 2-D map: umap, tsne or pca.", "umap")
     map_min_dist: float = _help("UMAP min_dist for the 2-D map (0.1 keeps points readable).", 0.1)
     seed: int = _help("Random seed; the same seed gives the same result.", 0)
+    fit_sample: int = _help(
+        "Above this many images, reduce and cluster a random sample of this size and file the rest with "
+        "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000.", 25_000)
 
     def __post_init__(self) -> None:
+        if self.fit_sample < 0:
+            raise ConfigError(f"fit_sample must be 0 (fit everything) or a sample size; got {self.fit_sample}.")
         if self.n_components < 1:
             raise ConfigError(f"n_components must be at least 1; got {self.n_components}.")
         if self.n_neighbors is not None and self.n_neighbors < 2:

@@ -11,7 +11,9 @@ from imgcluster.cluster import CLUSTERERS, NOISE, make_clusterer
 from imgcluster.errors import ConfigError, UnknownName
 from imgcluster.reduce import REDUCERS, make_reducer
 
-PARAMS = {"kmeans": {"k": 3}, "hdbscan": {}, "auto": {}}
+PARAMS = {"kmeans": {"k": 3}, "hdbscan": {}, "auto": {}, "agglomerative": {"k": 3}, "dbscan": {}, "optics": {},
+          "spectral": {"k": 3}}
+REDUCER_PARAMS = {"umap": {"n_components": 4}, "pca": {"n_components": 4}, "tsne": {"n_components": 2}, "none": {}}
 
 
 @pytest.fixture
@@ -42,25 +44,83 @@ def test_hdbscan_marks_far_away_points_as_noise(blobs) -> None:
     assert (fitted.labels_[-3:] == NOISE).all()
 
 
-def test_kmeans_without_k_says_what_to_do() -> None:
-    with pytest.raises(ConfigError, match="pass --k N"):
-        make_clusterer("kmeans")
+@pytest.mark.parametrize("name", ["kmeans", "agglomerative", "spectral"])
+def test_clusterers_that_need_k_say_what_to_do(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} needs k, the number of clusters: pass --k N"):
+        make_clusterer(name)
+
+
+def test_agglomerative_cuts_at_a_distance_instead_of_k(blobs) -> None:
+    x, y = blobs
+    fitted = make_clusterer("agglomerative", distance_threshold=20.0).fit(x)
+    assert adjusted_rand_score(y, fitted.labels_) > 0.95
+    assert fitted.describe()["k"] == 3  # the number the cut produced
+    with pytest.raises(ConfigError, match="ward linkage works on euclidean distances only"):
+        make_clusterer("agglomerative", k=3, metric="cosine")
+
+
+def test_agglomerative_on_many_points_merges_along_a_neighbour_graph() -> None:
+    x, y = make_blobs(n_samples=6_000, centers=4, n_features=5, cluster_std=0.8, random_state=1)
+    fitted = make_clusterer("agglomerative", k=4).fit(x)
+    assert fitted.labels_.shape == (6_000,)
+    assert fitted.describe()["connectivity"] == "15-nn graph"
+    assert adjusted_rand_score(y, fitted.labels_) > 0.95
+
+
+def test_dbscan_records_the_eps_it_chose(blobs) -> None:
+    x, _ = blobs
+    chosen = make_clusterer("dbscan").fit(x).describe()
+    assert chosen["eps_source"] == "auto" and chosen["eps"] > 0
+    given = make_clusterer("dbscan", eps=chosen["eps"]).fit(x)
+    assert given.describe()["eps"] == chosen["eps"] and given.describe()["eps_source"] == "given"
+
+
+def test_dbscan_probabilities_separate_core_border_and_noise(blobs) -> None:
+    x, _ = blobs
+    outlier = np.full((1, x.shape[1]), 1000.0, dtype=np.float32)
+    fitted = make_clusterer("dbscan").fit(np.vstack([x, outlier]))
+    assert fitted.labels_[-1] == NOISE and fitted.probabilities_[-1] == 0.0
+    border = (fitted.labels_ != NOISE) & (fitted.probabilities_ < 1)
+    assert border.any()
+    assert ((fitted.probabilities_[border] > 0) & (fitted.probabilities_[border] < 1)).all()
+    labels, probabilities = fitted.predict(outlier)
+    assert labels.tolist() == [NOISE] and probabilities.tolist() == [0.0]
+
+
+def test_tsne_refuses_a_clustering_space_it_cannot_embed() -> None:
+    with pytest.raises(ConfigError, match="t-SNE embeds in 1 to 3 dimensions; got n_components=5"):
+        make_reducer("tsne", n_components=5)
+
+
+def test_tsne_places_new_points_next_to_their_twins(blobs) -> None:
+    x, _ = blobs
+    fitted = make_reducer("tsne", seed=0).fit(x)
+    spread = np.ptp(fitted.embedding_, axis=0).max()
+    assert np.abs(fitted.transform(x[:5] + 0.01) - fitted.embedding_[:5]).max() < 0.05 * spread
+
+
+def test_tsne_caps_perplexity_on_tiny_inputs(blobs) -> None:
+    x, _ = blobs
+    fitted = make_reducer("tsne", perplexity=30, seed=0).fit(x[:12])
+    assert fitted.perplexity_ < 12 / 3
+    assert fitted.embedding_.shape == (12, 2)
 
 
 @pytest.mark.parametrize("name", sorted(REDUCERS))
 def test_every_reducer_keeps_the_contract(name: str, blobs) -> None:
     x, _ = blobs
-    reducer = make_reducer(name, n_components=4, seed=0) if name != "none" else make_reducer(name)
-    fitted = reducer.fit(x)
-    width = x.shape[1] if name == "none" else 4
+    params = REDUCER_PARAMS[name]
+    fitted = make_reducer(name, seed=0, **params).fit(x)
+    width = params.get("n_components", x.shape[1])
     assert fitted.embedding_.shape == (len(x), width)
     assert fitted.transform(x[:5]).shape == (5, width)
-    again = (make_reducer(name, n_components=4, seed=0) if name != "none" else make_reducer(name)).fit(x)
+    again = make_reducer(name, seed=0, **params).fit(x)
     assert np.allclose(fitted.embedding_, again.embedding_, atol=1e-4)
 
 
 def test_unknown_names_list_the_choices() -> None:
-    with pytest.raises(UnknownName, match="Choose one of: auto, "):
+    with pytest.raises(UnknownName, match="Choose one of: agglomerative, auto, dbscan, hdbscan, kmeans, optics, "
+                                          "spectral"):
         make_clusterer("affinity")
-    with pytest.raises(UnknownName, match="Choose one of: none, pca, umap"):
+    with pytest.raises(UnknownName, match="Choose one of: none, pca, tsne, umap"):
         make_reducer("lda")

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnknownName
+from .agglomerative import AgglomerativeClusterer
 from .auto import AutoClusterer
 from .base import NOISE, Clusterer, auto_min_cluster_size
+from .density import DbscanClusterer, OpticsClusterer
 from .hdbscan import HdbscanClusterer
 from .kmeans import KMeansClusterer
+from .spectral import SpectralClusterer
 
-CLUSTERERS: dict[str, type] = {"auto": AutoClusterer, "hdbscan": HdbscanClusterer, "kmeans": KMeansClusterer}
+CLUSTERERS: dict[str, type] = {"auto": AutoClusterer, "hdbscan": HdbscanClusterer, "kmeans": KMeansClusterer,
+                               "agglomerative": AgglomerativeClusterer, "dbscan": DbscanClusterer,
+                               "optics": OpticsClusterer, "spectral": SpectralClusterer}
 
 
 def make_clusterer(name: str, **params: Any) -> Clusterer:
@@ -20,5 +25,6 @@ def make_clusterer(name: str, **params: Any) -> Clusterer:
     return CLUSTERERS[name](**params)
 
 
-__all__ = ["CLUSTERERS", "NOISE", "AutoClusterer", "Clusterer", "HdbscanClusterer", "KMeansClusterer", "auto_min_cluster_size",
+__all__ = ["CLUSTERERS", "NOISE", "AgglomerativeClusterer", "AutoClusterer", "Clusterer", "DbscanClusterer",
+           "HdbscanClusterer", "KMeansClusterer", "OpticsClusterer", "SpectralClusterer", "auto_min_cluster_size",
            "make_clusterer"]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .base import assignment_margin
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,12 @@ class KMeansClusterer:
             log.warning("k=%d is more than the %d images; using k=%d", self.k, len(x), self.k_)
         self.model_ = KMeans(n_clusters=self.k_, random_state=self.seed, n_init="auto").fit(x)
         self.labels_ = self.model_.labels_.astype(np.int64)
-        self.probabilities_ = self._margin(self.model_.transform(x))
+        self.probabilities_ = assignment_margin(self.model_.transform(x))
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         distances = self.model_.transform(x)
-        return distances.argmin(axis=1).astype(np.int64), self._margin(distances)
-
-    @staticmethod
-    def _margin(distances: np.ndarray) -> np.ndarray:
-        if distances.shape[1] < 2:
-            return np.ones(len(distances))
-        two = np.partition(distances, 1, axis=1)[:, :2]
-        return np.clip(1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12), 0.0, 1.0)
+        return distances.argmin(axis=1).astype(np.int64), assignment_margin(distances)
 
     def describe(self) -> dict[str, object]:
         return {"method": "kmeans", "k": getattr(self, "k_", self.k), "seed": self.seed}

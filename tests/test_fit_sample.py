@@ -1,0 +1,33 @@
+"""Large collections: fit on a sample, file the rest with the predictor; results cover every image."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+import imgcluster
+
+
+def unit_blobs(n: int, centres: int = 6, d: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    middle = rng.normal(size=(centres, d))
+    truth = rng.integers(0, centres, n)
+    x = middle[truth] + rng.normal(scale=0.25, size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), truth
+
+
+def test_sampled_fit_files_every_point_consistently() -> None:
+    x, truth = unit_blobs(3000)
+    reduce_config = imgcluster.ReduceConfig(fit_sample=800)
+    reduction, clustering = imgcluster.fit_clusters(x, reduce_config, imgcluster.ClusterConfig())
+    assert clustering.labels.shape == (3000,) and reduction.map.shape == (3000, 2)
+    assert reduction.space.shape == (3000, 5)
+    assert clustering.params["fit_sample"] == 800 and clustering.params["filed_by_predictor"] == 2200
+    assert adjusted_rand_score(truth, clustering.labels) > 0.9
+    assert np.isfinite(reduction.map).all() and np.isfinite(reduction.space).all()
+
+
+def test_no_sampling_below_the_threshold() -> None:
+    x, _ = unit_blobs(300)
+    _, clustering = imgcluster.fit_clusters(x, imgcluster.ReduceConfig(fit_sample=1000))
+    assert "fit_sample" not in clustering.params
