@@ -141,8 +141,8 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduct
     space_reducer = make_reducer(config.method, n_components=config.n_components,
                                  **_for(config.method, params, min_dist=config.min_dist))
     space_reducer.fit(vectors)
-    map_reducer = make_reducer(config.map_method, n_components=2,
-                               **_for(config.map_method, params, min_dist=config.map_min_dist))
+    map_reducer = make_reducer(config.map_method, n_components=2, **_for(
+        config.map_method, params, min_dist=config.map_min_dist, n_epochs=config.map_n_epochs))
     map_reducer.fit(vectors)
     return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
                      np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)

@@ -67,10 +67,13 @@ class ReduceConfig:
     metric: str = _help("Distance between embeddings: cosine or euclidean.", "cosine")
     map_method: str = _help("Reducer for the 2-D map: umap, tsne or pca.", "umap")
     map_min_dist: float = _help("UMAP min_dist for the 2-D map (0.1 keeps points readable).", 0.1)
+    map_n_epochs: int | None = _help(
+        "UMAP epochs for the 2-D map; the map is for the eye, so fewer than the clustering space. "
+        "Unset lets umap-learn choose.", 100)
     seed: int = _help("Random seed; the same seed gives the same result.", 0)
     fit_sample: int = _help(
         "Above this many images, reduce and cluster a random sample of this size and file the rest with "
-        "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000.", 25_000)
+        "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000.", 15_000)
 
     def __post_init__(self) -> None:
         if self.fit_sample < 0:
@@ -142,7 +145,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "ifunny": {
         "reduce": {"method": "umap", "n_neighbors": 70, "n_epochs": 300, "min_dist": 0.03,
-                   "n_components": 5, "seed": 35, "metric": "euclidean"},
+                   "n_components": 5, "seed": 35, "metric": "euclidean", "fit_sample": 0,
+                   "map_n_epochs": None},
         "cluster": {"method": "hdbscan", "min_cluster_size": 1000, "alpha": 2.0,
                     "cluster_selection_method": "leaf"},
     },

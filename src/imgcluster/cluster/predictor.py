@@ -8,7 +8,8 @@ works the same for every clusterer, including those with no ``predict`` of their
 
 An image identical to a training image gets that image's stored assignment, so predictions on the
 fit's own points agree with the fit. An image far from every training image (less similar to its
-nearest neighbour than 99% of training images are to theirs) is left unassigned, with the reason.
+nearest neighbour than 99% of clustered training images are to theirs, or than half the median of
+those) is left unassigned, with the reason.
 """
 
 from __future__ import annotations
@@ -71,9 +72,16 @@ class Predictor:
         if n < 3:
             return -1.0
         rng = np.random.default_rng(self.seed)
-        sample = vectors[rng.choice(n, size=min(n, 2000), replace=False)]
+        # Measured on clustered images only: unclustered ones sit far from everything, and letting
+        # them set the bar would file background noise into clusters.
+        pool = np.flatnonzero(self.clusters_ != NOISE)
+        pool = pool if len(pool) >= 3 else np.arange(n)
+        sample = vectors[rng.choice(pool, size=min(len(pool), 2000), replace=False)]
         similarity, _ = self.index_.search(sample, 2)
-        return float(np.quantile(similarity[:, 1], self.outlier_quantile))  # column 0 is the point itself
+        nearest = similarity[:, 1]  # column 0 is the point itself
+        # Half the typical nearest-image similarity also bounds it: a collection whose clusters
+        # swallowed background noise would otherwise set the bar at the noise's own level.
+        return float(max(np.quantile(nearest, self.outlier_quantile), 0.5 * np.median(nearest)))
 
     def predict(self, vectors: np.ndarray) -> Prediction:
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
