@@ -46,3 +46,20 @@ def test_models_lists_the_bundled_default_as_available() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["efficientnet-lite0"]["available"] is True
     assert rows["clip-vit-b32"]["source"] == "openai/clip-vit-base-patch32"
+
+
+def test_options_given_with_a_preset_win_and_bad_settings_fail_before_any_work(photos: Path) -> None:
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--preset", "ifunny",
+                        "--min-cluster-size", "3", "--seed", "7", "--json")
+    assert result.returncode == 0, result.stderr
+    run_json = json.loads(Path(json.loads(result.stdout)["outputs"]["csv"]).with_name("run.json").read_text())
+    assert run_json["config"]["preset"] == "ifunny"
+    assert run_json["config"]["cluster"]["min_cluster_size"] == 3  # not the preset's 1000
+    assert run_json["config"]["reduce"]["seed"] == 7 and run_json["config"]["reduce"]["n_neighbors"] == 70
+    untouched = photos.parent / "never-created"
+    result = imgcluster("cluster", str(photos), "--method", "spectral", "--workspace", str(untouched))
+    assert result.returncode == 2 and "needs k" in result.stderr
+    assert not untouched.exists()  # refused before scanning or embedding anything
+    key = json.loads(imgcluster("cluster", str(photos), "--k", "2", "--run-key", "first", "--json").stdout)["run"]
+    again = imgcluster("cluster", str(photos), "--k", "2", "--run-key", key)
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,14 +159,18 @@ def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> d
 def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig()) -> Clustering:
     """Cluster points of the clustering space; ``config.k`` selects k-means unless another
     k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan."""
+    clusterer = _make_clusterer(config).fit(space)
+    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+
+
+def _make_clusterer(config: ClusterConfig) -> Clusterer:
     method = config.method
     if config.k is not None and method in ("auto", "hdbscan"):
         method = "kmeans"
     elif method == "auto" and config.min_cluster_size is not None:
         method = "hdbscan"
-    params = {key: value for key, value in dataclasses.asdict(config).items() if key != "method"}
-    clusterer = make_clusterer(method, **params).fit(space)
-    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+    return make_clusterer(method, **{key: value for key, value in dataclasses.asdict(config).items()
+                                     if key != "method"})
 
 
 def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
@@ -237,12 +242,15 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
             config.cluster, method=method or config.cluster.method, k=k if k is not None else config.cluster.k))
     timings: dict[str, float] = {}
     stage = _stage_progress(progress)
-    check_name(config.embed.model)
+    _check_before_work(config, run_key)
     if not Path(path).expanduser().exists():
         raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
     ws = open_workspace(path, workspace=workspace)
     try:
         ws.lock()
+        if run_key is not None and run_key in {r.key for r in ws.runs()}:
+            raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
+                              "Pick another --run-key.")
         started = time.perf_counter()
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
         timings["scan"] = time.perf_counter() - started
@@ -265,6 +273,16 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         return run
     finally:
         ws.close()
+
+
+def _check_before_work(config: RunConfig, run_key: str | None) -> None:
+    """Refuse bad names and settings now, not after hours of embedding."""
+    check_name(config.embed.model)
+    for name in (config.reduce.method, config.reduce.map_method):
+        make_reducer(name)  # raises UnknownName with the choices
+    _make_clusterer(config.cluster)  # unknown method, or kmeans/spectral without k
+    if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_key):
+        raise ConfigError(f"Run key {run_key!r} may hold only letters, digits, '.', '_' and '-' (at most 64).")
 
 
 def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction: Reduction,
@@ -444,22 +462,22 @@ class RunPredictor:
         """File L2-normalised embeddings (m, d) of the run's model."""
         return self.predictor.predict(vectors)
 
-    def predict_files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FiledImage]:
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]], batch_size: int = 32) -> list[FiledImage]:
         """Decode, embed and file image files; unreadable ones come back as skipped, with the reason."""
         paths = [str(Path(p).expanduser().resolve()) for p in paths]
-        pixels, usable, results = [], [], {}
-        for path in paths:
-            sniffed = sniff(path)
-            if sniffed.status != "ok":
-                results[path] = _skipped_file(path, sniffed.skip_reason or "unusable")
+        embedder = self.embedder  # outside the per-file guard: a missing model is an error, not a skip
+        results: dict[str, FiledImage] = {}
+        for start in range(0, len(paths), batch_size):
+            pixels, usable = [], []
+            for path in paths[start:start + batch_size]:
+                try:
+                    pixels.append(embedder.preprocess(load_rgb(path, min_side=embedder.input_size)))
+                    usable.append(path)
+                except Exception as error:  # a damaged file is data, not a crash
+                    results[path] = _skipped_file(path, _unusable_reason(path, error))
+            if not usable:
                 continue
-            try:
-                pixels.append(self.embedder.preprocess(load_rgb(path, min_side=self.embedder.input_size)))
-                usable.append(path)
-            except Exception as error:  # a damaged file is data, not a crash
-                results[path] = _skipped_file(path, f"cannot decode: {error}")
-        if usable:
-            prediction = self.predict_vectors(normalise(self.embedder.embed(np.stack(pixels))))
+            prediction = self.predict_vectors(normalise(embedder.embed(np.stack(pixels))))
             for i, path in enumerate(usable):
                 cluster_id = int(prediction.clusters[i])
                 results[path] = FiledImage(
@@ -468,6 +486,12 @@ class RunPredictor:
                     self.paths_by_id.get(int(prediction.nearest_image_id[i])),
                     float(prediction.nearest_similarity[i]), prediction.reasons[i])
         return [results[p] for p in paths]
+
+
+def _unusable_reason(path: str, error: Exception) -> str:
+    """The scan's own words for a file it would skip, else the decoder's."""
+    sniffed = sniff(path)
+    return sniffed.skip_reason if sniffed.status != "ok" and sniffed.skip_reason else f"cannot decode: {error}"
 
 
 def _skipped_file(path: str, reason: str) -> FiledImage:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import api
-from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
+from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
 from .demo import write_digits
 from .embed import MODELS, weights_available
 from .errors import ImgclusterError
@@ -43,29 +43,33 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show w
 def cluster_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
-    method: Annotated[str, typer.Option(help=_help(ClusterConfig, "method"))] = "hdbscan",
+    method: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "method"))] = None,
     k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
     min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default or ifunny (the seed article's "
-                                                       "UMAP+HDBSCAN settings).")] = None,
+                                                       "UMAP+HDBSCAN settings); other options override it.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
     batch_size: Annotated[int, typer.Option(help=_help(EmbedConfig, "batch_size"))] = 32,
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
-    seed: Annotated[int, typer.Option(help=_help(ReduceConfig, "seed"))] = 0,
+    seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
     min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan, embed, reduce and cluster the images under PATH; write clusters.csv/.parquet and report.html."""
-    config = RunConfig(
-        scan=ScanConfig(min_side=min_side),
-        embed=EmbedConfig(model=model, batch_size=batch_size, device=device),
-        reduce=ReduceConfig(seed=seed),
-        cluster=ClusterConfig(method=method, k=k, min_cluster_size=min_cluster_size, seed=seed))
+    # The preset first, then only the options the user gave: --preset ifunny --seed 3 keeps the seed.
+    config = apply_preset(RunConfig(), preset)
+    cluster_given = {name: value for name, value in
+                     (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed))
+                     if value is not None}
+    config = dataclasses.replace(
+        config, scan=dataclasses.replace(config.scan, min_side=min_side),
+        embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device),
+        reduce=dataclasses.replace(config.reduce, **({"seed": seed} if seed is not None else {})),
+        cluster=dataclasses.replace(config.cluster, **cluster_given))
     with _progress(enabled=not as_json) as on_progress:
-        run = api.cluster(path, preset=preset, workspace=workspace, config=config, run_key=run_key,
-                          progress=on_progress)
+        run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress)
     if as_json:
         console.print_json(json.dumps(_run_json(run)))
         return

@@ -102,7 +102,8 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
 
 
 def _changed(path: str, record: ImageRecord | None) -> bool:
-    if record is None or record.status == "missing":
+    # Scan-stage verdicts depend on the settings (--min-side, max_pixels), so they are re-checked.
+    if record is None or record.status == "missing" or record.skip_stage == "scan":
         return True
     try:
         stat = os.stat(path)
@@ -188,17 +189,20 @@ def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(handle)
-    if image.size[0] * image.size[1] > max_pixels:
-        raise ValueError(f"too large: {image.size[0]}×{image.size[1]} px")
-    if min_side and image.format == "JPEG":
-        image.draft("RGB", (min_side, min_side))
-    image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not cost the picture
-        log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
-    return to_rgb(image)
+        opened = Image.open(handle)
+    with opened as image:  # closes the file on every path, multi-frame formats included
+        if image.size[0] * image.size[1] > max_pixels:
+            raise ValueError(f"too large: {image.size[0]}×{image.size[1]} px")
+        if min_side and image.format == "JPEG":
+            image.draft("RGB", (min_side, min_side))
+        image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
+        try:
+            oriented = ImageOps.exif_transpose(image)
+        except Exception:  # a broken EXIF block must not cost the picture
+            log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
+            oriented = image
+        rgb = to_rgb(oriented)
+        return rgb.copy() if rgb is image else rgb
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

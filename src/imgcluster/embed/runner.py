@@ -63,7 +63,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     log.info("embedding %d images with %s (%d already cached)", len(todo), embedder.name, done)
     if progress:
         progress(done, total)
-    have_thumbs = set(workspace.thumbnails(h for h, _ in todo))
+    have_thumbs = workspace.thumbnail_hashes(h for h, _ in todo)
 
     def prepare(item: tuple[str, str]) -> _Prepared:
         content_hash, path = item

@@ -253,6 +253,15 @@ class Workspace:
             out[list(positions)] = data[list(rows)]
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
+    def thumbnail_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Which of ``hashes`` already have a thumbnail (without reading the images)."""
+        found: set[str] = set()
+        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+            rows = self._db.execute(
+                f"SELECT content_hash FROM thumbnails WHERE content_hash IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
     def thumbnails(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """JPEG thumbnails by content hash (those that exist)."""
         result: dict[str, bytes] = {}
