@@ -147,7 +147,7 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
     if width * height > config.max_pixels:
         return _skipped(path, size, mtime, content_hash,
                         f"too large: {width}×{height} px is over the limit of {config.max_pixels:,} px "
-                        "(raise --max-pixels to include it)", fmt=fmt, width=width, height=height)
+                        "(raise ScanConfig.max_pixels to include it)", fmt=fmt, width=width, height=height)
     return ScannedFile(path, size, mtime, content_hash, fmt, width, height, "ok")
 
 

@@ -290,14 +290,11 @@ class Workspace:
         import pyarrow.parquet as pq
 
         arrow = pa.table(table)
-        folder = self.run_dir(key)
-        folder.mkdir(parents=True, exist_ok=True)
         written = []
         for name, writer in (("clusters.csv", pacsv.write_csv), ("clusters.parquet", pq.write_table)):
-            tmp = folder / f".tmp-{name}"
-            writer(arrow, str(tmp))
-            os.replace(tmp, folder / name)
-            written.append(folder / name)
+            buffer = pa.BufferOutputStream()
+            writer(arrow, buffer)
+            written.append(self.write_run_file(key, name, buffer.getvalue().to_pybytes()))
         return written
 
     def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: bytes,
