@@ -112,3 +112,10 @@ def test_a_folder_without_images_says_so(tmp_path: Path) -> None:
         imgcluster.cluster(tmp_path, model="efficientnet-lite0")
     with pytest.raises(imgcluster.NoImages, match="does not exist"):
         imgcluster.cluster(tmp_path / "nowhere", model="efficientnet-lite0")
+
+
+def test_a_folder_whose_images_all_fail_to_decode_says_why(tmp_path: Path) -> None:
+    whole = jpeg_bytes(photo(1, (300, 200)))
+    (tmp_path / "half.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(imgcluster.NoImages, match="half.jpg: truncated"):
+        imgcluster.cluster(tmp_path, model="efficientnet-lite0")

@@ -132,9 +132,8 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduct
     """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d)."""
     n = len(vectors)
     knn = None
-    n_neighbors = effective_neighbors(config.n_neighbors, n) if n > 2 else 2
     if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
-        knn = nearest_neighbors(vectors, n_neighbors, config.metric, config.seed)
+        knn = nearest_neighbors(vectors, effective_neighbors(config.n_neighbors, n), config.metric, config.seed)
     umap_params = {"n_neighbors": config.n_neighbors, "metric": config.metric, "n_epochs": config.n_epochs,
                    "seed": config.seed, "knn": knn}
     params = {"umap": umap_params, "pca": {"seed": config.seed}, "tsne": {"seed": config.seed, "metric": config.metric},
@@ -260,7 +259,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         embedded = embed(found, workspace=ws, config=config.embed, progress=stage("embed"))
         timings["embed"] = time.perf_counter() - started
         if not embedded.images:
-            raise NoImages(_no_images_message(scan(path, workspace=ws, config=config.scan)))
+            raise NoImages(_no_images_message(dataclasses.replace(found, images=[], skipped=_skipped_now(ws, found))))
         reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
                                              progress=progress)
         resolved = dataclasses.replace(
@@ -291,7 +290,7 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
     image_ids = np.asarray([r.id for r in embedded.images], dtype=np.int64)
     summaries = summarise_clusters(image_ids, clustering.labels, clustering.probabilities, reduction.space)
     metrics = internal_metrics(reduction.space, clustering.labels, clustering.probabilities)
-    skipped = [r for r in ws.images([r.path for r in found.images + found.skipped]) if r.status == "skipped"]
+    skipped = _skipped_now(ws, found)
     record = RunRecord(
         key=key, created_at=time.time(), root=found.root, model_id=embedded.model["model_id"],
         model_name=embedded.model["name"], n_images=len(image_ids), n_clusters=metrics["n_clusters"],
@@ -348,6 +347,11 @@ def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]
     return for_stage
 
 
+def _skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
+    """The scan's skips plus the files that failed to decode while embedding."""
+    return [r for r in ws.images([r.path for r in found.images + found.skipped]) if r.status == "skipped"]
+
+
 def _no_images_message(found: ScanResult) -> str:
     if not found.skipped:
         return (f"No images found under {found.root}. imgcluster reads JPEG, PNG, WebP, BMP, GIF and TIFF "
@@ -372,7 +376,8 @@ def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = No
         outputs = {name: folder / file for name, file in
                    (("csv", "clusters.csv"), ("parquet", "clusters.parquet"), ("report", "report.html"))
                    if (folder / file).exists()}
-        skipped = [r for r in ws.images(status="skipped") if _under(r.path, record.root)]
+        skipped = sorted((r for r in ws.known_files(record.root).values() if r.status == "skipped"),
+                         key=lambda r: r.path)
         return Run(record, ws.path, images, assignments, skipped, outputs)
     finally:
         ws.close()
@@ -517,6 +522,3 @@ def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
     """File image files into a run's clusters (the newest run when ``run`` is None) without refitting."""
     return load_predictor(run, path=path, workspace=workspace, device=device).predict_files(paths)
 
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -74,7 +74,7 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     workspace.save_scanned(batch)
     seen = set(paths)
     workspace.mark_missing(p for p, r in known.items() if p not in seen and r.status != "missing")
-    records = [r for r in workspace.images(paths) if r.path in seen]
+    records = workspace.images(paths)
     return ScanResult(
         root=str(root_path),
         images=[r for r in records if r.status == "ok"],

@@ -59,7 +59,6 @@ class EfficientNetLite0:
         # The id names weights and pooling so a change to either never reuses stale vectors.
         self.model_id = f"{NAME}:avgpool:{fingerprint}"
         self._preprocess = Preprocess(resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        self.classes = 1000
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._preprocess(image)
