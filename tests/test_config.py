@@ -15,6 +15,10 @@ def test_invalid_values_name_the_field_and_the_fix() -> None:
         EmbedConfig(batch_size=0)
     with pytest.raises(ConfigError, match="'eom' or 'leaf'"):
         ClusterConfig(cluster_selection_method="best")
+    with pytest.raises(ConfigError, match="noise must be 'keep' or 'attach'"):
+        ClusterConfig(noise="drop")
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        ClusterConfig(attach_threshold=1.5)
 
 
 def test_ifunny_preset_is_the_articles_recipe() -> None:
@@ -26,11 +30,17 @@ def test_ifunny_preset_is_the_articles_recipe() -> None:
     assert (cluster.min_cluster_size, cluster.alpha, cluster.cluster_selection_method) == (1000, 2.0, "leaf")
 
 
+def test_gumgum_preset_is_the_articles_recipe() -> None:
+    config = apply_preset(RunConfig(), "gumgum")
+    assert (config.reduce.method, config.reduce.fit_sample) == ("standard", 0)
+    assert (config.cluster.method, config.cluster.k) == ("kmeans", 100)
+
+
 def test_config_round_trips_through_json_data() -> None:
     config = apply_preset(RunConfig(), "ifunny")
     assert RunConfig.from_dict(config.to_dict()) == config
 
 
 def test_unknown_preset_lists_the_choices() -> None:
-    with pytest.raises(UnknownName, match="Choose one of: default, ifunny"):
+    with pytest.raises(UnknownName, match="Choose one of: default, gumgum, ifunny"):
         apply_preset(RunConfig(), "fiftyone")

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import report as report_stage
 from .cluster import NOISE, Clusterer, make_clusterer
+from .cluster.noise import attach_noise
 from .cluster.predictor import Prediction, Predictor
 from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
 from .embed import EmbedReport, check_name, embed_records, load_model, normalise
@@ -74,6 +75,7 @@ class Clustering:
     probabilities: np.ndarray
     clusterer: Clusterer
     params: dict[str, Any]
+    how: np.ndarray | None = None  # (n,) fit | filed | attached; None: all fit
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,9 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     sample and every other point is filed by the k-NN predictor (cluster, probability, and its
     clustering-space and map positions as similarity-weighted means of its neighbours'): the seed
     article's "fit on a sample, transform the rest", without UMAP's slow transform.
+    With ``cluster_config.noise == "attach"``, unclustered points then join the cluster their nearest
+    clustered points vote for, when that vote is at least ``attach_threshold`` sure. ``Clustering.how``
+    says, per point, which of these placed it (fit, filed or attached).
     """
     timings = {} if timings is None else timings
     stage = _stage_progress(progress)
@@ -198,11 +203,20 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     clustering = cluster_points(reduction.space, cluster_config)
     stage("cluster")(1, 1)
     timings["cluster"] = time.perf_counter() - started
-    if not sampled:
-        return reduction, clustering
+    if sampled:
+        reduction, clustering = _file_rest(vectors, rows, reduction, clustering, reduce_config.seed, timings, stage)
+    if cluster_config.noise == "attach":
+        clustering = _attach_noise(vectors, clustering, cluster_config, timings)
+    return reduction, clustering
+
+
+def _file_rest(vectors: np.ndarray, rows: np.ndarray, reduction: Reduction, clustering: Clustering, seed: int,
+               timings: dict[str, float], stage: Callable[[str], Progress]) -> tuple[Reduction, Clustering]:
+    """Extend a fit on the sample ``rows`` to every vector through the k-NN predictor."""
+    n = len(vectors)
     started = time.perf_counter()
     rest = np.setdiff1d(np.arange(n), rows)
-    predictor = Predictor(seed=reduce_config.seed).fit(
+    predictor = Predictor(seed=seed).fit(
         vectors[rows], clustering.labels, clustering.probabilities, reduction.map, rows)
     labels = np.empty(n, dtype=np.int64)
     probabilities = np.empty(n)
@@ -217,9 +231,24 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
         space[chunk], map_xy[chunk] = filed.place(reduction.space), np.c_[filed.x, filed.y]
         stage("file")(start + len(chunk), len(rest))
     timings["file_rest"] = time.perf_counter() - started
+    how = np.full(n, "filed", dtype=object)
+    how[rows] = "fit"
     params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=len(rest))
     return (Reduction(space, map_xy, reduction.space_reducer, reduction.map_reducer),
-            Clustering(labels, probabilities, clustering.clusterer, params))
+            Clustering(labels, probabilities, clustering.clusterer, params, how))
+
+
+def _attach_noise(vectors: np.ndarray, clustering: Clustering, config: ClusterConfig,
+                  timings: dict[str, float]) -> Clustering:
+    started = time.perf_counter()
+    result = attach_noise(vectors, clustering.labels, clustering.probabilities, config.attach_threshold, config.seed)
+    how = (np.full(len(vectors), "fit", dtype=object) if clustering.how is None
+           else np.asarray(clustering.how, dtype=object).copy())
+    how[result.attached] = "attached"
+    timings["attach_noise"] = time.perf_counter() - started
+    params = dict(clustering.params, noise="attach", attach_threshold=config.attach_threshold,
+                  attached=int(result.attached.sum()))
+    return Clustering(result.labels, result.probabilities, clustering.clusterer, params, how)
 
 
 # -- the whole job --------------------------------------------------------------------------------
@@ -301,7 +330,7 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
               "embedding": {"new": embedded.report.n_embedded, "cached": embedded.report.n_cached},
               "skipped": len(skipped)})
     assignments = Assignments(image_ids, clustering.labels, clustering.probabilities,
-                              reduction.map[:, 0], reduction.map[:, 1])
+                              reduction.map[:, 0], reduction.map[:, 1], clustering.how)
     started = time.perf_counter()
     predictor = Predictor(seed=resolved.reduce.seed).fit(
         embedded.vectors, clustering.labels, clustering.probabilities, reduction.map, image_ids)
@@ -323,7 +352,8 @@ def _write_outputs(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
     table = {"path": [r.path for r in images], "cluster": np.asarray(assignments.clusters).tolist(),
              "membership_probability": np.round(np.asarray(assignments.membership_probability), 4).tolist(),
              "x": np.round(np.asarray(assignments.x, dtype=float), 4).tolist(),
-             "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist()}
+             "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
+             "how": assignments.how_per_image()}
     csv_path, parquet_path = ws.write_assignment_tables(record.key, table)
     return {"csv": csv_path, "parquet": parquet_path,
             "report": _write_report(ws, record, images, assignments, skipped)}

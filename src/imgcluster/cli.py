@@ -46,8 +46,12 @@ def cluster_command(
     method: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "method"))] = None,
     k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
     min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Named recipe: default or ifunny (the seed article's "
-                                                       "UMAP+HDBSCAN settings); other options override it.")] = None,
+    noise: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "noise"))] = None,
+    attach_threshold: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "attach_threshold"))] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
+                                                       "UMAP+HDBSCAN settings) or gumgum (the GumGum article's "
+                                                       "StandardScaler + k-means, k=100); other options override "
+                                                       "it.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
@@ -61,7 +65,8 @@ def cluster_command(
     # The preset first, then only the options the user gave: --preset ifunny --seed 3 keeps the seed.
     config = apply_preset(RunConfig(), preset)
     cluster_given = {name: value for name, value in
-                     (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed))
+                     (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed),
+                      ("noise", noise), ("attach_threshold", attach_threshold))
                      if value is not None}
     config = dataclasses.replace(
         config, scan=dataclasses.replace(config.scan, min_side=min_side),

@@ -57,8 +57,8 @@ class EmbedConfig:
 class ReduceConfig:
     """The space clustering runs in, and the 2-D map."""
 
-    method: str = _help("Reducer for the clustering space: umap, pca or none (cluster the embeddings "
-                        "themselves).", "umap")
+    method: str = _help("Reducer for the clustering space: umap, pca, standard (each dimension scaled to unit "
+                        "variance, as the GumGum article does) or none (cluster the embeddings themselves).", "umap")
     n_components: int = _help("Dimensions of the clustering space; 2-50 (5 works well with HDBSCAN).", 5)
     n_neighbors: int | None = _help(
         "UMAP neighbourhood size; unset picks 15, capped below the number of images.", None)
@@ -102,6 +102,12 @@ class ClusterConfig:
     cluster_selection_method: str = _help("HDBSCAN: eom (larger clusters) or leaf (finer clusters).", "eom")
     alpha: float = _help("HDBSCAN alpha; above 1 makes clustering more conservative.", 1.0)
     seed: int = _help("Random seed for k-means.", 0)
+    noise: str = _help(
+        "keep: images no cluster claims stay unclustered (-1); attach: each joins the cluster its nearest "
+        "clustered images vote for when that vote's probability reaches attach_threshold (column how = attached).",
+        "keep")
+    attach_threshold: float = _help("With noise=attach, the probability an unclustered image needs to join a "
+                                    "cluster; 0-1, higher attaches fewer.", 0.5)
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 1:
@@ -111,6 +117,10 @@ class ClusterConfig:
                               "Leave it unset to let imgcluster choose.")
         if self.min_samples is not None and self.min_samples < 1:
             raise ConfigError(f"min_samples must be at least 1; got {self.min_samples}.")
+        if self.noise not in ("keep", "attach"):
+            raise ConfigError(f"noise must be 'keep' or 'attach'; got {self.noise!r}.")
+        if not 0.0 <= self.attach_threshold <= 1.0:
+            raise ConfigError(f"attach_threshold is a probability between 0 and 1; got {self.attach_threshold}.")
         if self.cluster_selection_method not in ("eom", "leaf"):
             raise ConfigError("cluster_selection_method must be 'eom' or 'leaf'; "
                               f"got {self.cluster_selection_method!r}.")
@@ -149,6 +159,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "map_n_epochs": None},
         "cluster": {"method": "hdbscan", "min_cluster_size": 1000, "alpha": 2.0,
                     "cluster_selection_method": "leaf"},
+    },
+    # The GumGum article: StandardScaler on the full embeddings, then k-means with k=100.
+    "gumgum": {
+        "reduce": {"method": "standard", "fit_sample": 0},
+        "cluster": {"method": "kmeans", "k": 100},
     },
 }
 

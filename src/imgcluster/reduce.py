@@ -72,6 +72,25 @@ class NoReducer:
         return np.asarray(x, dtype=np.float32)
 
 
+class StandardReducer:
+    """Standardise each embedding dimension (zero mean, unit variance; scikit-learn's StandardScaler)
+    and cluster there, as the GumGum article does before k-means. No reduction of dimensions."""
+
+    def __init__(self, **_: Any):
+        pass
+
+    def fit(self, x: np.ndarray) -> "StandardReducer":
+        from sklearn.preprocessing import StandardScaler
+
+        self.model_ = StandardScaler().fit(x)
+        self.embedding_ = np.asarray(self.model_.transform(x), dtype=np.float32)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        require_fitted(self, "model_")
+        return np.asarray(self.model_.transform(x), dtype=np.float32)
+
+
 class UmapReducer:
     """UMAP (umap-learn). ``knn`` takes a precomputed neighbour graph so that the clustering space
     and the 2-D map, fitted on the same data, pay for the neighbour search once."""
@@ -91,6 +110,7 @@ class UmapReducer:
             return self
         import umap
 
+        _cache_umap_compilation()
         n_neighbors = effective_neighbors(self.n_neighbors, n)
         knn = self.knn if self.knn is not None and self.knn[0].shape[1] == n_neighbors else None
         with warnings.catch_warnings():
@@ -164,6 +184,19 @@ class TsneReducer:
                           dtype=np.float32)
 
 
+def _cache_umap_compilation() -> None:
+    """Let numba keep umap-learn's uncached graph-building kernels on disk, as umap-learn already
+    does for its layout kernels: their compilation cost ~3 s in every new process (measured on 2
+    cores), their work on 15,000 points ~0.1 s. ``enable_caching`` is numba's public dispatcher API;
+    the cache lands next to umap-learn's own (or in numba's user cache when that is read-only)."""
+    from umap import umap_
+
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        if hasattr(kernel, "enable_caching") and not getattr(kernel, "_cache_enabled_by_imgcluster", False):
+            kernel.enable_caching()
+            kernel._cache_enabled_by_imgcluster = True
+
+
 def effective_neighbors(requested: int | None, n: int) -> int:
     """UMAP's neighbourhood: 15 unless set, always below the number of points."""
     return max(2, min(requested or 15, n - 1))
@@ -216,7 +249,8 @@ def _pad(points: np.ndarray, width: int) -> np.ndarray:
     return np.hstack([points, np.zeros((len(points), width - points.shape[1]), dtype=np.float32)])
 
 
-REDUCERS: dict[str, type] = {"umap": UmapReducer, "pca": PcaReducer, "tsne": TsneReducer, "none": NoReducer}
+REDUCERS: dict[str, type] = {"umap": UmapReducer, "pca": PcaReducer, "tsne": TsneReducer, "none": NoReducer,
+                             "standard": StandardReducer}
 
 
 def make_reducer(name: str, **params: Any) -> Reducer:

@@ -13,7 +13,8 @@ from imgcluster.reduce import REDUCERS, make_reducer
 
 PARAMS = {"kmeans": {"k": 3}, "hdbscan": {}, "auto": {}, "agglomerative": {"k": 3}, "dbscan": {}, "optics": {},
           "spectral": {"k": 3}}
-REDUCER_PARAMS = {"umap": {"n_components": 4}, "pca": {"n_components": 4}, "tsne": {"n_components": 2}, "none": {}}
+REDUCER_PARAMS = {"umap": {"n_components": 4}, "pca": {"n_components": 4}, "tsne": {"n_components": 2}, "none": {},
+                  "standard": {}}
 
 
 @pytest.fixture
@@ -122,5 +123,23 @@ def test_unknown_names_list_the_choices() -> None:
     with pytest.raises(UnknownName, match="Choose one of: agglomerative, auto, dbscan, hdbscan, kmeans, optics, "
                                           "spectral"):
         make_clusterer("affinity")
-    with pytest.raises(UnknownName, match="Choose one of: none, pca, tsne, umap"):
+    with pytest.raises(UnknownName, match="Choose one of: none, pca, standard, tsne, umap"):
         make_reducer("lda")
+
+
+def test_standard_reducer_gives_every_dimension_unit_variance(blobs) -> None:
+    x, _ = blobs
+    scaled = make_reducer("standard").fit(x * np.arange(1, 9, dtype=np.float32))
+    assert np.allclose(scaled.embedding_.std(axis=0), 1.0, atol=1e-3)
+    assert np.allclose(scaled.embedding_.mean(axis=0), 0.0, atol=1e-3)
+
+
+def test_kmeans_on_many_points_uses_faiss_and_finds_the_groups() -> None:
+    from imgcluster.cluster.kmeans import FAISS_FROM
+
+    x, y = make_blobs(n_samples=FAISS_FROM + 1000, centers=5, n_features=16, cluster_std=1.0, random_state=1)
+    fitted = make_clusterer("kmeans", k=5, seed=0).fit(x.astype(np.float32))
+    assert fitted.describe()["backend"] == "faiss"
+    assert adjusted_rand_score(y, fitted.labels_) > 0.99
+    labels, margins = fitted.predict(x[:100].astype(np.float32))
+    assert (labels == fitted.labels_[:100]).all() and ((margins >= 0) & (margins <= 1)).all()

@@ -1,7 +1,7 @@
 """File new images into a fitted run's clusters without refitting anything.
 
-A new embedding is compared with the run's own embeddings (faiss inner product: exact up to
-``EXACT_UP_TO`` images, an IVF index beyond), and takes the cluster its nearest neighbours vote for,
+A new embedding is compared with the run's own embeddings (faiss: exact up to ``EXACT_UP_TO``
+images, beyond that candidates from a PCA projection re-ranked exactly; see ``build_index``), and takes the cluster its nearest neighbours vote for,
 weighted by similarity and by their membership probabilities; its map position is the weighted mean
 of theirs. This needs no UMAP ``transform`` (whose numba JIT costs ~50 s in a fresh process) and
 works the same for every clusterer, including those with no ``predict`` of their own.
@@ -22,7 +22,10 @@ import numpy as np
 
 from .base import NOISE
 
-EXACT_UP_TO = 20_000
+EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
+FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
+PROJECTED_DIM = 64
+REFINE_FACTOR = 4
 _SAME_IMAGE = 0.9999
 
 
@@ -51,9 +54,12 @@ class Prediction:
 
 class Predictor:
     """k-NN filing into a run's clusters. ``fit`` takes the run's L2-normalised embeddings (n, d)
-    and its per-image results; ``predict`` takes new L2-normalised embeddings (m, d)."""
+    and its per-image results; ``predict`` takes new L2-normalised embeddings (m, d).
 
-    def __init__(self, n_neighbors: int = 10, outlier_quantile: float = 0.01, seed: int = 0):
+    ``outlier_quantile`` sets the "far from every image" bar described above; None keeps only its
+    half-the-median part, for points known to lie in sparse regions (noise being attached)."""
+
+    def __init__(self, n_neighbors: int = 10, outlier_quantile: float | None = 0.01, seed: int = 0):
         self.n_neighbors, self.outlier_quantile, self.seed = n_neighbors, outlier_quantile, seed
 
     def fit(self, vectors: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray, map_xy: np.ndarray,
@@ -77,16 +83,19 @@ class Predictor:
         pool = np.flatnonzero(self.clusters_ != NOISE)
         pool = pool if len(pool) >= 3 else np.arange(n)
         sample = vectors[rng.choice(pool, size=min(len(pool), 2000), replace=False)]
-        similarity, _ = self.index_.search(sample, 2)
+        similarity, _ = search(self.index_, sample, 2)
         nearest = similarity[:, 1]  # column 0 is the point itself
         # Half the typical nearest-image similarity also bounds it: a collection whose clusters
         # swallowed background noise would otherwise set the bar at the noise's own level.
-        return float(max(np.quantile(nearest, self.outlier_quantile), 0.5 * np.median(nearest)))
+        half_median = 0.5 * float(np.median(nearest))
+        if self.outlier_quantile is None:
+            return half_median
+        return float(max(np.quantile(nearest, self.outlier_quantile), half_median))
 
     def predict(self, vectors: np.ndarray) -> Prediction:
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         m, k = len(vectors), min(self.n_neighbors, len(self.clusters_))
-        similarity, neighbours = self.index_.search(vectors, k)
+        similarity, neighbours = search(self.index_, vectors, k)
         valid = neighbours >= 0  # IVF may return fewer than k
         safe = np.where(valid, neighbours, 0)
         weights = np.clip(similarity, 0.0, None) * valid
@@ -150,8 +159,7 @@ class Predictor:
         predictor.map_ = np.asarray(arrays["map"], dtype=np.float32)
         predictor.image_ids_ = np.asarray(arrays["image_ids"], dtype=np.int64)
         predictor.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
-        if hasattr(predictor.index_, "nprobe"):
-            predictor.index_.nprobe = _nprobe(predictor.index_.nlist)
+        _set_nprobe(predictor.index_)
         predictor.min_similarity_ = float(params["min_similarity"])
         return predictor
 
@@ -160,23 +168,56 @@ class Predictor:
 
 
 def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
-    """Inner-product faiss index: exact (flat) for small sets, IVF with sqrt-scaled lists above."""
+    """Nearest-neighbour index over L2-normalised ``vectors`` (n, d); see ``search`` for its scores.
+
+    Small or low-dimensional sets get an exact inner-product index. Larger ones are searched in a
+    ``PROJECTED_DIM``-d PCA projection (exhaustively up to ``FLAT_UP_TO`` images, through IVF lists
+    beyond) and the ``REFINE_FACTOR`` x k candidates are re-ranked by their exact distance in the
+    full space, so the k returned are exact when they are among the candidates. Measured at 150k
+    synthetic 512-d vectors: 5x faster than IVF over the full vectors, the same votes as exact search.
+    """
     import faiss
 
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
-    if n <= EXACT_UP_TO:
+    if n <= EXACT_UP_TO or d <= 1.5 * PROJECTED_DIM:
         index = faiss.IndexFlatIP(d)
+        index.add(vectors)
+        return index
+    if n <= FLAT_UP_TO:
+        coarse = faiss.IndexFlatL2(PROJECTED_DIM)
     else:
         nlist = int(4 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        index.train(vectors[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
-        index.nprobe = _nprobe(nlist)
+        coarse = faiss.IndexIVFFlat(faiss.IndexFlatL2(PROJECTED_DIM), PROJECTED_DIM, nlist, faiss.METRIC_L2)
+    # For unit vectors, L2 order is inner-product order, and L2 survives PCA's centring.
+    projected = faiss.IndexPreTransform(faiss.PCAMatrix(d, PROJECTED_DIM), coarse)
+    index = faiss.IndexRefineFlat(projected)
+    index.k_factor = REFINE_FACTOR
+    rng = np.random.default_rng(seed)
+    index.train(vectors[np.sort(rng.choice(n, size=min(n, max(50_000, 40 * int(4 * np.sqrt(n)))), replace=False))])
+    _set_nprobe(index)
     index.add(vectors)
     return index
 
 
-def _nprobe(nlist: int) -> int:
-    # Measured at 150k synthetic 512-d vectors (1,549 lists): nprobe 8 agrees with the exact vote on
-    # 99.5% of queries at ~7,500 points/s; 24 reaches 100% at ~4,300/s.
-    return max(8, min(32, nlist // 192))
+def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine similarity, row) of each query's ``k`` nearest rows, best first; rows are -1 where
+    fewer than k were found."""
+    import faiss
+
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    if index.metric_type == faiss.METRIC_L2:
+        scores = 1.0 - scores / 2.0  # squared distance between unit vectors
+    return scores, rows
+
+
+def _set_nprobe(index: Any) -> None:
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:  # no IVF inside
+        return
+    # Measured at 150k noisy synthetic 512-d vectors (1,549 lists), against exact search: 8 lists
+    # per query agree on 98.4% of votes (55k queries/s), 16 on 99.8% (37k/s), 32 on 100% (25k/s).
+    ivf.nprobe = max(16, min(64, ivf.nlist // 48))

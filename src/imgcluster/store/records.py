@@ -63,3 +63,10 @@ class Assignments:
     membership_probability: Any  # (n,) float in [0, 1]
     x: Any                # (n,) float, 2-D map
     y: Any
+    how: Any = None       # (n,) str: fit | filed | attached (see schema.py); None means all "fit"
+
+    def how_per_image(self) -> list[str]:
+        """How each image got its cluster, as a list aligned with ``image_ids``."""
+        if self.how is None:
+            return ["fit"] * len(self.image_ids)
+        return [str(h) for h in self.how]

@@ -1,6 +1,11 @@
 """The SQLite catalogue's tables. One file, `catalogue.db`, in WAL mode with a single writer."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
+ADDED_COLUMNS = (
+    ("assignments", "how", "TEXT NOT NULL DEFAULT 'fit'"),
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(
@@ -62,6 +67,9 @@ CREATE TABLE IF NOT EXISTS assignments(
   membership_probability REAL NOT NULL,
   x REAL NOT NULL,
   y REAL NOT NULL,
+  -- fit: placed by the clusterer; filed: by the k-NN predictor (fit on a sample); attached: noise
+  -- the clusterer left out, joined to a cluster by the noise=attach option.
+  how TEXT NOT NULL DEFAULT 'fit',
   PRIMARY KEY(run_key, image_id)
 );
 -- Scores of a run against known labels; runs stay immutable, evaluations accumulate beside them.

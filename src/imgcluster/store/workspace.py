@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import RunNotFound, WorkspaceBusy
 from .records import Assignments, ImageRecord, RunRecord, ScannedFile
-from .schema import SCHEMA, SCHEMA_VERSION
+from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 WORKSPACE_DIRNAME = ".imgcluster"
 
@@ -88,7 +88,8 @@ class Workspace:
         db.execute("PRAGMA foreign_keys=ON")
         with db:
             db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+            _add_missing_columns(db)
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         return cls(path, db)
 
@@ -328,7 +329,8 @@ class Workspace:
              "config": run.config, "info": run.info}, indent=2, default=_json_default))
         rows = zip(np.asarray(assignments.image_ids).tolist(), np.asarray(assignments.clusters).tolist(),
                    np.asarray(assignments.membership_probability, dtype=float).tolist(),
-                   np.asarray(assignments.x, dtype=float).tolist(), np.asarray(assignments.y, dtype=float).tolist())
+                   np.asarray(assignments.x, dtype=float).tolist(), np.asarray(assignments.y, dtype=float).tolist(),
+                   assignments.how_per_image())
         with self._db:
             self._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
@@ -337,8 +339,8 @@ class Workspace:
                  json.dumps(run.config, default=_json_default),
                  json.dumps(run.info, default=_json_default)))
             self._db.executemany(
-                "INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y) "
-                "VALUES(?,?,?,?,?,?)", [(run.key, *row) for row in rows])
+                "INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y, how) "
+                "VALUES(?,?,?,?,?,?,?)", [(run.key, *row) for row in rows])
 
     def runs(self) -> list[RunRecord]:
         """All finished runs, newest first."""
@@ -372,13 +374,22 @@ class Workspace:
 
     def assignments(self, key: str) -> Assignments:
         rows = self._db.execute(
-            "SELECT image_id, cluster, membership_probability, x, y FROM assignments WHERE run_key=? "
+            "SELECT image_id, cluster, membership_probability, x, y, how FROM assignments WHERE run_key=? "
             "ORDER BY image_id", (key,)).fetchall()
-        columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
+        columns = list(zip(*rows)) if rows else [(), (), (), (), (), ()]
         return Assignments(
             image_ids=np.asarray(columns[0], dtype=np.int64), clusters=np.asarray(columns[1], dtype=np.int64),
             membership_probability=np.asarray(columns[2], dtype=np.float64),
-            x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64))
+            x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64),
+            how=np.asarray(columns[5], dtype=object))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a workspace written by an older imgcluster up to the current columns."""
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
