@@ -63,3 +63,16 @@ def test_options_given_with_a_preset_win_and_bad_settings_fail_before_any_work(p
     key = json.loads(imgcluster("cluster", str(photos), "--k", "2", "--run-key", "first", "--json").stdout)["run"]
     again = imgcluster("cluster", str(photos), "--k", "2", "--run-key", key)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_reducer_map_and_noise_options_reach_the_run(photos: Path) -> None:
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--reduce", "pca", "--map", "pca",
+                        "--noise", "attach", "--attach-threshold", "0.2", "--json")
+    assert result.returncode == 0, result.stderr
+    csv_path = Path(json.loads(result.stdout)["outputs"]["csv"])
+    config = json.loads(csv_path.with_name("run.json").read_text())["config"]
+    assert (config["reduce"]["method"], config["reduce"]["map_method"]) == ("pca", "pca")
+    assert (config["cluster"]["noise"], config["cluster"]["attach_threshold"]) == ("attach", 0.2)
+    assert '"how"' in csv_path.read_text().splitlines()[0].split(",")
+    bad = imgcluster("cluster", str(photos), "--noise", "drop")
+    assert bad.returncode == 2 and "'keep' or 'attach'" in bad.stderr

@@ -46,6 +46,8 @@ def cluster_command(
     method: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "method"))] = None,
     k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
     min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
+    reduce: Annotated[Optional[str], typer.Option("--reduce", help=_help(ReduceConfig, "method"))] = None,
+    map_method: Annotated[Optional[str], typer.Option("--map", help=_help(ReduceConfig, "map_method"))] = None,
     noise: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "noise"))] = None,
     attach_threshold: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "attach_threshold"))] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
@@ -71,7 +73,8 @@ def cluster_command(
     config = dataclasses.replace(
         config, scan=dataclasses.replace(config.scan, min_side=min_side),
         embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device),
-        reduce=dataclasses.replace(config.reduce, **({"seed": seed} if seed is not None else {})),
+        reduce=dataclasses.replace(config.reduce, **{name: value for name, value in (
+            ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
         cluster=dataclasses.replace(config.cluster, **cluster_given))
     with _progress(enabled=not as_json) as on_progress:
         run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress)
