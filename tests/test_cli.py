@@ -76,3 +76,14 @@ def test_reducer_map_and_noise_options_reach_the_run(photos: Path) -> None:
     assert '"how"' in csv_path.read_text().splitlines()[0].split(",")
     bad = imgcluster("cluster", str(photos), "--noise", "drop")
     assert bad.returncode == 2 and "'keep' or 'attach'" in bad.stderr
+
+
+def test_auto_mode_stores_its_score_table_and_reason_with_the_run(photos: Path) -> None:
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--method", "auto", "--json")
+    assert result.returncode == 0, result.stderr
+    run_json = json.loads(Path(json.loads(result.stdout)["outputs"]["csv"]).with_name("run.json").read_text())
+    auto = run_json["info"]["clustering"]["auto"]
+    assert "highest silhouette" in auto["reason"] and len(auto["table"]) >= 4
+    chosen = run_json["config"]["cluster"]
+    assert any(row["min_cluster_size"] == chosen["min_cluster_size"] and row["min_samples"] == chosen["min_samples"]
+               for row in auto["table"])

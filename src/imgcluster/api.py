@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import report as report_stage
-from .cluster import NOISE, Clusterer, make_clusterer
+from .cluster import NOISE, AutoClusterer, Clusterer, make_clusterer
 from .cluster.noise import attach_noise
 from .cluster.predictor import Prediction, Predictor
 from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
@@ -157,10 +157,18 @@ def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> d
     return chosen
 
 
-def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig()) -> Clustering:
+def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *,
+                   embeddings: np.ndarray | None = None) -> Clustering:
     """Cluster points of the clustering space; ``config.k`` selects k-means unless another
-    k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan."""
-    clusterer = _make_clusterer(config).fit(space)
+    k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan.
+
+    ``embeddings`` (the vectors ``space`` was reduced from, same rows) let auto mode score its
+    candidates in the embedding space, as ``cluster`` does; other methods ignore them."""
+    clusterer = _make_clusterer(config)
+    if isinstance(clusterer, AutoClusterer) and embeddings is not None:
+        clusterer.fit(space, embeddings=embeddings)
+    else:
+        clusterer.fit(space)
     return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
 
 
@@ -200,7 +208,7 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     timings["reduce"] = time.perf_counter() - started
     started = time.perf_counter()
     stage("cluster")(0, 1)
-    clustering = cluster_points(reduction.space, cluster_config)
+    clustering = cluster_points(reduction.space, cluster_config, embeddings=vectors[rows])
     stage("cluster")(1, 1)
     timings["cluster"] = time.perf_counter() - started
     if sampled:
