@@ -31,3 +31,11 @@ def test_no_sampling_below_the_threshold() -> None:
     x, _ = unit_blobs(300)
     _, clustering = imgcluster.fit_clusters(x, imgcluster.ReduceConfig(fit_sample=1000))
     assert "fit_sample" not in clustering.params
+
+
+def test_cluster_sizes_given_for_the_collection_are_scaled_to_the_sample() -> None:
+    x, truth = unit_blobs(3000)
+    config = imgcluster.ClusterConfig(min_cluster_size=300)
+    _, clustering = imgcluster.fit_clusters(x, imgcluster.ReduceConfig(fit_sample=800), config)
+    assert clustering.params["min_cluster_size"] == 300 and clustering.params["min_cluster_size_in_sample"] == 80
+    assert adjusted_rand_score(truth, clustering.labels) > 0.9  # 6 groups of ~500 survive a 300 minimum

@@ -208,7 +208,8 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     timings["reduce"] = time.perf_counter() - started
     started = time.perf_counter()
     stage("cluster")(0, 1)
-    clustering = cluster_points(reduction.space, cluster_config, embeddings=vectors[rows])
+    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n),
+                                embeddings=vectors[rows])
     stage("cluster")(1, 1)
     timings["cluster"] = time.perf_counter() - started
     if sampled:
@@ -216,6 +217,18 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     if cluster_config.noise == "attach":
         clustering = _attach_noise(vectors, clustering, cluster_config, timings)
     return reduction, clustering
+
+
+def _sized_for_sample(config: ClusterConfig, sample: int, n: int) -> ClusterConfig:
+    """Cluster sizes the user gave for the whole collection, scaled to a fit on ``sample`` of ``n``."""
+    if sample >= n or (config.min_cluster_size is None and config.max_cluster_size is None):
+        return config
+
+    def scaled(size: int | None) -> int | None:
+        return None if size is None else max(2, round(size * sample / n))
+
+    return dataclasses.replace(config, min_cluster_size=scaled(config.min_cluster_size),
+                               max_cluster_size=scaled(config.max_cluster_size))
 
 
 def _file_rest(vectors: np.ndarray, rows: np.ndarray, reduction: Reduction, clustering: Clustering, seed: int,
@@ -242,6 +255,10 @@ def _file_rest(vectors: np.ndarray, rows: np.ndarray, reduction: Reduction, clus
     how = np.full(n, "filed", dtype=object)
     how[rows] = "fit"
     params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=len(rest))
+    for key in ("min_cluster_size", "max_cluster_size"):  # as the whole collection sees them
+        if params.get(key):
+            params[f"{key}_in_sample"] = params[key]
+            params[key] = round(params[key] * n / len(rows))
     return (Reduction(space, map_xy, reduction.space_reducer, reduction.map_reducer),
             Clustering(labels, probabilities, clustering.clusterer, params, how))
 

@@ -48,6 +48,7 @@ def cluster_command(
     min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
     reduce: Annotated[Optional[str], typer.Option("--reduce", help=_help(ReduceConfig, "method"))] = None,
     map_method: Annotated[Optional[str], typer.Option("--map", help=_help(ReduceConfig, "map_method"))] = None,
+    max_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "max_cluster_size"))] = None,
     noise: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "noise"))] = None,
     attach_threshold: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "attach_threshold"))] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
@@ -68,7 +69,7 @@ def cluster_command(
     config = apply_preset(RunConfig(), preset)
     cluster_given = {name: value for name, value in
                      (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed),
-                      ("noise", noise), ("attach_threshold", attach_threshold))
+                      ("noise", noise), ("attach_threshold", attach_threshold), ("max_cluster_size", max_cluster_size))
                      if value is not None}
     config = dataclasses.replace(
         config, scan=dataclasses.replace(config.scan, min_side=min_side),

@@ -97,6 +97,8 @@ class ClusterConfig:
     min_cluster_size: int | None = _help(
         "Smallest group worth naming; unset picks about 1% of the images (at least 5). "
         "Setting it turns auto into plain hdbscan.", None)
+    max_cluster_size: int | None = _help(
+        "HDBSCAN: no cluster larger than this (splits what eom would merge); unset means no limit.", None)
     min_samples: int | None = _help(
         "HDBSCAN density smoothing; larger marks more points as noise. Unset picks it from min_cluster_size.",
         None)
@@ -116,6 +118,9 @@ class ClusterConfig:
         if self.min_cluster_size is not None and self.min_cluster_size < 2:
             raise ConfigError(f"min_cluster_size must be at least 2; got {self.min_cluster_size}. "
                               "Leave it unset to let imgcluster choose.")
+        if self.max_cluster_size is not None and self.max_cluster_size < (self.min_cluster_size or 2):
+            raise ConfigError(f"max_cluster_size ({self.max_cluster_size}) must be at least min_cluster_size "
+                              f"({self.min_cluster_size or 2}); leave it unset for no limit.")
         if self.min_samples is not None and self.min_samples < 1:
             raise ConfigError(f"min_samples must be at least 1; got {self.min_samples}.")
         if self.noise not in ("keep", "attach"):

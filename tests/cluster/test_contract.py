@@ -143,3 +143,12 @@ def test_kmeans_on_many_points_uses_faiss_and_finds_the_groups() -> None:
     assert adjusted_rand_score(y, fitted.labels_) > 0.99
     labels, margins = fitted.predict(x[:100].astype(np.float32))
     assert (labels == fitted.labels_[:100]).all() and ((margins >= 0) & (margins <= 1)).all()
+
+
+def test_hdbscan_max_cluster_size_splits_what_eom_merges() -> None:
+    x, _ = make_blobs(n_samples=[100, 100, 100], centers=[[0, 0], [3, 0], [30, 0]], cluster_std=0.8, random_state=0)
+    merged = make_clusterer("hdbscan", min_cluster_size=20).fit(x)
+    capped = make_clusterer("hdbscan", min_cluster_size=20, max_cluster_size=150).fit(x)
+    assert np.bincount(merged.labels_[merged.labels_ >= 0]).max() == 200  # the two near blobs as one
+    assert np.bincount(capped.labels_[capped.labels_ >= 0]).max() <= 150
+    assert len(set(capped.labels_) - {NOISE}) == 3

@@ -15,8 +15,9 @@ class HdbscanClusterer:
     """Density clustering. ``min_cluster_size=None`` picks about 1% of the points."""
 
     def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom", alpha: float = 1.0, seed: int = 0, **_: Any):
-        self.min_cluster_size, self.min_samples = min_cluster_size, min_samples
+                 cluster_selection_method: str = "eom", alpha: float = 1.0, seed: int = 0,
+                 max_cluster_size: int | None = None, **_: Any):
+        self.min_cluster_size, self.min_samples, self.max_cluster_size = min_cluster_size, min_samples, max_cluster_size
         self.cluster_selection_method, self.alpha, self.seed = cluster_selection_method, alpha, seed
 
     def fit(self, x: np.ndarray) -> "HdbscanClusterer":
@@ -37,6 +38,7 @@ class HdbscanClusterer:
             self.model_ = hdbscan.HDBSCAN(
                 min_cluster_size=self.min_cluster_size_, min_samples=min(self.min_samples_, n - 1),
                 cluster_selection_method=self.cluster_selection_method, alpha=self.alpha,
+                max_cluster_size=self.max_cluster_size or 0,  # hdbscan's 0 means no limit
                 prediction_data=True).fit(np.asarray(x, dtype=np.float64))
         self.labels_ = self.model_.labels_.astype(np.int64)
         self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=np.float64)
@@ -53,4 +55,5 @@ class HdbscanClusterer:
     def describe(self) -> dict[str, object]:
         return {"method": "hdbscan", "min_cluster_size": getattr(self, "min_cluster_size_", self.min_cluster_size),
                 "min_samples": getattr(self, "min_samples_", self.min_samples),
-                "cluster_selection_method": self.cluster_selection_method, "alpha": self.alpha}
+                "cluster_selection_method": self.cluster_selection_method, "alpha": self.alpha,
+                "max_cluster_size": self.max_cluster_size}
