@@ -71,12 +71,22 @@ def _child(name: str, n: int, seed: int, queue: mp.Queue) -> None:
     started = time.perf_counter()
     labels = run_baseline(x) if name == "baseline" else run_default(x, seed)
     seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     queue.put({"seconds": seconds, "peak_rss_mib": peak_mib, "labels": labels.tolist()})
     queue.close()
     queue.join_thread()
     # joblib's reusable loky workers (started by hdbscan) keep a normal exit waiting forever.
     os._exit(0)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not getrusage: Linux carries ru_maxrss over from the parent
+    across exec, so a spawned child would report the parent's peak (here, the data generation)."""
+    try:
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(name: str, n: int, seed: int = 0) -> dict:

@@ -87,3 +87,17 @@ def test_auto_mode_stores_its_score_table_and_reason_with_the_run(photos: Path) 
     chosen = run_json["config"]["cluster"]
     assert any(row["min_cluster_size"] == chosen["min_cluster_size"] and row["min_samples"] == chosen["min_samples"]
                for row in auto["table"])
+
+
+def test_embed_alone_then_cluster_reuses_the_vectors(photos: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    first = imgcluster("embed", str(photos), "--model", "efficientnet-lite0", "--workspace", str(workspace), "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["embedded_now"] == summary["images"] > 0 and summary["model"] == "efficientnet-lite0"
+    again = json.loads(imgcluster("embed", str(photos), "--model", "efficientnet-lite0", "--workspace",
+                                  str(workspace), "--json").stdout)
+    assert again["embedded_now"] == 0 and again["cached"] == summary["images"]
+    run = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--workspace", str(workspace), "--json")
+    run_json = json.loads(Path(json.loads(run.stdout)["outputs"]["csv"]).with_name("run.json").read_text())
+    assert run_json["info"]["embedding"] == {"new": 0, "cached": summary["images"]}

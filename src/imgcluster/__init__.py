@@ -12,10 +12,10 @@ Scripting the pipeline step by step::
 or in one call, writing clusters.csv/.parquet and report.html: ``run = ic.cluster("photos/")``.
 """
 
-from .api import (Clustering, Embeddings, FiledImage, Reduction, Run, RunPredictor, cluster, cluster_points,
-                  embed, evaluate, fit_clusters, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
+from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, Reduction, Run, RunPredictor, cluster,
+                  cluster_points, embed, embed_folder, evaluate, fit_clusters, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
 from .config import PRESETS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
-from .demo import write_digits
+from .demo import write_digits, write_photo_crops
 from .embed import MODELS, load_model
 from .errors import (ConfigError, ImgclusterError, ModelUnavailable, NoImages, RunNotFound, UnknownName,
                      WorkspaceBusy)
@@ -24,9 +24,9 @@ from .scan import ScanResult
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODELS", "PRESETS", "ClusterConfig", "Clustering", "ConfigError", "EmbedConfig", "Embeddings",
+    "MODELS", "PRESETS", "ClusterConfig", "Clustering", "ConfigError", "EmbedConfig", "EmbedSummary", "Embeddings",
     "FiledImage", "ImgclusterError", "ModelUnavailable", "NoImages", "ReduceConfig", "Reduction", "Run", "RunConfig", "RunPredictor",
     "RunNotFound", "ScanConfig", "ScanResult", "UnknownName", "WorkspaceBusy", "cluster", "cluster_points",
-    "embed", "evaluate", "fit_clusters", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
-    "write_digits",
+    "embed", "embed_folder", "evaluate", "fit_clusters", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
+    "write_digits", "write_photo_crops",
 ]

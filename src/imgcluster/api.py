@@ -29,6 +29,7 @@ from .cluster.noise import attach_noise
 from .cluster.predictor import Prediction, Predictor
 from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
 from .embed import EmbedReport, check_name, embed_records, load_model, normalise
+from .embed.base import Embedder
 from .errors import ConfigError, ModelUnavailable, NoImages
 from .reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
 from .runs import ClusterSummary, external_metrics, internal_metrics, new_run_key, package_versions, summarise_clusters
@@ -122,12 +123,58 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     Returns the images that have an embedding, aligned with their vectors.
     """
     records = list(images.images if isinstance(images, ScanResult) else images)
-    embedder = load_model(config.model, device=config.device)
-    log.info("model: %s (%s)", embedder.name, embedder.model_id)
+    embedder = _load_embedder(config)
     embed_report = embed_records(records, embedder, workspace, config, progress)
     usable = [r for r in records if r.content_hash not in embed_report.undecodable]
     vectors = workspace.load_embeddings(embedder.model_id, [r.content_hash for r in usable])  # type: ignore[misc]
     return Embeddings(usable, vectors.reshape(len(usable), embedder.dim), embedder.describe(), embed_report)
+
+
+def _load_embedder(config: EmbedConfig) -> Embedder:
+    embedder = load_model(config.model, device=config.device)
+    log.info("model: %s (%s)", embedder.name, embedder.model_id)
+    return embedder
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What :func:`embed_folder` did: the model, how many images were embedded now or found in the
+    cache, the files skipped (with reasons) and the time the embedding took."""
+
+    root: str
+    workspace: Path
+    model: dict[str, Any]
+    n_images: int
+    n_embedded: int
+    n_cached: int
+    skipped: list[ImageRecord]
+    seconds: float
+
+
+def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedConfig(),
+                 scan_config: ScanConfig = ScanConfig(), workspace: str | os.PathLike[str] | None = None,
+                 progress: StageProgress | None = None) -> EmbedSummary:
+    """Scan and embed the images under ``path`` without clustering (the ``imgcluster embed`` step).
+
+    Embeddings are cached by content in the workspace, so a later ``cluster`` with the same model
+    starts from them, and an interrupted call resumes where it stopped.
+    """
+    check_name(config.model)
+    if not Path(path).expanduser().exists():
+        raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
+    stage = _stage_progress(progress)
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
+        if not found.images:
+            raise NoImages(_no_images_message(found))
+        embedder = _load_embedder(config)
+        report = embed_records(found.images, embedder, ws, config, stage("embed"))
+        return EmbedSummary(found.root, ws.path, embedder.describe(), report.n_requested, report.n_embedded,
+                            report.n_cached, _skipped_now(ws, found), report.seconds)
+    finally:
+        ws.close()
 
 
 def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduction:

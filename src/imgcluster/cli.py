@@ -85,6 +85,34 @@ def cluster_command(
     _print_run(run)
 
 
+@app.command("embed")
+def embed_command(
+    path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
+    workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
+                                                           "(default: PATH/.imgcluster).")] = None,
+    batch_size: Annotated[int, typer.Option(help=_help(EmbedConfig, "batch_size"))] = 32,
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    workers: Annotated[int, typer.Option(help=_help(EmbedConfig, "workers"))] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
+    config = EmbedConfig(model=model, batch_size=batch_size, device=device, workers=workers)
+    with _progress(enabled=not as_json) as on_progress:
+        done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress)
+    summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
+               "model_id": done.model["model_id"], "images": done.n_images, "embedded_now": done.n_embedded,
+               "cached": done.n_cached, "seconds": round(done.seconds, 2),
+               "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in done.skipped]}
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    rate = f" ({done.n_embedded / done.seconds:,.1f} images/s)" if done.n_embedded and done.seconds else ""
+    console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}, {done.n_cached:,} already "
+                  f"cached, with {done.model['name']} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
+                  f"Workspace: {done.workspace}", soft_wrap=True)
+
+
 @app.command("report")
 def report_command(
     path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
