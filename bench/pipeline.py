@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=DIGITS, help="number of images (default: all 1,797 digits)")
     parser.add_argument("--model", default="efficientnet-lite0")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's own choice")
     parser.add_argument("--keep", action="store_true", help="keep the temporary image folder")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -94,7 +94,8 @@ def main() -> None:
         else:
             shutil.rmtree(dest, ignore_errors=True)
 
-    command = f"python bench/pipeline.py --n {args.n} --model {args.model} --batch-size {args.batch_size}"
+    command = f"python bench/pipeline.py --n {args.n} --model {args.model}" + (
+        f" --batch-size {args.batch_size}" if args.batch_size else "")
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "platform": platform.platform(), "processor": platform.processor() or platform.machine(), "load_at_start": load_at_start}
     model = {key: emb.model[key] for key in ("name", "model_id", "device")}
@@ -107,7 +108,7 @@ def main() -> None:
     print("inside the re-run: " + ", ".join(f"{k} {v:.2f}s" for k, v in inner.items()))
     print(f"images: {n} embedded of {args.n} written; {clusters} clusters, "
           f"{int((clu.labels == -1).sum())} unclustered")
-    print(f"model: {model['name']} ({model['model_id']}) on {model['device']}, batch size {args.batch_size}")
+    print(f"model: {model['name']} ({model['model_id']}) on {model['device']}, batch size {args.batch_size or 'the model default'}")
     print(f"machine: {machine['cpus']} CPUs, {machine['torch_threads']} torch threads, {machine['platform']}, "
           f"1-min load average {load_at_start:.2f} at start")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items()))

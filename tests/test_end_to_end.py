@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from PIL import Image
 from sklearn.metrics import normalized_mutual_info_score
 
 import imgcluster
@@ -43,7 +44,8 @@ def test_outputs_hold_every_image_with_cluster_probability_and_map(digits_run: i
     with open(digits_run.outputs["csv"]) as handle:
         rows = list(csv.DictReader(handle))
     assert [r["path"] for r in rows] == [r.path for r in digits_run.images]
-    assert set(rows[0]) == {"path", "cluster", "membership_probability", "x", "y"}
+    assert set(rows[0]) == {"path", "cluster", "membership_probability", "x", "y", "how"}
+    assert {r["how"] for r in rows} == {"fit"}  # 500 images: fitted whole, nothing filed or attached
     table = pq.read_table(digits_run.outputs["parquet"]).to_pydict()
     assert table["cluster"] == [int(r["cluster"]) for r in rows]
     probabilities = np.asarray(table["membership_probability"])
@@ -77,3 +79,9 @@ def test_rerun_embeds_nothing_and_new_images_only_once(digits_dir: Path, tmp_pat
     assert grown.record.info["embedding"] == {"new": 10, "cached": 60}
     assert grown.record.n_images == 70
     assert len({r.key for r in (first, again, grown)}) == 3
+    changed = folder / "digit-0000.png"
+    with Image.open(changed) as image:
+        turned = image.rotate(90)
+    turned.save(changed)  # same path, new content: embedded again, the other 69 are not
+    edited = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
+    assert edited.record.info["embedding"] == {"new": 1, "cached": 69}

@@ -15,7 +15,7 @@ import imgcluster
 
 from .conftest import write_photos
 
-N_PHOTOS = 96
+N_PHOTOS = 300
 
 
 def _embedded_count(database: Path) -> int:
@@ -32,8 +32,8 @@ def test_killed_embedding_resumes_where_it_stopped(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     write_photos(folder, N_PHOTOS)
     workspace = tmp_path / "ws"
-    command = [sys.executable, "-m", "imgcluster.cli", "cluster", str(folder), "--workspace", str(workspace),
-               "--model", "efficientnet-lite0", "--batch-size", "8", "--k", "4", "--json"]
+    command = [sys.executable, "-m", "imgcluster.cli", "embed", str(folder), "--workspace", str(workspace),
+               "--model", "efficientnet-lite0", "--batch-size", "4", "--commit-every", "8", "--json"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     database = workspace / "catalogue.db"
     deadline = time.time() + 240

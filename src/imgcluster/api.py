@@ -569,10 +569,13 @@ class RunPredictor:
         """File L2-normalised embeddings (m, d) of the run's model."""
         return self.predictor.predict(vectors)
 
-    def predict_files(self, paths: Sequence[str | os.PathLike[str]], batch_size: int = 32) -> list[FiledImage]:
-        """Decode, embed and file image files; unreadable ones come back as skipped, with the reason."""
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]], batch_size: int | None = None
+                      ) -> list[FiledImage]:
+        """Decode, embed and file image files; unreadable ones come back as skipped, with the reason.
+        ``batch_size`` unset uses the model's own choice for its device."""
         paths = [str(Path(p).expanduser().resolve()) for p in paths]
         embedder = self.embedder  # outside the per-file guard: a missing model is an error, not a skip
+        batch_size = batch_size or embedder.batch_size
         results: dict[str, FiledImage] = {}
         for start in range(0, len(paths), batch_size):
             pixels, usable = [], []

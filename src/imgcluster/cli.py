@@ -58,7 +58,7 @@ def cluster_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
-    batch_size: Annotated[int, typer.Option(help=_help(EmbedConfig, "batch_size"))] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
     seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
     min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
@@ -91,13 +91,15 @@ def embed_command(
     model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
-    batch_size: Annotated[int, typer.Option(help=_help(EmbedConfig, "batch_size"))] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
     workers: Annotated[int, typer.Option(help=_help(EmbedConfig, "workers"))] = 2,
+    commit_every: Annotated[int, typer.Option(help=_help(EmbedConfig, "commit_every"))] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
-    config = EmbedConfig(model=model, batch_size=batch_size, device=device, workers=workers)
+    config = EmbedConfig(model=model, batch_size=batch_size, device=device, workers=workers,
+                         commit_every=commit_every)
     with _progress(enabled=not as_json) as on_progress:
         done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],

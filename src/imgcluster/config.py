@@ -42,13 +42,19 @@ class EmbedConfig:
     model: str = _help(
         "auto (CLIP if its weights are here, else efficientnet-lite0), a registry name, "
         "a Hugging Face id or a local model folder.", "auto")
-    batch_size: int = _help("Images per forward pass; 16-128 on CPU.", 32)
+    batch_size: int | None = _help(
+        "Images per forward pass; unset uses the model's own choice for the device (efficientnet-lite0 on "
+        "CPU: 4, CLIP-like on CPU: 16, on a GPU: 256).", None)
     device: str = _help("cpu, cuda, cuda:N, mps or auto.", "auto")
+    commit_every: int = _help("Embeddings are written to the store every this many images (or every 5 s, "
+                              "whichever comes first); an interruption loses at most that much work.", 256)
     workers: int = _help("Threads decoding images while the model runs; 1-16.", 2)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
+        if self.commit_every < 1:
+            raise ConfigError(f"commit_every must be at least 1; got {self.commit_every}.")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1; got {self.workers}.")
 

@@ -15,6 +15,7 @@ class Embedder(Protocol):
     model_id: str    # cache key: changes whenever the weights or the pooling change
     dim: int
     input_size: int  # shorter side the model wants; lets JPEG decoding skip pixels
+    batch_size: int  # images per forward pass that run fastest on its device (measured, see each family)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image → float32 (3, H, W)."""

@@ -138,6 +138,8 @@ class HfImageModel:
         self.has_text_tower = hasattr(model, "get_text_features")
         self._preprocess = _preprocess_for(self.folder, config)
         self.input_size = self._preprocess.crop
+        # CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8, 19 at 16-64.
+        self.batch_size = 16 if self.device == "cpu" else 256
         self.pooling = "image projection" if hasattr(model, "get_image_features") else "pooler/cls"
         self.model_id = f"{_model_id(self.folder, source)}:{self.pooling.replace(' ', '-')}"
         probe = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Embed catalogued images in batches: decode in threads while the model runs, commit per batch.
+"""Embed catalogued images in batches: decode in threads while the model runs, commit every few
+seconds (see ``_PendingCommit``).
 
 Only content hashes without an embedding from this model are processed, so a re-run embeds
 nothing again and an interrupted run resumes where it stopped.
@@ -76,23 +77,60 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
             return _Prepared(content_hash, None, None, _decode_reason(error))
 
     undecodable: dict[str, str] = {}
-    for batch in _batches(_prefetched(todo, prepare, config.workers, 2 * config.batch_size),
-                          config.batch_size):
+    batch_size = config.batch_size or embedder.batch_size
+    pending = _PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
+    for batch in _batches(_prefetched(todo, prepare, config.workers, max(8, 2 * batch_size)), batch_size):
         good = [item for item in batch if item.pixels is not None]
         failed = {item.content_hash: str(item.error) for item in batch if item.pixels is None}
         vectors = np.empty((0, embedder.dim), dtype=np.float32)
         if good:
             vectors = normalise(embedder.embed(np.stack([item.pixels for item in good])))  # type: ignore[misc]
-        workspace.save_batch(
-            embedder.model_id, [item.content_hash for item in good], vectors,
-            thumbnails={item.content_hash: item.thumbnail for item in good if item.thumbnail is not None},
-            undecodable=failed)
+        pending.add(good, vectors, failed)
         undecodable.update(failed)
         done += len(batch)
+        if pending.due():
+            pending.commit()
         if progress:
             progress(done, total)
+    pending.commit()
     return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable), total - len(todo),
                        undecodable, time.perf_counter() - started)
+
+
+class _PendingCommit:
+    """Forward batches waiting to be written: committed together every ``every`` images or
+    ``COMMIT_SECONDS`` seconds, whichever comes first, so small CPU batches do not each cost a shard
+    file and a transaction, and an interruption loses at most a few seconds of work."""
+
+    COMMIT_SECONDS = 5.0
+
+    def __init__(self, workspace: Workspace, model_id: str, dim: int, every: int = 256):
+        self.workspace, self.model_id, self.dim, self.every = workspace, model_id, dim, every
+        self._reset()
+
+    def _reset(self) -> None:
+        self.hashes: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.thumbnails: dict[str, tuple[bytes, int, int]] = {}
+        self.failed: dict[str, str] = {}
+        self.since = time.monotonic()
+
+    def add(self, good: Sequence[_Prepared], vectors: np.ndarray, failed: dict[str, str]) -> None:
+        self.hashes.extend(item.content_hash for item in good)
+        self.vectors.append(vectors)
+        self.thumbnails.update({item.content_hash: item.thumbnail for item in good if item.thumbnail is not None})
+        self.failed.update(failed)
+
+    def due(self) -> bool:
+        return (len(self.hashes) + len(self.failed) >= self.every
+                or time.monotonic() - self.since >= self.COMMIT_SECONDS)
+
+    def commit(self) -> None:
+        if self.hashes or self.failed:
+            vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, self.dim), dtype=np.float32)
+            self.workspace.save_batch(self.model_id, self.hashes, vectors, thumbnails=self.thumbnails,
+                                      undecodable=self.failed)
+        self._reset()
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
