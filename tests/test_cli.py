@@ -46,6 +46,19 @@ def test_models_lists_the_bundled_default_as_available() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["efficientnet-lite0"]["available"] is True
     assert rows["clip-vit-b32"]["source"] == "openai/clip-vit-base-patch32"
+    assert {"siglip-base", "dinov2-small", "dinov2-base", "vit-mae-base"} <= set(rows)
+    assert rows["vit-mae-base"]["pooling"] == "sum" and rows["dinov2-small"]["pooling"] == "cls"
+    assert rows["siglip-base"]["pooling"] == "image-features" and rows["siglip-base"]["dim"] == 768
+    assert all(row["size_mb"] > 0 for row in rows.values())
+    table = imgcluster("models").stdout
+    assert "~88 MB" in table and "dinov2-small" in table
+
+
+def test_a_pooling_no_model_has_fails_before_any_work(photos: Path) -> None:
+    untouched = photos.parent / "never-created"
+    result = imgcluster("cluster", str(photos), "--pooling", "max", "--workspace", str(untouched))
+    assert result.returncode == 2 and "No pooling called 'max'. Choose one of: image-features" in result.stderr
+    assert not untouched.exists()
 
 
 def test_options_given_with_a_preset_win_and_bad_settings_fail_before_any_work(photos: Path) -> None:

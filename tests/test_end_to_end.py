@@ -44,7 +44,7 @@ def test_outputs_hold_every_image_with_cluster_probability_and_map(digits_run: i
     with open(digits_run.outputs["csv"]) as handle:
         rows = list(csv.DictReader(handle))
     assert [r["path"] for r in rows] == [r.path for r in digits_run.images]
-    assert set(rows[0]) == {"path", "cluster", "membership_probability", "x", "y", "how"}
+    assert set(rows[0]) == {"path", "cluster", "name", "membership_probability", "x", "y", "how"}
     assert {r["how"] for r in rows} == {"fit"}  # 500 images: fitted whole, nothing filed or attached
     table = pq.read_table(digits_run.outputs["parquet"]).to_pydict()
     assert table["cluster"] == [int(r["cluster"]) for r in rows]

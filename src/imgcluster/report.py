@@ -18,15 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from .store import Assignments, ImageRecord, RunRecord
+from .represent import Representatives
+from .store import Assignments, ClusterName, ImageRecord, RunRecord
 
 # Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
 HOVER_SAMPLE = 1500
+SHOWN_PER_KIND = 4   # central, probable and diverse images leading each cluster's grid
+GRID = 16            # images per cluster grid, representatives included
 
 
 def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int = HOVER_SAMPLE) -> list[int]:
     """Catalogue ids whose thumbnails the report embeds: every representative, then a spread sample."""
-    wanted = [i for cluster in record.info.get("clusters", []) for i in cluster["representatives"]]
+    wanted = [i for r in _representatives(record).values() for i, _ in r.ordered(SHOWN_PER_KIND)]
+    wanted += [i for cluster in record.info.get("clusters", []) for i in cluster["representatives"]]
     ids = np.asarray(assignments.image_ids)
     if len(ids) <= hover_sample:
         wanted.extend(ids.tolist())
@@ -37,8 +41,11 @@ def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int
 
 
 def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
-           thumbnails: Mapping[str, bytes], skipped: Sequence[ImageRecord]) -> str:
-    """The report as one HTML string. ``images`` is aligned with ``assignments``."""
+           thumbnails: Mapping[str, bytes], skipped: Sequence[ImageRecord],
+           names: Mapping[int, ClusterName] | None = None, stability: Mapping[str, Any] | None = None) -> str:
+    """The report as one HTML string. ``images`` is aligned with ``assignments``; ``names`` holds the
+    name each cluster shows (unnamed clusters are absent); ``stability`` is the run's newest stability
+    measurement as stored (its clusters below the threshold are flagged unstable)."""
     root = record.root
     hash_of = {r.id: r.content_hash for r in images}
     thumb_index: dict[str, int] = {}
@@ -54,12 +61,15 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         return thumb_index[content_hash]
 
     position = {int(i): n for n, i in enumerate(np.asarray(assignments.image_ids).tolist())}
-    clusters = [{
+    names = names or {}
+    chosen = _representatives(record)
+    clusters = [dict({
         "cluster": c["cluster"], "size": c["size"], "name": c.get("name") or (
             "unclustered" if c["cluster"] == -1 else f"cluster {c['cluster']}"),
         "mean_probability": round(c["mean_membership_probability"], 3),
-        "members": [position[i] for i in c["representatives"] if i in position],
-    } for c in record.info.get("clusters", [])]
+    }, **_grid(c, chosen.get(c["cluster"]), position), **_naming(names.get(c["cluster"])),
+        **_stability(c["cluster"], stability))
+        for c in record.info.get("clusters", [])]
     for cluster in clusters:
         for member in cluster["members"]:
             thumb_ref(int(images[member].id))
@@ -88,7 +98,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "{{CREATED}}": html.escape(created),
         "{{MODEL}}": html.escape(f"{record.model_name} ({record.model_id})"),
         "{{SUMMARY}}": html.escape(summary),
-        "{{SETTINGS}}": _settings_table(record),
+        "{{SETTINGS}}": _settings_table(record, stability),
         "{{SKIPPED}}": _skipped_table(skipped, root),
         "{{N_SKIPPED}}": str(len(skipped)),
         "{{DATA}}": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
@@ -96,6 +106,34 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     for marker, value in replacements.items():
         template = template.replace(marker, value)
     return template
+
+
+def _representatives(record: RunRecord) -> dict[int, Representatives]:
+    return {r["cluster"]: Representatives(**r) for r in record.info.get("representatives", [])}
+
+
+def _grid(cluster: Mapping[str, Any], chosen: Representatives | None, position: Mapping[int, int]
+          ) -> dict[str, list[Any]]:
+    """A cluster's grid: its representatives first, each with its kind, then its most probable members."""
+    lead = chosen.ordered(SHOWN_PER_KIND) if chosen is not None else []
+    kinds = {i: " · ".join(kind) for i, kind in lead}
+    ids = list(dict.fromkeys([i for i, _ in lead] + list(cluster["representatives"])))
+    ids = [i for i in ids if i in position][:max(GRID, len(lead))]
+    return {"members": [position[i] for i in ids], "kinds": [kinds.get(i, "") for i in ids]}
+
+
+def _naming(name: ClusterName | None) -> dict[str, Any]:
+    if name is None:
+        return {"named": False}
+    return {"named": True, "name": name.name, "source": name.source, "confidence": name.confidence,
+            "candidates": [[text, score] for text, score in name.candidates if text != name.name]}
+
+
+def _stability(cluster: int, measured: Mapping[str, Any] | None) -> dict[str, Any]:
+    found = next((c for c in (measured or {}).get("clusters", []) if c["cluster"] == cluster), None)
+    if found is None:
+        return {}
+    return {"stability": round(found["stability"], 2), "unstable": bool(found["unstable"])}
 
 
 def _relative(path: str, root: str) -> str:
@@ -106,7 +144,7 @@ def _relative(path: str, root: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _settings_table(record: RunRecord) -> str:
+def _settings_table(record: RunRecord, stability: Mapping[str, Any] | None = None) -> str:
     rows: list[tuple[str, Any]] = []
     model = record.info.get("model", {})
     rows.append(("model", f"{model.get('name', record.model_name)} — {model.get('source', '')}"))
@@ -119,6 +157,19 @@ def _settings_table(record: RunRecord) -> str:
         rows.append(("auto mode", f"{auto['reason']} (scores of all {len(auto['table'])} settings in run.json)"))
     if record.config.get("preset"):
         rows.append(("preset", record.config["preset"]))
+    naming = record.info.get("naming")
+    if naming:
+        failed = "; ".join(f"{namer} failed: {error}" for namer, error in naming.get("errors", {}).items())
+        rows.append(("names", f"namer {naming.get('named_by', naming['namer']) or 'none'}"
+                              + (f" ({failed})" if failed else "")))
+    if stability:
+        unstable = stability.get("unstable_clusters", [])
+        rows.append(("stability", f"{stability['repeats']} refits (seeds {', '.join(map(str, stability['seeds']))}"
+                                  + (f", {stability['subsample']:.0%} subsamples" if stability.get("subsample") else "")
+                                  + f"): {len(unstable)} of {len(stability['clusters'])} clusters below "
+                                  f"{stability['threshold']}" + (f" ({', '.join(map(str, unstable))})" if unstable
+                                                                  else "")
+                                  + f"; consensus moves {stability['changed']:,} images (consensus.csv)"))
     timings = record.info.get("timings", {})
     rows.append(("timings", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())))
     embedding = record.info.get("embedding", {})

@@ -78,3 +78,31 @@ def test_missing_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest
         load_model(str(tmp_path))
     with pytest.raises(imgcluster.UnknownName, match="Choose one of: auto, clip-vit-b32"):
         load_model("resnet-9000")
+
+
+@pytest.mark.parametrize("repo_files, fetched", [
+    ({"config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5"}, {"config.json", "model.safetensors"}),
+    ({"config.json", "pytorch_model.bin", "vocab.txt"}, {"config.json", "pytorch_model.bin", "vocab.txt"}),
+])
+def test_a_download_fetches_one_copy_of_the_weights(repo_files: set[str], fetched: set[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `imgcluster models` says a model's download weighs is what it fetches: not .bin beside .safetensors."""
+    import fnmatch
+
+    import huggingface_hub
+
+    from imgcluster.embed import hf
+
+    def fake_snapshot_download(repo_id: str, local_files_only: bool = False,
+                               allow_patterns: list[str] | None = None) -> str:
+        if local_files_only:
+            raise FileNotFoundError(repo_id)  # not in the cache
+        for name in repo_files:
+            if any(fnmatch.fnmatch(name, pattern) for pattern in allow_patterns or ["*"]):
+                (tmp_path / name).write_text("x")
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert hf.locate("owner/model", allow_download=True) == tmp_path
+    assert {p.name for p in tmp_path.iterdir()} == fetched

@@ -41,8 +41,8 @@ def attach_noise(vectors: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     if len(noise) == 0 or len(clustered) == 0:
         return Attachment(labels, probabilities, attached)
     # Noise lies in sparse regions by definition, so only the lenient half-the-median bar applies.
-    predictor = Predictor(outlier_quantile=None, seed=seed).fit(vectors[clustered], labels[clustered], probabilities[clustered],
-                                         np.zeros((len(clustered), 2)), clustered)
+    predictor = Predictor(outlier_quantile=None, seed=seed).fit(
+        vectors[clustered], labels[clustered], probabilities[clustered], np.zeros((len(clustered), 2)), clustered)
     for start in range(0, len(noise), _CHUNK):
         rows = noise[start:start + _CHUNK]
         vote = predictor.predict(vectors[rows])

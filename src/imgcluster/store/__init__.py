@@ -1,6 +1,6 @@
 """The only code that opens workspace files: SQLite catalogue, vector shards, runs and their outputs."""
 
-from .records import Assignments, ImageRecord, RunRecord, ScannedFile
+from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .workspace import Workspace, default_workspace
 
-__all__ = ["Assignments", "ImageRecord", "RunRecord", "ScannedFile", "Workspace", "default_workspace"]
+__all__ = ["Assignments", "ClusterName", "ImageRecord", "RunRecord", "ScannedFile", "Workspace", "default_workspace"]

@@ -70,3 +70,21 @@ class Assignments:
         if self.how is None:
             return ["fit"] * len(self.image_ids)
         return [str(h) for h in self.how]
+
+
+@dataclass(frozen=True)
+class ClusterName:
+    """A name for one cluster of a run, where it came from and how sure its source was.
+
+    ``source`` is manual, imagenet, zero-shot or vlm; ``confidence`` is a probability in [0, 1] or
+    None when the source gives none; ``candidates`` are the source's best (name, score) pairs, best
+    first. ``error`` says why the source's last try failed (an earlier ``name`` is then kept).
+    """
+
+    cluster: int
+    name: str
+    source: str
+    confidence: float | None = None
+    candidates: list[tuple[str, float | None]] = field(default_factory=list)
+    error: str | None = None
+    created_at: float = 0.0

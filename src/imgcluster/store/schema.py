@@ -1,6 +1,6 @@
 """The SQLite catalogue's tables. One file, `catalogue.db`, in WAL mode with a single writer."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (
@@ -71,6 +71,34 @@ CREATE TABLE IF NOT EXISTS assignments(
   -- the clusterer left out, joined to a cluster by the noise=attach option.
   how TEXT NOT NULL DEFAULT 'fit',
   PRIMARY KEY(run_key, image_id)
+);
+-- Names of a run's clusters, one row per (cluster, source): manual | imagenet | zero-shot | vlm.
+-- A failed try of a source keeps that source's earlier name and records the error beside it.
+CREATE TABLE IF NOT EXISTS cluster_names(
+  run_key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
+  cluster INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  name TEXT NOT NULL,
+  confidence REAL,
+  candidates TEXT NOT NULL,
+  error TEXT,
+  created_at REAL NOT NULL,
+  PRIMARY KEY(run_key, cluster, source)
+);
+-- Answers of remote namers (a VLM), keyed by a hash of (model, prompt, the images' content hashes).
+CREATE TABLE IF NOT EXISTS namer_answers(
+  key TEXT PRIMARY KEY,
+  source TEXT NOT NULL,
+  answer TEXT NOT NULL,
+  created_at REAL NOT NULL
+);
+-- How stable a run's clusters are under refits with other seeds (imgcluster stability): per-cluster
+-- stability, the seeds and settings, and consensus figures, as JSON; accumulates like evaluations.
+CREATE TABLE IF NOT EXISTS stability(
+  id INTEGER PRIMARY KEY,
+  run_key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
+  created_at REAL NOT NULL,
+  result TEXT NOT NULL
 );
 -- Scores of a run against known labels; runs stay immutable, evaluations accumulate beside them.
 CREATE TABLE IF NOT EXISTS evaluations(

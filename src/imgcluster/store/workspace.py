@@ -3,9 +3,11 @@
 Layout::
 
     WORKSPACE/
-      catalogue.db            SQLite (WAL): images, embeddings index, thumbnails, runs, assignments
+      catalogue.db            SQLite (WAL): images, embeddings index, thumbnails, runs, assignments,
+                              evaluations, stability measurements
       vectors/<model>/        float32 .npy shards, one per committed batch
-      runs/<key>/             clusters.csv, clusters.parquet, report.html, run.json
+      runs/<key>/             clusters.csv, clusters.parquet, report.html, run.json, consensus.csv
+      cache/<kind>/           derived arrays worth keeping (text embeddings of a naming vocabulary)
       lock                    held by the process that writes
 
 Writes are atomic per batch: a shard file is renamed into place, then its rows are committed in one
@@ -19,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunNotFound, WorkspaceBusy
-from .records import Assignments, ImageRecord, RunRecord, ScannedFile
+from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 WORKSPACE_DIRNAME = ".imgcluster"
@@ -321,8 +324,8 @@ class Workspace:
             arrays = {name: data[name] for name in data.files}
         return arrays, (folder / "index.faiss").read_bytes(), json.loads((folder / "predictor.json").read_text())
 
-    def save_run(self, run: RunRecord, assignments: Assignments) -> None:
-        """Make a finished run visible: its row and all assignments in one transaction."""
+    def save_run(self, run: RunRecord, assignments: Assignments, names: Sequence[ClusterName] = ()) -> None:
+        """Make a finished run visible: its row, all assignments and its first names in one transaction."""
         self.write_run_file(run.key, "run.json", json.dumps(
             {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
              "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
@@ -341,6 +344,68 @@ class Workspace:
             self._db.executemany(
                 "INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y, how) "
                 "VALUES(?,?,?,?,?,?,?)", [(run.key, *row) for row in rows])
+            self._upsert_names(run.key, names)
+
+    # -- cluster names -----------------------------------------------------------------------------
+
+    def save_names(self, key: str, names: Sequence[ClusterName]) -> None:
+        """Store names of a run's clusters, one row per (cluster, source), in one transaction.
+
+        A name replaces the same source's earlier one; a failed try (``error`` set) keeps the earlier
+        name and records the error beside it."""
+        with self._db:
+            self._upsert_names(key, names)
+
+    def _upsert_names(self, key: str, names: Sequence[ClusterName]) -> None:
+        now = time.time()
+        rows = [(key, n.cluster, n.source, n.name, n.confidence, json.dumps(n.candidates, default=_json_default),
+                 n.error, n.created_at or now) for n in names]
+        self._db.executemany(
+            "INSERT INTO cluster_names(run_key, cluster, source, name, confidence, candidates, error, created_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(run_key, cluster, source) DO UPDATE SET "
+            "name=excluded.name, confidence=excluded.confidence, candidates=excluded.candidates, "
+            "error=NULL, created_at=excluded.created_at", [r for r in rows if r[6] is None])
+        self._db.executemany(
+            "INSERT INTO cluster_names(run_key, cluster, source, name, confidence, candidates, error, created_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(run_key, cluster, source) DO UPDATE SET error=excluded.error",
+            [r for r in rows if r[6] is not None])
+
+    def names(self, key: str) -> list[ClusterName]:
+        """Every stored name of a run's clusters (all sources), by cluster then oldest first."""
+        rows = self._db.execute(
+            "SELECT cluster, name, source, confidence, candidates, error, created_at FROM cluster_names "
+            "WHERE run_key=? ORDER BY cluster, created_at, source", (key,)).fetchall()
+        return [ClusterName(r[0], r[1], r[2], r[3], [tuple(c) for c in json.loads(r[4])], r[5], r[6])  # type: ignore[misc]
+                for r in rows]
+
+    def delete_name(self, key: str, cluster: int, source: str) -> bool:
+        """Forget one source's name of a cluster; True when there was one."""
+        with self._db:
+            cursor = self._db.execute("DELETE FROM cluster_names WHERE run_key=? AND cluster=? AND source=?",
+                                      (key, cluster, source))
+        return cursor.rowcount > 0
+
+    def namer_answer(self, key: str) -> str | None:
+        """A remote namer's cached answer (see ``save_namer_answer``), or None."""
+        row = self._db.execute("SELECT answer FROM namer_answers WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_namer_answer(self, key: str, source: str, answer: str) -> None:
+        """Cache a remote namer's answer under ``key`` (a hash of everything that decides it)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO namer_answers(key, source, answer, created_at) VALUES(?,?,?,?)",
+                             (key, source, answer, time.time()))
+
+    def cached_array(self, kind: str, key: str) -> np.ndarray | None:
+        """An array saved with ``save_cached_array`` (e.g. a vocabulary's text embeddings), or None."""
+        path = self.path / "cache" / kind / f"{key}.npy"
+        return np.load(path, allow_pickle=False) if path.exists() else None
+
+    def save_cached_array(self, kind: str, key: str, array: np.ndarray) -> Path:
+        """Keep an expensive derived array under ``cache/<kind>/<key>.npy`` (atomically)."""
+        path = self.path / "cache" / kind / f"{key}.npy"
+        _atomic_write(path, _npy_bytes(np.ascontiguousarray(array)))
+        return path
 
     def runs(self) -> list[RunRecord]:
         """All finished runs, newest first."""
@@ -371,6 +436,33 @@ class Workspace:
         rows = self._db.execute("SELECT created_at, labels_source, metrics FROM evaluations WHERE run_key=? "
                                 "ORDER BY id", (key,)).fetchall()
         return [{"created_at": r[0], "labels_source": r[1], "metrics": json.loads(r[2])} for r in rows]
+
+    def save_stability(self, key: str, result: dict[str, Any]) -> None:
+        """Record a stability measurement of a run (see ``api.stability``) beside it."""
+        with self._db:
+            self._db.execute("INSERT INTO stability(run_key, created_at, result) VALUES(?,?,?)",
+                             (key, time.time(), json.dumps(result, default=_json_default)))
+
+    def stability(self, key: str) -> list[dict[str, Any]]:
+        """Past stability measurements of a run, oldest first (each with its ``created_at``)."""
+        rows = self._db.execute("SELECT created_at, result FROM stability WHERE run_key=? ORDER BY id",
+                                (key,)).fetchall()
+        return [{"created_at": r[0], **json.loads(r[1])} for r in rows]
+
+    def delete_run(self, key: str) -> RunRecord:
+        """Forget a run: its row, assignments, names, evaluations and stability records in one
+        transaction, then its folder ``runs/<key>/``. Embeddings and other runs are untouched.
+        Returns the deleted record; raises RunNotFound (with the recent keys) for an unknown key."""
+        record = self.run(key)
+        with self._db:
+            for table in ("assignments", "cluster_names", "evaluations", "stability"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_key=?", (key,))
+            self._db.execute("DELETE FROM runs WHERE key=?", (key,))
+        folder = self.run_dir(key)
+        # The key came from the catalogue, but a folder outside runs/ is never removed.
+        if folder.is_dir() and folder.resolve().parent == (self.path / "runs").resolve():
+            shutil.rmtree(folder)
+        return record
 
     def assignments(self, key: str) -> Assignments:
         rows = self._db.execute(
