@@ -1,0 +1,250 @@
+"""The whole job (`cluster`): every step, the run saved and its outputs written; reading runs back."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import report as report_stage
+from ..cluster.predictor import Predictor
+from ..config import ClusterConfig, RunConfig, apply_preset
+from ..embed import check_name
+from ..errors import ConfigError, NoImages
+from ..label import check_namer, choose_names
+from ..reduce import make_reducer
+from ..represent import representatives
+from ..runs import external_metrics, internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..scan import ScanResult
+from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
+from . import naming
+from .steps import (
+    Clustering,
+    Embeddings,
+    Progress,
+    Reduction,
+    Run,
+    StageProgress,
+    _make_clusterer,
+    _no_images_message,
+    _skipped_now,
+    _stage_progress,
+    embed,
+    fit_clusters,
+    open_workspace,
+    scan,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+# -- the whole job --------------------------------------------------------------------------------
+
+def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
+            k: int | None = None, preset: str | None = None, workspace: str | os.PathLike[str] | None = None,
+            config: RunConfig | None = None, run_key: str | None = None,
+            progress: StageProgress | None = None, namer: str | None = None) -> Run:
+    """Scan, embed, reduce and cluster the images under ``path``, pick each cluster's representatives,
+    name the clusters, and write the run's outputs (clusters.csv, clusters.parquet, report.html) under
+    ``WORKSPACE/runs/<key>/``.
+
+    ``model``, ``method``, ``k`` and ``namer`` override the matching fields of ``config`` (after the preset).
+    """
+    config = apply_preset(config or RunConfig(), preset)
+    if namer is not None:
+        config = dataclasses.replace(config, name=dataclasses.replace(config.name, namer=namer))
+    if model is not None:
+        config = dataclasses.replace(config, embed=dataclasses.replace(config.embed, model=model))
+    if method is not None or k is not None:
+        config = dataclasses.replace(config, cluster=dataclasses.replace(
+            config.cluster, method=method or config.cluster.method, k=k if k is not None else config.cluster.k))
+    timings: dict[str, float] = {}
+    stage = _stage_progress(progress)
+    _check_before_work(config, run_key)
+    if not Path(path).expanduser().exists():
+        raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        if run_key is not None and run_key in {r.key for r in ws.runs()}:
+            raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
+                              "Pick another --run-key.")
+        started = time.perf_counter()
+        found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
+        timings["scan"] = time.perf_counter() - started
+        if not found.images:
+            raise NoImages(_no_images_message(found))
+        started = time.perf_counter()
+        embedded = embed(found, workspace=ws, config=config.embed, progress=stage("embed"))
+        timings["embed"] = time.perf_counter() - started
+        if not embedded.images:
+            raise NoImages(_no_images_message(dataclasses.replace(found, images=[], skipped=_skipped_now(ws, found))))
+        reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
+                                             progress=progress)
+        resolved = dataclasses.replace(
+            config, embed=dataclasses.replace(config.embed, model=embedded.model["name"]),
+            cluster=dataclasses.replace(config.cluster, **{
+                key: value for key, value in clustering.params.items()
+                if key in {f.name for f in dataclasses.fields(ClusterConfig)}}))
+        run = _save_run(ws, found, embedded, reduction, clustering, resolved, config, timings,
+                        run_key or new_run_key(), stage)
+        return run
+    finally:
+        ws.close()
+
+
+def _check_before_work(config: RunConfig, run_key: str | None) -> None:
+    """Refuse bad names and settings now, not after hours of embedding."""
+    check_name(config.embed.model)
+    for name in (config.reduce.method, config.reduce.map_method):
+        make_reducer(name)  # raises UnknownName with the choices
+    _make_clusterer(config.cluster)  # unknown method, or kmeans/spectral without k
+    check_namer(config.name.namer)
+    if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_key):
+        raise ConfigError(f"Run key {run_key!r} may hold only letters, digits, '.', '_' and '-' (at most 64).")
+
+
+def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction: Reduction,
+              clustering: Clustering, resolved: RunConfig, requested: RunConfig, timings: dict[str, float],
+              key: str, stage: Callable[[str], Progress]) -> Run:
+    image_ids = np.asarray([r.id for r in embedded.images], dtype=np.int64)
+    summaries = summarise_clusters(image_ids, clustering.labels, clustering.probabilities, reduction.space)
+    chosen_images = representatives(image_ids, clustering.labels, clustering.probabilities, reduction.space)
+    metrics = internal_metrics(reduction.space, clustering.labels, clustering.probabilities)
+    skipped = _skipped_now(ws, found)
+    record = RunRecord(
+        key=key, created_at=time.time(), root=found.root, model_id=embedded.model["model_id"],
+        model_name=embedded.model["name"], n_images=len(image_ids), n_clusters=metrics["n_clusters"],
+        config=resolved.to_dict(),
+        info={"requested_config": requested.to_dict(), "model": embedded.model, "metrics": metrics,
+              "timings": timings, "versions": package_versions(), "clustering": clustering.params,
+              "clusters": [dataclasses.asdict(s) for s in summaries],
+              "representatives": [dataclasses.asdict(r) for r in chosen_images],
+              "embedding": {"new": embedded.report.n_embedded, "cached": embedded.report.n_cached},
+              "skipped": len(skipped)})
+    assignments = Assignments(image_ids, clustering.labels, clustering.probabilities,
+                              reduction.map[:, 0], reduction.map[:, 1], clustering.how)
+    started = time.perf_counter()
+    predictor = Predictor(seed=resolved.reduce.seed).fit(
+        embedded.vectors, clustering.labels, clustering.probabilities, reduction.map, image_ids)
+    ws.write_predictor(key, *predictor.state())
+    timings["predictor"] = time.perf_counter() - started
+    stage("name")(0, 1)
+    names = naming._name_new_run(ws, record, embedded, assignments, resolved.name, timings)
+    chosen = choose_names(names)
+    stage("name")(1, 1)
+    started = time.perf_counter()
+    stage("report")(0, 1)
+    outputs = _write_outputs(ws, record, embedded.images, assignments, skipped, chosen)
+    stage("report")(1, 1)
+    timings["report"] = time.perf_counter() - started
+    ws.save_run(record, assignments, names)
+    log.info("run %s: %d images, %d clusters, model %s", key, record.n_images, record.n_clusters,
+             record.model_name)
+    return Run(record, ws.path, list(embedded.images), assignments, skipped, outputs, chosen)
+
+
+def _write_outputs(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+                   skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName]) -> dict[str, Path]:
+    csv_path, parquet_path = ws.write_assignment_tables(record.key, _assignment_table(images, assignments, names))
+    return {"csv": csv_path, "parquet": parquet_path,
+            "report": _write_report(ws, record, images, assignments, skipped, names)}
+
+
+def _assignment_table(images: Sequence[ImageRecord], assignments: Assignments,
+                      names: Mapping[int, ClusterName]) -> dict[str, list[Any]]:
+    clusters = np.asarray(assignments.clusters).tolist()
+    return {"path": [r.path for r in images], "cluster": clusters,
+            "name": [names[c].name if c in names else "" for c in clusters],
+            "membership_probability": np.round(np.asarray(assignments.membership_probability), 4).tolist(),
+            "x": np.round(np.asarray(assignments.x, dtype=float), 4).tolist(),
+            "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
+            "how": assignments.how_per_image()}
+
+
+def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+                  skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName] | None = None) -> Path:
+    wanted = report_stage.thumbnail_ids(record, assignments)
+    by_id = {r.id: r for r in images}
+    thumbs = ws.thumbnails(by_id[i].content_hash for i in wanted if by_id[i].content_hash)  # type: ignore[misc]
+    measured = ws.stability(record.key)
+    html = report_stage.render(record, images, assignments, thumbs, skipped, names,
+                               stability=measured[-1] if measured else None)
+    return ws.write_run_file(record.key, "report.html", html)
+
+
+
+# -- reading runs back ----------------------------------------------------------------------------
+
+def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             workspace: str | os.PathLike[str] | None = None) -> Run:
+    """A stored run (the newest when ``key`` is None) with its images and assignments."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        record = ws.run(key)
+        assignments = ws.assignments(record.key)
+        by_id = {r.id: r for r in ws.images(ids=assignments.image_ids.tolist())}
+        images = [by_id[i] for i in assignments.image_ids.tolist()]
+        folder = ws.run_dir(record.key)
+        outputs = {name: folder / file for name, file in
+                   (("csv", "clusters.csv"), ("parquet", "clusters.parquet"), ("report", "report.html"))
+                   if (folder / file).exists()}
+        skipped = sorted((r for r in ws.known_files(record.root).values() if r.status == "skipped"),
+                         key=lambda r: r.path)
+        return Run(record, ws.path, images, assignments, skipped, outputs, choose_names(ws.names(record.key)))
+    finally:
+        ws.close()
+
+
+def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+           workspace: str | os.PathLike[str] | None = None) -> Path:
+    """(Re)write a run's ``report.html`` (the newest run when ``key`` is None) and return its path."""
+    run = load_run(key, path=path, workspace=workspace)
+    ws = Workspace.open(run.workspace)
+    try:
+        return _write_report(ws, run.record, run.images, run.assignments, run.skipped, run.names)
+    finally:
+        ws.close()
+
+
+
+def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Score a run (the newest when ``key`` is None) against a CSV of ``path,label`` rows and store it.
+
+    Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
+    without a label are left out and counted.
+    """
+    import csv
+
+    run = load_run(key, path=path, workspace=workspace)
+    labels_path = Path(labels).expanduser().resolve()
+    known: dict[str, str] = {}
+    with open(labels_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise ConfigError(f"{labels_path} needs a header row with the columns path,label; "
+                              f"found {reader.fieldnames}.")
+        for row in reader:
+            for base in (Path(run.record.root), labels_path.parent):
+                known.setdefault(str((base / row["path"]).resolve()), row["label"])
+    labelled = [i for i, r in enumerate(run.images) if r.path in known]
+    if not labelled:
+        raise ConfigError(f"None of the paths in {labels_path} matches an image of run {run.key}. Paths must be "
+                          f"absolute or relative to {run.record.root}.")
+    metrics = external_metrics([known[run.images[i].path] for i in labelled], run.assignments.clusters[labelled])
+    metrics["unlabelled_images"] = len(run.images) - len(labelled)
+    ws = Workspace.open(run.workspace)
+    try:
+        ws.save_evaluation(run.key, str(labels_path), metrics)
+    finally:
+        ws.close()
+    return metrics

@@ -1,0 +1,197 @@
+"""Naming a run's clusters (namers, manual names) and exporting the named clusters."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .. import export as export_stage
+from ..cluster import NOISE
+from ..config import NameConfig
+from ..embed import load_model, normalise
+from ..embed.base import Embedder
+from ..errors import ConfigError, UnknownName
+from ..label import MANUAL, ClusterView, NamingContext, check_namer, choose_names, make_namer, resolve_namer
+from ..represent import Representatives
+from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
+from . import job  # a module reference: job imports this module too
+from .steps import Embeddings, Run, _reload_run_model, open_workspace
+
+log = logging.getLogger(__name__)
+
+
+
+# -- names --------------------------------------------------------------------------------------
+
+def _name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignments: Assignments,
+                  config: NameConfig, timings: dict[str, float]) -> list[ClusterName]:
+    """Name a new run's clusters with its configured namer; when ``auto`` chose zero-shot and that
+    fails, the ImageNet head stands in. A failure leaves the clusters numbered, is logged and
+    recorded in the run (``info["naming"]``), and never costs the run."""
+    started = time.perf_counter()
+    namer = resolve_namer(config.namer, embedded.model)
+    record.info["naming"] = {"namer": namer}
+    names: list[ClusterName] = []
+    for attempt in [namer] + (["imagenet"] if config.namer == "auto" and namer == "zero-shot" else []):
+        try:
+            names = _run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors)
+            break
+        except Exception as error:  # hours of embedding must not be lost to a namer
+            log.warning("Naming the clusters with %s failed (%s).", attempt, error,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            record.info["naming"].setdefault("errors", {})[attempt] = str(error)
+    if record.info["naming"].get("errors"):
+        record.info["naming"]["named_by"] = names[0].source if names else None
+        log.warning("%s", f"The clusters are named by {names[0].source}." if names else
+                    "The clusters keep their numbers; try another namer with `imgcluster names --namer NAMER`.")
+    timings["name"] = time.perf_counter() - started
+    return names
+
+
+def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+               config: NameConfig, namer_name: str, vectors: np.ndarray | None = None,
+               clusters: Sequence[int] | None = None, api_key: str | None = None) -> list[ClusterName]:
+    namer = make_namer(namer_name, config, _naming_context(ws, record, api_key))
+    if not getattr(namer, "needs_embeddings", False):
+        vectors = None
+    elif vectors is None:
+        vectors = ws.load_embeddings(record.model_id, [r.content_hash for r in images])  # type: ignore[misc]
+    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters))
+
+
+def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None) -> NamingContext:
+    model = record.info.get("model", {"name": record.model_name, "model_id": record.model_id})
+
+    @functools.cache
+    def embedder() -> Embedder:
+        return _reload_run_model(record)
+
+    @functools.cache
+    def classifier() -> Embedder:
+        return embedder() if model.get("family") == "efficientnet" else load_model("efficientnet-lite0")
+
+    return NamingContext(model, embedder, classifier, ws, api_key)
+
+
+def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+                   vectors: np.ndarray | None, clusters: Sequence[int] | None = None) -> list[ClusterView]:
+    """What namers see of each clustered cluster: representatives first (central, probable and
+    diverse in turn), then the run's other best members; and the mean embedding when ``vectors``."""
+    chosen = {r["cluster"]: Representatives(**r) for r in record.info.get("representatives", [])}
+    by_id = {r.id: r for r in images}
+    labels = np.asarray(assignments.clusters)
+    views = []
+    for summary in record.info.get("clusters", []):
+        cluster = summary["cluster"]
+        if cluster == NOISE or (clusters is not None and cluster not in clusters):
+            continue
+        ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
+        members = [by_id[i] for i in dict.fromkeys(ids + summary["representatives"]) if i in by_id]
+        thumbs = ws.thumbnails(r.content_hash for r in members if r.content_hash)
+        mean = None if vectors is None else normalise(vectors[labels == cluster].mean(axis=0, keepdims=True))[0]
+        views.append(ClusterView(cluster, summary["size"], [r.path for r in members],
+                                 [r.content_hash or "" for r in members],
+                                 [thumbs.get(r.content_hash or "") for r in members], mean))
+    return views
+
+
+
+def name_clusters(key: str | None = None, *, namer: str | None = None, config: NameConfig | None = None,
+                  clusters: Sequence[int] | None = None, path: str | os.PathLike[str] | None = None,
+                  workspace: str | os.PathLike[str] | None = None, api_key: str | None = None) -> list[ClusterName]:
+    """Name a stored run's clusters (the newest run when ``key`` is None) with a namer, keep the names
+    beside the earlier ones (a manual name still wins), and rewrite the run's report and tables.
+
+    ``namer`` overrides ``config.namer``; ``clusters`` limits the naming to those cluster ids;
+    ``api_key`` is the VLM's key when IMGCLUSTER_VLM_KEY should not be used. Returns this namer's
+    names, one per cluster, with ``error`` set where it failed.
+    """
+    config = config or NameConfig()
+    config = dataclasses.replace(config, namer=namer) if namer is not None else config
+    check_namer(config.namer)
+    run = job.load_run(key, path=path, workspace=workspace)
+    if clusters is not None:
+        _check_clusters(run, clusters)
+    ws = Workspace.open(run.workspace)
+    try:
+        ws.lock()
+        resolved = resolve_namer(config.namer, run.record.info.get("model", {}))
+        names = _run_namer(ws, run.record, run.images, run.assignments, config, resolved, clusters=clusters,
+                           api_key=api_key)
+        ws.save_names(run.key, names)
+        job._write_outputs(ws, run.record, run.images, run.assignments, run.skipped, choose_names(ws.names(run.key)))
+        return names
+    finally:
+        ws.close()
+
+
+def name_cluster(cluster: int, name: str, key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+                 workspace: str | os.PathLike[str] | None = None) -> ClusterName | None:
+    """Give one cluster of a run (the newest when ``key`` is None) a name of your own; it wins over
+    every automatic name and survives report regeneration. An empty ``name`` removes it again.
+    Returns the name the cluster shows now (None: it is numbered)."""
+    run = job.load_run(key, path=path, workspace=workspace)
+    _check_clusters(run, [cluster])
+    name = " ".join(name.split())
+    ws = Workspace.open(run.workspace)
+    try:
+        ws.lock()
+        if name:
+            ws.save_names(run.key, [ClusterName(cluster, name, MANUAL, 1.0, [(name, 1.0)])])
+        else:
+            ws.delete_name(run.key, cluster, MANUAL)
+        chosen = choose_names(ws.names(run.key))
+        job._write_outputs(ws, run.record, run.images, run.assignments, run.skipped, chosen)
+        return chosen.get(cluster)
+    finally:
+        ws.close()
+
+
+def cluster_names(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+                  workspace: str | os.PathLike[str] | None = None) -> list[ClusterName]:
+    """Every stored name of a run's clusters, from every source (``Run.names`` holds the shown ones)."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        return ws.names(ws.run(key).key)
+    finally:
+        ws.close()
+
+
+def _check_clusters(run: Run, clusters: Sequence[int]) -> None:
+    known = sorted(c.cluster for c in run.clusters() if c.cluster != NOISE)
+    unknown = [c for c in clusters if c not in known]
+    if unknown:
+        shown = ", ".join(map(str, known[:30])) + (" …" if len(known) > 30 else "")
+        raise ConfigError(f"Run {run.key} has no cluster {', '.join(map(str, unknown))}; its clusters are: "
+                          f"{shown or 'none'}. Unclustered images (-1) cannot be named.")
+
+
+def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "folders", mode: str = "link",
+           path: str | os.PathLike[str] | None = None,
+           workspace: str | os.PathLike[str] | None = None) -> export_stage.ExportResult:
+    """Export a run (the newest when ``key`` is None) to ``dest``, a new or empty folder (a new file
+    for csv and parquet). ``to``: folders (one folder per cluster, '03-cats', links by default or
+    copies with ``mode="copy"``, unclustered images in 'unclustered/'), fiftyone (data.json and
+    labels.json of a FiftyOneImageClassificationDataset pointing at the images), csv or parquet
+    (the per-image table with cluster names). The user's images are never moved or deleted."""
+    if to not in export_stage.FORMATS:
+        raise UnknownName(f"No export format called {to!r}. Choose one of: {', '.join(export_stage.FORMATS)}.")
+    run = job.load_run(key, path=path, workspace=workspace)
+    names = {cluster: chosen.name for cluster, chosen in run.names.items()}
+    rows = [export_stage.ExportRow(r.id, r.path, int(c), float(p)) for r, c, p in zip(
+        run.images, np.asarray(run.assignments.clusters).tolist(), run.assignments.membership_probability)]
+    writers: dict[str, Callable[[], export_stage.ExportResult]] = {
+        "folders": lambda: export_stage.export_folders(rows, names, dest, mode),
+        "fiftyone": lambda: export_stage.export_fiftyone(rows, names, dest),
+        "csv": lambda: export_stage.export_table(
+            job._assignment_table(run.images, run.assignments, run.names), dest, "csv"),
+        "parquet": lambda: export_stage.export_table(
+            job._assignment_table(run.images, run.assignments, run.names), dest, "parquet"),
+    }
+    return writers[to]()

@@ -1,0 +1,355 @@
+"""The pipeline's steps one by one: open a workspace, scan, embed, reduce, cluster points."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cluster import AutoClusterer, Clusterer, make_clusterer
+from ..cluster.noise import attach_noise
+from ..cluster.predictor import Predictor
+from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, ScanConfig
+from ..embed import EmbedReport, check_name, embed_records, load_model
+from ..embed.base import Embedder
+from ..errors import ModelUnavailable, NoImages
+from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
+from ..represent import Representatives
+from ..runs import ClusterSummary
+from ..scan import ScanResult
+from ..scan import scan as scan_folder
+from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace, default_workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+StageProgress = Callable[[str, int, int], None]
+
+# Below this many points UMAP computes exact neighbours itself, faster than a shared NN-descent graph.
+_SHARED_KNN_FROM = 4096
+
+
+# -- results --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Embeddings:
+    """L2-normalised vectors (n, d) aligned with ``images``, and the model that made them."""
+
+    images: list[ImageRecord]
+    vectors: np.ndarray
+    model: dict[str, Any]
+    report: EmbedReport
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The clustering space (n, n_components) and the 2-D map (n, 2), with their fitted reducers."""
+
+    space: np.ndarray
+    map: np.ndarray
+    space_reducer: Reducer
+    map_reducer: Reducer
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """Labels (n,), -1 for unclustered, membership probabilities (n,), and the fitted clusterer."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    clusterer: Clusterer
+    params: dict[str, Any]
+    how: np.ndarray | None = None  # (n,) fit | filed | attached; None: all fit
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run, as stored: its record, images and assignments (aligned), skips, files, and the
+    name each cluster shows (manual first, else the newest automatic one; unnamed clusters absent)."""
+
+    record: RunRecord
+    workspace: Path
+    images: list[ImageRecord]
+    assignments: Assignments
+    skipped: list[ImageRecord] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    names: dict[int, ClusterName] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    def clusters(self) -> list[ClusterSummary]:
+        """Cluster summaries (largest first, unclustered last)."""
+        return [ClusterSummary(**c) for c in self.record.info["clusters"]]
+
+    def representatives(self) -> dict[int, Representatives]:
+        """Each cluster's most central, most probable and diverse images (catalogue ids), by cluster."""
+        return {r["cluster"]: Representatives(**r) for r in self.record.info.get("representatives", [])}
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+def open_workspace(path: str | os.PathLike[str] | None = None, *,
+                   workspace: str | os.PathLike[str] | None = None) -> Workspace:
+    """Open the workspace given, or the default one of the image folder ``path`` (PATH/.imgcluster),
+    or ``./.imgcluster`` when neither is given."""
+    if workspace is not None:
+        return Workspace.open(workspace)
+    return Workspace.open(default_workspace(path if path is not None else "."))
+
+
+def scan(path: str | os.PathLike[str], *, workspace: Workspace, config: ScanConfig = ScanConfig(),
+         progress: Progress | None = None) -> ScanResult:
+    """Catalogue the images under ``path``; see :func:`imgcluster.scan.scan`."""
+    return scan_folder(path, workspace, config, progress)
+
+
+def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
+          config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> Embeddings:
+    """Embed images with ``config.model`` (cached by content), skipping those that fail to decode.
+
+    Returns the images that have an embedding, aligned with their vectors.
+    """
+    records = list(images.images if isinstance(images, ScanResult) else images)
+    embedder = _load_embedder(config)
+    embed_report = embed_records(records, embedder, workspace, config, progress)
+    usable = [r for r in records if r.content_hash not in embed_report.undecodable]
+    vectors = workspace.load_embeddings(embedder.model_id, [r.content_hash for r in usable])  # type: ignore[misc]
+    return Embeddings(usable, vectors.reshape(len(usable), embedder.dim), embedder.describe(), embed_report)
+
+
+def _load_embedder(config: EmbedConfig) -> Embedder:
+    embedder = load_model(config.model, device=config.device, pooling=config.pooling)
+    log.info("model: %s (%s)", embedder.name, embedder.model_id)
+    return embedder
+
+
+def _reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
+    """The model that embedded ``record``, with the run's pooling, refusing weights that changed since."""
+    pooling = record.info.get("model", {}).get("pooling")
+    if pooling not in POOLINGS:  # efficientnet describes its fixed pooling in words; older runs had none
+        pooling = None
+    loaded = load_model(record.model_name, device=device, pooling=pooling)
+    if loaded.model_id != record.model_id:
+        raise ModelUnavailable(f"Run {record.key} was made with {record.model_id}, but {record.model_name} now "
+                               f"loads as {loaded.model_id}; its weights changed. Re-run `imgcluster cluster`.")
+    return loaded
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What :func:`embed_folder` did: the model, how many images were embedded now or found in the
+    cache, the files skipped (with reasons) and the time the embedding took."""
+
+    root: str
+    workspace: Path
+    model: dict[str, Any]
+    n_images: int
+    n_embedded: int
+    n_cached: int
+    skipped: list[ImageRecord]
+    seconds: float
+
+
+def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedConfig(),
+                 scan_config: ScanConfig = ScanConfig(), workspace: str | os.PathLike[str] | None = None,
+                 progress: StageProgress | None = None) -> EmbedSummary:
+    """Scan and embed the images under ``path`` without clustering (the ``imgcluster embed`` step).
+
+    Embeddings are cached by content in the workspace, so a later ``cluster`` with the same model
+    starts from them, and an interrupted call resumes where it stopped.
+    """
+    check_name(config.model)
+    if not Path(path).expanduser().exists():
+        raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
+    stage = _stage_progress(progress)
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
+        if not found.images:
+            raise NoImages(_no_images_message(found))
+        embedder = _load_embedder(config)
+        report = embed_records(found.images, embedder, ws, config, stage("embed"))
+        return EmbedSummary(found.root, ws.path, embedder.describe(), report.n_requested, report.n_embedded,
+                            report.n_cached, _skipped_now(ws, found), report.seconds)
+    finally:
+        ws.close()
+
+
+def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduction:
+    """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d)."""
+    n = len(vectors)
+    knn = None
+    if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
+        knn = nearest_neighbors(vectors, effective_neighbors(config.n_neighbors, n), config.metric, config.seed)
+    umap_params = {"n_neighbors": config.n_neighbors, "metric": config.metric, "n_epochs": config.n_epochs,
+                   "seed": config.seed, "knn": knn}
+    params = {"umap": umap_params, "pca": {"seed": config.seed}, "tsne": {"seed": config.seed, "metric": config.metric},
+              "none": {}}
+    space_reducer = make_reducer(config.method, n_components=config.n_components,
+                                 **_for(config.method, params, min_dist=config.min_dist))
+    space_reducer.fit(vectors)
+    map_reducer = make_reducer(config.map_method, n_components=2, **_for(
+        config.map_method, params, min_dist=config.map_min_dist, n_epochs=config.map_n_epochs))
+    map_reducer.fit(vectors)
+    return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
+                     np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)
+
+
+def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> dict[str, Any]:
+    chosen = dict(params.get(method, {}))
+    if method == "umap":
+        chosen.update(umap_extra)
+    return chosen
+
+
+def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *,
+                   embeddings: np.ndarray | None = None) -> Clustering:
+    """Cluster points of the clustering space; ``config.k`` selects k-means unless another
+    k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan.
+
+    ``embeddings`` (the vectors ``space`` was reduced from, same rows) let auto mode score its
+    candidates in the embedding space, as ``cluster`` does; other methods ignore them."""
+    clusterer = _make_clusterer(config)
+    if isinstance(clusterer, AutoClusterer) and embeddings is not None:
+        clusterer.fit(space, embeddings=embeddings)
+    else:
+        clusterer.fit(space)
+    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+
+
+def _make_clusterer(config: ClusterConfig) -> Clusterer:
+    method = config.method
+    if config.k is not None and method in ("auto", "hdbscan"):
+        method = "kmeans"
+    elif method == "auto" and config.min_cluster_size is not None:
+        method = "hdbscan"
+    return make_clusterer(method, **{key: value for key, value in dataclasses.asdict(config).items()
+                                     if key != "method"})
+
+
+def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
+                 cluster_config: ClusterConfig = ClusterConfig(), *, timings: dict[str, float] | None = None,
+                 progress: StageProgress | None = None) -> tuple[Reduction, Clustering]:
+    """Reduce and cluster L2-normalised ``vectors`` (n, d); results cover all n points.
+
+    Above ``reduce_config.fit_sample`` points, UMAP and the clusterer are fitted on a seeded random
+    sample and every other point is filed by the k-NN predictor (cluster, probability, and its
+    clustering-space and map positions as similarity-weighted means of its neighbours'): the seed
+    article's "fit on a sample, transform the rest", without UMAP's slow transform.
+    With ``cluster_config.noise == "attach"``, unclustered points then join the cluster their nearest
+    clustered points vote for, when that vote is at least ``attach_threshold`` sure. ``Clustering.how``
+    says, per point, which of these placed it (fit, filed or attached).
+    """
+    timings = {} if timings is None else timings
+    stage = _stage_progress(progress)
+    n = len(vectors)
+    sampled = 0 < reduce_config.fit_sample < n
+    rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
+            if sampled else np.arange(n))
+    started = time.perf_counter()
+    stage("reduce")(0, 1)
+    reduction = reduce(vectors[rows], reduce_config)
+    stage("reduce")(1, 1)
+    timings["reduce"] = time.perf_counter() - started
+    started = time.perf_counter()
+    stage("cluster")(0, 1)
+    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n),
+                                embeddings=vectors[rows])
+    stage("cluster")(1, 1)
+    timings["cluster"] = time.perf_counter() - started
+    if sampled:
+        reduction, clustering = _file_rest(vectors, rows, reduction, clustering, reduce_config.seed, timings, stage)
+    if cluster_config.noise == "attach":
+        clustering = _attach_noise(vectors, clustering, cluster_config, timings)
+    return reduction, clustering
+
+
+def _sized_for_sample(config: ClusterConfig, sample: int, n: int) -> ClusterConfig:
+    """Cluster sizes the user gave for the whole collection, scaled to a fit on ``sample`` of ``n``."""
+    if sample >= n or (config.min_cluster_size is None and config.max_cluster_size is None):
+        return config
+
+    def scaled(size: int | None) -> int | None:
+        return None if size is None else max(2, round(size * sample / n))
+
+    return dataclasses.replace(config, min_cluster_size=scaled(config.min_cluster_size),
+                               max_cluster_size=scaled(config.max_cluster_size))
+
+
+def _file_rest(vectors: np.ndarray, rows: np.ndarray, reduction: Reduction, clustering: Clustering, seed: int,
+               timings: dict[str, float], stage: Callable[[str], Progress]) -> tuple[Reduction, Clustering]:
+    """Extend a fit on the sample ``rows`` to every vector through the k-NN predictor."""
+    n = len(vectors)
+    started = time.perf_counter()
+    rest = np.setdiff1d(np.arange(n), rows)
+    predictor = Predictor(seed=seed).fit(
+        vectors[rows], clustering.labels, clustering.probabilities, reduction.map, rows)
+    labels = np.empty(n, dtype=np.int64)
+    probabilities = np.empty(n)
+    space = np.empty((n, reduction.space.shape[1]), dtype=np.float32)
+    map_xy = np.empty((n, 2), dtype=np.float32)
+    labels[rows], probabilities[rows] = clustering.labels, clustering.probabilities
+    space[rows], map_xy[rows] = reduction.space, reduction.map
+    for start in range(0, len(rest), 10_000):
+        chunk = rest[start:start + 10_000]
+        filed = predictor.predict(vectors[chunk])
+        labels[chunk], probabilities[chunk] = filed.clusters, filed.membership_probability
+        space[chunk], map_xy[chunk] = filed.place(reduction.space), np.c_[filed.x, filed.y]
+        stage("file")(start + len(chunk), len(rest))
+    timings["file_rest"] = time.perf_counter() - started
+    how = np.full(n, "filed", dtype=object)
+    how[rows] = "fit"
+    params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=len(rest))
+    for key in ("min_cluster_size", "max_cluster_size"):  # as the whole collection sees them
+        if params.get(key):
+            params[f"{key}_in_sample"] = params[key]
+            params[key] = round(params[key] * n / len(rows))
+    return (Reduction(space, map_xy, reduction.space_reducer, reduction.map_reducer),
+            Clustering(labels, probabilities, clustering.clusterer, params, how))
+
+
+def _attach_noise(vectors: np.ndarray, clustering: Clustering, config: ClusterConfig,
+                  timings: dict[str, float]) -> Clustering:
+    started = time.perf_counter()
+    result = attach_noise(vectors, clustering.labels, clustering.probabilities, config.attach_threshold, config.seed)
+    how = (np.full(len(vectors), "fit", dtype=object) if clustering.how is None
+           else np.asarray(clustering.how, dtype=object).copy())
+    how[result.attached] = "attached"
+    timings["attach_noise"] = time.perf_counter() - started
+    params = dict(clustering.params, noise="attach", attach_threshold=config.attach_threshold,
+                  attached=int(result.attached.sum()))
+    return Clustering(result.labels, result.probabilities, clustering.clusterer, params, how)
+
+
+
+def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+    def for_stage(name: str) -> Progress:
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(name, done, total)
+        return report
+    return for_stage
+
+
+def _skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
+    """The scan's skips plus the files that failed to decode while embedding."""
+    return [r for r in ws.images([r.path for r in found.images + found.skipped]) if r.status == "skipped"]
+
+
+def _no_images_message(found: ScanResult) -> str:
+    if not found.skipped:
+        return (f"No images found under {found.root}. imgcluster reads JPEG, PNG, WebP, BMP, GIF and TIFF "
+                "files in that folder and its sub-folders.")
+    reasons = "; ".join(f"{Path(r.path).name}: {r.skip_reason}" for r in found.skipped[:5])
+    return (f"None of the {len(found.skipped)} files under {found.root} could be used ({reasons}"
+            f"{' …' if len(found.skipped) > 5 else ''}).")
