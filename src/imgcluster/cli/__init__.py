@@ -8,21 +8,20 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import api
-from .config import ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
-from .demo import write_digits
-from .embed import MODELS, weights_available
-from .errors import ImgclusterError
+from .. import api
+from ..config import ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
+from ..demo import write_digits
+from ..embed import MODELS, weights_available
+from ..errors import ImgclusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -259,211 +258,6 @@ def evaluate_command(
     console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label.")
 
 
-runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
-app.add_typer(runs_app, name="runs")
-
-FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The clustered folder whose workspace to use.")]
-WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
-                                                               ".imgcluster, or ./.imgcluster).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-
-
-@runs_app.command("list")
-def runs_list_command(
-    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
-    workspace: WorkspaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List the runs, newest first: date, model, method, clusters, unclustered share, silhouette, stability."""
-    runs = api.list_runs(path, workspace=workspace)
-    if as_json:
-        console.print_json(json.dumps([dataclasses.asdict(r) for r in runs]))
-        return
-    table = Table(box=box.SIMPLE_HEAD, caption="unstable: clusters below 0.6 in the newest `imgcluster stability` "
-                                               "(-: not measured)", caption_justify="left")
-    for column in ("key", "date"):  # kept whole: what you copy into the next command
-        table.add_column(column, no_wrap=True)
-    for column in ("model", "method"):
-        table.add_column(column)
-    for column in ("images", "k", "unclustered", "silhouette"):
-        table.add_column(column, justify="right")
-    table.add_column("unstable")
-    for r in runs:
-        table.add_row(r.key, _date(r.created_at), r.model_name, r.method, f"{r.n_images:,}", str(r.n_clusters),
-                      f"{r.noise_fraction:.0%}", "" if r.silhouette is None else f"{r.silhouette:.2f}",
-                      "-" if r.unstable_clusters is None else ", ".join(map(str, r.unstable_clusters)) or "none")
-    console.print(table if runs else "No runs yet: `imgcluster cluster PATH` makes one.")
-
-
-@runs_app.command("show")
-def runs_show_command(
-    key: Annotated[Optional[str], typer.Argument(help="Run key (default: the newest run).")] = None,
-    folder: FolderOption = None,
-    workspace: WorkspaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Everything stored about a run: config and automatic choices, model, versions, timings, metrics, clusters."""
-    info = api.run_info(key, path=folder, workspace=workspace)
-    if as_json:
-        console.print_json(json.dumps(info, default=str))
-        return
-    model = info.get("model", {})
-    console.print(f"[bold]run {info['key']}[/] · {_date(info['created_at'])} · {info['n_images']:,} images · "
-                  f"{info['n_clusters']} clusters\nfolder {info['root']}\nworkspace {info['workspace']}\n"
-                  f"model [bold]{info['model_name']}[/] ({info['model_id']}), {model.get('dim', '?')}-d, "
-                  f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}", soft_wrap=True)
-    console.print(_settings_table(info))
-    auto = info.get("clustering", {}).get("auto")
-    if auto:
-        console.print(f"auto mode: {auto['reason']} ({len(auto['table'])} settings scored; --json has the table)")
-    metrics = info.get("metrics", {})
-    silhouette = metrics.get("silhouette")
-    console.print(f"metrics: {metrics.get('n_clusters', info['n_clusters'])} clusters, "
-                  f"{metrics.get('noise_fraction', 0):.0%} unclustered, mean membership probability "
-                  f"{metrics.get('mean_membership_probability', 0):.2f}, silhouette "
-                  f"{'n/a' if silhouette is None else f'{silhouette:.3f}'}")
-    console.print("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in info.get("timings", {}).items()),
-                  soft_wrap=True)
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()), soft_wrap=True)
-    console.print(_clusters_table(info))
-    for evaluation in info["evaluations"]:
-        scores = evaluation["metrics"]["all"]
-        console.print(f"evaluation {_date(evaluation['created_at'])} against {evaluation['labels_source']}: "
-                      f"NMI {scores.get('nmi', float('nan')):.3f}, ARI {scores.get('ari', float('nan')):.3f}",
-                      soft_wrap=True)
-    if info["stability"]:
-        newest = info["stability"][-1]
-        console.print(f"stability {_date(newest['created_at'])}: {newest['repeats']} refits, unstable clusters "
-                      f"(below {newest['threshold']}): {', '.join(map(str, newest['unstable_clusters'])) or 'none'}")
-    for path in info["files"]:
-        console.print(f"  [dim]{path}[/]", soft_wrap=True)
-
-
-def _settings_table(info: dict[str, Any]) -> Table:
-    """The resolved config per stage; values imgcluster chose itself are marked (auto)."""
-    requested = info.get("requested_config", {})
-    table = Table("stage", "settings", show_header=False)
-    for stage, values in info["config"].items():
-        if not isinstance(values, dict):
-            if values is not None:
-                table.add_row(stage, str(values))
-            continue
-        asked = requested.get(stage, {})
-        table.add_row(stage, ", ".join(
-            f"{k}={v}" + (" [cyan](auto)[/]" if asked.get(k, v) is None else "")
-            for k, v in values.items() if v is not None))
-    return table
-
-
-def _clusters_table(info: dict[str, Any]) -> Table:
-    stability = {c["cluster"]: c for c in (info["stability"][-1]["clusters"] if info["stability"] else [])}
-    table = Table("cluster", "name", "size", "mean p", "stability")
-    for c in info.get("clusters", []):
-        name = info["names"].get(str(c["cluster"]))
-        measured = stability.get(c["cluster"])
-        table.add_row("unclustered" if c["cluster"] < 0 else str(c["cluster"]),
-                      f"{escape(name['name'])} [dim]({name['source']})[/]" if name else "", f"{c['size']:,}",
-                      f"{c['mean_membership_probability']:.2f}",
-                      "" if measured is None else f"{measured['stability']:.2f}"
-                      + (" [bold red]unstable[/]" if measured["unstable"] else ""))
-    return table
-
-
-@runs_app.command("rm")
-def runs_rm_command(
-    key: Annotated[str, typer.Argument(help="The run to delete (`imgcluster runs list` shows the keys).")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    folder: FolderOption = None,
-    workspace: WorkspaceOption = None,
-) -> None:
-    """Delete a run: its assignments, names, evaluations, stability and its folder. Embeddings stay."""
-    info = api.run_info(key, path=folder, workspace=workspace)
-    if not yes:
-        typer.confirm(f"Delete run {key} ({info['n_images']:,} images, {info['n_clusters']} clusters, "
-                      f"{_date(info['created_at'])}) and {Path(info['workspace']) / 'runs' / key}?", abort=True)
-    api.delete_run(key, path=folder, workspace=workspace)
-    console.print(f"Deleted run {key}.")
-
-
-@runs_app.command("compare")
-def runs_compare_command(
-    a: Annotated[str, typer.Argument(help="Run A's key.")],
-    b: Annotated[str, typer.Argument(help="Run B's key.")],
-    folder: FolderOption = None,
-    workspace: WorkspaceOption = None,
-    moved: Annotated[int, typer.Option(help="How many moved images to list (--json lists all).")] = 10,
-    as_json: JsonOption = False,
-) -> None:
-    """Compare two runs: ARI, NMI, variation of information, cluster matching, splits, merges, moved images."""
-    result = api.compare_runs(a, b, path=folder, workspace=workspace)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
-        return
-    console.print(f"[bold]{result.a}[/] (A) vs [bold]{result.b}[/] (B) over {result.n_common:,} common images"
-                  + (f" ({result.only_a:,} only in A, {result.only_b:,} only in B)" if result.only_a or result.only_b
-                     else "") + f": ARI {result.ari:.3f} · NMI {result.nmi:.3f} · variation of information "
-                  f"{result.variation_of_information:.3f} nats", soft_wrap=True)
-    matching = Table("A", "B", title="best one-to-one matching", title_justify="left")
-    for column in ("overlap", "Jaccard"):
-        matching.add_column(column, justify="right")
-    for m in result.matching:
-        matching.add_row(str(m.a), str(m.b), f"{m.overlap:,}", f"{m.jaccard:.2f}")
-    console.print(matching)
-    for split in result.splits:
-        console.print(f"split: A {split.cluster} → " + ", ".join(f"B {c} ({n:,})" for c, n in split.parts))
-    for merge in result.merges:
-        console.print("merge: " + " + ".join(f"A {c} ({n:,})" for c, n in merge.parts) + f" → B {merge.cluster}")
-    if len(result.clusters_a) <= 16 and len(result.clusters_b) <= 16:
-        contingency = Table("A \\ B", title="contingency (images)", title_justify="left")
-        for cluster in result.clusters_b:
-            contingency.add_column(str(cluster), justify="right")
-        for cluster, row in zip(result.clusters_a, result.contingency):
-            contingency.add_row(str(cluster), *(f"{n:,}" if n else "[dim]·[/]" for n in row))
-        console.print(contingency)
-    console.print(f"{len(result.moved):,} images moved (not in the B cluster their A cluster matched)"
-                  + (":" if result.moved and moved else "."))
-    for image in result.moved[:moved]:
-        console.print(f"  {image.path}: A {image.cluster_a} → B {image.cluster_b}", soft_wrap=True)
-
-
-@app.command("stability")
-def stability_command(
-    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
-    repeats: Annotated[int, typer.Option(help="Refits with other seeds; 5-10.")] = 5,
-    subsample: Annotated[Optional[float], typer.Option(help="Share of the images each refit sees (e.g. 0.8); "
-                                                            "unset: all of them.")] = None,
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
-    workspace: WorkspaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Refit a run with other seeds: how stable each cluster is, a consensus assignment, and the
-    unstable clusters flagged in the report."""
-    with _progress(enabled=not as_json) as on_progress:
-        measured = api.stability(path, run=run, repeats=repeats, subsample=subsample, workspace=workspace,
-                                 progress=on_progress)
-    if as_json:
-        console.print_json(json.dumps(measured.to_dict()))
-        return
-    table = Table("cluster", "size", "stability", "per refit", "",
-                  title=f"run {measured.run} · {measured.repeats} refits (seeds "
-                        f"{', '.join(map(str, measured.seeds))})", title_justify="left")
-    for c in sorted(measured.clusters, key=lambda c: c.stability):
-        table.add_row(str(c.cluster), f"{c.size:,}", f"{c.stability:.2f}", " ".join(f"{v:.2f}" for v in c.per_repeat),
-                      "[bold red]unstable[/]" if c.stability < measured.threshold else "")
-    console.print(table)
-    console.print(f"{len(measured.unstable)} unstable cluster(s) (stability below {measured.threshold}); "
-                  f"refits' ARI with the run: {', '.join(f'{v:.3f}' for v in measured.repeat_ari)}; the consensus "
-                  f"moves {measured.changed:,} images (mean agreement {measured.agreement.mean():.2f}).")
-    console.print(f"Consensus: {measured.outputs['consensus']}", soft_wrap=True)
-    console.print(f"Report: [bold green]{measured.outputs['report']}[/]", soft_wrap=True)
-
-
-def _date(timestamp: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
-
-
 @app.command("demo")
 def demo_command(
     dest: Annotated[Path, typer.Argument(help="Folder to write the demo images into.")] = Path("demo-data/digits"),
@@ -580,6 +374,10 @@ def _run_json(run: api.Run) -> dict[str, object]:
             "names": {str(c): dataclasses.asdict(n) for c, n in sorted(run.names.items())},
             "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],
             "outputs": {name: str(p) for name, p in run.outputs.items()}}
+
+
+# Command groups in their own modules register on `app` when imported.
+from . import runs as _runs  # noqa: E402,F401
 
 
 def main() -> None:
