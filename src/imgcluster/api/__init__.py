@@ -27,6 +27,7 @@ from .runs import (
                    run_info,
                    stability,
 )
+from .update import ProposedCluster, Update, review_proposals, update
 from .steps import (
                    Clustering,
                    Embeddings,
@@ -49,5 +50,5 @@ __all__ = [
     "RunComparison", "RunPredictor", "RunSummary", "Stability", "StageProgress", "cluster", "cluster_names",
     "cluster_points", "compare_runs", "delete_run", "embed", "embed_folder", "evaluate", "export", "fit_clusters",
     "list_runs", "load_predictor", "load_run", "name_cluster", "name_clusters", "open_workspace", "predict",
-    "reduce", "report", "run_info", "scan", "stability",
+    "reduce", "report", "run_info", "scan", "stability", "ProposedCluster", "Update", "review_proposals", "update",
 ]

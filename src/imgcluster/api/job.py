@@ -45,7 +45,6 @@ from .steps import (
 log = logging.getLogger(__name__)
 
 
-
 # -- the whole job --------------------------------------------------------------------------------
 
 def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
@@ -74,9 +73,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
     ws = open_workspace(path, workspace=workspace)
     try:
         ws.lock()
-        if run_key is not None and run_key in {r.key for r in ws.runs()}:
-            raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
-                              "Pick another --run-key.")
+        _check_new_key(ws, run_key)
         started = time.perf_counter()
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
         timings["scan"] = time.perf_counter() - started
@@ -108,8 +105,20 @@ def _check_before_work(config: RunConfig, run_key: str | None) -> None:
         make_reducer(name)  # raises UnknownName with the choices
     _make_clusterer(config.cluster)  # unknown method, or kmeans/spectral without k
     check_namer(config.name.namer)
+    _check_key_format(run_key)
+
+
+def _check_key_format(run_key: str | None) -> None:
     if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_key):
         raise ConfigError(f"Run key {run_key!r} may hold only letters, digits, '.', '_' and '-' (at most 64).")
+
+
+def _check_new_key(ws: Workspace, run_key: str | None) -> None:
+    """Refuse a malformed key, or one a run of ``ws`` already has: runs are never overwritten."""
+    _check_key_format(run_key)
+    if run_key is not None and run_key in {r.key for r in ws.runs()}:
+        raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
+                          "Pick another --run-key.")
 
 
 def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction: Reduction,
@@ -181,7 +190,6 @@ def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord
     return ws.write_run_file(record.key, "report.html", html)
 
 
-
 # -- reading runs back ----------------------------------------------------------------------------
 
 def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
@@ -189,19 +197,22 @@ def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = No
     """A stored run (the newest when ``key`` is None) with its images and assignments."""
     ws = open_workspace(path, workspace=workspace)
     try:
-        record = ws.run(key)
-        assignments = ws.assignments(record.key)
-        by_id = {r.id: r for r in ws.images(ids=assignments.image_ids.tolist())}
-        images = [by_id[i] for i in assignments.image_ids.tolist()]
-        folder = ws.run_dir(record.key)
-        outputs = {name: folder / file for name, file in
-                   (("csv", "clusters.csv"), ("parquet", "clusters.parquet"), ("report", "report.html"))
-                   if (folder / file).exists()}
-        skipped = sorted((r for r in ws.known_files(record.root).values() if r.status == "skipped"),
-                         key=lambda r: r.path)
-        return Run(record, ws.path, images, assignments, skipped, outputs, choose_names(ws.names(record.key)))
+        return _stored_run(ws, ws.run(key))
     finally:
         ws.close()
+
+
+def _stored_run(ws: Workspace, record: RunRecord) -> Run:
+    assignments = ws.assignments(record.key)
+    by_id = {r.id: r for r in ws.images(ids=assignments.image_ids.tolist())}
+    images = [by_id[i] for i in assignments.image_ids.tolist()]
+    folder = ws.run_dir(record.key)
+    outputs = {name: folder / file for name, file in
+               (("csv", "clusters.csv"), ("parquet", "clusters.parquet"), ("report", "report.html"))
+               if (folder / file).exists()}
+    skipped = sorted((r for r in ws.known_files(record.root).values() if r.status == "skipped"),
+                     key=lambda r: r.path)
+    return Run(record, ws.path, images, assignments, skipped, outputs, choose_names(ws.names(record.key)))
 
 
 def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
@@ -213,7 +224,6 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
         return _write_report(ws, run.record, run.images, run.assignments, run.skipped, run.names)
     finally:
         ws.close()
-
 
 
 def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,

@@ -69,8 +69,45 @@ class Predictor:
         self.probabilities_ = np.asarray(probabilities, dtype=np.float32)
         self.map_ = np.asarray(map_xy, dtype=np.float32).reshape(-1, 2)
         self.image_ids_ = np.asarray(image_ids, dtype=np.int64)
+        self.active_ = np.ones(len(self.image_ids_), dtype=bool)
         self.index_ = build_index(vectors, self.seed)
+        self.added_ = np.zeros((0, vectors.shape[1]), dtype=np.float32)
         self.min_similarity_ = self._outlier_threshold(vectors)
+        return self
+
+    # -- a living collection: rows added, relabelled or retired without refitting -------------------
+
+    def extend(self, vectors: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray, map_xy: np.ndarray,
+               image_ids: np.ndarray) -> "Predictor":
+        """Add filed images as training rows, so later predictions see them. The index is not
+        retrained: new rows go into the existing lists (and are kept in ``added_`` to persist)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index_.add(vectors)
+        self.added_ = np.concatenate([self.added_, vectors])
+        self.clusters_ = np.concatenate([self.clusters_, np.asarray(clusters, dtype=np.int64)])
+        self.probabilities_ = np.concatenate([self.probabilities_, np.asarray(probabilities, dtype=np.float32)])
+        self.map_ = np.concatenate([self.map_, np.asarray(map_xy, dtype=np.float32).reshape(-1, 2)])
+        self.image_ids_ = np.concatenate([self.image_ids_, np.asarray(image_ids, dtype=np.int64)])
+        self.active_ = np.concatenate([self.active_, np.ones(len(vectors), dtype=bool)])
+        return self
+
+    def rows_of(self, image_ids: np.ndarray) -> np.ndarray:
+        """Training rows of catalogue ``image_ids`` (active rows only; -1 where absent)."""
+        order = np.argsort(self.image_ids_, kind="stable")
+        found = np.searchsorted(self.image_ids_[order], image_ids)
+        found = np.clip(found, 0, len(order) - 1)
+        rows = order[found]
+        return np.where((self.image_ids_[rows] == image_ids) & self.active_[rows], rows, -1)
+
+    def relabel(self, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray) -> "Predictor":
+        """Give training ``rows`` new clusters (e.g. unclustered images joining a new cluster)."""
+        self.clusters_[rows] = clusters
+        self.probabilities_[rows] = probabilities
+        return self
+
+    def retire(self, rows: np.ndarray) -> "Predictor":
+        """Stop ``rows`` from voting (their files were removed); faiss keeps them, unweighted."""
+        self.active_[rows] = False
         return self
 
     def _outlier_threshold(self, vectors: np.ndarray) -> float:
@@ -98,6 +135,7 @@ class Predictor:
         similarity, neighbours = search(self.index_, vectors, k)
         valid = neighbours >= 0  # IVF may return fewer than k
         safe = np.where(valid, neighbours, 0)
+        valid &= self.active_[safe]
         weights = np.clip(similarity, 0.0, None) * valid
         neighbour_clusters = self.clusters_[safe]
         neighbour_probability = self.probabilities_[safe]
@@ -119,7 +157,11 @@ class Predictor:
         x, y = (weights[..., None] * self.map_[safe]).sum(axis=1).T / total
         reasons = [f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster" for i in range(m)]
 
-        top, nearest = similarity[:, 0], safe[:, 0]
+        # The nearest neighbour that still votes (a removed image's row stays in faiss, retired).
+        first = valid.argmax(axis=1)
+        found = valid[np.arange(m), first]
+        top = np.where(found, similarity[np.arange(m), first], -1.0)
+        nearest = safe[np.arange(m), first]
         same = top >= _SAME_IMAGE
         clusters[same] = self.clusters_[nearest[same]]
         probability[same] = self.probabilities_[nearest[same]]
@@ -140,14 +182,25 @@ class Predictor:
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
     def state(self) -> tuple[dict[str, np.ndarray], bytes, dict[str, Any]]:
-        """(arrays, index bytes, parameters) for the store to write."""
+        """(arrays, index bytes, parameters) for the store to write: the whole index, rows added
+        since the fit included."""
         import faiss
 
-        arrays = {"clusters": self.clusters_, "membership_probability": self.probabilities_, "map": self.map_,
-                  "image_ids": self.image_ids_}
-        params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
-                  "min_similarity": self.min_similarity_, "index": type(self.index_).__name__}
+        arrays, params = self.delta_state()
+        arrays["added_vectors"] = np.zeros((0, self.added_.shape[1]), dtype=np.float32)
+        params["index_rows"] = len(self.clusters_)
         return arrays, faiss.serialize_index(self.index_).tobytes(), params
+
+    def delta_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, parameters) to save beside an index file that holds only the rows before
+        ``added_``: loading adds ``added_vectors`` back. Saving a filed batch then writes kilobytes,
+        not the whole index again."""
+        arrays = {"clusters": self.clusters_, "membership_probability": self.probabilities_, "map": self.map_,
+                  "image_ids": self.image_ids_, "active": self.active_, "added_vectors": self.added_}
+        params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
+                  "min_similarity": self.min_similarity_, "index": type(self.index_).__name__,
+                  "index_rows": len(self.clusters_) - len(self.added_)}
+        return arrays, params
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], index: bytes, params: dict[str, Any]) -> "Predictor":
@@ -158,13 +211,22 @@ class Predictor:
         predictor.probabilities_ = np.asarray(arrays["membership_probability"], dtype=np.float32)
         predictor.map_ = np.asarray(arrays["map"], dtype=np.float32)
         predictor.image_ids_ = np.asarray(arrays["image_ids"], dtype=np.int64)
+        predictor.active_ = np.asarray(arrays.get("active", np.ones(len(predictor.image_ids_), dtype=bool)), bool)
         predictor.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
         _set_nprobe(predictor.index_)
+        predictor.added_ = np.zeros((0, predictor.index_.d), dtype=np.float32)
+        added = arrays.get("added_vectors")
+        if added is not None and len(added):
+            predictor.added_ = np.ascontiguousarray(added, dtype=np.float32)
+            predictor.index_.add(predictor.added_)
+        if predictor.index_.ntotal != len(predictor.clusters_):
+            raise ValueError(f"predictor index holds {predictor.index_.ntotal} rows for {len(predictor.clusters_)} "
+                             "images; its files are from different runs")
         predictor.min_similarity_ = float(params["min_similarity"])
         return predictor
 
     def describe(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.state()[2]))
+        return json.loads(json.dumps(self.delta_state()[1]))
 
 
 def build_index(vectors: np.ndarray, seed: int = 0) -> Any:

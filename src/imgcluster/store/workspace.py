@@ -8,6 +8,7 @@ Layout::
       vectors/<model>/        float32 .npy shards, one per committed batch
       runs/<key>/             clusters.csv, clusters.parquet, report.html, run.json, consensus.csv
       cache/<kind>/           derived arrays worth keeping (text embeddings of a naming vocabulary)
+      index/<model>/          a vector index of the model's embeddings (see derived.py)
       lock                    held by the process that writes
 
 Writes are atomic per batch: a shard file is renamed into place, then its rows are committed in one
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunNotFound, WorkspaceBusy
+from .derived import DerivedData
 from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
@@ -63,14 +65,26 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _link_or_copy(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(source, partial)
+    os.replace(partial, dest)
+
+
 def _model_dirname(model_id: str) -> str:
     # Model ids hold slashes and colons; the folder name must be safe and still recognisable.
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model_id)[:60]
     return f"{safe}-{hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()}"
 
 
-class Workspace:
-    """All persistence of one workspace. Open with ``Workspace.open(path)``."""
+class Workspace(DerivedData):
+    """All persistence of one workspace. Open with ``Workspace.open(path)``. Perceptual hashes and
+    vector indexes are in ``DerivedData`` (derived.py)."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection):
         self.path = path
@@ -301,16 +315,24 @@ class Workspace:
             written.append(self.write_run_file(key, name, buffer.getvalue().to_pybytes()))
         return written
 
-    def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: bytes,
-                        params: dict[str, Any]) -> Path:
-        """Persist a run's predictor: plain arrays (npz), the faiss index bytes and its parameters."""
+    def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: bytes | None,
+                        params: dict[str, Any], *, index_from: str | None = None) -> Path:
+        """Persist a run's predictor: plain arrays (npz), the faiss index bytes and its parameters.
+
+        A run derived from another (``index_from``) may share that run's index file instead of
+        writing ``index``: it is hard-linked (copied where links fail), so deleting either run
+        never breaks the other."""
         import io
 
         folder = self.run_dir(key) / "predictor"
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         _atomic_write(folder / "arrays.npz", buffer.getvalue())
-        _atomic_write(folder / "index.faiss", index)
+        if index_from is not None:
+            _link_or_copy(self.run_dir(index_from) / "predictor" / "index.faiss", folder / "index.faiss")
+        else:
+            assert index is not None, "give the index bytes or the run whose index to share"
+            _atomic_write(folder / "index.faiss", index)
         _atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=_json_default).encode())
         return folder
 

@@ -1,0 +1,374 @@
+"""A living collection: file new images into a run's clusters, keep every cluster id, propose new
+clusters from what does not fit, and say when the collection has drifted enough to refit.
+
+Each update is a new run derived from the old one (``info["update"]["parent"]``): the parent stays
+as it was, so the two can be compared, and nothing is renumbered. An image in the parent keeps its
+cluster; a removed file leaves its cluster without renumbering the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cluster import NOISE
+from ..cluster.predictor import Prediction, Predictor
+from ..config import POOLINGS, ClusterConfig, EmbedConfig, RunConfig
+from ..errors import ConfigError, ModelUnavailable, NoImages
+from ..label import choose_names
+from ..represent import representatives
+from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..store import Assignments, ImageRecord, RunRecord, Workspace
+from . import job
+from .steps import Run, StageProgress, _no_images_message, _stage_progress, embed, fit_clusters, open_workspace, scan
+
+log = logging.getLogger(__name__)
+
+# Per-image outcomes an update adds to fit | filed | attached (the ``how`` column).
+HELD, FORCED, PROPOSED, ACCEPTED = "held", "forced", "proposed", "accepted"
+# Held images above this share of the collection mean the clusters no longer describe it.
+DRIFT_SHARE = 0.2
+# Rebuild the predictor's index once the rows filed since it was built pass this share of it.
+REBUILD_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ProposedCluster:
+    """A dense group among held and unclustered images, offered as a new cluster."""
+
+    cluster: int
+    size: int
+    new_images: int         # of them, images filed by this update
+    representatives: list[int]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What :func:`update` did: the derived run, and how its images got there."""
+
+    run: Run
+    parent: str
+    n_new: int
+    n_removed: int
+    n_filed: int
+    n_held: int
+    n_forced: int
+    proposed: list[ProposedCluster]
+    drift: str | None       # why a full re-fit is advised, or None
+    seconds: dict[str, float]
+    saved: bool = True      # False when nothing changed: ``run`` is then the parent itself
+
+
+def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: str | os.PathLike[str] | None = None,
+           min_probability: float = 0.0, force: bool = False, propose: bool = True, run_key: str | None = None,
+           progress: StageProgress | None = None) -> Update:
+    """Scan ``path`` again, embed only new or changed files with the run's model, file them into the
+    run's clusters (the newest run when ``run`` is None) and save the result as a new derived run.
+
+    A new image is *filed* when the run's predictor assigns it with membership probability of at
+    least ``min_probability``; otherwise it is *held* as unassigned, or, with ``force``, put in the
+    cluster of its nearest clustered image (*forced*, that similarity recorded as the reason). With
+    ``propose``, dense groups among held and unclustered images become new clusters (*proposed*),
+    with new ids, to accept or reject with :func:`review_proposals`.
+    """
+    if not 0.0 <= min_probability <= 1.0:
+        raise ConfigError(f"min_probability must be between 0 and 1; got {min_probability}.")
+    if not Path(path).expanduser().exists():
+        raise NoImages(f"{path} does not exist. Give the folder the run clustered.")
+    stage = _stage_progress(progress)
+    seconds: dict[str, float] = {}
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        parent = ws.run(run)
+        job._check_new_key(ws, run_key)
+        config = RunConfig.from_dict(parent.config)
+        started = time.perf_counter()
+        found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
+        seconds["scan"] = time.perf_counter() - started
+        if not found.images:
+            raise NoImages(_no_images_message(found))
+        old = ws.assignments(parent.key)
+        present = {r.id for r in found.images}
+        known = set(old.image_ids.tolist())
+        kept = np.fromiter((i in present for i in old.image_ids.tolist()), dtype=bool, count=len(old.image_ids))
+        new_records = [r for r in found.images if r.id not in known]
+        if not new_records and kept.all():
+            log.info("nothing new or removed under %s since run %s", found.root, parent.key)
+            return Update(job._stored_run(ws, parent), parent.key, 0, 0, 0, 0, 0, [], None, seconds, saved=False)
+
+        started = time.perf_counter()
+        embedded = embed(new_records, workspace=ws, config=_run_embed_config(parent, config.embed),
+                         progress=stage("embed"))
+        if embedded.images and embedded.model["model_id"] != parent.model_id:
+            raise ModelUnavailable(f"Run {parent.key} was made with {parent.model_id}, but {parent.model_name} now "
+                                   f"loads as {embedded.model['model_id']}. Run `imgcluster cluster` to refit.")
+        seconds["embed"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        predictor = Predictor.from_state(*_read_predictor(ws, parent.key))
+        result = file_new(predictor, old, kept, embedded.vectors, np.asarray([r.id for r in embedded.images]),
+                          min_probability, force)
+        seconds["file"] = time.perf_counter() - started
+        proposed: list[ProposedCluster] = []
+        if propose:
+            started = time.perf_counter()
+            proposed = _propose(ws, parent, config, result, predictor, len(embedded.images))
+            seconds["propose"] = time.perf_counter() - started
+        derived = _save_derived(ws, parent, found, result, predictor, proposed, seconds,
+                                run_key or new_run_key(), n_new=len(embedded.images),
+                                n_removed=int((~kept).sum()), stage=stage)
+        held = int(np.sum(result.how == HELD))
+        return Update(derived, parent.key, len(embedded.images), int((~kept).sum()),
+                      int(np.sum(result.how[result.first_new:] == "filed")), held,
+                      int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
+                      _drift(held, len(derived.images)), seconds)
+    finally:
+        ws.close()
+
+
+def _run_embed_config(parent: RunRecord, config: EmbedConfig) -> EmbedConfig:
+    pooling = parent.info.get("model", {}).get("pooling")
+    return dataclasses.replace(config, model=parent.model_name,
+                               pooling=pooling if pooling in POOLINGS else None)
+
+
+@dataclass
+class Filed:
+    """The derived run's rows: the parent's kept rows first, then the new images."""
+
+    image_ids: np.ndarray
+    clusters: np.ndarray
+    probabilities: np.ndarray
+    xy: np.ndarray
+    how: np.ndarray
+    reasons: list[str]
+    first_new: int
+    new_vectors: np.ndarray
+
+
+def file_new(predictor: Predictor, old: Assignments, kept: np.ndarray, vectors: np.ndarray, image_ids: np.ndarray,
+             min_probability: float = 0.0, force: bool = False) -> Filed:
+    """File ``vectors`` (new images, L2-normalised) with ``predictor`` and add them to it as training
+    rows; retire the rows of removed images. The parent's rows keep their clusters."""
+    predictor.retire(predictor.rows_of(old.image_ids[~kept]))
+    n_old = int(kept.sum())
+    how_old = np.asarray(old.how_per_image(), dtype=object)[kept]
+    if len(vectors):
+        prediction = predictor.predict(vectors)
+        clusters, probability = prediction.clusters.copy(), prediction.membership_probability.astype(np.float64)
+        reasons = list(prediction.reasons)
+        how = np.full(len(vectors), "filed", dtype=object)
+        weak = (clusters != NOISE) & (probability < min_probability)
+        for i in np.flatnonzero(weak):
+            reasons[i] = f"held: membership probability {probability[i]:.2f} < {min_probability:.2f}"
+        clusters[weak], probability[weak] = NOISE, 0.0
+        how[clusters == NOISE] = HELD
+        if force:
+            _force(predictor, vectors, prediction, clusters, probability, how, reasons)
+        xy = np.column_stack([prediction.x, prediction.y])
+        predictor.extend(vectors, clusters, probability, xy, image_ids)
+    else:
+        clusters, probability = np.zeros(0, np.int64), np.zeros(0)
+        xy, how, reasons = np.zeros((0, 2)), np.zeros(0, dtype=object), []
+    return Filed(np.concatenate([old.image_ids[kept], image_ids]).astype(np.int64),
+                 np.concatenate([old.clusters[kept], clusters]).astype(np.int64),
+                 np.concatenate([old.membership_probability[kept], probability]),
+                 np.concatenate([np.column_stack([old.x, old.y])[kept], xy]),
+                 np.concatenate([how_old, how]), [""] * n_old + reasons, n_old,
+                 np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def _force(predictor: Predictor, vectors: np.ndarray, prediction: Prediction, clusters: np.ndarray,
+           probability: np.ndarray, how: np.ndarray, reasons: list[str]) -> None:
+    """Put each held image in the cluster of its nearest clustered training image."""
+    from ..cluster.predictor import search
+
+    held = np.flatnonzero(clusters == NOISE)
+    if not len(held) or not np.any(predictor.clusters_ != NOISE):
+        return
+    k = min(len(predictor.clusters_), 200)
+    similarity, rows = search(predictor.index_, vectors[held], k)
+    for i, scores, found in zip(held, similarity, rows):
+        usable = (found >= 0) & predictor.active_[np.maximum(found, 0)]
+        usable &= predictor.clusters_[np.maximum(found, 0)] != NOISE
+        if not usable.any():
+            continue
+        first = int(np.argmax(usable))
+        clusters[i] = predictor.clusters_[found[first]]
+        probability[i] = 0.0
+        how[i] = FORCED
+        reasons[i] = f"forced: its nearest clustered image (similarity {scores[first]:.2f}) is in this cluster"
+
+
+def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed, predictor: Predictor,
+             n_new: int) -> list[ProposedCluster]:
+    """Cluster held new images together with the run's unclustered ones; dense groups become new
+    clusters (ids after the largest in use) in ``result`` and in ``predictor``."""
+    candidates = np.flatnonzero(result.clusters == NOISE)
+    min_size = _min_cluster_size(parent)
+    if len(candidates) < max(min_size, 5):
+        return []
+    old_rows = candidates[candidates < result.first_new]
+    new_rows = candidates[candidates >= result.first_new]
+    hashes = {r.id: r.content_hash for r in ws.images(ids=result.image_ids[old_rows].tolist())}
+    old_vectors = ws.load_embeddings(parent.model_id, [hashes[i] for i in result.image_ids[old_rows].tolist()])
+    vectors = np.concatenate([old_vectors.reshape(len(old_rows), predictor.index_.d),
+                              result.new_vectors[new_rows - result.first_new]]).astype(np.float32)
+    order = np.concatenate([old_rows, new_rows])
+    reduce_config = dataclasses.replace(config.reduce, fit_sample=0)
+    cluster_config = ClusterConfig(method="hdbscan", min_cluster_size=min_size, noise="keep")
+    reduction, clustering = fit_clusters(vectors, reduce_config, cluster_config)
+    next_id = int(max(result.clusters.max(initial=NOISE), predictor.clusters_.max(initial=NOISE))) + 1
+    proposed = []
+    for label in sorted(set(clustering.labels.tolist()) - {NOISE}):
+        members = np.flatnonzero(clustering.labels == label)
+        rows = order[members]
+        cluster = next_id + len(proposed)
+        result.clusters[rows] = cluster
+        result.probabilities[rows] = clustering.probabilities[members]
+        result.how[rows] = PROPOSED
+        for row in rows:
+            result.reasons[row] = f"proposed: one of {len(rows)} held or unclustered images that form a dense group"
+        training = predictor.rows_of(result.image_ids[rows])
+        ok = training >= 0
+        predictor.relabel(training[ok], np.full(ok.sum(), cluster), clustering.probabilities[members][ok])
+        chosen = representatives(result.image_ids[rows], np.zeros(len(rows), np.int64),
+                                 clustering.probabilities[members], reduction.space[members])
+        proposed.append(ProposedCluster(cluster, len(rows), int(np.sum(rows >= result.first_new)),
+                                        list(chosen[0].central) if chosen else []))
+    log.info("proposed %d new clusters from %d held or unclustered images", len(proposed), len(candidates))
+    return proposed
+
+
+def _min_cluster_size(parent: RunRecord) -> int:
+    """The parent's own minimum cluster size (as fitted), so new clusters meet the same bar."""
+    params = parent.info.get("clustering", {})
+    size = params.get("min_cluster_size_in_sample") or params.get("min_cluster_size") \
+        or parent.config.get("cluster", {}).get("min_cluster_size")
+    return int(size) if size else max(5, parent.n_images // 100)
+
+
+def _drift(held: int, total: int) -> str | None:
+    if total and held / total > DRIFT_SHARE:
+        return (f"{held:,} of {total:,} images ({held / total:.0%}) are held outside every cluster: the clusters "
+                "no longer describe this collection. Run `imgcluster cluster` again for a full re-fit.")
+    return None
+
+
+def _read_predictor(ws: Workspace, key: str) -> tuple[dict[str, np.ndarray], bytes, dict[str, Any]]:
+    return ws.read_predictor(key)
+
+
+def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, predictor: Predictor,
+                  proposed: list[ProposedCluster], seconds: dict[str, float], key: str, *, n_new: int,
+                  n_removed: int, stage: Any, reviewed: dict[str, list[int]] | None = None) -> Run:
+    by_id = {r.id: r for r in ws.images(ids=result.image_ids.tolist())}
+    images: list[ImageRecord] = [by_id[i] for i in result.image_ids.tolist()]
+    started = time.perf_counter()
+    summaries = summarise_clusters(result.image_ids, result.clusters, result.probabilities, result.xy)
+    # The parent's clustering space is not kept; a derived run's silhouette is measured on the map.
+    metrics = {**internal_metrics(result.xy, result.clusters, result.probabilities), "silhouette_on": "map"}
+    chosen_images = _carried_representatives(parent, result, set(c.cluster for c in proposed))
+    chosen_images += [{"cluster": p.cluster, "central": p.representatives, "probable": p.representatives,
+                       "diverse": []} for p in proposed]
+    info = dict(parent.info)
+    info.update({
+        "metrics": metrics, "versions": package_versions(), "timings": seconds,
+        "clusters": [dataclasses.asdict(s) for s in summaries], "representatives": chosen_images,
+        "embedding": {"new": n_new, "cached": 0}, "skipped": len(found.skipped),
+        "update": {"parent": parent.key, "new_images": n_new, "removed_images": n_removed,
+                   "proposed": [dataclasses.asdict(p) for p in proposed],
+                   "reasons": {int(i): r for i, r in zip(result.image_ids.tolist(), result.reasons) if r},
+                   **({"reviewed": reviewed} if reviewed else {})},
+    })
+    record = RunRecord(key=key, created_at=time.time(), root=parent.root, model_id=parent.model_id,
+                       model_name=parent.model_name, n_images=len(images), n_clusters=metrics["n_clusters"],
+                       config=parent.config, info=info)
+    assignments = Assignments(result.image_ids, result.clusters, result.probabilities, result.xy[:, 0],
+                              result.xy[:, 1], result.how)
+    _write_predictor(ws, parent.key, key, predictor)
+    names = ws.names(parent.key)  # ids keep their meaning, so names carry over
+    chosen = choose_names(names)
+    stage("report")(0, 1)
+    outputs = job._write_outputs(ws, record, images, assignments, [], chosen)
+    stage("report")(1, 1)
+    seconds["save"] = time.perf_counter() - started
+    ws.save_run(record, assignments, names)
+    return Run(record, ws.path, images, assignments, [], outputs, chosen)
+
+
+def _carried_representatives(parent: RunRecord, result: Filed, proposed: set[int]) -> list[dict[str, Any]]:
+    """The parent's representatives, minus images no longer in the collection."""
+    present = set(result.image_ids.tolist())
+    carried = []
+    for rep in parent.info.get("representatives", []):
+        if rep["cluster"] in proposed:
+            continue
+        carried.append({key: ([i for i in value if i in present] if isinstance(value, list) else value)
+                        for key, value in rep.items()})
+    return carried
+
+
+def _write_predictor(ws: Workspace, parent_key: str, key: str, predictor: Predictor) -> None:
+    """Share the parent's index file and save only the rows filed since it was built, until those
+    pass ``REBUILD_SHARE`` of it; then write the whole index again."""
+    arrays, params = predictor.delta_state()
+    if len(predictor.added_) <= REBUILD_SHARE * params["index_rows"]:
+        ws.write_predictor(key, arrays, None, params, index_from=parent_key)
+    else:
+        ws.write_predictor(key, *predictor.state())
+
+
+def review_proposals(*, accept: list[int] | tuple[int, ...] = (), reject: list[int] | tuple[int, ...] = (),
+                     run: str | None = None, path: str | os.PathLike[str] | None = None,
+                     workspace: str | os.PathLike[str] | None = None, run_key: str | None = None) -> Run:
+    """Accept or reject the new clusters an update proposed, as a new run derived from it.
+
+    Accepted clusters keep their ids and become ordinary clusters; a rejected one's images go back
+    to being held (unclustered). Proposals not named stay proposed."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        parent = ws.run(run)
+        job._check_new_key(ws, run_key)
+        pending = {p["cluster"] for p in parent.info.get("update", {}).get("proposed", [])}
+        unknown = sorted((set(accept) | set(reject)) - pending)
+        if unknown:
+            raise ConfigError(f"Run {parent.key} proposes no cluster {unknown}; it proposes "
+                              f"{sorted(pending) or 'none'}. `imgcluster update` makes proposals.")
+        if set(accept) & set(reject):
+            raise ConfigError(f"Clusters {sorted(set(accept) & set(reject))} are both accepted and rejected.")
+        old = ws.assignments(parent.key)
+        clusters = old.clusters.copy()
+        probabilities = np.asarray(old.membership_probability, dtype=np.float64).copy()
+        how = np.asarray(old.how_per_image(), dtype=object)
+        predictor = Predictor.from_state(*ws.read_predictor(parent.key))
+        for cluster in accept:
+            how[clusters == cluster] = ACCEPTED
+        for cluster in reject:
+            rows = np.flatnonzero(clusters == cluster)
+            clusters[rows], probabilities[rows], how[rows] = NOISE, 0.0, HELD
+            training = predictor.rows_of(old.image_ids[rows])
+            ok = training >= 0
+            predictor.relabel(training[ok], np.full(ok.sum(), NOISE), np.zeros(ok.sum()))
+        result = Filed(old.image_ids, clusters, probabilities, np.column_stack([old.x, old.y]), how,
+                       [""] * len(clusters), len(clusters), np.zeros((0, 1), np.float32))
+        still = [p for p in parent.info["update"]["proposed"] if p["cluster"] not in set(accept) | set(reject)]
+        proposed = [ProposedCluster(**p) for p in still]
+        return _save_derived(ws, parent, _NoScan(), result, predictor, proposed, {}, run_key or new_run_key(),
+                             n_new=0, n_removed=0, stage=_stage_progress(None),
+                             reviewed={"accepted": list(accept), "rejected": list(reject)})
+    finally:
+        ws.close()
+
+
+class _NoScan:
+    skipped: list[ImageRecord] = []

@@ -1,0 +1,113 @@
+"""`imgcluster update` (file new images into a run, propose new clusters) and `imgcluster proposals`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .. import api
+from . import _progress, app, console, err
+
+WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
+                                                               ".imgcluster).")]
+
+
+@app.command("update")
+def update_command(
+    path: Annotated[Path, typer.Argument(help="The clustered folder, with new, changed or removed files.")],
+    run: Annotated[Optional[str], typer.Option(help="The run to update (default: the newest).")] = None,
+    workspace: WorkspaceOption = None,
+    min_probability: Annotated[float, typer.Option(
+        help="Hold a new image as unassigned below this membership probability (0-1).")] = 0.0,
+    force: Annotated[bool, typer.Option("--force", help="Put every held image in its nearest image's cluster "
+                                                        "(the similarity is recorded).")] = False,
+    propose: Annotated[bool, typer.Option(help="Propose new clusters from dense groups of held and "
+                                               "unclustered images.")] = True,
+    watch: Annotated[Optional[float], typer.Option(help="Keep running: look for new files every N seconds "
+                                                        "(Ctrl-C stops).", min=1.0)] = None,
+    run_key: Annotated[Optional[str], typer.Option(help="Key for the new run (default: date-time).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """File new images into a run's clusters without refitting, as a new derived run; every image keeps
+    its cluster id, and dense groups that fit no cluster are proposed as new clusters (see proposals)."""
+    while True:
+        with _progress(enabled=not as_json) as on_progress:
+            done = api.update(path, run=run, workspace=workspace, min_probability=min_probability, force=force,
+                              propose=propose, run_key=run_key, progress=on_progress)
+        _print_update(done, as_json)
+        if watch is None:
+            return
+        run, run_key = None, None  # the next round updates the newest run
+        time.sleep(watch)
+
+
+def _print_update(done: api.Update, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps({
+            "run": done.run.key, "parent": done.parent, "saved": done.saved, "new_images": done.n_new,
+            "removed_images": done.n_removed, "filed": done.n_filed, "held": done.n_held, "forced": done.n_forced,
+            "proposed": [dataclasses.asdict(p) for p in done.proposed], "drift": done.drift,
+            "seconds": {k: round(v, 3) for k, v in done.seconds.items()},
+            "report": str(done.run.outputs.get("report", ""))}))
+        return
+    if not done.saved:
+        console.print(f"Nothing new or removed since run {done.parent}; no new run.")
+        return
+    console.print(f"Run [bold]{done.run.key}[/] from {done.parent}: {done.n_new:,} new images — {done.n_filed:,} "
+                  f"filed into existing clusters, {done.n_forced:,} forced, {done.n_held:,} held; "
+                  f"{done.n_removed:,} removed. Existing images kept their clusters.", soft_wrap=True)
+    if done.proposed:
+        table = Table("proposed cluster", "images", "new images", title="New clusters proposed")
+        for p in done.proposed:
+            table.add_row(str(p.cluster), str(p.size), str(p.new_images))
+        console.print(table)
+        console.print(f"Accept or reject them: imgcluster proposals --run {done.run.key} --accept ID --reject ID",
+                      soft_wrap=True)
+    if done.drift:
+        err.print(f"[yellow]{done.drift}[/]", soft_wrap=True)
+    if "report" in done.run.outputs:
+        console.print(f"Report: [bold green]{done.run.outputs['report']}[/]", soft_wrap=True)
+
+
+@app.command("proposals")
+def proposals_command(
+    path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
+    run: Annotated[Optional[str], typer.Option(help="The run whose proposals to review (default: the newest).")]
+    = None,
+    accept: Annotated[Optional[list[int]], typer.Option(help="A proposed cluster to keep (repeatable).")] = None,
+    reject: Annotated[Optional[list[int]], typer.Option(help="A proposed cluster to drop: its images are held "
+                                                             "again (repeatable).")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the new clusters an update proposed; with --accept/--reject, decide (as a new derived run)."""
+    if accept or reject:
+        reviewed = api.review_proposals(accept=accept or [], reject=reject or [], run=run, path=path,
+                                        workspace=workspace)
+        pending = reviewed.record.info["update"]["proposed"]
+        console.print(f"Run [bold]{reviewed.key}[/]: accepted {accept or []}, rejected {reject or []}; "
+                      f"{len(pending)} still proposed.", soft_wrap=True)
+        return
+    record = api.load_run(run, path=path, workspace=workspace)
+    pending = record.record.info.get("update", {}).get("proposed", [])
+    if as_json:
+        console.print_json(json.dumps({"run": record.key, "proposed": pending}))
+        return
+    if not pending:
+        console.print(f"Run {record.key} proposes no new clusters.")
+        return
+    paths = {r.id: r.path for r in record.images}
+    table = Table("cluster", "images", "new images", "examples", title=f"Proposed in run {record.key}")
+    for p in pending:
+        examples = Counter(Path(paths[i]).parent.name for i in p["representatives"] if i in paths)
+        shown = ", ".join(Path(paths[i]).name for i in p["representatives"][:3] if i in paths)
+        table.add_row(str(p["cluster"]), str(p["size"]), str(p["new_images"]),
+                      shown + (f"  (folders: {', '.join(examples)})" if examples else ""))
+    console.print(table)

@@ -1,0 +1,145 @@
+"""A living collection: an update files new images into a run without renumbering anything,
+proposes new clusters from what does not fit, and keeps the parent run as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgcluster
+from imgcluster.api.update import HELD, PROPOSED
+
+from .conftest import digit_labels
+
+
+@pytest.fixture(scope="module")
+def collection(digits_dir: Path, digits_run: imgcluster.Run, tmp_path_factory: pytest.TempPathFactory):
+    """Digits 0-7 (four in five of them) clustered; the 8s, 9s and the fifth 0-7 wait outside.
+    The workspace starts as a copy of the digits run's, so every embedding is a cache hit."""
+    root = tmp_path_factory.mktemp("living")
+    labels = {Path(p): label for p, label in digit_labels(digits_dir).items()}
+    folder, later, unseen = root / "images", root / "eights-and-nines", root / "more-0-7"
+    for number, (path, label) in enumerate(sorted(labels.items())):
+        dest = later if label >= 8 else unseen if number % 5 == 0 else folder
+        (dest / str(label)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest / str(label) / path.name)
+    workspace = Path(shutil.copytree(digits_run.workspace, root / "ws"))
+    fit = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", namer="none", run_key="fit")
+    return folder, later, unseen, workspace, fit
+
+
+def clusters_by_path(run: imgcluster.Run) -> dict[str, int]:
+    return {r.path: int(c) for r, c in zip(run.images, run.assignments.clusters.tolist())}
+
+
+def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collection) -> None:
+    folder, later, unseen, workspace, fit = collection
+    for digit in later.iterdir():
+        shutil.copytree(digit, folder / digit.name)
+    done = imgcluster.update(folder, workspace=workspace, run_key="with-8-9")
+    assert done.parent == "fit" and done.run.record.info["update"]["parent"] == "fit"
+    assert done.n_new == len(list(later.rglob("*.png"))) and done.n_removed == 0
+
+    before, after = clusters_by_path(fit), clusters_by_path(done.run)
+    clustered = [p for p, c in before.items() if c >= 0]
+    assert all(after[p] == before[p] for p in clustered)  # 100% of the old images keep their ids
+    old_ids = set(before.values())
+    assert done.proposed and all(p.cluster not in old_ids for p in done.proposed)
+
+    digit = {r.path: Path(r.path).parent.name for r in done.run.images}
+    purity = {p.cluster: Counter(digit[path] for path, c in after.items() if c == p.cluster).most_common(1)[0]
+              for p in done.proposed}
+    pure = [c for c, (label, count) in purity.items()
+            if label in {"8", "9"} and count >= 0.8 * next(p.size for p in done.proposed if p.cluster == c)]
+    assert pure, f"no proposed cluster is at least 80% one new digit: {purity}"
+    how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
+    assert {how[p] for p, c in after.items() if c in purity} == {PROPOSED}
+
+    # The fit run is untouched and the two compare like any runs.
+    assert clusters_by_path(imgcluster.load_run("fit", workspace=workspace)) == before
+    assert imgcluster.compare_runs("fit", "with-8-9", workspace=workspace).ari > 0.5
+
+    # Accept the pure proposals, reject the rest; then more 0-7 scans file into the old ids.
+    rejected = [p.cluster for p in done.proposed if p.cluster not in pure]
+    reviewed = imgcluster.review_proposals(accept=pure, reject=rejected, workspace=workspace, run_key="reviewed")
+    assert set(clusters_by_path(reviewed).values()) >= set(pure)
+    assert not set(clusters_by_path(reviewed).values()) & set(rejected)
+    for digit_folder in unseen.iterdir():
+        for path in digit_folder.iterdir():
+            shutil.copy(path, folder / digit_folder.name / path.name)
+    more = imgcluster.update(folder, workspace=workspace, run_key="more-0-7")
+    placed = clusters_by_path(more.run)
+    arrived = [str(folder / d.name / p.name) for d in unseen.iterdir() for p in d.iterdir()]
+    into_old = [placed[p] in old_ids - {-1} for p in arrived]
+    assert np.mean(into_old) >= 0.9, f"only {np.mean(into_old):.0%} of the new 0-7 scans joined old clusters"
+    assert all(placed[p] == c for p, c in clusters_by_path(reviewed).items() if c >= 0)
+
+
+def test_removed_files_leave_without_renumbering_and_runs_share_the_index(collection, tmp_path: Path) -> None:
+    folder, _, _, workspace, _ = collection
+    ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    parent = imgcluster.load_run(workspace=ws_copy)
+    gone = [r.path for r in parent.images[:5]]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in gone:
+        shutil.move(path, moved / Path(path).name)
+    try:
+        done = imgcluster.update(folder, workspace=ws_copy, run_key="after-removal")
+    finally:
+        for path in gone:
+            shutil.move(moved / Path(path).name, path)
+    assert done.n_removed == 5 and done.n_new == 0
+    before, after = clusters_by_path(parent), clusters_by_path(done.run)
+    assert set(after) == set(before) - set(gone)
+    assert all(after[p] == before[p] for p in after)
+
+    index = ws_copy / "runs" / "after-removal" / "predictor" / "index.faiss"
+    assert index.stat().st_ino == (ws_copy / "runs" / parent.key / "predictor" / "index.faiss").stat().st_ino
+    imgcluster.delete_run(parent.key, workspace=ws_copy)  # the derived run keeps working without it
+    [again] = imgcluster.predict([done.run.images[0].path], run="after-removal", workspace=ws_copy)
+    assert again.cluster == done.run.assignments.clusters[0] and again.nearest_similarity > 0.999
+    [removed] = imgcluster.predict([gone[0]], run="after-removal", workspace=ws_copy)
+    assert removed.nearest_path != gone[0]  # a removed image no longer answers for itself
+
+
+def test_force_assigns_every_held_image_with_its_reason(collection, tmp_path: Path) -> None:
+    folder, later, _, workspace, _ = collection
+    ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    done = imgcluster.update(folder, workspace=ws_copy, run="fit", force=True, propose=False, min_probability=0.99,
+                             run_key="forced")
+    how = done.run.assignments.how_per_image()
+    new = done.run.assignments.clusters[-done.n_new:]
+    assert done.n_forced > 0 and HELD not in how[-done.n_new:] and (new >= 0).all()
+    reasons = done.run.record.info["update"]["reasons"]
+    assert any(r.startswith("forced: its nearest clustered image (similarity") for r in reasons.values())
+
+
+def test_the_command_updates_and_reviews_proposals(collection, tmp_path: Path) -> None:
+    folder, _, _, workspace, _ = collection
+    ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgcluster.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    unchanged = command("update", str(folder), "--workspace", str(ws_copy), "--json")
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert json.loads(unchanged.stdout)["saved"] is False  # nothing new since the newest run
+    listed = command("proposals", "--run", "with-8-9", "--workspace", str(ws_copy), "--json")
+    proposed = [p["cluster"] for p in json.loads(listed.stdout)["proposed"]]
+    assert proposed
+    bad = command("proposals", "--run", "with-8-9", "--workspace", str(ws_copy), "--accept", "999")
+    assert bad.returncode != 0 and "proposes no cluster [999]" in bad.stderr + bad.stdout
+    rejected = command("proposals", "--run", "with-8-9", "--workspace", str(ws_copy), "--reject", str(proposed[0]))
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"rejected [{proposed[0]}]" in rejected.stdout
