@@ -16,6 +16,7 @@ from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, MovedImage, 
                   RunPredictor, RunSummary, Stability, cluster, cluster_names, cluster_points, compare_runs, delete_run,
                   embed, embed_folder, evaluate, export, fit_clusters, list_runs, load_predictor, load_run,
                   name_cluster, name_clusters, open_workspace, predict, reduce, report, run_info, scan, stability)
+from .api import ProposedCluster, Update, review_proposals, update
 from .config import PRESETS, ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig
 from .demo import write_digits, write_photo_crops
 from .embed import MODELS, load_model
@@ -39,3 +40,4 @@ __all__ = [
     "name_cluster", "name_clusters", "open_workspace", "predict", "reduce", "report", "run_info", "scan", "stability",
     "write_digits", "write_photo_crops",
 ]
+__all__ += ["ProposedCluster", "Update", "review_proposals", "update"]

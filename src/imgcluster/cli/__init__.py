@@ -378,6 +378,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
 
 # Command groups in their own modules register on `app` when imported.
 from . import runs as _runs  # noqa: E402,F401
+from . import update as _update  # noqa: E402,F401
 
 
 def main() -> None:
