@@ -41,3 +41,9 @@ __all__ = [
     "write_digits", "write_photo_crops",
 ]
 __all__ += ["ProposedCluster", "Update", "review_proposals", "update"]
+from .api import (DuplicateGroup, DuplicateImage, Duplicates, SearchResult, SimilarImage,  # noqa: E402
+                  duplicates, search_text, similar, update_index)
+from .config import DedupConfig  # noqa: E402
+
+__all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage",
+            "duplicates", "search_text", "similar", "update_index"]

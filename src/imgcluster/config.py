@@ -189,6 +189,37 @@ class NameConfig:
             raise ConfigError(f"vlm_min_interval is a number of seconds, at least 0; got {self.vlm_min_interval}.")
 
 
+DETECTORS = ("exact", "perceptual", "embedding")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """What counts as a duplicate (imgcluster duplicates, cluster --dedup). Nothing is ever deleted."""
+
+    detectors: tuple[str, ...] = _help(
+        "Which detectors link images: exact (byte-identical files, by content hash), perceptual (a 64-bit DCT "
+        "hash of the picture: the same picture resized, recompressed or slightly recoloured) and embedding "
+        "(the model's vectors: crops, flips, edits).", DETECTORS)
+    hamming: int = _help(
+        "perceptual: the most bits (of 64) two perceptual hashes may differ by; 0-16. Re-encoded, resized and "
+        "slightly recoloured copies differ by 0-4, different pictures by 8 or more (about 32 when unrelated).", 6)
+    similarity: float = _help(
+        "embedding: the least cosine similarity between an image's embedding and its group keeper's; 0.5-1, "
+        "higher finds fewer. With efficientnet-lite0 re-encoded or mirrored copies score 0.85-1, 90% crops "
+        "0.85-0.97, and two halves of one texture (a brick wall) up to 0.96: 0.96 keeps precision, 0.9 finds "
+        "most flips and crops but joins some look-alikes (bench/dedup.py measures both).", 0.96)
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.detectors if d not in DETECTORS]
+        if unknown or not self.detectors:
+            raise ConfigError(f"Unknown duplicate detector(s) {', '.join(map(repr, unknown)) or '(none given)'}. "
+                              f"Choose from: {', '.join(DETECTORS)}.")
+        if not 0 <= self.hamming <= 16:
+            raise ConfigError(f"hamming must be 0-16 bits; got {self.hamming}.")
+        if not 0.0 < self.similarity <= 1.0:
+            raise ConfigError(f"similarity is a cosine similarity in (0, 1]; got {self.similarity}.")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one `cluster` call needs; what a run stores so it can be replayed."""
@@ -199,6 +230,7 @@ class RunConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     preset: str | None = None
     name: NameConfig = field(default_factory=NameConfig)
+    dedup: DedupConfig | None = None  # set: cluster one image per duplicate group (cluster --dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +244,8 @@ class RunConfig:
             cluster=ClusterConfig(**data.get("cluster", {})),
             preset=data.get("preset"),
             name=NameConfig(**data.get("name", {})),
+            dedup=DedupConfig(**{**data["dedup"], "detectors": tuple(data["dedup"]["detectors"])})
+            if data.get("dedup") else None,
         )
 
 

@@ -52,3 +52,18 @@ __all__ = [
     "list_runs", "load_predictor", "load_run", "name_cluster", "name_clusters", "open_workspace", "predict",
     "reduce", "report", "run_info", "scan", "stability", "ProposedCluster", "Update", "review_proposals", "update",
 ]
+
+from .search import (  # noqa: E402
+                     DuplicateGroup,
+                     DuplicateImage,
+                     Duplicates,
+                     SearchResult,
+                     SimilarImage,
+                     duplicates,
+                     search_text,
+                     similar,
+                     update_index,
+)
+
+__all__ += ["DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage", "duplicates",
+            "search_text", "similar", "update_index"]

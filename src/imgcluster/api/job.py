@@ -24,7 +24,7 @@ from ..represent import representatives
 from ..runs import external_metrics, internal_metrics, new_run_key, package_versions, summarise_clusters
 from ..scan import ScanResult
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
-from . import naming
+from . import naming, search
 from .steps import (
     Clustering,
     Embeddings,
@@ -84,8 +84,12 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         timings["embed"] = time.perf_counter() - started
         if not embedded.images:
             raise NoImages(_no_images_message(dataclasses.replace(found, images=[], skipped=_skipped_now(ws, found))))
-        reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
-                                             progress=progress)
+        if config.dedup is not None:
+            reduction, clustering = search.fit_deduplicated(ws, embedded.images, embedded.vectors, config, timings,
+                                                            progress)
+        else:
+            reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
+                                                 progress=progress)
         resolved = dataclasses.replace(
             config, embed=dataclasses.replace(config.embed, model=embedded.model["name"]),
             cluster=dataclasses.replace(config.cluster, **{

@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import api
-from ..config import ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig, apply_preset
+from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig,
+                      apply_preset)
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ImgclusterError
@@ -65,6 +66,10 @@ def cluster_command(
     seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
     min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
     namer: Annotated[str, typer.Option(help=_help(NameConfig, "namer"))] = "auto",
+    dedup: Annotated[bool, typer.Option("--dedup", help="Cluster one image per duplicate group (exact, perceptual "
+                                                        "and embedding duplicates, as `imgcluster duplicates` finds "
+                                                        "them); the others join their keeper's cluster with how = "
+                                                        "duplicate.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan, embed, reduce, cluster and name the images under PATH; write clusters.csv/.parquet and report.html."""
@@ -80,7 +85,7 @@ def cluster_command(
         reduce=dataclasses.replace(config.reduce, **{name: value for name, value in (
             ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
         cluster=dataclasses.replace(config.cluster, **cluster_given),
-        name=dataclasses.replace(config.name, namer=namer))
+        name=dataclasses.replace(config.name, namer=namer), dedup=DedupConfig() if dedup else config.dedup)
     with _progress(enabled=not as_json) as on_progress:
         run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress)
     if as_json:
@@ -378,6 +383,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
 
 # Command groups in their own modules register on `app` when imported.
 from . import runs as _runs  # noqa: E402,F401
+from . import search as _search  # noqa: E402,F401
 from . import update as _update  # noqa: E402,F401
 
 

@@ -27,6 +27,7 @@ class ModelSpec:
     pooling: str         # the default
     poolings: tuple[str, ...]
     size_mb: int         # the weights file a download fetches, rounded
+    text_tower: bool = False  # embeds text into the image space (text search, zero-shot names)
 
 
 _CLIP_LIKE = ("image-features", "pooler", "cls", "mean", "sum")
@@ -38,13 +39,14 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               pooling="mean", poolings=("mean",), size_mb=19),
     ModelSpec("clip-vit-b32", "transformers", "openai/clip-vit-base-patch32", 512,
               "OpenAI CLIP ViT-B/32 image tower (the iFunny article's model); text tower too.",
-              pooling="image-features", poolings=_CLIP_LIKE, size_mb=605),
+              pooling="image-features", poolings=_CLIP_LIKE, size_mb=605, text_tower=True),
     ModelSpec("clip-vit-l14", "transformers", "openai/clip-vit-large-patch14", 768,
               "OpenAI CLIP ViT-L/14 image tower: slower, finer; text tower too.",
-              pooling="image-features", poolings=_CLIP_LIKE, size_mb=1710),
+              pooling="image-features", poolings=_CLIP_LIKE, size_mb=1710, text_tower=True),
     ModelSpec("siglip-base", "transformers", "google/siglip-base-patch16-224", 768,
               "Google SigLIP B/16 at 224 px: CLIP-like, trained with a sigmoid loss; text tower too.",
-              pooling="image-features", poolings=("image-features", "pooler", "mean", "sum"), size_mb=813),
+              pooling="image-features", poolings=("image-features", "pooler", "mean", "sum"), size_mb=813,
+              text_tower=True),
     ModelSpec("dinov2-small", "transformers", "facebook/dinov2-small", 384,
               "Meta DINOv2 ViT-S/14, self-supervised on images alone (no captions): visual similarity.",
               pooling="cls", poolings=("pooler", *_TOKENS_ONLY), size_mb=88),

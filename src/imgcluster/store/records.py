@@ -63,7 +63,7 @@ class Assignments:
     membership_probability: Any  # (n,) float in [0, 1]
     x: Any                # (n,) float, 2-D map
     y: Any
-    how: Any = None       # (n,) str: fit | filed | attached (see schema.py); None means all "fit"
+    how: Any = None       # (n,) str: fit | filed | attached | duplicate (see schema.py); None: all "fit"
 
     def how_per_image(self) -> list[str]:
         """How each image got its cluster, as a list aligned with ``image_ids``."""

@@ -1,6 +1,6 @@
 """The SQLite catalogue's tables. One file, `catalogue.db`, in WAL mode with a single writer."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS assignments(
   x REAL NOT NULL,
   y REAL NOT NULL,
   -- fit: placed by the clusterer; filed: by the k-NN predictor (fit on a sample); attached: noise
-  -- the clusterer left out, joined to a cluster by the noise=attach option.
+  -- the clusterer left out, joined to a cluster by the noise=attach option; duplicate: left out of the
+  -- fit by cluster --dedup, placed with its duplicate group's keeper.
   how TEXT NOT NULL DEFAULT 'fit',
   PRIMARY KEY(run_key, image_id)
 );
@@ -107,5 +108,13 @@ CREATE TABLE IF NOT EXISTS evaluations(
   created_at REAL NOT NULL,
   labels_source TEXT NOT NULL,
   metrics TEXT NOT NULL
+);
+-- Perceptual hashes by content (imgcluster duplicates), one row per (content, algorithm): the hash's
+-- bits as hex. New in version 5; older workspaces get the empty table when opened.
+CREATE TABLE IF NOT EXISTS perceptual_hashes(
+  content_hash TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(content_hash, algorithm)
 );
 """
