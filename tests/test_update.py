@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import imgcluster
-from imgcluster.api.update import HELD, PROPOSED
+from imgcluster.api.living import HELD, PROPOSED
 
 from .conftest import digit_labels
 

@@ -27,7 +27,7 @@ from .runs import (
                    run_info,
                    stability,
 )
-from .update import ProposedCluster, Update, review_proposals, update
+from .living import ProposedCluster, Update, review_proposals, update
 from .steps import (
                    Clustering,
                    Embeddings,
@@ -67,3 +67,7 @@ from .search import (  # noqa: E402
 
 __all__ += ["DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage", "duplicates",
             "search_text", "similar", "update_index"]
+
+from .edit import merge_clusters, move_images  # noqa: E402
+
+__all__ += ["merge_clusters", "move_images"]

@@ -20,14 +20,15 @@ import numpy as np
 
 from ..cluster import NOISE
 from ..cluster.predictor import Prediction, Predictor
-from ..config import POOLINGS, ClusterConfig, EmbedConfig, RunConfig
+from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
 from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..label import choose_names
 from ..represent import representatives
 from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
 from ..store import Assignments, ImageRecord, RunRecord, Workspace
 from . import job
-from .steps import Run, StageProgress, _no_images_message, _stage_progress, embed, fit_clusters, open_workspace, scan
+from .steps import (Run, StageProgress, _no_images_message, _stage_progress, embed, fit_clusters, open_workspace,
+                    scan)
 
 log = logging.getLogger(__name__)
 
@@ -210,50 +211,93 @@ def _force(predictor: Predictor, vectors: np.ndarray, prediction: Prediction, cl
 
 def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed, predictor: Predictor,
              n_new: int) -> list[ProposedCluster]:
-    """Cluster held new images together with the run's unclustered ones; dense groups become new
-    clusters (ids after the largest in use) in ``result`` and in ``predictor``."""
-    candidates = np.flatnonzero(result.clusters == NOISE)
+    """Look for dense groups among the held new images and the run's unclustered images near them;
+    each group with at least one new image becomes a proposed cluster (ids after the largest in
+    use), in ``result`` and in ``predictor``."""
+    held = np.flatnonzero(result.clusters[result.first_new:] == NOISE) + result.first_new
     min_size = _min_cluster_size(parent)
-    if len(candidates) < max(min_size, 5):
+    if not len(held):
         return []
-    old_rows = candidates[candidates < result.first_new]
-    new_rows = candidates[candidates >= result.first_new]
+    rows = np.concatenate([_unclustered_near(predictor, result, held, min_size), held])
+    if len(rows) < min_size:
+        return []
+    old_rows = rows[rows < result.first_new]
     hashes = {r.id: r.content_hash for r in ws.images(ids=result.image_ids[old_rows].tolist())}
     old_vectors = ws.load_embeddings(parent.model_id, [hashes[i] for i in result.image_ids[old_rows].tolist()])
     vectors = np.concatenate([old_vectors.reshape(len(old_rows), predictor.index_.d),
-                              result.new_vectors[new_rows - result.first_new]]).astype(np.float32)
-    order = np.concatenate([old_rows, new_rows])
-    reduce_config = dataclasses.replace(config.reduce, fit_sample=0)
-    cluster_config = ClusterConfig(method="hdbscan", min_cluster_size=min_size, noise="keep")
-    reduction, clustering = fit_clusters(vectors, reduce_config, cluster_config)
+                              result.new_vectors[rows[rows >= result.first_new] - result.first_new]])
+    labels, probabilities, space = dense_groups(vectors.astype(np.float32), min_size, config.reduce,
+                                                predictor.min_similarity_)
     next_id = int(max(result.clusters.max(initial=NOISE), predictor.clusters_.max(initial=NOISE))) + 1
     proposed = []
-    for label in sorted(set(clustering.labels.tolist()) - {NOISE}):
-        members = np.flatnonzero(clustering.labels == label)
-        rows = order[members]
+    for label in sorted(set(labels.tolist()) - {NOISE}):
+        members = np.flatnonzero(labels == label)
+        group = rows[members]
+        if not np.any(group >= result.first_new):
+            continue  # only images that were unclustered before: nothing new to say about them
         cluster = next_id + len(proposed)
-        result.clusters[rows] = cluster
-        result.probabilities[rows] = clustering.probabilities[members]
-        result.how[rows] = PROPOSED
-        for row in rows:
-            result.reasons[row] = f"proposed: one of {len(rows)} held or unclustered images that form a dense group"
-        training = predictor.rows_of(result.image_ids[rows])
+        result.clusters[group] = cluster
+        result.probabilities[group] = probabilities[members]
+        result.how[group] = PROPOSED
+        for row in group:
+            result.reasons[row] = f"proposed: one of {len(group)} held or unclustered images that form a dense group"
+        training = predictor.rows_of(result.image_ids[group])
         ok = training >= 0
-        predictor.relabel(training[ok], np.full(ok.sum(), cluster), clustering.probabilities[members][ok])
-        chosen = representatives(result.image_ids[rows], np.zeros(len(rows), np.int64),
-                                 clustering.probabilities[members], reduction.space[members])
-        proposed.append(ProposedCluster(cluster, len(rows), int(np.sum(rows >= result.first_new)),
+        predictor.relabel(training[ok], np.full(ok.sum(), cluster), probabilities[members][ok])
+        chosen = representatives(result.image_ids[group], np.zeros(len(group), np.int64), probabilities[members],
+                                 space[members])
+        proposed.append(ProposedCluster(cluster, len(group), int(np.sum(group >= result.first_new)),
                                         list(chosen[0].central) if chosen else []))
-    log.info("proposed %d new clusters from %d held or unclustered images", len(proposed), len(candidates))
+    log.info("proposed %d new clusters from %d held images and %d unclustered ones near them", len(proposed),
+             len(held), len(rows) - len(held))
     return proposed
 
 
+def _unclustered_near(predictor: Predictor, result: Filed, held: np.ndarray, min_size: int) -> np.ndarray:
+    """Rows of ``result`` (the parent's images) that were unclustered and are among the nearest
+    neighbours of a held image: the old noise a new group could grow from, without clustering all of it."""
+    from ..cluster.predictor import search
+
+    k = int(min(len(predictor.clusters_), max(2 * min_size, 20)))
+    _, found = search(predictor.index_, result.new_vectors[held - result.first_new], k)
+    found = np.unique(found[found >= 0])
+    found = found[predictor.active_[found] & (predictor.clusters_[found] == NOISE)]
+    wanted = set(predictor.image_ids_[found].tolist())
+    old = np.arange(result.first_new)
+    return old[np.fromiter((i in wanted for i in result.image_ids[:result.first_new].tolist()), bool,
+                           count=result.first_new) & (result.clusters[:result.first_new] == NOISE)]
+
+
+def dense_groups(vectors: np.ndarray, min_size: int, reduce_config: ReduceConfig,
+                 min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, membership probabilities, the space they were found in) for a few thousand
+    L2-normalised vectors at most: the run's reducer (UMAP by default), then HDBSCAN.
+
+    UMAP also draws groups into uniform noise, so a group is kept only where its members are as
+    close to each other as clustered images are to theirs: the median, over members, of the
+    similarity to the nearest other member must reach ``min_similarity`` (the predictor's bar)."""
+    reduction, clustering = fit_clusters(
+        vectors, dataclasses.replace(reduce_config, fit_sample=0, map_method="pca"),
+        ClusterConfig(method="hdbscan", min_cluster_size=min_size, noise="keep"))
+    labels = clustering.labels.copy()
+    for label in set(labels.tolist()) - {NOISE}:
+        members = np.flatnonzero(labels == label)
+        similarity = vectors[members] @ vectors[members].T
+        np.fill_diagonal(similarity, -1.0)
+        if np.median(similarity.max(axis=1)) < min_similarity:
+            labels[members] = NOISE
+    return labels, clustering.probabilities, reduction.space
+
+
 def _min_cluster_size(parent: RunRecord) -> int:
-    """The parent's own minimum cluster size (as fitted), so new clusters meet the same bar."""
-    params = parent.info.get("clustering", {})
-    size = params.get("min_cluster_size_in_sample") or params.get("min_cluster_size") \
-        or parent.config.get("cluster", {}).get("min_cluster_size")
-    return int(size) if size else max(5, parent.n_images // 100)
+    """The parent's minimum cluster size at the scale of the whole collection (a fit on a sample
+    used a proportionally smaller one), so a new cluster meets the bar the old ones met."""
+    size = parent.info.get("clustering", {}).get("min_cluster_size")
+    if not size:
+        return max(5, parent.n_images // 100)
+    fit_sample = parent.config.get("reduce", {}).get("fit_sample") or 0
+    fitted = min(parent.n_images, fit_sample) if fit_sample > 0 else parent.n_images
+    return max(2, round(int(size) * parent.n_images / max(1, fitted)))
 
 
 def _drift(held: int, total: int) -> str | None:
