@@ -57,8 +57,9 @@ def _print_result(result: api.SearchResult, as_json: bool) -> None:
         console.print_json(json.dumps(dataclasses.asdict(result)))
         return
     index = result.index
-    table = Table("#", "similarity", "cluster", "image", title=f"{escape(result.query)} · model {result.model} · "
+    table = Table("#", "similarity", "cluster", title=f"{escape(result.query)} · model {result.model} · "
                   f"{index['kind']} index of {index['rows']:,} images", title_justify="left")
+    table.add_column("image", overflow="fold")
     for rank, found in enumerate(result.results, 1):
         cluster = "" if found.cluster is None else ("unclustered" if found.cluster < 0 else str(found.cluster))
         if found.cluster_name:
@@ -97,8 +98,9 @@ def duplicates_command(
                                        "groups": [dataclasses.asdict(g) for g in found.groups],
                                        "export": str(written) if written else None}))
         return
-    table = Table("group", "keep", "how", "bits", "similarity", "size", "image",
+    table = Table("group", "keep", "how", "bits", "similarity", "size",
                   title=f"{len(found.groups)} duplicate groups among {found.n_images:,} images", title_justify="left")
+    table.add_column("image", overflow="fold")
     for group in found.groups[:50]:
         for image in [group.keeper, *group.duplicates]:
             keeper = image is group.keeper
