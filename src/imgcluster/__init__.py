@@ -47,3 +47,6 @@ from .config import DedupConfig  # noqa: E402
 
 __all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage",
             "duplicates", "search_text", "similar", "update_index"]
+from .api import merge_clusters, move_images  # noqa: E402
+
+__all__ += ["merge_clusters", "move_images"]

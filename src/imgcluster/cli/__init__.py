@@ -385,6 +385,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
 from . import runs as _runs  # noqa: E402,F401
 from . import search as _search  # noqa: E402,F401
 from . import update as _update  # noqa: E402,F401
+from . import web as _web  # noqa: E402,F401
 
 
 def main() -> None:

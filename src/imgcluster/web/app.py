@@ -1,0 +1,72 @@
+"""The FastAPI app: one router per resource under ``/api/``, the static front-end at ``/``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..errors import (
+    ConfigError,
+    ImgclusterError,
+    ModelUnavailable,
+    RunNotFound,
+    UnknownName,
+    WorkspaceBusy,
+)
+from .routers import clusters, images, runs, search
+from .state import Explorer
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+# How each error of the tree reaches the browser; the message already says what to do.
+_STATUS = [(RunNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 501), (ConfigError, 400),
+           (UnknownName, 400), (ImgclusterError, 400)]
+
+
+def create_app(workspace: str | os.PathLike[str], *, device: str = "auto") -> FastAPI:
+    """The app for one workspace folder (``PATH/.imgcluster`` or a ``--workspace`` folder)."""
+    app = FastAPI(title="imgcluster", version="1", summary="Explore a workspace's runs: map, clusters, images, "
+                  "nearest neighbours, filing new images, text search.", docs_url="/api/docs",
+                  openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.explorer = Explorer(workspace, device=device)
+
+    @app.exception_handler(ImgclusterError)
+    async def _imgcluster_error(request: Request, error: ImgclusterError) -> JSONResponse:
+        status = next(code for kind, code in _STATUS if isinstance(error, kind))
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
+    for router in (runs.router, clusters.router, images.router, search.router):
+        app.include_router(router, prefix="/api")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        app.state.explorer.close()
+
+    return app
+
+
+def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.PathLike[str] | None = None,
+          host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
+    """Run the app with uvicorn until interrupted (the workspace of ``path``, or ``workspace``)."""
+    import uvicorn
+
+    from ..store import default_workspace
+
+    folder = Path(workspace) if workspace is not None else default_workspace(path if path is not None else ".")
+    if not (folder / "catalogue.db").exists():
+        raise ConfigError(f"No imgcluster workspace at {folder}. Run `imgcluster cluster PATH` first, or pass "
+                          "--workspace.")
+    uvicorn.run(create_app(folder, device=device), host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""One router per resource: runs, clusters, images, search (predict and text search)."""

@@ -1,0 +1,102 @@
+"""Images, by catalogue id only: details in a run, thumbnail, the file itself, nearest neighbours.
+
+No request names a path: an id that is not in the catalogue (or whose file is no longer an image
+that was scanned) is a 404, so nothing outside the catalogued images can be read."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from ...api import explore
+from ...label import choose_names
+from ...store import ImageRecord
+from ...store.browse import images_by_id, thumbnail
+from ..state import Explorer, cluster_label
+from .deps import ExplorerDep, RunQuery
+
+router = APIRouter(tags=["images"])
+ImageId = Annotated[int, Path(ge=1, le=2**62, description="Catalogue id of the image.")]
+CACHE = "private, max-age=3600"  # revalidated by ETag (the content hash) after an hour
+
+
+def _record(ex: Explorer, image_id: int) -> ImageRecord:
+    with ex.db() as ws:
+        record = images_by_id(ws, [image_id]).get(image_id)
+    if record is None:
+        raise HTTPException(404, f"No image {image_id} in the catalogue.")
+    return record
+
+
+@router.get("/images/{image_id}", summary="An image and its place in a run: cluster, membership probability")
+def image(ex: ExplorerDep, image_id: ImageId, run: RunQuery = None) -> dict[str, Any]:
+    record = _record(ex, image_id)
+    view = ex.view(run)
+    row = view.row_of(image_id)
+    result: dict[str, Any] = {
+        "id": record.id, "name": os.path.basename(record.path), "path": record.path, "format": record.format,
+        "width": record.width, "height": record.height, "size": record.size, "status": record.status,
+        "run": view.record.key, "in_run": row is not None}
+    if row is not None:
+        cluster = int(view.clusters[row])
+        with ex.db() as ws:
+            name = choose_names(ws.names(view.record.key)).get(cluster)
+        result.update({"cluster": cluster, "cluster_name": cluster_label(cluster, name.name if name else None),
+                       "membership_probability": round(float(view.membership_probability[row]), 4),
+                       "how": view.how[row], "x": float(view.x[row]), "y": float(view.y[row])})
+    return result
+
+
+def _etag_response(request: Request, etag: str, body: bytes, media_type: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": CACHE}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+@router.get("/images/{image_id}/thumbnail", summary="The image's JPEG thumbnail (ETag: its content hash)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 304: {}, 404: {}})
+def image_thumbnail(ex: ExplorerDep, image_id: ImageId, request: Request) -> Response:
+    record = _record(ex, image_id)
+    if record.content_hash is None:
+        raise HTTPException(404, f"Image {image_id} has no thumbnail ({record.status}).")
+    etag = f'"{record.content_hash}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE})
+    with ex.db() as ws:
+        jpeg = thumbnail(ws, record.content_hash)
+    if jpeg is None:
+        raise HTTPException(404, f"Image {image_id} has no thumbnail yet (it was never embedded).")
+    return _etag_response(request, etag, jpeg, "image/jpeg")
+
+
+@router.get("/images/{image_id}/file", summary="The image file itself (catalogued, scanned images only)",
+            response_class=FileResponse, responses={200: {"content": {"image/*": {}}}, 404: {}})
+def image_file(ex: ExplorerDep, image_id: ImageId) -> FileResponse:
+    record = _record(ex, image_id)
+    if record.status != "ok" or not os.path.isfile(record.path):
+        raise HTTPException(404, f"Image {image_id}'s file is not available ({record.status}).")
+    media = mimetypes.guess_type(record.path)[0] or (f"image/{record.format.lower()}" if record.format
+                                                      else "application/octet-stream")
+    return FileResponse(record.path, media_type=media, headers={"Cache-Control": "private, no-cache"})
+
+
+@router.get("/images/{image_id}/neighbours", summary="The image's nearest images in a run (cosine similarity)")
+def image_neighbours(ex: ExplorerDep, image_id: ImageId, run: RunQuery = None, k: Annotated[int, Query(ge=1, le=200)] = 12) -> dict[str, Any]:
+    record = _record(ex, image_id)
+    predictor = ex.predictor(run)
+    if record.content_hash is None:
+        raise HTTPException(404, f"Image {image_id} has no embedding ({record.status}).")
+    try:
+        with ex.db() as ws:
+            vector = ws.load_embeddings(predictor.record.model_id, [record.content_hash])[0]
+    except KeyError:
+        raise HTTPException(404, f"Image {image_id} has no {predictor.record.model_name} embedding.") from None
+    found = explore.neighbours(predictor, vector, k, exclude=image_id)
+    return {"run": predictor.record.key, "image": image_id,
+            "neighbours": [{"id": n.image_id, "similarity": round(n.similarity, 4), "cluster": n.cluster}
+                           for n in found]}

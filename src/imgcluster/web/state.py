@@ -1,0 +1,112 @@
+"""What the server keeps between requests: one read connection to the workspace (behind a lock),
+and per run its assignment arrays, map bytes and loaded predictor. Runs never change once saved
+(edits make new runs), so nothing here needs invalidating except names, which are read each time."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..api import RunPredictor, load_predictor
+from ..cluster import NOISE
+from ..store import RunRecord, Workspace
+
+
+@dataclass
+class RunView:
+    """A run's per-image arrays, sorted by image id (as the store returns them)."""
+
+    record: RunRecord
+    image_ids: np.ndarray        # (n,) int64, ascending
+    clusters: np.ndarray         # (n,) int64
+    membership_probability: np.ndarray  # (n,) float64
+    x: np.ndarray
+    y: np.ndarray
+    how: list[str]
+    _members: dict[int, np.ndarray] = field(default_factory=dict)
+    _map: bytes | None = None
+
+    def row_of(self, image_id: int) -> int | None:
+        row = int(np.searchsorted(self.image_ids, image_id))
+        return row if row < len(self.image_ids) and self.image_ids[row] == image_id else None
+
+    def members(self, cluster: int) -> np.ndarray:
+        """Rows of a cluster's images, most probable members first (then by id)."""
+        if cluster not in self._members:
+            rows = np.flatnonzero(self.clusters == cluster)
+            self._members[cluster] = rows[np.lexsort((self.image_ids[rows], -self.membership_probability[rows]))]
+        return self._members[cluster]
+
+    def map_bytes(self) -> bytes:
+        """The map as one binary body: x, y (float32, n each), cluster, image id (int32, n each)."""
+        if self._map is None:
+            self._map = b"".join(np.ascontiguousarray(a).tobytes() for a in (
+                self.x.astype(np.float32), self.y.astype(np.float32), self.clusters.astype(np.int32),
+                self.image_ids.astype(np.int32)))
+        return self._map
+
+
+class Explorer:
+    """The workspace as the web app sees it. Reads go through :meth:`db` (one connection, one thread
+    at a time); edits go through the API functions, which open their own writer."""
+
+    def __init__(self, workspace: str | Path, device: str = "auto"):
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.device = device
+        self._ws = Workspace.open(self.workspace)
+        self._lock = threading.RLock()
+        self._views: dict[str, RunView] = {}
+        self._predictors: dict[str, RunPredictor] = {}
+        self._predictor_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._ws.close()
+
+    @contextlib.contextmanager
+    def db(self) -> Iterator[Workspace]:
+        with self._lock:
+            yield self._ws
+
+    def record(self, key: str | None) -> RunRecord:
+        """The run ``key`` (the newest when None); RunNotFound for an unknown key."""
+        with self.db() as ws:
+            return ws.run(key or None)
+
+    def view(self, key: str | None) -> RunView:
+        record = self.record(key)
+        with self._lock:
+            if record.key not in self._views:
+                assignments = self._ws.assignments(record.key)
+                self._views[record.key] = RunView(
+                    record, np.asarray(assignments.image_ids, dtype=np.int64),
+                    np.asarray(assignments.clusters, dtype=np.int64),
+                    np.asarray(assignments.membership_probability, dtype=np.float64),
+                    np.asarray(assignments.x, dtype=np.float64), np.asarray(assignments.y, dtype=np.float64),
+                    assignments.how_per_image())
+            return self._views[record.key]
+
+    def predictor(self, key: str | None) -> RunPredictor:
+        """The run's predictor, loaded once; its model loads on first use."""
+        record = self.record(key)
+        with self._predictor_lock:
+            if record.key not in self._predictors:
+                self._predictors[record.key] = load_predictor(record.key, workspace=self.workspace,
+                                                              device=self.device)
+            return self._predictors[record.key]
+
+    @contextlib.contextmanager
+    def using_model(self) -> Iterator[None]:
+        """One model call at a time: two requests must not race a lazily loading embedder."""
+        with self._predictor_lock:
+            yield
+
+
+def cluster_label(cluster: int, name: str | None) -> str:
+    if cluster == NOISE:
+        return "unclustered"
+    return name or f"cluster {cluster}"

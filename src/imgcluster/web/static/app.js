@@ -1,0 +1,732 @@
+// imgcluster web app: one page over the HTTP API (/api/...). No framework, no network beyond this server.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const h = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
+  return node;
+};
+
+async function api(path, options) {
+  const response = await fetch("/api" + path, options);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (_) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response;
+}
+const getJSON = async (path, options) => (await api(path, options)).json();
+const sendJSON = (path, method, body) => getJSON(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+function status(text, isError = false) {
+  const node = $("#status");
+  node.textContent = text || "";
+  node.classList.toggle("error", isError);
+}
+const fail = (error) => { console.error(error); status(error.message || String(error), true); };
+
+// -- colours ---------------------------------------------------------------------------------------
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+  "#393b79", "#e6550d", "#31a354", "#a50f15", "#756bb1", "#d6616b", "#637939", "#7b4173", "#3182bd", "#fd8d3c", "#74c476"];
+const RGB = PALETTE.map((hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
+const NOISE_RGB = [160, 164, 170];
+const rgbOf = (cluster) => (cluster < 0 ? NOISE_RGB : RGB[cluster % RGB.length]);
+const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
+
+// -- state -----------------------------------------------------------------------------------------
+const S = {
+  run: null, runs: [], clusters: [], names: new Map(),
+  map: null,            // {n, x, y (world, -1..1), cluster (Int32Array), id (Int32Array), grid}
+  focus: null,          // cluster shown highlighted, or null
+  selection: null,      // Int32Array of map rows selected on the map
+  marker: null,         // [x, y] world position of an uploaded image
+  picked: new Set(),    // image ids picked in the grid (to move)
+  mergePick: new Set(), // clusters picked to merge
+};
+
+function readHash() { return Object.fromEntries(new URLSearchParams(location.hash.slice(1))); }
+function writeHash(values) {
+  const params = new URLSearchParams({ ...values, run: S.run });
+  for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
+  history.replaceState(null, "", "#" + params.toString());
+}
+
+// -- the map: WebGL points, one draw call ----------------------------------------------------------
+const Map2D = (() => {
+  const canvas = $("#map"), overlay = $("#overlay");
+  const gl = canvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true, alpha: false });
+  const ctx = overlay.getContext("2d");
+  const cam = { k: 0.92, cx: 0, cy: 0 };
+  let program, posBuffer, colBuffer, n = 0, queued = false, firstFrame = true, mode = "pan";
+  const images = new Map();  // thumbnail cache for the zoomed-in view
+
+  function compile() {
+    const vs = `attribute vec2 p; attribute vec4 c; uniform vec2 s; uniform vec2 o; uniform float z; varying vec4 v;
+      void main() { gl_Position = vec4(p * s + o, 0.0, 1.0); gl_PointSize = z; v = c; }`;
+    const fs = `precision mediump float; varying vec4 v;
+      void main() { vec2 d = gl_PointCoord - 0.5; if (dot(d, d) > 0.25) discard; gl_FragColor = vec4(v.rgb * v.a, v.a); }`;
+    const shader = (type, source) => {
+      const object = gl.createShader(type);
+      gl.shaderSource(object, source);
+      gl.compileShader(object);
+      if (!gl.getShaderParameter(object, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(object));
+      return object;
+    };
+    program = gl.createProgram();
+    gl.attachShader(program, shader(gl.VERTEX_SHADER, vs));
+    gl.attachShader(program, shader(gl.FRAGMENT_SHADER, fs));
+    gl.linkProgram(program);
+    posBuffer = gl.createBuffer();
+    colBuffer = gl.createBuffer();
+  }
+
+  function size() {
+    const dpr = window.devicePixelRatio || 1;
+    for (const c of [canvas, overlay]) {
+      const w = Math.round(c.clientWidth * dpr), ht = Math.round(c.clientHeight * dpr);
+      if (c.width !== w || c.height !== ht) { c.width = w; c.height = ht; }
+    }
+  }
+
+  // World (-1..1, same scale on both axes) to clip space: (w - c) * k * aspect.
+  function aspect() {
+    const w = canvas.clientWidth || 1, ht = canvas.clientHeight || 1, m = Math.min(w, ht);
+    return [m / w, m / ht];
+  }
+  function toScreen(x, y) {
+    const [ax, ay] = aspect();
+    return [((x - cam.cx) * cam.k * ax + 1) / 2 * canvas.clientWidth, (1 - (y - cam.cy) * cam.k * ay) / 2 * canvas.clientHeight];
+  }
+  function toWorld(px, py) {
+    const [ax, ay] = aspect();
+    return [(px / canvas.clientWidth * 2 - 1) / (cam.k * ax) + cam.cx, (1 - py / canvas.clientHeight * 2) / (cam.k * ay) + cam.cy];
+  }
+  function pixelsPerUnit() { return cam.k * Math.min(canvas.clientWidth, canvas.clientHeight) / 2; }
+
+  function pointSize() {
+    const base = n > 300000 ? 1.6 : n > 50000 ? 2.4 : n > 5000 ? 3.5 : 6;
+    return Math.min(24, base * Math.sqrt(cam.k));
+  }
+
+  function load(map) {
+    n = map.n;
+    const xy = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) { xy[2 * i] = map.x[i]; xy[2 * i + 1] = map.y[i]; }
+    gl.bindBuffer(gl.ARRAY_BUFFER, posBuffer);
+    gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
+    recolour();
+    Object.assign(cam, { k: 0.92, cx: 0, cy: 0 });
+    draw();
+  }
+
+  function recolour() {
+    const map = S.map;
+    if (!map) return;
+    const colours = new Uint8Array(4 * n);
+    const alpha = n > 300000 ? 150 : n > 50000 ? 190 : 220;
+    const chosen = S.selection ? new Uint8Array(n) : null;
+    if (chosen) for (const row of S.selection) chosen[row] = 1;
+    for (let i = 0; i < n; i++) {
+      const rgb = rgbOf(map.cluster[i]);
+      const dim = (S.focus !== null && map.cluster[i] !== S.focus) || (chosen && !chosen[i]);
+      colours[4 * i] = rgb[0]; colours[4 * i + 1] = rgb[1]; colours[4 * i + 2] = rgb[2];
+      colours[4 * i + 3] = dim ? 28 : alpha;
+    }
+    gl.bindBuffer(gl.ARRAY_BUFFER, colBuffer);
+    gl.bufferData(gl.ARRAY_BUFFER, colours, gl.STATIC_DRAW);
+    draw();
+  }
+
+  function draw() {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(render);
+  }
+
+  function render() {
+    queued = false;
+    size();
+    gl.viewport(0, 0, canvas.width, canvas.height);
+    gl.clearColor(0.984, 0.984, 0.988, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    if (n) {
+      gl.useProgram(program);
+      gl.enable(gl.BLEND);
+      gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+      const [ax, ay] = aspect();
+      gl.uniform2f(gl.getUniformLocation(program, "s"), cam.k * ax, cam.k * ay);
+      gl.uniform2f(gl.getUniformLocation(program, "o"), -cam.cx * cam.k * ax, -cam.cy * cam.k * ay);
+      gl.uniform1f(gl.getUniformLocation(program, "z"), pointSize() * (window.devicePixelRatio || 1));
+      const p = gl.getAttribLocation(program, "p"), c = gl.getAttribLocation(program, "c");
+      gl.bindBuffer(gl.ARRAY_BUFFER, posBuffer);
+      gl.enableVertexAttribArray(p);
+      gl.vertexAttribPointer(p, 2, gl.FLOAT, false, 0, 0);
+      gl.bindBuffer(gl.ARRAY_BUFFER, colBuffer);
+      gl.enableVertexAttribArray(c);
+      gl.vertexAttribPointer(c, 4, gl.UNSIGNED_BYTE, true, 0, 0);
+      gl.drawArrays(gl.POINTS, 0, n);
+      if (firstFrame) {
+        gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));  // waits for the frame
+        firstFrame = false;
+        document.body.dataset.mapReady = String(Math.round(performance.now()));
+        document.body.dataset.points = String(n);
+      }
+    }
+    drawOverlay();
+  }
+
+  // Zoomed in far enough that few points are in view, points become their thumbnails.
+  const ATLAS_MAX = 250;
+  function visibleRows(limit) {
+    const map = S.map;
+    if (!map) return [];
+    const [x0, y1] = toWorld(0, 0), [x1, y0] = toWorld(canvas.clientWidth, canvas.clientHeight);
+    return map.grid.within(x0, y0, x1, y1, limit + 1);
+  }
+
+  function drawOverlay(shape) {
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, overlay.width, overlay.height);
+    const rows = visibleRows(ATLAS_MAX);
+    if (rows.length && rows.length <= ATLAS_MAX && pixelsPerUnit() > 0) {
+      const side = Math.max(24, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
+      for (const row of rows) {
+        const cluster = S.map.cluster[row];
+        if (S.focus !== null && cluster !== S.focus) continue;
+        const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
+        const image = thumbnail(S.map.id[row]);
+        ctx.fillStyle = cssOf(cluster);
+        ctx.fillRect(sx - side / 2 - 2, sy - side / 2 - 2, side + 4, side + 4);
+        if (image.complete && image.naturalWidth) ctx.drawImage(image, sx - side / 2, sy - side / 2, side, side);
+      }
+      document.body.dataset.atlas = String(rows.length);
+    } else {
+      delete document.body.dataset.atlas;
+    }
+    if (S.marker) {
+      const [sx, sy] = toScreen(S.marker[0], S.marker[1]);
+      ctx.lineWidth = 3; ctx.strokeStyle = "#111";
+      ctx.beginPath(); ctx.arc(sx, sy, 12, 0, 2 * Math.PI); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(sx - 18, sy); ctx.lineTo(sx + 18, sy); ctx.moveTo(sx, sy - 18); ctx.lineTo(sx, sy + 18); ctx.stroke();
+    }
+    if (shape && shape.length > 1) {
+      ctx.lineWidth = 1.5; ctx.strokeStyle = "#1a73e8"; ctx.fillStyle = "rgba(26,115,232,.08)";
+      ctx.beginPath();
+      shape.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+      ctx.closePath(); ctx.fill(); ctx.stroke();
+    }
+  }
+
+  function thumbnail(id) {
+    let image = images.get(id);
+    if (!image) {
+      if (images.size > 2000) images.clear();
+      image = new Image();
+      image.onload = () => drawOverlay();
+      image.src = `/api/images/${id}/thumbnail`;
+      images.set(id, image);
+    }
+    return image;
+  }
+
+  // -- interaction -----------------------------------------------------------------------------------
+  let drag = null;
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    const [wx, wy] = toWorld(event.clientX - rect.left, event.clientY - rect.top);
+    const factor = Math.exp(-event.deltaY * 0.0015);
+    cam.k = Math.min(5000, Math.max(0.2, cam.k * factor));
+    const [nx, ny] = toWorld(event.clientX - rect.left, event.clientY - rect.top);
+    cam.cx += wx - nx; cam.cy += wy - ny;
+    draw();
+  }, { passive: false });
+
+  canvas.addEventListener("pointerdown", (event) => {
+    const rect = canvas.getBoundingClientRect();
+    const point = [event.clientX - rect.left, event.clientY - rect.top];
+    drag = { start: point, last: point, shape: [point], moved: false };
+    canvas.setPointerCapture(event.pointerId);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    const rect = canvas.getBoundingClientRect();
+    const point = [event.clientX - rect.left, event.clientY - rect.top];
+    if (!drag) return hover(point);
+    drag.moved = drag.moved || Math.hypot(point[0] - drag.start[0], point[1] - drag.start[1]) > 3;
+    if (mode === "pan") {
+      const ppu = pixelsPerUnit();
+      cam.cx -= (point[0] - drag.last[0]) / ppu; cam.cy += (point[1] - drag.last[1]) / ppu;
+      draw();
+    } else if (mode === "box") {
+      const [x0, y0] = drag.start;
+      drag.shape = [[x0, y0], [point[0], y0], point, [x0, point[1]]];
+      drawOverlay(drag.shape);
+    } else {
+      drag.shape.push(point);
+      drawOverlay(drag.shape);
+    }
+    drag.last = point;
+    $("#tip").hidden = true;
+  });
+  canvas.addEventListener("pointerup", () => {
+    const done = drag;
+    drag = null;
+    if (!done) return;
+    if (!done.moved) {
+      const row = nearest(done.start);
+      if (row !== null) showImage(S.map.id[row]);
+      return;
+    }
+    if (mode !== "pan" && done.shape.length > 2) select(done.shape.map(([px, py]) => toWorld(px, py)));
+    drawOverlay();
+  });
+  canvas.addEventListener("pointerleave", () => { $("#tip").hidden = true; });
+
+  function nearest([px, py]) {
+    if (!S.map) return null;
+    const radius = Math.max(6, pointSize()) / pixelsPerUnit();
+    const [wx, wy] = toWorld(px, py);
+    return S.map.grid.nearest(wx, wy, radius);
+  }
+
+  function hover(point) {
+    const tip = $("#tip");
+    const row = nearest(point);
+    if (row === null) { tip.hidden = true; return; }
+    const id = S.map.id[row], cluster = S.map.cluster[row];
+    const image = tip.querySelector("img");
+    const src = `/api/images/${id}/thumbnail`;
+    if (image.getAttribute("src") !== src) image.src = src;
+    tip.querySelector("span").textContent = `#${id} · ${S.names.get(cluster) || "cluster " + cluster}`;
+    tip.hidden = false;
+    const x = Math.min(point[0] + 14, canvas.clientWidth - 150), y = Math.min(point[1] + 14, canvas.clientHeight - 160);
+    tip.style.left = x + "px"; tip.style.top = y + "px";
+  }
+
+  function select(polygon) {
+    const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
+    const candidates = S.map.grid.within(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys), Infinity);
+    const rows = candidates.filter((row) => inside(S.map.x[row], S.map.y[row], polygon));
+    rows.sort((a, b) => a - b);
+    S.selection = Int32Array.from(rows);
+    S.focus = null;
+    recolour();
+    showSelection();
+  }
+
+  function inside(x, y, polygon) {
+    let hit = false;
+    for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+      const [xi, yi] = polygon[i], [xj, yj] = polygon[j];
+      if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) hit = !hit;
+    }
+    return hit;
+  }
+
+  for (const button of document.querySelectorAll("#tools [data-mode]")) {
+    button.addEventListener("click", () => {
+      mode = button.dataset.mode;
+      for (const other of document.querySelectorAll("#tools [data-mode]")) other.classList.toggle("on", other === button);
+    });
+  }
+  $("#reset").addEventListener("click", () => { Object.assign(cam, { k: 0.92, cx: 0, cy: 0 }); draw(); });
+  window.addEventListener("resize", draw);
+
+  // Centre on a world position, zoomed so that about ``count`` points are in view.
+  function focusOn(x, y, k) { Object.assign(cam, { cx: x, cy: y, k: k || cam.k }); draw(); }
+
+  compile();
+  return { load, recolour, draw, drawOverlay, focusOn, reset: () => { firstFrame = true; } };
+})();
+
+// A uniform grid over the world square: nearest point and points in a rectangle without scanning all n.
+function buildGrid(x, y, n) {
+  const G = Math.max(16, Math.min(1024, Math.round(Math.sqrt(n / 4))));
+  const cellOf = (v) => Math.min(G - 1, Math.max(0, Math.floor((v + 1) / 2 * G)));
+  const cells = new Int32Array(n), counts = new Int32Array(G * G + 1);
+  for (let i = 0; i < n; i++) { cells[i] = cellOf(y[i]) * G + cellOf(x[i]); counts[cells[i] + 1]++; }
+  for (let c = 0; c < G * G; c++) counts[c + 1] += counts[c];
+  const start = counts.slice(), order = new Int32Array(n), fill = counts.slice();
+  for (let i = 0; i < n; i++) order[fill[cells[i]]++] = i;
+  return {
+    nearest(wx, wy, radius) {
+      let best = null, bestD = radius * radius;
+      for (let cy = cellOf(wy - radius); cy <= cellOf(wy + radius); cy++) {
+        for (let cx = cellOf(wx - radius); cx <= cellOf(wx + radius); cx++) {
+          const c = cy * G + cx;
+          for (let k = start[c]; k < start[c + 1]; k++) {
+            const i = order[k], d = (x[i] - wx) ** 2 + (y[i] - wy) ** 2;
+            if (d <= bestD) { bestD = d; best = i; }
+          }
+        }
+      }
+      return best;
+    },
+    within(x0, y0, x1, y1, limit) {
+      const found = [];
+      for (let cy = cellOf(y0); cy <= cellOf(y1); cy++) {
+        for (let cx = cellOf(x0); cx <= cellOf(x1); cx++) {
+          const c = cy * G + cx;
+          for (let k = start[c]; k < start[c + 1]; k++) {
+            const i = order[k];
+            if (x[i] >= x0 && x[i] <= x1 && y[i] >= y0 && y[i] <= y1) {
+              found.push(i);
+              if (found.length >= limit) return found;
+            }
+          }
+        }
+      }
+      return found;
+    },
+  };
+}
+
+async function loadMap(key) {
+  const buffer = await (await api(`/runs/${encodeURIComponent(key)}/map`)).arrayBuffer();
+  const n = buffer.byteLength / 16;
+  const rawX = new Float32Array(buffer, 0, n), rawY = new Float32Array(buffer, 4 * n, n);
+  const cluster = new Int32Array(buffer, 8 * n, n), id = new Int32Array(buffer, 12 * n, n);
+  let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const a = rawX[i], b = rawY[i];
+    if (a < minX) minX = a; if (a > maxX) maxX = a; if (b < minY) minY = b; if (b > maxY) maxY = b;
+  }
+  const half = Math.max(maxX - minX, maxY - minY, 1e-9) / 2, mx = (minX + maxX) / 2, my = (minY + maxY) / 2;
+  const x = new Float32Array(n), y = new Float32Array(n);
+  for (let i = 0; i < n; i++) { x[i] = (rawX[i] - mx) / half; y[i] = (rawY[i] - my) / half; }
+  S.map = { n, x, y, cluster, id, grid: buildGrid(x, y, n), scale: { mx, my, half } };
+  S.rowOfId = null;
+  Map2D.load(S.map);
+}
+
+function rowOfId(id) {
+  if (!S.rowOfId) { S.rowOfId = new Map(); S.map.id.forEach((value, row) => S.rowOfId.set(value, row)); }
+  return S.rowOfId.get(id);
+}
+
+// -- runs ------------------------------------------------------------------------------------------
+function runLabel(run) {
+  const date = new Date(run.created_at * 1000).toISOString().slice(0, 16).replace("T", " ");
+  const edit = run.edit ? ` · ${run.edit.action} of ${run.parent}` : run.parent ? ` · from ${run.parent}` : "";
+  return `${run.key} · ${date} · ${run.method || "?"} · ${run.n_clusters} clusters${edit}`;
+}
+
+async function loadRuns() {
+  S.runs = await getJSON("/runs");
+  const select = $("#run"), compare = $("#compare");
+  select.replaceChildren(...S.runs.map((run) => h("option", { value: run.key }, runLabel(run))));
+  compare.replaceChildren(h("option", { value: "" }, "—"), ...S.runs.map((run) => h("option", { value: run.key }, run.key)));
+  if (!S.runs.length) status("No runs in this workspace yet: run `imgcluster cluster PATH` first.", true);
+}
+
+async function openRun(key, then = {}) {
+  S.run = key;
+  $("#run").value = key;
+  S.focus = null; S.selection = null; S.marker = null; S.picked.clear(); S.mergePick.clear();
+  await Promise.all([loadClusters(), loadMap(key)]);
+  writeHash(then);
+  if (then.image) return showImage(Number(then.image));
+  if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
+  showOverview();
+}
+
+async function loadClusters() {
+  const data = await getJSON(`/clusters?run=${encodeURIComponent(S.run)}`);
+  S.clusters = data.clusters;
+  S.names = new Map(S.clusters.map((c) => [c.cluster, c.name]));
+  renderClusters();
+}
+
+function renderClusters() {
+  const list = $("#clusters");
+  list.replaceChildren(...S.clusters.map((c) => {
+    const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
+    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : ""), "data-cluster": c.cluster,
+      title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}` },
+    h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
+    c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
+      onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
+    h("span", { class: "name" }, c.name),
+    h("span", { class: "size" }, String(c.size)),
+    h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
+    c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
+      onclick: (event) => { event.stopPropagation(); startRename(item, c); } }, "✎") : h("span"));
+    item.addEventListener("click", () => showCluster(c.cluster));
+    return item;
+  }));
+}
+
+function togglePick(cluster, on) {
+  if (on) S.mergePick.add(cluster); else S.mergePick.delete(cluster);
+  $("#merge-bar").hidden = S.mergePick.size < 2;
+  $("#merge").textContent = `Merge clusters ${[...S.mergePick].join(", ")}`;
+}
+
+function startRename(item, c) {
+  const slot = item.querySelector(".name");
+  const input = h("input", { type: "text", value: c.cluster >= 0 && c.named_by ? c.name : "", placeholder: c.name, "aria-label": "new name" });
+  slot.replaceChildren(input);
+  input.focus();
+  input.addEventListener("click", (event) => event.stopPropagation());
+  input.addEventListener("keydown", async (event) => {
+    if (event.key === "Escape") return renderClusters();
+    if (event.key !== "Enter") return;
+    try {
+      status("renaming…");
+      await sendJSON(`/clusters/${c.cluster}/name?run=${encodeURIComponent(S.run)}`, "PUT", { name: input.value });
+      await loadClusters();
+      status(`cluster ${c.cluster} renamed`);
+      if (S.focus === c.cluster) $("#panel-title").textContent = S.names.get(c.cluster);
+    } catch (error) { fail(error); }
+  });
+}
+
+$("#merge").addEventListener("click", async () => {
+  const clusters = [...S.mergePick];
+  try {
+    status("merging…");
+    const result = await sendJSON("/clusters/merge", "POST", { run: S.run, clusters });
+    await loadRuns();
+    await openRun(result.run, { cluster: clusters[0] });
+    status(`merged into cluster ${clusters[0]}: new run ${result.run} (from ${result.parent})`);
+  } catch (error) { fail(error); }
+});
+$("#merge-clear").addEventListener("click", () => { S.mergePick.clear(); togglePick(null, false); renderClusters(); });
+
+// -- the panel: cluster grid, selection, image page, run info, comparison, search, upload ----------
+function panel(title, actions = [], ...body) {
+  $("#panel-title").textContent = title;
+  $("#panel-actions").replaceChildren(...actions);
+  $("#panel-body").replaceChildren(...body);
+  $("#panel-body").scrollTop = 0;
+}
+
+function figure(id, caption, onPick) {
+  const node = h("figure", { "data-id": id, class: S.picked.has(id) ? "picked" : null },
+    h("img", { src: `/api/images/${id}/thumbnail`, loading: "lazy", alt: caption }),
+    h("figcaption", { title: caption }, caption));
+  node.addEventListener("click", (event) => {
+    if (event.shiftKey || event.ctrlKey || event.metaKey || S.picking) {
+      if (S.picked.has(id)) S.picked.delete(id); else S.picked.add(id);
+      node.classList.toggle("picked", S.picked.has(id));
+      if (onPick) onPick();
+    } else {
+      showImage(id);
+    }
+  });
+  return node;
+}
+
+// A grid that asks ``page(offset)`` for more figures as its end scrolls into view.
+function endlessGrid(page) {
+  const grid = h("div", { class: "grid" }), sentinel = h("div", { class: "sentinel" });
+  let offset = 0, busy = false, done = false;
+  const more = async () => {
+    if (busy || done) return;
+    busy = true;
+    try {
+      const figures = await page(offset);
+      grid.append(...figures);
+      offset += figures.length;
+      done = figures.length === 0;
+    } catch (error) { fail(error); done = true; }
+    busy = false;
+    if (!done && sentinel.getBoundingClientRect().top < $("#panel-body").getBoundingClientRect().bottom + 400) more();
+  };
+  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(); },
+    { root: $("#panel-body"), rootMargin: "400px" }).observe(sentinel);
+  more();
+  return [grid, sentinel];
+}
+
+function moveControls(after) {
+  const target = h("select", { "aria-label": "move to cluster" },
+    ...S.clusters.map((c) => h("option", { value: c.cluster }, `${c.cluster} · ${c.name}`)));
+  const count = h("span", {}, "");
+  const update = () => { count.textContent = `${S.picked.size} picked`; };
+  const pickToggle = h("button", { type: "button", title: "Click images to pick them (or shift-click)" }, "Pick images");
+  pickToggle.addEventListener("click", () => { S.picking = !S.picking; pickToggle.classList.toggle("on", S.picking); pickToggle.textContent = S.picking ? "Picking: on" : "Pick images"; });
+  const move = h("button", { type: "button" }, "Move picked to");
+  move.addEventListener("click", async () => {
+    if (!S.picked.size) return status("Pick images first (shift-click, or 'Pick images').", true);
+    const cluster = Number(target.value);
+    try {
+      status("moving…");
+      const result = await sendJSON(`/clusters/${cluster}/images`, "POST", { run: S.run, image_ids: [...S.picked] });
+      S.picking = false;
+      await loadRuns();
+      await openRun(result.run, { cluster });
+      status(`moved into cluster ${cluster}: new run ${result.run} (from ${result.parent})`);
+    } catch (error) { fail(error); }
+  });
+  update();
+  return { controls: [pickToggle, count, move, target], update };
+}
+
+async function showCluster(cluster) {
+  S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
+  Map2D.recolour();
+  renderClusters();
+  writeHash({ cluster });
+  const info = S.clusters.find((c) => c.cluster === cluster);
+  const { controls, update } = moveControls();
+  const summary = info ? h("span", {}, `${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
+    (info.stability !== null ? ` · stability ${info.stability.toFixed(2)}` : "")) : null;
+  const [grid, sentinel] = endlessGrid(async (offset) => {
+    const page = await getJSON(`/clusters/${cluster}/images?run=${encodeURIComponent(S.run)}&offset=${offset}&limit=60`);
+    return page.images.map((image) => figure(image.id, `${image.name} · ${image.membership_probability.toFixed(2)}`, update));
+  });
+  grid.id = "cluster-grid";
+  grid.dataset.cluster = cluster;
+  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...controls], grid, sentinel);
+}
+
+function showSelection() {
+  const rows = S.selection;
+  S.picked.clear(); S.picking = false;
+  const { controls, update } = moveControls();
+  const pickAll = h("button", { type: "button" }, "Pick all");
+  pickAll.addEventListener("click", () => {
+    for (const row of rows) S.picked.add(S.map.id[row]);
+    for (const node of document.querySelectorAll("#panel-body figure")) node.classList.add("picked");
+    update();
+  });
+  const clear = h("button", { type: "button" }, "Clear selection");
+  clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
+  const [grid, sentinel] = endlessGrid(async (offset) => Array.from(rows.slice(offset, offset + 60),
+    (row) => figure(S.map.id[row], `#${S.map.id[row]} · ${S.names.get(S.map.cluster[row]) || S.map.cluster[row]}`, update)));
+  grid.id = "selection-grid";
+  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
+}
+
+async function showImage(id) {
+  writeHash({ image: id });
+  try {
+    const [image, near] = await Promise.all([
+      getJSON(`/images/${id}?run=${encodeURIComponent(S.run)}`),
+      getJSON(`/images/${id}/neighbours?run=${encodeURIComponent(S.run)}&k=12`)]);
+    const row = rowOfId(id);
+    if (row !== undefined) { S.marker = [S.map.x[row], S.map.y[row]]; Map2D.drawOverlay(); }
+    const facts = h("dl", { class: "facts" },
+      h("dt", {}, "cluster"), h("dd", {}, image.in_run ? `${image.cluster_name} (cluster ${image.cluster})` : "not in this run"),
+      h("dt", {}, "membership probability"), h("dd", { id: "membership" }, image.in_run ? image.membership_probability.toFixed(3) : "—"),
+      h("dt", {}, "placed by"), h("dd", {}, image.how || "—"),
+      h("dt", {}, "size"), h("dd", {}, `${image.width} × ${image.height} px · ${image.format} · ${(image.size / 1024).toFixed(1)} KB`),
+      h("dt", {}, "path"), h("dd", {}, image.path));
+    const back = image.in_run ? h("button", { type: "button" }, "Show its cluster") : null;
+    if (back) back.addEventListener("click", () => showCluster(image.cluster));
+    const grid = h("div", { class: "grid", id: "neighbours" }, ...near.neighbours.map((n) =>
+      figure(n.id, `${n.similarity.toFixed(2)} · ${S.names.get(n.cluster) || n.cluster}`)));
+    panel(image.name, [back], h("div", { class: "image-page" },
+      h("img", { class: "large", src: `/api/images/${id}/file`, alt: image.name }), facts,
+      h("h3", {}, "Nearest images"), grid));
+  } catch (error) { fail(error); }
+}
+
+function showOverview() {
+  S.focus = null;
+  renderClusters();
+  writeHash({});
+  const run = S.runs.find((r) => r.key === S.run);
+  panel("Clusters", [], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
+    "Click a cluster on the left to see its images, a point on the map to open its image; drag with Box or Lasso to select; " +
+    "drop an image anywhere to file it."));
+}
+
+async function showInfo() {
+  try {
+    const info = await getJSON(`/runs/${encodeURIComponent(S.run)}`);
+    const metrics = info.metrics || {};
+    const facts = h("dl", { class: "facts", id: "run-info" },
+      ...[["key", info.key], ["created", new Date(info.created_at * 1000).toLocaleString()], ["model", `${info.model_name} (${info.model_id})`],
+        ["method", (info.config.cluster || {}).method], ["images", info.n_images], ["clusters", info.n_clusters],
+        ["unclustered", metrics.noise_fraction !== undefined ? (100 * metrics.noise_fraction).toFixed(1) + "%" : "—"],
+        ["silhouette", metrics.silhouette != null ? metrics.silhouette.toFixed(3) + (metrics.silhouette_on ? ` (on the ${metrics.silhouette_on})` : "") : "—"],
+        ["derived from", info.parent || "—"], ["edit", info.edit ? JSON.stringify(info.edit).slice(0, 300) : "—"],
+        ["workspace", info.workspace]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+    panel(`Run ${info.key}`, [], facts, h("details", {}, h("summary", {}, "Everything stored (JSON)"),
+      h("pre", { class: "json" }, JSON.stringify(info, null, 2))));
+  } catch (error) { fail(error); }
+}
+
+async function showCompare(other) {
+  try {
+    const c = await getJSON(`/runs/${encodeURIComponent(S.run)}/compare/${encodeURIComponent(other)}`);
+    const facts = h("dl", { class: "facts", id: "comparison" },
+      ...[["images in both", c.n_common], ["only in " + c.a, c.only_a], ["only in " + c.b, c.only_b], ["ARI", c.ari.toFixed(3)],
+        ["NMI", c.nmi.toFixed(3)], ["variation of information", c.variation_of_information.toFixed(3)], ["moved images", c.n_moved]]
+        .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+    const table = h("table", { class: "data" }, h("tr", {}, h("th", {}, `cluster of ${c.a}`), h("th", {}, `best match in ${c.b}`), h("th", {}, "Jaccard")),
+      ...c.matching.map((m) => h("tr", {}, h("td", {}, String(m.cluster_a)), h("td", {}, String(m.cluster_b)), h("td", {}, m.jaccard.toFixed(2)))));
+    const parts = (title, list) => list.length ? [h("h3", {}, title), h("ul", {}, ...list.map((p) => h("li", {}, JSON.stringify(p))))] : [];
+    panel(`${c.a} vs ${c.b}`, [], facts, h("h3", {}, "Matching"), table, ...parts("Splits", c.splits), ...parts("Merges", c.merges));
+  } catch (error) { fail(error); }
+}
+
+async function textSearch(query) {
+  try {
+    status("searching…");
+    const found = await getJSON(`/search?run=${encodeURIComponent(S.run)}&q=${encodeURIComponent(query)}&k=48`);
+    status("");
+    panel(`“${query}”`, [], h("div", { class: "grid", id: "search-results" }, ...found.results.map((r) =>
+      figure(r.id, `${r.similarity.toFixed(2)} · ${r.cluster_name}`))));
+  } catch (error) { fail(error); panel(`“${query}”`, [], h("p", { class: "error" }, error.message)); }
+}
+
+async function fileImage(file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  try {
+    status(`filing ${file.name}…`);
+    const result = await getJSON(`/predict?run=${encodeURIComponent(S.run)}&k=12`, { method: "POST", body: form });
+    status("");
+    if (result.x !== null && S.map) {
+      const { mx, my, half } = S.map.scale;
+      S.marker = [(result.x - mx) / half, (result.y - my) / half];
+      Map2D.drawOverlay();
+    }
+    const verdict = result.status === "assigned"
+      ? `Filed into ${result.cluster_name} (cluster ${result.cluster}) · membership probability ${result.membership_probability.toFixed(2)}`
+      : result.status === "unassigned" ? "Not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
+    const open = result.status === "assigned" ? h("button", { type: "button" }, "Show the cluster") : null;
+    if (open) open.addEventListener("click", () => showCluster(result.cluster));
+    panel(`Filed: ${file.name}`, [open], h("div", { class: "image-page", id: "predict-result", "data-status": result.status, "data-cluster": result.cluster },
+      h("img", { class: "large", src: URL.createObjectURL(file), alt: file.name }),
+      h("p", { class: "verdict" }, verdict), h("p", {}, result.reason),
+      h("h3", {}, "Nearest images"), h("div", { class: "grid" }, ...result.neighbours.map((n) =>
+        figure(n.id, `${n.similarity.toFixed(2)} · ${n.cluster_name}`)))));
+  } catch (error) { fail(error); }
+}
+
+// -- wiring ------------------------------------------------------------------------------------------
+$("#run").addEventListener("change", (event) => openRun(event.target.value).catch(fail));
+$("#info-button").addEventListener("click", showInfo);
+$("#compare").addEventListener("change", (event) => { if (event.target.value) showCompare(event.target.value); });
+$("#search-form").addEventListener("submit", (event) => { event.preventDefault(); const q = $("#search").value.trim(); if (q) textSearch(q); });
+$("#upload").addEventListener("change", (event) => { if (event.target.files[0]) fileImage(event.target.files[0]); event.target.value = ""; });
+window.addEventListener("dragover", (event) => { event.preventDefault(); document.body.classList.add("dragging"); });
+window.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  document.body.classList.remove("dragging");
+  const file = event.dataTransfer.files[0];
+  if (file) fileImage(file);
+});
+
+(async function start() {
+  try {
+    await loadRuns();
+    if (!S.runs.length) return;
+    const wanted = readHash();
+    const key = S.runs.some((r) => r.key === wanted.run) ? wanted.run : S.runs[0].key;
+    await openRun(key, wanted);
+    document.body.dataset.ready = "1";
+  } catch (error) { fail(error); }
+})();

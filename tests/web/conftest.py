@@ -1,0 +1,100 @@
+"""A running web app on 127.0.0.1 over a copy of the digits run's workspace (edits must not leak into
+the session's shared ``digits_run``), and Debian's Chromium to drive it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def copy_workspace(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("lock"))
+    return dest
+
+
+class LiveServer:
+    """uvicorn in a thread, on a free port picked by the OS (the socket is handed over, so no race)."""
+
+    def __init__(self, workspace: Path):
+        import uvicorn
+
+        from imgcluster.web import create_app
+
+        self.app = create_app(workspace)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the web app did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def web_workspace(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_workspace(Path(digits_run.workspace), tmp_path_factory.mktemp("web") / "workspace")
+
+
+@pytest.fixture(scope="module")
+def server(web_workspace: Path) -> Iterator[LiveServer]:
+    with LiveServer(web_workspace) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI for the web app test (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def unseen_digits(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Digit scans the digits run never saw (indexes 600-699), one path per label."""
+    import csv
+
+    import imgcluster
+
+    root = tmp_path_factory.mktemp("unseen")
+    imgcluster.write_digits(root, limit=700)
+    found: dict[int, Path] = {}
+    with open(root / "labels.csv") as handle:
+        for row in csv.DictReader(handle):
+            index = int(Path(row["path"]).stem.split("-")[1])
+            if index >= 600:
+                found.setdefault(int(row["label"]), root / "images" / row["path"])
+    return found
