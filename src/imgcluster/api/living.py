@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 HELD, FORCED, PROPOSED, ACCEPTED = "held", "forced", "proposed", "accepted"
 # Held images above this share of the collection mean the clusters no longer describe it.
 DRIFT_SHARE = 0.2
+# Unclustered images of the run within this many nearest neighbours of a held image may join it
+# in a proposed cluster.
+NEAR_UNCLUSTERED = 30
 # Rebuild the predictor's index once the rows filed since it was built pass this share of it.
 REBUILD_SHARE = 0.5
 
@@ -216,7 +219,9 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
     use), in ``result`` and in ``predictor``."""
     held = np.flatnonzero(result.clusters[result.first_new:] == NOISE) + result.first_new
     min_size = _min_cluster_size(parent)
-    if not len(held):
+    # The old unclustered images formed no group of this size in the fit: a new group needs new
+    # images for at least half of it.
+    if len(held) < max(2, min_size // 2):
         return []
     rows = np.concatenate([_unclustered_near(predictor, result, held, min_size), held])
     if len(rows) < min_size:
@@ -258,7 +263,7 @@ def _unclustered_near(predictor: Predictor, result: Filed, held: np.ndarray, min
     neighbours of a held image: the old noise a new group could grow from, without clustering all of it."""
     from ..cluster.predictor import search
 
-    k = int(min(len(predictor.clusters_), max(2 * min_size, 20)))
+    k = int(min(len(predictor.clusters_), NEAR_UNCLUSTERED))
     _, found = search(predictor.index_, result.new_vectors[held - result.first_new], k)
     found = np.unique(found[found >= 0])
     found = found[predictor.active_[found] & (predictor.clusters_[found] == NOISE)]
