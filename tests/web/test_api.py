@@ -4,6 +4,7 @@ and no way to read a file that is not a catalogued image."""
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -41,10 +42,11 @@ def test_runs_clusters_and_map_describe_the_run(client: httpx.Client, digits_run
     x = np.frombuffer(body.content, np.float32, n, 0)
     clusters_map = np.frombuffer(body.content, np.int32, n, 8 * n)
     ids = np.frombuffer(body.content, np.int32, n, 12 * n)
-    order = np.argsort(digits_run.assignments.image_ids)
-    assert (ids == digits_run.assignments.image_ids[order]).all()
-    assert (clusters_map == digits_run.assignments.clusters[order]).all()
-    assert np.allclose(x, digits_run.assignments.x[order], atol=1e-4)
+    row = {image_id: i for i, image_id in enumerate(digits_run.assignments.image_ids.tolist())}
+    rows = np.asarray([row[i] for i in ids.tolist()])  # every image once, in the map's own order
+    assert sorted(rows.tolist()) == list(range(n))
+    assert (clusters_map == digits_run.assignments.clusters[rows]).all()
+    assert np.allclose(x, digits_run.assignments.x[rows], atol=1e-4)
     info = client.get(f"/api/runs/{digits_run.key}").json()
     assert info["model_name"] == "efficientnet-lite0" and info["parent"] is None
     assert "/api/clusters/{cluster}/images" in client.get("/api/openapi.json").json()["paths"]
@@ -175,3 +177,31 @@ def test_merge_and_move_save_derived_runs_and_keep_the_original(client: httpx.Cl
     assert set(ids) <= {i["id"] for i in page["images"]}
     assert client.post("/api/clusters/merge", json={"clusters": [a, 999]}).status_code == 400
     assert client.post(f"/api/clusters/{target}/images", json={"image_ids": [999999]}).status_code == 400
+
+
+def test_the_atlas_serves_sprite_sheets_of_the_maps_points(client: httpx.Client, digits_run: imgcluster.Run) -> None:
+    from PIL import Image
+
+    from imgcluster.web.atlas import PER_SHEET, TILE
+
+    n = digits_run.record.n_images
+    sheets = -(-n // PER_SHEET)
+    first = client.get(f"/api/runs/{digits_run.key}/atlas/0")
+    assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
+    sheet = np.asarray(Image.open(io.BytesIO(first.content)).convert("L"))
+    assert sheet.shape == (16 * TILE, 16 * TILE) and sheet.std() > 40  # digits drawn, not empty tiles
+    assert client.get(f"/api/runs/{digits_run.key}/atlas/0", headers={"If-None-Match": first.headers["etag"]}
+                      ).status_code == 304
+    last = Image.open(io.BytesIO(client.get(f"/api/runs/{digits_run.key}/atlas/{sheets - 1}").content))
+    assert last.height == -(-(n - (sheets - 1) * PER_SHEET) // 16) * TILE
+    assert client.get(f"/api/runs/{digits_run.key}/atlas/{sheets}").status_code == 404
+
+
+def test_the_cluster_list_shows_measured_stability(client: httpx.Client, digits_run: imgcluster.Run,
+                                                   web_workspace: Path) -> None:
+    cluster = digits_run.clusters()[0].cluster
+    with imgcluster.open_workspace(workspace=web_workspace) as ws:
+        ws.save_stability(digits_run.key, {"clusters": [{"cluster": cluster, "stability": 0.42, "unstable": True}]})
+    shown = {c["cluster"]: c for c in client.get("/api/clusters", params={"run": digits_run.key}).json()["clusters"]}
+    assert (shown[cluster]["stability"], shown[cluster]["unstable"]) == (0.42, True)
+    assert all(c["stability"] is None for k, c in shown.items() if k != cluster)

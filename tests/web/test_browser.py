@@ -97,3 +97,33 @@ def test_an_uploaded_image_is_filed_into_a_cluster(page, unseen_digits: dict[int
     assert "Filed into" in page.inner_text("#predict-result .verdict")
     page.wait_for_selector("#predict-result .grid figure")
     page.screenshot(path=str(artefacts / "predict.png"))
+
+
+def test_a_box_selection_opens_a_grid_and_moves_images_into_a_derived_run(page, digits_run: imgcluster.Run,
+                                                                          web_workspace: Path) -> None:
+    page.click("#tools [data-mode='box']")
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.8 * box["width"], box["y"] + 0.8 * box["height"], steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#selection-grid figure")
+    selected = int(page.inner_text("#panel-title").split()[0])
+    assert 0 < selected < digits_run.record.n_images
+
+    page.click("#panel-actions button:has-text('Pick images')")
+    figures = page.locator("#selection-grid figure")
+    picked = [int(figures.nth(i).get_attribute("data-id")) for i in (0, 1)]
+    figures.nth(0).click()
+    figures.nth(1).click()
+    assert page.inner_text("#panel-actions").count("2 picked") == 1
+    target = next(c.cluster for c in digits_run.clusters() if c.cluster != -1)
+    page.select_option("#panel-actions select", str(target))
+    page.click("#panel-actions button:has-text('Move picked to')")
+    page.wait_for_function(f"document.querySelector('#run').value !== {digits_run.key!r}")
+    page.wait_for_selector(f"#cluster-grid[data-cluster='{target}']")
+    derived = imgcluster.load_run(page.input_value("#run"), workspace=web_workspace)
+    assert derived.record.info["edit"] == {"parent": digits_run.key, "action": "move", "cluster": target,
+                                           "image_ids": sorted(picked)}
+    rows = np.isin(derived.assignments.image_ids, picked)
+    assert (derived.assignments.clusters[rows] == target).all()

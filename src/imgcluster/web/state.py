@@ -15,6 +15,7 @@ import numpy as np
 from ..api import RunPredictor, load_predictor
 from ..cluster import NOISE
 from ..store import RunRecord, Workspace
+from .atlas import PER_SHEET, tile_order
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunView:
     how: list[str]
     _members: dict[int, np.ndarray] = field(default_factory=dict)
     _map: bytes | None = None
+    _order: np.ndarray | None = None
 
     def row_of(self, image_id: int) -> int | None:
         row = int(np.searchsorted(self.image_ids, image_id))
@@ -42,13 +44,26 @@ class RunView:
             self._members[cluster] = rows[np.lexsort((self.image_ids[rows], -self.membership_probability[rows]))]
         return self._members[cluster]
 
+    @property
+    def order(self) -> np.ndarray:
+        """Rows in the map's Z-order, the order the map and the atlas's sprite sheets use."""
+        if self._order is None:
+            self._order = tile_order(self.x, self.y)
+        return self._order
+
     def map_bytes(self) -> bytes:
-        """The map as one binary body: x, y (float32, n each), cluster, image id (int32, n each)."""
+        """The map as one binary body, points in Z-order: x, y (float32, n each), cluster, image id
+        (int32, n each)."""
         if self._map is None:
+            rows = self.order
             self._map = b"".join(np.ascontiguousarray(a).tobytes() for a in (
-                self.x.astype(np.float32), self.y.astype(np.float32), self.clusters.astype(np.int32),
-                self.image_ids.astype(np.int32)))
+                self.x[rows].astype(np.float32), self.y[rows].astype(np.float32),
+                self.clusters[rows].astype(np.int32), self.image_ids[rows].astype(np.int32)))
         return self._map
+
+    def sheet_ids(self, sheet: int) -> list[int]:
+        """Image ids on sprite sheet ``sheet`` (empty past the last one)."""
+        return self.image_ids[self.order[sheet * PER_SHEET:(sheet + 1) * PER_SHEET]].tolist()
 
 
 class Explorer:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from ... import api
 from ...store import RunRecord
+from ...store.browse import images_by_id
+from ..atlas import PER_ROW, PER_SHEET, TILE, compose_sheet
 from .deps import RUN_KEY, ExplorerDep
 
 router = APIRouter(tags=["runs"])
@@ -45,11 +47,35 @@ def run_info(ex: ExplorerDep, key: Key) -> dict[str, Any]:
             response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "n x (float32), n y (float32), n cluster (int32), n image id (int32), "
-                                            "little-endian, images in id order; n in the X-Points header."}})
+                                            "little-endian, points in Z-order of their position (see atlas); "
+                                            "n in the X-Points header."}})
 def run_map(ex: ExplorerDep, key: Key) -> Response:
     view = ex.view(key)
     return Response(view.map_bytes(), media_type="application/octet-stream",
                     headers={"X-Points": str(len(view.image_ids)), "Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/runs/{key}/atlas/{sheet}", summary="A sprite sheet of thumbnails for the zoomed-in map",
+            response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}},
+                             "description": f"Thumbnails of map points sheet*{PER_SHEET} to (sheet+1)*{PER_SHEET}-1 "
+                                            f"(the map's order) as {PER_ROW}x{PER_ROW} tiles of {TILE} px."},
+                       404: {}})
+def atlas_sheet(ex: ExplorerDep, key: Key, sheet: Annotated[int, Path(ge=0, le=2**31)], request: Request) -> Response:
+    view = ex.view(key)
+    ids = view.sheet_ids(sheet)
+    if not ids:
+        raise HTTPException(404, f"Run {view.record.key} has {-(-len(view.image_ids) // PER_SHEET)} sprite sheets.")
+    etag = f'"{view.record.key}-{sheet}"'  # a run never changes, nor do its thumbnails' contents
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    with ex.db() as ws:
+        records = images_by_id(ws, ids)
+        hashes = [records[i].content_hash if i in records else None for i in ids]
+        blobs = ws.thumbnails(h for h in hashes if h)
+    return Response(compose_sheet([blobs.get(h) if h else None for h in hashes]), media_type="image/jpeg",
+                    headers=headers)
 
 
 @router.get("/runs/{key}/compare/{other}", summary="Compare two runs: ARI, NMI, matching, splits, merges")

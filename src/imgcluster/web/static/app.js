@@ -64,7 +64,7 @@ const Map2D = (() => {
   const ctx = overlay.getContext("2d");
   const cam = { k: 0.92, cx: 0, cy: 0 };
   let program, posBuffer, colBuffer, n = 0, queued = false, firstFrame = true, mode = "pan";
-  const images = new Map();  // thumbnail cache for the zoomed-in view
+  const sheets = new Map();  // sprite sheets for the zoomed-in view, by sheet number (one run at a time)
 
   function compile() {
     const vs = `attribute vec2 p; attribute vec4 c; uniform vec2 s; uniform vec2 o; uniform float z; varying vec4 v;
@@ -116,6 +116,7 @@ const Map2D = (() => {
 
   function load(map) {
     n = map.n;
+    sheets.clear();
     const xy = new Float32Array(2 * n);
     for (let i = 0; i < n; i++) { xy[2 * i] = map.x[i]; xy[2 * i + 1] = map.y[i]; }
     gl.bindBuffer(gl.ARRAY_BUFFER, posBuffer);
@@ -201,10 +202,12 @@ const Map2D = (() => {
         const cluster = S.map.cluster[row];
         if (S.focus !== null && cluster !== S.focus) continue;
         const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
-        const image = thumbnail(S.map.id[row]);
+        const sheet = sheetImage(Math.floor(row / PER_SHEET)), tile = row % PER_SHEET;
         ctx.fillStyle = cssOf(cluster);
         ctx.fillRect(sx - side / 2 - 2, sy - side / 2 - 2, side + 4, side + 4);
-        if (image.complete && image.naturalWidth) ctx.drawImage(image, sx - side / 2, sy - side / 2, side, side);
+        if (sheet.complete && sheet.naturalWidth) {
+          ctx.drawImage(sheet, (tile % PER_ROW) * TILE, Math.floor(tile / PER_ROW) * TILE, TILE, TILE, sx - side / 2, sy - side / 2, side, side);
+        }
       }
       document.body.dataset.atlas = String(rows.length);
     } else {
@@ -224,14 +227,16 @@ const Map2D = (() => {
     }
   }
 
-  function thumbnail(id) {
-    let image = images.get(id);
+  // Sprite sheets of the atlas (see web/atlas.py): map rows come in Z-order, sheet s holds rows s*256...
+  const PER_ROW = 16, PER_SHEET = 256, TILE = 64;
+  function sheetImage(sheet) {
+    let image = sheets.get(sheet);
     if (!image) {
-      if (images.size > 2000) images.clear();
+      if (sheets.size > 64) sheets.delete(sheets.keys().next().value);  // oldest first
       image = new Image();
       image.onload = () => drawOverlay();
-      image.src = `/api/images/${id}/thumbnail`;
-      images.set(id, image);
+      image.src = `/api/runs/${encodeURIComponent(S.run)}/atlas/${sheet}`;
+      sheets.set(sheet, image);
     }
     return image;
   }
@@ -339,11 +344,20 @@ const Map2D = (() => {
   $("#reset").addEventListener("click", () => { Object.assign(cam, { k: 0.92, cx: 0, cy: 0 }); draw(); });
   window.addEventListener("resize", draw);
 
-  // Centre on a world position, zoomed so that about ``count`` points are in view.
-  function focusOn(x, y, k) { Object.assign(cam, { cx: x, cy: y, k: k || cam.k }); draw(); }
+  // Mean milliseconds of one full redraw, waited for on the GPU (bench/web.py reads it).
+  function timeRedraws(count) {
+    const pixel = new Uint8Array(4), started = performance.now();
+    for (let i = 0; i < count; i++) {
+      cam.cx += 1e-4;
+      render();
+      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
+    }
+    return (performance.now() - started) / count;
+  }
 
   compile();
-  return { load, recolour, draw, drawOverlay, focusOn, reset: () => { firstFrame = true; } };
+  window.imgclusterMap = { timeRedraws };
+  return { load, recolour, draw, drawOverlay };
 })();
 
 // A uniform grid over the world square: nearest point and points in a rectangle without scanning all n.
