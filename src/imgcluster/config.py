@@ -27,12 +27,50 @@ class ScanConfig:
         "Images larger than this many pixels are skipped as possible decompression bombs "
         "(Pillow refuses more than 178,956,970 in any case).", 178_956_970)
     follow_symlinks: bool = _help("Follow symbolic links to folders while walking.", False)
+    # Videos (mp4, mov, mkv, webm, avi; needs PyAV) become key-frames: see video.py.
+    video_detect_fps: float = _help(
+        "Frames per second of a video compared for shot boundaries (every frame up to this rate); a hard cut is "
+        "placed within one compared frame. 5-60.", 30.0)
+    video_cut_threshold: float = _help(
+        "The least colour-histogram change between compared frames (0-1: half the L1 distance of 8x8x8 RGB "
+        "histograms) that can be a cut; a cut must also stand well above the changes of the second before it. "
+        "0.1-0.6; lower finds more cuts (and more false ones in fast motion).", 0.2)
+    video_min_shot_seconds: float = _help(
+        "A cut this soon after the previous one is ignored (flashes, flicker). 0.1-2 seconds.", 0.5)
+    video_frames_per_shot: int = _help(
+        "Key-frames per shot, at most: the shot is cut into this many parts (of at least a second) and each "
+        "gives its sharpest frame near its middle, unless it looks like the frame kept before it (a static shot "
+        "gives one, a pan up to this many). 1-3.", 3)
+    video_frames_per_minute: float = _help(
+        "Shots longer than frames_per_shot parts of this rate are cut into parts of 60/this seconds instead, so a "
+        "long take gives at most this many key-frames per minute (a static one still gives one). 1-60.", 6.0)
+    video_frame_side: int = _help(
+        "Key-frames are kept in the workspace as JPEG with their longer side at most this many pixels. 224-1920.",
+        640)
 
     def __post_init__(self) -> None:
         if self.min_side < 1:
             raise ConfigError(f"min_side must be at least 1 pixel; got {self.min_side}.")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive; got {self.max_pixels}.")
+        if self.video_detect_fps <= 0:
+            raise ConfigError(f"video_detect_fps must be positive; got {self.video_detect_fps}.")
+        if not 0.0 < self.video_cut_threshold < 1.0:
+            raise ConfigError(f"video_cut_threshold is a histogram distance between 0 and 1; got "
+                              f"{self.video_cut_threshold}.")
+        if self.video_min_shot_seconds < 0:
+            raise ConfigError(f"video_min_shot_seconds must be at least 0; got {self.video_min_shot_seconds}.")
+        if not 1 <= self.video_frames_per_shot <= 3:
+            raise ConfigError(f"video_frames_per_shot must be 1-3; got {self.video_frames_per_shot}.")
+        if self.video_frames_per_minute <= 0:
+            raise ConfigError(f"video_frames_per_minute must be positive; got {self.video_frames_per_minute}.")
+        if self.video_frame_side < 32:
+            raise ConfigError(f"video_frame_side must be at least 32 pixels; got {self.video_frame_side}.")
+
+    def video_params(self) -> str:
+        """The video settings as one string: a video extracted with other settings is extracted again."""
+        return ",".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                        if f.name.startswith("video_"))
 
 
 # How a transformer's outputs become one vector per image; the code is embed/pooling.py.

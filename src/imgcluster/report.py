@@ -78,7 +78,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
         "cluster": np.asarray(assignments.clusters).tolist(),
         "probability": np.round(np.asarray(assignments.membership_probability, dtype=float), 3).tolist(),
-        "name": [_relative(r.path, root) for r in images],
+        "name": [r.describe(_relative(r.source_path or r.path, root)) for r in images],  # frame of VIDEO at mm:ss
         "thumb": [thumb_ref(r.id) for r in images],
     }
     metrics = record.info.get("metrics", {})

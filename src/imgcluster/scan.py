@@ -1,7 +1,9 @@
 """Find images under a folder, recognise them by content, decode them safely, record what was skipped.
 
 Scanning reads headers only (fast); a file that passes the header check but fails to decode fully
-(a truncated JPEG) is skipped later, at embedding time, with the decoder's reason.
+(a truncated JPEG) is skipped later, at embedding time, with the decoder's reason. Videos are the
+exception: each new or changed one is decoded once, here, into key-frames (video.py) that are
+catalogued as images of their own (path ``VIDEO#t=SECONDS``) with their JPEG kept in the workspace.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import ScanConfig
 from .errors import NoImages
 from .store import ImageRecord, ScannedFile, Workspace
+from .store.records import clock
 from .store.workspace import WORKSPACE_DIRNAME
+from .video import INSTALL_HINT, KeyFrameExtractor, decoder_available, video_format
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class ScanResult:
     images: list[ImageRecord]
     skipped: list[ImageRecord]
     n_new: int
+    videos: list[ImageRecord] = field(default_factory=list)  # video files; their key-frames are in images
 
 
 def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig = ScanConfig(),
@@ -56,15 +61,20 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
         raise NoImages(f"{root_path} does not exist. Give a folder (or a file) that holds images.")
     paths = list(_walk(root_path, config.follow_symlinks))
     known = workspace.known_files(str(root_path))
-    todo = [p for p in paths if _changed(p, known.get(p))]
+    video_params = config.video_params()
+    todo = [p for p in paths if _changed(p, known.get(p), video_params)]
     log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
     done = len(paths) - len(todo)
     if progress:
         progress(done, len(paths))
     batch: list[ScannedFile] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for scanned in pool.map(lambda p: sniff(p, config), todo):
-            batch.append(scanned)
+        for scanned, items, jpegs in pool.map(lambda p: _examine(p, config), todo):
+            previous = known.get(scanned.path)
+            if scanned.video_params is not None or (previous is not None and previous.video_params is not None):
+                workspace.save_video(scanned, items, jpegs)  # at once: a video may have taken minutes
+            else:
+                batch.append(scanned)
             done += 1
             if len(batch) >= _SAVE_EVERY:
                 workspace.save_scanned(batch)
@@ -73,13 +83,18 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
                 progress(done, len(paths))
     workspace.save_scanned(batch)
     seen = set(paths)
-    workspace.mark_missing(p for p, r in known.items() if p not in seen and r.status != "missing")
+    workspace.mark_missing(p for p, r in known.items()
+                           if (r.source_path or p) not in seen and r.status != "missing")
     records = workspace.images(paths)
+    videos = [r for r in records if r.status == "video"]
+    records = sorted(records + workspace.video_items([r.path for r in videos]),
+                     key=lambda r: (r.source_path or r.path, -1.0 if r.timestamp is None else r.timestamp))
     return ScanResult(
         root=str(root_path),
         images=[r for r in records if r.status == "ok"],
         skipped=[r for r in records if r.status == "skipped"],
         n_new=len(todo),
+        videos=videos,
     )
 
 
@@ -101,10 +116,12 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
                 yield os.path.join(folder, name)
 
 
-def _changed(path: str, record: ImageRecord | None) -> bool:
+def _changed(path: str, record: ImageRecord | None, video_params: str | None = None) -> bool:
     # Scan-stage verdicts depend on the settings (--min-side, max_pixels), so they are re-checked.
     if record is None or record.status == "missing" or record.skip_stage == "scan":
         return True
+    if record.video_params is not None and record.video_params != video_params:
+        return True  # key-frames chosen with other settings
     try:
         stat = os.stat(path)
     except OSError:
@@ -134,7 +151,15 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
         return _skipped(path, size, mtime, content_hash,
                         "declared size is so large it looks like a decompression bomb")
     except UnidentifiedImageError:
-        return _skipped(path, size, mtime, content_hash, _not_an_image_reason(path))
+        with open(path, "rb") as handle:
+            container = video_format(handle.read(64))
+        if container is None:
+            return _skipped(path, size, mtime, content_hash, _not_an_image_reason(path))
+        if not decoder_available():  # a scan-stage skip: re-checked once PyAV is installed
+            return _skipped(path, size, mtime, content_hash, f"a video ({container}), but PyAV, which decodes "
+                            f"videos, is not installed: {INSTALL_HINT}", fmt=container)
+        return ScannedFile(path, size, mtime, content_hash, container, None, None, "video",
+                           video_params=config.video_params())
     except Exception as error:  # Pillow raises many types on hostile headers
         return _skipped(path, size, mtime, content_hash, f"unreadable image header: {error}")
     if fmt not in IMAGE_FORMATS:
@@ -149,6 +174,44 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
                         f"too large: {width}×{height} px is over the limit of {config.max_pixels:,} px "
                         "(raise ScanConfig.max_pixels to include it)", fmt=fmt, width=width, height=height)
     return ScannedFile(path, size, mtime, content_hash, fmt, width, height, "ok")
+
+
+def _examine(path: str, config: ScanConfig) -> tuple[ScannedFile, list[ScannedFile], dict[str, bytes]]:
+    """Sniff a file; a video is also decoded into key-frames: (its row, key-frame rows, JPEGs by hash)."""
+    scanned = sniff(path, config)
+    if scanned.status != "video":
+        return scanned, [], {}
+    return extract_keyframes(scanned, config)
+
+
+def extract_keyframes(video: ScannedFile, config: ScanConfig = ScanConfig()
+                      ) -> tuple[ScannedFile, list[ScannedFile], dict[str, bytes]]:
+    """Decode a sniffed video into catalogue rows: the video's own (skipped when no frame could be
+    decoded; the error noted when decoding stopped early), one per key-frame, and, after a decoding
+    error, a skipped row ``VIDEO#t=SECONDS-`` for the rest of the video, with the error as its reason."""
+    found = KeyFrameExtractor.from_config(config).extract(video.path)
+    items: list[ScannedFile] = []
+    jpegs: dict[str, bytes] = {}
+    for key in found.keyframes:
+        buffer = io.BytesIO()
+        key.image.save(buffer, "JPEG", quality=90)
+        jpeg = buffer.getvalue()
+        content_hash = hashlib.blake2b(jpeg, digest_size=16).hexdigest()
+        jpegs[content_hash] = jpeg
+        items.append(ScannedFile(f"{video.path}#t={key.timestamp:.3f}", len(jpeg), video.mtime_ns, content_hash,
+                                 "JPEG", key.image.width, key.image.height, "ok", source_path=video.path,
+                                 timestamp=key.timestamp, shot=key.shot))
+    video = replace(video, width=found.width, height=found.height)
+    if not items:
+        return replace(video, status="skipped", skip_stage="video",
+                       skip_reason=f"no frame could be decoded: {found.error or 'the video is empty'}"), [], {}
+    if found.error is not None:
+        at = found.error_at or 0.0
+        items.append(ScannedFile(f"{video.path}#t={at:.3f}-", 0, video.mtime_ns, None, video.format, None, None,
+                                 "skipped", "video", f"{found.error}; the {len(items)} key-frames before "
+                                 f"{clock(at)} are kept", source_path=video.path, timestamp=at))
+        video = replace(video, skip_stage="video", skip_reason=found.error)
+    return video, items, jpegs
 
 
 def _skipped(path: str, size: int, mtime: int, content_hash: str | None, reason: str, *,

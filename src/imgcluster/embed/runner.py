@@ -55,9 +55,12 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     started = time.perf_counter()
     workspace.register_model(embedder.model_id, embedder.name, embedder.dim, embedder.describe())
     path_of: dict[str, str] = {}
+    frames: set[str] = set()  # video key-frames: their pixels are JPEGs in the workspace, not files
     for record in records:
         if record.content_hash is not None:
             path_of.setdefault(record.content_hash, record.path)
+            if record.source_path is not None:
+                frames.add(record.content_hash)
     done_before = workspace.embedded_hashes(embedder.model_id)
     todo = [(h, p) for h, p in path_of.items() if h not in done_before]
     total, done = len(path_of), len(path_of) - len(todo)
@@ -66,9 +69,16 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
         progress(done, total)
     have_thumbs = workspace.thumbnail_hashes(h for h, _ in todo)
 
-    def prepare(item: tuple[str, str]) -> _Prepared:
+    def source(item: tuple[str, str]) -> tuple[str, str | bytes | None]:
+        # Runs in this thread (``_prefetched`` pulls items here): the catalogue is read by one thread.
+        content_hash, path = item
+        return content_hash, workspace.frame_jpeg(content_hash) if content_hash in frames else path
+
+    def prepare(item: tuple[str, str | bytes | None]) -> _Prepared:
         content_hash, path = item
         try:
+            if path is None:
+                raise ValueError("the key-frame's pixels are not in the workspace; scan the video again")
             image = load_rgb(path, min_side=embedder.input_size)
             pixels = embedder.preprocess(image)
             thumb = None if content_hash in have_thumbs else make_thumbnail(image)
@@ -79,7 +89,8 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     undecodable: dict[str, str] = {}
     batch_size = config.batch_size or embedder.batch_size
     pending = _PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
-    for batch in _batches(_prefetched(todo, prepare, config.workers, max(8, 2 * batch_size)), batch_size):
+    for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
+                          batch_size):
         good = [item for item in batch if item.pixels is not None]
         failed = {item.content_hash: str(item.error) for item in batch if item.pixels is None}
         vectors = np.empty((0, embedder.dim), dtype=np.float32)

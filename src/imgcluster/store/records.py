@@ -21,6 +21,25 @@ class ImageRecord:
     status: str
     skip_stage: str | None = None
     skip_reason: str | None = None
+    # A key-frame of a video: the video's path, the frame's time in seconds and its shot (0-based).
+    source_path: str | None = None
+    timestamp: float | None = None
+    shot: int | None = None
+    video_params: str | None = None  # a video's row: the settings its key-frames were extracted with
+
+    def describe(self, name: str | None = None) -> str:
+        """How a person would name this item: the file, or "frame of VIDEO at mm:ss" (``name``: the
+        file or video as it should be shown, e.g. relative to the clustered folder)."""
+        if self.source_path is None or self.timestamp is None:
+            return name if name is not None else self.path
+        return f"frame of {name if name is not None else self.source_path} at {clock(self.timestamp)}"
+
+
+def clock(seconds: float) -> str:
+    """A time in a video as mm:ss (h:mm:ss from an hour)."""
+    whole = int(seconds)
+    hours, minutes, secs = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,10 @@ class ScannedFile:
     status: str
     skip_stage: str | None = None
     skip_reason: str | None = None
+    source_path: str | None = None
+    timestamp: float | None = None
+    shot: int | None = None
+    video_params: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """The SQLite catalogue's tables. One file, `catalogue.db`, in WAL mode with a single writer."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (
     ("assignments", "how", "TEXT NOT NULL DEFAULT 'fit'"),
+    # Version 6, videos: a key-frame row's video, time in seconds and shot index; a video row's settings.
+    ("images", "source_path", "TEXT"),
+    ("images", "timestamp", "REAL"),
+    ("images", "shot", "INTEGER"),
+    ("images", "video_params", "TEXT"),
 )
 
 SCHEMA = """
@@ -12,7 +17,10 @@ CREATE TABLE IF NOT EXISTS meta(
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
--- One row per file ever seen. status: ok | skipped | missing.
+-- One row per file ever seen. status: ok | skipped | missing | video. A video file's row has status video
+-- (or skipped when no frame could be decoded); each of its key-frames is a row of its own, path
+-- VIDEO#t=SECONDS, with source_path, timestamp and shot (columns added by ADDED_COLUMNS), its pixels in
+-- the frames table; a video damaged part-way also gets a skipped row VIDEO#t=SECONDS- from the damage on.
 CREATE TABLE IF NOT EXISTS images(
   id INTEGER PRIMARY KEY,
   path TEXT UNIQUE NOT NULL,
@@ -116,5 +124,11 @@ CREATE TABLE IF NOT EXISTS perceptual_hashes(
   algorithm TEXT NOT NULL,
   value TEXT NOT NULL,
   PRIMARY KEY(content_hash, algorithm)
+);
+-- Key-frames of videos as JPEG, by content hash (the hash of these bytes): what embedding and
+-- thumbnails decode, so a video is decoded once. New in version 6.
+CREATE TABLE IF NOT EXISTS frames(
+  content_hash TEXT PRIMARY KEY,
+  jpeg BLOB NOT NULL
 );
 """

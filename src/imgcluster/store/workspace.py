@@ -41,7 +41,7 @@ from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 WORKSPACE_DIRNAME = ".imgcluster"
 
 _IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
-                  "skip_stage, skip_reason")
+                  "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
 
 
 def default_workspace(root: str | os.PathLike[str]) -> Path:
@@ -106,6 +106,7 @@ class Workspace(DerivedData):
         with db:
             db.executescript(SCHEMA)
             _add_missing_columns(db)
+            db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         return cls(path, db)
@@ -162,18 +163,52 @@ class Workspace(DerivedData):
 
     def save_scanned(self, files: Sequence[ScannedFile]) -> None:
         """Insert or update catalogue rows for scanned files, in one transaction."""
-        now = time.time()
         with self._db:
-            self._db.executemany(
-                """INSERT INTO images(path, size, mtime_ns, content_hash, format, width, height,
-                                      status, skip_stage, skip_reason, scanned_at)
-                   VALUES(?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
-                     content_hash=excluded.content_hash, format=excluded.format, width=excluded.width,
-                     height=excluded.height, status=excluded.status, skip_stage=excluded.skip_stage,
-                     skip_reason=excluded.skip_reason, scanned_at=excluded.scanned_at""",
-                [(f.path, f.size, f.mtime_ns, f.content_hash, f.format, f.width, f.height, f.status,
-                  f.skip_stage, f.skip_reason, now) for f in files])
+            self._upsert_scanned(files)
+
+    def _upsert_scanned(self, files: Sequence[ScannedFile]) -> None:
+        now = time.time()
+        self._db.executemany(
+            """INSERT INTO images(path, size, mtime_ns, content_hash, format, width, height, status, skip_stage,
+                                  skip_reason, source_path, timestamp, shot, video_params, scanned_at)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
+                 content_hash=excluded.content_hash, format=excluded.format, width=excluded.width,
+                 height=excluded.height, status=excluded.status, skip_stage=excluded.skip_stage,
+                 skip_reason=excluded.skip_reason, source_path=excluded.source_path,
+                 timestamp=excluded.timestamp, shot=excluded.shot, video_params=excluded.video_params,
+                 scanned_at=excluded.scanned_at""",
+            [(f.path, f.size, f.mtime_ns, f.content_hash, f.format, f.width, f.height, f.status, f.skip_stage,
+              f.skip_reason, f.source_path, f.timestamp, f.shot, f.video_params, now) for f in files])
+
+    def save_video(self, video: ScannedFile, items: Sequence[ScannedFile], jpegs: dict[str, bytes]) -> None:
+        """Replace what the catalogue holds for one video file in one transaction: its row, its key-frame
+        rows (and a skipped row for a damaged tail), the key-frames' JPEG bytes by content hash. Rows of
+        its earlier key-frames that are not among ``items`` are marked missing (runs may still show them)."""
+        with self._db:
+            self._upsert_scanned([video, *items])
+            keep = {f.path for f in items}
+            stale = [r[0] for r in self._db.execute(
+                "SELECT path FROM images WHERE source_path=? AND status != 'missing'", (video.path,))
+                if r[0] not in keep]
+            self._db.executemany("UPDATE images SET status='missing' WHERE path=?", [(p,) for p in stale])
+            self._db.executemany("INSERT OR IGNORE INTO frames(content_hash, jpeg) VALUES(?,?)", list(jpegs.items()))
+
+    def video_items(self, videos: Sequence[str]) -> list[ImageRecord]:
+        """The key-frame rows (and skipped damaged tails) of these video files that are not missing,
+        ordered by video then time."""
+        found: list[ImageRecord] = []
+        for chunk in _chunks(list(dict.fromkeys(videos)), 900):
+            rows = self._db.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE status != 'missing' AND source_path IN "
+                f"({','.join('?' * len(chunk))})", chunk)
+            found.extend(ImageRecord(**dict(row)) for row in rows)
+        return sorted(found, key=lambda r: (r.source_path or "", r.timestamp or 0.0, r.path))
+
+    def frame_jpeg(self, content_hash: str) -> bytes | None:
+        """The stored JPEG of a video key-frame (see ``save_video``), or None."""
+        row = self._db.execute("SELECT jpeg FROM frames WHERE content_hash=?", (content_hash,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def mark_missing(self, paths: Iterable[str]) -> None:
         """Flag files that were catalogued before but are gone now (their rows are kept)."""
