@@ -51,8 +51,9 @@ def cluster_images(ex: ExplorerDep, cluster: ClusterId, run: RunQuery = None, of
     ids = view.image_ids[rows].tolist()
     with ex.db() as ws:
         records = images_by_id(ws, ids)
+    how = ex.how(view, ids)
     images = [{"id": i, "name": os.path.basename(records[i].path) if i in records else "",
-               "membership_probability": round(float(view.membership_probability[r]), 4), "how": view.how[r]}
+               "membership_probability": round(float(view.membership_probability[r]), 4), "how": how.get(i)}
               for i, r in zip(ids, rows.tolist())]
     return {"run": view.record.key, "cluster": cluster, "total": len(members), "offset": offset,
             "images": images}

@@ -47,7 +47,7 @@ def image(ex: ExplorerDep, image_id: ImageId, run: RunQuery = None) -> dict[str,
             name = choose_names(ws.names(view.record.key)).get(cluster)
         result.update({"cluster": cluster, "cluster_name": cluster_label(cluster, name.name if name else None),
                        "membership_probability": round(float(view.membership_probability[row]), 4),
-                       "how": view.how[row], "x": float(view.x[row]), "y": float(view.y[row])})
+                       "how": ex.how(view, [image_id]).get(image_id), "x": float(view.x[row]), "y": float(view.y[row])})
     return result
 
 

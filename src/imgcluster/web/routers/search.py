@@ -32,8 +32,7 @@ def predict(ex: ExplorerDep, file: Annotated[UploadFile, File(description="An im
     if len(data) > MAX_UPLOAD:
         raise HTTPException(413, f"Uploads are limited to {MAX_UPLOAD // 2**20} MB.")
     predictor = ex.predictor(run)
-    with ex.using_model():
-        filed, found = explore.file_bytes(predictor, data, file.filename or "upload", k)
+    filed, found = ex.on_model_thread(explore.file_bytes, predictor, data, file.filename or "upload", k)
     result = {key: (None if isinstance(value, float) and math.isnan(value) else value)
               for key, value in dataclasses.asdict(filed).items()}
     result.pop("nearest_path")  # a path on the server; the neighbours carry ids
@@ -48,6 +47,5 @@ def predict(ex: ExplorerDep, file: Annotated[UploadFile, File(description="An im
 def text_search(ex: ExplorerDep, q: Annotated[str, Query(min_length=1, max_length=500)], run: RunQuery = None,
                 k: Annotated[int, Query(ge=1, le=200)] = 24) -> dict[str, Any]:
     predictor = ex.predictor(run)
-    with ex.using_model():
-        found = explore.text_search(predictor, q, k)
+    found = ex.on_model_thread(explore.text_search, predictor, q, k)
     return {"run": predictor.record.key, "query": q, "results": _named(ex, predictor.record.key, found)}

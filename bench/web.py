@@ -1,0 +1,223 @@
+"""How fast is the web app on big runs: time to the map's first frame in Chromium with 100k and 1M
+points, and p50/p95 latency of /api/clusters/{id}/images and /api/predict.
+
+A synthetic workspace per size, written through the store directly (no embedding): n catalogued
+images, 50 Gaussian clusters on the 2-D map plus 5% unclustered, a thumbnail for the first 2,000
+images. The server is `imgcluster serve` in a child process; the browser is Debian's Chromium
+(WebGL on SwiftShader, i.e. on the CPU: a real GPU draws faster).
+- first render: from navigation start to the first frame with every point drawn (the page reads a
+  pixel back to be sure), measured by the page itself; "first view" is a fresh server on a run never
+  viewed (its arrays read from SQLite, then cached in the workspace), "server restarted" a fresh
+  server reading that cache, "warm" a second browser context (no HTTP cache) on the same server.
+- redraw: the mean time of one redraw of the map (a pan or zoom step), waited for: with every
+  point, and while moving, when the page draws a random subset sized from its first frame's cost.
+- /api/clusters/{id}/images: 300 requests, random cluster and offset, 60 images each, one at a time.
+- /api/predict: 30 uploads of 96x72 noise JPEGs (embedded by efficientnet-lite0 on the CPU, then searched
+  in the run's predictor, fitted on synthetic 1280-d vectors) into the smallest run only: a
+  1M x 1280-d predictor would need 10 GB.
+
+    python bench/web.py [--sizes 100000 1000000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgcluster.cluster.predictor import Predictor
+from imgcluster.config import RunConfig
+from imgcluster.embed import load_model
+from imgcluster.runs import summarise_clusters
+from imgcluster.store import Assignments, RunRecord, ScannedFile, Workspace
+
+CLUSTERS, NOISE_SHARE, THUMBNAILS, DIM = 50, 0.05, 2000, 1280
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def build(folder: Path, n: int, with_predictor: bool, seed: int = 0) -> float:
+    """Write a synthetic workspace with one run of n images; returns the seconds it took."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    model = load_model("efficientnet-lite0")
+    ws = Workspace.open(folder)
+    try:
+        ws.save_scanned([ScannedFile(f"/synthetic/{i:07d}.jpg", 4000, 0, f"{i:032x}", "JPEG", 96, 72, "ok")
+                         for i in range(n)])
+        ids = np.asarray(sorted(r.id for r in ws.images(status="ok")), dtype=np.int64)
+        ws.save_batch(model.model_id, [], np.zeros((0, DIM), np.float32),
+                      thumbnails={f"{i:032x}": (_jpeg(rng), 96, 72) for i in range(min(n, THUMBNAILS))})
+        labels = rng.integers(0, CLUSTERS, n)
+        labels[rng.random(n) < NOISE_SHARE] = -1
+        centres = rng.uniform(-20, 20, (CLUSTERS, 2))
+        xy = np.where(labels[:, None] >= 0, centres[np.maximum(labels, 0)] + rng.normal(0, 1.2, (n, 2)),
+                      rng.uniform(-24, 24, (n, 2)))
+        probabilities = np.where(labels >= 0, rng.uniform(0.5, 1.0, n), 0.0)
+        summaries = summarise_clusters(ids, labels, probabilities, xy)
+        key = f"synthetic-{n}"
+        record = RunRecord(key, time.time(), "/synthetic", model.model_id, "efficientnet-lite0", n, CLUSTERS,
+                           RunConfig().to_dict(), {"model": model.describe(), "clusters": [s.__dict__ for s in summaries],
+                                                   "metrics": {"n_clusters": CLUSTERS, "noise_fraction": NOISE_SHARE}})
+        if with_predictor:
+            directions = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
+            vectors = directions[np.maximum(labels, 0)] + rng.standard_normal((n, DIM), dtype=np.float32) * 0.7
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            ws.write_predictor(key, *Predictor().fit(vectors, labels, probabilities, xy, ids).state())
+            del vectors
+        ws.save_run(record, Assignments(ids, labels, probabilities, xy[:, 0], xy[:, 1]))
+    finally:
+        ws.close()
+    return time.perf_counter() - started
+
+
+def _jpeg(rng: np.random.Generator) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (72, 96, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+class Server:
+    """`imgcluster serve` in a child process, on a free port."""
+
+    def __init__(self, workspace: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "imgcluster.cli", "serve", "--workspace", str(workspace), "--port",
+                   str(self.port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + "/api/runs", timeout=60).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"server did not start: {self.process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+def first_render(browser, url: str) -> tuple[float, int, float, float]:
+    """Milliseconds from navigation start to the map's first full frame, the points drawn, and the
+    mean milliseconds of a redraw afterwards: every point, and while the map moves (level of detail)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 860})  # no HTTP cache carried over
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-map-ready]", timeout=600_000)
+    ready, points = float(page.get_attribute("body", "data-map-ready")), int(page.get_attribute("body", "data-points"))
+    full = float(page.evaluate("window.imgclusterMap.timeRedraws(10)"))
+    moving = float(page.evaluate("window.imgclusterMap.timeRedraws(10, true)"))
+    context.close()
+    return ready, points, full, moving
+
+
+def latencies(call, count: int) -> tuple[float, float]:
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        call(i)
+        times.append(1000 * (time.perf_counter() - started))
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--keep", type=Path, help="Build the workspaces here and keep them.")
+    args = parser.parse_args()
+    if CHROMIUM is None:
+        sys.exit("chromium is not installed (apt-get install chromium)")
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="imgcluster-bench-web-"))
+    rows = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        for n in sorted(args.sizes):
+            folder = root / f"ws-{n}"
+            predictor = n == min(args.sizes)
+            built = build(folder, n, predictor) if not (folder / "catalogue.db").exists() else 0.0
+            shutil.rmtree(folder / "cache" / "web-runs", ignore_errors=True)  # the run was never viewed
+            server = Server(folder)
+            try:
+                cold = first_render(browser, server.url)
+            finally:
+                server.close()
+            server = Server(folder)
+            try:
+                restart = first_render(browser, server.url)
+                warm = first_render(browser, server.url)
+                rng = np.random.default_rng(1)
+                with httpx.Client(base_url=server.url, timeout=120) as client:
+                    sizes = {c["cluster"]: c["size"] for c in client.get("/api/clusters").json()["clusters"]}
+                    clusters = [c for c in sizes if c >= 0]
+                    for cluster in clusters:  # each cluster's member order is computed once, then kept
+                        client.get(f"/api/clusters/{cluster}/images", params={"limit": 1}).raise_for_status()
+
+                    def page(i: int, clusters: list[int] = clusters, sizes: dict[int, int] = sizes,
+                             rng: np.random.Generator = rng) -> None:
+                        cluster = clusters[i % len(clusters)]
+                        offset = int(rng.integers(0, max(1, sizes[cluster] - 60)))
+                        client.get(f"/api/clusters/{cluster}/images",
+                                   params={"offset": offset, "limit": 60}).raise_for_status()
+
+                    grid = latencies(page, 300)
+                    filed = None
+                    if predictor:
+                        uploads = [_jpeg(np.random.default_rng(100 + seed)) for seed in range(31)]
+                        client.post("/api/predict", files={"file": ("warm.jpg", uploads[30], "image/jpeg")}
+                                    ).raise_for_status()  # the model loads on the first upload
+
+                        def upload(i: int, uploads: list[bytes] = uploads) -> None:
+                            client.post("/api/predict", files={"file": (f"{i}.jpg", uploads[i], "image/jpeg")}
+                                        ).raise_for_status()
+
+                        filed = latencies(upload, 30)
+            finally:
+                server.close()
+            rows.append((n, built, cold, restart, warm, grid, filed))
+            print(f"n={n:,}: " + (f"built in {built:.0f} s" if built else "workspace reused") +
+                  f"; first render: first view {cold[0] / 1000:.2f} s, server restarted {restart[0] / 1000:.2f} s, "
+                  f"warm {warm[0] / 1000:.2f} s ({cold[1]:,} points); "
+                  f"redraw {warm[2]:.0f} ms, while moving {warm[3]:.0f} ms; /api/clusters/{{id}}/images p50 {grid[0]:.1f} ms "
+                  f"p95 {grid[1]:.1f} ms" + (f"; /api/predict p50 {filed[0]:.0f} ms p95 {filed[1]:.0f} ms"
+                                              if filed else ""), flush=True)
+        browser.close()
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    print("| images | first render: first view / server restarted / warm | redraw: all / moving | "
+          "cluster images p50 / p95 | predict p50 / p95 |")
+    print("|---:|---:|---:|---:|---:|")
+    for n, _, cold, restart, warm, grid, filed in rows:
+        print(f"| {n:,} | {cold[0] / 1000:.2f} / {restart[0] / 1000:.2f} / {warm[0] / 1000:.2f} s | "
+              f"{warm[2]:.0f} / {warm[3]:.0f} ms | "
+              f"{grid[0]:.1f} / {grid[1]:.1f} ms | "
+              + (f"{filed[0]:.0f} / {filed[1]:.0f} ms |" if filed else "— |"))
+    print(f"\n{os.cpu_count()} CPUs; Chromium WebGL on SwiftShader (CPU)")
+    print("command: python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()
