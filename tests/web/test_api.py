@@ -205,3 +205,13 @@ def test_the_cluster_list_shows_measured_stability(client: httpx.Client, digits_
     shown = {c["cluster"]: c for c in client.get("/api/clusters", params={"run": digits_run.key}).json()["clusters"]}
     assert (shown[cluster]["stability"], shown[cluster]["unstable"]) == (0.42, True)
     assert all(c["stability"] is None for k, c in shown.items() if k != cluster)
+
+
+def test_serve_refuses_a_folder_without_a_workspace(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imgcluster.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workspace", str(tmp_path / "none")])
+    assert isinstance(result.exception, imgcluster.ConfigError)
+    assert "No imgcluster workspace" in str(result.exception) and "http://" not in result.output

@@ -11,7 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import ConfigError, ImgclusterError, ModelUnavailable, RunNotFound, UnknownName, WorkspaceBusy
+from ..errors import (
+    ConfigError,
+    ImgclusterError,
+    ModelUnavailable,
+    RunNotFound,
+    UnknownName,
+    WorkspaceBusy,
+)
 from .routers import clusters, images, runs, search
 from .state import Explorer
 
@@ -52,18 +59,26 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto") -> Fa
     return app
 
 
-def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.PathLike[str] | None = None,
-          host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
-    """Run the app with uvicorn until interrupted (the workspace of ``path``, or ``workspace``)."""
-    # Idle OpenMP threads otherwise spin, and on a busy 2-core machine filing an upload took 0.4-1.8 s
-    # instead of 50 ms (bench/web.py). Read when torch loads, which is later: on the first upload.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import uvicorn
-
+def find_workspace(path: str | os.PathLike[str] | None = None, *,
+                   workspace: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder to serve (``workspace``, else ``path``'s ``.imgcluster``); ConfigError
+    when there is none yet."""
     from ..store import default_workspace
 
     folder = Path(workspace) if workspace is not None else default_workspace(path if path is not None else ".")
     if not (folder / "catalogue.db").exists():
         raise ConfigError(f"No imgcluster workspace at {folder}. Run `imgcluster cluster PATH` first, or pass "
                           "--workspace.")
+    return folder.resolve()
+
+
+def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.PathLike[str] | None = None,
+          host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
+    """Run the app with uvicorn until interrupted (the workspace of ``path``, or ``workspace``)."""
+    folder = find_workspace(path, workspace=workspace)
+    # Idle OpenMP threads otherwise spin, and on a busy 2-core machine filing an upload took 0.4-1.8 s
+    # instead of 50 ms (bench/web.py). Read when torch loads, which is later: on the first upload.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import uvicorn
+
     uvicorn.run(create_app(folder, device=device), host=host, port=port, log_level="warning")
