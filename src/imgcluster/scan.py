@@ -60,6 +60,10 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     if not root_path.exists():
         raise NoImages(f"{root_path} does not exist. Give a folder (or a file) that holds images.")
     paths = list(_walk(root_path, config.follow_symlinks))
+    # Names that are not UTF-8 cannot be stored (SQLite text is UTF-8): they are kept under a
+    # printable form of their name, as skipped, with the way out.
+    badly_named = {_printable(p): p for p in paths if _not_utf8(p)}
+    paths = [_printable(p) if _not_utf8(p) else p for p in paths]
     known = workspace.known_files(str(root_path))
     video_params = config.video_params()
     todo = [p for p in paths if _changed(p, known.get(p), video_params)]
@@ -69,7 +73,9 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
         progress(done, len(paths))
     batch: list[ScannedFile] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for scanned, items, jpegs in pool.map(lambda p: _examine(p, config), todo):
+        examine = (lambda p: (_badly_named(p, badly_named[p]), [], {}) if p in badly_named  # noqa: E731
+                   else _examine(p, config))
+        for scanned, items, jpegs in pool.map(examine, todo):
             previous = known.get(scanned.path)
             if scanned.video_params is not None or (previous is not None and previous.video_params is not None):
                 workspace.save_video(scanned, items, jpegs)  # at once: a video may have taken minutes
@@ -116,6 +122,25 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
                 yield os.path.join(folder, name)
 
 
+def _not_utf8(path: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in path)  # os.fsdecode's escapes for undecodable bytes
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _badly_named(printable: str, path: str) -> ScannedFile:
+    try:
+        stat = os.stat(path)
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        size, mtime = 0, 0
+    return _skipped(printable, size, mtime, None,
+                    "the file name is not valid UTF-8, so it cannot be catalogued; rename the file "
+                    "(e.g. `convmv -f latin1 -t utf8 --notest FILE`) and scan again")
+
+
 def _changed(path: str, record: ImageRecord | None, video_params: str | None = None) -> bool:
     # Scan-stage verdicts depend on the settings (--min-side, max_pixels), so they are re-checked.
     if record is None or record.status == "missing" or record.skip_stage == "scan":
@@ -147,9 +172,9 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as error:
         return _skipped(path, size, mtime, content_hash,
-                        "declared size is so large it looks like a decompression bomb")
+                        f"declared size is so large it looks like a decompression bomb ({error})")
     except UnidentifiedImageError:
         with open(path, "rb") as handle:
             container = video_format(handle.read(64))
