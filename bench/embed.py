@@ -73,7 +73,7 @@ def pipeline(model: str, files: list[Path], batch_size: int | None, workspace: P
         found = imgcluster.scan(files[0].parent.parent, workspace=ws)
         chosen = [r for r in found.images if Path(r.path) in set(files)]
         config = imgcluster.EmbedConfig(model=model, batch_size=batch_size)
-        warm = 32
+        warm = min(32, len(chosen) // 4)  # a small --n must still leave images to time
         imgcluster.embed(chosen[:warm], workspace=ws, config=config)  # loads the model, warms up
         started = time.perf_counter()
         imgcluster.embed(chosen, workspace=ws, config=config)
