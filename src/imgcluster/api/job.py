@@ -145,6 +145,8 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
               "skipped": len(skipped)})
     assignments = Assignments(image_ids, clustering.labels, clustering.probabilities,
                               reduction.map[:, 0], reduction.map[:, 1], clustering.how)
+    if ws.discard_unsaved_run(key):  # a killed earlier try at this key left files, never a run
+        log.info("removed the unfinished files of an earlier, interrupted run %s", key)
     started = time.perf_counter()
     predictor = Predictor(seed=resolved.reduce.seed).fit(
         embedded.vectors, clustering.labels, clustering.probabilities, reduction.map, image_ids)

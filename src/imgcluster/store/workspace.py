@@ -103,6 +103,10 @@ class Workspace(DerivedData):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        # Opening an up-to-date workspace writes nothing: a reader (`runs list`, the web app) must not
+        # wait for a writer's transaction (save_run of a large run holds one for seconds).
+        if _schema_version(db) == str(SCHEMA_VERSION):
+            return cls(path, db)
         with db:
             db.executescript(SCHEMA)
             _add_missing_columns(db)
@@ -299,12 +303,25 @@ class Workspace(DerivedData):
         folder = self.path / "vectors" / _model_dirname(model_id)
         out: np.ndarray | None = None
         for shard, pairs in by_shard.items():
-            data = np.load(folder / shard, mmap_mode="r")
+            data = np.load(folder / shard, mmap_mode="r", allow_pickle=False)
             if out is None:
                 out = np.empty((len(hashes), data.shape[1]), dtype=np.float32)
             positions, rows = zip(*pairs)
             out[list(positions)] = data[list(rows)]
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def embedding_rows(self, model_id: str) -> list[tuple[str, str, int]]:
+        """Every (content hash, shard file name, row) stored for ``model_id``."""
+        rows = self._db.execute("SELECT content_hash, shard, row FROM embeddings WHERE model_id=?", (model_id,))
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def unreferenced_shards(self, model_id: str) -> list[Path]:
+        """Shard files of ``model_id`` that no embedding row points to. A process killed after a
+        shard is renamed into place but before its rows commit leaves one; it is never read, and may
+        be deleted while no other process is embedding."""
+        folder = self.path / "vectors" / _model_dirname(model_id)
+        used = {r[0] for r in self._db.execute("SELECT DISTINCT shard FROM embeddings WHERE model_id=?", (model_id,))}
+        return sorted(p for p in folder.glob("*.npy") if p.name not in used) if folder.is_dir() else []
 
     def thumbnail_hashes(self, hashes: Iterable[str]) -> set[str]:
         """Which of ``hashes`` already have a thumbnail (without reading the images)."""
@@ -329,6 +346,18 @@ class Workspace(DerivedData):
 
     def run_dir(self, key: str) -> Path:
         return self.path / "runs" / key
+
+    def discard_unsaved_run(self, key: str) -> bool:
+        """Remove ``runs/<key>/`` when no run row has that key: what a process killed while writing
+        the run left behind. Call with the lock held, before writing a new run under ``key``; True
+        when a folder was removed."""
+        folder = self.run_dir(key)
+        if not folder.is_dir() or self._db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone():
+            return False
+        if folder.resolve().parent != (self.path / "runs").resolve():
+            return False  # never remove anything outside runs/
+        shutil.rmtree(folder)
+        return True
 
     def write_run_file(self, key: str, name: str, data: bytes | str) -> Path:
         """Write one output file of a run atomically and return its path."""
@@ -531,6 +560,14 @@ class Workspace(DerivedData):
             membership_probability=np.asarray(columns[2], dtype=np.float64),
             x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64),
             how=np.asarray(columns[5], dtype=object))
+
+
+def _schema_version(db: sqlite3.Connection) -> str | None:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:  # a new workspace: no tables yet
+        return None
+    return None if row is None else str(row[0])
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
