@@ -27,11 +27,12 @@ FPS = 30
 
 
 def scene(shot: int, frame: int, width: int = 160, height: int = 96) -> np.ndarray:
-    """A frame of ``shot``: its colour, a slow gradient, and a white bar that moves every frame."""
+    """A frame of ``shot``: its colour, a slow gradient, and a white bar that moves to and fro every frame."""
     pixels = np.empty((height, width, 3), dtype=np.float32)
     pixels[:] = SCENES[shot % len(SCENES)]
     pixels *= np.linspace(0.7, 1.0, width)[None, :, None]
-    left = (frame * 2) % (width - 12)
+    travel = width - 12
+    left = abs((frame * 2) % (2 * travel) - travel)
     pixels[:, left:left + 12] = 255
     return pixels.astype(np.uint8)
 

@@ -32,9 +32,9 @@ class ScanConfig:
         "Frames per second of a video compared for shot boundaries (every frame up to this rate); a hard cut is "
         "placed within one compared frame. 5-60.", 30.0)
     video_cut_threshold: float = _help(
-        "The least colour-histogram change between compared frames (0-1: half the L1 distance of 8x8x8 RGB "
-        "histograms) that can be a cut; a cut must also stand well above the changes of the second before it. "
-        "0.1-0.6; lower finds more cuts (and more false ones in fast motion).", 0.2)
+        "The least change between compared frames that can be a cut: the geometric mean of the colour-histogram "
+        "change and the picture change (each 0-1). A cut must also be twice the changes beside it and stand above "
+        "those of the second before it. 0.01-0.1; lower finds more cuts (and more false ones).", 0.025)
     video_min_shot_seconds: float = _help(
         "A cut this soon after the previous one is ignored (flashes, flicker). 0.1-2 seconds.", 0.5)
     video_frames_per_shot: int = _help(
