@@ -167,3 +167,24 @@ def test_a_mixed_folder_clusters_end_to_end_and_the_report_shows_frames_with_the
         assert f"frame of trip.mov at 00:{seconds:02d}" in html
     csv = (Path(data["outputs"]["report"]).parent / "clusters.csv").read_text()
     assert f"trip.mov#t={frames[0].timestamp:.3f}" in csv
+
+
+def test_the_web_app_names_a_frame_by_its_video_and_time_and_serves_its_pixels(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from imgcluster.web.app import create_app
+
+    folder = tmp_path / "mixed"
+    write_photos(folder, 8)
+    write_video(folder / "trip.mkv", (2.0, 2.0))
+    run = imgcluster.cluster(folder, model="efficientnet-lite0", k=2, namer="none", config=imgcluster.RunConfig(
+        reduce=imgcluster.ReduceConfig(method="pca", map_method="pca")))
+    frame = next(r for r in run.images if r.source_path is not None)
+    with TestClient(create_app(run.workspace)) as client:
+        shown = client.get(f"/api/images/{frame.id}").json()
+        assert shown["name"] == f"frame of trip.mkv at 00:0{int(frame.timestamp)}"
+        assert shown["video"] == str(folder / "trip.mkv") and shown["timestamp"] == frame.timestamp
+        pixels = client.get(f"/api/images/{frame.id}/file")
+    assert pixels.status_code == 200 and pixels.headers["content-type"] == "image/jpeg"
+    assert shot_of(Image.open(io.BytesIO(pixels.content))) == frame.shot

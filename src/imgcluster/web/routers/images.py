@@ -38,9 +38,12 @@ def image(ex: ExplorerDep, image_id: ImageId, run: RunQuery = None) -> dict[str,
     view = ex.view(run)
     row = view.row_of(image_id)
     result: dict[str, Any] = {
-        "id": record.id, "name": os.path.basename(record.path), "path": record.path, "format": record.format,
+        "id": record.id, "name": record.describe(os.path.basename(record.source_path or record.path)),
+        "path": record.path, "format": record.format,
         "width": record.width, "height": record.height, "size": record.size, "status": record.status,
         "run": view.record.key, "in_run": row is not None}
+    if record.source_path is not None:  # a key-frame: its video, time (seconds) and shot
+        result.update({"video": record.source_path, "timestamp": record.timestamp, "shot": record.shot})
     if row is not None:
         cluster = int(view.clusters[row])
         with ex.db() as ws:
@@ -76,8 +79,13 @@ def image_thumbnail(ex: ExplorerDep, image_id: ImageId, request: Request) -> Res
 
 @router.get("/images/{image_id}/file", summary="The image file itself (catalogued, scanned images only)",
             response_class=FileResponse, responses={200: {"content": {"image/*": {}}}, 404: {}})
-def image_file(ex: ExplorerDep, image_id: ImageId) -> FileResponse:
+def image_file(ex: ExplorerDep, image_id: ImageId) -> Response:
     record = _record(ex, image_id)
+    if record.status == "ok" and record.source_path is not None and record.content_hash is not None:
+        with ex.db() as ws:  # a video's key-frame: its pixels are a JPEG in the workspace
+            jpeg = ws.frame_jpeg(record.content_hash)
+        if jpeg is not None:
+            return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
     if record.status != "ok" or not os.path.isfile(record.path):
         raise HTTPException(404, f"Image {image_id}'s file is not available ({record.status}).")
     media = mimetypes.guess_type(record.path)[0] or (f"image/{record.format.lower()}" if record.format
