@@ -162,9 +162,10 @@ def test_a_mixed_folder_clusters_end_to_end_and_the_report_shows_frames_with_the
     frames = [r for r in run.images if r.source_path is not None]
     assert len(run.images) == 16 + len(frames) and {f.shot for f in frames} == {0, 1, 2}
     html = Path(data["outputs"]["report"]).read_text()
-    for frame in frames:
+    for frame in frames:  # named by video and time, and a caption opens the video there
         seconds = int(frame.timestamp)
         assert f"frame of trip.mov at 00:{seconds:02d}" in html
+        assert f"{(folder / 'trip.mov').as_uri()}#t={frame.timestamp:.3f}" in html
     csv = (Path(data["outputs"]["report"]).parent / "clusters.csv").read_text()
     assert f"trip.mov#t={frames[0].timestamp:.3f}" in csv
 

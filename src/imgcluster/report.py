@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,8 +83,12 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "thumb": [thumb_ref(r.id) for r in images],
     }
     metrics = record.info.get("metrics", {})
+    # A video key-frame's caption opens its video at its time (a media fragment, file:// like the report).
+    links = {str(n): f"{Path(r.source_path).as_uri()}#t={r.timestamp:.3f}" for n, r in enumerate(images)
+             if r.source_path is not None and r.timestamp is not None}
     data = {
         "run": record.key, "root": root, "points": points, "clusters": clusters, "thumbs": thumb_list,
+        "links": links,
     }
     created = _dt.datetime.fromtimestamp(record.created_at).strftime("%Y-%m-%d %H:%M")
     noise = metrics.get("noise_fraction", 0.0)
