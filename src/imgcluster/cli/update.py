@@ -60,9 +60,11 @@ def _print_update(done: api.Update, as_json: bool) -> None:
     if not done.saved:
         console.print(f"Nothing new or removed since run {done.parent}; no new run.")
         return
+    proposed = sum(p.new_images for p in done.proposed)
     console.print(f"Run [bold]{done.run.key}[/] from {done.parent}: {done.n_new:,} new images — {done.n_filed:,} "
-                  f"filed into existing clusters, {done.n_forced:,} forced, {done.n_held:,} held; "
-                  f"{done.n_removed:,} removed. Existing images kept their clusters.", soft_wrap=True)
+                  f"filed into existing clusters, {done.n_forced:,} forced, {proposed:,} in proposed new clusters, "
+                  f"{done.n_held:,} held; {done.n_removed:,} removed. Existing images kept their clusters.",
+                  soft_wrap=True)
     if done.proposed:
         table = Table("proposed cluster", "images", "new images", title="New clusters proposed")
         for p in done.proposed:
