@@ -41,6 +41,15 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Choose one of" in result.stderr
 
 
+def test_usage_mistakes_get_a_usage_message_not_a_traceback(tmp_path: Path) -> None:
+    for args, words in [(["nonsense"], "No such command 'nonsense'"),
+                        (["cluster", str(tmp_path), "--k", "abc"], "Invalid value for '--k'"),
+                        (["names", str(tmp_path)], "unexpected extra argument")]:
+        result = imgcluster(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert words in result.stderr and "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
 def test_models_lists_the_bundled_default_as_available() -> None:
     result = imgcluster("models", "--json")
     rows = {row["name"]: row for row in json.loads(result.stdout)}

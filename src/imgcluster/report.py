@@ -64,10 +64,12 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     position = {int(i): n for n, i in enumerate(np.asarray(assignments.image_ids).tolist())}
     names = names or {}
     chosen = _representatives(record)
+    proposed = {p["cluster"] for p in record.info.get("update", {}).get("proposed", [])}  # by `imgcluster update`
     clusters = [dict({
         "cluster": c["cluster"], "size": c["size"], "name": c.get("name") or (
             "unclustered" if c["cluster"] == -1 else f"cluster {c['cluster']}"),
         "mean_probability": round(c["mean_membership_probability"], 3),
+        "proposed": c["cluster"] in proposed,
     }, **_grid(c, chosen.get(c["cluster"]), position), **_naming(names.get(c["cluster"])),
         **_stability(c["cluster"], stability))
         for c in record.info.get("clusters", [])]

@@ -25,8 +25,8 @@ from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..label import choose_names
 from ..represent import representatives
 from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
-from ..store import Assignments, ImageRecord, RunRecord, Workspace
-from . import job
+from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
+from . import job, naming
 from .steps import (Run, StageProgress, _no_images_message, _stage_progress, embed, fit_clusters, open_workspace,
                     scan)
 
@@ -345,6 +345,7 @@ def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, p
                               result.xy[:, 1], result.how)
     _write_predictor(ws, parent.key, key, predictor)
     names = ws.names(parent.key)  # ids keep their meaning, so names carry over
+    names += _name_proposals(ws, parent, record, images, assignments, [p.cluster for p in proposed])
     chosen = choose_names(names)
     stage("report")(0, 1)
     outputs = job._write_outputs(ws, record, images, assignments, [], chosen)
@@ -352,6 +353,22 @@ def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, p
     seconds["save"] = time.perf_counter() - started
     ws.save_run(record, assignments, names)
     return Run(record, ws.path, images, assignments, [], outputs, chosen)
+
+
+def _name_proposals(ws: Workspace, parent: RunRecord, record: RunRecord, images: list[ImageRecord],
+                    assignments: Assignments, clusters: list[int]) -> list[ClusterName]:
+    """Names for the proposed clusters, from the namer that named the parent's; a failure leaves
+    them numbered and never costs the update."""
+    naming_info = parent.info.get("naming", {})
+    namer = naming_info.get("named_by") or naming_info.get("namer")
+    if not clusters or not namer or namer == "none":
+        return []
+    try:
+        return naming._run_namer(ws, record, images, assignments, RunConfig.from_dict(parent.config).name, namer,
+                                 clusters=clusters)
+    except Exception as error:  # the filing is done; a namer must not undo it
+        log.warning("Naming the proposed clusters with %s failed (%s).", namer, error)
+        return []
 
 
 def _carried_representatives(parent: RunRecord, result: Filed, proposed: set[int]) -> list[dict[str, Any]]:

@@ -400,12 +400,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; what was embedded so far is kept, run the same command to resume.")
         raise SystemExit(130) from None
-    except Exception as click_error:
-        import click
-
-        if isinstance(click_error, click.ClickException):
-            click_error.show()
-            raise SystemExit(click_error.exit_code) from None
+    except Exception as usage_error:
+        # Usage errors (unknown command or option, bad value). Typer 0.2x raises those of its own
+        # vendored copy of click, which `click.ClickException` does not match.
+        show, exit_code = getattr(usage_error, "show", None), getattr(usage_error, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            raise SystemExit(exit_code) from None
         raise
 
 
