@@ -168,6 +168,10 @@ def test_a_mixed_folder_clusters_end_to_end_and_the_report_shows_frames_with_the
         assert f"{(folder / 'trip.mov').as_uri()}#t={frame.timestamp:.3f}" in html
     csv = (Path(data["outputs"]["report"]).parent / "clusters.csv").read_text()
     assert f"trip.mov#t={frames[0].timestamp:.3f}" in csv
+    exported = imgcluster.export(tmp_path / "by-cluster", data["run"], path=folder)  # frames are not files
+    written = list((tmp_path / "by-cluster").rglob("trip.mov-t*.jpg"))
+    assert exported.missing == 0 and len(written) == len(frames)
+    assert shot_of(Image.open(next(w for w in written if f"-t{frames[0].timestamp:.3f}" in w.name))) == frames[0].shot
 
 
 def test_the_web_app_names_a_frame_by_its_video_and_time_and_serves_its_pixels(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class ExportRow:
     path: str
     cluster: int
     membership_probability: float
+    frame: Callable[[], bytes | None] | None = None  # a video key-frame: reads its JPEG from the workspace
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -85,6 +86,17 @@ def export_folders(rows: Sequence[ExportRow], names: Mapping[int, str], dest: st
     linked = copied = missing = 0
     used: set[Path] = set()
     for row in rows:
+        if row.frame is not None:  # not a file: its JPEG is written, as trip.mov-t12.345.jpg
+            jpeg = row.frame()
+            if jpeg is None:
+                missing += 1
+                continue
+            place = _free_name(target / folders[row.cluster], Path(Path(row.path).name.replace("#t=", "-t") + ".jpg"),
+                               row.image_id, used)
+            place.parent.mkdir(parents=True, exist_ok=True)
+            place.write_bytes(jpeg)
+            copied += 1
+            continue
         if not os.path.isfile(row.path):
             missing += 1
             continue

@@ -184,7 +184,14 @@ def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "f
         raise UnknownName(f"No export format called {to!r}. Choose one of: {', '.join(export_stage.FORMATS)}.")
     run = job.load_run(key, path=path, workspace=workspace)
     names = {cluster: chosen.name for cluster, chosen in run.names.items()}
-    rows = [export_stage.ExportRow(r.id, r.path, int(c), float(p)) for r, c, p in zip(
+    ws = Workspace.open(run.workspace) if any(r.source_path is not None for r in run.images) else None
+
+    def frame(record: ImageRecord) -> Callable[[], bytes | None] | None:
+        if ws is None or record.source_path is None or record.content_hash is None:
+            return None
+        return functools.partial(ws.frame_jpeg, record.content_hash)
+
+    rows = [export_stage.ExportRow(r.id, r.path, int(c), float(p), frame(r)) for r, c, p in zip(
         run.images, np.asarray(run.assignments.clusters).tolist(), run.assignments.membership_probability)]
     writers: dict[str, Callable[[], export_stage.ExportResult]] = {
         "folders": lambda: export_stage.export_folders(rows, names, dest, mode),
@@ -194,4 +201,8 @@ def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "f
         "parquet": lambda: export_stage.export_table(
             job._assignment_table(run.images, run.assignments, run.names), dest, "parquet"),
     }
-    return writers[to]()
+    try:
+        return writers[to]()
+    finally:
+        if ws is not None:
+            ws.close()
