@@ -27,12 +27,12 @@ def copy_workspace(source: Path, dest: Path) -> Path:
 class LiveServer:
     """uvicorn in a thread, on a free port picked by the OS (the socket is handed over, so no race)."""
 
-    def __init__(self, workspace: Path):
+    def __init__(self, workspace: Path, **options: object):
         import uvicorn
 
         from imgcluster.web import create_app
 
-        self.app = create_app(workspace)
+        self.app = create_app(workspace, **options)  # type: ignore[arg-type]
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

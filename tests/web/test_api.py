@@ -130,8 +130,11 @@ def test_an_uploaded_image_is_filed_with_its_digit(client: httpx.Client, digits_
     # 500 digits make a rough model: some uploads stay unassigned, and chance would be 1 in 10.
     assert assigned >= 5 and hits > assigned / 2  # filed mostly into a cluster of their own digit
 
-    broken = client.post("/api/predict", files={"file": ("broken.png", b"\x89PNG not really", "image/png")}).json()
+    damaged = paths[0].read_bytes()[:60]  # a PNG cut short: an image, but one that cannot be decoded
+    broken = client.post("/api/predict", files={"file": ("broken.png", damaged, "image/png")}).json()
     assert broken["status"] == "skipped" and broken["reason"] and broken["neighbours"] == []
+    not_png = client.post("/api/predict", files={"file": ("broken.png", b"\x89PNG not really", "image/png")})
+    assert not_png.status_code == 415 and "not an image" in not_png.json()["detail"]
 
 
 def test_text_search_says_when_the_model_has_no_text_tower(client: httpx.Client) -> None:

@@ -20,6 +20,13 @@ from ..errors import (
     WorkspaceBusy,
 )
 from .routers import clusters, images, runs, search
+from .security import (
+    DEFAULT_MAX_UPLOAD_MB,
+    BodyLimit,
+    LocalHostOnly,
+    TokenAuth,
+    is_loopback,
+)
 from .state import Explorer
 
 STATIC = Path(__file__).parent / "static"
@@ -29,8 +36,14 @@ _STATUS = [(RunNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 501), (C
            (UnknownName, 400), (ImgclusterError, 400)]
 
 
-def create_app(workspace: str | os.PathLike[str], *, device: str = "auto") -> FastAPI:
-    """The app for one workspace folder (``PATH/.imgcluster`` or a ``--workspace`` folder)."""
+def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token: str | None = None,
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, local_only: bool = False) -> FastAPI:
+    """The app for one workspace folder (``PATH/.imgcluster`` or a ``--workspace`` folder).
+
+    ``token``: every request must carry it (see security.TokenAuth); ``max_upload_mb``: larger request
+    bodies get 413; ``local_only``: answer only requests addressed to localhost/127.0.0.1 (security.LocalHostOnly)."""
+    if max_upload_mb <= 0:
+        raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}.")
     explorer = Explorer(workspace, device=device)
 
     @contextlib.asynccontextmanager
@@ -42,6 +55,12 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto") -> Fa
                   "nearest neighbours, filing new images, text search.", docs_url="/api/docs",
                   openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
     app.state.explorer = explorer
+    app.state.max_upload_bytes = int(max_upload_mb * 2**20)
+    app.add_middleware(BodyLimit, max_bytes=app.state.max_upload_bytes)
+    if token:
+        app.add_middleware(TokenAuth, token=token)
+    if local_only:
+        app.add_middleware(LocalHostOnly)
 
     @app.exception_handler(ImgclusterError)
     async def _imgcluster_error(request: Request, error: ImgclusterError) -> JSONResponse:
@@ -73,12 +92,20 @@ def find_workspace(path: str | os.PathLike[str] | None = None, *,
 
 
 def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.PathLike[str] | None = None,
-          host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
-    """Run the app with uvicorn until interrupted (the workspace of ``path``, or ``workspace``)."""
+          host: str = "127.0.0.1", port: int = 8000, device: str = "auto", token: str | None = None,
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> None:
+    """Run the app with uvicorn until interrupted (the workspace of ``path``, or ``workspace``).
+
+    Beyond this machine (a ``host`` that is not loopback) a ``token`` is required; without one the
+    app answers only requests addressed to localhost."""
     folder = find_workspace(path, workspace=workspace)
+    if not token and not is_loopback(host):
+        raise ConfigError(f"Listening on {host} lets other machines reach the images: give a token "
+                          "(imgcluster serve --host ... prints one).")
     # Idle OpenMP threads otherwise spin, and on a busy 2-core machine filing an upload took 0.4-1.8 s
     # instead of 50 ms (bench/web.py). Read when torch loads, which is later: on the first upload.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    uvicorn.run(create_app(folder, device=device), host=host, port=port, log_level="warning")
+    app = create_app(folder, device=device, token=token, max_upload_mb=max_upload_mb, local_only=not token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

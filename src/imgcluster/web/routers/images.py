@@ -88,9 +88,29 @@ def image_file(ex: ExplorerDep, image_id: ImageId) -> Response:
             return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
     if record.status != "ok" or not os.path.isfile(record.path):
         raise HTTPException(404, f"Image {image_id}'s file is not available ({record.status}).")
+    with ex.db() as ws:
+        roots = {r.root for r in ws.runs()}
+    real = _inside_a_root(record.path, roots)
+    if real is None:
+        raise HTTPException(404, f"Image {image_id}'s file now leads outside the folder that was scanned "
+                                 "(a link changed since); it is not served.")
     media = mimetypes.guess_type(record.path)[0] or (f"image/{record.format.lower()}" if record.format
                                                       else "application/octet-stream")
-    return FileResponse(record.path, media_type=media, headers={"Cache-Control": "private, no-cache"})
+    return FileResponse(real, media_type=media, headers={"Cache-Control": "private, no-cache"})
+
+
+def _inside_a_root(path: str, roots: set[str]) -> str | None:
+    """The real path of ``path`` when a scanned root holds it both by name and after resolving links
+    (a link swapped in after the scan must not open /etc or another user's files), else None."""
+    real = os.path.realpath(path)
+    for root in roots:
+        if _under(os.path.abspath(path), os.path.abspath(root)) and _under(real, os.path.realpath(root)):
+            return real
+    return None
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @router.get("/images/{image_id}/neighbours", summary="The image's nearest images in a run (cosine similarity)")

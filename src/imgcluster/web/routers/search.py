@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 
 from ...api import explore
 from ...label import choose_names
@@ -14,7 +14,6 @@ from ..state import Explorer, cluster_label
 from .deps import ExplorerDep, RunQuery
 
 router = APIRouter(tags=["search"])
-MAX_UPLOAD = 64 * 1024 * 1024
 
 
 def _named(ex: Explorer, key: str, found: list[explore.Neighbour]) -> list[dict[str, Any]]:
@@ -25,12 +24,43 @@ def _named(ex: Explorer, key: str, found: list[explore.Neighbour]) -> list[dict[
             for n in found]
 
 
-@router.post("/predict", summary="File an uploaded image into a run's clusters, with its nearest images")
-def predict(ex: ExplorerDep, file: Annotated[UploadFile, File(description="An image file.")], run: RunQuery = None,
+def _check_is_image(data: bytes, filename: str) -> None:
+    """415 for an upload whose bytes are no image format Pillow knows (whatever its name says); a
+    damaged image of a known format goes on and comes back skipped with the decoder's reason."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.open(io.BytesIO(data)).close()  # reads the header only
+    except UnidentifiedImageError:
+        head = data[:512]
+        kind = ("empty" if not data else "HTML" if head.lstrip().lower().startswith((b"<!doctype html", b"<html"))
+                else "a PDF" if head.startswith(b"%PDF") else "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+                else "binary data")
+        raise HTTPException(415, f"{filename} is not an image: the content is {kind}. Upload a JPEG, PNG, WebP, "
+                                 "GIF, BMP or TIFF file.") from None
+    except Image.DecompressionBombError as error:
+        raise HTTPException(413, f"{filename} declares a size so large it looks like a decompression bomb "
+                                 f"({error}).") from None
+    except Exception:  # noqa: BLE001 -- a damaged header of a known format: filing reports it as skipped
+        return
+
+
+@router.post("/predict", summary="File an uploaded image into a run's clusters, with its nearest images",
+             responses={413: {"description": "Larger than the server's upload limit (serve --max-upload-mb)"},
+                        415: {"description": "The upload's content is not an image"}})
+def predict(ex: ExplorerDep, request: Request, file: Annotated[UploadFile, File(description="An image file.")],
+            run: RunQuery = None,
             k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict[str, Any]:
-    data = file.file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"Uploads are limited to {MAX_UPLOAD // 2**20} MB.")
+    limit = request.app.state.max_upload_bytes
+    data = file.file.read(limit + 1)  # the app's BodyLimit refuses larger bodies before this
+    if len(data) > limit:
+        raise HTTPException(413, f"Uploads are limited to {limit / 2**20:g} MB.")
+    _check_is_image(data, file.filename or "upload")
     predictor = ex.predictor(run)
     filed, found = ex.on_model_thread(explore.file_bytes, predictor, data, file.filename or "upload", k)
     result = {key: (None if isinstance(value, float) and math.isnan(value) else value)
