@@ -139,7 +139,7 @@ def test_an_uploaded_image_is_filed_with_its_digit(client: httpx.Client, digits_
 
 def test_text_search_says_when_the_model_has_no_text_tower(client: httpx.Client) -> None:
     response = client.get("/api/search", params={"q": "a handwritten seven"})
-    assert response.status_code == 501 and "text tower" in response.json()["detail"]
+    assert response.status_code == 409 and "text tower" in response.json()["detail"]
 
 
 def test_a_manual_name_persists(client: httpx.Client, digits_run: imgcluster.Run, web_workspace: Path) -> None:

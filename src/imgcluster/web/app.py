@@ -31,8 +31,9 @@ from .state import Explorer
 
 STATIC = Path(__file__).parent / "static"
 
-# How each error of the tree reaches the browser; the message already says what to do.
-_STATUS = [(RunNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 501), (ConfigError, 400),
+# How each error of the tree reaches the browser; the message already says what to do. A model the
+# run cannot use (no text tower, weights not here) is the run's state, not a server fault: 409, not 5xx.
+_STATUS = [(RunNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 409), (ConfigError, 400),
            (UnknownName, 400), (ImgclusterError, 400)]
 
 

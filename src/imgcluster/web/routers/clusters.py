@@ -18,7 +18,10 @@ from ..state import cluster_label
 from .deps import RUN_KEY, ExplorerDep, RunQuery
 
 router = APIRouter(tags=["clusters"])
-ClusterId = Annotated[int, Path(ge=-1, description="Cluster id; -1 is the unclustered images.")]
+ClusterId = Annotated[int, Path(ge=-1, le=2**31 - 1, description="Cluster id; -1 is the unclustered images.")]
+# Bounds stop ids numpy cannot hold (int64) before they reach the arrays.
+ClusterNumber = Annotated[int, Field(ge=-1, le=2**31 - 1)]
+ImageNumber = Annotated[int, Field(ge=1, le=2**62)]
 
 
 @router.get("/clusters", summary="A run's clusters: name, size, mean membership probability, stability")
@@ -76,8 +79,8 @@ def rename(ex: ExplorerDep, cluster: ClusterId, body: NewName, run: RunQuery = N
 
 class Merge(BaseModel):
     run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest when absent.")
-    clusters: list[int] = Field(min_length=2, description="Clusters to merge.")
-    into: int | None = Field(None, description="The id the merged cluster keeps (default: the first).")
+    clusters: list[ClusterNumber] = Field(min_length=2, description="Clusters to merge.")
+    into: ClusterNumber | None = Field(None, description="The id the merged cluster keeps (default: the first).")
 
 
 @router.post("/clusters/merge", summary="Merge clusters; saved as a new run derived from the edited one")
@@ -89,7 +92,8 @@ def merge(ex: ExplorerDep, body: Merge) -> dict[str, Any]:
 
 class Move(BaseModel):
     run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest when absent.")
-    image_ids: list[int] = Field(min_length=1, max_length=1_000_000, description="Catalogue ids of images to move.")
+    image_ids: list[ImageNumber] = Field(min_length=1, max_length=1_000_000,
+                                         description="Catalogue ids of images to move.")
 
 
 @router.post("/clusters/{cluster}/images", summary="Move images into a cluster; saved as a new derived run")
