@@ -14,11 +14,21 @@ or in one call, writing clusters.csv/.parquet and report.html: ``run = ic.cluste
 
 import os as _os
 
-# Set before anything loads torch (OpenMP reads it once). OpenMP's default lets idle threads spin,
-# which on a machine with other busy processes made embedding 6-9x slower (2.7 vs 15-25 images/s
-# measured on 2 shared cores); passive waiting costs little when the cores are free. A value the
-# user set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _busy_cores() -> bool:
+    try:
+        return _os.getloadavg()[0] > 0.5 * (_os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return False
+
+
+# Decided before anything loads torch (OpenMP reads it once). OpenMP's threads spin while they
+# wait: on cores other processes keep busy that made embedding 3-9x slower (measured on 2 cores:
+# 9.7 images/s spinning vs 29 passive with two busy processes beside it), while on free cores
+# passive waiting costs about 20% (38 vs 30). So: passive when the cores are already busy. A
+# value the user set wins.
+if _busy_cores():
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, MovedImage, Reduction, Run, RunComparison,
                   RunPredictor, RunSummary, Stability, cluster, cluster_names, cluster_points, compare_runs, delete_run,
