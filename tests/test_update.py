@@ -143,3 +143,25 @@ def test_the_command_updates_and_reviews_proposals(collection, tmp_path: Path) -
     rejected = command("proposals", "--run", "with-8-9", "--workspace", str(ws_copy), "--reject", str(proposed[0]))
     assert rejected.returncode == 0, rejected.stderr
     assert f"rejected [{proposed[0]}]" in rejected.stdout
+
+
+def test_a_rewritten_file_is_filed_again_where_its_new_picture_belongs(collection, tmp_path: Path) -> None:
+    folder, _, _, workspace, _ = collection
+    ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    parent = imgcluster.load_run(workspace=ws_copy)
+    before = clusters_by_path(parent)
+    by_digit: dict[str, list[str]] = {}
+    for path, cluster in before.items():
+        if cluster >= 0:
+            by_digit.setdefault(Path(path).parent.name, []).append(path)
+    target, source = by_digit["0"][0], by_digit["6"][0]  # 0s and 6s are far apart for this model
+    original = Path(target).read_bytes()
+    Path(target).write_bytes(Path(source).read_bytes() + b"\0")  # another picture, other bytes
+    try:
+        done = imgcluster.update(folder, workspace=ws_copy, run_key="rewritten")
+    finally:
+        Path(target).write_bytes(original)
+    assert (done.n_new, done.n_removed, done.n_changed) == (0, 0, 1)
+    after = clusters_by_path(done.run)
+    assert set(after) == set(before) and after[target] == before[source] != before[target]
+    assert all(after[p] == c for p, c in before.items() if p != target)

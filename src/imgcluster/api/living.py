@@ -68,6 +68,7 @@ class Update:
     drift: str | None       # why a full re-fit is advised, or None
     seconds: dict[str, float]
     saved: bool = True      # False when nothing changed: ``run`` is then the parent itself
+    n_changed: int = 0      # files rewritten since the parent run, filed again
 
 
 def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: str | os.PathLike[str] | None = None,
@@ -100,13 +101,19 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         if not found.images:
             raise NoImages(_no_images_message(found))
         old = ws.assignments(parent.key)
-        present = {r.id for r in found.images}
+        # A file rewritten since the run keeps its id but has bytes the run's model never embedded:
+        # it leaves its old place and is filed again, like a new image.
+        embedded_before = ws.embedded_hashes(parent.model_id)
+        changed = {r.id for r in found.images if r.content_hash not in embedded_before}
+        present = {r.id for r in found.images} - changed
         known = set(old.image_ids.tolist())
         kept = np.fromiter((i in present for i in old.image_ids.tolist()), dtype=bool, count=len(old.image_ids))
-        new_records = [r for r in found.images if r.id not in known]
+        new_records = [r for r in found.images if r.id not in known or r.id in changed]
+        n_changed = len(changed & known)
         if not new_records and kept.all():
             log.info("nothing new or removed under %s since run %s", found.root, parent.key)
-            return Update(job._stored_run(ws, parent), parent.key, 0, 0, 0, 0, 0, [], None, seconds, saved=False)
+            return Update(job._stored_run(ws, parent), parent.key, 0, 0, 0, 0, 0, [], None, seconds, saved=False,
+                          n_changed=0)
 
         started = time.perf_counter()
         embedded = embed(new_records, workspace=ws, config=_run_embed_config(parent, config.embed),
@@ -126,14 +133,15 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
             started = time.perf_counter()
             proposed = _propose(ws, parent, config, result, predictor, len(embedded.images))
             seconds["propose"] = time.perf_counter() - started
+        n_removed = int((~kept).sum()) - n_changed
         derived = _save_derived(ws, parent, found, result, predictor, proposed, seconds,
-                                run_key or new_run_key(), n_new=len(embedded.images),
-                                n_removed=int((~kept).sum()), stage=stage)
+                                run_key or new_run_key(), n_new=len(embedded.images) - n_changed,
+                                n_removed=n_removed, stage=stage, n_changed=n_changed)
         held = int(np.sum(result.how == HELD))
-        return Update(derived, parent.key, len(embedded.images), int((~kept).sum()),
+        return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
                       int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
-                      _drift(held, len(derived.images)), seconds)
+                      _drift(held, len(derived.images)), seconds, n_changed=n_changed)
     finally:
         ws.close()
 
@@ -318,7 +326,8 @@ def _read_predictor(ws: Workspace, key: str) -> tuple[dict[str, np.ndarray], byt
 
 def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, predictor: Predictor,
                   proposed: list[ProposedCluster], seconds: dict[str, float], key: str, *, n_new: int,
-                  n_removed: int, stage: Any, reviewed: dict[str, list[int]] | None = None) -> Run:
+                  n_removed: int, stage: Any, reviewed: dict[str, list[int]] | None = None,
+                  n_changed: int = 0) -> Run:
     by_id = {r.id: r for r in ws.images(ids=result.image_ids.tolist())}
     images: list[ImageRecord] = [by_id[i] for i in result.image_ids.tolist()]
     started = time.perf_counter()
@@ -334,6 +343,7 @@ def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, p
         "clusters": [dataclasses.asdict(s) for s in summaries], "representatives": chosen_images,
         "embedding": {"new": n_new, "cached": 0}, "skipped": len(found.skipped),
         "update": {"parent": parent.key, "new_images": n_new, "removed_images": n_removed,
+                   "changed_images": n_changed,
                    "proposed": [dataclasses.asdict(p) for p in proposed],
                    "reasons": {int(i): r for i, r in zip(result.image_ids.tolist(), result.reasons) if r},
                    **({"reviewed": reviewed} if reviewed else {})},

@@ -52,7 +52,8 @@ def _print_update(done: api.Update, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps({
             "run": done.run.key, "parent": done.parent, "saved": done.saved, "new_images": done.n_new,
-            "removed_images": done.n_removed, "filed": done.n_filed, "held": done.n_held, "forced": done.n_forced,
+            "removed_images": done.n_removed, "changed_images": done.n_changed, "filed": done.n_filed,
+            "held": done.n_held, "forced": done.n_forced,
             "proposed": [dataclasses.asdict(p) for p in done.proposed], "drift": done.drift,
             "seconds": {k: round(v, 3) for k, v in done.seconds.items()},
             "report": str(done.run.outputs.get("report", ""))}))
@@ -63,7 +64,9 @@ def _print_update(done: api.Update, as_json: bool) -> None:
     proposed = sum(p.new_images for p in done.proposed)
     console.print(f"Run [bold]{done.run.key}[/] from {done.parent}: {done.n_new:,} new images — {done.n_filed:,} "
                   f"filed into existing clusters, {done.n_forced:,} forced, {proposed:,} in proposed new clusters, "
-                  f"{done.n_held:,} held; {done.n_removed:,} removed. Existing images kept their clusters.",
+                  f"{done.n_held:,} held; {done.n_removed:,} removed"
+                  + (f", {done.n_changed:,} rewritten (filed again)" if done.n_changed else "")
+                  + ". Existing images kept their clusters.",
                   soft_wrap=True)
     if done.proposed:
         table = Table("proposed cluster", "images", "new images", title="New clusters proposed")

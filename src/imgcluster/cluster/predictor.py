@@ -93,11 +93,15 @@ class Predictor:
 
     def rows_of(self, image_ids: np.ndarray) -> np.ndarray:
         """Training rows of catalogue ``image_ids`` (active rows only; -1 where absent)."""
-        order = np.argsort(self.image_ids_, kind="stable")
-        found = np.searchsorted(self.image_ids_[order], image_ids)
-        found = np.clip(found, 0, len(order) - 1)
-        rows = order[found]
-        return np.where((self.image_ids_[rows] == image_ids) & self.active_[rows], rows, -1)
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+        active = np.flatnonzero(self.active_)  # a rewritten file has a retired row and a new one
+        if not len(active):
+            return np.full(len(image_ids), -1, dtype=np.int64)
+        ids = self.image_ids_[active]
+        order = np.argsort(ids, kind="stable")
+        found = np.clip(np.searchsorted(ids[order], image_ids), 0, len(order) - 1)
+        rows = active[order[found]]
+        return np.where(self.image_ids_[rows] == image_ids, rows, -1)
 
     def relabel(self, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray) -> "Predictor":
         """Give training ``rows`` new clusters (e.g. unclustered images joining a new cluster)."""
