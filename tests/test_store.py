@@ -12,6 +12,7 @@ from imgcluster.store import Assignments, RunRecord, Workspace
 def test_a_workspace_without_the_how_column_is_upgraded_and_reads_as_fit(tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws")
     ws._db.execute("ALTER TABLE assignments DROP COLUMN how")  # as version 1 wrote it
+    ws._db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     ws._db.execute("INSERT INTO runs VALUES('old', 0, '/x', 'm', 'm', 1, 1, '{}', '{}')")
     ws._db.execute("INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y) "
                    "VALUES('old', 1, 0, 1.0, 0, 0)")
