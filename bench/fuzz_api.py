@@ -62,7 +62,7 @@ def main() -> None:
                    "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(args.max_examples),
                    "--seed", str(args.seed), "--request-timeout", "60", "--workers", "1"]
         started = time.perf_counter()
-        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        result = subprocess.run(command, check=False, capture_output=True, text=True, cwd=tmp)  # its cache stays there
         seconds = time.perf_counter() - started
         server.should_exit = True
         thread.join(10)
