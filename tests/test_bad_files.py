@@ -169,3 +169,36 @@ def test_damaged_files_never_stop_a_run(tmp_path: Path) -> None:
     names = {Path(r.path).name for r in run.images} | {Path(r.path).name for r in run.skipped}
     assert len(names) == 30 and all(r.skip_reason for r in run.skipped)
     assert {f"photo-{i:04d}.jpg" for i in range(6)} <= {Path(r.path).name for r in run.images}
+
+
+def test_unreadable_and_vanishing_files_are_skipped_with_the_os_reason(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    scan_module = importlib.import_module("imgcluster.scan")  # `imgcluster.scan` is also the function
+
+    folder = tmp_path / "shifting"
+    paths = write_photos(folder, 6)
+    locked, vanishing, late = paths[0], paths[1], paths[2]
+    real_hash = scan_module.hash_file
+
+    def hash_file(path: str) -> str:
+        if path == str(locked):  # as chmod 000 does for a normal user (this suite may run as root)
+            raise PermissionError(13, "Permission denied", path)
+        if path == str(vanishing):  # deleted between the folder listing and the read
+            os.remove(path)
+        return real_hash(path)
+
+    monkeypatch.setattr(scan_module, "hash_file", hash_file)
+    ws = imgcluster.open_workspace(workspace=tmp_path / "ws")
+    try:
+        found = imgcluster.scan(folder, workspace=ws)
+        reasons = {Path(r.path).name: r.skip_reason for r in found.skipped}
+        assert "Permission denied" in reasons[locked.name]
+        assert "No such file" in reasons[vanishing.name]
+        late.unlink()  # gone after the scan, before embedding: skipped there, the rest embedded
+        embedded = imgcluster.embed(found, workspace=ws, config=imgcluster.EmbedConfig(model="efficientnet-lite0"))
+        assert {Path(r.path).name for r in embedded.images} == {p.name for p in paths[3:]}
+        assert len(embedded.report.undecodable) == 1
+    finally:
+        ws.close()
