@@ -49,6 +49,7 @@ def test_clustering_killed_keeps_the_previous_run_and_shows_no_half_run(
     points = crash.kill_clustering(folder, workspace, 2, np.random.default_rng(3), start_delay=4.0)
     assert len(points) == 2 and "writing" in points[1][0] and points[1][1] != "nothing", points
     leftover = workspace / "runs" / "crash" / "from-the-killed-run.txt"
+    leftover.parent.mkdir(parents=True, exist_ok=True)  # gone if the last kill came after a whole run
     leftover.write_text("an orphan run folder must not break `runs list` or the rerun")
     assert [r.key for r in imgcluster.list_runs(workspace=workspace)] == ["before"]
     rerun = crash.rerun_cluster(folder, workspace)

@@ -26,6 +26,7 @@ def page(browser, server):
                else route.abort())  # everything comes from the app itself: no CDN
     page.goto(server.url + "/")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("body[data-points]", timeout=30_000)  # the map's first frame comes after ready
     yield page
     assert errors == []
     page.close()
