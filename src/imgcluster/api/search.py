@@ -41,11 +41,10 @@ from .steps import (
     Reduction,
     StageProgress,
     _load_embedder,
-    _no_images_message,
     _stage_progress,
     fit_clusters,
     open_workspace,
-    scan,
+    scanned_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -377,15 +376,8 @@ def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfi
                workspace: str | os.PathLike[str] | None = None, progress: StageProgress | None = None) -> Duplicates:
     """Find duplicate groups among the images under ``path`` (scanning, hashing and embedding what is
     not in the workspace yet); see ``imgcluster.dedup`` for the three detectors and the keeper."""
-    if not Path(path).expanduser().exists():
-        raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
     stage = _stage_progress(progress)
-    ws = open_workspace(path, workspace=workspace)
-    try:
-        ws.lock()
-        found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
-        if not found.images:
-            raise NoImages(_no_images_message(found))
+    with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
         images, vectors, model = list(found.images), None, None
         if "embedding" in config.detectors:
             embedder = _load_embedder(embed_config)
@@ -396,8 +388,6 @@ def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfi
         finder = find_duplicates(ws, images, vectors, config, stage("hash"))
         return Duplicates(found.root, ws.path, len(images), _groups(images, finder), config, model,
                           dict(finder.links_))
-    finally:
-        ws.close()
 
 
 def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.ndarray | None, config: DedupConfig,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,19 +170,29 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
     starts from them, and an interrupted call resumes where it stopped.
     """
     check_name(config.model)
+    stage = _stage_progress(progress)
+    with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
+        embedder = _load_embedder(config)
+        report = embed_records(found.images, embedder, ws, config, stage("embed"))
+        return EmbedSummary(found.root, ws.path, embedder.describe(), report.n_requested, report.n_embedded,
+                            report.n_cached, _skipped_now(ws, found), report.seconds)
+
+
+@contextlib.contextmanager
+def scanned_workspace(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None,
+                      scan_config: ScanConfig, stage: Callable[[str], Progress]) -> Iterator[tuple[Workspace,
+                                                                                                  ScanResult]]:
+    """The workspace of ``path``, locked, with ``path`` scanned into it; NoImages when there is
+    nothing usable. Closed on the way out."""
     if not Path(path).expanduser().exists():
         raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
-    stage = _stage_progress(progress)
     ws = open_workspace(path, workspace=workspace)
     try:
         ws.lock()
         found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
         if not found.images:
             raise NoImages(_no_images_message(found))
-        embedder = _load_embedder(config)
-        report = embed_records(found.images, embedder, ws, config, stage("embed"))
-        return EmbedSummary(found.root, ws.path, embedder.describe(), report.n_requested, report.n_embedded,
-                            report.n_cached, _skipped_now(ws, found), report.seconds)
+        yield ws, found
     finally:
         ws.close()
 
