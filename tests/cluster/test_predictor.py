@@ -68,3 +68,31 @@ def test_predictor_state_round_trips_without_pickle() -> None:
     arrays, index, params = predictor.state()
     again = Predictor.from_state(arrays, index, params)
     assert np.array_equal(again.predict(vectors).clusters, [0, 0, 1])
+
+
+def test_a_mapped_predictor_files_rows_added_since_its_index_was_written(tmp_path: Path) -> None:
+    """A loaded index file is memory-mapped (read-only); rows filed later are searched beside it,
+    persist as a delta, and fold into the index when the whole state is written again."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 512)).astype(np.float32)
+    vectors = np.repeat(centres, 2_500, axis=0) + 0.3 * rng.standard_normal((7_500, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.repeat([0, 1, 2], 2_500)
+    fitted = Predictor().fit(vectors, labels, np.ones(len(labels)), np.zeros((len(labels), 2)), np.arange(len(labels)))
+    arrays, index, params = fitted.state()
+    (tmp_path / "index.faiss").write_bytes(index)
+    mapped = Predictor.from_state(arrays, tmp_path / "index.faiss", params)
+
+    new_centre = rng.standard_normal(512).astype(np.float32)
+    joined = new_centre + 0.3 * rng.standard_normal((40, 512)).astype(np.float32)
+    joined /= np.linalg.norm(joined, axis=1, keepdims=True)
+    mapped.extend(joined[:30], np.full(30, 7), np.ones(30), np.zeros((30, 2)), np.arange(30) + 10_000)
+    assert np.array_equal(mapped.predict(joined[30:]).clusters, np.full(10, 7))
+    assert np.array_equal(mapped.predict(vectors[::500]).clusters, labels[::500])
+
+    delta_arrays, delta_params = mapped.delta_state()
+    reloaded = Predictor.from_state(delta_arrays, tmp_path / "index.faiss", delta_params)
+    assert np.array_equal(reloaded.predict(joined[30:]).clusters, np.full(10, 7))
+    whole = Predictor.from_state(*mapped.state())
+    assert whole.index_.ntotal == 7_530 and not len(whole.added_)
+    assert np.array_equal(whole.predict(joined[30:]).clusters, np.full(10, 7))

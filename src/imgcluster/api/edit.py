@@ -110,7 +110,7 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
                                      info=info)
         assignments = Assignments(ids, labels, probabilities, parent.assignments.x, parent.assignments.y,
                                   np.asarray(how, dtype=object))
-        arrays, index, params = ws.read_predictor(parent.key)
+        arrays, _, params = ws.read_predictor(parent.key)
         arrays = dict(arrays)
         rows = _rows_of(np.asarray(arrays["image_ids"], dtype=np.int64), ids)
         present = rows >= 0
@@ -118,7 +118,7 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
         arrays["membership_probability"] = np.asarray(arrays["membership_probability"], dtype=np.float32).copy()
         arrays["clusters"][rows[present]] = labels[present]
         arrays["membership_probability"][rows[present]] = probabilities[present]
-        ws.write_predictor(key, arrays, index, params)
+        ws.write_predictor(key, arrays, None, params, index_from=parent.key)
         names = [n for n in ws.names(parent.key) if n.cluster not in dropped and n.error is None]
         outputs = job._write_outputs(ws, record, parent.images, assignments, parent.skipped, choose_names(names))
         info["timings"] = {"edit": time.perf_counter() - started}

@@ -15,6 +15,7 @@ those) is left unassigned, with the reason.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,7 @@ class Predictor:
         self.image_ids_ = np.asarray(image_ids, dtype=np.int64)
         self.active_ = np.ones(len(self.image_ids_), dtype=bool)
         self.index_ = build_index(vectors, self.seed)
-        self.added_ = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        self._start_added(vectors.shape[1])
         self.min_similarity_ = self._outlier_threshold(vectors)
         return self
 
@@ -79,10 +80,11 @@ class Predictor:
 
     def extend(self, vectors: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray, map_xy: np.ndarray,
                image_ids: np.ndarray) -> "Predictor":
-        """Add filed images as training rows, so later predictions see them. The index is not
-        retrained: new rows go into the existing lists (and are kept in ``added_`` to persist)."""
+        """Add filed images as training rows, so later predictions see them. The fitted index is
+        left as it is (a loaded one is memory-mapped, read-only): new rows go into an exact index
+        beside it, searched with it, and are kept in ``added_`` to persist."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.index_.add(vectors)
+        self.extra_.add(vectors)
         self.added_ = np.concatenate([self.added_, vectors])
         self.clusters_ = np.concatenate([self.clusters_, np.asarray(clusters, dtype=np.int64)])
         self.probabilities_ = np.concatenate([self.probabilities_, np.asarray(probabilities, dtype=np.float32)])
@@ -124,7 +126,7 @@ class Predictor:
         pool = np.flatnonzero(self.clusters_ != NOISE)
         pool = pool if len(pool) >= 3 else np.arange(n)
         sample = vectors[rng.choice(pool, size=min(len(pool), 2000), replace=False)]
-        similarity, _ = search(self.index_, sample, 2)
+        similarity, _ = self.neighbours(sample, 2)
         nearest = similarity[:, 1]  # column 0 is the point itself
         # Half the typical nearest-image similarity also bounds it: a collection whose clusters
         # swallowed background noise would otherwise set the bar at the noise's own level.
@@ -133,10 +135,29 @@ class Predictor:
             return half_median
         return float(max(np.quantile(nearest, self.outlier_quantile), half_median))
 
+    def _start_added(self, d: int) -> None:
+        import faiss
+
+        self.added_ = np.zeros((0, d), dtype=np.float32)
+        self.extra_ = faiss.IndexFlatIP(d)
+
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine similarity, training row) of each vector's ``k`` nearest training rows, best
+        first, over the fitted index and the rows added since; rows are -1 where fewer were found."""
+        similarity, rows = search(self.index_, vectors, k)
+        if not self.extra_.ntotal:
+            return similarity, rows
+        extra_similarity, extra_rows = search(self.extra_, vectors, min(k, self.extra_.ntotal))
+        similarity = np.concatenate([np.where(rows >= 0, similarity, -np.inf), extra_similarity], axis=1)
+        rows = np.concatenate([rows, extra_rows + self.index_.ntotal], axis=1)
+        best = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        similarity, rows = np.take_along_axis(similarity, best, 1), np.take_along_axis(rows, best, 1)
+        return np.where(np.isfinite(similarity), similarity, -1.0), np.where(np.isfinite(similarity), rows, -1)
+
     def predict(self, vectors: np.ndarray) -> Prediction:
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         m, k = len(vectors), min(self.n_neighbors, len(self.clusters_))
-        similarity, neighbours = search(self.index_, vectors, k)
+        similarity, neighbours = self.neighbours(vectors, k)
         valid = neighbours >= 0  # IVF may return fewer than k
         safe = np.where(valid, neighbours, 0)
         valid &= self.active_[safe]
@@ -193,7 +214,12 @@ class Predictor:
         arrays, params = self.delta_state()
         arrays["added_vectors"] = np.zeros((0, self.added_.shape[1]), dtype=np.float32)
         params["index_rows"] = len(self.clusters_)
-        return arrays, faiss.serialize_index(self.index_).tobytes(), params
+        index = self.index_
+        if len(self.added_):
+            # A copy that owns its memory takes the added rows (the loaded index is read-only).
+            index = faiss.deserialize_index(faiss.serialize_index(self.index_))
+            index.add(self.added_)
+        return arrays, faiss.serialize_index(index).tobytes(), params
 
     def delta_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(arrays, parameters) to save beside an index file that holds only the rows before
@@ -207,7 +233,11 @@ class Predictor:
         return arrays, params
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], index: bytes, params: dict[str, Any]) -> "Predictor":
+    def from_state(cls, arrays: dict[str, np.ndarray], index: bytes | str | os.PathLike[str],
+                   params: dict[str, Any]) -> "Predictor":
+        """A predictor from ``state()``/``delta_state()`` output; ``index`` is the index's bytes or
+        the path of its file, which is memory-mapped (loading a 100k-image index then takes
+        milliseconds, not a quarter of a second, and pages are read as searches need them)."""
         import faiss
 
         predictor = cls(params["n_neighbors"], params["outlier_quantile"], params["seed"])
@@ -216,15 +246,20 @@ class Predictor:
         predictor.map_ = np.asarray(arrays["map"], dtype=np.float32)
         predictor.image_ids_ = np.asarray(arrays["image_ids"], dtype=np.int64)
         predictor.active_ = np.asarray(arrays.get("active", np.ones(len(predictor.image_ids_), dtype=bool)), bool)
-        predictor.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
+        if isinstance(index, (bytes, bytearray, memoryview)):
+            predictor.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
+        else:
+            # Never add to this one: faiss aborts the process on a write to a mapped index.
+            predictor.index_ = faiss.read_index(os.fspath(index), faiss.IO_FLAG_MMAP_IFC)
         _set_nprobe(predictor.index_)
-        predictor.added_ = np.zeros((0, predictor.index_.d), dtype=np.float32)
+        predictor._start_added(predictor.index_.d)
         added = arrays.get("added_vectors")
         if added is not None and len(added):
             predictor.added_ = np.ascontiguousarray(added, dtype=np.float32)
-            predictor.index_.add(predictor.added_)
-        if predictor.index_.ntotal != len(predictor.clusters_):
-            raise ValueError(f"predictor index holds {predictor.index_.ntotal} rows for {len(predictor.clusters_)} "
+            predictor.extra_.add(predictor.added_)
+        rows = predictor.index_.ntotal + predictor.extra_.ntotal
+        if rows != len(predictor.clusters_):
+            raise ValueError(f"predictor index holds {rows} rows for {len(predictor.clusters_)} "
                              "images; its files are from different runs")
         predictor.min_similarity_ = float(params["min_similarity"])
         return predictor

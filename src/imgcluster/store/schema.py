@@ -1,6 +1,8 @@
 """The SQLite catalogue's tables. One file, `catalogue.db`, in WAL mode with a single writer."""
 
-SCHEMA_VERSION = 6
+# Version 7: a run's assignments are written to runs/<key>/assignments.npz; the assignments table
+# holds only the rows of runs saved before.
+SCHEMA_VERSION = 7
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (

@@ -39,6 +39,7 @@ from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFi
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 WORKSPACE_DIRNAME = ".imgcluster"
+ASSIGNMENTS_FILE = "assignments.npz"  # in runs/<key>/, since schema version 7
 
 _IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
                   "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
@@ -226,10 +227,11 @@ class Workspace(DerivedData):
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        rows = self._db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images {'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY path", args).fetchall()
-        records = [ImageRecord(**dict(row)) for row in rows]
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # plain tuples in _IMAGE_COLUMNS order: 4x faster than named rows
+        cursor.execute(f"SELECT {_IMAGE_COLUMNS} FROM images {'WHERE ' + ' AND '.join(where) if where else ''} "
+                       "ORDER BY path", args)
+        records = [ImageRecord(*row) for row in cursor]
         if paths is not None:
             wanted = set(paths)
             records = [r for r in records if r.path in wanted]
@@ -400,26 +402,28 @@ class Workspace(DerivedData):
         _atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=_json_default).encode())
         return folder
 
-    def read_predictor(self, key: str) -> tuple[dict[str, np.ndarray], bytes, dict[str, Any]]:
-        """The arrays, index bytes and parameters written by ``write_predictor``."""
+    def read_predictor(self, key: str) -> tuple[dict[str, np.ndarray], Path, dict[str, Any]]:
+        """The arrays, the index file's path (read it, or map it: it is never rewritten in place)
+        and the parameters written by ``write_predictor``."""
         folder = self.run_dir(key) / "predictor"
         if not (folder / "predictor.json").exists():
             raise RunNotFound(f"Run {key!r} has no saved predictor (it was made by an older imgcluster). "
                               "Run `imgcluster cluster` again to make one.")
         with np.load(folder / "arrays.npz", allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        return arrays, (folder / "index.faiss").read_bytes(), json.loads((folder / "predictor.json").read_text())
+        return arrays, folder / "index.faiss", json.loads((folder / "predictor.json").read_text())
 
     def save_run(self, run: RunRecord, assignments: Assignments, names: Sequence[ClusterName] = ()) -> None:
-        """Make a finished run visible: its row, all assignments and its first names in one transaction."""
+        """Make a finished run visible: its files (``run.json``, ``assignments.npz``) first, then
+        its row and first names in one transaction; until that commits the run does not exist.
+
+        Assignments are a file of columns, not table rows: writing 100k of them takes 10 ms
+        instead of half a second, and reading them back 5 ms instead of one second."""
         self.write_run_file(run.key, "run.json", json.dumps(
             {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
              "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
              "config": run.config, "info": run.info}, indent=2, default=_json_default))
-        rows = zip(np.asarray(assignments.image_ids).tolist(), np.asarray(assignments.clusters).tolist(),
-                   np.asarray(assignments.membership_probability, dtype=float).tolist(),
-                   np.asarray(assignments.x, dtype=float).tolist(), np.asarray(assignments.y, dtype=float).tolist(),
-                   assignments.how_per_image())
+        self.write_run_file(run.key, ASSIGNMENTS_FILE, _assignment_bytes(assignments))
         with self._db:
             self._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
@@ -427,9 +431,6 @@ class Workspace(DerivedData):
                 (run.key, run.created_at, run.root, run.model_id, run.model_name, run.n_images, run.n_clusters,
                  json.dumps(run.config, default=_json_default),
                  json.dumps(run.info, default=_json_default)))
-            self._db.executemany(
-                "INSERT INTO assignments(run_key, image_id, cluster, membership_probability, x, y, how) "
-                "VALUES(?,?,?,?,?,?,?)", [(run.key, *row) for row in rows])
             self._upsert_names(run.key, names)
 
     # -- cluster names -----------------------------------------------------------------------------
@@ -551,6 +552,14 @@ class Workspace(DerivedData):
         return record
 
     def assignments(self, key: str) -> Assignments:
+        """A run's per-image results, ordered by image id."""
+        path = self.run_dir(key) / ASSIGNMENTS_FILE
+        if path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                return Assignments(image_ids=data["image_id"], clusters=data["cluster"],
+                                   membership_probability=data["membership_probability"], x=data["x"], y=data["y"],
+                                   how=data["how"].astype(object))
+        # Runs saved before schema version 7 keep their assignments as rows.
         rows = self._db.execute(
             "SELECT image_id, cluster, membership_probability, x, y, how FROM assignments WHERE run_key=? "
             "ORDER BY image_id", (key,)).fetchall()
@@ -560,6 +569,20 @@ class Workspace(DerivedData):
             membership_probability=np.asarray(columns[2], dtype=np.float64),
             x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64),
             how=np.asarray(columns[5], dtype=object))
+
+
+def _assignment_bytes(assignments: Assignments) -> bytes:
+    """``assignments`` as an uncompressed npz of columns sorted by image id (no pickled objects)."""
+    import io
+
+    ids = np.asarray(assignments.image_ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    buffer = io.BytesIO()
+    np.savez(buffer, image_id=ids[order], cluster=np.asarray(assignments.clusters, dtype=np.int64)[order],
+             membership_probability=np.asarray(assignments.membership_probability, dtype=np.float64)[order],
+             x=np.asarray(assignments.x, dtype=np.float64)[order], y=np.asarray(assignments.y, dtype=np.float64)[order],
+             how=np.asarray(assignments.how_per_image(), dtype=str)[order] if len(ids) else np.zeros(0, "U8"))
+    return buffer.getvalue()
 
 
 def _schema_version(db: sqlite3.Connection) -> str | None:
