@@ -68,3 +68,6 @@ __all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "Duplicates", "Se
 from .api import merge_clusters, move_images  # noqa: E402
 
 __all__ += ["merge_clusters", "move_images"]
+from .config import RayConfig  # noqa: E402
+
+__all__ += ["RayConfig"]

@@ -121,6 +121,22 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where ``imgcluster embed --engine ray`` runs: Ray workers embed, this process writes the workspace."""
+
+    address: str | None = _help(
+        "Ray cluster to join: auto (the one `ray start` runs here), ray://HOST:10001 or HOST:6379; unset starts a "
+        "local Ray for the command and stops it after.", None)
+    workers: int | None = _help(
+        "Ray workers, each holding one copy of the model (one GPU each when the cluster has GPUs); unset: one per "
+        "GPU, else one per CPU core.", None)
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1; got {self.workers}. Leave it unset for one per core.")
+
+
+@dataclass(frozen=True)
 class ReduceConfig:
     """The space clustering runs in, and the 2-D map."""
 

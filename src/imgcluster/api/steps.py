@@ -18,10 +18,10 @@ import numpy as np
 from ..cluster import AutoClusterer, Clusterer, make_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
-from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, ScanConfig
+from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_name, embed_records, load_model
 from ..embed.base import Embedder
-from ..errors import ModelUnavailable, NoImages
+from ..errors import ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
 from ..represent import Representatives
 from ..runs import ClusterSummary
@@ -149,7 +149,8 @@ def _reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
 @dataclass(frozen=True)
 class EmbedSummary:
     """What :func:`embed_folder` did: the model, how many images were embedded now or found in the
-    cache, the files skipped (with reasons) and the time the embedding took."""
+    cache, the files skipped (with reasons), the time the embedding took, and where it ran
+    (``engine``: ``{"name": "local"}``, or Ray's address, workers and devices)."""
 
     root: str
     workspace: Path
@@ -159,23 +160,43 @@ class EmbedSummary:
     n_cached: int
     skipped: list[ImageRecord]
     seconds: float
+    engine: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
+
+
+ENGINES = ("local", "ray")
 
 
 def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedConfig(),
                  scan_config: ScanConfig = ScanConfig(), workspace: str | os.PathLike[str] | None = None,
-                 progress: StageProgress | None = None) -> EmbedSummary:
+                 progress: StageProgress | None = None, engine: str = "local",
+                 ray_config: RayConfig = RayConfig()) -> EmbedSummary:
     """Scan and embed the images under ``path`` without clustering (the ``imgcluster embed`` step).
 
     Embeddings are cached by content in the workspace, so a later ``cluster`` with the same model
-    starts from them, and an interrupted call resumes where it stopped.
+    starts from them, and an interrupted call resumes where it stopped. ``engine="ray"`` embeds on
+    Ray workers (``ray_config``; ``pip install 'imgcluster[ray]'``) while this process writes the workspace.
     """
     check_name(config.model)
+    if engine not in ENGINES:
+        raise UnknownName(f"No engine called {engine!r}. Choose one of: {', '.join(ENGINES)}.")
     stage = _stage_progress(progress)
+    if engine == "ray":
+        from ..embed.ray_engine import embed_records_on_ray, import_ray  # an optional extra: only when asked
+        import_ray()
     with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
-        embedder = _load_embedder(config)
-        report = embed_records(found.images, embedder, ws, config, stage("embed"))
-        return EmbedSummary(found.root, ws.path, embedder.describe(), report.n_requested, report.n_embedded,
-                            report.n_cached, _skipped_now(ws, found), report.seconds)
+        if engine == "ray":
+            # This process only needs the model's id and description; the workers load it on their devices.
+            embedder = _load_embedder(dataclasses.replace(config, device="cpu"))
+            on_ray = embed_records_on_ray(found.images, embedder, ws, config, ray_config, stage("embed"))
+            report = on_ray.report
+            model = dict(embedder.describe(), device=", ".join(on_ray.devices) or None)
+            where = {"name": "ray", "address": on_ray.address, "workers": on_ray.workers}
+        else:
+            embedder = _load_embedder(config)
+            report = embed_records(found.images, embedder, ws, config, stage("embed"))
+            model, where = embedder.describe(), {"name": "local"}
+        return EmbedSummary(found.root, ws.path, model, report.n_requested, report.n_embedded,
+                            report.n_cached, _skipped_now(ws, found), report.seconds, where)
 
 
 @contextlib.contextmanager

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import api
-from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig,
-                      apply_preset)
+from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
+                      ScanConfig, apply_preset)
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ImgclusterError
@@ -103,25 +103,35 @@ def embed_command(
                                                            "(default: PATH/.imgcluster).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
-    workers: Annotated[int, typer.Option(help=_help(EmbedConfig, "workers"))] = 2,
+    workers: Annotated[Optional[int], typer.Option(
+        help=_help(EmbedConfig, "workers") + " With --engine ray: " + _help(RayConfig, "workers")
+        + r" \[default: 2]", show_default=False)] = None,
     commit_every: Annotated[int, typer.Option(help=_help(EmbedConfig, "commit_every"))] = 256,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers embed, each with its own "
+                                             "copy of the model; pip install 'imgcluster\\[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + _help(RayConfig, "address"))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
-    config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device, workers=workers,
-                         commit_every=commit_every)
+    on_ray = engine == "ray"
+    threads = {"workers": workers} if workers is not None and not on_ray else {}
+    config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device,
+                         commit_every=commit_every, **threads)
+    ray_config = RayConfig(address=address, workers=workers if on_ray else None)
     with _progress(enabled=not as_json) as on_progress:
-        done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress)
+        done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress, engine=engine,
+                                ray_config=ray_config)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
                "model_id": done.model["model_id"], "pooling": done.model.get("pooling"), "images": done.n_images, "embedded_now": done.n_embedded,
-               "cached": done.n_cached, "seconds": round(done.seconds, 2),
+               "cached": done.n_cached, "seconds": round(done.seconds, 2), "engine": done.engine,
                "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in done.skipped]}
     if as_json:
         console.print_json(json.dumps(summary))
         return
     rate = f" ({done.n_embedded / done.seconds:,.1f} images/s)" if done.n_embedded and done.seconds else ""
-    console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}, {done.n_cached:,} already "
-                  f"cached, with {done.model['name']} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
+    where = f" on Ray ({done.engine['workers']} workers)" if done.engine.get("workers") else ""
+    console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}{where}, {done.n_cached:,} "
+                  f"already cached, with {done.model['name']} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
                   f"Workspace: {done.workspace}", soft_wrap=True)
 
 

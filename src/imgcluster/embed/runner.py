@@ -1,5 +1,5 @@
 """Embed catalogued images in batches: decode in threads while the model runs, commit every few
-seconds (see ``_PendingCommit``).
+seconds (see ``PendingCommit``).
 
 Only content hashes without an embedding from this model are processed, so a re-run embeds
 nothing again and an interrupted run resumes where it stopped.
@@ -42,17 +42,28 @@ class EmbedReport:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """One image ready for the model: its pixels and thumbnail, or why it could not be decoded."""
+
     content_hash: str
     pixels: np.ndarray | None
     thumbnail: tuple[bytes, int, int] | None
     error: str | None
 
 
-def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
-                  config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> EmbedReport:
-    """Make sure every record's content has an embedding from ``embedder`` in ``workspace``."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Work:
+    """What an embedding pass has to do: (content hash, path) pairs not yet embedded by the model,
+    which of them are video key-frames, which already have a thumbnail, and the distinct contents asked for."""
+
+    todo: list[tuple[str, str]]
+    frames: set[str]
+    have_thumbnails: set[str]
+    total: int
+
+
+def plan_work(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace) -> Work:
+    """Register ``embedder`` in ``workspace`` and list the contents it has not embedded yet."""
     workspace.register_model(embedder.model_id, embedder.name, embedder.dim, embedder.describe())
     path_of: dict[str, str] = {}
     frames: set[str] = set()  # video key-frames: their pixels are JPEGs in the workspace, not files
@@ -63,32 +74,45 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
                 frames.add(record.content_hash)
     done_before = workspace.embedded_hashes(embedder.model_id)
     todo = [(h, p) for h, p in path_of.items() if h not in done_before]
-    total, done = len(path_of), len(path_of) - len(todo)
-    log.info("embedding %d images with %s (%d already cached)", len(todo), embedder.name, done)
+    log.info("embedding %d images with %s (%d already cached)", len(todo), embedder.name, len(path_of) - len(todo))
+    return Work(todo, frames, workspace.thumbnail_hashes(h for h, _ in todo), len(path_of))
+
+
+def prepare_image(embedder: Embedder, content_hash: str, source: str | bytes | None, thumbnail: bool) -> Prepared:
+    """Decode ``source`` (a path, or a key-frame's JPEG bytes) and preprocess it for ``embedder``;
+    a decoder failure becomes the reason, never an exception."""
+    try:
+        if source is None:
+            raise ValueError("the key-frame's pixels are not in the workspace; scan the video again")
+        image = load_rgb(source, min_side=embedder.input_size)
+        pixels = embedder.preprocess(image)
+        return Prepared(content_hash, pixels, make_thumbnail(image) if thumbnail else None, None)
+    except Exception as error:  # any decoder failure is a property of the file
+        return Prepared(content_hash, None, None, _decode_reason(error))
+
+
+def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
+                  config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> EmbedReport:
+    """Make sure every record's content has an embedding from ``embedder`` in ``workspace``."""
+    started = time.perf_counter()
+    work = plan_work(records, embedder, workspace)
+    todo, frames, have_thumbs, total = work.todo, work.frames, work.have_thumbnails, work.total
+    done = total - len(todo)
     if progress:
         progress(done, total)
-    have_thumbs = workspace.thumbnail_hashes(h for h, _ in todo)
 
     def source(item: tuple[str, str]) -> tuple[str, str | bytes | None]:
         # Runs in this thread (``_prefetched`` pulls items here): the catalogue is read by one thread.
         content_hash, path = item
         return content_hash, workspace.frame_jpeg(content_hash) if content_hash in frames else path
 
-    def prepare(item: tuple[str, str | bytes | None]) -> _Prepared:
+    def prepare(item: tuple[str, str | bytes | None]) -> Prepared:
         content_hash, path = item
-        try:
-            if path is None:
-                raise ValueError("the key-frame's pixels are not in the workspace; scan the video again")
-            image = load_rgb(path, min_side=embedder.input_size)
-            pixels = embedder.preprocess(image)
-            thumb = None if content_hash in have_thumbs else make_thumbnail(image)
-            return _Prepared(content_hash, pixels, thumb, None)
-        except Exception as error:  # any decoder failure is a property of the file
-            return _Prepared(content_hash, None, None, _decode_reason(error))
+        return prepare_image(embedder, content_hash, path, content_hash not in have_thumbs)
 
     undecodable: dict[str, str] = {}
     batch_size = config.batch_size or embedder.batch_size
-    pending = _PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
+    pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
                           batch_size):
         good = [item for item in batch if item.pixels is not None]
@@ -108,7 +132,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
                        undecodable, time.perf_counter() - started)
 
 
-class _PendingCommit:
+class PendingCommit:
     """Forward batches waiting to be written: committed together every ``every`` images or
     ``COMMIT_SECONDS`` seconds, whichever comes first, so small CPU batches do not each cost a shard
     file and a transaction, and an interruption loses at most a few seconds of work."""
@@ -126,7 +150,7 @@ class _PendingCommit:
         self.failed: dict[str, str] = {}
         self.since = time.monotonic()
 
-    def add(self, good: Sequence[_Prepared], vectors: np.ndarray, failed: dict[str, str]) -> None:
+    def add(self, good: Sequence[Prepared], vectors: np.ndarray, failed: dict[str, str]) -> None:
         self.hashes.extend(item.content_hash for item in good)
         self.vectors.append(vectors)
         self.thumbnails.update({item.content_hash: item.thumbnail for item in good if item.thumbnail is not None})
