@@ -3,6 +3,7 @@ proposes new clusters from what does not fit, and keeps the parent run as it was
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -165,3 +166,28 @@ def test_a_rewritten_file_is_filed_again_where_its_new_picture_belongs(collectio
     after = clusters_by_path(done.run)
     assert set(after) == set(before) and after[target] == before[source] != before[target]
     assert all(after[p] == c for p, c in before.items() if p != target)
+
+
+def test_a_refit_that_follows_a_run_keeps_its_ids_and_manual_names(collection, tmp_path: Path) -> None:
+    """The drift advice's full re-fit: another seed numbers clusters its own way, ``follow``
+    gives each the id (and manual name) of the earlier cluster it overlaps most."""
+    folder, _, _, workspace, fit = collection
+    workspace = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    biggest = Counter(c for c in fit.assignments.clusters.tolist() if c >= 0).most_common(1)[0][0]
+    imgcluster.name_cluster(biggest, "the big one", "fit", workspace=workspace)
+    config = imgcluster.RunConfig()
+    config = dataclasses.replace(config, reduce=dataclasses.replace(config.reduce, seed=7),
+                                 name=dataclasses.replace(config.name, namer="none"))
+    refit = imgcluster.cluster(folder, workspace=workspace, config=config, run_key="refit", follow="fit")
+
+    follows = refit.record.info["clustering"]["follows"]
+    assert follows["run"] == "fit" and follows["matched"]
+    compared = imgcluster.compare_runs("fit", "refit", workspace=workspace)
+    assert compared.matching and all(m.a == m.b for m in compared.matching)  # matched clusters share an id
+    before, after = clusters_by_path(fit), clusters_by_path(refit)
+    shared = [p for p in before if p in after and before[p] >= 0]
+    # Every image in a matched pair keeps its id: as many as the best one-to-one matching allows.
+    kept = sum(after[p] == before[p] for p in shared)
+    assert kept == sum(m.overlap for m in compared.matching) and kept >= 0.5 * len(shared)
+    assert all(c > max(before.values()) for c in follows["new_clusters"])
+    assert refit.names[biggest].name == "the big one" and refit.names[biggest].source == "manual"

@@ -14,14 +14,16 @@ from typing import Any
 import numpy as np
 
 from .. import report as report_stage
+from ..cluster import NOISE
 from ..cluster.predictor import Predictor
 from ..config import ClusterConfig, RunConfig, apply_preset
 from ..embed import check_name
 from ..errors import ConfigError, NoImages
-from ..label import check_namer, choose_names
+from ..label import MANUAL, check_namer, choose_names
 from ..reduce import make_reducer
 from ..represent import representatives
-from ..runs import external_metrics, internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..runs import (contingency, external_metrics, internal_metrics, match_clusters, new_run_key, package_versions,
+                    summarise_clusters)
 from ..scan import ScanResult
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import naming, search
@@ -50,12 +52,15 @@ log = logging.getLogger(__name__)
 def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
             k: int | None = None, preset: str | None = None, workspace: str | os.PathLike[str] | None = None,
             config: RunConfig | None = None, run_key: str | None = None,
-            progress: StageProgress | None = None, namer: str | None = None) -> Run:
+            progress: StageProgress | None = None, namer: str | None = None, follow: str | None = None) -> Run:
     """Scan, embed, reduce and cluster the images under ``path``, pick each cluster's representatives,
     name the clusters, and write the run's outputs (clusters.csv, clusters.parquet, report.html) under
     ``WORKSPACE/runs/<key>/``.
 
     ``model``, ``method``, ``k`` and ``namer`` override the matching fields of ``config`` (after the preset).
+    ``follow`` names an earlier run of the workspace to keep ids with (a full re-fit of a living
+    collection): each new cluster takes the id of the earlier cluster it overlaps most, one to one,
+    and its manual name; clusters with no counterpart get ids above every earlier one.
     """
     config = apply_preset(config or RunConfig(), preset)
     if namer is not None:
@@ -74,6 +79,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
     try:
         ws.lock()
         _check_new_key(ws, run_key)
+        followed = ws.run(follow) if follow is not None else None  # an unknown key fails before any work
         started = time.perf_counter()
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
         timings["scan"] = time.perf_counter() - started
@@ -95,11 +101,45 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
             cluster=dataclasses.replace(config.cluster, **{
                 key: value for key, value in clustering.params.items()
                 if key in {f.name for f in dataclasses.fields(ClusterConfig)}}))
+        carried: list[ClusterName] = []
+        if followed is not None:
+            clustering, carried = _follow(ws, followed, embedded.images, clustering)
         run = _save_run(ws, found, embedded, reduction, clustering, resolved, config, timings,
-                        run_key or new_run_key(), stage)
+                        run_key or new_run_key(), stage, carried)
         return run
     finally:
         ws.close()
+
+
+def _follow(ws: Workspace, earlier: RunRecord, images: Sequence[ImageRecord],
+            clustering: Clustering) -> tuple[Clustering, list[ClusterName]]:
+    """``clustering`` renumbered to the ids of ``earlier``'s clusters (Hungarian matching on Jaccard
+    over the images both runs hold, as ``compare_runs`` matches them), the matching recorded in
+    ``clustering.params["follows"]``, and ``earlier``'s manual names of the matched clusters."""
+    old = ws.assignments(earlier.key)
+    ids = np.asarray([r.id for r in images], dtype=np.int64)
+    found = np.clip(np.searchsorted(old.image_ids, ids), 0, max(len(old.image_ids) - 1, 0))
+    shared = (old.image_ids[found] == ids) if len(old.image_ids) else np.zeros(len(ids), dtype=bool)
+    labels = np.asarray(clustering.labels, dtype=np.int64)
+    new_clusters, old_clusters, table = contingency(labels[shared], np.asarray(old.clusters)[found[shared]])
+    matches = match_clusters(new_clusters, old_clusters, table)
+    rename = {NOISE: NOISE} | {m.a: m.b for m in matches}
+    next_id = int(np.max(old.clusters, initial=NOISE)) + 1  # an id never means two things
+    unmatched = [int(c) for c in np.unique(labels) if int(c) not in rename]
+    rename.update({c: next_id + i for i, c in enumerate(unmatched)})
+    present, inverse = np.unique(labels, return_inverse=True)
+    relabelled = np.asarray([rename[int(c)] for c in present], dtype=np.int64)[inverse.reshape(-1)]
+    kept = {m.b for m in matches}
+    follows = {"run": earlier.key, "shared_images": int(shared.sum()),
+               "matched": [{"cluster": m.b, "jaccard": round(m.jaccard, 3), "shared": m.overlap} for m in matches],
+               "new_clusters": sorted(rename[c] for c in unmatched),
+               "ended": sorted(int(c) for c in old_clusters if c != NOISE and int(c) not in kept)}
+    log.info("following run %s: %d clusters keep its ids, %d are new, %d of its clusters have no counterpart",
+             earlier.key, len(matches), len(unmatched), len(follows["ended"]))
+    carried = [dataclasses.replace(n, created_at=time.time()) for n in ws.names(earlier.key)
+               if n.source == MANUAL and n.cluster in kept]
+    return dataclasses.replace(clustering, labels=relabelled,
+                               params={**clustering.params, "follows": follows}), carried
 
 
 def _check_before_work(config: RunConfig, run_key: str | None) -> None:
@@ -127,7 +167,7 @@ def _check_new_key(ws: Workspace, run_key: str | None) -> None:
 
 def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction: Reduction,
               clustering: Clustering, resolved: RunConfig, requested: RunConfig, timings: dict[str, float],
-              key: str, stage: Callable[[str], Progress]) -> Run:
+              key: str, stage: Callable[[str], Progress], carried: Sequence[ClusterName] = ()) -> Run:
     image_ids = np.asarray([r.id for r in embedded.images], dtype=np.int64)
     summaries = summarise_clusters(image_ids, clustering.labels, clustering.probabilities, reduction.space)
     chosen_images = representatives(image_ids, clustering.labels, clustering.probabilities, reduction.space)
@@ -153,7 +193,7 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
     ws.write_predictor(key, *predictor.state())
     timings["predictor"] = time.perf_counter() - started
     stage("name")(0, 1)
-    names = naming._name_new_run(ws, record, embedded, assignments, resolved.name, timings)
+    names = naming._name_new_run(ws, record, embedded, assignments, resolved.name, timings) + list(carried)
     chosen = choose_names(names)
     stage("name")(1, 1)
     started = time.perf_counter()
@@ -176,13 +216,16 @@ def _write_outputs(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
 
 def _assignment_table(images: Sequence[ImageRecord], assignments: Assignments,
                       names: Mapping[int, ClusterName]) -> dict[str, list[Any]]:
-    clusters = np.asarray(assignments.clusters).tolist()
+    # Columns as arrays (pyarrow takes them without a Python object per cell); a name per cluster.
+    clusters = np.asarray(assignments.clusters, dtype=np.int64)
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    cluster_names = np.asarray([names[c].name if c in names else "" for c in ids.tolist()] or [""], dtype=object)
     return {"path": [r.path for r in images], "cluster": clusters,
-            "name": [names[c].name if c in names else "" for c in clusters],
-            "membership_probability": np.round(np.asarray(assignments.membership_probability), 4).tolist(),
-            "x": np.round(np.asarray(assignments.x, dtype=float), 4).tolist(),
-            "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
-            "how": assignments.how_per_image()}
+            "name": cluster_names[inverse.reshape(-1)] if len(clusters) else np.zeros(0, dtype=object),
+            "membership_probability": np.round(np.asarray(assignments.membership_probability, dtype=float), 4),
+            "x": np.round(np.asarray(assignments.x, dtype=float), 4),
+            "y": np.round(np.asarray(assignments.y, dtype=float), 4),
+            "how": np.asarray(assignments.how_per_image(), dtype=object)}
 
 
 def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,

@@ -143,7 +143,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
                       int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
-                      _drift(held, len(derived.images)), seconds, n_changed=n_changed)
+                      _drift(held, len(derived.images), derived.record.key), seconds, n_changed=n_changed)
     finally:
         ws.close()
 
@@ -311,10 +311,11 @@ def _min_cluster_size(parent: RunRecord) -> int:
     return max(2, round(int(size) * parent.n_images / max(1, fitted)))
 
 
-def _drift(held: int, total: int) -> str | None:
+def _drift(held: int, total: int, key: str) -> str | None:
     if total and held / total > DRIFT_SHARE:
         return (f"{held:,} of {total:,} images ({held / total:.0%}) are held outside every cluster: the clusters "
-                "no longer describe this collection. Run `imgcluster cluster` again for a full re-fit.")
+                f"no longer describe this collection. Run `imgcluster cluster --follow {key}` for a full "
+                "re-fit that keeps the ids and names of the clusters it finds again.")
     return None
 
 

@@ -70,6 +70,9 @@ def cluster_command(
                                                         "and embedding duplicates, as `imgcluster duplicates` finds "
                                                         "them); the others join their keeper's cluster with how = "
                                                         "duplicate.")] = False,
+    follow: Annotated[Optional[str], typer.Option(
+        help="Key of an earlier run to keep ids with (a full re-fit of a collection `update` has grown): each "
+             "cluster takes the id and manual name of the earlier cluster it overlaps most.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan, embed, reduce, cluster and name the images under PATH; write clusters.csv/.parquet and report.html."""
@@ -87,7 +90,8 @@ def cluster_command(
         cluster=dataclasses.replace(config.cluster, **cluster_given),
         name=dataclasses.replace(config.name, namer=namer), dedup=DedupConfig() if dedup else config.dedup)
     with _progress(enabled=not as_json) as on_progress:
-        run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress)
+        run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress,
+                          follow=follow)
     if as_json:
         console.print_json(json.dumps(_run_json(run)))
         return
