@@ -1,5 +1,6 @@
-"""Clusters of a run: list (names, sizes, stability), their images page by page, and edits: rename,
-merge, move images (merge and move save a new derived run)."""
+"""Clusters of a run: list (names, sizes, stability, proposed or not), their images page by page,
+and edits: rename, merge, move images, accept or reject proposed clusters (all but rename save a
+new derived run)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
         names = choose_names(ws.names(record.key))
         measured = ws.stability(record.key)
     stability = {c["cluster"]: c for c in measured[-1]["clusters"]} if measured else {}
+    proposed = {p["cluster"] for p in record.info.get("update", {}).get("proposed", [])}  # by `imgcluster update`
     rows = []
     for summary in record.info.get("clusters", []):
         cluster = summary["cluster"]
@@ -40,6 +42,7 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
                      "mean_membership_probability": summary["mean_membership_probability"],
                      "stability": stability.get(cluster, {}).get("stability"),
                      "unstable": stability.get(cluster, {}).get("unstable"),
+                     "proposed": cluster in proposed,
                      "representative": (summary["representatives"] or [None])[0]})
     return {"run": record.key, "clusters": rows}
 
@@ -101,3 +104,20 @@ def move(ex: ExplorerDep, cluster: ClusterId, body: Annotated[Move, Body()]) -> 
     parent = ex.record(body.run)
     derived = api.move_images(body.image_ids, cluster, parent.key, workspace=ex.workspace)
     return {"run": derived.key, "parent": parent.key, "n_clusters": derived.record.n_clusters}
+
+
+class Review(BaseModel):
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run whose proposals to review; the newest when absent.")
+    accept: list[ClusterNumber] = Field([], max_length=10_000, description="Proposed clusters to keep as clusters.")
+    reject: list[ClusterNumber] = Field([], max_length=10_000,
+                                        description="Proposed clusters whose images go back to held (unclustered).")
+
+
+@router.post("/clusters/proposals", summary="Accept or reject clusters an update proposed; saved as a new derived run")
+def review(ex: ExplorerDep, body: Review) -> dict[str, Any]:
+    parent = ex.record(body.run)
+    if not body.accept and not body.reject:
+        raise ConfigError("Name at least one proposed cluster to accept or reject.")
+    derived = api.review_proposals(accept=body.accept, reject=body.reject, run=parent.key, workspace=ex.workspace)
+    return {"run": derived.record.key, "parent": parent.key, "accepted": body.accept, "rejected": body.reject,
+            "n_clusters": derived.record.n_clusters}

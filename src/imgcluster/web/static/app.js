@@ -494,7 +494,7 @@ function renderClusters() {
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
-    h("span", { class: "name" }, c.name),
+    h("span", { class: "name" }, c.name, c.proposed ? h("span", { class: "badge", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
     h("span", { class: "size" }, String(c.size)),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
     c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
@@ -626,7 +626,21 @@ async function showCluster(cluster) {
   });
   grid.id = "cluster-grid";
   grid.dataset.cluster = cluster;
-  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...controls], grid, sentinel);
+  const review = info && info.proposed ? [
+    h("button", { type: "button", id: "accept-proposal", onclick: () => reviewProposal(cluster, "accept") }, "Accept cluster"),
+    h("button", { type: "button", id: "reject-proposal", onclick: () => reviewProposal(cluster, "reject") }, "Reject (back to held)"),
+  ] : [];
+  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls], grid, sentinel);
+}
+
+async function reviewProposal(cluster, verdict) {
+  try {
+    status(`${verdict === "accept" ? "accepting" : "rejecting"} cluster ${cluster}…`);
+    const result = await sendJSON("/clusters/proposals", "POST", { run: S.run, [verdict]: [cluster] });
+    await loadRuns();
+    await openRun(result.run, verdict === "accept" ? { cluster } : {});
+    status(`cluster ${cluster} ${verdict === "accept" ? "accepted" : "rejected"}: new run ${result.run} (from ${result.parent})`);
+  } catch (error) { fail(error); }
 }
 
 function showSelection() {
