@@ -134,7 +134,7 @@ def test_an_interrupted_run_resumes_with_only_the_rest_even_when_a_worker_is_kil
     config = imgcluster.EmbedConfig(model=MODEL, commit_every=16)
 
     def interrupt(stage: str, done: int, total: int) -> None:
-        if stage == "embed" and done >= 64:
+        if stage == "embed" and done > 0:  # the first batch is written
             raise Interrupted
 
     with pytest.raises(Interrupted):

@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 INSTALL_HINT = "pip install 'imgcluster[ray]'"
-# Images per Ray task (one block of rows), the work a dead worker's retry repeats: about 0.3 s of
+# Images per Ray task (one block of rows), the work a dead worker's retry repeats: under a second of
 # efficientnet-lite0 on one CPU core, so per-task overhead (a few ms) stays small and a kill costs little.
 # A dead worker's actor is restarted and its tasks retried, without limit: Ray Data's defaults
 # (max_restarts=-1, max_task_retries=-1); map_batches changes them only through ``ray_remote_args``,
 # deprecated as of Ray 2.60.
 ROWS_PER_TASK = 32
+GPU_ROWS_PER_TASK = 256  # a GPU worker's forward batch (see the families' batch_size)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class RayEmbedding:
     """What a Ray embedding pass did: the runner's report, and where it ran."""
 
     report: EmbedReport
-    address: str | None   # None: a local Ray started for the pass
+    address: str | None   # as given; None: a local Ray started for the pass, or the session already open
     workers: int
     devices: list[str]    # the devices the workers' models ran on
 
@@ -85,9 +86,11 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
     if work.todo:
         with _connected(ray, ray_config):
             workers, remote = _worker_resources(ray, config, ray_config)
+            per_task = max(ROWS_PER_TASK if "num_gpus" not in remote else GPU_ROWS_PER_TASK, config.batch_size or 0)
             rows = [_row(h, path, workspace, h in work.frames, h not in work.have_thumbnails) for h, path in work.todo]
-            log.info("embedding %d images on Ray with %d workers (%s each)", len(rows), workers, remote)
-            dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // ROWS_PER_TASK)))
+            log.info("embedding %d images on Ray with %d workers (%s each), %d images a task", len(rows), workers,
+                     remote, per_task)
+            dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_task)))
             dataset = dataset.map_batches(
                 EmbedWorker, batch_size=None, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
