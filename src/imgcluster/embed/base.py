@@ -22,7 +22,7 @@ class Embedder(Protocol):
         ...
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (n, 3, H, W) → float32 (n, dim)."""
+        """float32 (n, 3, H, W), an array or a tensor already on the device → float32 (n, dim)."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -41,3 +41,28 @@ def pick_device(device: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def model_input(batch: Any, device: str) -> Any:
+    """A batch as a tensor on ``device``: a NumPy batch is copied (from pinned memory, without
+    blocking, on CUDA); a tensor, e.g. JPEGs decoded on the GPU, is used where it is."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    tensor = torch.from_numpy(np.ascontiguousarray(batch))
+    if str(device).startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def autocast(device: str) -> Any:
+    """fp16 autocast on CUDA (tensor cores; features are returned as float32), nothing elsewhere:
+    on CPU, reduced precision is slower, not faster."""
+    import contextlib
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelUnavailable
-from .base import pick_device
+from .base import autocast, model_input, pick_device
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class EfficientNetLite0:
         # The id names weights and pooling so a change to either never reuses stale vectors.
         self.model_id = f"{NAME}:avgpool:{fingerprint}"
         self._preprocess = Preprocess(resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        self.preprocess_spec = self._preprocess  # what GPU decoding reproduces (gpu_decode.py)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._preprocess(image)
@@ -69,19 +70,19 @@ class EfficientNetLite0:
     def embed(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            pixels = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device):
+            pixels = model_input(batch, self.device).contiguous(memory_format=torch.channels_last)
             features = self.model.extract_features(pixels)
-            return features.mean(dim=(2, 3)).float().cpu().numpy()
+            return features.float().mean(dim=(2, 3)).cpu().numpy()
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """float32 (n, 3, H, W) → ImageNet-1k class probabilities (n, 1000), through the model's own
         classifier head (pooled features → ``_fc`` → softmax), in the standard class-index order."""
         import torch
 
-        with torch.inference_mode():
-            pixels = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            return self.model(pixels).softmax(dim=1).float().cpu().numpy()
+        with torch.inference_mode(), autocast(self.device):
+            pixels = model_input(batch, self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(pixels).float().softmax(dim=1).cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_id": self.model_id, "family": "efficientnet",

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, ModelUnavailable
-from .base import pick_device
+from .base import autocast, model_input, pick_device
 from .pooling import available_poolings, check_pooling, default_pooling, pool, prefix_tokens, require_pooling
 from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -152,6 +152,7 @@ class HfImageModel:
         self.model = _load_weights(self.folder, config).eval().to(self.device)
         self._prefix = prefix_tokens(config)
         self._preprocess = _preprocess_for(self.folder, config)
+        self.preprocess_spec = self._preprocess  # what GPU decoding reproduces (gpu_decode.py)
         self.input_size = self._preprocess.crop
         # CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8, 19 at 16-64.
         self.batch_size = 16 if self.device == "cpu" else 256
@@ -185,8 +186,8 @@ class HfImageModel:
         """get_image_features' output, or else the vision tower's (hidden states and pooler output)."""
         import torch
 
-        with torch.inference_mode():
-            pixels = torch.from_numpy(batch).to(self.device)
+        with torch.inference_mode(), autocast(self.device):
+            pixels = model_input(batch, self.device)
             if image_features:
                 return self.model.get_image_features(pixel_values=pixels)
             tower = getattr(self.model, "vision_model", self.model)

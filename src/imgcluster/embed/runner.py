@@ -7,12 +7,14 @@ nothing again and an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +23,7 @@ from ..config import EmbedConfig
 from ..scan import load_rgb, make_thumbnail
 from ..store import ImageRecord, Workspace
 from .base import Embedder
+from .gpu_decode import GpuJpegDecoder, JpegHeader, gpu_decoder_for, read_jpeg_header
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,14 @@ class EmbedReport:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One image ready for the model: its pixels and thumbnail, or why it could not be decoded."""
+    """One image ready for the model: its pixels and thumbnail, or why it could not be decoded, or
+    (for GPU decoding) its JPEG bytes and header, decoded with the rest of its batch."""
 
     content_hash: str
     pixels: np.ndarray | None
     thumbnail: tuple[bytes, int, int] | None
     error: str | None
+    jpeg: JpegHeader | None = None
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,28 @@ def prepare_image(embedder: Embedder, content_hash: str, source: str | bytes | N
         return Prepared(content_hash, None, None, _decode_reason(error))
 
 
+def read_for_device(embedder: Embedder, content_hash: str, source: str | bytes | None, thumbnail: bool) -> Prepared:
+    """A worker's share when the batch is decoded on the GPU: read the file and its JPEG header;
+    what nvJPEG cannot take (see ``read_jpeg_header``) is decoded with Pillow here instead."""
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes() if source is not None else None
+    except OSError:
+        data = None  # prepare_image reads it again and records the OS's reason
+    header = read_jpeg_header(data) if data is not None else None
+    if header is not None:
+        return Prepared(content_hash, None, None, None, header)
+    return prepare_image(embedder, content_hash, data if data is not None else source, thumbnail)
+
+
 def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
-                  config: EmbedConfig = EmbedConfig(), progress: Progress | None = None) -> EmbedReport:
-    """Make sure every record's content has an embedding from ``embedder`` in ``workspace``."""
+                  config: EmbedConfig = EmbedConfig(), progress: Progress | None = None,
+                  device_decoder: GpuJpegDecoder | None = None) -> EmbedReport:
+    """Make sure every record's content has an embedding from ``embedder`` in ``workspace``.
+
+    On CUDA with a working torchvision, JPEGs are decoded on the GPU (``gpu_decode``); a
+    ``device_decoder`` given here is used instead of looking for one."""
     started = time.perf_counter()
+    decoder = device_decoder if device_decoder is not None else gpu_decoder_for(embedder)
     work = plan_work(records, embedder, workspace)
     todo, frames, have_thumbs, total = work.todo, work.frames, work.have_thumbnails, work.total
     done = total - len(todo)
@@ -108,6 +131,8 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
 
     def prepare(item: tuple[str, str | bytes | None]) -> Prepared:
         content_hash, path = item
+        if decoder is not None:
+            return read_for_device(embedder, content_hash, path, content_hash not in have_thumbs)
         return prepare_image(embedder, content_hash, path, content_hash not in have_thumbs)
 
     undecodable: dict[str, str] = {}
@@ -115,11 +140,20 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
                           batch_size):
+        on_device: Any = None
+        if decoder is not None:
+            batch, on_device = _decode_on_device(decoder, embedder, batch, have_thumbs)
         good = [item for item in batch if item.pixels is not None]
         failed = {item.content_hash: str(item.error) for item in batch if item.pixels is None}
         vectors = np.empty((0, embedder.dim), dtype=np.float32)
         if good:
-            vectors = normalise(embedder.embed(np.stack([item.pixels for item in good])))  # type: ignore[misc]
+            # Images decoded on the device come first in ``good``, in the order of their tensor.
+            n_device = 0 if on_device is None else len(on_device)
+            host = [item.pixels for item in good[n_device:]]
+            pixels: Any = np.stack(host) if host else None  # type: ignore[arg-type]
+            if on_device is not None:
+                pixels = on_device if pixels is None else _concat(on_device, pixels)
+            vectors = normalise(embedder.embed(pixels))
         pending.add(good, vectors, failed)
         undecodable.update(failed)
         done += len(batch)
@@ -130,6 +164,36 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     pending.commit()
     return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable), total - len(todo),
                        undecodable, time.perf_counter() - started)
+
+
+def _decode_on_device(decoder: GpuJpegDecoder, embedder: Embedder, batch: list[Prepared],
+                      have_thumbs: set[str]) -> tuple[list[Prepared], Any]:
+    """Decode the batch's JPEGs on the device. Returns the batch reordered (the decoded images
+    first, each with a placeholder for its pixels, then the others; a JPEG nvJPEG refused is
+    decoded with Pillow now) and the decoded pixels, or None when there were none."""
+    jpegs = [item for item in batch if item.jpeg is not None]
+    if not jpegs:
+        return batch, None
+    pixels, thumbnails, refused = decoder([item.jpeg for item in jpegs],  # type: ignore[misc]
+                                          [item.content_hash not in have_thumbs for item in jpegs])
+    refused_set = set(refused)
+    decoded = [dataclasses.replace(item, pixels=_ON_DEVICE, jpeg=None,
+                                   thumbnail=make_thumbnail(thumb) if thumb is not None else None)
+               for i, (item, thumb) in enumerate(zip(jpegs, thumbnails)) if i not in refused_set]
+    retried = [prepare_image(embedder, jpegs[i].content_hash, jpegs[i].jpeg.data,  # type: ignore[union-attr]
+                             jpegs[i].content_hash not in have_thumbs) for i in refused]
+    others = [item for item in batch if item.jpeg is None]
+    return decoded + retried + others, pixels if decoded else None
+
+
+# Stands in for the pixels of an image decoded on the device (they are in the batch tensor).
+_ON_DEVICE = np.zeros((0,), dtype=np.float32)
+
+
+def _concat(on_device: Any, host: np.ndarray) -> Any:
+    import torch
+
+    return torch.cat([on_device, torch.from_numpy(host).to(on_device.device)])
 
 
 class PendingCommit:
