@@ -81,7 +81,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "y": np.round(np.asarray(assignments.y, dtype=float), 4).tolist(),
         "cluster": np.asarray(assignments.clusters).tolist(),
         "probability": np.round(np.asarray(assignments.membership_probability, dtype=float), 3).tolist(),
-        "name": [r.describe(_relative(r.source_path or r.path, root)) for r in images],  # frame of VIDEO at mm:ss
+        "name": _shown_names(images, root),  # a path under the root, or "frame of VIDEO at mm:ss"
         "thumb": [thumb_ref(r.id) for r in images],
     }
     metrics = record.info.get("metrics", {})
@@ -143,6 +143,14 @@ def _stability(cluster: int, measured: Mapping[str, Any] | None) -> dict[str, An
     return {"stability": round(found["stability"], 2), "unstable": bool(found["unstable"])}
 
 
+def _shown_names(images: Sequence[ImageRecord], root: str) -> list[str]:
+    """Each image as the report names it; files under the root (nearly all) by a plain slice."""
+    prefix = root.rstrip(os.sep) + os.sep
+    cut = len(prefix)
+    return [r.path[cut:] if r.source_path is None and r.path.startswith(prefix)
+            else r.describe(_relative(r.source_path or r.path, root)) for r in images]
+
+
 def _relative(path: str, root: str) -> str:
     prefix = root.rstrip(os.sep) + os.sep
     if path.startswith(prefix):  # the usual case, and 20x faster than relpath on 100k paths
@@ -164,7 +172,7 @@ def _settings_table(record: RunRecord, stability: Mapping[str, Any] | None = Non
         rows.append((stage, ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)))
     auto = record.info.get("clustering", {}).get("auto")
     if auto:
-        rows.append(("auto mode", f"{auto['reason']} (scores of all {len(auto['table'])} settings in run.json)"))
+        rows.append(("auto mode", f"{auto['reason']} (scores of all {len(auto['table'])} candidates in run.json)"))
     if record.config.get("preset"):
         rows.append(("preset", record.config["preset"]))
     naming = record.info.get("naming")
