@@ -64,6 +64,19 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
     assert {how[p] for p, c in after.items() if c in purity} == {PROPOSED}
 
+    # A proposed cluster's new images are drawn as one group on the map, not scattered among the
+    # old clusters: as spread out as a typical old cluster, at most.
+    xy = dict(zip((r.path for r in done.run.images), zip(done.run.assignments.x, done.run.assignments.y)))
+
+    def spread(paths: list[str]) -> float:
+        points = np.asarray([xy[p] for p in paths])
+        return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+    old_spreads = [spread([p for p, c in before.items() if c == cluster]) for cluster in {before[p] for p in clustered}]
+    for cluster in purity:
+        arrived = [p for p, c in after.items() if c == cluster and p not in before]
+        assert spread(arrived) <= 1.5 * float(np.median(old_spreads)), cluster
+
     # The fit run is untouched and the two compare like any runs.
     assert clusters_by_path(imgcluster.load_run("fit", workspace=workspace)) == before
     assert imgcluster.compare_runs("fit", "with-8-9", workspace=workspace).ari > 0.5

@@ -254,9 +254,12 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
         result.how[group] = PROPOSED
         for row in group:
             result.reasons[row] = f"proposed: one of {len(group)} held or unclustered images that form a dense group"
+        arrived = group[group >= result.first_new]
+        result.xy[arrived] = _place_group(result, group, vectors[members][group >= result.first_new])
         training = predictor.rows_of(result.image_ids[group])
         ok = training >= 0
         predictor.relabel(training[ok], np.full(ok.sum(), cluster), probabilities[members][ok])
+        predictor.map_[training[ok]] = result.xy[group[ok]]
         chosen = representatives(result.image_ids[group], np.zeros(len(group), np.int64), probabilities[members],
                                  space[members])
         proposed.append(ProposedCluster(cluster, len(group), int(np.sum(group >= result.first_new)),
@@ -264,6 +267,37 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
     log.info("proposed %d new clusters from %d held images and %d unclustered ones near them", len(proposed),
              len(held), len(rows) - len(held))
     return proposed
+
+
+def _place_group(result: Filed, group: np.ndarray, arrived_vectors: np.ndarray) -> np.ndarray:
+    """Map positions for a proposed cluster's new images: their own 2-D layout (the group's first two
+    principal components), scaled to a typical cluster's spread on the map, centred on the free
+    spot nearest the group's mean position. Filing placed each at the mean of its neighbours, which
+    scatters a group unlike anything in the run between the clusters it sits among."""
+    from scipy.spatial import cKDTree
+
+    placed = result.xy[group]
+    clustered = result.clusters[:result.first_new] >= 0
+    old_xy, old_clusters = result.xy[:result.first_new][clustered], result.clusters[:result.first_new][clustered]
+    if len(arrived_vectors) < 2 or not len(old_xy):
+        return result.xy[group[group >= result.first_new]]
+    spreads = [np.sqrt(((old_xy[old_clusters == c] - old_xy[old_clusters == c].mean(axis=0)) ** 2).sum(axis=1).mean())
+               for c in np.unique(old_clusters)]
+    radius = float(np.median(spreads)) or 1e-3
+    centred = arrived_vectors - arrived_vectors.mean(axis=0)
+    layout = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+    layout *= radius / max(float(np.sqrt((layout ** 2).sum(axis=1).mean())), 1e-12)
+    # The nearest spot, on rings around the group's mean, with no old image within two radii.
+    tree, centre = cKDTree(old_xy), placed.mean(axis=0)
+    spot = centre
+    for ring in range(1, 40):
+        angles = np.linspace(0, 2 * np.pi, 8 * ring, endpoint=False)
+        candidates = centre + ring * radius * np.column_stack([np.cos(angles), np.sin(angles)])
+        distance, _ = tree.query(candidates)
+        if distance.max() >= 2 * radius:
+            spot = candidates[int(np.argmax(distance >= 2 * radius))]
+            break
+    return spot + layout
 
 
 def _unclustered_near(predictor: Predictor, result: Filed, held: np.ndarray, min_size: int) -> np.ndarray:
