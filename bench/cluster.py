@@ -27,25 +27,7 @@ import sys
 import time
 
 import numpy as np
-
-
-def synthetic(n: int, d: int = 512, clusters: int = 20, noise: float = 0.10, seed: int = 0):
-    """Unit vectors: ``clusters`` groups with sizes falling geometrically (largest ~10x smallest)
-    around random centres, plus a ``noise`` share of uniform background (label -1)."""
-    rng = np.random.default_rng(seed)
-    weights = 0.885 ** np.arange(clusters)
-    sizes = np.floor(weights / weights.sum() * n * (1 - noise)).astype(int)
-    centres = rng.normal(size=(clusters, d))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    truth = np.concatenate([np.full(size, c) for c, size in enumerate(sizes)] + [np.full(n - sizes.sum(), -1)])
-    x = np.empty((n, d), dtype=np.float32)
-    clustered = truth >= 0
-    # Per-dimension spread 0.04 puts members at cosine ~0.65 from their centre: clear, not trivial.
-    x[clustered] = centres[truth[clustered]] + rng.normal(scale=0.04, size=(clustered.sum(), d))
-    x[~clustered] = rng.normal(size=((~clustered).sum(), d))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    order = rng.permutation(n)
-    return x[order], truth[order]
+from synthetic import synthetic  # bench/synthetic.py; bench/update.py imports it from here
 
 
 def run_baseline(x: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from .label import NAMERS
 from .represent import Representatives
 from .scan import ScanResult
 from .store import ClusterName
+from .store.shards import ShardedVectors
 
 __version__ = "0.1.0"
 
@@ -52,8 +53,8 @@ __all__ = [
     "MODELS", "NAMERS", "PRESETS", "ClusterConfig", "ClusterName", "Clustering", "ConfigError", "EmbedConfig",
     "EmbedSummary", "Embeddings", "ExportResult", "FiledImage", "ImgclusterError", "ModelUnavailable", "MovedImage",
     "NameConfig", "NoImages", "ReduceConfig", "Reduction", "Representatives", "Run", "RunComparison", "RunConfig",
-    "RunPredictor", "RunNotFound", "RunSummary", "ScanConfig", "ScanResult", "Stability", "UnknownName",
-    "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run", "embed",
+    "RunPredictor", "RunNotFound", "RunSummary", "ScanConfig", "ScanResult", "ShardedVectors", "Stability",
+    "UnknownName", "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run", "embed",
     "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_model", "load_predictor", "load_run",
     "name_cluster", "name_clusters", "open_workspace", "predict", "reduce", "report", "run_info", "scan", "stability",
     "write_digits", "write_photo_crops",

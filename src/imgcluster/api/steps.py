@@ -36,6 +36,8 @@ StageProgress = Callable[[str, int, int], None]
 
 # Below this many points UMAP computes exact neighbours itself, faster than a shared NN-descent graph.
 _SHARED_KNN_FROM = 4096
+# Rows filed per predictor call beyond a sampled fit: 10,000 x 512 float32 is 20 MB read at a time.
+_FILE_BATCH = 10_000
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -273,7 +275,8 @@ def _make_clusterer(config: ClusterConfig) -> Clusterer:
 def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
                  cluster_config: ClusterConfig = ClusterConfig(), *, timings: dict[str, float] | None = None,
                  progress: StageProgress | None = None) -> tuple[Reduction, Clustering]:
-    """Reduce and cluster L2-normalised ``vectors`` (n, d); results cover all n points.
+    """Reduce and cluster L2-normalised ``vectors`` (n, d): an array, or ``ShardedVectors`` read from
+    disk as needed (the sample, then the other rows a batch at a time); results cover all n points.
 
     Above ``reduce_config.fit_sample`` points, UMAP and the clusterer are fitted on a seeded random
     sample and every other point is filed by the k-NN predictor (cluster, probability, and its
@@ -291,17 +294,21 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
             if sampled else np.arange(n))
     started = time.perf_counter()
     stage("reduce")(0, 1)
-    reduction = reduce(vectors[rows], reduce_config)
+    fitted = vectors[rows]  # read once: ShardedVectors come from disk
+    reduction = reduce(fitted, reduce_config)
     stage("reduce")(1, 1)
     timings["reduce"] = time.perf_counter() - started
     started = time.perf_counter()
     stage("cluster")(0, 1)
-    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n),
-                                embeddings=vectors[rows])
+    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n), embeddings=fitted)
     stage("cluster")(1, 1)
     timings["cluster"] = time.perf_counter() - started
     if sampled:
-        reduction, clustering = _file_rest(vectors, rows, reduction, clustering, reduce_config.seed, timings, stage)
+        log.info("fitted on a sample of %d of %d images; filing the other %d with the predictor, %d at a time",
+                 len(rows), n, n - len(rows), _FILE_BATCH)
+        reduction, clustering = _file_rest(vectors, rows, fitted, reduction, clustering, reduce_config.seed,
+                                           timings, stage)
+    del fitted
     if cluster_config.noise == "attach":
         clustering = _attach_noise(vectors, clustering, cluster_config, timings)
     return reduction, clustering
@@ -319,30 +326,38 @@ def _sized_for_sample(config: ClusterConfig, sample: int, n: int) -> ClusterConf
                                max_cluster_size=scaled(config.max_cluster_size))
 
 
-def _file_rest(vectors: np.ndarray, rows: np.ndarray, reduction: Reduction, clustering: Clustering, seed: int,
-               timings: dict[str, float], stage: Callable[[str], Progress]) -> tuple[Reduction, Clustering]:
-    """Extend a fit on the sample ``rows`` to every vector through the k-NN predictor."""
+def _file_rest(vectors: np.ndarray, rows: np.ndarray, fitted: np.ndarray, reduction: Reduction,
+               clustering: Clustering, seed: int, timings: dict[str, float],
+               stage: Callable[[str], Progress]) -> tuple[Reduction, Clustering]:
+    """Extend a fit on the sample ``rows`` (their vectors: ``fitted``) to every vector through the
+    k-NN predictor, reading the other rows ``_FILE_BATCH`` at a time."""
     n = len(vectors)
     started = time.perf_counter()
-    rest = np.setdiff1d(np.arange(n), rows)
-    predictor = Predictor(seed=seed).fit(
-        vectors[rows], clustering.labels, clustering.probabilities, reduction.map, rows)
+    fit_rows = np.zeros(n, dtype=bool)  # 1 byte an image; the list of other rows would take 8
+    fit_rows[rows] = True
+    rest = n - len(rows)
+    predictor = Predictor(seed=seed).fit(fitted, clustering.labels, clustering.probabilities, reduction.map, rows)
     labels = np.empty(n, dtype=np.int64)
     probabilities = np.empty(n)
     space = np.empty((n, reduction.space.shape[1]), dtype=np.float32)
     map_xy = np.empty((n, 2), dtype=np.float32)
     labels[rows], probabilities[rows] = clustering.labels, clustering.probabilities
     space[rows], map_xy[rows] = reduction.space, reduction.map
-    for start in range(0, len(rest), 10_000):
-        chunk = rest[start:start + 10_000]
+    done = 0
+    stage("file")(done, rest)
+    for start in range(0, n, _FILE_BATCH):  # in row order: each batch reads one or two shards
+        chunk = start + np.flatnonzero(~fit_rows[start:start + _FILE_BATCH])
+        if not len(chunk):
+            continue
         filed = predictor.predict(vectors[chunk])
         labels[chunk], probabilities[chunk] = filed.clusters, filed.membership_probability
         space[chunk], map_xy[chunk] = filed.place(reduction.space), np.c_[filed.x, filed.y]
-        stage("file")(start + len(chunk), len(rest))
+        done += len(chunk)
+        stage("file")(done, rest)
     timings["file_rest"] = time.perf_counter() - started
-    how = np.full(n, "filed", dtype=object)
-    how[rows] = "fit"
-    params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=len(rest))
+    # One shared str per value: np.full(n, "filed", dtype=object) makes a 54-byte str per image.
+    how = np.array(["filed", "fit"], dtype=object)[fit_rows.view(np.uint8)]
+    params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=rest)
     for key in ("min_cluster_size", "max_cluster_size"):  # as the whole collection sees them
         if params.get(key):
             params[f"{key}_in_sample"] = params[key]
@@ -355,9 +370,8 @@ def _attach_noise(vectors: np.ndarray, clustering: Clustering, config: ClusterCo
                   timings: dict[str, float]) -> Clustering:
     started = time.perf_counter()
     result = attach_noise(vectors, clustering.labels, clustering.probabilities, config.attach_threshold, config.seed)
-    how = (np.full(len(vectors), "fit", dtype=object) if clustering.how is None
-           else np.asarray(clustering.how, dtype=object).copy())
-    how[result.attached] = "attached"
+    before = np.array("fit", dtype=object) if clustering.how is None else np.asarray(clustering.how, dtype=object)
+    how = np.where(result.attached, np.array("attached", dtype=object), before)  # shared strs, not one per image
     timings["attach_noise"] = time.perf_counter() - started
     params = dict(clustering.params, noise="attach", attach_threshold=config.attach_threshold,
                   attached=int(result.attached.sum()))
