@@ -68,14 +68,13 @@ def main() -> None:
         started = time.perf_counter()
         index = VectorIndex(exact_up_to=0).fit(stored, [str(i) for i in range(n)])
         build = time.perf_counter() - started
-        keys = np.asarray(index.keys_)
         approx_times, approx = timed(lambda q: index.index_.search(q, 10)[1][0], queries)
         recall = np.mean([len(set(a.tolist()) & set(e.tolist())) / 10 for a, e in zip(approx, exact)])
         described = index.describe()
         print(f"| {n:,} | approximate ({described['kind']}, nlist {described['nlist']}, nprobe "
               f"{described['nprobe']}) | {build:.0f} | {np.percentile(approx_times, 50):.2f} | "
               f"{np.percentile(approx_times, 95):.2f} | {recall:.3f} |", flush=True)
-        del stored, index, keys
+        stored = index = None  # free the vectors before the next size
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory {peak:,.0f} MB; command: python " + " ".join(sys.argv))
 
