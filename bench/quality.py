@@ -5,10 +5,11 @@ Two labelled sets of real images, embedded once with efficientnet-lite0 (the bun
 - photos: 30 random crops of each of 21 scikit-image / scikit-learn sample photographs (21 labels:
   which photo a crop came from).
 Each is clustered, for several seeds, by:
-- default: imgcluster's default (UMAP 5-d + HDBSCAN, min_cluster_size ~1% of n), no k given;
-- default+attach: the same with --noise attach (unclustered images join a cluster when its vote
+- default: imgcluster's default, auto mode (UMAP 5-d, then HDBSCAN settings and k-means over a range
+  of k scored by embedding-graph modularity + clustering-space silhouette), no k given;
+- hdbscan: the previous default (HDBSCAN, min_cluster_size ~1% of n), no k given;
+- hdbscan+attach: the same with --noise attach (unclustered images join a cluster when its vote
   is >= 0.5 sure);
-- auto: the experimental scored search over HDBSCAN settings;
 - kmeans-umap: k-means with the TRUE k in the same UMAP space;
 - kmeans-raw: k-means with the TRUE k on the embeddings themselves (the GumGum recipe without scaling).
 NMI and ARI count unclustered images as one more cluster (as `imgcluster evaluate` does under "all").
@@ -33,8 +34,8 @@ from imgcluster.demo import write_digits, write_photo_crops
 
 METHODS = {
     "default": {},
-    "default+attach": {"cluster": {"noise": "attach"}},
-    "auto": {"cluster": {"method": "auto"}},
+    "hdbscan": {"cluster": {"method": "hdbscan"}},
+    "hdbscan+attach": {"cluster": {"method": "hdbscan", "noise": "attach"}},
     "kmeans-umap": {"cluster": {"method": "kmeans", "k": "TRUE_K"}},
     "kmeans-raw": {"reduce": {"method": "none"}, "cluster": {"method": "kmeans", "k": "TRUE_K"}},
 }

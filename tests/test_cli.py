@@ -100,15 +100,20 @@ def test_reducer_map_and_noise_options_reach_the_run(photos: Path) -> None:
     assert bad.returncode == 2 and "'keep' or 'attach'" in bad.stderr
 
 
-def test_auto_mode_stores_its_score_table_and_reason_with_the_run(photos: Path) -> None:
-    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--method", "auto", "--json")
+def test_the_default_auto_mode_prints_and_stores_its_choice_and_reason(photos: Path) -> None:
+    import imgcluster as ic
+
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0")
     assert result.returncode == 0, result.stderr
-    run_json = json.loads(Path(json.loads(result.stdout)["outputs"]["csv"]).with_name("run.json").read_text())
-    auto = run_json["info"]["clustering"]["auto"]
-    assert "highest silhouette" in auto["reason"] and len(auto["table"]) >= 4
-    chosen = run_json["config"]["cluster"]
-    assert any(row["min_cluster_size"] == chosen["min_cluster_size"] and row["min_samples"] == chosen["min_samples"]
-               for row in auto["table"])
+    record = ic.load_run(path=photos).record
+    auto = record.info["clustering"]["auto"]
+    assert record.config["cluster"]["method"] == "auto"
+    assert f"auto mode chose {auto['choice']}: highest score" in " ".join(result.stdout.split())
+    assert {row["algorithm"] for row in auto["table"]} == {"hdbscan", "kmeans"}
+    chosen = record.config["cluster"]  # the resolved config replays the choice
+    assert any(row["k"] == chosen["k"] if row["algorithm"] == "kmeans" else
+               (row["min_cluster_size"], row["min_samples"]) == (chosen["min_cluster_size"], chosen["min_samples"])
+               for row in auto["table"] if row["algorithm"] == record.info["clustering"]["algorithm"])
 
 
 def test_embed_alone_then_cluster_reuses_the_vectors(photos: Path, tmp_path: Path) -> None:

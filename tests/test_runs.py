@@ -204,16 +204,17 @@ def test_runs_list_and_show_through_the_command(workspace: Path, digits_run: img
     assert {digits_run.key, seed_1.key} <= set(keys)
     assert [r["created_at"] for r in rows] == sorted((r["created_at"] for r in rows), reverse=True)  # newest first
     row = next(r for r in rows if r["key"] == seed_1.key)
-    assert (row["model_name"], row["method"], row["seed"], row["n_images"]) == ("efficientnet-lite0", "hdbscan", 1,
+    assert (row["model_name"], row["method"], row["seed"], row["n_images"]) == ("efficientnet-lite0", "auto", 1,
                                                                                 seed_1.record.n_images)
     assert seed_1.key in cli("runs", "list", "--workspace", str(workspace)).stdout
     shown = cli("runs", "show", seed_1.key, "--workspace", str(workspace), "--json")
     info = json.loads(shown.stdout)
-    assert info["config"]["cluster"]["min_cluster_size"] >= 5  # the automatic choice
-    assert info["requested_config"]["cluster"]["min_cluster_size"] is None
+    chosen = "k" if info["clustering"]["algorithm"] == "kmeans" else "min_cluster_size"  # the automatic choice
+    assert info["config"]["cluster"][chosen] >= 2 and info["requested_config"]["cluster"][chosen] is None
     assert {"versions", "timings", "metrics", "model", "clusters", "evaluations", "stability"} <= set(info)
     text = cli("runs", "show", seed_1.key, "--workspace", str(workspace)).stdout
-    assert "min_cluster_size=" in text and "(auto)" in text and "versions:" in text and "timings:" in text
+    assert f"{chosen}=" in text and "(auto)" in text and "versions:" in text and "timings:" in text
+    assert f"auto mode: {info['clustering']['auto']['choice']}" in " ".join(text.split())
 
 
 def test_rm_asks_first_then_removes_the_rows_and_the_folder(digits_dir: Path, digits_run: imgcluster.Run,

@@ -172,10 +172,11 @@ class ClusterConfig:
     """How points in the clustering space become clusters."""
 
     method: str = _help(
+        "auto (tries HDBSCAN settings and k-means over a range of k, keeps the answer whose clusters best keep "
+        "each image's nearest neighbours and are separated by gaps; the score table and reason are stored with "
+        "the run), "
         "hdbscan (finds the number of clusters, marks noise; min_cluster_size about 1% of the images unless set), "
-        "auto (HDBSCAN settings chosen by a scored search, the score table and reason stored with the run; "
-        "better than hdbscan from ~1,000 images, unreliable on a few hundred), kmeans (needs k), "
-        "agglomerative, spectral, dbscan or optics.", "hdbscan")
+        "kmeans (needs k), agglomerative, spectral, dbscan or optics.", "auto")
     k: int | None = _help("Number of clusters for kmeans; giving it selects kmeans.", None)
     min_cluster_size: int | None = _help(
         "Smallest group worth naming; unset picks about 1% of the images (at least 5). "

@@ -1,4 +1,4 @@
-"""Auto mode picks HDBSCAN settings itself and stores why."""
+"""Auto mode (the default) picks HDBSCAN settings or k-means' k itself and stores why."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ def test_auto_finds_unequal_groups_without_k_and_explains_the_choice() -> None:
     assert adjusted_rand_score(y, fitted.labels_) > 0.9
     described = fitted.describe()
     assert described["method"] == "auto"
-    assert "highest silhouette" in described["auto"]["reason"]
-    assert len(described["auto"]["table"]) >= 6
-    assert {"min_cluster_size", "min_samples", "cluster_selection_method", "silhouette",
-            "noise_fraction", "n_clusters"} <= set(described["auto"]["table"][0])
+    assert "highest score" in described["auto"]["reason"] and "modularity" in described["auto"]["reason"]
+    assert described["auto"]["reason"].startswith(described["auto"]["choice"])
+    table = described["auto"]["table"]
+    assert {row["algorithm"] for row in table} == {"hdbscan", "kmeans"} and len(table) >= 20
+    assert {"algorithm", "min_cluster_size", "min_samples", "cluster_selection_method", "k", "modularity",
+            "silhouette", "score", "noise_fraction", "n_clusters"} <= set(table[0])
 
 
 def test_auto_on_a_large_set_searches_on_a_sample(monkeypatch) -> None:
@@ -34,8 +36,20 @@ def test_auto_on_a_large_set_searches_on_a_sample(monkeypatch) -> None:
     assert adjusted_rand_score(y, fitted.labels_) > 0.9
 
 
+def test_auto_can_answer_with_k_means_and_files_new_points_with_it() -> None:
+    # Two pairs of nearby blobs: k-means with k=4 scores ~0.1 above every other candidate here.
+    x, y = make_blobs(n_samples=600, centers=[[0, 0], [3, 0], [12, 0], [15, 0]], cluster_std=0.5, random_state=1)
+    fitted = AutoClusterer(seed=0).fit(x)
+    assert (fitted.describe()["algorithm"], fitted.describe()["k"]) == ("kmeans", 4)
+    assert fitted.reason_.startswith("k-means with k=4: highest score")
+    assert adjusted_rand_score(y, fitted.labels_) > 0.95
+    labels, probabilities = fitted.predict(x[:5])
+    assert np.array_equal(labels, fitted.labels_[:5]) and ((0 <= probabilities) & (probabilities <= 1)).all()
+
+
 def test_default_scores_like_kmeans_given_the_true_k(digits_dir, digits_run) -> None:
-    """Quality on real images: with no k, the default matches k-means told the true number of digits."""
+    """Quality on real images: with no k, the default (auto mode) matches k-means told the true
+    number of digits, in the same clustering space."""
     from sklearn.cluster import KMeans
 
     from ..conftest import digit_labels
@@ -49,8 +63,12 @@ def test_default_scores_like_kmeans_given_the_true_k(digits_dir, digits_run) -> 
     kmeans = KMeans(10, random_state=0, n_init="auto").fit_predict(space)
     default_nmi = normalized_mutual_info_score(truth, digits_run.assignments.clusters)
     kmeans_nmi = normalized_mutual_info_score(truth, kmeans)
-    auto = imgcluster.cluster_points(space, imgcluster.ClusterConfig(method="auto"), embeddings=vectors)
-    auto_nmi = normalized_mutual_info_score(truth, auto.labels)
-    print(f"NMI default {default_nmi:.3f}, auto {auto_nmi:.3f}, k-means(k=10) {kmeans_nmi:.3f}")
+    hdbscan = imgcluster.cluster_points(space, imgcluster.ClusterConfig(method="hdbscan"))
+    hdbscan_nmi = normalized_mutual_info_score(truth, hdbscan.labels)
+    auto = digits_run.record.info["clustering"]["auto"]
+    print(f"NMI default (auto: {auto['choice']}) {default_nmi:.3f}, hdbscan {hdbscan_nmi:.3f}, "
+          f"k-means(k=10) {kmeans_nmi:.3f}")
+    assert digits_run.record.config["cluster"]["method"] == "auto"
+    # Measured 0.697 against 0.675 here; over seeds 0-3 auto was 0.681-0.707, k-means 0.664-0.699.
     assert default_nmi >= kmeans_nmi - 0.02
-    assert "embedding space" in auto.params["auto"]["reason"] and auto.params["min_cluster_size"] >= 2
+    assert "embedding space" in auto["reason"]

@@ -45,11 +45,14 @@ def test_a_higher_threshold_attaches_no_more() -> None:
 
 
 def test_attach_in_a_run_is_written_per_image(digits_dir: Path, digits_run: imgcluster.Run, tmp_path: Path) -> None:
-    kept = digits_run
     # A copy of the shared run's workspace: its embeddings are reused, its newest run stays the shared one.
     workspace = tmp_path / "workspace"
     shutil.copytree(digits_run.workspace, workspace)
-    config = imgcluster.RunConfig(cluster=imgcluster.ClusterConfig(noise="attach", attach_threshold=0.3))
+    # HDBSCAN leaves images unclustered; the default (auto) may answer with k-means, which leaves none.
+    kept = imgcluster.cluster(digits_dir / "images", model="efficientnet-lite0", workspace=workspace,
+                              config=imgcluster.RunConfig(cluster=imgcluster.ClusterConfig(method="hdbscan")))
+    config = imgcluster.RunConfig(cluster=imgcluster.ClusterConfig(method="hdbscan", noise="attach",
+                                                                   attach_threshold=0.3))
     run = imgcluster.cluster(digits_dir / "images", model="efficientnet-lite0", config=config, workspace=workspace)
     before = dict(zip(kept.assignments.image_ids.tolist(), kept.assignments.clusters.tolist()))
     after = run.assignments

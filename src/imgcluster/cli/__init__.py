@@ -354,9 +354,8 @@ def _print_run(run: api.Run) -> None:
     console.print(table)
     auto = record.info["clustering"].get("auto")
     if auto:
-        chosen = record.config["cluster"]
-        console.print(f"auto mode chose min_cluster_size={chosen['min_cluster_size']}, "
-                      f"min_samples={chosen['min_samples']}, {chosen['cluster_selection_method']}: {auto['reason']}.")
+        # Runs made before auto could choose k-means have no "choice"; their reason starts with the score.
+        console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
     metrics = record.info["metrics"]
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "

@@ -71,7 +71,7 @@ def runs_show_command(
     console.print(_settings_table(info))
     auto = info.get("clustering", {}).get("auto")
     if auto:
-        console.print(f"auto mode: {auto['reason']} ({len(auto['table'])} settings scored; --json has the table)")
+        console.print(f"auto mode: {auto['reason']} ({len(auto['table'])} candidates scored; --json has the table)")
     metrics = info.get("metrics", {})
     silhouette = metrics.get("silhouette")
     console.print(f"metrics: {metrics.get('n_clusters', info['n_clusters'])} clusters, "
