@@ -5,9 +5,9 @@ and 10% background noise (default N = 150,000, the iFunny article's collection s
 - baseline: the plain umap-learn + hdbscan recipe with the `ifunny` preset's settings
   (UMAP n_neighbors=70, n_epochs=300, min_dist=0.03, n_components=5, random_state=35;
   HDBSCAN min_cluster_size=1000, alpha=2.0, leaf selection, prediction_data=True);
-- imgcluster's default: `imgcluster.fit_clusters` with default settings (UMAP + HDBSCAN fitted on
-  a 25,000-vector sample, the rest filed by the k-NN predictor) — plus the 2-D map, which the
-  baseline does not make.
+- imgcluster's default: `imgcluster.fit_clusters` with default settings (UMAP on a sample, then auto
+  mode: HDBSCAN settings and k-means scored on that sample, the best kept; the rest filed by the
+  k-NN predictor) — plus the 2-D map, which the baseline does not make.
 Each method runs in its own child process so its wall time and peak RSS are its own. Prints both
 times, the speed-up, ARI/NMI against the truth (background noise is one more label), peak RSS, and
 the mean pairwise ARI of the default over several seeds.
