@@ -39,3 +39,33 @@ def test_shards_of_different_widths_are_refused(tmp_path) -> None:
         imgcluster.ShardedVectors.from_folder(tmp_path)
     with pytest.raises(FileNotFoundError, match="No \\*.npy shard files"):
         imgcluster.ShardedVectors.from_folder(tmp_path / "empty")
+
+
+def test_a_view_with_stored_rows_reads_them_in_its_own_order(shards) -> None:
+    paths, x = shards
+    picked = np.random.default_rng(1).permutation(1000)[:700]  # a run's images, in catalogue order
+    vectors = imgcluster.ShardedVectors(paths, stored_rows=picked)
+    assert vectors.shape == (700, 16)
+    assert np.array_equal(np.asarray(vectors), x[picked])
+    assert np.array_equal(vectors[np.array([5, 0, 699])], x[picked[[5, 0, 699]]])
+    assert np.array_equal(vectors[100:200], x[picked[100:200]])
+    with pytest.raises(IndexError, match="outside"):
+        imgcluster.ShardedVectors(paths, stored_rows=np.array([0, 1000]))
+
+
+def test_picking_rows_of_named_shards(shards) -> None:
+    paths, x = shards
+    view = imgcluster.ShardedVectors.picking(paths, np.array([3, 0, 1]), np.array([99, 0, 5]))
+    assert np.array_equal(view[:], x[[999, 0, 305]])
+    with pytest.raises(IndexError, match="beyond the end"):
+        imgcluster.ShardedVectors.picking(paths, np.array([3]), np.array([100]))
+
+
+def test_a_subset_of_a_view_is_still_a_view(shards) -> None:
+    paths, x = shards
+    picked = np.arange(999, -1, -3)
+    view = imgcluster.ShardedVectors(paths, stored_rows=picked)
+    part = view.subset(np.array([0, 2, -1]))
+    assert isinstance(part, imgcluster.ShardedVectors)
+    assert np.array_equal(part[:], x[picked[[0, 2, -1]]])
+    assert np.array_equal(imgcluster.ShardedVectors(paths).subset(np.array([7]))[:], x[[7]])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 import imgcluster
@@ -80,7 +81,7 @@ def test_a_mapped_predictor_files_rows_added_since_its_index_was_written(tmp_pat
     labels = np.repeat([0, 1, 2], 2_500)
     fitted = Predictor().fit(vectors, labels, np.ones(len(labels)), np.zeros((len(labels), 2)), np.arange(len(labels)))
     arrays, index, params = fitted.state()
-    (tmp_path / "index.faiss").write_bytes(index)
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
     mapped = Predictor.from_state(arrays, tmp_path / "index.faiss", params)
 
     new_centre = rng.standard_normal(512).astype(np.float32)

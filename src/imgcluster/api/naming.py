@@ -86,6 +86,7 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
     chosen = {r["cluster"]: Representatives(**r) for r in record.info.get("representatives", [])}
     by_id = {r.id: r for r in images}
     labels = np.asarray(assignments.clusters)
+    means = _cluster_means(vectors, labels) if vectors is not None else {}
     views = []
     for summary in record.info.get("clusters", []):
         cluster = summary["cluster"]
@@ -94,12 +95,24 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
         ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
         members = [by_id[i] for i in dict.fromkeys(ids + summary["representatives"]) if i in by_id]
         thumbs = ws.thumbnails(r.content_hash for r in members if r.content_hash)
-        mean = None if vectors is None else normalise(vectors[labels == cluster].mean(axis=0, keepdims=True))[0]
+        mean = means.get(cluster)
         views.append(ClusterView(cluster, summary["size"], [r.path for r in members],
                                  [r.content_hash or "" for r in members],
                                  [thumbs.get(r.content_hash or "") for r in members], mean))
     return views
 
+
+
+def _cluster_means(vectors: np.ndarray, labels: np.ndarray, batch: int = 20_000) -> dict[int, np.ndarray]:
+    """Each cluster's L2-normalised mean embedding, summed a batch of rows at a time (``vectors``
+    may be a view on the shards that is never read whole)."""
+    ids, dense = np.unique(labels, return_inverse=True)
+    dense = dense.reshape(-1)
+    sums = np.zeros((len(ids), vectors.shape[1]), dtype=np.float64)
+    for start in range(0, len(labels), batch):
+        np.add.at(sums, dense[start:start + batch], np.asarray(vectors[start:start + batch], dtype=np.float64))
+    means = normalise(sums.astype(np.float32))
+    return {int(c): means[i] for i, c in enumerate(ids.tolist()) if c != NOISE}
 
 
 def name_clusters(key: str | None = None, *, namer: str | None = None, config: NameConfig | None = None,

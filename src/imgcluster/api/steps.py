@@ -28,6 +28,7 @@ from ..runs import ClusterSummary
 from ..scan import ScanResult
 from ..scan import scan as scan_folder
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace, default_workspace
+from ..store.shards import ShardedVectors
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,22 @@ StageProgress = Callable[[str, int, int], None]
 _SHARED_KNN_FROM = 4096
 # Rows filed per predictor call beyond a sampled fit: 10,000 x 512 float32 is 20 MB read at a time.
 _FILE_BATCH = 10_000
+# Up to this many images a run's embeddings are read into memory (200 MB at 512-d); beyond, every
+# stage reads them from the shards as it goes, so a million images fit in a few GiB.
+IN_MEMORY_UP_TO = 100_000
 
 
 # -- results --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Embeddings:
-    """L2-normalised vectors (n, d) aligned with ``images``, and the model that made them."""
+    """L2-normalised vectors (n, d) aligned with ``images``, and the model that made them.
+
+    Above ``IN_MEMORY_UP_TO`` images ``vectors`` is a ``ShardedVectors`` view on the workspace's
+    shards (index it, or ``np.asarray`` it to read everything) rather than an array."""
 
     images: list[ImageRecord]
-    vectors: np.ndarray
+    vectors: np.ndarray | ShardedVectors
     model: dict[str, Any]
     report: EmbedReport
 
@@ -126,8 +133,12 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     embedder = _load_embedder(config)
     embed_report = embed_records(records, embedder, workspace, config, progress)
     usable = [r for r in records if r.content_hash not in embed_report.undecodable]
-    vectors = workspace.load_embeddings(embedder.model_id, [r.content_hash for r in usable])  # type: ignore[misc]
-    return Embeddings(usable, vectors.reshape(len(usable), embedder.dim), embedder.describe(), embed_report)
+    hashes = [r.content_hash or "" for r in usable]
+    if len(usable) > IN_MEMORY_UP_TO:
+        vectors: np.ndarray | ShardedVectors = workspace.embeddings_view(embedder.model_id, hashes)
+    else:
+        vectors = workspace.load_embeddings(embedder.model_id, hashes).reshape(len(usable), embedder.dim)
+    return Embeddings(usable, vectors, embedder.describe(), embed_report)
 
 
 def _load_embedder(config: EmbedConfig) -> Embedder:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import NOISE
+from ..store.shards import ShardedVectors
 from .predictor import Predictor
 
 _CHUNK = 10_000
@@ -41,8 +42,10 @@ def attach_noise(vectors: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     if len(noise) == 0 or len(clustered) == 0:
         return Attachment(labels, probabilities, attached)
     # Noise lies in sparse regions by definition, so only the lenient half-the-median bar applies.
+    # A view on the shards stays a view (rows read as the index is built), an array is indexed.
+    members = vectors.subset(clustered) if isinstance(vectors, ShardedVectors) else vectors[clustered]
     predictor = Predictor(outlier_quantile=None, seed=seed).fit(
-        vectors[clustered], labels[clustered], probabilities[clustered], np.zeros((len(clustered), 2)), clustered)
+        members, labels[clustered], probabilities[clustered], np.zeros((len(clustered), 2)), clustered)
     for start in range(0, len(noise), _CHUNK):
         rows = noise[start:start + _CHUNK]
         vote = predictor.predict(vectors[rows])

@@ -25,12 +25,16 @@ class ShardedVectors:
     ``vectors[rows]`` (int array in any order, bool mask, slice or int) reads only those rows. A
     shard is memory-mapped only while it is being read, so the pages read are not kept in the
     process's resident memory. ``np.asarray(vectors)`` reads everything, and logs that it does.
+
+    ``stored_rows`` (optional, one int per row of the view) picks and orders the rows: row ``i`` of
+    the view is row ``stored_rows[i]`` of the shards stacked in the order given. The workspace
+    uses it to hand out a run's images in catalogue order from shards written in embedding order.
     """
 
     dtype = np.dtype(np.float32)
     ndim = 2
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]):
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], stored_rows: np.ndarray | None = None):
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("ShardedVectors needs at least one shard file.")
@@ -46,7 +50,12 @@ class ShardedVectors:
         if len(widths) > 1:
             raise ValueError(f"The shards have rows of different widths {sorted(widths)}; they must share one d.")
         self.offsets_ = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-        self.shape = (int(self.offsets_[-1]), widths.pop())
+        self.stored_rows_ = None if stored_rows is None else np.asarray(stored_rows, dtype=np.int64)
+        if self.stored_rows_ is not None and len(self.stored_rows_) and (
+                self.stored_rows_.min() < 0 or self.stored_rows_.max() >= self.offsets_[-1]):
+            raise IndexError(f"stored_rows points outside the {self.offsets_[-1]} rows of the shards")
+        n = int(self.offsets_[-1]) if self.stored_rows_ is None else len(self.stored_rows_)
+        self.shape = (n, widths.pop())
         self.stored_dtype = ", ".join(sorted(stored))
 
     @classmethod
@@ -56,6 +65,30 @@ class ShardedVectors:
         if not paths:
             raise FileNotFoundError(f"No {pattern} shard files in {folder}.")
         return cls(paths)
+
+    @classmethod
+    def picking(cls, paths: Sequence[str | os.PathLike[str]], shard: np.ndarray,
+                row_in_shard: np.ndarray) -> "ShardedVectors":
+        """A view whose row ``i`` is row ``row_in_shard[i]`` of shard file ``paths[shard[i]]``."""
+        view = cls(paths)
+        stacked = view.offsets_[np.asarray(shard, dtype=np.int64)] + np.asarray(row_in_shard, dtype=np.int64)
+        if len(stacked) and (stacked.max() >= view.offsets_[-1] or
+                             (np.asarray(row_in_shard) >= np.diff(view.offsets_)[shard]).any()):
+            raise IndexError("a row asked for is beyond the end of its shard")
+        return cls._with_rows(view, stacked)
+
+    def subset(self, rows: np.ndarray) -> "ShardedVectors":
+        """A view of only ``rows`` (in that order), still read from the shards when indexed."""
+        rows = np.arange(len(self))[rows]  # bounds and negative rows checked as numpy does
+        stacked = rows if self.stored_rows_ is None else self.stored_rows_[rows]
+        return self._with_rows(self, stacked.astype(np.int64))
+
+    @classmethod
+    def _with_rows(cls, view: "ShardedVectors", stacked: np.ndarray) -> "ShardedVectors":
+        picked = object.__new__(cls)
+        picked.__dict__.update(view.__dict__)
+        picked.stored_rows_, picked.shape = stacked, (len(stacked), view.shape[1])
+        return picked
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -97,12 +130,18 @@ class ShardedVectors:
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        if self.stored_rows_ is not None:
+            rows = self.stored_rows_[rows]
         shard_of = np.searchsorted(self.offsets_, rows, side="right") - 1
-        for shard in np.unique(shard_of):
-            mine = np.flatnonzero(shard_of == shard)
+        # Grouped by shard through one sort: a workspace can hold tens of thousands of small shards.
+        order = np.argsort(shard_of, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(shard_of[order]) != 0]) if len(rows) else np.zeros(0, int)
+        for begin, end in zip(starts, np.r_[starts[1:], len(rows)].astype(int)):
+            mine = order[begin:end]
+            shard = shard_of[mine[0]]
             local = rows[mine] - self.offsets_[shard]
             data = _open(self.paths[shard])
-            if len(local) and local[-1] - local[0] + 1 == len(local) and (np.diff(local) == 1).all():
+            if local[-1] - local[0] + 1 == len(local) and (np.diff(local) == 1).all():
                 out[mine] = data[local[0]:local[-1] + 1]  # a run of rows: one sequential read
             else:
                 out[mine] = data[local]

@@ -5,7 +5,8 @@ Layout::
     WORKSPACE/
       catalogue.db            SQLite (WAL): images, embeddings index, thumbnails, runs, assignments,
                               evaluations, stability measurements
-      vectors/<model>/        float32 .npy shards, one per committed batch
+      vectors/<model>/        float16 .npy shards, one per committed batch (older workspaces also
+                              hold float32 ones; both are read, as float32)
       runs/<key>/             clusters.csv, clusters.parquet, report.html, run.json, consensus.csv
       cache/<kind>/           derived arrays worth keeping (text embeddings of a naming vocabulary)
       index/<model>/          a vector index of the model's embeddings (see derived.py)
@@ -37,9 +38,13 @@ from ..errors import RunNotFound, WorkspaceBusy
 from .derived import DerivedData
 from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
+from .shards import ShardedVectors
 
 WORKSPACE_DIRNAME = ".imgcluster"
 ASSIGNMENTS_FILE = "assignments.npz"  # in runs/<key>/, since schema version 7
+# Embeddings are L2-normalised, so float16 keeps cosine similarities to ~1e-4 while halving the
+# shards and every read of them (a million 512-d vectors: 1 GB on disk instead of 2).
+VECTOR_DTYPE = np.float16
 
 _IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
                   "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
@@ -58,6 +63,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_index(path: Path, index: Any) -> None:
+    """``faiss.write_index`` into a temporary file renamed into place: never a half-written index."""
+    import faiss
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -273,7 +296,7 @@ class Workspace(DerivedData):
             if vectors.shape[0] != len(hashes):
                 raise ValueError(f"{len(hashes)} hashes but {vectors.shape[0]} vectors")
             shard_name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}.npy"
-            buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
+            buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE))
             _atomic_write(self.path / "vectors" / _model_dirname(model_id) / shard_name, buffer)
         with self._db:
             if shard_name is not None:
@@ -289,28 +312,37 @@ class Workspace(DerivedData):
 
     def load_embeddings(self, model_id: str, hashes: Sequence[str]) -> np.ndarray:
         """Embeddings (len(hashes), d) float32 in the order of ``hashes``; all must be present."""
-        index: dict[str, tuple[str, int]] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
-            rows = self._db.execute(
+        if not len(hashes):
+            return np.empty((0, 0), dtype=np.float32)
+        return self.embeddings_view(model_id, hashes)[:]
+
+    def embeddings_view(self, model_id: str, hashes: Sequence[str]) -> ShardedVectors:
+        """The embeddings of ``hashes`` (in that order; all must be present) as a view on the shard
+        files that reads rows only when asked: a million images' vectors never need to be in memory
+        at once. ``np.asarray(view)`` or ``view[:]`` reads them all."""
+        if not len(hashes):
+            raise KeyError("no images asked for")
+        shard_names: dict[str, int] = {}
+        shard_of = np.empty(len(hashes), dtype=np.int64)
+        row_of = np.empty(len(hashes), dtype=np.int64)
+        missing = 0
+        for start in range(0, len(hashes), 900):  # one query per 900 hashes; memory stays per chunk
+            chunk = list(hashes[start:start + 900])
+            unique = list(dict.fromkeys(chunk))
+            found = {r[0]: (r[1], r[2]) for r in self._db.execute(
                 f"SELECT content_hash, shard, row FROM embeddings WHERE model_id=? "
-                f"AND content_hash IN ({','.join('?' * len(chunk))})", (model_id, *chunk))
-            index.update({r[0]: (r[1], r[2]) for r in rows})
-        missing = [h for h in hashes if h not in index]
+                f"AND content_hash IN ({','.join('?' * len(unique))})", (model_id, *unique))}
+            for offset, h in enumerate(chunk):
+                if h not in found:
+                    missing += 1
+                    continue
+                shard, row = found[h]
+                shard_of[start + offset] = shard_names.setdefault(shard, len(shard_names))
+                row_of[start + offset] = row
         if missing:
-            raise KeyError(f"{len(missing)} images have no {model_id} embedding yet; run embedding first.")
-        by_shard: dict[str, list[tuple[int, int]]] = {}
-        for position, h in enumerate(hashes):
-            shard, row = index[h]
-            by_shard.setdefault(shard, []).append((position, row))
+            raise KeyError(f"{missing} images have no {model_id} embedding yet; run embedding first.")
         folder = self.path / "vectors" / _model_dirname(model_id)
-        out: np.ndarray | None = None
-        for shard, pairs in by_shard.items():
-            data = np.load(folder / shard, mmap_mode="r", allow_pickle=False)
-            if out is None:
-                out = np.empty((len(hashes), data.shape[1]), dtype=np.float32)
-            positions, rows = zip(*pairs)
-            out[list(positions)] = data[list(rows)]
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+        return ShardedVectors.picking([folder / name for name in shard_names], shard_of, row_of)
 
     def embedding_rows(self, model_id: str) -> list[tuple[str, str, int]]:
         """Every (content hash, shard file name, row) stored for ``model_id``."""
@@ -381,9 +413,10 @@ class Workspace(DerivedData):
             written.append(self.write_run_file(key, name, buffer.getvalue().to_pybytes()))
         return written
 
-    def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: bytes | None,
+    def write_predictor(self, key: str, arrays: dict[str, np.ndarray], index: Any,
                         params: dict[str, Any], *, index_from: str | None = None) -> Path:
-        """Persist a run's predictor: plain arrays (npz), the faiss index bytes and its parameters.
+        """Persist a run's predictor: plain arrays (npz), the faiss index (an index, streamed to its
+        file, or its bytes) and its parameters.
 
         A run derived from another (``index_from``) may share that run's index file instead of
         writing ``index``: it is hard-linked (copied where links fail), so deleting either run
@@ -396,9 +429,11 @@ class Workspace(DerivedData):
         _atomic_write(folder / "arrays.npz", buffer.getvalue())
         if index_from is not None:
             _link_or_copy(self.run_dir(index_from) / "predictor" / "index.faiss", folder / "index.faiss")
+        elif isinstance(index, (bytes, bytearray, memoryview)):
+            _atomic_write(folder / "index.faiss", bytes(index))
         else:
-            assert index is not None, "give the index bytes or the run whose index to share"
-            _atomic_write(folder / "index.faiss", index)
+            assert index is not None, "give the index or the run whose index to share"
+            _atomic_write_index(folder / "index.faiss", index)
         _atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=_json_default).encode())
         return folder
 
