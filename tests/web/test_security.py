@@ -107,10 +107,10 @@ def test_uploads_are_size_limited_and_checked_by_content(small_run: imgcluster.R
 
 
 def _files(run: imgcluster.Run) -> dict[Path, int]:
-    """Every file under the images' folder (the workspace included) and when it last changed; the
-    server's own view cache and SQLite's shared-memory files change on reads and are left out."""
+    """Every file under the images' folder (the workspace included) and when it last changed;
+    SQLite's shared-memory files change on reads and are left out."""
     return {p: p.stat().st_mtime_ns for p in Path(run.record.root).rglob("*")
-            if p.is_file() and "web-runs" not in p.parts and not p.name.endswith(("-shm", "-wal"))}
+            if p.is_file() and not p.name.endswith(("-shm", "-wal"))}
 
 
 def test_a_file_that_now_leads_outside_the_scanned_folder_is_not_served(small_run: imgcluster.Run,

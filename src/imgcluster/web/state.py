@@ -17,11 +17,10 @@ import numpy as np
 from ..api import RunPredictor, load_predictor
 from ..cluster import NOISE
 from ..store import RunRecord, Workspace
-from ..store.browse import ASSIGNMENT_COLUMNS, assignment_arrays, assignment_how
+from ..store.browse import assignment_arrays, assignment_how
 from .atlas import PER_SHEET, tile_order
 
 T = TypeVar("T")
-VIEW_CACHE = "web-runs"  # WORKSPACE/cache/web-runs/<run key>-<created_at>.npy
 
 
 @dataclass
@@ -100,17 +99,12 @@ class Explorer:
             return ws.run(key or None)
 
     def view(self, key: str | None) -> RunView:
-        """A run's arrays, read once per server and kept beside the run in the workspace's cache: a
-        run never changes, and at 1M images the cache loads in milliseconds instead of seconds."""
+        """A run's arrays, read once per server (a run never changes; its assignments file of
+        columns loads in milliseconds even at 1M images)."""
         record = self.record(key)
         with self._lock:
             if record.key not in self._views:
-                # created_at in the name: a deleted run's key may be given to a new run.
-                cache_key = f"{record.key}-{record.created_at:.6f}"
-                table = self._ws.cached_array(VIEW_CACHE, cache_key)
-                if table is None or table.dtype != ASSIGNMENT_COLUMNS:
-                    table = assignment_arrays(self._ws, record.key)
-                    self._ws.save_cached_array(VIEW_CACHE, cache_key, table)
+                table = assignment_arrays(self._ws, record.key)
                 self._views[record.key] = RunView(record, table["image_id"], table["cluster"],
                                                   table["membership_probability"], table["x"], table["y"])
             return self._views[record.key]
