@@ -72,3 +72,7 @@ __all__ += ["merge_clusters", "move_images"]
 from .config import RayConfig  # noqa: E402
 
 __all__ += ["RayConfig"]
+from .errors import WorkerDied  # noqa: E402
+from .store.vector_export import ExportedVectors, read_exported_shards  # noqa: E402
+
+__all__ += ["ExportedVectors", "WorkerDied", "read_exported_shards"]

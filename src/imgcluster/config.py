@@ -130,10 +130,16 @@ class RayConfig:
     workers: int | None = _help(
         "Ray workers, each holding one copy of the model (one GPU each when the cluster has GPUs); unset: one per "
         "GPU, else one per CPU core.", None)
+    retries: int = _help(
+        "Times a batch of images is run again after the Ray worker embedding it died (a crash, out of memory, a "
+        "node lost); the worker is restarted each time. Past this the command stops with an error, keeping what "
+        "it wrote. 0-10.", 3)
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1; got {self.workers}. Leave it unset for one per core.")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be at least 0; got {self.retries}.")
 
 
 @dataclass(frozen=True)

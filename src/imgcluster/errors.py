@@ -6,6 +6,7 @@
     ├── ModelUnavailable            model weights are not on this machine (and could not be fetched)
     ├── NoImages                    a folder holds no image imgcluster could use
     ├── RunNotFound (KeyError)      no run with that key in the workspace
+    ├── WorkerDied                  a batch killed its Ray worker more times than RayConfig.retries allows
     └── WorkspaceBusy               another imgcluster process is writing this workspace
 
 A bad image is never an exception: it becomes a skip row with its reason (see `scan`).
@@ -39,6 +40,10 @@ class RunNotFound(ImgclusterError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class WorkerDied(ImgclusterError):
+    """A batch of images killed its Ray worker more times than ``RayConfig.retries`` allows."""
 
 
 class WorkspaceBusy(ImgclusterError):

@@ -1,6 +1,7 @@
 """Embedding on Ray (`imgcluster embed --engine ray`): the vectors one process makes, bad files skipped
 with the same reasons, a killed worker does not stop the job, an interrupted command resumes with only
-the rest. One local Ray (2 CPUs) serves the module: starting it takes ~15 s on 2 cores."""
+the rest, the vectors exported as Parquet shards, a batch that kills its worker every time stops the
+command after the retries. One local Ray (2 CPUs) serves the module: starting it takes ~15 s on 2 cores."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw
 import imgcluster
 from imgcluster.config import RayConfig
 
-from ..conftest import jpeg_bytes, photo
+from ..conftest import jpeg_bytes, photo, write_photos
 
 MODEL = "efficientnet-lite0"
 N_IMAGES = 200
@@ -160,6 +161,58 @@ def test_an_interrupted_run_resumes_with_only_the_rest_even_when_a_worker_is_kil
     assert (resumed.n_cached, resumed.n_embedded) == (kept, N_IMAGES - kept)
     assert skip_reasons(resumed.skipped) == reference["skipped"]
     assert_same_vectors(workspace, reference)
+
+
+def test_ray_embedding_exports_the_workspace_vectors_as_parquet_shards(images, ray_address, tmp_path):
+    url = f"memory://ray-export-{tmp_path.name}/vectors"
+    done = imgcluster.embed_folder(images, config=imgcluster.EmbedConfig(model=MODEL, commit_every=64),
+                                   workspace=tmp_path / "ws", engine="ray", ray_config=RayConfig(workers=2),
+                                   shards_to=url)
+    assert done.export["rows_written"] == N_IMAGES and done.export["shards_written"] >= 2
+    exported = imgcluster.read_exported_shards(url)
+    stored = stored_vectors(tmp_path / "ws", done.model["model_id"])
+    assert sorted(exported.content_hashes) == sorted(stored) and exported.model_id == done.model["model_id"]
+    for content_hash, vector in zip(exported.content_hashes, exported.vectors):
+        assert np.array_equal(vector, stored[content_hash])
+    assert {Path(p).name for p in exported.paths} == {f"image-{i:03d}.png" for i in range(N_IMAGES)}
+
+
+# Runs in every Python process of the job that imports it (PYTHONPATH): a Ray worker that opens a file named
+# crash-the-worker dies at once, as a decoder crash or the kernel's OOM killer would kill it, and says so first.
+CRASHING_DECODER = """
+import os, sys
+if any("default_worker" in arg for arg in sys.argv):
+    import PIL.Image
+    _open = PIL.Image.open
+    def _crashing_open(fp, *args, **kwargs):
+        if "crash-the-worker" in str(fp):
+            with open(os.environ["CRASH_LOG"], "a") as log:
+                log.write(f"{os.getpid()}\\n")
+            os._exit(1)
+        return _open(fp, *args, **kwargs)
+    PIL.Image.open = _crashing_open
+"""
+
+
+def test_a_batch_that_kills_its_worker_every_time_stops_the_command_after_the_retries(ray_address, tmp_path):
+    folder = tmp_path / "images"
+    write_photos(folder, 3)
+    photo(99).save(folder / "crash-the-worker.jpg")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASHING_DECODER)
+    crashes = tmp_path / "crashes.log"
+    # The job's workers get the hook through the job config Ray reads at ray.init (as `ray job submit` passes it).
+    job = {"runtime_env": {"env_vars": {"PYTHONPATH": str(hook), "CRASH_LOG": str(crashes)}}}
+    result = subprocess.run(
+        [sys.executable, "-m", "imgcluster.cli", "embed", str(folder), "--workspace", str(tmp_path / "ws"),
+         "--model", MODEL, "--engine", "ray", "--address", ray_address, "--workers", "1", "--retries", "1"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(job)))
+    assert result.returncode == 2, result.stderr
+    assert len(crashes.read_text().split()) == 2  # the first attempt and one retry, then no more
+    # Ray Data logs its own error first; the command's last word is one line that says what to do.
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: A Ray worker died 2 times on the same batch") and "--retries" in last
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch, images, tmp_path):

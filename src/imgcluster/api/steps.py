@@ -29,6 +29,7 @@ from ..scan import ScanResult
 from ..scan import scan as scan_folder
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace, default_workspace
 from ..store.shards import ShardedVectors
+from ..store.vector_export import ShardExport
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ def _reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
 class EmbedSummary:
     """What :func:`embed_folder` did: the model, how many images were embedded now or found in the
     cache, the files skipped (with reasons), the time the embedding took, and where it ran
-    (``engine``: ``{"name": "local"}``, or Ray's address, workers and devices)."""
+    (``engine``: ``{"name": "local"}``, or Ray's address, workers and devices); with ``shards_to``,
+    ``export`` says where the Parquet shards are and what this call added (url, shards, rows,
+    shards_written, rows_written)."""
 
     root: str
     workspace: Path
@@ -174,6 +177,7 @@ class EmbedSummary:
     skipped: list[ImageRecord]
     seconds: float
     engine: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
+    export: dict[str, Any] | None = None
 
 
 ENGINES = ("local", "ray")
@@ -182,16 +186,19 @@ ENGINES = ("local", "ray")
 def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedConfig(),
                  scan_config: ScanConfig = ScanConfig(), workspace: str | os.PathLike[str] | None = None,
                  progress: StageProgress | None = None, engine: str = "local",
-                 ray_config: RayConfig = RayConfig()) -> EmbedSummary:
+                 ray_config: RayConfig = RayConfig(), shards_to: str | None = None) -> EmbedSummary:
     """Scan and embed the images under ``path`` without clustering (the ``imgcluster embed`` step).
 
     Embeddings are cached by content in the workspace, so a later ``cluster`` with the same model
     starts from them, and an interrupted call resumes where it stopped. ``engine="ray"`` embeds on
     Ray workers (``ray_config``; ``pip install 'imgcluster[ray]'``) while this process writes the workspace.
+    ``shards_to`` (a folder or fsspec URL) also receives the embeddings as Parquet shards, resumably
+    (see ``imgcluster.store.vector_export``); read them with ``read_exported_shards``.
     """
     check_name(config.model)
     if engine not in ENGINES:
         raise UnknownName(f"No engine called {engine!r}. Choose one of: {', '.join(ENGINES)}.")
+    export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
     stage = _stage_progress(progress)
     if engine == "ray":
         from ..embed.ray_engine import embed_records_on_ray, import_ray  # an optional extra: only when asked
@@ -200,16 +207,17 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
         if engine == "ray":
             # This process only needs the model's id and description; the workers load it on their devices.
             embedder = _load_embedder(dataclasses.replace(config, device="cpu"))
-            on_ray = embed_records_on_ray(found.images, embedder, ws, config, ray_config, stage("embed"))
+            on_ray = embed_records_on_ray(found.images, embedder, ws, config, ray_config, stage("embed"), export)
             report = on_ray.report
             model = dict(embedder.describe(), device=", ".join(on_ray.devices) or None)
             where = {"name": "ray", "address": on_ray.address, "workers": on_ray.workers}
         else:
             embedder = _load_embedder(config)
-            report = embed_records(found.images, embedder, ws, config, stage("embed"))
+            report = embed_records(found.images, embedder, ws, config, stage("embed"), export=export)
             model, where = embedder.describe(), {"name": "local"}
         return EmbedSummary(found.root, ws.path, model, report.n_requested, report.n_embedded,
-                            report.n_cached, _skipped_now(ws, found), report.seconds, where)
+                            report.n_cached, _skipped_now(ws, found), report.seconds, where,
+                            export.summary() if export is not None else None)
 
 
 @contextlib.contextmanager

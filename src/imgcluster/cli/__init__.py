@@ -114,6 +114,12 @@ def embed_command(
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers embed, each with its own "
                                              "copy of the model; pip install 'imgcluster\\[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + _help(RayConfig, "address"))] = None,
+    retries: Annotated[int, typer.Option(help="With --engine ray: " + _help(RayConfig, "retries"))] = 3,
+    shards_to: Annotated[Optional[str], typer.Option(
+        "--shards-to", metavar="URL",
+        help="Also write the embeddings as Parquet shards (content_hash, path, vector as float32) to this folder "
+             "or fsspec URL (file://, s3://, gs://, memory://…), one shard per committed batch; a re-run writes "
+             "only what is missing. The workspace stays the source of truth.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
@@ -121,13 +127,13 @@ def embed_command(
     threads = {"workers": workers} if workers is not None and not on_ray else {}
     config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device,
                          commit_every=commit_every, **threads)
-    ray_config = RayConfig(address=address, workers=workers if on_ray else None)
+    ray_config = RayConfig(address=address, workers=workers if on_ray else None, retries=retries)
     with _progress(enabled=not as_json) as on_progress:
         done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress, engine=engine,
-                                ray_config=ray_config)
+                                ray_config=ray_config, shards_to=shards_to)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
                "model_id": done.model["model_id"], "pooling": done.model.get("pooling"), "images": done.n_images, "embedded_now": done.n_embedded,
-               "cached": done.n_cached, "seconds": round(done.seconds, 2), "engine": done.engine,
+               "cached": done.n_cached, "seconds": round(done.seconds, 2), "engine": done.engine, "export": done.export,
                "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in done.skipped]}
     if as_json:
         console.print_json(json.dumps(summary))
@@ -137,6 +143,10 @@ def embed_command(
     console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}{where}, {done.n_cached:,} "
                   f"already cached, with {done.model['name']} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
                   f"Workspace: {done.workspace}", soft_wrap=True)
+    if done.export is not None:
+        console.print(f"Shards: {done.export['rows_written']:,} embeddings in {done.export['shards_written']:,} new "
+                      f"shards; {done.export['rows']:,} in {done.export['shards']:,} shards at {done.export['url']}",
+                      soft_wrap=True, markup=False)
 
 
 @app.command("report")

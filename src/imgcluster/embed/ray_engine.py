@@ -5,9 +5,10 @@ actor loads the model once (one per GPU, else one per CPU core) and decodes, pre
 with the single-process runner's own code (``prepare_image``, ``Embedder.embed``, ``normalise``), so
 the vectors are the same. Vectors, thumbnails and decode failures come back to this process, the only
 one that opens the workspace, which writes them as they arrive (``PendingCommit``, as in one process):
-a worker killed mid-run has its batch retried on a restarted actor, and an interrupted command resumes
-where it stopped. Workers never touch the workspace, so on a cluster they need the image files (a
-shared file system) and imgcluster installed, not the workspace.
+a worker killed mid-run has its batch retried on a restarted actor (``RayConfig.retries`` times, then
+the command stops with ``WorkerDied``), and an interrupted command resumes where it stopped. Workers
+never touch the workspace, so on a cluster they need the image files (a shared file system) and
+imgcluster installed, not the workspace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..config import EmbedConfig, RayConfig
-from ..errors import ConfigError, ModelUnavailable
+from ..errors import ConfigError, ModelUnavailable, WorkerDied
 from ..store import ImageRecord, Workspace
+from ..store.vector_export import ShardExport
 from .base import Embedder
-from .runner import EmbedReport, PendingCommit, Prepared, normalise, plan_work, prepare_image
+from .runner import EmbedReport, PendingCommit, Prepared, content_paths, normalise, plan_work, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,9 @@ Progress = Callable[[int, int], None]
 INSTALL_HINT = "pip install 'imgcluster[ray]'"
 # Images per Ray task (one block of rows), the work a dead worker's retry repeats: under a second of
 # efficientnet-lite0 on one CPU core, so per-task overhead (a few ms) stays small and a kill costs little.
-# A dead worker's actor is restarted and its tasks retried, without limit: Ray Data's defaults
-# (max_restarts=-1, max_task_retries=-1); map_batches changes them only through ``ray_remote_args``,
-# deprecated as of Ray 2.60.
+# A dead worker's actor is restarted without limit (Ray Data's max_restarts=-1: sporadic deaths over a long
+# run are survived), but a task is retried only ``RayConfig.retries`` times (Ray Data's default,
+# max_task_retries=-1, retries a batch that kills its worker every time until Ctrl-C).
 ROWS_PER_TASK = 32
 GPU_ROWS_PER_TASK = 256  # a GPU worker's forward batch (see the families' batch_size)
 
@@ -66,17 +69,20 @@ def import_ray() -> ModuleType:
 
 def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
                          config: EmbedConfig = EmbedConfig(), ray_config: RayConfig = RayConfig(),
-                         progress: Progress | None = None) -> RayEmbedding:
+                         progress: Progress | None = None, export: ShardExport | None = None) -> RayEmbedding:
     """Make sure every record's content has an embedding from ``embedder``'s model in ``workspace``,
     computed by Ray workers that each load the model themselves.
 
     ``embedder`` is this process's copy, used for the model's id, size and description only (load it
     on the CPU). Ray is started locally when ``ray_config.address`` is unset and no Ray session is open;
-    an open session (a notebook's, the tests') is used as it is and left running.
+    an open session (a notebook's, the tests') is used as it is and left running. With ``export``, this
+    process also writes each committed batch there as a Parquet shard (see ``store.vector_export``).
     """
     ray = import_ray()
     started = time.perf_counter()
     work = plan_work(records, embedder, workspace)
+    if export is not None:
+        export.open(embedder.model_id, embedder.dim, content_paths(records))
     done = work.total - len(work.todo)
     if progress:
         progress(done, work.total)
@@ -91,17 +97,20 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
             log.info("embedding %d images on Ray with %d workers (%s each), %d images a task", len(rows), workers,
                      remote, per_task)
             dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_task)))
-            dataset = dataset.map_batches(
-                EmbedWorker, batch_size=None, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                fn_constructor_kwargs={"model": embedder.name, "model_id": embedder.model_id,
-                                       "device": config.device, "pooling": config.pooling,
-                                       "batch_size": config.batch_size, "threads": config.workers},
-                **remote)
-            pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
+            with warnings.catch_warnings():
+                # Ray 2.60 deprecates **ray_remote_args but names no other way to set max_task_retries.
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+                dataset = dataset.map_batches(
+                    EmbedWorker, batch_size=None, batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    fn_constructor_kwargs={"model": embedder.name, "model_id": embedder.model_id,
+                                           "device": config.device, "pooling": config.pooling,
+                                           "batch_size": config.batch_size, "threads": config.workers},
+                    **remote, **{"max_restarts": -1, "max_task_retries": ray_config.retries})
+            pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every, export)
             batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
             try:
-                for batch in batches:
+                for batch in _reporting_deaths(ray, batches, ray_config.retries, per_task):
                     good, vectors, failed = _unpack(batch)
                     pending.add(good, vectors, failed)
                     undecodable.update(failed)
@@ -111,12 +120,17 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
                         pending.commit()
                     if progress:
                         progress(done, work.total)
+            except WorkerDied:
+                pending.commit()  # what came back before the batch that kept killing workers is kept
+                raise
             finally:
                 # Stops the executor and its actors when the loop ends early (an error, Ctrl-C).
                 close = getattr(batches, "close", None)
                 if close is not None:
                     close()
             pending.commit()
+    if export is not None:
+        export.fill(workspace)
     report = EmbedReport(embedder.model_id, work.total, len(work.todo) - len(undecodable),
                          work.total - len(work.todo), undecodable, time.perf_counter() - started)
     return RayEmbedding(report, ray_config.address, workers, sorted(devices))
@@ -157,6 +171,25 @@ class EmbedWorker:
                 "thumbnail_width": np.array([t[1] for t in thumbs], dtype=np.int32),
                 "thumbnail_height": np.array([t[2] for t in thumbs], dtype=np.int32),
                 "device": np.full(len(prepared), str(getattr(embedder, "device", "cpu")), dtype=object)}
+
+
+def _reporting_deaths(ray: ModuleType, batches: Iterator[dict[str, np.ndarray]], retries: int,
+                      per_task: int) -> Iterator[dict[str, np.ndarray]]:
+    """``batches``, turning Ray's error for a task whose worker died past its retries into ``WorkerDied``."""
+    try:
+        yield from batches
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, ray.exceptions.RayActorError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        # Ray's own message (logged above by Ray Data) names the actor, not the images: a task is a block of rows.
+        raise WorkerDied(
+            f"A Ray worker died {retries + 1} times on the same batch of up to {per_task} images "
+            f"({type(cause).__name__}). A file in it may crash the decoder or exhaust the worker's memory. What "
+            "was embedded before is saved; run the command again to retry the rest, with --retries to allow more "
+            "attempts, or --engine local to embed the rest in one process.") from error
 
 
 def _row(content_hash: str, path: str, workspace: Workspace, frame: bool, thumbnail: bool) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 from ..config import EmbedConfig
 from ..scan import load_rgb, make_thumbnail
 from ..store import ImageRecord, Workspace
+from ..store.vector_export import ShardExport
 from .base import Embedder
 from .gpu_decode import GpuJpegDecoder, JpegHeader, gpu_decoder_for, read_jpeg_header
 
@@ -83,6 +84,15 @@ def plan_work(records: Sequence[ImageRecord], embedder: Embedder, workspace: Wor
     return Work(todo, frames, workspace.thumbnail_hashes(h for h, _ in todo), len(path_of))
 
 
+def content_paths(records: Sequence[ImageRecord]) -> dict[str, str]:
+    """Content hash → the path of the first record holding it (what a shard export writes beside the vector)."""
+    paths: dict[str, str] = {}
+    for record in records:
+        if record.content_hash is not None:
+            paths.setdefault(record.content_hash, record.path)
+    return paths
+
+
 def prepare_image(embedder: Embedder, content_hash: str, source: str | bytes | None, thumbnail: bool) -> Prepared:
     """Decode ``source`` (a path, or a key-frame's JPEG bytes) and preprocess it for ``embedder``;
     a decoder failure becomes the reason, never an exception."""
@@ -111,15 +121,19 @@ def read_for_device(embedder: Embedder, content_hash: str, source: str | bytes |
 
 def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace: Workspace,
                   config: EmbedConfig = EmbedConfig(), progress: Progress | None = None,
-                  device_decoder: GpuJpegDecoder | None = None) -> EmbedReport:
+                  device_decoder: GpuJpegDecoder | None = None, export: ShardExport | None = None) -> EmbedReport:
     """Make sure every record's content has an embedding from ``embedder`` in ``workspace``.
 
     On CUDA with a working torchvision, JPEGs are decoded on the GPU (``gpu_decode``); a
-    ``device_decoder`` given here is used instead of looking for one."""
+    ``device_decoder`` given here is used instead of looking for one. With ``export``, every committed
+    batch is also written there as a Parquet shard, and the records' embeddings cached before are
+    exported at the end (see ``store.vector_export``)."""
     started = time.perf_counter()
     decoder = device_decoder if device_decoder is not None else gpu_decoder_for(embedder)
     work = plan_work(records, embedder, workspace)
     todo, frames, have_thumbs, total = work.todo, work.frames, work.have_thumbnails, work.total
+    if export is not None:
+        export.open(embedder.model_id, embedder.dim, content_paths(records))
     done = total - len(todo)
     if progress:
         progress(done, total)
@@ -137,7 +151,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
 
     undecodable: dict[str, str] = {}
     batch_size = config.batch_size or embedder.batch_size
-    pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every)
+    pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every, export)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
                           batch_size):
         on_device: Any = None
@@ -162,6 +176,8 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
         if progress:
             progress(done, total)
     pending.commit()
+    if export is not None:
+        export.fill(workspace)
     return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable), total - len(todo),
                        undecodable, time.perf_counter() - started)
 
@@ -199,12 +215,15 @@ def _concat(on_device: Any, host: np.ndarray) -> Any:
 class PendingCommit:
     """Forward batches waiting to be written: committed together every ``every`` images or
     ``COMMIT_SECONDS`` seconds, whichever comes first, so small CPU batches do not each cost a shard
-    file and a transaction, and an interruption loses at most a few seconds of work."""
+    file and a transaction, and an interruption loses at most a few seconds of work. With ``export``,
+    each committed batch is then written there too, as one Parquet shard."""
 
     COMMIT_SECONDS = 5.0
 
-    def __init__(self, workspace: Workspace, model_id: str, dim: int, every: int = 256):
+    def __init__(self, workspace: Workspace, model_id: str, dim: int, every: int = 256,
+                 export: ShardExport | None = None):
         self.workspace, self.model_id, self.dim, self.every = workspace, model_id, dim, every
+        self.export = export
         self._reset()
 
     def _reset(self) -> None:
@@ -229,6 +248,9 @@ class PendingCommit:
             vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, self.dim), dtype=np.float32)
             self.workspace.save_batch(self.model_id, self.hashes, vectors, thumbnails=self.thumbnails,
                                       undecodable=self.failed)
+            if self.export is not None and self.hashes:
+                # After the workspace's commit: the export never holds a vector the workspace lacks.
+                self.export.write(self.hashes, vectors)
         self._reset()
 
 
