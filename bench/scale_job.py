@@ -8,7 +8,8 @@ shards of 256 rows. The vectors are bench/synthetic.py's at the model's width, 1
 clusters of unequal sizes, 10% background noise), so the run's clusters can be scored against the
 truth. Everything after embedding is measured: the re-scan, the embeddings read from the shards,
 UMAP + clustering on the sample, filing the rest, the predictor's index, naming, the report and
-the tables. Prints per N: wall time, the child's peak RSS, the run's own stage timings, ARI/NMI;
+the tables. Prints per N: wall time, the child's peak RSS, the run's own stage timings with the
+peak RSS sampled in each (stages placed end to end before the process's exit), ARI/NMI;
 then growth exponents and its own command line.
 
     python bench/scale_job.py [--sizes 100000,300000,1000000] [--data DIR] [--json FILE]
@@ -94,18 +95,47 @@ def store_embeddings(n: int, folder: Path, vectors_dir: Path) -> float | None:
 
 
 def run_command(folder: Path, key: str) -> dict:
-    """`imgcluster cluster` in a child process: wall time, peak RSS (from wait4), its output."""
+    """`imgcluster cluster` in a child process: wall time, peak RSS (from wait4), its output, and its
+    RSS sampled every 0.2 s (to see which stage holds the peak)."""
+    import threading
+
     command = [sys.executable, "-m", "imgcluster.cli", "cluster", str(folder), "--model", "efficientnet-lite0",
                "--run-key", key]
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    samples: list[tuple[float, int]] = []
+
+    def sample() -> None:
+        status = Path(f"/proc/{child.pid}/status")
+        while child.returncode is None:
+            try:
+                rss = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+                samples.append((time.perf_counter() - started, int(rss.split()[1]) * 1024))
+            except (OSError, StopIteration):
+                break
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     output = child.stdout.read() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{output[-3000:]}")
-    return {"seconds": seconds, "peak_rss": usage.ru_maxrss * 1024, "output": output, "command": command}
+    return {"seconds": seconds, "peak_rss": usage.ru_maxrss * 1024, "output": output, "command": command,
+            "rss_samples": samples}
+
+
+def stage_peaks(samples: list[tuple[float, int]], timings: dict[str, float], seconds: float) -> dict[str, int]:
+    """Peak sampled RSS per stage of the run, the stages laid end to end so that the last one ends
+    when the process does (process start-up and imports come before the first)."""
+    ends = seconds - np.cumsum(list(timings.values())[::-1])[::-1] + np.asarray(list(timings.values()))
+    starts = ends - np.asarray(list(timings.values()))
+    peaks = {"start-up": max((r for t, r in samples if t < starts[0]), default=0)}
+    for name, begin, end in zip(timings, starts, ends):
+        peaks[name] = max((r for t, r in samples if begin <= t < end), default=0)
+    return peaks
 
 
 def score(folder: Path, key: str, n: int, truth: np.ndarray) -> dict:
@@ -134,6 +164,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,300000,1000000", help="comma-separated numbers of images")
     parser.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "imgcluster-bench-scale-job"))
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--prepare-only", action="store_true", help="make the files and stored embeddings, then stop")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"`imgcluster cluster` on N image files whose {DIM}-d embeddings (bench/synthetic.py: 20 clusters, "
@@ -146,17 +177,24 @@ def main() -> None:
         made = make_files(n, folder)
         _, truth = write_shards(n, base / "vectors", SHARD_ROWS, d=DIM)
         stored = store_embeddings(n, folder, base / "vectors")
+        if args.prepare_only:
+            print(f"N={n:,}: files {made}, embeddings stored {stored} (None: reused)", flush=True)
+            continue
         key = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
         measured = run_command(folder, key)
         result = {"n": n, "seconds": measured["seconds"], "peak_rss": measured["peak_rss"],
                   "files_made_s": made, "embeddings_stored_s": stored, **score(folder, key, n, truth)}
+        peaks = stage_peaks(measured["rss_samples"], result["timings"], measured["seconds"])
+        result["stage_peak_rss"] = peaks
         results.append(result)
-        stages = "  ".join(f"{name} {value:.1f}s" for name, value in result["timings"].items())
+        stages = "  ".join(f"{name} {value:.1f}s/{peaks[name] / GIB:.2f}G" for name, value in result["timings"].items())
         print(f"N={n:>9,}: {result['seconds']:7.1f} s, peak RSS {result['peak_rss'] / GIB:.2f} GiB, "
               f"{result['clusters']} clusters ({result['method']}), {result['noise']:.0%} unclustered, "
               f"ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, model {result['model']}  [{stages}]  "
               f"(files {'reused' if made is None else f'made in {made:.0f} s'}, embeddings "
               f"{'reused' if stored is None else f'stored in {stored:.0f} s'})", flush=True)
+    if not results:
+        return
     print()
     print("| images | wall time | peak RSS | clusters | unclustered | ARI | NMI |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

@@ -184,10 +184,11 @@ class Workspace(DerivedData):
     def known_files(self, under: str) -> dict[str, ImageRecord]:
         """Catalogue rows whose path lies under the folder ``under`` (absolute), keyed by path."""
         prefix = under.rstrip(os.sep) + os.sep
-        rows = self._db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ? OR path = ?",
-            (len(prefix), prefix, under))
-        return {row["path"]: ImageRecord(**dict(row)) for row in rows}
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # plain tuples in _IMAGE_COLUMNS order, as in images()
+        cursor.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ? OR path = ?",
+                       (len(prefix), prefix, under))
+        return {record.path: record for record in (ImageRecord(*row) for row in cursor)}
 
     def save_scanned(self, files: Sequence[ScannedFile]) -> None:
         """Insert or update catalogue rows for scanned files, in one transaction."""
