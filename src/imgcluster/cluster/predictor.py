@@ -281,9 +281,8 @@ def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
     Small or low-dimensional sets get an exact inner-product index. Larger ones are searched in a
     ``PROJECTED_DIM``-d PCA projection (exhaustively up to ``FLAT_UP_TO`` images, through IVF lists
     beyond) and the ``REFINE_FACTOR`` x k candidates are re-ranked by their distance in the full
-    space, with each dimension kept in 8 bits (a quarter of float32: a million 1280-d images' index
-    takes 1.3 GB, not 5; an image finds its own stored vector at similarity > 0.9999), so the k
-    returned are those of exact search up to ~1e-4 in similarity when they are among the
+    space (float16, or 8 bits a dimension above ``FP16_REFINE_UP_TO`` bytes: see ``_refine_store``),
+    so the k returned are those of exact search up to ~1e-4 in similarity when they are among the
     candidates. Measured at 150k synthetic 512-d vectors: 5x faster than IVF over the full vectors,
     the same votes as exact search.
     """
@@ -301,8 +300,7 @@ def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
         coarse = faiss.IndexIVFFlat(faiss.IndexFlatL2(PROJECTED_DIM), PROJECTED_DIM, nlist, faiss.METRIC_L2)
     # For unit vectors, L2 order is inner-product order, and L2 survives PCA's centring.
     projected = faiss.IndexPreTransform(faiss.PCAMatrix(d, PROJECTED_DIM), coarse)
-    full = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-    index = faiss.IndexRefine(projected, full)
+    index = faiss.IndexRefine(projected, _refine_store(n, d))
     index.k_factor = REFINE_FACTOR
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, max(50_000, 40 * int(4 * np.sqrt(n)))), replace=False))
@@ -313,6 +311,24 @@ def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
 
 
 _ADD_BATCH = 20_000
+FP16_REFINE_UP_TO = 512 * 2**20  # bytes of float16 vectors (200k images at 1,280-d, 500k at 512-d)
+_RANGE_MARGIN = 0.2
+
+
+def _refine_store(n: int, d: int) -> Any:
+    """The full-space vectors the candidates are re-ranked with. float16 needs no training and
+    holds any vector added later. Beyond ``FP16_REFINE_UP_TO`` it is 8 bits a dimension (a
+    million 1,280-d images: 1.3 GB instead of 2.6, which keeps the cluster job under 4 GiB),
+    each dimension's range learnt on the training sample and widened by ``_RANGE_MARGIN`` on each
+    side: a stored vector comes back at similarity > 0.9997, but rows added later whose values lie
+    far outside those ranges (content unlike anything in the fit) are clipped and lose precision."""
+    import faiss
+
+    if n * d * 2 <= FP16_REFINE_UP_TO:
+        return faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
+    store = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+    store.sq.rangestat, store.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, _RANGE_MARGIN
+    return store
 
 
 def _add_in_batches(index: Any, vectors: np.ndarray) -> None:
