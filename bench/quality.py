@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 import imgcluster
 from imgcluster.demo import write_digits, write_photo_crops
