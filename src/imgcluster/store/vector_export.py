@@ -17,14 +17,12 @@ after an interruption, writes only shards for what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,17 +154,9 @@ class ShardExport:
             self.fs.pipe_file(path, data)  # one put: an object appears whole or not at all
             return
         # A local path is an OS path: written, synced and renamed as the workspace writes its own shards.
-        tmp = f"{self.root}/.tmp-{uuid.uuid4().hex[:8]}-{path.rsplit('/', 1)[-1]}"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        from .workspace import _atomic_write
+
+        _atomic_write(Path(path), data)
 
 
 def read_exported_shards(url: str) -> ExportedVectors:

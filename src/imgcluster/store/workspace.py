@@ -57,31 +57,27 @@ def default_workspace(root: str | os.PathLike[str]) -> Path:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``data`` written to a temporary file in ``path``'s folder, synced, then renamed over ``path``."""
+    _atomic_file(path, lambda handle, _: handle.write(data))
 
 
 def _atomic_write_index(path: Path, index: Any) -> None:
     """``faiss.write_index`` into a temporary file renamed into place: never a half-written index."""
     import faiss
 
+    _atomic_file(path, lambda _, tmp: faiss.write_index(index, tmp))
+
+
+def _atomic_file(path: Path, write: Any) -> None:
+    """Call ``write(handle, temporary path)`` to fill a temporary file beside ``path``, sync it and
+    rename it into place; on any failure the temporary file is removed and ``path`` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    os.close(fd)
     try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, "r+b") as handle:
+            write(handle, tmp)
+            handle.flush()
+            os.fsync(handle.fileno())  # the same inode a writer that opened the path by name wrote to
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
