@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scale import exponent
 from synthetic import write_shards
 
 GIB = 2**30
@@ -153,10 +154,6 @@ def score(folder: Path, key: str, n: int, truth: np.ndarray) -> dict:
             "clusters": run.record.n_clusters, "noise": float(np.mean(labels < 0)),
             "model": run.record.model_name, "timings": info["timings"],
             "method": info["clustering"].get("method")}
-
-
-def exponent(sizes: list[int], values: list[float]) -> float:
-    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
 
 
 def main() -> None:
