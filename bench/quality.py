@@ -10,7 +10,8 @@ Each is clustered, for several seeds, by:
 - hdbscan: the previous default (HDBSCAN, min_cluster_size ~1% of n), no k given;
 - hdbscan+attach: the same with --noise attach (unclustered images join a cluster when its vote
   is >= 0.5 sure);
-- kmeans-umap: k-means with the TRUE k in the same UMAP space;
+- kmeans-umap: k-means with the TRUE k in the same UMAP space (imgcluster's k-means: the best of up
+  to 10 k-means++ starts, as auto mode's k-means candidates);
 - kmeans-raw: k-means with the TRUE k on the embeddings themselves (the GumGum recipe without scaling).
 NMI and ARI count unclustered images as one more cluster (as `imgcluster evaluate` does under "all").
 

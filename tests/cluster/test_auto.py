@@ -48,10 +48,9 @@ def test_auto_can_answer_with_k_means_and_files_new_points_with_it() -> None:
 
 
 def test_default_scores_like_kmeans_given_the_true_k(digits_dir, digits_run) -> None:
-    """Quality on real images: with no k, the default (auto mode) matches k-means told the true
-    number of digits, in the same clustering space."""
-    from sklearn.cluster import KMeans
-
+    """Quality on real images: with no k, the default (auto mode) scores NMI at least that of
+    k-means told the true number of digits, in the same clustering space, over seeds 0-3 (seed 0
+    is the whole job's run; 1-3 refit on its stored embeddings through the public API)."""
     from ..conftest import digit_labels
 
     labels = digit_labels(digits_dir)
@@ -59,16 +58,19 @@ def test_default_scores_like_kmeans_given_the_true_k(digits_dir, digits_run) -> 
     ws = imgcluster.open_workspace(digits_dir / "images")
     vectors = ws.load_embeddings(digits_run.record.model_id, [r.content_hash for r in digits_run.images])
     ws.close()
-    space = imgcluster.reduce(vectors).space  # the same seed gives the run's clustering space
-    kmeans = KMeans(10, random_state=0, n_init="auto").fit_predict(space)
-    default_nmi = normalized_mutual_info_score(truth, digits_run.assignments.clusters)
-    kmeans_nmi = normalized_mutual_info_score(truth, kmeans)
-    hdbscan = imgcluster.cluster_points(space, imgcluster.ClusterConfig(method="hdbscan"))
-    hdbscan_nmi = normalized_mutual_info_score(truth, hdbscan.labels)
     auto = digits_run.record.info["clustering"]["auto"]
-    print(f"NMI default (auto: {auto['choice']}) {default_nmi:.3f}, hdbscan {hdbscan_nmi:.3f}, "
-          f"k-means(k=10) {kmeans_nmi:.3f}")
     assert digits_run.record.config["cluster"]["method"] == "auto"
-    # Measured 0.697 against 0.675 here; over seeds 0-3 auto was 0.681-0.707, k-means 0.664-0.699.
-    assert default_nmi >= kmeans_nmi - 0.02
     assert "embedding space" in auto["reason"]
+    default_nmi, kmeans_nmi = [], []
+    for seed in range(4):
+        space = imgcluster.reduce(vectors, imgcluster.ReduceConfig(seed=seed)).space  # the run's space at seed 0
+        if seed == 0:
+            default = digits_run.assignments.clusters
+        else:
+            default = imgcluster.cluster_points(space, imgcluster.ClusterConfig(seed=seed), embeddings=vectors).labels
+        kmeans = imgcluster.cluster_points(space, imgcluster.ClusterConfig(method="kmeans", k=10, seed=seed)).labels
+        default_nmi.append(normalized_mutual_info_score(truth, default))
+        kmeans_nmi.append(normalized_mutual_info_score(truth, kmeans))
+    print(f"NMI per seed: default {np.round(default_nmi, 3)}, k-means(k=10) {np.round(kmeans_nmi, 3)}")
+    # Measured here: default 0.694 0.705 0.709 0.720 (mean 0.707), k-means 0.705 0.698 0.682 0.659 (0.686).
+    assert np.mean(default_nmi) >= np.mean(kmeans_nmi)
