@@ -145,6 +145,22 @@ def test_kmeans_on_many_points_uses_faiss_and_finds_the_groups() -> None:
     assert (labels == fitted.labels_[:100]).all() and ((margins >= 0) & (margins <= 1)).all()
 
 
+def test_kmeans_keeps_the_best_of_several_starts_where_they_are_cheap() -> None:
+    from sklearn.cluster import KMeans
+
+    from imgcluster.cluster.kmeans import restarts
+
+    # 20 groups in a 5-d space: one k-means++ start lands in a worse optimum more often than not here.
+    x, _ = make_blobs(n_samples=2_000, centers=20, n_features=5, cluster_std=1.5, random_state=1)
+    fitted = make_clusterer("kmeans", k=20, seed=0).fit(x)
+    inertia = float(((x - fitted.centroids_[fitted.labels_]) ** 2).sum())
+    single_starts = [KMeans(20, n_init=1, random_state=seed).fit(x).inertia_ for seed in range(10)]
+    assert fitted.describe()["restarts"] == 10
+    assert inertia < np.median(single_starts)
+    # Raw 1,280-d embeddings with k=100 (the gumgum preset): one start is already the expensive part.
+    assert restarts(15_000, 1_280, 100) == 1
+
+
 def test_hdbscan_max_cluster_size_splits_what_eom_merges() -> None:
     x, _ = make_blobs(n_samples=[100, 100, 100], centers=[[0, 0], [3, 0], [30, 0]], cluster_std=0.8, random_state=0)
     merged = make_clusterer("hdbscan", min_cluster_size=20).fit(x)
