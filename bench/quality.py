@@ -15,7 +15,7 @@ Each is clustered, for several seeds, by:
 - kmeans-raw: k-means with the TRUE k on the embeddings themselves (the GumGum recipe without scaling).
 NMI and ARI count unclustered images as one more cluster (as `imgcluster evaluate` does under "all").
 
-    python bench/quality.py [--seeds 3] [--data-dir /tmp/imgcluster-quality]
+    python bench/quality.py [--seeds 3] [--data-dir /tmp/imgcluster-quality] [--digit-limits 300,500,1000]
 """
 
 from __future__ import annotations
@@ -65,10 +65,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=None, help="where to write the images (default: a temp dir)")
+    parser.add_argument("--digit-limits", default="",
+                        help="also the first N digits for each N in this comma-separated list (e.g. 300,500,1000)")
+    parser.add_argument("--only-limits", action="store_true", help="only the --digit-limits sets")
     args = parser.parse_args()
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="imgcluster-quality-"))
-    sets = {"digits (1,797, 10 labels)": write_digits(base / "digits"),
-            "photos (630 crops, 21 labels)": write_photo_crops(base / "photos")}
+    sets = {} if args.only_limits else {"digits (1,797, 10 labels)": write_digits(base / "digits"),
+                                        "photos (630 crops, 21 labels)": write_photo_crops(base / "photos")}
+    for limit in filter(None, args.digit_limits.split(",")):
+        sets[f"first {int(limit):,} digits"] = write_digits(base / f"digits-{int(limit)}", limit=int(limit))
     started = time.perf_counter()
     for title, folder in sets.items():
         results = score(folder, folder.parent / "labels.csv", folder.parent / "workspace", args.seeds)
