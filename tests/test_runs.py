@@ -50,7 +50,8 @@ def cli(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
 
 def three_groups() -> tuple[np.ndarray, np.ndarray]:
     """Two tight, far-apart blobs (groups 0 and 1) and one evenly filled disc (group 2) that k=4
-    must cut in two, in a direction each seed picks: the ambiguous group."""
+    must cut in two, in a direction the data barely prefers: the ambiguous group. (k-means keeps the
+    best of 10 starts, so most seeds agree on the cut; its halves scored ~0.85 against the blobs' 1.0.)"""
     rng = np.random.default_rng(0)
     tight = [rng.normal(centre, 0.5, size=(150, 2)) for centre in ((-20, 0), (20, 0))]
     i = np.arange(300) + 0.5  # a sunflower spiral: a disc with no preferred direction
@@ -101,7 +102,13 @@ def test_stability_marks_the_ambiguous_cluster_least_stable() -> None:
     assert min(stability[c].stability for c in clear) > 0.95
     assert max(stability[c].stability for c in ambiguous) < min(stability[c].stability for c in clear)
     assert min(stability.values(), key=lambda c: c.stability).cluster in ambiguous
-    assert all(stability[c].unstable for c in ambiguous) and not any(stability[c].unstable for c in clear)
+    assert not any(stability[c].unstable for c in clear)
+    # A cluster that every refit cuts in half keeps at most half of itself: flagged unstable.
+    cut = reference.copy()
+    rows = np.flatnonzero(reference == ambiguous[0])
+    cut[rows[: len(rows) // 2]] = reference.max() + 1
+    flagged = {c.cluster: c.unstable for c in cluster_stability(reference, [cut, cut, cut])}
+    assert flagged[ambiguous[0]] and not any(flagged[c] for c in clear)
     agreed = consensus(reference, repeats)
     tight = group != 2
     assert np.array_equal(agreed.labels[tight], reference[tight]) and (agreed.agreement[tight] == 1).all()
