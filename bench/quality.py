@@ -137,9 +137,9 @@ def compare_on_subsets(subsets: dict[str, Path], seeds: int) -> None:
     for title, folder in subsets.items():
         results = score(folder, folder.parent / "labels.csv", folder.parent / "workspace", seeds,
                         methods=("default", "kmeans-umap"))
-        pairs += [(auto[0], kmeans[0]) for auto, kmeans in zip(results["default"], results["kmeans-umap"])]
-        print(f"  {title:>40}: " + "  ".join(f"{auto[0]:.3f} ({auto[2]}) vs {kmeans[0]:.3f}"
-                                             for auto, kmeans in zip(results["default"], results["kmeans-umap"])),
+        runs = list(zip(results["default"], results["kmeans-umap"]))
+        pairs += [(auto[0], kmeans[0]) for auto, kmeans in runs]
+        print(f"  {title:>40}: " + "  ".join(f"{auto[0]:.3f} ({auto[2]}) vs {kmeans[0]:.3f}" for auto, kmeans in runs),
               flush=True)
     equal = sum(abs(a - b) < 0.0005 for a, b in pairs)
     below = sum(a < b - 0.02 for a, b in pairs)
