@@ -120,13 +120,13 @@ def config_classes() -> list[type]:
 
 
 def _options_setting(help_text: str) -> list[str]:
-    """CLI options whose help is this field's help (the CLI takes it from the field)."""
+    """CLI options whose help contains this field's help (the CLI takes it from the field)."""
     if not help_text:
         return []
     hits = []
     for path, command in walk_commands(cli_command()):
         for p in command.params:
-            if p.param_type_name == "option" and (getattr(p, "help", None) or "").startswith(help_text):
+            if p.param_type_name == "option" and help_text in (getattr(p, "help", None) or ""):
                 hits.append(f"`{' '.join(path[1:])} {p.opts[0]}`")
     return hits
 
