@@ -257,6 +257,11 @@ def _not_an_image_reason(path: str) -> str:
     return f"not an image: the content is {kind}{named}"
 
 
+def hash_bytes(data: bytes) -> str:
+    """Content hash (BLAKE2b, 128 bits, hex) of bytes: the same as ``hash_file`` of a file holding them."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def hash_file(path: str) -> str:
     """Content hash (BLAKE2b, 128 bits, hex) of a file's bytes."""
     digest = hashlib.blake2b(digest_size=16)
