@@ -101,6 +101,18 @@ def test_uploads_are_size_limited_and_checked_by_content(small_run: imgcluster.R
             assert refused.status_code == 415, name
             assert f"{name} is not an image: the content is {kind}" in refused.json()["detail"]
 
+        # What the scan skips is not filed through an upload either: one set of checks for both.
+        import io
+
+        from PIL import Image
+        for name, image, fmt, words in (("dot.png", Image.new("RGB", (1, 1), "red"), "PNG", "too small: 1×1 px"),
+                                        ("icon.ico", photo(5, (64, 64)), "ICO", "unsupported image format ICO")):
+            buffer = io.BytesIO()
+            image.save(buffer, fmt)
+            skipped = client.post("/api/predict", files={"file": (name, buffer.getvalue(), "image/png")})
+            assert skipped.status_code == 200 and skipped.json()["status"] == "skipped", name
+            assert words in skipped.json()["reason"], skipped.json()
+
         filed = client.post("/api/predict", files={"file": ("new.jpg", jpeg_bytes(photo(99)), "image/jpeg")})
         assert filed.status_code == 200 and filed.json()["status"] in ("assigned", "unassigned")
     assert _files(small_run) == before  # nothing written beside the images or in the workspace
