@@ -11,7 +11,13 @@ first batches), half a random delay after the round's first commit (mid-embeddin
 run folder appears (mid-writing). The processes run with one OpenMP thread: on a busy 2-core
 machine torch's spinning threads made 60 images take 35 s instead of 4 s.
 
-    python bench/crash.py [--images 400] [--kills 20] [--cluster-kills 6] [--seed 0]
+A third round (issue 23) rewrites files while `imgcluster embed` scans and embeds them (each
+rewrite swaps a file's picture for another, in place or by rename) and then checks that every
+stored vector is the embedding of the bytes its content hash names: a file that changed between
+the scan's hash and the embedding's read must not leave the new picture's vector under the old
+content's hash.
+
+    python bench/crash.py [--images 400] [--kills 20] [--cluster-kills 6] [--changing 4] [--seed 0]
 
 ``tests/test_crash.py`` runs the same loops with 3 kills on 60 images.
 """
@@ -27,6 +33,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,7 @@ from typer.testing import CliRunner
 
 import imgcluster
 from imgcluster.cli import app
+from imgcluster.scan import hash_bytes, load_rgb
 
 MODEL = "efficientnet-lite0"
 # A cheap clustering for the kill loop: the kill lands in the same steps as with the defaults
@@ -261,11 +269,90 @@ def rerun_cluster(folder: Path, workspace: Path, fast: bool = True) -> imgcluste
     return imgcluster.load_run("crash", workspace=workspace)
 
 
+@dataclass
+class ChangingCheck:
+    rounds: int
+    rewrites: int
+    stored: int            # vectors in the workspace at the end
+    unknown: int           # stored under a hash of no content ever written (a torn read that decoded)
+    wrong: int             # stored vector is not the embedding of the bytes its hash names
+    min_cosine: float
+    current_missing: int   # files whose content as it is now has no vector after a final quiet run
+
+    @property
+    def ok(self) -> bool:
+        return self.unknown == 0 and self.wrong == 0 and self.current_missing == 0
+
+
+def _rewrite_files(paths: list[Path], contents: list[bytes], known: dict[str, bytes], stop: threading.Event,
+                   rng: np.random.Generator) -> int:
+    """Until ``stop``: give a random file another of ``contents``, in place or by rename (both
+    happen to users' files). Records each content's hash in ``known``."""
+    rewrites = 0
+    while not stop.is_set():
+        path, data = paths[int(rng.integers(len(paths)))], contents[int(rng.integers(len(contents)))]
+        known[hash_bytes(data)] = data
+        if rewrites % 2:
+            path.write_bytes(data)
+        else:
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        rewrites += 1
+        time.sleep(float(rng.uniform(0.0, 0.02)))
+    return rewrites
+
+
+def changing_files(folder: Path, workspace: Path, rounds: int, rng: np.random.Generator) -> ChangingCheck:
+    """Run `imgcluster embed` ``rounds`` times while a thread rewrites files under it, then once more
+    with the files at rest; compare every stored vector with a fresh embedding of its hash's bytes."""
+    from imgcluster.embed import load_model
+    from imgcluster.embed.runner import normalise
+
+    paths = sorted(folder.glob("*.jpg"))
+    contents = [p.read_bytes() for p in paths]
+    known = {hash_bytes(data): data for data in contents}
+    rewrites = 0
+    for _ in range(rounds):
+        stop = threading.Event()
+        counted: list[int] = []
+        writer = threading.Thread(target=lambda: counted.append(_rewrite_files(paths, contents, known, stop, rng)))
+        writer.start()
+        try:
+            subprocess.run(check=False, args=embed_command(folder, workspace), env=child_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        finally:
+            stop.set()
+            writer.join()
+        rewrites += counted[0]
+    finished = subprocess.run(check=False, args=embed_command(folder, workspace), env=child_env(),
+                              capture_output=True, text=True, timeout=600)
+    if finished.returncode != 0:
+        raise RuntimeError(f"the quiet embed after the changes failed: {finished.stderr[-2000:]}")
+    embedder = load_model(MODEL, device="cpu")
+    ws = imgcluster.open_workspace(workspace=workspace)
+    try:
+        stored_hashes = sorted({h for h, _, _ in ws.embedding_rows(embedder.model_id)})
+        stored = ws.load_embeddings(embedder.model_id, stored_hashes)
+        current = {hash_bytes(p.read_bytes()) for p in paths}
+    finally:
+        ws.close()
+    unknown = [h for h in stored_hashes if h not in known]
+    checked = [i for i, h in enumerate(stored_hashes) if h in known]
+    pixels = np.stack([embedder.preprocess(load_rgb(known[stored_hashes[i]], min_side=embedder.input_size))
+                       for i in checked])
+    fresh = normalise(embedder.embed(pixels))
+    cosines = np.sum(fresh * stored[checked], axis=1)
+    return ChangingCheck(rounds, rewrites, len(stored_hashes), len(unknown), int((cosines < 0.999).sum()),
+                         float(cosines.min()) if len(cosines) else 1.0, len(current - set(stored_hashes)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--cluster-kills", type=int, default=6)
+    parser.add_argument("--changing", type=int, default=4, help="embed runs with files being rewritten under them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--defaults", action="store_true", help="cluster with the default recipe (umap + hdbscan "
                                                                  "+ naming) instead of the fast one")
@@ -299,8 +386,20 @@ def main() -> None:
         rerun = rerun_cluster(folder, workspace, not args.defaults)
         print(f"  rerun: run {rerun.key} saved with {rerun.record.n_images} images, {rerun.record.n_clusters} "
               f"clusters; runs: {[r.key for r in imgcluster.list_runs(workspace=workspace)]}  ->  PASS")
+
+        if args.changing:
+            changing_folder = root / "changing"
+            write_images(changing_folder, min(args.images, 120), args.seed + 1)
+            started = time.perf_counter()
+            check = changing_files(changing_folder, root / "changing-workspace", args.changing, rng)
+            print(f"changing files: {check.rounds} embed runs while {check.rewrites} rewrites landed "
+                  f"({time.perf_counter() - started:.0f} s); {check.stored} vectors stored, {check.wrong} not the "
+                  f"embedding of the bytes their hash names (min cosine {check.min_cosine:.5f}), {check.unknown} "
+                  f"under an unknown hash; after a quiet run {check.current_missing} files lack a vector for their "
+                  f"content  ->  {'PASS' if check.ok else 'FAIL'}")
     print(f"command: python bench/crash.py --images {args.images} --kills {args.kills} "
-          f"--cluster-kills {args.cluster_kills} --seed {args.seed}{' --defaults' if args.defaults else ''}")
+          f"--cluster-kills {args.cluster_kills} --changing {args.changing} --seed {args.seed}"
+          f"{' --defaults' if args.defaults else ''}")
 
 
 if __name__ == "__main__":

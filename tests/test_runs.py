@@ -245,6 +245,20 @@ def test_rm_asks_first_then_removes_the_rows_and_the_folder(digits_dir: Path, di
     assert again.record.info["embedding"]["new"] == 0  # the embeddings stayed
 
 
+def test_rm_removes_the_half_written_folder_a_killed_command_left(digits_run: imgcluster.Run, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    shutil.copytree(digits_run.workspace, workspace)
+    half = workspace / "runs" / "killed"
+    half.mkdir()
+    (half / "assignments.npz").write_bytes(b"half of it")  # what a SIGKILL mid-save leaves: files, no run row
+    done = cli("runs", "rm", "killed", "--workspace", str(workspace))
+    assert done.exit_code == 0 and "half-written" in done.output and not half.exists()
+    assert (workspace / "runs" / digits_run.key).is_dir()  # the saved run is untouched
+    assert not imgcluster.discard_unsaved_run("killed", workspace=workspace)  # nothing left to remove
+    assert not imgcluster.discard_unsaved_run(digits_run.key, workspace=workspace)  # a saved run: never
+    assert (workspace / "runs" / digits_run.key).is_dir()
+
+
 def _rows(workspace: Path, key: str) -> dict[str, int]:
     with sqlite3.connect(workspace / "catalogue.db") as db:
         return {table: db.execute(f"SELECT count(*) FROM {table} WHERE {'key' if table == 'runs' else 'run_key'}=?",

@@ -117,3 +117,29 @@ def test_a_folder_whose_images_all_fail_to_decode_says_why(tmp_path: Path) -> No
     (tmp_path / "half.jpg").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(imgcluster.NoImages, match="half.jpg: truncated"):
         imgcluster.cluster(tmp_path, model="efficientnet-lite0")
+
+
+def test_a_higher_min_side_applies_to_images_scanned_before(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    write_photos(folder, 3)
+    photo(7, (40, 30)).save(folder / "small.jpg", "JPEG")
+    with imgcluster.open_workspace(workspace=tmp_path / "ws") as ws:
+        first = imgcluster.scan(folder, workspace=ws, config=imgcluster.ScanConfig(min_side=8))
+        assert "small.jpg" in {Path(r.path).name for r in first.images}
+        stricter = imgcluster.scan(folder, workspace=ws, config=imgcluster.ScanConfig(min_side=32))
+        assert {Path(r.path).name: r.skip_reason for r in stricter.skipped}.keys() == {"small.jpg"}
+        assert "too small: 40×30 px" in stricter.skipped[0].skip_reason
+        again = imgcluster.scan(folder, workspace=ws, config=imgcluster.ScanConfig(min_side=8))
+        assert "small.jpg" in {Path(r.path).name for r in again.images}  # and back when lowered
+
+
+def test_a_named_pipe_is_skipped_as_not_a_file_without_being_opened(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "images"
+    write_photos(folder, 2)
+    os.mkfifo(folder / "pipe.jpg")  # opening it to read would wait for a writer forever
+    with imgcluster.open_workspace(workspace=tmp_path / "ws") as ws:
+        found = imgcluster.scan(folder, workspace=ws)
+    [pipe] = found.skipped
+    assert len(found.images) == 2 and "not a regular file but a named pipe" in pipe.skip_reason

@@ -32,7 +32,7 @@ if _busy_cores():
 
 from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, MovedImage, Reduction, Run, RunComparison,
                   RunPredictor, RunSummary, Stability, cluster, cluster_names, cluster_points, compare_runs, delete_run,
-                  embed, embed_folder, evaluate, export, fit_clusters, list_runs, load_predictor, load_run,
+                  discard_unsaved_run, embed, embed_folder, evaluate, export, fit_clusters, list_runs, load_predictor, load_run,
                   name_cluster, name_clusters, open_workspace, predict, reduce, report, run_info, scan, stability)
 from .api import ProposedCluster, Update, review_proposals, update
 from .config import PRESETS, ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig
@@ -54,8 +54,8 @@ __all__ = [
     "EmbedSummary", "Embeddings", "ExportResult", "FiledImage", "ImgclusterError", "ModelUnavailable", "MovedImage",
     "NameConfig", "NoImages", "ReduceConfig", "Reduction", "Representatives", "Run", "RunComparison", "RunConfig",
     "RunPredictor", "RunNotFound", "RunSummary", "ScanConfig", "ScanResult", "ShardedVectors", "Stability",
-    "UnknownName", "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run", "embed",
-    "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_model", "load_predictor", "load_run",
+    "UnknownName", "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run",
+    "discard_unsaved_run", "embed", "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_model", "load_predictor", "load_run",
     "name_cluster", "name_clusters", "open_workspace", "predict", "reduce", "report", "run_info", "scan", "stability",
     "write_digits", "write_photo_crops",
 ]

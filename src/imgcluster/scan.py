@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -66,7 +67,7 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     paths = [_printable(p) if _not_utf8(p) else p for p in paths]
     known = workspace.known_files(str(root_path))
     video_params = config.video_params()
-    todo = [p for p in paths if _changed(p, known.get(p), video_params)]
+    todo = [p for p in paths if _changed(p, known.get(p), video_params) or _refused_now(known.get(p), config)]
     log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
     done = len(paths) - len(todo)
     if progress:
@@ -154,6 +155,14 @@ def _changed(path: str, record: ImageRecord | None, video_params: str | None = N
     return stat.st_size != record.size or stat.st_mtime_ns != record.mtime_ns
 
 
+def _refused_now(record: ImageRecord | None, config: ScanConfig) -> bool:
+    """Whether a file catalogued as usable fails this scan's size settings (a higher --min-side, a
+    lower max_pixels): it is examined again, so every scan setting applies to every run."""
+    if record is None or record.status != "ok" or record.width is None or record.height is None:
+        return False
+    return min(record.width, record.height) < config.min_side or record.width * record.height > config.max_pixels
+
+
 def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
     """Read a file's header: its format and size, or the reason it cannot be used."""
     try:
@@ -161,6 +170,9 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
     except OSError as error:
         return _skipped(path, 0, 0, None, f"cannot read the file: {error.strerror or error}")
     size, mtime = stat.st_size, stat.st_mtime_ns
+    if not S_ISREG(stat.st_mode):  # never opened: reading a FIFO waits for a writer forever
+        return _skipped(path, size, mtime, None, f"not a regular file but {_file_kind(stat.st_mode)}; only files "
+                        "are read")
     if size == 0:
         return _skipped(path, size, mtime, None, "empty file (0 bytes)")
     try:
@@ -199,6 +211,11 @@ def sniff(path: str, config: ScanConfig = ScanConfig()) -> ScannedFile:
                         f"too large: {width}×{height} px is over the limit of {config.max_pixels:,} px "
                         "(raise ScanConfig.max_pixels to include it)", fmt=fmt, width=width, height=height)
     return ScannedFile(path, size, mtime, content_hash, fmt, width, height, "ok")
+
+
+def _file_kind(mode: int) -> str:
+    return ("a named pipe (FIFO)" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode)
+            else "a device" if S_ISCHR(mode) or S_ISBLK(mode) else "a folder" if S_ISDIR(mode) else "not a file")
 
 
 def _examine(path: str, config: ScanConfig) -> tuple[ScannedFile, list[ScannedFile], dict[str, bytes]]:
@@ -255,6 +272,11 @@ def _not_an_image_reason(path: str) -> str:
     suffix = Path(path).suffix.lower()
     named = f" (named {suffix})" if suffix else ""
     return f"not an image: the content is {kind}{named}"
+
+
+def hash_bytes(data: bytes) -> str:
+    """Content hash (BLAKE2b, 128 bits, hex) of bytes: the same as ``hash_file`` of a file holding them."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def hash_file(path: str) -> str:

@@ -3,6 +3,7 @@ when it does not, oversized and non-image uploads, links that lead out of the sc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -100,6 +101,18 @@ def test_uploads_are_size_limited_and_checked_by_content(small_run: imgcluster.R
             assert refused.status_code == 415, name
             assert f"{name} is not an image: the content is {kind}" in refused.json()["detail"]
 
+        # What the scan skips is not filed through an upload either: one set of checks for both.
+        import io
+
+        from PIL import Image
+        for name, image, fmt, words in (("dot.png", Image.new("RGB", (1, 1), "red"), "PNG", "too small: 1×1 px"),
+                                        ("icon.ico", photo(5, (64, 64)), "ICO", "unsupported image format ICO")):
+            buffer = io.BytesIO()
+            image.save(buffer, fmt)
+            skipped = client.post("/api/predict", files={"file": (name, buffer.getvalue(), "image/png")})
+            assert skipped.status_code == 200 and skipped.json()["status"] == "skipped", name
+            assert words in skipped.json()["reason"], skipped.json()
+
         filed = client.post("/api/predict", files={"file": ("new.jpg", jpeg_bytes(photo(99)), "image/jpeg")})
         assert filed.status_code == 200 and filed.json()["status"] in ("assigned", "unassigned")
     assert _files(small_run) == before  # nothing written beside the images or in the workspace
@@ -128,9 +141,92 @@ def test_a_file_that_now_leads_outside_the_scanned_folder_is_not_served(small_ru
             assert outside.status_code == 404 and "outside the folder that was scanned" in outside.json()["detail"]
             assert secret.read_bytes() not in outside.content
             os.unlink(first.path)
-            os.symlink(second.path, first.path)  # a link within the scanned folder is fine
-            assert client.get(f"/api/images/{first.id}/file").content == Path(second.path).read_bytes()
+            os.symlink(first.path + ".moved", first.path)  # a link within the scanned folder to the same picture
+            assert client.get(f"/api/images/{first.id}/file").content == original
+            os.unlink(first.path)
+            os.symlink(second.path, first.path)  # inside, but another picture than the one catalogued
+            other = client.get(f"/api/images/{first.id}/file")
+            assert other.status_code == 404 and "no longer the image that was scanned" in other.json()["detail"]
         finally:
             if os.path.islink(first.path):
                 os.unlink(first.path)
             os.replace(first.path + ".moved", first.path)
+
+
+def test_only_the_catalogued_bytes_are_served_whatever_the_path_now_holds(small_run: imgcluster.Run,
+                                                                          tmp_path: Path) -> None:
+    """A hard link passes every path check, and a FIFO would hang a plain open: the bytes sent are
+    checked against the catalogue (size and content hash) after the one open."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 40)
+    first = small_run.images[2]
+    with TestClient(create_app(small_run.workspace)) as client:
+        os.replace(first.path, first.path + ".moved")
+        try:
+            os.link(secret, first.path)
+            linked = client.get(f"/api/images/{first.id}/file")
+            assert linked.status_code == 404 and b"root:x" not in linked.content
+            os.unlink(first.path)
+            os.mkfifo(first.path)
+            fifo = client.get(f"/api/images/{first.id}/file")  # answers at once; never opens for a writer
+            assert fifo.status_code == 404
+        finally:
+            if os.path.lexists(first.path):
+                os.unlink(first.path)
+            os.replace(first.path + ".moved", first.path)
+
+
+def test_a_link_swapped_in_and_out_during_requests_never_leaks(small_run: imgcluster.Run, tmp_path: Path) -> None:
+    """The check-then-open race: a thread swaps the file for a link to a secret and back while the
+    server answers; no answer may hold the secret, and none may be a server error."""
+    import threading
+
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 40)
+    first = small_run.images[3]
+    original = Path(first.path).read_bytes()
+    kept = tmp_path / "original.jpg"
+    kept.write_bytes(original)
+    stop = threading.Event()
+
+    def swap() -> None:
+        link = first.path + ".link"
+        while not stop.is_set():
+            for target in (secret, kept):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)
+                os.symlink(target, link)
+                os.replace(link, first.path)  # atomic: the path is always one of the two links
+
+    statuses: list[int] = []
+    with TestClient(create_app(small_run.workspace)) as client:
+        swapper = threading.Thread(target=swap)
+        swapper.start()
+        try:
+            for _ in range(300):
+                answer = client.get(f"/api/images/{first.id}/file")
+                statuses.append(answer.status_code)
+                assert b"root:x" not in answer.content
+                assert answer.status_code in (200, 404) and (answer.status_code != 200 or answer.content == original)
+        finally:
+            stop.set()
+            swapper.join()
+            os.unlink(first.path)
+            Path(first.path).write_bytes(original)
+    assert len(statuses) == 300
+
+
+@pytest.mark.parametrize("body", ['{"clusters": [1e400, 2]}', '{"clusters": [NaN, 2]}', '{"clusters": [Infinity, 2]}',
+                                  '{"clusters": [1, 2], "run": "\\ud800"}'])
+def test_non_finite_numbers_and_lone_surrogates_get_422_not_500(small_run: imgcluster.Run, body: str) -> None:
+    with TestClient(create_app(small_run.workspace), raise_server_exceptions=False) as client:
+        for method, url, payload in (("POST", "/api/clusters/merge", body),
+                                     ("POST", "/api/clusters/0/images", body.replace("clusters", "image_ids")),
+                                     ("POST", "/api/clusters/proposals", body.replace("clusters", "accept")),
+                                     ("PUT", "/api/clusters/0/name", body.replace('"clusters": [1, 2], "run"', '"name"')
+                                      .replace('"clusters"', '"name"'))):
+            answer = client.request(method, url, content=payload, headers={"content-type": "application/json"})
+            assert answer.status_code == 422, (url, payload, answer.text)
+            problems = answer.json()["detail"]
+            assert problems and all({"loc", "msg"} <= set(p) for p in problems)
+            assert "input" not in answer.text  # the hostile value is not echoed back

@@ -23,6 +23,7 @@ from .runs import (
                    Stability,
                    compare_runs,
                    delete_run,
+                   discard_unsaved_run,
                    list_runs,
                    run_info,
                    stability,
@@ -48,7 +49,7 @@ from .steps import (
 __all__ = [
     "Clustering", "EmbedSummary", "Embeddings", "FiledImage", "MovedImage", "Progress", "Reduction", "Run",
     "RunComparison", "RunPredictor", "RunSummary", "Stability", "StageProgress", "cluster", "cluster_names",
-    "cluster_points", "compare_runs", "delete_run", "embed", "embed_folder", "evaluate", "export", "fit_clusters",
+    "cluster_points", "compare_runs", "delete_run", "discard_unsaved_run", "embed", "embed_folder", "evaluate", "export", "fit_clusters",
     "list_runs", "load_predictor", "load_run", "name_cluster", "name_clusters", "open_workspace", "predict",
     "reduce", "report", "run_info", "scan", "stability", "ProposedCluster", "Update", "review_proposals", "update",
 ]

@@ -14,7 +14,7 @@ from ..cluster.predictor import search
 from ..embed import normalise
 from ..errors import ConfigError, ModelUnavailable
 from ..scan import load_rgb
-from .predict import FiledImage, RunPredictor, _unusable_reason
+from .predict import FiledImage, RunPredictor, _unusable_reason, scan_refusal
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ def file_bytes(predictor: RunPredictor, data: bytes, filename: str = "upload", k
         handle.write(data)
         handle.flush()
         embedder = predictor.embedder  # a missing model is an error, not a skip
+        refused = scan_refusal(handle.name, predictor.scan_config)
+        if refused is not None:
+            return FiledImage(filename, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, refused), []
         try:
             pixels = embedder.preprocess(load_rgb(handle.name, min_side=embedder.input_size))
         except Exception as error:  # a damaged upload is data, not a crash

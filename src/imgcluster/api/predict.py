@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..cluster import NOISE
 from ..cluster.predictor import Prediction, Predictor
+from ..config import ScanConfig
 from ..embed import normalise
 from ..scan import load_rgb, sniff
 from ..store import RunRecord
@@ -40,6 +41,10 @@ class RunPredictor:
     def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto"):
         self.record, self.predictor, self.paths_by_id, self.device = record, predictor, paths_by_id, device
         self._embedder: Any = None
+        # New images pass the checks the run's own images passed (format, size): a 1x1 PNG or an
+        # icon the scan skips is not filed through predict or an upload either.
+        known = {f.name for f in fields(ScanConfig)}
+        self.scan_config = ScanConfig(**{k: v for k, v in record.config.get("scan", {}).items() if k in known})
 
     @property
     def embedder(self) -> Any:
@@ -62,6 +67,10 @@ class RunPredictor:
         for start in range(0, len(paths), batch_size):
             pixels, usable = [], []
             for path in paths[start:start + batch_size]:
+                refused = scan_refusal(path, self.scan_config)
+                if refused is not None:
+                    results[path] = _skipped_file(path, refused)
+                    continue
                 try:
                     pixels.append(embedder.preprocess(load_rgb(path, min_side=embedder.input_size)))
                     usable.append(path)
@@ -78,6 +87,16 @@ class RunPredictor:
                     self.paths_by_id.get(int(prediction.nearest_image_id[i])),
                     float(prediction.nearest_similarity[i]), prediction.reasons[i])
         return [results[p] for p in paths]
+
+
+def scan_refusal(path: str, config: ScanConfig) -> str | None:
+    """Why the scan would not use the file at ``path`` (the same checks, the same words), or None."""
+    sniffed = sniff(path, config)
+    if sniffed.status == "ok":
+        return None
+    if sniffed.status == "video":
+        return "a video: scan it with `imgcluster update` so that its key-frames are filed"
+    return sniffed.skip_reason or "not usable"
 
 
 def _unusable_reason(path: str, error: Exception) -> str:

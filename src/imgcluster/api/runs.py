@@ -113,6 +113,21 @@ def delete_run(key: str, *, path: str | os.PathLike[str] | None = None,
         ws.close()
 
 
+def discard_unsaved_run(key: str, *, path: str | os.PathLike[str] | None = None,
+                        workspace: str | os.PathLike[str] | None = None) -> bool:
+    """Remove the half-written folder ``runs/<key>/`` that a command killed while saving the run left
+    (no run of that key exists); True when there was one. A saved run is never touched."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        ws.lock()
+        removed = ws.discard_unsaved_run(key)
+        if removed:
+            log.info("removed the half-written run folder %s", ws.run_dir(key))
+        return removed
+    finally:
+        ws.close()
+
+
 @dataclass(frozen=True)
 class MovedImage:
     """An image whose cluster in run B is not the cluster of B its cluster of A was matched with."""

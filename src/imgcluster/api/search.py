@@ -382,7 +382,7 @@ def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfi
         if "embedding" in config.detectors:
             embedder = _load_embedder(embed_config)
             report = embed_records(images, embedder, ws, embed_config, stage("embed"))
-            images = [r for r in images if r.content_hash not in report.undecodable]
+            images = [r for r in images if r.content_hash not in report.unusable]
             vectors = ws.load_embeddings(embedder.model_id, [r.content_hash for r in images])  # type: ignore[misc]
             model = embedder.name
         finder = find_duplicates(ws, images, vectors, config, stage("hash"))

@@ -133,7 +133,7 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     records = list(images.images if isinstance(images, ScanResult) else images)
     embedder = _load_embedder(config)
     embed_report = embed_records(records, embedder, workspace, config, progress)
-    usable = [r for r in records if r.content_hash not in embed_report.undecodable]
+    usable = [r for r in records if r.content_hash not in embed_report.unusable]
     hashes = [r.content_hash or "" for r in usable]
     if len(usable) > IN_MEMORY_UP_TO:
         vectors: np.ndarray | ShardedVectors = workspace.embeddings_view(embedder.model_id, hashes)

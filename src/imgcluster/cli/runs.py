@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import api
+from ..errors import RunNotFound
 from . import _progress, app, console
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
@@ -133,7 +134,15 @@ def runs_rm_command(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a run: its assignments, names, evaluations, stability and its folder. Embeddings stay."""
-    info = api.run_info(key, path=folder, workspace=workspace)
+    try:
+        info = api.run_info(key, path=folder, workspace=workspace)
+    except RunNotFound:
+        # What a command killed while saving leaves: a folder of files and no run. Nothing to confirm.
+        if api.discard_unsaved_run(key, path=folder, workspace=workspace):
+            console.print(f"Removed the half-written folder of run {key} (an interrupted command left it; it "
+                          "was never a saved run).")
+            return
+        raise
     if not yes:
         typer.confirm(f"Delete run {key} ({info['n_images']:,} images, {info['n_clusters']} clusters, "
                       f"{_date(info['created_at'])}) and {Path(info['workspace']) / 'runs' / key}?", abort=True)

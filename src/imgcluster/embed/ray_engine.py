@@ -31,7 +31,8 @@ from ..errors import ConfigError, ModelUnavailable, WorkerDied
 from ..store import ImageRecord, Workspace
 from ..store.vector_export import ShardExport
 from .base import Embedder
-from .runner import EmbedReport, PendingCommit, Prepared, content_paths, normalise, plan_work, prepare_image
+from .runner import (EmbedReport, PendingCommit, Prepared, content_paths, normalise, plan_work, prepare_image,
+                     split_changed, warn_changed)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
     if progress:
         progress(done, work.total)
     undecodable: dict[str, str] = {}
+    changed: set[str] = set()
     devices: set[str] = set()
     workers = 0
     if work.todo:
@@ -112,8 +114,10 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
             try:
                 for batch in _reporting_deaths(ray, batches, ray_config.retries, per_task):
                     good, vectors, failed = _unpack(batch)
-                    pending.add(good, vectors, failed)
+                    failed, changed_now = split_changed(failed)
+                    pending.add(good, vectors, failed, changed_now)
                     undecodable.update(failed)
+                    changed.update(changed_now)
                     devices.update(str(d) for d in batch["device"])
                     done += len(batch["content_hash"])
                     if pending.due():
@@ -131,8 +135,9 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
             pending.commit()
     if export is not None:
         export.fill(workspace)
-    report = EmbedReport(embedder.model_id, work.total, len(work.todo) - len(undecodable),
-                         work.total - len(work.todo), undecodable, time.perf_counter() - started)
+    warn_changed(changed)
+    report = EmbedReport(embedder.model_id, work.total, len(work.todo) - len(undecodable) - len(changed),
+                         work.total - len(work.todo), undecodable, time.perf_counter() - started, frozenset(changed))
     return RayEmbedding(report, ray_config.address, workers, sorted(devices))
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..config import EmbedConfig
-from ..scan import load_rgb, make_thumbnail
+from ..scan import hash_bytes, load_rgb, make_thumbnail
 from ..store import ImageRecord, Workspace
 from ..store.vector_export import ShardExport
 from .base import Embedder
@@ -43,6 +43,14 @@ class EmbedReport:
     n_cached: int        # already in the store
     undecodable: dict[str, str]  # content hash → reason
     seconds: float
+    # Content hashes whose file no longer held that content when it was read (rewritten since the
+    # scan): nothing was stored under them; the next scan hashes the file again.
+    changed: frozenset[str] = frozenset()
+
+    @property
+    def unusable(self) -> set[str]:
+        """Content hashes with no embedding after this pass: undecodable or changed since the scan."""
+        return set(self.undecodable) | set(self.changed)
 
 
 @dataclass(frozen=True)
@@ -93,15 +101,40 @@ def content_paths(records: Sequence[ImageRecord]) -> dict[str, str]:
     return paths
 
 
+# The reason recorded for a file whose bytes no longer match the content hash the scan gave it.
+CHANGED_REASON = "the file changed while it was being embedded; run the command again to include it"
+
+
+class ContentChanged(Exception):
+    """The bytes read now are not the content the scan hashed: embedding them would store the new
+    picture's vector under the old content's hash, and every later file with the old content would
+    reuse it."""
+
+
+def read_verified(source: str | bytes, content_hash: str) -> bytes:
+    """The bytes of ``source`` (a path, or bytes already read), checked against ``content_hash``.
+
+    The file is read once and both hashed and decoded from these bytes, so the vector stored under
+    a hash is always the embedding of the bytes that hash names (a file rewritten between the
+    scan and now raises ``ContentChanged``)."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if hash_bytes(data) != content_hash:
+        raise ContentChanged(CHANGED_REASON)
+    return data
+
+
 def prepare_image(embedder: Embedder, content_hash: str, source: str | bytes | None, thumbnail: bool) -> Prepared:
     """Decode ``source`` (a path, or a key-frame's JPEG bytes) and preprocess it for ``embedder``;
-    a decoder failure becomes the reason, never an exception."""
+    a decoder failure becomes the reason, never an exception; a file whose bytes no longer match
+    ``content_hash`` gets ``CHANGED_REASON``."""
     try:
         if source is None:
             raise ValueError("the key-frame's pixels are not in the workspace; scan the video again")
-        image = load_rgb(source, min_side=embedder.input_size)
+        image = load_rgb(read_verified(source, content_hash), min_side=embedder.input_size)
         pixels = embedder.preprocess(image)
         return Prepared(content_hash, pixels, make_thumbnail(image) if thumbnail else None, None)
+    except ContentChanged:
+        return Prepared(content_hash, None, None, CHANGED_REASON)
     except Exception as error:  # any decoder failure is a property of the file
         return Prepared(content_hash, None, None, _decode_reason(error))
 
@@ -110,7 +143,9 @@ def read_for_device(embedder: Embedder, content_hash: str, source: str | bytes |
     """A worker's share when the batch is decoded on the GPU: read the file and its JPEG header;
     what nvJPEG cannot take (see ``read_jpeg_header``) is decoded with Pillow here instead."""
     try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes() if source is not None else None
+        data = read_verified(source, content_hash) if source is not None else None
+    except ContentChanged:
+        return Prepared(content_hash, None, None, CHANGED_REASON)
     except OSError:
         data = None  # prepare_image reads it again and records the OS's reason
     header = read_jpeg_header(data) if data is not None else None
@@ -150,6 +185,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
         return prepare_image(embedder, content_hash, path, content_hash not in have_thumbs)
 
     undecodable: dict[str, str] = {}
+    changed: set[str] = set()
     batch_size = config.batch_size or embedder.batch_size
     pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every, export)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
@@ -158,7 +194,8 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
         if decoder is not None:
             batch, on_device = _decode_on_device(decoder, embedder, batch, have_thumbs)
         good = [item for item in batch if item.pixels is not None]
-        failed = {item.content_hash: str(item.error) for item in batch if item.pixels is None}
+        failed, changed_now = split_changed({item.content_hash: str(item.error) for item in batch
+                                             if item.pixels is None})
         vectors = np.empty((0, embedder.dim), dtype=np.float32)
         if good:
             # Images decoded on the device come first in ``good``, in the order of their tensor.
@@ -168,8 +205,9 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
             if on_device is not None:
                 pixels = on_device if pixels is None else _concat(on_device, pixels)
             vectors = normalise(embedder.embed(pixels))
-        pending.add(good, vectors, failed)
+        pending.add(good, vectors, failed, changed_now)
         undecodable.update(failed)
+        changed.update(changed_now)
         done += len(batch)
         if pending.due():
             pending.commit()
@@ -178,8 +216,22 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     pending.commit()
     if export is not None:
         export.fill(workspace)
-    return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable), total - len(todo),
-                       undecodable, time.perf_counter() - started)
+    warn_changed(changed)
+    return EmbedReport(embedder.model_id, total, len(todo) - len(undecodable) - len(changed), total - len(todo),
+                       undecodable, time.perf_counter() - started, frozenset(changed))
+
+
+def split_changed(failed: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+    """Decode failures (hash → reason) apart from the files that changed since the scan (hashes):
+    the first are properties of the content, the second of the moment it was read."""
+    changed = {h for h, reason in failed.items() if reason == CHANGED_REASON}
+    return {h: reason for h, reason in failed.items() if h not in changed}, changed
+
+
+def warn_changed(changed: set[str]) -> None:
+    if changed:
+        log.warning("%d file(s) changed while they were being embedded; they are left out of this run and "
+                    "will be embedded as they are now on the next run", len(changed))
 
 
 def _decode_on_device(decoder: GpuJpegDecoder, embedder: Embedder, batch: list[Prepared],
@@ -231,23 +283,26 @@ class PendingCommit:
         self.vectors: list[np.ndarray] = []
         self.thumbnails: dict[str, tuple[bytes, int, int]] = {}
         self.failed: dict[str, str] = {}
+        self.changed: set[str] = set()
         self.since = time.monotonic()
 
-    def add(self, good: Sequence[Prepared], vectors: np.ndarray, failed: dict[str, str]) -> None:
+    def add(self, good: Sequence[Prepared], vectors: np.ndarray, failed: dict[str, str],
+            changed: set[str] | None = None) -> None:
         self.hashes.extend(item.content_hash for item in good)
         self.vectors.append(vectors)
         self.thumbnails.update({item.content_hash: item.thumbnail for item in good if item.thumbnail is not None})
         self.failed.update(failed)
+        self.changed.update(changed or ())
 
     def due(self) -> bool:
-        return (len(self.hashes) + len(self.failed) >= self.every
+        return (len(self.hashes) + len(self.failed) + len(self.changed) >= self.every
                 or time.monotonic() - self.since >= self.COMMIT_SECONDS)
 
     def commit(self) -> None:
-        if self.hashes or self.failed:
+        if self.hashes or self.failed or self.changed:
             vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, self.dim), dtype=np.float32)
             self.workspace.save_batch(self.model_id, self.hashes, vectors, thumbnails=self.thumbnails,
-                                      undecodable=self.failed)
+                                      undecodable=self.failed, changed={h: CHANGED_REASON for h in self.changed})
             if self.export is not None and self.hashes:
                 # After the workspace's commit: the export never holds a vector the workspace lacks.
                 self.export.write(self.hashes, vectors)

@@ -286,8 +286,11 @@ class Workspace(DerivedData):
 
     def save_batch(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray,
                    thumbnails: dict[str, tuple[bytes, int, int]] | None = None,
-                   undecodable: dict[str, str] | None = None) -> None:
-        """Commit one embedding batch: vectors (n, d), thumbnails and decode failures, atomically."""
+                   undecodable: dict[str, str] | None = None, changed: dict[str, str] | None = None) -> None:
+        """Commit one embedding batch: vectors (n, d), thumbnails and decode failures, atomically.
+
+        ``changed`` (content hash → reason): files found rewritten since the scan; they are skipped
+        now and marked for the next scan to read again (a scan-stage skip is always re-examined)."""
         shard_name = None
         if len(hashes):
             if vectors.shape[0] != len(hashes):
@@ -306,6 +309,10 @@ class Workspace(DerivedData):
                     [(h, jpeg, w, ht) for h, (jpeg, w, ht) in thumbnails.items()])
             if undecodable:
                 self._record_undecodable(undecodable)
+            if changed:
+                self._db.executemany(
+                    "UPDATE images SET status='skipped', skip_stage='scan', skip_reason=? WHERE content_hash=?",
+                    [(reason, content_hash) for content_hash, reason in changed.items()])
 
     def load_embeddings(self, model_id: str, hashes: Sequence[str]) -> np.ndarray:
         """Embeddings (len(hashes), d) float32 in the order of ``hashes``; all must be present."""

@@ -6,8 +6,10 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -68,6 +70,10 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
         status = next(code for kind, code in _STATUS if isinstance(error, kind))
         return JSONResponse({"detail": str(error)}, status_code=status)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_problems(error)}, status_code=422)
+
     for router in (runs.router, clusters.router, images.router, search.router):
         app.include_router(router, prefix="/api")
 
@@ -77,6 +83,18 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def validation_problems(error: RequestValidationError) -> list[dict[str, Any]]:
+    """What was wrong with a request, without echoing what was sent: FastAPI's default answer
+    repeats the input, and an input of 1e400, NaN or a lone surrogate cannot be written back as
+    JSON (the answer became a 500). Where and what, in ASCII-safe text."""
+    def text(value: object) -> str:
+        return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return [{"loc": [item if isinstance(item, int) else text(item) for item in problem.get("loc", ())],
+             "msg": text(problem.get("msg", "invalid")), "type": text(problem.get("type", "value_error"))}
+            for problem in error.errors()]
 
 
 def find_workspace(path: str | os.PathLike[str] | None = None, *,
