@@ -22,7 +22,7 @@ from ..cluster import NOISE
 from ..errors import ConfigError
 from ..label import choose_names
 from ..represent import representatives
-from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..runs import answer_warnings, internal_metrics, new_run_key, package_versions, summarise_clusters
 from ..store import Assignments, Workspace
 from . import job
 from .steps import Run
@@ -102,6 +102,8 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
         info = dict(parent.record.info)
         info.pop("update", None)
         info.update({"metrics": metrics, "versions": package_versions(),
+                     "warnings": answer_warnings(len(ids), metrics, info.get("clustering", {}),
+                                                 parent.record.config.get("preset")),
                      "clusters": [dataclasses.asdict(s) for s in summaries],
                      "representatives": [dataclasses.asdict(r) for r in representatives(ids, labels, probabilities,
                                                                                           xy)],
