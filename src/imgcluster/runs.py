@@ -130,12 +130,12 @@ def _no_clusters(n_images: int, size: int | None, preset: str | None) -> str:
            if preset not in (None, "default") else
            f"try --min-cluster-size {smaller}, or leave it unset (about 1% of the images)")
     if size > n_images:
-        return (f"No clusters: min_cluster_size {size:,} is larger than the {n_images:,} images, so no cluster can "
+        return (f"No clusters: min_cluster_size {size} is larger than the {n_images:,} images, so no cluster can "
                 f"form: {fix}.")
     if 2 * size > n_images:
-        return (f"No clusters: min_cluster_size {size:,} is more than half of the {n_images:,} images, so no two "
+        return (f"No clusters: min_cluster_size {size} is more than half of the {n_images:,} images, so no two "
                 f"clusters can form: {fix}.")
-    return (f"No clusters: no group of {size:,} or more images is dense enough (min_cluster_size {size:,}): "
+    return (f"No clusters: no group of {size:,} or more images is dense enough (min_cluster_size {size}): "
             f"{fix}, or {_KMEANS_HINT}.")
 
 

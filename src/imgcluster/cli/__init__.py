@@ -261,12 +261,19 @@ def predict_command(
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
         return
-    table = Table("image", "cluster", "p", "nearest image", "similarity", "why", title=f"filed into run {run}",
-                  title_justify="left")
-    for f in filed:
-        table.add_row(Path(f.path).name, f.status if f.cluster < 0 else _id_and_name(f.cluster, f.name),
-                      f"{f.membership_probability:.2f}", Path(f.nearest_path).name if f.nearest_path else "",
-                      "" if f.nearest_similarity is None else f"{f.nearest_similarity:.2f}", f.reason)
+    cells = {"image": [escape(Path(f.path).name) for f in filed],
+             "cluster": [f.status if f.cluster < 0 else _id_and_name(f.cluster, f.name) for f in filed]}
+    table = Table(title=f"filed into run {run}", title_justify="left")
+    for column in ("image", "cluster"):  # the why column wraps first: names are what is read
+        table.add_column(column, overflow="fold", min_width=min(20, max((len(row) for row in cells[column]),
+                                                                        default=0)))
+    table.add_column("p", no_wrap=True)
+    table.add_column("nearest (similarity)", overflow="fold")
+    table.add_column("why")
+    for f, image, cluster in zip(filed, cells["image"], cells["cluster"]):
+        nearest = (f"{Path(f.nearest_path).name} ({f.nearest_similarity:.2f})"
+                   if f.nearest_path and f.nearest_similarity is not None else "")
+        table.add_row(image, cluster, f"{f.membership_probability:.2f}", nearest, f.reason)
     console.print(table)
 
 
@@ -375,9 +382,9 @@ def _print_run(run: api.Run) -> None:
         console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
     dedup = _dedup_summary(record.info["clustering"].get("dedup"))
     if dedup:
-        console.print(f"--dedup set aside {dedup['duplicates']:,} duplicate image(s) of {dedup['groups']:,} kept "
-                      f"one(s) and clustered the other {record.n_images - dedup['duplicates']:,}; each duplicate "
-                      "joined its keeper's cluster (how = duplicate).")
+        console.print(f"--dedup: {dedup['duplicates']:,} duplicate image(s) set aside ({dedup['groups']:,} group(s), "
+                      f"one image of each clustered); {record.n_images - dedup['duplicates']:,} images clustered, "
+                      "each duplicate joined its keeper's cluster (how = duplicate).")
     metrics = record.info["metrics"]
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "
