@@ -35,7 +35,7 @@ MOVED = "moved"  # the ``how`` of an image a person put in its cluster
 def merge_clusters(clusters: Sequence[int], key: str | None = None, *, into: int | None = None,
                    path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
                    run_key: str | None = None) -> Run:
-    """Merge ``clusters`` (two or more ids) of a run (the newest when ``key`` is None) into one,
+    """Merge ``clusters`` (two or more ids) of a run (the newest with clusters when ``key`` is None) into one,
     ``into`` (default: the first given), and save the result as a new derived run."""
     clusters = [int(c) for c in dict.fromkeys(clusters)]
     into = clusters[0] if into is None else int(into)
@@ -55,7 +55,7 @@ def merge_clusters(clusters: Sequence[int], key: str | None = None, *, into: int
 def move_images(image_ids: Sequence[int], cluster: int, key: str | None = None, *,
                 path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
                 run_key: str | None = None) -> Run:
-    """Put images of a run (the newest when ``key`` is None) in ``cluster`` (-1: unclustered), with
+    """Put images of a run (the newest with clusters when ``key`` is None) in ``cluster`` (-1: unclustered), with
     membership probability 1 (0 when unclustered) and ``how`` = moved, saved as a new derived run."""
     parent = job.load_run(key, path=path, workspace=workspace)
     _check_known(parent, [int(cluster)], allow_noise=True)

@@ -274,7 +274,7 @@ def _stored_run(ws: Workspace, record: RunRecord) -> Run:
 
 def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
            workspace: str | os.PathLike[str] | None = None) -> Path:
-    """(Re)write a run's ``report.html`` (the newest run when ``key`` is None) and return its path."""
+    """(Re)write a run's ``report.html`` (the newest run with clusters when ``key`` is None) and return its path."""
     run = load_run(key, path=path, workspace=workspace)
     ws = Workspace.open(run.workspace)
     try:
@@ -285,7 +285,7 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
 
 def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
              workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Score a run (the newest when ``key`` is None) against a CSV of ``path,label`` rows and store it.
+    """Score a run (the newest with clusters when ``key`` is None) against a CSV of ``path,label`` rows and store it.
 
     Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
     without a label are left out and counted.

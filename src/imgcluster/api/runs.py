@@ -250,7 +250,7 @@ class Stability:
 def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = None, repeats: int = 5,
               subsample: float | None = None, workspace: str | os.PathLike[str] | None = None,
               progress: StageProgress | None = None) -> Stability:
-    """Refit a run (the newest when ``run`` is None) ``repeats`` times with other seeds and measure how
+    """Refit a run (the newest with clusters when ``run`` is None) ``repeats`` times with other seeds and measure how
     stable each of its clusters is; store the result beside the run, write the consensus assignment
     to ``runs/<key>/consensus.csv`` and rewrite the run's report with unstable clusters flagged.
 
