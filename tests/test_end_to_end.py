@@ -37,7 +37,7 @@ def test_run_records_the_model_that_produced_it(digits_run: imgcluster.Run) -> N
     assert record.info["model"]["dim"] == 1280
     assert record.config["embed"]["model"] == "efficientnet-lite0"
     chosen = record.config["cluster"]  # the automatic choice is stored: k-means' k or HDBSCAN's size
-    assert chosen["method"] == "auto" and ((chosen["k"] or 0) >= 2 or (chosen["min_cluster_size"] or 0) >= 2)
+    assert chosen["method"] == "auto" and ((chosen.get("k") or 0) >= 2 or (chosen.get("min_cluster_size") or 0) >= 2)
     assert record.info["clustering"]["auto"]["reason"].startswith(record.info["clustering"]["auto"]["choice"])
     assert set(record.info["timings"]) >= {"scan", "embed", "reduce", "cluster", "report"}
 

@@ -76,3 +76,6 @@ from .errors import WorkerDied  # noqa: E402
 from .store.vector_export import ExportedVectors, read_exported_shards  # noqa: E402
 
 __all__ += ["ExportedVectors", "WorkerDied", "read_exported_shards"]
+from .api import DefaultRun, default_run  # noqa: E402
+
+__all__ += ["DefaultRun", "default_run"]

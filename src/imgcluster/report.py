@@ -26,6 +26,8 @@ from .store import Assignments, ClusterName, ImageRecord, RunRecord
 HOVER_SAMPLE = 1500
 SHOWN_PER_KIND = 4   # central, probable and diverse images leading each cluster's grid
 GRID = 16            # images per cluster grid, representatives included
+# How the map caption names each 2-D map method (ReduceConfig.map_method).
+MAP_CAPTIONS = {"umap": "a 2-D UMAP", "tsne": "a 2-D t-SNE", "pca": "a 2-D PCA projection"}
 
 
 def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int = HOVER_SAMPLE) -> list[int]:
@@ -105,6 +107,9 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "{{CREATED}}": html.escape(created),
         "{{MODEL}}": html.escape(f"{record.model_name} ({record.model_id})"),
         "{{SUMMARY}}": html.escape(summary),
+        "{{WARNINGS}}": _warnings(record.info.get("warnings", [])),
+        "{{MAP_METHOD}}": html.escape(MAP_CAPTIONS.get(str(record.config.get("reduce", {}).get("map_method")),
+                                                       "a 2-D projection")),
         "{{SETTINGS}}": _settings_table(record, stability),
         "{{SKIPPED}}": _skipped_table(skipped, root),
         "{{N_SKIPPED}}": str(len(skipped)),
@@ -113,6 +118,14 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     for marker, value in replacements.items():
         template = template.replace(marker, value)
     return template
+
+
+def _warnings(warnings: Sequence[str]) -> str:
+    """The run's warnings (a degenerate answer and what to try) as a list under the summary."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f"<ul class='warnings' id='warnings'>{items}</ul>"
 
 
 def _representatives(record: RunRecord) -> dict[int, Representatives]:

@@ -72,3 +72,6 @@ __all__ += ["DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "S
 from .edit import merge_clusters, move_images  # noqa: E402
 
 __all__ += ["merge_clusters", "move_images"]
+from .runs import DefaultRun, default_run  # noqa: E402
+
+__all__ += ["DefaultRun", "default_run"]

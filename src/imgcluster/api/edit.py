@@ -22,7 +22,7 @@ from ..cluster import NOISE
 from ..errors import ConfigError
 from ..label import choose_names
 from ..represent import representatives
-from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..runs import answer_warnings, internal_metrics, new_run_key, package_versions, summarise_clusters
 from ..store import Assignments, Workspace
 from . import job
 from .steps import Run
@@ -35,7 +35,7 @@ MOVED = "moved"  # the ``how`` of an image a person put in its cluster
 def merge_clusters(clusters: Sequence[int], key: str | None = None, *, into: int | None = None,
                    path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
                    run_key: str | None = None) -> Run:
-    """Merge ``clusters`` (two or more ids) of a run (the newest when ``key`` is None) into one,
+    """Merge ``clusters`` (two or more ids) of a run (the newest with clusters when ``key`` is None) into one,
     ``into`` (default: the first given), and save the result as a new derived run."""
     clusters = [int(c) for c in dict.fromkeys(clusters)]
     into = clusters[0] if into is None else int(into)
@@ -55,7 +55,7 @@ def merge_clusters(clusters: Sequence[int], key: str | None = None, *, into: int
 def move_images(image_ids: Sequence[int], cluster: int, key: str | None = None, *,
                 path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
                 run_key: str | None = None) -> Run:
-    """Put images of a run (the newest when ``key`` is None) in ``cluster`` (-1: unclustered), with
+    """Put images of a run (the newest with clusters when ``key`` is None) in ``cluster`` (-1: unclustered), with
     membership probability 1 (0 when unclustered) and ``how`` = moved, saved as a new derived run."""
     parent = job.load_run(key, path=path, workspace=workspace)
     _check_known(parent, [int(cluster)], allow_noise=True)
@@ -102,6 +102,8 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
         info = dict(parent.record.info)
         info.pop("update", None)
         info.update({"metrics": metrics, "versions": package_versions(),
+                     "warnings": answer_warnings(len(ids), metrics, info.get("clustering", {}),
+                                                 parent.record.config.get("preset")),
                      "clusters": [dataclasses.asdict(s) for s in summaries],
                      "representatives": [dataclasses.asdict(r) for r in representatives(ids, labels, probabilities,
                                                                                           xy)],

@@ -63,7 +63,7 @@ def file_bytes(predictor: RunPredictor, data: bytes, filename: str = "upload", k
     filed = FiledImage(filename, "assigned" if cluster != NOISE else "unassigned", cluster,
                        float(prediction.membership_probability[0]), float(prediction.x[0]), float(prediction.y[0]),
                        predictor.paths_by_id.get(int(prediction.nearest_image_id[0])),
-                       float(prediction.nearest_similarity[0]), prediction.reasons[0])
+                       float(prediction.nearest_similarity[0]), prediction.reasons[0], predictor.cluster_name(cluster))
     return filed, neighbours(predictor, vector[0], k)
 
 

@@ -22,8 +22,8 @@ from ..errors import ConfigError, NoImages
 from ..label import MANUAL, check_namer, choose_names
 from ..reduce import make_reducer
 from ..represent import representatives
-from ..runs import (contingency, external_metrics, internal_metrics, match_clusters, new_run_key, package_versions,
-                    summarise_clusters)
+from ..runs import (answer_warnings, contingency, external_metrics, internal_metrics, match_clusters, new_run_key,
+                    package_versions, summarise_clusters, used_cluster_settings)
 from ..scan import ScanResult
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import naming, search
@@ -173,11 +173,17 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
     chosen_images = representatives(image_ids, clustering.labels, clustering.probabilities, reduction.space)
     metrics = internal_metrics(reduction.space, clustering.labels, clustering.probabilities)
     skipped = _skipped_now(ws, found)
+    config = resolved.to_dict()
+    config["cluster"] = used_cluster_settings(config["cluster"], clustering.params)
+    warnings = answer_warnings(len(image_ids), metrics, clustering.params, resolved.preset)
+    for warning in warnings:
+        log.info("run %s: %s", key, warning)
     record = RunRecord(
         key=key, created_at=time.time(), root=found.root, model_id=embedded.model["model_id"],
         model_name=embedded.model["name"], n_images=len(image_ids), n_clusters=metrics["n_clusters"],
-        config=resolved.to_dict(),
+        config=config,
         info={"requested_config": requested.to_dict(), "model": embedded.model, "metrics": metrics,
+              "warnings": warnings,
               "timings": timings, "versions": package_versions(), "clustering": clustering.params,
               "clusters": [dataclasses.asdict(s) for s in summaries],
               "representatives": [dataclasses.asdict(r) for r in chosen_images],
@@ -244,7 +250,8 @@ def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord
 
 def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
              workspace: str | os.PathLike[str] | None = None) -> Run:
-    """A stored run (the newest when ``key`` is None) with its images and assignments."""
+    """A stored run (when ``key`` is None, the newest run with clusters, else the newest) with its
+    images and assignments."""
     ws = open_workspace(path, workspace=workspace)
     try:
         return _stored_run(ws, ws.run(key))
@@ -267,7 +274,7 @@ def _stored_run(ws: Workspace, record: RunRecord) -> Run:
 
 def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
            workspace: str | os.PathLike[str] | None = None) -> Path:
-    """(Re)write a run's ``report.html`` (the newest run when ``key`` is None) and return its path."""
+    """(Re)write a run's ``report.html`` (the newest run with clusters when ``key`` is None) and return its path."""
     run = load_run(key, path=path, workspace=workspace)
     ws = Workspace.open(run.workspace)
     try:
@@ -278,7 +285,7 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
 
 def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
              workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Score a run (the newest when ``key`` is None) against a CSV of ``path,label`` rows and store it.
+    """Score a run (the newest with clusters when ``key`` is None) against a CSV of ``path,label`` rows and store it.
 
     Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
     without a label are left out and counted.

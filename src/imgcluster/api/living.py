@@ -25,11 +25,11 @@ from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConf
 from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..label import choose_names
 from ..represent import representatives
-from ..runs import internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..runs import answer_warnings, internal_metrics, new_run_key, package_versions, summarise_clusters
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import job, naming
-from .steps import (Run, StageProgress, _no_images_message, _stage_progress, embed, fit_clusters, open_workspace,
-                    scan)
+from .steps import (Run, StageProgress, _no_images_message, _stage_progress, check_has_clusters, embed, fit_clusters,
+                    open_workspace, scan)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
            min_probability: float = 0.0, force: bool = False, propose: bool = True, run_key: str | None = None,
            progress: StageProgress | None = None) -> Update:
     """Scan ``path`` again, embed only new or changed files with the run's model, file them into the
-    run's clusters (the newest run when ``run`` is None) and save the result as a new derived run.
+    run's clusters (when ``run`` is None, the newest run with clusters; a run without clusters is
+    refused, naming those that have some) and save the result as a new derived run.
 
     A new image is *filed* when the run's predictor assigns it with membership probability of at
     least ``min_probability``; otherwise it is *held* as unassigned, or, with ``force``, put in the
@@ -94,6 +95,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
     try:
         ws.lock()
         parent = ws.run(run)
+        check_has_clusters(ws, parent, "take new images")
         job._check_new_key(ws, run_key)
         config = RunConfig.from_dict(parent.config)
         started = time.perf_counter()
@@ -377,6 +379,8 @@ def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, p
     info = dict(parent.info)
     info.update({
         "metrics": metrics, "versions": package_versions(), "timings": seconds,
+        "warnings": answer_warnings(len(images), metrics, parent.info.get("clustering", {}),
+                                    parent.config.get("preset")),
         "clusters": [dataclasses.asdict(s) for s in summaries], "representatives": chosen_images,
         "embedding": {"new": n_new, "cached": 0}, "skipped": len(found.skipped),
         "update": {"parent": parent.key, "new_images": n_new, "removed_images": n_removed,

@@ -118,7 +118,7 @@ def _cluster_means(vectors: np.ndarray, labels: np.ndarray, batch: int = 20_000)
 def name_clusters(key: str | None = None, *, namer: str | None = None, config: NameConfig | None = None,
                   clusters: Sequence[int] | None = None, path: str | os.PathLike[str] | None = None,
                   workspace: str | os.PathLike[str] | None = None, api_key: str | None = None) -> list[ClusterName]:
-    """Name a stored run's clusters (the newest run when ``key`` is None) with a namer, keep the names
+    """Name a stored run's clusters (the newest run with clusters when ``key`` is None) with a namer, keep the names
     beside the earlier ones (a manual name still wins), and rewrite the run's report and tables.
 
     ``namer`` overrides ``config.namer``; ``clusters`` limits the naming to those cluster ids;
@@ -146,7 +146,7 @@ def name_clusters(key: str | None = None, *, namer: str | None = None, config: N
 
 def name_cluster(cluster: int, name: str, key: str | None = None, *, path: str | os.PathLike[str] | None = None,
                  workspace: str | os.PathLike[str] | None = None) -> ClusterName | None:
-    """Give one cluster of a run (the newest when ``key`` is None) a name of your own; it wins over
+    """Give one cluster of a run (the newest with clusters when ``key`` is None) a name of your own; it wins over
     every automatic name and survives report regeneration. An empty ``name`` removes it again.
     Returns the name the cluster shows now (None: it is numbered)."""
     run = job.load_run(key, path=path, workspace=workspace)
@@ -188,7 +188,7 @@ def _check_clusters(run: Run, clusters: Sequence[int]) -> None:
 def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "folders", mode: str = "link",
            path: str | os.PathLike[str] | None = None,
            workspace: str | os.PathLike[str] | None = None) -> export_stage.ExportResult:
-    """Export a run (the newest when ``key`` is None) to ``dest``, a new or empty folder (a new file
+    """Export a run (the newest with clusters when ``key`` is None) to ``dest``, a new or empty folder (a new file
     for csv and parquet). ``to``: folders (one folder per cluster, '03-cats', links by default or
     copies with ``mode="copy"``, unclustered images in 'unclustered/'), fiftyone (data.json and
     labels.json of a FiftyOneImageClassificationDataset pointing at the images), csv or parquet

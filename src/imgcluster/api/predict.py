@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,16 @@ from ..cluster.predictor import Prediction, Predictor
 from ..config import ScanConfig
 from ..embed import normalise
 from ..scan import load_rgb, sniff
-from ..store import RunRecord
-from .steps import _reload_run_model, open_workspace
+from ..label import choose_names
+from ..store import ClusterName, RunRecord
+from .steps import _reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class FiledImage:
-    """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped."""
+    """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
+    the name its cluster shows in the run (None when unclustered or unnamed)."""
 
     path: str
     status: str
@@ -33,13 +35,16 @@ class FiledImage:
     nearest_path: str | None
     nearest_similarity: float | None
     reason: str
+    name: str | None = None
 
 
 class RunPredictor:
     """A run's persisted predictor, with the run's model loaded on first use: load once, predict many."""
 
-    def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto"):
+    def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto",
+                 names: Mapping[int, ClusterName] | None = None):
         self.record, self.predictor, self.paths_by_id, self.device = record, predictor, paths_by_id, device
+        self.names = dict(names or {})
         self._embedder: Any = None
         # New images pass the checks the run's own images passed (format, size): a 1x1 PNG or an
         # icon the scan skips is not filed through predict or an upload either.
@@ -51,6 +56,11 @@ class RunPredictor:
         if self._embedder is None:
             self._embedder = _reload_run_model(self.record, self.device)
         return self._embedder
+
+    def cluster_name(self, cluster: int) -> str | None:
+        """The name ``cluster`` shows in the run, or None (unclustered or unnamed)."""
+        chosen = self.names.get(cluster)
+        return chosen.name if chosen is not None and chosen.name else None
 
     def predict_vectors(self, vectors: np.ndarray) -> Prediction:
         """File L2-normalised embeddings (m, d) of the run's model."""
@@ -85,7 +95,7 @@ class RunPredictor:
                     path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
                     float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
                     self.paths_by_id.get(int(prediction.nearest_image_id[i])),
-                    float(prediction.nearest_similarity[i]), prediction.reasons[i])
+                    float(prediction.nearest_similarity[i]), prediction.reasons[i], self.cluster_name(cluster_id))
         return [results[p] for p in paths]
 
 
@@ -110,20 +120,28 @@ def _skipped_file(path: str, reason: str) -> FiledImage:
 
 
 def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
-                   workspace: str | os.PathLike[str] | None = None, device: str = "auto") -> RunPredictor:
-    """The persisted predictor of a run (the newest when ``key`` is None), ready to file new images."""
+                   workspace: str | os.PathLike[str] | None = None, device: str = "auto",
+                   require_clusters: bool = False) -> RunPredictor:
+    """The persisted predictor of a run (when ``key`` is None, the newest run with clusters), ready to
+    file new images. ``require_clusters`` refuses a run without clusters (ConfigError naming the
+    runs that have some) instead of filing every image as unassigned."""
     ws = open_workspace(path, workspace=workspace)
     try:
         record = ws.run(key)
+        if require_clusters:
+            check_has_clusters(ws, record)
         predictor = Predictor.from_state(*ws.read_predictor(record.key))
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
+        names = choose_names(ws.names(record.key))
     finally:
         ws.close()
-    return RunPredictor(record, predictor, paths_by_id, device)
+    return RunPredictor(record, predictor, paths_by_id, device, names)
 
 
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
             path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
             device: str = "auto") -> list[FiledImage]:
-    """File image files into a run's clusters (the newest run when ``run`` is None) without refitting."""
-    return load_predictor(run, path=path, workspace=workspace, device=device).predict_files(paths)
+    """File image files into a run's clusters without refitting: run ``run``, or when None the newest
+    run with clusters. A run without clusters is refused (ConfigError naming the runs that have some)."""
+    return load_predictor(run, path=path, workspace=workspace, device=device,
+                          require_clusters=True).predict_files(paths)

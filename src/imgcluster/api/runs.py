@@ -74,9 +74,43 @@ def _run_summary(record: RunRecord, measured: Sequence[Mapping[str, Any]]) -> Ru
                       float(metrics.get("noise_fraction", 0.0)), metrics.get("silhouette"), unstable)
 
 
+@dataclass(frozen=True)
+class DefaultRun:
+    """The run commands use when none is named, and why: ``reason`` reads like "the newest run with
+    clusters; newer run X has none"."""
+
+    key: str
+    reason: str
+
+
+def default_run(path: str | os.PathLike[str] | None = None, *,
+                workspace: str | os.PathLike[str] | None = None) -> DefaultRun:
+    """The run that commands and API calls use when no run is named: the newest run with clusters,
+    else (no run has any) the newest run. RunNotFound when the workspace has no run."""
+    ws = open_workspace(path, workspace=workspace)
+    try:
+        chosen = ws.run()
+        counts = ws.run_counts()
+    finally:
+        ws.close()
+    keys = [key for key, _, _ in counts]
+    newer = keys[:keys.index(chosen.key)]
+    if chosen.n_clusters == 0:
+        reason = "the newest run; no run has clusters"
+    elif newer:
+        shown = ", ".join(newer[:3]) + (" …" if len(newer) > 3 else "")
+        many = len(newer) > 1
+        reason = (f"the newest run with clusters; newer run{'s' if many else ''} {shown} "
+                  f"{'have' if many else 'has'} none")
+    else:
+        reason = "the newest run"
+    log.info("using run %s (%s)", chosen.key, reason)
+    return DefaultRun(chosen.key, reason)
+
+
 def run_info(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
              workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Everything stored about a run (the newest when ``key`` is None) as JSON-ready data: the resolved
+    """Everything stored about a run (see :func:`default_run` when ``key`` is None) as JSON-ready data: the resolved
     config (automatic choices included) and the config as requested, the model, package versions,
     timings per stage, metrics, clusters with their shown names, evaluations, stability measurements
     and the run's files. Per-image assignments are left out (see :func:`load_run`)."""
@@ -231,7 +265,7 @@ class Stability:
 def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = None, repeats: int = 5,
               subsample: float | None = None, workspace: str | os.PathLike[str] | None = None,
               progress: StageProgress | None = None) -> Stability:
-    """Refit a run (the newest when ``run`` is None) ``repeats`` times with other seeds and measure how
+    """Refit a run (the newest with clusters when ``run`` is None) ``repeats`` times with other seeds and measure how
     stable each of its clusters is; store the result beside the run, write the consensus assignment
     to ``runs/<key>/consensus.csv`` and rewrite the run's report with unstable clusters flagged.
 

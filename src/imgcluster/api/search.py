@@ -59,7 +59,8 @@ DUPLICATE = "duplicate"
 @dataclass(frozen=True)
 class SimilarImage:
     """One result: a catalogued file, its cosine similarity to the query (1 = the same picture for
-    the model), and its cluster and cluster name in the newest run (None when not in it)."""
+    the model), and its cluster and cluster name in the default run, the newest with clusters (None when not
+    in it)."""
 
     path: str
     similarity: float
@@ -202,10 +203,9 @@ def search_text(text: str, *, k: int = 20, path: str | os.PathLike[str] | None =
 
 def _answer(ws: Workspace, query: str, row: dict[str, Any], index: VectorIndex, results: list[SimilarImage],
             embedded_now: bool) -> SearchResult:
-    runs = ws.runs()
-    if not runs:
+    if not ws.run_counts():
         return SearchResult(query, row["name"], row["model_id"], index.describe(), None, results, embedded_now)
-    run = runs[0]
+    run = ws.run()  # the default run: the newest with clusters
     assignments = ws.assignments(run.key)
     cluster_of = dict(zip(assignments.image_ids.tolist(), assignments.clusters.tolist()))
     names = choose_names(ws.names(run.key))

@@ -21,7 +21,7 @@ from ..cluster.predictor import Predictor
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_name, embed_records, load_model
 from ..embed.base import Embedder
-from ..errors import ModelUnavailable, NoImages, UnknownName
+from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
 from ..represent import Representatives
 from ..runs import ClusterSummary
@@ -106,6 +106,12 @@ class Run:
         """Each cluster's most central, most probable and diverse images (catalogue ids), by cluster."""
         return {r["cluster"]: Representatives(**r) for r in self.record.info.get("representatives", [])}
 
+    @property
+    def warnings(self) -> list[str]:
+        """What is wrong with the run's answer (no cluster, one cluster, most images unclustered), each
+        with what to try; empty when nothing is. Stored with the run."""
+        return list(self.record.info.get("warnings", []))
+
 
 # -- steps ----------------------------------------------------------------------------------------
 
@@ -116,6 +122,22 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
     if workspace is not None:
         return Workspace.open(workspace)
     return Workspace.open(default_workspace(path if path is not None else "."))
+
+
+def check_has_clusters(ws: Workspace, record: RunRecord, doing: str = "file new images") -> None:
+    """Refuse to ``doing`` with a run that has no clusters (every image would come back
+    unassigned): ConfigError naming the runs of ``ws`` that have clusters."""
+    if record.n_clusters > 0:
+        return
+    usable = [(key, images, clusters) for key, images, clusters in ws.run_counts() if clusters > 0]
+    if usable:
+        listed = ", ".join(f"{key} ({clusters} clusters, {images:,} images)" for key, images, clusters in usable[:5])
+        hint = f"Runs with clusters: {listed}{' …' if len(usable) > 5 else ''}. Pass one of them with --run."
+    else:
+        hint = (f"No run in {ws.path} has clusters: cluster the collection again (`imgcluster runs show "
+                f"{record.key}` says what to change).")
+    raise ConfigError(f"Run {record.key} has no clusters ({record.n_images:,} image(s), all unclustered), so it "
+                      f"cannot {doing}: every image would come back unassigned. {hint}")
 
 
 def scan(path: str | os.PathLike[str], *, workspace: Workspace, config: ScanConfig = ScanConfig(),

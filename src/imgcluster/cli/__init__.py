@@ -8,7 +8,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -154,9 +154,10 @@ def report_command(
     path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: PATH/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
+    run = _chosen_run(run, path, workspace)
     console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
 
 
@@ -164,11 +165,12 @@ def report_command(
 def name_command(
     cluster: Annotated[int, typer.Argument(help="The cluster's id, as the report and `imgcluster names` show it.")],
     name: Annotated[str, typer.Argument(help='Its name; "" removes your name and brings back the automatic one.')],
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Name a cluster yourself: your name wins over automatic ones and is kept when the report is rewritten."""
+    run = _chosen_run(run, folder, workspace)
     chosen = api.name_cluster(cluster, name, run, path=folder, workspace=workspace)
     shown = f"{escape(chosen.name)} [dim]({chosen.source})[/]" if chosen else "numbered (no name)"
     console.print(f"cluster {cluster}: {shown}; report and tables updated.")
@@ -176,7 +178,7 @@ def name_command(
 
 @app.command("names")
 def names_command(
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     namer: Annotated[Optional[str], typer.Option(help="Name the clusters again with this namer first: "
@@ -190,6 +192,7 @@ def names_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
 ) -> None:
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
+    run = _chosen_run(run, folder, workspace)
     failed = []
     if namer is not None:
         config = NameConfig(namer=namer, vocabulary=str(vocabulary) if vocabulary else None,
@@ -225,11 +228,12 @@ def export_command(
                                                  "csv or parquet (the per-image table with names).")] = "folders",
     link: Annotated[bool, typer.Option("--link/--copy", help="folders: symbolic links to the images (copies "
                                                              "where links are impossible), or copies.")] = True,
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Export a run's clusters with their names; never moves or deletes your images."""
+    run = _chosen_run(run, folder, workspace)
     done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace)
     how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
     console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
@@ -244,7 +248,7 @@ def export_command(
 @app.command("predict")
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files to file into the run's clusters.")],
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: FOLDER/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
@@ -252,15 +256,24 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """File new images into an existing run's clusters, without refitting."""
+    run = _chosen_run(run, folder, workspace)
     filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
         return
-    table = Table("image", "cluster", "p", "nearest image", "similarity", "why")
-    for f in filed:
-        table.add_row(Path(f.path).name, f.status if f.cluster < 0 else str(f.cluster),
-                      f"{f.membership_probability:.2f}", Path(f.nearest_path).name if f.nearest_path else "",
-                      "" if f.nearest_similarity is None else f"{f.nearest_similarity:.2f}", f.reason)
+    cells = {"image": [escape(Path(f.path).name) for f in filed],
+             "cluster": [f.status if f.cluster < 0 else _id_and_name(f.cluster, f.name) for f in filed]}
+    table = Table(title=f"filed into run {run}", title_justify="left")
+    for column in ("image", "cluster"):  # the why column wraps first: names are what is read
+        table.add_column(column, overflow="fold", min_width=min(20, max((len(row) for row in cells[column]),
+                                                                        default=0)))
+    table.add_column("p", no_wrap=True)
+    table.add_column("nearest (similarity)", overflow="fold")
+    table.add_column("why")
+    for f, image, cluster in zip(filed, cells["image"], cells["cluster"]):
+        nearest = (f"{Path(f.nearest_path).name} ({f.nearest_similarity:.2f})"
+                   if f.nearest_path and f.nearest_similarity is not None else "")
+        table.add_row(image, cluster, f"{f.membership_probability:.2f}", nearest, f.reason)
     console.print(table)
 
 
@@ -268,12 +281,13 @@ def predict_command(
 def evaluate_command(
     labels: Annotated[Path, typer.Option(help="CSV with columns path,label (paths absolute or relative to "
                                               "the clustered folder).")],
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Score a run against known labels: NMI, ARI, homogeneity, completeness, purity (with and without noise)."""
+    run = _chosen_run(run, folder, workspace)
     metrics = api.evaluate(labels, run, path=folder, workspace=workspace)
     if as_json:
         console.print_json(json.dumps(metrics))
@@ -366,10 +380,16 @@ def _print_run(run: api.Run) -> None:
     if auto:
         # Runs made before auto could choose k-means have no "choice"; their reason starts with the score.
         console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
+    dedup = _dedup_summary(record.info["clustering"].get("dedup"))
+    if dedup:
+        console.print(f"--dedup: {dedup['duplicates']:,} duplicate image(s) set aside ({dedup['groups']:,} group(s), "
+                      f"one image of each clustered); {record.n_images - dedup['duplicates']:,} images clustered, "
+                      "each duplicate joined its keeper's cluster (how = duplicate).")
     metrics = record.info["metrics"]
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "
                   f"embedded {record.info['embedding']['new']:,} new, {record.info['embedding']['cached']:,} cached.")
+    _print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
         console.print(f"[yellow]Skipped {len(run.skipped)} file(s):[/] "
@@ -380,6 +400,34 @@ def _print_run(run: api.Run) -> None:
             console.print(f"  … {len(run.skipped) - 10} more in the report")
     console.print(f"Table:  {run.outputs['csv']}", soft_wrap=True)
     console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """A run's warnings (a degenerate answer and what to try), one line each."""
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
+    """``run`` as given; when None, the default run (the newest with clusters), said on stderr with
+    why, so a command never works on a run the user did not see it pick."""
+    if run is not None:
+        return run
+    chosen = api.default_run(path, workspace=workspace)
+    err.print(f"[dim]using run {chosen.key} ({escape(chosen.reason)})[/]", soft_wrap=True)
+    return chosen.key
+
+
+def _id_and_name(cluster: int, name: str | None) -> str:
+    """A cluster as tables show it: its id, then its name when it has one."""
+    return f"{cluster} {escape(name)}" if name else str(cluster)
+
+
+def _dedup_summary(dedup: dict[str, Any] | None) -> dict[str, int] | None:
+    """How many images ``cluster --dedup`` set aside (duplicates) and how many groups kept one each."""
+    if not dedup:
+        return None
+    return {"groups": int(dedup.get("groups", 0)), "duplicates": int(dedup.get("duplicates", 0))}
 
 
 def _shown_name(run: api.Run, cluster: int) -> str:
@@ -396,8 +444,14 @@ def _reason_kind(reason: str) -> str:
 
 def _run_json(run: api.Run) -> dict[str, object]:
     record = run.record
+    clustering = record.info.get("clustering", {})
+    auto = clustering.get("auto")
     return {"run": record.key, "workspace": str(run.workspace), "model": record.model_name,
             "model_id": record.model_id, "n_images": record.n_images, "n_clusters": record.n_clusters,
+            "method": record.config.get("cluster", {}).get("method"),
+            "algorithm": clustering.get("algorithm") or clustering.get("method"),
+            "auto": {"choice": auto.get("choice"), "reason": auto.get("reason")} if auto else None,
+            "dedup": _dedup_summary(clustering.get("dedup")), "warnings": run.warnings,
             "metrics": record.info["metrics"], "clusters": record.info["clusters"],
             "names": {str(c): dataclasses.asdict(n) for c, n in sorted(run.names.items())},
             "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],

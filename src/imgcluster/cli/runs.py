@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from . import _progress, app, console
+from . import _chosen_run, _progress, app, console
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -36,8 +36,21 @@ def runs_list_command(
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(r) for r in runs]))
         return
-    table = Table(box=box.SIMPLE_HEAD, caption="unstable: clusters below 0.6 in the newest `imgcluster stability` "
-                                               "(-: not measured)", caption_justify="left")
+    if not runs:
+        console.print("No runs yet: `imgcluster cluster PATH` makes one.")
+        return
+    table = _runs_table(runs)
+    if console.measure(table, options=console.options.update(width=10_000)).maximum > console.width:
+        _print_runs_stacked(runs)  # a narrow terminal would cut every column to a letter
+    else:
+        console.print(table)
+
+
+_UNSTABLE_NOTE = "unstable: clusters below 0.6 in the newest `imgcluster stability` (-: not measured)"
+
+
+def _runs_table(runs: list[api.RunSummary]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, caption=_UNSTABLE_NOTE, caption_justify="left")
     for column in ("key", "date"):  # kept whole: what you copy into the next command
         table.add_column(column, no_wrap=True)
     for column in ("model", "method"):
@@ -49,17 +62,31 @@ def runs_list_command(
         table.add_row(r.key, _date(r.created_at), r.model_name, r.method, f"{r.n_images:,}", str(r.n_clusters),
                       f"{r.noise_fraction:.0%}", "" if r.silhouette is None else f"{r.silhouette:.2f}",
                       "-" if r.unstable_clusters is None else ", ".join(map(str, r.unstable_clusters)) or "none")
-    console.print(table if runs else "No runs yet: `imgcluster cluster PATH` makes one.")
+    return table
+
+
+def _print_runs_stacked(runs: list[api.RunSummary]) -> None:
+    """The runs list for narrow terminals: each run's key, date, model and method on one line, its
+    figures on the next."""
+    for r in runs:
+        silhouette = "-" if r.silhouette is None else f"{r.silhouette:.2f}"
+        unstable = "-" if r.unstable_clusters is None else ", ".join(map(str, r.unstable_clusters)) or "none"
+        console.print(f"[bold]{r.key}[/]  {_date(r.created_at)}  {escape(r.model_name)}  {escape(r.method)}",
+                      soft_wrap=True)
+        console.print(f"    {r.n_images:,} image{'s' if r.n_images != 1 else ''} · {r.n_clusters} clusters · "
+                      f"{r.noise_fraction:.0%} unclustered · silhouette {silhouette} · unstable {unstable}")
+    console.print(f"[dim]{_UNSTABLE_NOTE}[/]")
 
 
 @runs_app.command("show")
 def runs_show_command(
-    key: Annotated[Optional[str], typer.Argument(help="Run key (default: the newest run).")] = None,
+    key: Annotated[Optional[str], typer.Argument(help="Run key (default: the newest run with clusters).")] = None,
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Everything stored about a run: config and automatic choices, model, versions, timings, metrics, clusters."""
+    key = _chosen_run(key, folder, workspace)
     info = api.run_info(key, path=folder, workspace=workspace)
     if as_json:
         console.print_json(json.dumps(info, default=str))
@@ -69,6 +96,10 @@ def runs_show_command(
                   f"{info['n_clusters']} clusters\nfolder {info['root']}\nworkspace {info['workspace']}\n"
                   f"model [bold]{info['model_name']}[/] ({info['model_id']}), {model.get('dim', '?')}-d, "
                   f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}", soft_wrap=True)
+    for line in _lineage(info):
+        console.print(line, soft_wrap=True)
+    for warning in info.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(_settings_table(info))
     auto = info.get("clustering", {}).get("auto")
     if auto:
@@ -94,6 +125,32 @@ def runs_show_command(
                       f"(below {newest['threshold']}): {', '.join(map(str, newest['unstable_clusters'])) or 'none'}")
     for path in info["files"]:
         console.print(f"  [dim]{path}[/]", soft_wrap=True)
+
+
+def _lineage(info: dict[str, Any]) -> list[str]:
+    """Where a run comes from: the run it was derived from (update, proposals, edit), the run whose
+    ids it keeps (cluster --follow)."""
+    lines = []
+    update = info.get("update")
+    if update:
+        reviewed = update.get("reviewed")
+        how = (f"`imgcluster proposals` (accepted {reviewed.get('accepted', [])}, rejected "
+               f"{reviewed.get('rejected', [])})" if reviewed else
+               f"`imgcluster update` ({update.get('new_images', 0):,} new images, "
+               f"{update.get('removed_images', 0):,} removed)")
+        lines.append(f"derived from run [bold]{update['parent']}[/] by {how}")
+    edit = info.get("edit")
+    if edit:
+        what = (f"merged clusters {', '.join(map(str, edit.get('clusters', [])))} into {edit.get('into')}"
+                if edit.get("action") == "merge" else
+                f"moved {len(edit.get('image_ids', [])):,} images to cluster {edit.get('cluster')}"
+                if edit.get("action") == "move" else str(edit.get("action", "edited")))
+        lines.append(f"derived from run [bold]{edit['parent']}[/] by an edit: {what}")
+    follows = info.get("clustering", {}).get("follows")
+    if follows:
+        lines.append(f"follows run [bold]{follows['run']}[/]: {len(follows.get('matched', []))} clusters keep its ids, "
+                     f"{len(follows.get('new_clusters', []))} are new")
+    return lines
 
 
 def _settings_table(info: dict[str, Any]) -> Table:
@@ -197,11 +254,12 @@ def stability_command(
     repeats: Annotated[int, typer.Option(help="Refits with other seeds; 5-10.")] = 5,
     subsample: Annotated[Optional[float], typer.Option(help="Share of the images each refit sees (e.g. 0.8); "
                                                             "unset: all of them.")] = None,
-    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Refit a run with other seeds: each cluster's stability, a consensus, unstable clusters flagged."""
+    run = _chosen_run(run, path, workspace)
     with _progress(enabled=not as_json) as on_progress:
         measured = api.stability(path, run=run, repeats=repeats, subsample=subsample, workspace=workspace,
                                  progress=on_progress)

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .. import api
-from . import _progress, app, console, err
+from . import _chosen_run, _id_and_name, _print_warnings, _progress, app, console, err
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
                                                                ".imgcluster).")]
@@ -22,7 +22,8 @@ WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder 
 @app.command("update")
 def update_command(
     path: Annotated[Path, typer.Argument(help="The clustered folder, with new, changed or removed files.")],
-    run: Annotated[Optional[str], typer.Option(help="The run to update (default: the newest).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="The run to update (default: the newest run with "
+                                                    "clusters).")] = None,
     workspace: WorkspaceOption = None,
     min_probability: Annotated[float, typer.Option(
         help="Hold a new image as unassigned below this membership probability (0-1).")] = 0.0,
@@ -38,13 +39,14 @@ def update_command(
     """File new images into a run's clusters without refitting, as a new derived run; every image keeps
     its cluster id, and dense groups that fit no cluster are proposed as new clusters (see proposals)."""
     while True:
+        run = _chosen_run(run, path, workspace)
         with _progress(enabled=not as_json) as on_progress:
             done = api.update(path, run=run, workspace=workspace, min_probability=min_probability, force=force,
                               propose=propose, run_key=run_key, progress=on_progress)
         _print_update(done, as_json)
         if watch is None:
             return
-        run, run_key = None, None  # the next round updates the newest run
+        run, run_key = None, None  # the next round updates the newest run with clusters
         time.sleep(watch)
 
 
@@ -55,6 +57,7 @@ def _print_update(done: api.Update, as_json: bool) -> None:
             "removed_images": done.n_removed, "changed_images": done.n_changed, "filed": done.n_filed,
             "held": done.n_held, "forced": done.n_forced,
             "proposed": [dataclasses.asdict(p) for p in done.proposed], "drift": done.drift,
+            "warnings": done.run.warnings,
             "seconds": {k: round(v, 3) for k, v in done.seconds.items()},
             "report": str(done.run.outputs.get("report", ""))}))
         return
@@ -71,12 +74,13 @@ def _print_update(done: api.Update, as_json: bool) -> None:
     if done.proposed:
         table = Table("proposed cluster", "images", "new images", title="New clusters proposed")
         for p in done.proposed:
-            table.add_row(str(p.cluster), str(p.size), str(p.new_images))
+            table.add_row(_id_and_name(p.cluster, _name_of(done.run, p.cluster)), str(p.size), str(p.new_images))
         console.print(table)
         console.print(f"Accept or reject them: imgcluster proposals --run {done.run.key} --accept ID --reject ID",
                       soft_wrap=True)
     if done.drift:
         err.print(f"[yellow]{done.drift}[/]", soft_wrap=True)
+    _print_warnings(done.run.warnings)
     if "report" in done.run.outputs:
         console.print(f"Report: [bold green]{done.run.outputs['report']}[/]", soft_wrap=True)
 
@@ -84,8 +88,8 @@ def _print_update(done: api.Update, as_json: bool) -> None:
 @app.command("proposals")
 def proposals_command(
     path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
-    run: Annotated[Optional[str], typer.Option(help="The run whose proposals to review (default: the newest).")]
-    = None,
+    run: Annotated[Optional[str], typer.Option(help="The run whose proposals to review (default: the newest "
+                                                    "run with clusters).")] = None,
     accept: Annotated[Optional[list[int]], typer.Option(help="A proposed cluster to keep (repeatable).")] = None,
     reject: Annotated[Optional[list[int]], typer.Option(help="A proposed cluster to drop: its images are held "
                                                              "again (repeatable).")] = None,
@@ -93,6 +97,7 @@ def proposals_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the new clusters an update proposed; with --accept/--reject, decide (as a new derived run)."""
+    run = _chosen_run(run, path, workspace)
     if accept or reject:
         reviewed = api.review_proposals(accept=accept or [], reject=reject or [], run=run, path=path,
                                         workspace=workspace)
@@ -103,7 +108,8 @@ def proposals_command(
     record = api.load_run(run, path=path, workspace=workspace)
     pending = record.record.info.get("update", {}).get("proposed", [])
     if as_json:
-        console.print_json(json.dumps({"run": record.key, "proposed": pending}))
+        console.print_json(json.dumps({"run": record.key, "proposed": [
+            dict(p, name=_name_of(record, p["cluster"])) for p in pending]}))
         return
     if not pending:
         console.print(f"Run {record.key} proposes no new clusters.")
@@ -113,6 +119,12 @@ def proposals_command(
     for p in pending:
         examples = Counter(Path(paths[i]).parent.name for i in p["representatives"] if i in paths)
         shown = ", ".join(Path(paths[i]).name for i in p["representatives"][:3] if i in paths)
-        table.add_row(str(p["cluster"]), str(p["size"]), str(p["new_images"]),
+        table.add_row(_id_and_name(p["cluster"], _name_of(record, p["cluster"])), str(p["size"]), str(p["new_images"]),
                       shown + (f"  (folders: {', '.join(examples)})" if examples else ""))
     console.print(table)
+
+
+def _name_of(run: api.Run, cluster: int) -> str | None:
+    """The name ``cluster`` shows in ``run``, or None."""
+    chosen = run.names.get(cluster)
+    return chosen.name if chosen is not None and chosen.name else None

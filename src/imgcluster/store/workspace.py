@@ -538,10 +538,18 @@ class Workspace(DerivedData):
         rows = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, key DESC").fetchall()
         return [_run_from_row(row) for row in rows]
 
+    def run_counts(self) -> list[tuple[str, int, int]]:
+        """``(key, n_images, n_clusters)`` of every finished run, newest first, without reading their JSON."""
+        return [(str(k), int(n), int(c)) for k, n, c in self._db.execute(
+            "SELECT key, n_images, n_clusters FROM runs ORDER BY created_at DESC, key DESC").fetchall()]
+
     def run(self, key: str | None = None) -> RunRecord:
-        """The run with ``key``, or the newest run when ``key`` is None."""
+        """The run with ``key``; when ``key`` is None, the default run: the newest run that has
+        clusters, or the newest run when none has any (a stray 0-cluster run is nobody's default)."""
         if key is None:
-            row = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, key DESC LIMIT 1").fetchone()
+            row = (self._db.execute("SELECT * FROM runs WHERE n_clusters > 0 ORDER BY created_at DESC, key DESC "
+                                    "LIMIT 1").fetchone()
+                   or self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, key DESC LIMIT 1").fetchone())
             if row is None:
                 raise RunNotFound(f"The workspace {self.path} has no runs yet. Run `imgcluster cluster PATH` first.")
         else:

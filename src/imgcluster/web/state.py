@@ -94,7 +94,7 @@ class Explorer:
             yield self._ws
 
     def record(self, key: str | None) -> RunRecord:
-        """The run ``key`` (the newest when None); RunNotFound for an unknown key."""
+        """The run ``key`` (the newest with clusters when None); RunNotFound for an unknown key."""
         with self.db() as ws:
             return ws.run(key or None)
 

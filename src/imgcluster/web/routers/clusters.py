@@ -81,7 +81,7 @@ def rename(ex: ExplorerDep, cluster: ClusterId, body: NewName, run: RunQuery = N
 
 
 class Merge(BaseModel):
-    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest when absent.")
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
     clusters: list[ClusterNumber] = Field(min_length=2, description="Clusters to merge.")
     into: ClusterNumber | None = Field(None, description="The id the merged cluster keeps (default: the first).")
 
@@ -94,7 +94,7 @@ def merge(ex: ExplorerDep, body: Merge) -> dict[str, Any]:
 
 
 class Move(BaseModel):
-    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest when absent.")
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
     image_ids: list[ImageNumber] = Field(min_length=1, max_length=1_000_000,
                                          description="Catalogue ids of images to move.")
 

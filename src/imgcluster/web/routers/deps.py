@@ -10,7 +10,8 @@ from ..state import Explorer
 
 # Run keys are letters, digits, '.', '_' and '-' (see api.job): anything else never reaches the store.
 RUN_KEY = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-RunQuery = Annotated[str | None, Query(pattern=RUN_KEY, description="Run key; the newest run when absent.")]
+RunQuery = Annotated[str | None, Query(pattern=RUN_KEY,
+                                       description="Run key; the newest run with clusters when absent.")]
 
 
 def explorer(request: Request) -> Explorer:
