@@ -8,10 +8,12 @@ catalogued as images of their own (path ``VIDEO#t=SECONDS``) with their JPEG kep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -288,13 +290,60 @@ def hash_file(path: str) -> str:
     return digest.hexdigest()
 
 
+class DecodeBudget:
+    """At most ``limit`` bytes of decoded pixels in flight across the threads of a process.
+
+    A 519 KB PNG may declare 13,000 x 13,000 pixels (below Pillow's bomb limit): half a GB once
+    decoded, more while it is converted. Four of them decoded at once by the embedding threads took
+    a process from 0.4 to 3 GB. Each decode first reserves its size here and waits while others
+    hold the budget; one image larger than the whole budget still decodes, alone."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.peak = 0  # the most bytes ever reserved at once (tests and benchmarks read it)
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        nbytes = min(nbytes, self.limit)
+        with self._changed:
+            while self.held and self.held + nbytes > self.limit:
+                self._changed.wait()
+            self.held += nbytes
+            self.peak = max(self.peak, self.held)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.held -= nbytes
+                self._changed.notify_all()
+
+
+# 768 MB: one image at Pillow's own limit (179 M pixels, RGB) fits; two such never decode together.
+DECODE_BUDGET = DecodeBudget(768 * 2**20)
+# Images above this many pixels that cannot be decoded at a reduced scale (PNG, TIFF, WebP …) are
+# shrunk right after decoding, before any conversion copies them, when the caller needs only
+# ``min_side`` pixels: the copies of a 169 M pixel image would take GBs.
+_SHRINK_ABOVE = 16_000_000
+
+
+def _decoded_bytes(image: Image.Image) -> int:
+    """An upper bound of the bytes ``image`` takes decoded and converted to RGB (wide modes as float64)."""
+    per_pixel = 8 if image.mode in ("I", "F", "I;16", "I;16L", "I;16B", "I;16N") else 4
+    return image.size[0] * image.size[1] * per_pixel
+
+
 def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None,
              max_pixels: int = ScanConfig().max_pixels) -> Image.Image:
     """Decode an image fully to 8-bit RGB with EXIF orientation applied.
 
     ``min_side``: when set, JPEGs are decoded at the smallest DCT scale whose shorter side is still
-    at least this many pixels (much faster for photos much larger than the model input).
-    Raises on undecodable data; callers turn that into a skip reason.
+    at least this many pixels (much faster for photos much larger than the model input), and other
+    images of more than 16 M pixels are shrunk right after decoding to a shorter side of at least
+    4 x ``min_side``. Every decode holds its size in ``DECODE_BUDGET`` while it runs, so peak memory
+    stays bounded however many threads decode. Raises on undecodable data; callers turn that into a
+    skip reason.
     """
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     with warnings.catch_warnings():
@@ -305,14 +354,39 @@ def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None
             raise ValueError(f"too large: {image.size[0]}×{image.size[1]} px")
         if min_side and image.format == "JPEG":
             image.draft("RGB", (min_side, min_side))
-        image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
-        try:
-            oriented = ImageOps.exif_transpose(image)
-        except Exception:  # a broken EXIF block must not cost the picture
-            log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
-            oriented = image
-        rgb = to_rgb(oriented)
-        return rgb.copy() if rgb is image else rgb
+        with DECODE_BUDGET.reserve(_decoded_bytes(image)):
+            image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
+            oriented = _oriented(_shrunk(image, min_side), image, source)
+            rgb = to_rgb(oriented)
+            return rgb.copy() if rgb is image else rgb
+
+
+def _shrunk(image: Image.Image, min_side: int | None) -> Image.Image:
+    """``image`` reduced by a whole factor when it is far larger than a caller needing ``min_side`` px."""
+    width, height = image.size
+    if not min_side or width * height <= _SHRINK_ABOVE:
+        return image
+    factor = min(width, height) // (4 * min_side)
+    return image.reduce(factor) if factor >= 2 else image
+
+
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose does).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def _oriented(pixels: Image.Image, original: Image.Image, source: object) -> Image.Image:
+    """``pixels`` (the decoded ``original``, maybe shrunk) upright by the original's EXIF orientation;
+    a broken EXIF block must not cost the picture."""
+    try:
+        if pixels is original:
+            return ImageOps.exif_transpose(original)
+        method = _UPRIGHT.get(original.getexif().get(0x0112, 1))  # a shrunk copy has no EXIF of its own
+        return pixels.transpose(method) if method is not None else pixels
+    except Exception:
+        log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
+        return pixels
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
