@@ -62,14 +62,16 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     root_path = Path(root).expanduser().resolve()
     if not root_path.exists():
         raise NoImages(f"{root_path} does not exist. Give a folder (or a file) that holds images.")
-    paths = list(_walk(root_path, config.follow_symlinks))
+    refused: dict[str, str] = {}  # entries the walk does not read, with the reason (the scan policy)
+    paths = list(_walk(root_path, config.follow_symlinks, refused))
     # Names that are not UTF-8 cannot be stored (SQLite text is UTF-8): they are kept under a
     # printable form of their name, as skipped, with the way out.
     badly_named = {_printable(p): p for p in paths if _not_utf8(p)}
     paths = [_printable(p) if _not_utf8(p) else p for p in paths]
     known = workspace.known_files(str(root_path))
     video_params = config.video_params()
-    todo = [p for p in paths if _changed(p, known.get(p), video_params) or _refused_now(known.get(p), config)]
+    todo = [p for p in paths if p in refused or _changed(p, known.get(p), video_params)
+            or _refused_now(known.get(p), config)]
     log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
     done = len(paths) - len(todo)
     if progress:
@@ -77,7 +79,7 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     batch: list[ScannedFile] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
         examine = (lambda p: (_badly_named(p, badly_named[p]), [], {}) if p in badly_named  # noqa: E731
-                   else _examine(p, config))
+                   else (_not_read(p, refused[p]), [], {}) if p in refused else _examine(p, config))
         for scanned, items, jpegs in pool.map(examine, todo):
             previous = known.get(scanned.path)
             if scanned.video_params is not None or (previous is not None and previous.video_params is not None):
@@ -107,10 +109,20 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     )
 
 
-def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
+def _walk(root: Path, follow_symlinks: bool, refused: dict[str, str]) -> Iterator[str]:
+    """Every entry under ``root`` in a stable order (sorted names), following the scan policy:
+
+    - a link whose target is inside ``root`` is read (a link to a folder inside is not walked: its
+      files are found where they are); a link leading outside ``root`` is not read unless
+      ``follow_symlinks`` (it might be /etc/passwd or another user's files);
+    - hidden files and folders (names starting with ".") are not read: folders of tools (.git,
+      caches) and system files, not photos;
+    - the workspace folder is ours and is passed over silently.
+    Entries not read are yielded too and their reasons put in ``refused``, so the scan reports them."""
     if root.is_file():
         yield str(root)
         return
+    real_root = os.path.realpath(root)
     visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
         stat = os.stat(folder)
@@ -118,11 +130,48 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
             dirs[:] = []
             continue
         visited.add((stat.st_dev, stat.st_ino))
-        # Hidden folders hold our own workspace, .git, thumbnails caches: never the user's photos.
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != WORKSPACE_DIRNAME)
+        walked = []
+        for name in sorted(dirs):
+            if name == WORKSPACE_DIRNAME:
+                continue
+            path = os.path.join(folder, name)
+            reason = _refusal(path, name, real_root, follow_symlinks, True)
+            if reason is not None:
+                refused[path] = reason
+                yield path
+            elif follow_symlinks or not os.path.islink(path):
+                walked.append(name)
+        dirs[:] = walked
         for name in sorted(files):
-            if not name.startswith("."):
-                yield os.path.join(folder, name)
+            path = os.path.join(folder, name)
+            reason = _refusal(path, name, real_root, follow_symlinks, False)
+            if reason is not None:
+                refused[path] = reason
+            yield path
+
+
+def _refusal(path: str, name: str, real_root: str, follow_symlinks: bool, is_folder: bool) -> str | None:
+    """Why the walk does not read this entry, or None."""
+    what = "folder" if is_folder else "file"
+    if name.startswith("."):
+        return (f"a hidden {what} (its name starts with '.'): not read; rename it to include it"
+                + ("; its files were not scanned" if is_folder else ""))
+    if os.path.islink(path) and not follow_symlinks:
+        target = os.path.realpath(path)
+        if not (target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep)):
+            return (f"a link to a {what} outside the scanned folder ({target}): not followed; pass "
+                    "--follow-links to include it")
+    return None
+
+
+def _not_read(path: str, reason: str) -> ScannedFile:
+    """The catalogue row of an entry the walk did not read (see ``_walk``)."""
+    try:
+        stat = os.lstat(path)
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        size, mtime = 0, 0
+    return _skipped(path, size, mtime, None, reason)
 
 
 def _not_utf8(path: str) -> bool:
