@@ -143,3 +143,69 @@ def test_a_named_pipe_is_skipped_as_not_a_file_without_being_opened(tmp_path: Pa
         found = imgcluster.scan(folder, workspace=ws)
     [pipe] = found.skipped
     assert len(found.images) == 2 and "not a regular file but a named pipe" in pipe.skip_reason
+
+
+def test_large_images_decode_one_at_a_time_within_the_budget_and_come_out_shrunk(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """Images just under the bomb limit are accepted, but decoding several at once must not add up:
+    each reserves its decoded size, and a large one is shrunk before any conversion copies it."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    scan_module = sys.modules["imgcluster.scan"]  # the package's ``imgcluster.scan`` is the function
+
+    paths = []
+    for i in range(3):
+        canvas = Image.new("RGB", (4800, 4200), (40, 90 + 40 * i, 160))
+        canvas.paste((250, 200, 30), (0, 0, 1200, 600))  # a block in the top-left corner
+        exif = Image.Exif()
+        exif[0x0112] = 6 if i == 0 else 1  # the first is stored rotated: shown upright it is 4200 wide
+        paths.append(tmp_path / f"large-{i}.png")
+        canvas.save(paths[-1], exif=exif.tobytes(), compress_level=1)
+    one_image = 4800 * 4200 * 4
+    budget = scan_module.DecodeBudget(int(1.5 * one_image))
+    monkeypatch.setattr(scan_module, "DECODE_BUDGET", budget)
+    with ThreadPoolExecutor(3) as pool:
+        decoded = list(pool.map(lambda p: load_rgb(p, min_side=224), paths))
+    assert budget.peak <= int(1.5 * one_image) and budget.held == 0  # never two in flight, all released
+    rotated, plain = decoded[0], decoded[1]
+    assert plain.size == (1200, 1050) and plain.mode == "RGB"  # 4800x4200 reduced by 4: short side >= 4 x 224
+    assert rotated.size == (1050, 1200)  # upright: the EXIF orientation survives the shrinking
+    assert np.asarray(plain)[10, 10].tolist() == [250, 200, 30]
+    assert np.asarray(rotated)[10, -10].tolist() == [250, 200, 30]  # the corner block turned with the picture
+
+
+def test_links_out_of_the_folder_and_hidden_entries_are_reported_not_read(tmp_path: Path) -> None:
+    """The scan policy: links inside the folder are read, links leading out of it are not (unless
+    follow_symlinks), hidden files and folders are not; each entry not read is reported with why."""
+    import os
+
+    outside = tmp_path / "elsewhere"
+    write_photos(outside, 2)
+    (outside / "secret.txt").write_text("root:x:0:0\n")
+    folder = tmp_path / "images"
+    write_photos(folder, 2)
+    os.symlink(folder / "photo-0000.jpg", folder / "inside-link.jpg")
+    os.symlink(outside / "photo-0000.jpg", folder / "outside-link.jpg")
+    os.symlink(outside / "secret.txt", folder / "passwd.jpg")
+    os.symlink(outside, folder / "outside-folder")
+    (folder / ".cache").mkdir()
+    photo(9).save(folder / ".cache" / "thumb.jpg")
+    photo(8).save(folder / ".hidden.jpg")
+    with imgcluster.open_workspace(workspace=tmp_path / "ws") as ws:
+        found = imgcluster.scan(folder, workspace=ws)
+        reasons = {Path(r.path).name: r.skip_reason for r in found.skipped}
+        assert sorted(Path(r.path).name for r in found.images) == ["inside-link.jpg", "photo-0000.jpg",
+                                                                    "photo-0001.jpg"]
+        assert set(reasons) == {"outside-link.jpg", "passwd.jpg", "outside-folder", ".cache", ".hidden.jpg"}
+        assert all("outside the scanned folder" in reasons[n] and "--follow-links" in reasons[n]
+                   for n in ("outside-link.jpg", "passwd.jpg", "outside-folder"))
+        assert "hidden folder" in reasons[".cache"] and "hidden file" in reasons[".hidden.jpg"]
+        assert all(r.content_hash is None for r in found.skipped)  # nothing refused was opened or hashed
+
+        followed = imgcluster.scan(folder, workspace=ws, config=imgcluster.ScanConfig(follow_symlinks=True))
+        names = {Path(r.path).name for r in followed.images}
+        assert {"outside-link.jpg", "photo-0001.jpg"} <= names  # outside-folder/photo-0001.jpg too
+        assert any("outside-folder" in r.path for r in followed.images)
+        assert "passwd.jpg" in {Path(r.path).name for r in followed.skipped}  # followed, then not an image

@@ -26,7 +26,9 @@ class ScanConfig:
     max_pixels: int = _help(
         "Images larger than this many pixels are skipped as possible decompression bombs "
         "(Pillow refuses more than 178,956,970 in any case).", 178_956_970)
-    follow_symlinks: bool = _help("Follow symbolic links to folders while walking.", False)
+    follow_symlinks: bool = _help(
+        "Follow symbolic links that lead outside the scanned folder (to files and folders). Links inside it are "
+        "always read; links outside are skipped with the reason unless this is set.", False)
     # Videos (mp4, mov, mkv, webm, avi; needs PyAV) become key-frames: see video.py.
     video_detect_fps: float = _help(
         "Frames per second of a video compared for shot boundaries (every frame up to this rate); a hard cut is "

@@ -8,10 +8,12 @@ catalogued as images of their own (path ``VIDEO#t=SECONDS``) with their JPEG kep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,14 +62,16 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     root_path = Path(root).expanduser().resolve()
     if not root_path.exists():
         raise NoImages(f"{root_path} does not exist. Give a folder (or a file) that holds images.")
-    paths = list(_walk(root_path, config.follow_symlinks))
+    refused: dict[str, str] = {}  # entries the walk does not read, with the reason (the scan policy)
+    paths = list(_walk(root_path, config.follow_symlinks, refused))
     # Names that are not UTF-8 cannot be stored (SQLite text is UTF-8): they are kept under a
     # printable form of their name, as skipped, with the way out.
     badly_named = {_printable(p): p for p in paths if _not_utf8(p)}
     paths = [_printable(p) if _not_utf8(p) else p for p in paths]
     known = workspace.known_files(str(root_path))
     video_params = config.video_params()
-    todo = [p for p in paths if _changed(p, known.get(p), video_params) or _refused_now(known.get(p), config)]
+    todo = [p for p in paths if p in refused or _changed(p, known.get(p), video_params)
+            or _refused_now(known.get(p), config)]
     log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
     done = len(paths) - len(todo)
     if progress:
@@ -75,7 +79,7 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     batch: list[ScannedFile] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
         examine = (lambda p: (_badly_named(p, badly_named[p]), [], {}) if p in badly_named  # noqa: E731
-                   else _examine(p, config))
+                   else (_not_read(p, refused[p]), [], {}) if p in refused else _examine(p, config))
         for scanned, items, jpegs in pool.map(examine, todo):
             previous = known.get(scanned.path)
             if scanned.video_params is not None or (previous is not None and previous.video_params is not None):
@@ -105,10 +109,20 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     )
 
 
-def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
+def _walk(root: Path, follow_symlinks: bool, refused: dict[str, str]) -> Iterator[str]:
+    """Every entry under ``root`` in a stable order (sorted names), following the scan policy:
+
+    - a link whose target is inside ``root`` is read (a link to a folder inside is not walked: its
+      files are found where they are); a link leading outside ``root`` is not read unless
+      ``follow_symlinks`` (it might be /etc/passwd or another user's files);
+    - hidden files and folders (names starting with ".") are not read: folders of tools (.git,
+      caches) and system files, not photos;
+    - the workspace folder is ours and is passed over silently.
+    Entries not read are yielded too and their reasons put in ``refused``, so the scan reports them."""
     if root.is_file():
         yield str(root)
         return
+    real_root = os.path.realpath(root)
     visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
         stat = os.stat(folder)
@@ -116,11 +130,48 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[str]:
             dirs[:] = []
             continue
         visited.add((stat.st_dev, stat.st_ino))
-        # Hidden folders hold our own workspace, .git, thumbnails caches: never the user's photos.
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != WORKSPACE_DIRNAME)
+        walked = []
+        for name in sorted(dirs):
+            if name == WORKSPACE_DIRNAME:
+                continue
+            path = os.path.join(folder, name)
+            reason = _refusal(path, name, real_root, follow_symlinks, True)
+            if reason is not None:
+                refused[path] = reason
+                yield path
+            elif follow_symlinks or not os.path.islink(path):
+                walked.append(name)
+        dirs[:] = walked
         for name in sorted(files):
-            if not name.startswith("."):
-                yield os.path.join(folder, name)
+            path = os.path.join(folder, name)
+            reason = _refusal(path, name, real_root, follow_symlinks, False)
+            if reason is not None:
+                refused[path] = reason
+            yield path
+
+
+def _refusal(path: str, name: str, real_root: str, follow_symlinks: bool, is_folder: bool) -> str | None:
+    """Why the walk does not read this entry, or None."""
+    what = "folder" if is_folder else "file"
+    if name.startswith("."):
+        return (f"a hidden {what} (its name starts with '.'): not read; rename it to include it"
+                + ("; its files were not scanned" if is_folder else ""))
+    if os.path.islink(path) and not follow_symlinks:
+        target = os.path.realpath(path)
+        if not (target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep)):
+            return (f"a link to a {what} outside the scanned folder ({target}): not followed; pass "
+                    "--follow-links to include it")
+    return None
+
+
+def _not_read(path: str, reason: str) -> ScannedFile:
+    """The catalogue row of an entry the walk did not read (see ``_walk``)."""
+    try:
+        stat = os.lstat(path)
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        size, mtime = 0, 0
+    return _skipped(path, size, mtime, None, reason)
 
 
 def _not_utf8(path: str) -> bool:
@@ -288,13 +339,60 @@ def hash_file(path: str) -> str:
     return digest.hexdigest()
 
 
+class DecodeBudget:
+    """At most ``limit`` bytes of decoded pixels in flight across the threads of a process.
+
+    A 519 KB PNG may declare 13,000 x 13,000 pixels (below Pillow's bomb limit): half a GB once
+    decoded, more while it is converted. Four of them decoded at once by the embedding threads took
+    a process from 0.4 to 3 GB. Each decode first reserves its size here and waits while others
+    hold the budget; one image larger than the whole budget still decodes, alone."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.peak = 0  # the most bytes ever reserved at once (tests and benchmarks read it)
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        nbytes = min(nbytes, self.limit)
+        with self._changed:
+            while self.held and self.held + nbytes > self.limit:
+                self._changed.wait()
+            self.held += nbytes
+            self.peak = max(self.peak, self.held)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.held -= nbytes
+                self._changed.notify_all()
+
+
+# 768 MB: one image at Pillow's own limit (179 M pixels, RGB) fits; two such never decode together.
+DECODE_BUDGET = DecodeBudget(768 * 2**20)
+# Images above this many pixels that cannot be decoded at a reduced scale (PNG, TIFF, WebP …) are
+# shrunk right after decoding, before any conversion copies them, when the caller needs only
+# ``min_side`` pixels: the copies of a 169 M pixel image would take GBs.
+_SHRINK_ABOVE = 16_000_000
+
+
+def _decoded_bytes(image: Image.Image) -> int:
+    """An upper bound of the bytes ``image`` takes decoded and converted to RGB (wide modes as float64)."""
+    per_pixel = 8 if image.mode in ("I", "F", "I;16", "I;16L", "I;16B", "I;16N") else 4
+    return image.size[0] * image.size[1] * per_pixel
+
+
 def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None,
              max_pixels: int = ScanConfig().max_pixels) -> Image.Image:
     """Decode an image fully to 8-bit RGB with EXIF orientation applied.
 
     ``min_side``: when set, JPEGs are decoded at the smallest DCT scale whose shorter side is still
-    at least this many pixels (much faster for photos much larger than the model input).
-    Raises on undecodable data; callers turn that into a skip reason.
+    at least this many pixels (much faster for photos much larger than the model input), and other
+    images of more than 16 M pixels are shrunk right after decoding to a shorter side of at least
+    4 x ``min_side``. Every decode holds its size in ``DECODE_BUDGET`` while it runs, so peak memory
+    stays bounded however many threads decode. Raises on undecodable data; callers turn that into a
+    skip reason.
     """
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     with warnings.catch_warnings():
@@ -305,14 +403,39 @@ def load_rgb(source: str | os.PathLike[str] | bytes, min_side: int | None = None
             raise ValueError(f"too large: {image.size[0]}×{image.size[1]} px")
         if min_side and image.format == "JPEG":
             image.draft("RGB", (min_side, min_side))
-        image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
-        try:
-            oriented = ImageOps.exif_transpose(image)
-        except Exception:  # a broken EXIF block must not cost the picture
-            log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
-            oriented = image
-        rgb = to_rgb(oriented)
-        return rgb.copy() if rgb is image else rgb
+        with DECODE_BUDGET.reserve(_decoded_bytes(image)):
+            image.load()  # first frame of GIF/WebP/TIFF; raises on truncated data
+            oriented = _oriented(_shrunk(image, min_side), image, source)
+            rgb = to_rgb(oriented)
+            return rgb.copy() if rgb is image else rgb
+
+
+def _shrunk(image: Image.Image, min_side: int | None) -> Image.Image:
+    """``image`` reduced by a whole factor when it is far larger than a caller needing ``min_side`` px."""
+    width, height = image.size
+    if not min_side or width * height <= _SHRINK_ABOVE:
+        return image
+    factor = min(width, height) // (4 * min_side)
+    return image.reduce(factor) if factor >= 2 else image
+
+
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose does).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def _oriented(pixels: Image.Image, original: Image.Image, source: object) -> Image.Image:
+    """``pixels`` (the decoded ``original``, maybe shrunk) upright by the original's EXIF orientation;
+    a broken EXIF block must not cost the picture."""
+    try:
+        if pixels is original:
+            return ImageOps.exif_transpose(original)
+        method = _UPRIGHT.get(original.getexif().get(0x0112, 1))  # a shrunk copy has no EXIF of its own
+        return pixels.transpose(method) if method is not None else pixels
+    except Exception:
+        log.debug("ignored unreadable EXIF orientation in %s", source, exc_info=True)
+        return pixels
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
