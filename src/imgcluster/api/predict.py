@@ -12,7 +12,8 @@ import numpy as np
 
 from ..cluster import NOISE
 from ..cluster.predictor import Prediction, Predictor
-from ..embed import normalise
+from ..embed import check_device, normalise
+from ..errors import ConfigError
 from ..scan import load_rgb, sniff
 from ..store import RunRecord
 from .steps import _reload_run_model, open_workspace
@@ -62,6 +63,9 @@ class RunPredictor:
         for start in range(0, len(paths), batch_size):
             pixels, usable = [], []
             for path in paths[start:start + batch_size]:
+                if not Path(path).is_file():  # opening a FIFO would wait forever; a device never ends
+                    results[path] = _skipped_file(path, _not_a_file(path))
+                    continue
                 try:
                     pixels.append(embedder.preprocess(load_rgb(path, min_side=embedder.input_size)))
                     usable.append(path)
@@ -86,6 +90,16 @@ def _unusable_reason(path: str, error: Exception) -> str:
     return sniffed.skip_reason if sniffed.status != "ok" and sniffed.skip_reason else f"cannot decode: {error}"
 
 
+def _not_a_file(path: str) -> str:
+    """Why ``path`` cannot be filed without opening it (``Path.is_file`` is False for it)."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        return f"{path} does not exist"
+    if where.is_dir():
+        return f"{path} is a folder, not an image file (a glob such as {where / '*.jpg'} gives its images)"
+    return f"{path} is not a regular file (a pipe, socket or device)"
+
+
 def _skipped_file(path: str, reason: str) -> FiledImage:
     return FiledImage(path, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, reason)
 
@@ -106,5 +120,11 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
             path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
             device: str = "auto") -> list[FiledImage]:
-    """File image files into a run's clusters (the newest run when ``run`` is None) without refitting."""
+    """File image files into a run's clusters (the newest run when ``run`` is None) without refitting.
+
+    ConfigError, before any work, when a path is missing or not a regular file."""
+    for file in paths:
+        if not Path(file).expanduser().is_file():
+            raise ConfigError(f"{_not_a_file(str(file))}. Give image files to file into the run.")
+    check_device(device)
     return load_predictor(run, path=path, workspace=workspace, device=device).predict_files(paths)
