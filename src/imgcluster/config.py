@@ -321,9 +321,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        embed = dict(data.get("embed", {}))
+        if isinstance(embed.get("workers"), int):
+            # Runs stored before the 1-16 range was enforced may hold more; threads change speed, never results.
+            embed["workers"] = min(max(embed["workers"], 1), MAX_DECODE_WORKERS)
         return cls(
             scan=ScanConfig(**data.get("scan", {})),
-            embed=EmbedConfig(**data.get("embed", {})),
+            embed=EmbedConfig(**embed),
             reduce=ReduceConfig(**data.get("reduce", {})),
             cluster=ClusterConfig(**data.get("cluster", {})),
             preset=data.get("preset"),

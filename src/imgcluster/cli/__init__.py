@@ -461,7 +461,7 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def _refuse(message: str, exit_code: int = 2) -> NoReturn:
     """Print ``message`` as one line on stderr and exit."""
-    err.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.strip().splitlines()))}", soft_wrap=True)
     raise SystemExit(exit_code) from None
 
 
