@@ -44,3 +44,22 @@ def test_config_round_trips_through_json_data() -> None:
 def test_unknown_preset_lists_the_choices() -> None:
     with pytest.raises(UnknownName, match="Choose one of: default, gumgum, ifunny"):
         apply_preset(RunConfig(), "fiftyone")
+
+
+def test_the_python_api_refuses_what_the_cli_refuses() -> None:
+    from imgcluster import ReduceConfig
+
+    for make, match in [(lambda: ReduceConfig(seed=-1), "seed must be a whole number from 0"),
+                        (lambda: ClusterConfig(seed=2**32), "seed must be a whole number from 0"),
+                        (lambda: EmbedConfig(device="gpu"), "No device called 'gpu'. Choose one of: auto, cpu"),
+                        (lambda: EmbedConfig(device="cuda:first"), "No device called"),
+                        (lambda: EmbedConfig(workers=17), "workers .* must be 1-16; got 17")]:
+        with pytest.raises(ConfigError, match=match):
+            make()
+    assert EmbedConfig(device="cuda:1").device == "cuda:1"  # a name only: whether it is here is checked at work
+
+
+def test_a_stored_run_with_more_decode_workers_than_the_range_still_loads() -> None:
+    data = RunConfig().to_dict()
+    data["embed"]["workers"] = 64  # allowed before the documented 1-16 was enforced
+    assert RunConfig.from_dict(data).embed.workers == 16

@@ -7,6 +7,7 @@ Every field's ``metadata["help"]`` is the text the CLI shows. A run stores its *
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,25 @@ def check_pooling(pooling: str | None) -> None:
                           "or leave it unset for the model's default.")
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+MAX_DECODE_WORKERS = 16  # the documented range of EmbedConfig.workers
+MAX_SEED = 2**32 - 1  # NumPy's and umap-learn's random states refuse larger seeds (and negative ones)
+
+
+def check_device_name(device: str) -> None:
+    """Raise ConfigError naming the choices when ``device`` is not one imgcluster can ask torch for.
+    Whether this machine has that device is checked when work starts (``embed.check_device``)."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ConfigError(f"No device called {device!r}. Choose one of: {', '.join(DEVICES)} (N: the GPU's "
+                          "number, from 0).")
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Raise ConfigError unless ``seed`` is a whole number NumPy accepts as a seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be a whole number from 0 to {MAX_SEED:,}; got {seed!r}.")
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """Which model turns images into vectors, and how work is batched."""
@@ -114,12 +134,13 @@ class EmbedConfig:
 
     def __post_init__(self) -> None:
         check_pooling(self.pooling)
+        check_device_name(self.device)
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
         if self.commit_every < 1:
             raise ConfigError(f"commit_every must be at least 1; got {self.commit_every}.")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be at least 1; got {self.workers}.")
+        if not 1 <= self.workers <= MAX_DECODE_WORKERS:
+            raise ConfigError(f"workers (decoding threads) must be 1-{MAX_DECODE_WORKERS}; got {self.workers}.")
 
 
 @dataclass(frozen=True)
@@ -167,6 +188,7 @@ class ReduceConfig:
         "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000.", 15_000)
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.fit_sample < 0:
             raise ConfigError(f"fit_sample must be 0 (fit everything) or a sample size; got {self.fit_sample}.")
         if self.n_components < 1:
@@ -205,6 +227,7 @@ class ClusterConfig:
                                     "cluster; 0-1, higher attaches fewer.", 0.5)
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.k is not None and self.k < 1:
             raise ConfigError(f"k must be at least 1; got {self.k}.")
         if self.min_cluster_size is not None and self.min_cluster_size < 2:
@@ -280,7 +303,7 @@ class DedupConfig:
         if not 0 <= self.hamming <= 16:
             raise ConfigError(f"hamming must be 0-16 bits; got {self.hamming}.")
         if not 0.0 < self.similarity <= 1.0:
-            raise ConfigError(f"similarity is a cosine similarity in (0, 1]; got {self.similarity}.")
+            raise ConfigError(f"similarity must be a cosine similarity in (0, 1]; got {self.similarity}.")
 
 
 @dataclass(frozen=True)
@@ -300,9 +323,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        embed = dict(data.get("embed", {}))
+        if isinstance(embed.get("workers"), int):
+            # Runs stored before the 1-16 range was enforced may hold more; threads change speed, never results.
+            embed["workers"] = min(max(embed["workers"], 1), MAX_DECODE_WORKERS)
         return cls(
             scan=ScanConfig(**data.get("scan", {})),
-            embed=EmbedConfig(**data.get("embed", {})),
+            embed=EmbedConfig(**embed),
             reduce=ReduceConfig(**data.get("reduce", {})),
             cluster=ClusterConfig(**data.get("cluster", {})),
             preset=data.get("preset"),

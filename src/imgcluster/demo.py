@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import ConfigError
+
 
 def write_digits(dest: str | os.PathLike[str], limit: int | None = None, side: int = 64) -> Path:
     """Write scikit-learn's 1,797 digit scans as PNGs under ``dest/images/<label>/``, and
@@ -18,12 +20,20 @@ def write_digits(dest: str | os.PathLike[str], limit: int | None = None, side: i
     ``limit`` keeps the first N for quick tries. Existing files are kept, so this is cheap to repeat.
     Returns the image folder ``dest/images``.
     """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1 image; got {limit}. Leave it unset for all 1,797.")
+    root = Path(dest).expanduser().resolve()
+    folder = root / "images"
+    blocking = next((p for p in (folder, root, *root.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ConfigError(f"{blocking} is a file; give a new folder (or an earlier demo's) to write the digits into.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"Cannot create {folder} ({error.strerror}). Give a folder you may write to.") from None
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    root = Path(dest).expanduser().resolve()
-    folder = root / "images"
-    folder.mkdir(parents=True, exist_ok=True)
     count = len(digits.images) if limit is None else min(limit, len(digits.images))
     rows = []
     for index in range(count):

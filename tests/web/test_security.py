@@ -64,6 +64,7 @@ def test_serve_elsewhere_warns_and_requires_a_token(small_run: imgcluster.Run, m
 
     started: list[dict[str, object]] = []
     monkeypatch.setattr(web_app, "serve", lambda **options: started.append(options))
+    monkeypatch.setattr(web_app, "check_address", lambda host, port: None)  # port 8000 may be taken here
     result = CliRunner().invoke(app, ["serve", "--workspace", str(small_run.workspace), "--host", "0.0.0.0"])
     assert result.exit_code == 0, result.output
     token = started[0]["token"]

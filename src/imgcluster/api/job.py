@@ -17,7 +17,7 @@ from .. import report as report_stage
 from ..cluster import NOISE
 from ..cluster.predictor import Predictor
 from ..config import ClusterConfig, RunConfig, apply_preset
-from ..embed import check_name
+from ..embed import check_device, check_name
 from ..errors import ConfigError, NoImages
 from ..label import MANUAL, check_namer, choose_names
 from ..reduce import make_reducer
@@ -145,6 +145,7 @@ def _follow(ws: Workspace, earlier: RunRecord, images: Sequence[ImageRecord],
 def _check_before_work(config: RunConfig, run_key: str | None) -> None:
     """Refuse bad names and settings now, not after hours of embedding."""
     check_name(config.embed.model)
+    check_device(config.embed.device)
     for name in (config.reduce.method, config.reduce.map_method):
         make_reducer(name)  # raises UnknownName with the choices
     _make_clusterer(config.cluster)  # unknown method, or kmeans/spectral without k
@@ -292,8 +293,11 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
     """
     import csv
 
-    run = load_run(key, path=path, workspace=workspace)
     labels_path = Path(labels).expanduser().resolve()
+    if not labels_path.is_file():  # before the run is loaded: a typo is the likelier mistake
+        what = "does not exist" if not labels_path.exists() else "is not a file"
+        raise ConfigError(f"The labels file {labels_path} {what}. Give a CSV with the columns path,label.")
+    run = load_run(key, path=path, workspace=workspace)
     known: dict[str, str] = {}
     with open(labels_path, newline="") as handle:
         reader = csv.DictReader(handle)

@@ -18,6 +18,7 @@ from ..embed import load_model, normalise
 from ..embed.base import Embedder
 from ..errors import ConfigError, UnknownName
 from ..label import MANUAL, ClusterView, NamingContext, check_namer, choose_names, make_namer, resolve_namer
+from ..label.vocabulary import load_vocabulary
 from ..represent import Representatives
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import job  # a module reference: job imports this module too
@@ -128,6 +129,8 @@ def name_clusters(key: str | None = None, *, namer: str | None = None, config: N
     config = config or NameConfig()
     config = dataclasses.replace(config, namer=namer) if namer is not None else config
     check_namer(config.namer)
+    if config.vocabulary is not None:
+        load_vocabulary(config.vocabulary)  # a missing or near-empty file fails before the run is read
     run = job.load_run(key, path=path, workspace=workspace)
     if clusters is not None:
         _check_clusters(run, clusters)

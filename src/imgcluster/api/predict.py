@@ -13,7 +13,8 @@ import numpy as np
 from ..cluster import NOISE
 from ..cluster.predictor import Prediction, Predictor
 from ..config import ScanConfig
-from ..embed import normalise
+from ..embed import check_device, normalise
+from ..errors import ConfigError
 from ..scan import load_rgb, sniff
 from ..label import choose_names
 from ..store import ClusterName, RunRecord
@@ -77,7 +78,7 @@ class RunPredictor:
         for start in range(0, len(paths), batch_size):
             pixels, usable = [], []
             for path in paths[start:start + batch_size]:
-                refused = scan_refusal(path, self.scan_config)
+                refused = scan_refusal(path, self.scan_config)  # never opens a FIFO or a device
                 if refused is not None:
                     results[path] = _skipped_file(path, refused)
                     continue
@@ -115,6 +116,16 @@ def _unusable_reason(path: str, error: Exception) -> str:
     return sniffed.skip_reason if sniffed.status != "ok" and sniffed.skip_reason else f"cannot decode: {error}"
 
 
+def _not_a_file(path: str) -> str:
+    """Why ``path`` cannot be filed without opening it (``Path.is_file`` is False for it)."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        return f"{path} does not exist"
+    if where.is_dir():
+        return f"{path} is a folder, not an image file (a glob such as {where / '*.jpg'} gives its images)"
+    return f"{path} is not a regular file (a pipe, socket or device)"
+
+
 def _skipped_file(path: str, reason: str) -> FiledImage:
     return FiledImage(path, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, reason)
 
@@ -142,6 +153,11 @@ def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
             path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
             device: str = "auto") -> list[FiledImage]:
     """File image files into a run's clusters without refitting: run ``run``, or when None the newest
-    run with clusters. A run without clusters is refused (ConfigError naming the runs that have some)."""
+    run with clusters. A run without clusters is refused (ConfigError naming the runs that have some),
+    and so, before any work, is a path that is missing or not a regular file."""
+    for file in paths:
+        if not Path(file).expanduser().is_file():
+            raise ConfigError(f"{_not_a_file(str(file))}. Give image files to file into the run.")
+    check_device(device)
     return load_predictor(run, path=path, workspace=workspace, device=device,
                           require_clusters=True).predict_files(paths)

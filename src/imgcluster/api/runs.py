@@ -277,8 +277,8 @@ def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = N
     if repeats < 1:
         raise ConfigError(f"repeats must be at least 1; got {repeats}. 5-10 refits give a usable estimate.")
     if subsample is not None and not 0.0 < subsample <= 1.0:
-        raise ConfigError(f"subsample is the share of images each refit sees, between 0 and 1 (e.g. 0.8); "
-                          f"got {subsample}.")
+        raise ConfigError(f"subsample (the share of images each refit sees) must be between 0 and 1 (above 0), "
+                          f"e.g. 0.8; got {subsample}.")
     reference = load_run(run, path=path, workspace=workspace)
     config = RunConfig.from_dict(reference.record.config)
     ws = Workspace.open(reference.workspace)

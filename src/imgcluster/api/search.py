@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
 from ..dedup import PERCEPTUAL_ALGORITHM, DuplicateFinder, perceptual_hash
-from ..embed import MODELS, embed_records, load_model, normalise
+from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
 from ..label import choose_names
 from ..scan import hash_file, load_rgb
@@ -169,6 +169,8 @@ def similar(image: str | os.PathLike[str], *, k: int = 20, path: str | os.PathLi
     image = Path(image).expanduser().resolve()
     if not image.is_file():
         raise NoImages(f"{image} is not a file. Give an image file (in the catalogue or not).")
+    _check_k(k)
+    check_device(device)
     ws = _open(path, workspace, near=image)
     try:
         row = _choose_model(ws, model)
@@ -180,6 +182,11 @@ def similar(image: str | os.PathLike[str], *, k: int = 20, path: str | os.PathLi
         ws.close()
 
 
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ConfigError(f"k (how many images to show) must be at least 1; got {k}.")
+
+
 def search_text(text: str, *, k: int = 20, path: str | os.PathLike[str] | None = None,
                 workspace: str | os.PathLike[str] | None = None, model: str | None = None,
                 device: str = "auto") -> SearchResult:
@@ -188,6 +195,8 @@ def search_text(text: str, *, k: int = 20, path: str | os.PathLike[str] | None =
     a text tower that embedded most images here; ConfigError says which models have one otherwise."""
     if not text.strip():
         raise ConfigError("Give some text to search for, e.g. \"a red car\".")
+    _check_k(k)
+    check_device(device)
     ws = _open(path, workspace, near=Path.cwd())
     try:
         row = _choose_model(ws, model, text=True)
@@ -220,8 +229,7 @@ def _answer(ws: Workspace, query: str, row: dict[str, Any], index: VectorIndex, 
 def _results(ws: Workspace, model_id: str, index: VectorIndex, query: np.ndarray, k: int,
              first: str | None = None) -> list[SimilarImage]:
     """Files of the nearest contents, exactly re-scored, the query file first among equals."""
-    if k < 1:
-        raise ConfigError(f"k must be at least 1; got {k}.")
+    _check_k(k)
     _, keys = index.search(query[None, :], k + _EXTRA_CANDIDATES)
     hashes = keys[0]
     files = ws.images_by_hash(hashes)
@@ -352,9 +360,7 @@ class Duplicates:
 
     def write(self, dest: str | os.PathLike[str]) -> Path:
         """Write the groups to ``dest``: CSV (one row per file) or JSON (groups, settings), by suffix."""
-        dest = Path(dest).expanduser().resolve()
-        if dest.suffix.lower() not in (".csv", ".json"):
-            raise ConfigError(f"Export to a .csv or .json file; got {dest.name!r}.")
+        dest = check_duplicates_export(dest)
         if dest.suffix.lower() == ".json":
             data = {"root": self.root, "n_images": self.n_images, "model": self.model, "links": self.links,
                     "config": dataclasses.asdict(self.config), "groups": [dataclasses.asdict(g) for g in self.groups]}
@@ -371,11 +377,24 @@ class Duplicates:
         return dest
 
 
+def check_duplicates_export(dest: str | os.PathLike[str]) -> Path:
+    """``dest`` resolved, or ConfigError when it cannot take the duplicate groups (checked before any work)."""
+    dest = Path(dest).expanduser().resolve()
+    if dest.suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"Export to a .csv or .json file; got {dest.name!r}.")
+    if dest.is_dir():
+        raise ConfigError(f"{dest} is a folder; give a .csv or .json file name to write the groups to.")
+    return dest
+
+
 def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfig(),
                embed_config: EmbedConfig = EmbedConfig(), scan_config: ScanConfig = ScanConfig(),
                workspace: str | os.PathLike[str] | None = None, progress: StageProgress | None = None) -> Duplicates:
     """Find duplicate groups among the images under ``path`` (scanning, hashing and embedding what is
     not in the workspace yet); see ``imgcluster.dedup`` for the three detectors and the keeper."""
+    if "embedding" in config.detectors:
+        check_name(embed_config.model)
+        check_device(embed_config.device)
     stage = _stage_progress(progress)
     with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
         images, vectors, model = list(found.images), None, None

@@ -19,7 +19,7 @@ from ..cluster import AutoClusterer, Clusterer, make_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
-from ..embed import EmbedReport, check_name, embed_records, load_model
+from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
@@ -121,6 +121,10 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
     or ``./.imgcluster`` when neither is given."""
     if workspace is not None:
         return Workspace.open(workspace)
+    if path is not None and not Path(path).expanduser().exists():
+        # Its parent's workspace would be opened (and created) instead: a typo must not pass unnoticed.
+        raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
+                          "or the workspace folder with --workspace.")
     return Workspace.open(default_workspace(path if path is not None else "."))
 
 
@@ -220,6 +224,8 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
     check_name(config.model)
     if engine not in ENGINES:
         raise UnknownName(f"No engine called {engine!r}. Choose one of: {', '.join(ENGINES)}.")
+    if engine == "local":  # Ray workers have devices of their own, which this machine may lack
+        check_device(config.device)
     export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
     stage = _stage_progress(progress)
     if engine == "ray":

@@ -7,8 +7,9 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +23,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
                       ScanConfig, apply_preset)
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
-from ..errors import ImgclusterError
+from ..errors import ConfigError, ImgclusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -194,10 +195,14 @@ def names_command(
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
     run = _chosen_run(run, folder, workspace)
     failed = []
+    # Built even without --namer, so an out-of-range setting is refused rather than silently unused.
+    config = NameConfig(namer=namer or "auto", vocabulary=str(vocabulary) if vocabulary else None,
+                        images_per_cluster=images_per_cluster, vlm_url=vlm_url, vlm_model=vlm_model,
+                        vlm_images=vlm_images, vlm_min_interval=vlm_min_interval)
+    if namer is None and (vocabulary or vlm_url or vlm_model):
+        raise ConfigError("--vocabulary, --vlm-url and --vlm-model are used when naming again: add --namer "
+                          "(zero-shot for a vocabulary, vlm for the others).")
     if namer is not None:
-        config = NameConfig(namer=namer, vocabulary=str(vocabulary) if vocabulary else None,
-                            images_per_cluster=images_per_cluster, vlm_url=vlm_url, vlm_model=vlm_model,
-                            vlm_images=vlm_images, vlm_min_interval=vlm_min_interval)
         failed = [n for n in api.name_clusters(run, config=config, path=folder, workspace=workspace) if n.error]
     loaded = api.load_run(run, path=folder, workspace=workspace)
     every = api.cluster_names(loaded.key, workspace=loaded.workspace)
@@ -347,13 +352,18 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
+                if not tasks:  # started with the first stage: a command refused before any work prints no bar
+                    bars.start()
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
             task = bars.tasks[tasks[stage]]
             rate = f"{done / task.elapsed:,.0f}/s" if task.elapsed and stage in ("scan", "embed") and done else ""
             bars.update(tasks[stage], completed=done, total=total, rate=rate)
 
-        with bars:
+        try:
             yield on_progress
+        finally:
+            if tasks:
+                bars.stop()
 
     return manager()
 
@@ -465,26 +475,48 @@ from . import update as _update  # noqa: E402,F401
 from . import web as _web  # noqa: E402,F401
 
 
-def main() -> None:
-    """Entry point: turn ImgclusterError into a one-line message and exit code 2."""
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point (``args``: the command line after ``imgcluster``; default: ``sys.argv``).
+
+    Every refusal becomes one line on stderr that says what to do, with exit code 2 and no
+    traceback: an ImgclusterError, a usage mistake (unknown command or option, a value of the
+    wrong type or out of range) and a path the system refuses (OSError; --verbose shows where)."""
     try:
-        app(standalone_mode=False)
+        code = app(args=list(args) if args is not None else None, prog_name="imgcluster", standalone_mode=False)
     except ImgclusterError as error:
-        err.print(f"[bold red]error:[/] {error}", soft_wrap=True)
-        raise SystemExit(2) from None
+        _refuse(str(error))
     except (typer.Exit, typer.Abort) as stop:
         raise SystemExit(getattr(stop, "exit_code", 1)) from None
     except KeyboardInterrupt:
         err.print("interrupted; what was embedded so far is kept, run the same command to resume.")
         raise SystemExit(130) from None
+    except OSError as error:
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            raise  # --verbose: the traceback shows which step met the path
+        where = f" ({error.filename})" if error.filename else ""
+        _refuse(f"{error.strerror or error}{where}. Check that the path exists and that you may read (or write) "
+                "it; --verbose shows where it happened.")
     except Exception as usage_error:
         # Usage errors (unknown command or option, bad value). Typer 0.2x raises those of its own
         # vendored copy of click, which `click.ClickException` does not match.
-        show, exit_code = getattr(usage_error, "show", None), getattr(usage_error, "exit_code", None)
-        if callable(show) and isinstance(exit_code, int):
-            show()
+        message, exit_code = getattr(usage_error, "format_message", None), getattr(usage_error, "exit_code", None)
+        if not callable(message) or not isinstance(exit_code, int):
+            raise
+        if type(usage_error).__name__ == "NoArgsIsHelpError":  # `imgcluster` alone: the help is the answer
+            usage_error.show()  # type: ignore[attr-defined]
             raise SystemExit(exit_code) from None
-        raise
+        context = getattr(usage_error, "ctx", None)
+        command = context.command_path if context is not None else "imgcluster"
+        said = message().rstrip()
+        _refuse(f"{said}{'' if said.endswith(('.', '!', '?')) else '.'} See `{command} --help`.", exit_code)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _refuse(message: str, exit_code: int = 2) -> NoReturn:
+    """Print ``message`` as one line on stderr and exit."""
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.strip().splitlines()))}", soft_wrap=True)
+    raise SystemExit(exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

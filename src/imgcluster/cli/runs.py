@@ -213,7 +213,7 @@ def runs_compare_command(
     b: Annotated[str, typer.Argument(help="Run B's key.")],
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
-    moved: Annotated[int, typer.Option(help="How many moved images to list (--json lists all).")] = 10,
+    moved: Annotated[int, typer.Option(help="How many moved images to list (--json lists all).", min=0)] = 10,
     as_json: JsonOption = False,
 ) -> None:
     """Compare two runs: ARI, NMI, variation of information, cluster matching, splits, merges, moved images."""

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import api
+from ..api.search import check_duplicates_export
 from ..config import DETECTORS, DedupConfig, EmbedConfig
 from . import _help, _progress, app, console
 
@@ -20,7 +21,7 @@ FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The embe
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder.")]
 ModelOption = Annotated[Optional[str], typer.Option(help="Whose embeddings to search (a name or model id); default: "
                                                          "the newest run's model, else the one with most images.")]
-KOption = Annotated[int, typer.Option("-k", "--k", help="How many images to show.")]
+KOption = Annotated[int, typer.Option("-k", "--k", help="How many images to show.", min=1)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 
@@ -88,6 +89,8 @@ def duplicates_command(
     """Groups of duplicate images under PATH, each with a suggested keeper. Nothing is deleted."""
     config = DedupConfig(detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()), hamming=hamming,
                          similarity=similarity)
+    if export is not None:
+        check_duplicates_export(export)  # a wrong suffix fails now, not after hashing every image
     with _progress(enabled=not as_json) as on_progress:
         found = api.duplicates(path, config=config, embed_config=EmbedConfig(model=model, device=device),
                                workspace=workspace, progress=on_progress)

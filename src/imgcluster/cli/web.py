@@ -30,12 +30,15 @@ def serve_command(
     """Explore the runs in a browser: the map, clusters, images and their neighbours; rename, merge,
     move; file new images; text search (CLIP-like models). Ctrl-C stops it."""
     try:
-        from ..web.app import find_workspace, serve
+        from ..web.app import check_address, find_workspace, serve
         from ..web.security import is_loopback, new_token
     except ImportError as error:
         raise ConfigError(f"The web app needs FastAPI and uvicorn ({error.name} is missing): "
                           "pip install 'imgcluster[web]'.") from None
     folder = find_workspace(path, workspace=workspace)
+    check_address(host, port)  # before "serving …" is printed
+    if max_upload_mb <= 0:
+        raise ConfigError(f"--max-upload-mb must be positive; got {max_upload_mb}.")
     if not is_loopback(host):
         err.print(f"[bold yellow]warning:[/] listening on {host}: other machines can reach this server. Every "
                   "request needs the token; share it only with people who may see these images.", soft_wrap=True)

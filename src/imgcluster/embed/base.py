@@ -7,6 +7,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from ..config import check_device_name
+from ..errors import ConfigError
+
 
 class Embedder(Protocol):
     """A loaded image model. ``embed`` returns raw features; the runner L2-normalises them."""
@@ -30,11 +33,35 @@ class Embedder(Protocol):
         ...
 
 
+def check_device(device: str = "auto") -> None:
+    """Raise ConfigError now, before any work, when ``device`` is not a device name or this machine
+    lacks it (cuda without a CUDA GPU, cuda:3 with one GPU, mps off Apple silicon). auto and cpu
+    always work and need no torch import."""
+    check_device_name(device)
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"No CUDA device here (device {device!r}); use --device cpu or auto.")
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"No CUDA device {index} here: this machine has {count} (cuda:0"
+                              f"{f' to cuda:{count - 1}' if count > 1 else ''}); use one of those, or auto.")
+    elif device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("No Apple GPU (mps) here; use --device cpu or auto.")
+
+
 def pick_device(device: str = "auto") -> str:
-    """Resolve ``auto`` to cuda, then mps, then cpu."""
+    """Resolve ``auto`` to cuda, then mps, then cpu; ConfigError for a device this machine lacks."""
     import torch
 
     if device != "auto":
+        check_device(device)
         return device
     if torch.cuda.is_available():
         return "cuda"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UnknownName
 from . import efficientnet, hf
-from .base import Embedder
+from .base import Embedder, check_device
 from .pooling import check_pooling, require_pooling
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def load_model(name: str = "auto", device: str = "auto", pooling: str | None = N
     never downloads. A pooling the model cannot give is a ConfigError, raised before any download.
     """
     check_pooling(pooling)
+    check_device(device)
     resolved = resolve_name(name)
     allow_download = name != "auto"
     if resolved in MODELS:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RunNotFound, WorkspaceBusy
+from ..errors import ConfigError, RunNotFound, WorkspaceBusy
 from .derived import DerivedData
 from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
@@ -117,10 +117,18 @@ class Workspace(DerivedData):
     def open(cls, path: str | os.PathLike[str]) -> "Workspace":
         """Open (creating if needed) the workspace folder at ``path``."""
         path = Path(path).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path / "catalogue.db", timeout=30, check_same_thread=False)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"The workspace {path} is a file, not a folder. Give a folder (a new one is created), "
+                              "e.g. --workspace PATH/.imgcluster.")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path / "catalogue.db", timeout=30, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ConfigError(f"Cannot use {path} as a workspace ({reason}). Give a folder you may write to "
+                              "with --workspace.") from None
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         # Opening an up-to-date workspace writes nothing: a reader (`runs list`, the web app) must not
@@ -555,8 +563,10 @@ class Workspace(DerivedData):
         else:
             row = self._db.execute("SELECT * FROM runs WHERE key=?", (key,)).fetchone()
             if row is None:
-                known = ", ".join(r.key for r in self.runs()[:5]) or "none"
-                raise RunNotFound(f"No run {key!r} in {self.path}. Recent runs: {known}.")
+                known = [r.key for r in self.runs()]
+                hint = (f"Recent runs: {', '.join(known[:5])}; pick one (`imgcluster runs list` lists them all)"
+                        if known else "Recent runs: none; `imgcluster cluster PATH` makes one")
+                raise RunNotFound(f"No run {key!r} in {self.path}. {hint}.")
         return _run_from_row(row)
 
     def save_evaluation(self, key: str, labels_source: str, metrics: dict[str, Any]) -> None:

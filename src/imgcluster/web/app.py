@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..embed import check_device
 from ..errors import (
     ConfigError,
     ImgclusterError,
@@ -47,6 +48,7 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
     bodies get 413; ``local_only``: answer only requests addressed to localhost/127.0.0.1 (security.LocalHostOnly)."""
     if max_upload_mb <= 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}.")
+    check_device(device)
     explorer = Explorer(workspace, device=device)
 
     @contextlib.asynccontextmanager
@@ -103,11 +105,39 @@ def find_workspace(path: str | os.PathLike[str] | None = None, *,
     when there is none yet."""
     from ..store import default_workspace
 
+    if workspace is None and path is not None and not Path(path).expanduser().exists():
+        raise ConfigError(f"{path} does not exist. Give the clustered folder, or the workspace with --workspace.")
     folder = Path(workspace) if workspace is not None else default_workspace(path if path is not None else ".")
     if not (folder / "catalogue.db").exists():
         raise ConfigError(f"No imgcluster workspace at {folder}. Run `imgcluster cluster PATH` first, or pass "
                           "--workspace.")
     return folder.resolve()
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise ConfigError, before anything is printed or loaded, when the server could not listen on
+    ``host``:``port`` (a port outside 1-65535, a host that is not this machine's, a port in use or
+    one that needs root). The port is bound for a moment and released."""
+    import errno
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be 1-65535; got {port!r}. Pick another --port (8000 is the default).")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigError(f"Cannot listen on host {host!r}: {error}. Give an address of this machine, such as "
+                          "127.0.0.1 or 0.0.0.0.") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as error:
+            hint = {errno.EADDRINUSE: "another program uses it; pick another --port",
+                    errno.EACCES: "ports below 1024 need root; pick one from 1024",
+                    errno.EADDRNOTAVAIL: "that address is not this machine's; use 127.0.0.1 or 0.0.0.0"
+                    }.get(error.errno or 0, "pick another --host or --port")
+            raise ConfigError(f"Cannot listen on {host}:{port} ({error.strerror}): {hint}.") from None
 
 
 def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.PathLike[str] | None = None,
@@ -121,6 +151,7 @@ def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.Pat
     if not token and not is_loopback(host):
         raise ConfigError(f"Listening on {host} lets other machines reach the images: give a token "
                           "(imgcluster serve --host ... prints one).")
+    check_address(host, port)
     # Idle OpenMP threads otherwise spin, and on a busy 2-core machine filing an upload took 0.4-1.8 s
     # instead of 50 ms (bench/web.py). Read when torch loads, which is later: on the first upload.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
