@@ -35,7 +35,17 @@ def _help(cls: type, name: str) -> str:
     return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
 
 
-@app.callback()
+# Notes on stderr (which run a command picked) wait for the command's first progress bar or its
+# end: a command refused on the way says one line, the refusal, which names the run where it matters.
+_notes: list[str] = []
+
+
+def _say_notes(*_: object, **__: object) -> None:
+    while _notes:
+        err.print(f"[dim]{escape(_notes.pop(0))}[/]", soft_wrap=True)
+
+
+@app.callback(result_callback=_say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
            ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
@@ -353,6 +363,7 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 if not tasks:  # started with the first stage: a command refused before any work prints no bar
+                    _say_notes()
                     bars.start()
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
             task = bars.tasks[tasks[stage]]
@@ -424,8 +435,9 @@ def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | Non
     if run is not None:
         return run
     chosen = api.default_run(path, workspace=workspace)
-    err.print(f"[dim]using run {chosen.key} ({escape(chosen.reason)})[/]", soft_wrap=True)
+    _notes.append(f"using run {chosen.key} ({chosen.reason})")
     return chosen.key
+
 
 
 def _id_and_name(cluster: int, name: str | None) -> str:
@@ -515,6 +527,7 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def _refuse(message: str, exit_code: int = 2) -> NoReturn:
     """Print ``message`` as one line on stderr and exit."""
+    _notes.clear()
     err.print(f"[bold red]error:[/] {escape(' '.join(message.strip().splitlines()))}", soft_wrap=True)
     raise SystemExit(exit_code) from None
 
