@@ -6,8 +6,11 @@ points). ``none`` is a class too, so callers never branch on "no reduction".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +19,8 @@ from .errors import ConfigError, UnknownName
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[int, int], None]
+
 EXACT_KNN_UP_TO = 50_000  # faiss brute force in 64-d stays within seconds up to here
 TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each point one or two neighbours
 
@@ -23,7 +28,10 @@ TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each poi
 class Reducer(Protocol):
     embedding_: np.ndarray
 
-    def fit(self, x: np.ndarray) -> "Reducer": ...
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "Reducer":
+        """Fit on ``x`` (n, d); reducers with iterations report them to ``progress(done, total)``,
+        one-step reducers ignore it."""
+        ...
 
     def transform(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -39,7 +47,7 @@ class PcaReducer:
     def __init__(self, n_components: int = 50, seed: int = 0, **_: Any):
         self.n_components, self.seed = n_components, seed
 
-    def fit(self, x: np.ndarray) -> "PcaReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "PcaReducer":
         from sklearn.decomposition import PCA
 
         if len(x) < 2:  # one point has no direction to project on
@@ -64,7 +72,7 @@ class NoReducer:
     def __init__(self, **_: Any):
         pass
 
-    def fit(self, x: np.ndarray) -> "NoReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "NoReducer":
         self.embedding_ = np.asarray(x, dtype=np.float32)
         return self
 
@@ -79,7 +87,7 @@ class StandardReducer:
     def __init__(self, **_: Any):
         pass
 
-    def fit(self, x: np.ndarray) -> "StandardReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "StandardReducer":
         from sklearn.preprocessing import StandardScaler
 
         self.model_ = StandardScaler().fit(x)
@@ -101,7 +109,9 @@ class UmapReducer:
         self.n_components, self.n_neighbors, self.min_dist = n_components, n_neighbors, min_dist
         self.metric, self.n_epochs, self.seed, self.knn = metric, n_epochs, seed, knn
 
-    def fit(self, x: np.ndarray) -> "UmapReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "UmapReducer":
+        """Fit on ``x`` (n, d); ``progress(epoch, n_epochs)`` after each optimisation epoch (the
+        neighbour graph and the initial layout come first, without ticks)."""
         n = len(x)
         if n <= self.n_components + 2:  # spectral init needs more points than dimensions
             log.info("%d points are too few for UMAP; using PCA", n)
@@ -111,9 +121,10 @@ class UmapReducer:
         import umap
 
         _cache_umap_compilation()
+        _report_umap_epochs()
         n_neighbors = effective_neighbors(self.n_neighbors, n)
         knn = self.knn if self.knn is not None and self.knn[0].shape[1] == n_neighbors else None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _epochs_reported_to(progress):
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
             self.model_ = umap.UMAP(
@@ -150,7 +161,7 @@ class TsneReducer:
         self.n_components, self.perplexity, self.metric = n_components, perplexity, metric
         self.n_iter, self.n_jobs, self.seed = n_iter, n_jobs, seed
 
-    def fit(self, x: np.ndarray) -> "TsneReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "TsneReducer":
         n = len(x)
         if n < TSNE_MIN_POINTS:
             log.info("%d points are too few for t-SNE; using PCA", n)
@@ -195,6 +206,54 @@ def _cache_umap_compilation() -> None:
         if hasattr(kernel, "enable_caching") and not getattr(kernel, "_cache_enabled_by_imgcluster", False):
             kernel.enable_caching()
             kernel._cache_enabled_by_imgcluster = True
+
+
+def umap_epochs(n_epochs: int | None, n: int) -> int:
+    """The optimisation epochs umap-learn runs on ``n`` points: ``n_epochs``, else its own default
+    (500 up to 10,000 points, 200 beyond). For sizing progress bars only."""
+    return n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
+
+
+# The epoch callback of the UMAP fit running in this thread (or task); None: umap-learn's own tqdm.
+_epoch_progress: ContextVar[Progress | None] = ContextVar("imgcluster_umap_epochs", default=None)
+
+
+@contextlib.contextmanager
+def _epochs_reported_to(progress: Progress | None) -> Iterator[None]:
+    token = _epoch_progress.set(progress)
+    try:
+        yield
+    finally:
+        _epoch_progress.reset(token)
+
+
+def _report_umap_epochs() -> None:
+    """Count umap-learn's optimisation epochs for ``_epoch_progress``.
+
+    umap-learn has no progress callback; its only hook is the ``tqdm`` its layout loops
+    (``umap.layouts``) iterate their epochs through, so that name is wrapped, once per process. The
+    wrapper only observes the loop, so the layout is the same with or without it; with no callback
+    set (other threads, other callers) it is umap-learn's own tqdm, verbose output included."""
+    from umap import layouts
+
+    original = layouts.tqdm
+    if getattr(original, "_imgcluster_epochs", False):
+        return
+
+    def epochs(iterable: Iterable[int], *args: Any, **kwargs: Any) -> Iterable[int]:
+        progress = _epoch_progress.get()
+        loop = original(iterable, *args, **kwargs)
+        return loop if progress is None else _ticking(loop, len(iterable), progress)  # type: ignore[arg-type]
+
+    epochs._imgcluster_epochs = True  # type: ignore[attr-defined]
+    layouts.tqdm = epochs
+
+
+def _ticking(loop: Iterable[int], total: int, progress: Progress) -> Iterator[int]:
+    progress(0, total)
+    for done, epoch in enumerate(loop, start=1):
+        yield epoch
+        progress(done, total)  # the loop asks for the next epoch once this one's work is done
 
 
 def effective_neighbors(requested: int | None, n: int) -> int:

@@ -14,10 +14,13 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from .. import api
+from ..compiling import numba_compiling
 from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
                       ScanConfig, apply_preset)
 from ..demo import write_digits
@@ -318,7 +321,8 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 
 def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars."""
+    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
+    spinner while a stage runs, and a note on the running stage while numba compiles."""
     import contextlib
 
     @contextlib.contextmanager
@@ -326,7 +330,8 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
         if not enabled:
             yield None
             return
-        bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+        running: list[int] = []  # the stage that ticked last
+        bars = Progress(SpinnerColumn(finished_text=" "), _StageColumn(running), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
                         TimeRemainingColumn(), console=err, transient=False)
         tasks: dict[str, int] = {}
@@ -334,6 +339,7 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
+            running[:] = [tasks[stage]]
             task = bars.tasks[tasks[stage]]
             rate = f"{done / task.elapsed:,.0f}/s" if task.elapsed and stage in ("scan", "embed") and done else ""
             bars.update(tasks[stage], completed=done, total=total, rate=rate)
@@ -342,6 +348,21 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
             yield on_progress
 
     return manager()
+
+
+class _StageColumn(ProgressColumn):
+    """The stage's name, with "(compiling numba code…)" on the running stage while numba compiles
+    (re-checked at every refresh: compiling sends no progress ticks)."""
+
+    def __init__(self, running: list[int]):
+        super().__init__()
+        self.running = running
+
+    def render(self, task: Task) -> Text:
+        text = Text(f"{task.description:<8}")
+        if not task.finished and task.id in self.running and numba_compiling():
+            text.append(" (compiling numba code…)", style="yellow")
+        return text
 
 
 def _print_run(run: api.Run) -> None:
