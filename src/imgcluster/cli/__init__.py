@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .. import api
@@ -322,7 +322,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
-    spinner while a stage runs, and a note on the running stage while numba compiles."""
+    spinner while a stage runs, and "compiling numba…" in place of its ETA while numba compiles."""
     import contextlib
 
     @contextlib.contextmanager
@@ -331,9 +331,9 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
             yield None
             return
         running: list[int] = []  # the stage that ticked last
-        bars = Progress(SpinnerColumn(finished_text=" "), _StageColumn(running), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
-                        TimeRemainingColumn(), console=err, transient=False)
+        bars = Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.description:<8}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        _EtaColumn(running), console=err, transient=False)
         tasks: dict[str, int] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -350,19 +350,18 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return manager()
 
 
-class _StageColumn(ProgressColumn):
-    """The stage's name, with "(compiling numba code…)" on the running stage while numba compiles
-    (re-checked at every refresh: compiling sends no progress ticks)."""
+class _EtaColumn(ProgressColumn):
+    """The time left; on the running stage "compiling numba…" instead while numba compiles (a first
+    run spends tens of seconds there without a tick, when an ETA has nothing to go on)."""
 
     def __init__(self, running: list[int]):
-        super().__init__()
-        self.running = running
+        super().__init__(table_column=Column(min_width=16, no_wrap=True))  # one width: the bars never shift
+        self.running, self.remaining = running, TimeRemainingColumn()
 
     def render(self, task: Task) -> Text:
-        text = Text(f"{task.description:<8}")
         if not task.finished and task.id in self.running and numba_compiling():
-            text.append(" (compiling numba code…)", style="yellow")
-        return text
+            return Text("compiling numba…", style="yellow")
+        return Text("eta ").append_text(self.remaining.render(task))
 
 
 def _print_run(run: api.Run) -> None:
