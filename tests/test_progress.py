@@ -103,3 +103,13 @@ def test_numba_compiling_is_true_only_while_numba_compiles() -> None:
     assert any(seen)
     assert not numba_compiling(linger=0)
     assert numba_compiling(linger=60)  # a display lingers over the gaps between compilations
+
+
+def test_a_tsne_map_reports_its_iterations_and_the_same_seed_gives_the_same_map() -> None:
+    x = unit_vectors(80)
+    config = imgcluster.ReduceConfig(method="pca", map_method="tsne")
+    ticks: list[tuple[int, int]] = []
+    watched = imgcluster.reduce(x, config, progress=lambda done, total: ticks.append((done, total)))
+    assert_live(ticks)
+    assert len({d for d, _ in ticks}) > 10  # every 25 of the 750 iterations
+    assert np.array_equal(watched.map, imgcluster.reduce(x, config).map)

@@ -23,6 +23,9 @@ Progress = Callable[[int, int], None]
 
 EXACT_KNN_UP_TO = 50_000  # faiss brute force in 64-d stays within seconds up to here
 TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each point one or two neighbours
+TSNE_ITERATIONS = 500  # t-SNE's optimisation iterations unless told otherwise
+TSNE_EARLY_ITERATIONS = 250  # openTSNE's early-exaggeration phase, run before those
+_TSNE_TICK_EVERY = 25  # iterations between progress ticks: each tick makes openTSNE also evaluate the error
 
 
 class Reducer(Protocol):
@@ -151,8 +154,8 @@ class TsneReducer:
     Single-threaded by default: threads change the last digits, and the same seed must give the same map.
     """
 
-    def __init__(self, n_components: int = 2, perplexity: float = 30.0, metric: str = "cosine", n_iter: int = 500,
-                 n_jobs: int = 1, seed: int = 0, **_: Any):
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, metric: str = "cosine",
+                 n_iter: int = TSNE_ITERATIONS, n_jobs: int = 1, seed: int = 0, **_: Any):
         if not 1 <= n_components <= 3:
             raise ConfigError(f"t-SNE embeds in 1 to 3 dimensions; got n_components={n_components}. Use it for "
                               "the 2-D map, or umap (or pca) for a clustering space with more dimensions.")
@@ -162,6 +165,8 @@ class TsneReducer:
         self.n_iter, self.n_jobs, self.seed = n_iter, n_jobs, seed
 
     def fit(self, x: np.ndarray, progress: Progress | None = None) -> "TsneReducer":
+        """Fit on ``x`` (n, d); ``progress(done, total)`` every 25 iterations of both phases (early
+        exaggeration, then ``n_iter``), after the neighbour search and affinities that come first."""
         n = len(x)
         if n < TSNE_MIN_POINTS:
             log.info("%d points are too few for t-SNE; using PCA", n)
@@ -172,12 +177,16 @@ class TsneReducer:
 
         # openTSNE finds 3 x perplexity neighbours; it must stay below n - 1.
         self.perplexity_ = float(min(self.perplexity, (n - 1) / 3))
+        # openTSNE's callbacks only read the embedding: the same seed gives the same map with them.
+        ticks = {} if progress is None else {
+            "callbacks": _iteration_ticks(progress, TSNE_EARLY_ITERATIONS + self.n_iter),
+            "callbacks_every_iters": _TSNE_TICK_EVERY}
         self.model_ = openTSNE.TSNE(
             n_components=self.n_components, perplexity=self.perplexity_, metric=self.metric, n_iter=self.n_iter,
             # auto: Barnes-Hut below 10,000 points (FFT's fixed grid cost 5 s on 90 points, BH 0.2 s),
             # FFT interpolation above; FFT handles only 1-2 dimensions, so 3 always takes Barnes-Hut.
             negative_gradient_method="auto" if self.n_components <= 2 else "bh",
-            n_jobs=self.n_jobs, random_state=self.seed, verbose=False,
+            n_jobs=self.n_jobs, random_state=self.seed, verbose=False, **ticks,
         ).fit(np.asarray(x, dtype=np.float64))
         # openTSNE's transform first centres the fitted map on its bounding box, in place; doing it
         # now keeps embedding_ and transformed points in one frame.
@@ -193,6 +202,27 @@ class TsneReducer:
         perplexity = min(5.0, self.perplexity_)
         return np.asarray(self.model_.transform(np.asarray(x, dtype=np.float64), perplexity=perplexity),
                           dtype=np.float32)
+
+
+def _iteration_ticks(progress: Progress, total: int) -> Callable[..., None]:
+    """An openTSNE callback counting iterations over both phases (each phase counts from 1 again)."""
+    calls = [0]
+    progress(0, total)
+
+    def tick(*_: Any) -> None:
+        calls[0] += 1
+        progress(min(calls[0] * _TSNE_TICK_EVERY, total), total)
+    return tick
+
+
+def fit_units(method: str, n_epochs: int | None, n: int) -> int:
+    """The steps a reducer's fit on ``n`` points reports to ``progress``, for sizing a bar: UMAP's
+    epochs (``n_epochs``, else umap-learn's default), t-SNE's iterations, one for the others."""
+    if method == "umap":
+        return umap_epochs(n_epochs, n)
+    if method == "tsne":
+        return TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
+    return 1
 
 
 def _cache_umap_compilation() -> None:

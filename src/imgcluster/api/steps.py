@@ -22,7 +22,7 @@ from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConf
 from ..embed import EmbedReport, check_name, embed_records, load_model
 from ..embed.base import Embedder
 from ..errors import ModelUnavailable, NoImages, UnknownName
-from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors, umap_epochs
+from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors, fit_units
 from ..represent import Representatives
 from ..runs import ClusterSummary
 from ..scan import ScanResult
@@ -242,11 +242,12 @@ def scanned_workspace(path: str | os.PathLike[str], workspace: str | os.PathLike
 def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig(), progress: Progress | None = None) -> Reduction:
     """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d).
 
-    ``progress(done, total)`` counts the optimisation epochs of both UMAP fits (one unit for a
-    reducer without epochs); the neighbour graphs and initial layouts before them tick nothing."""
+    ``progress(done, total)`` counts the optimisation epochs of both fits (UMAP's epochs, t-SNE's
+    iterations, one unit for other reducers); the neighbour graphs and initial layouts before them
+    tick nothing."""
     n = len(vectors)
-    steps = _Steps(progress, [_units(config.method, config.n_epochs, n),
-                              _units(config.map_method, config.map_n_epochs, n)])
+    steps = _Steps(progress, [fit_units(config.method, config.n_epochs, n),
+                              fit_units(config.map_method, config.map_n_epochs, n)])
     knn = None
     if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
         knn = nearest_neighbors(vectors, effective_neighbors(config.n_neighbors, n), config.metric, config.seed)
@@ -264,11 +265,6 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig(), progress:
     steps.finish(1)
     return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
                      np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)
-
-
-def _units(method: str, n_epochs: int | None, n: int) -> int:
-    """Progress units of one reducer fit: UMAP's epochs, else one."""
-    return umap_epochs(n_epochs, n) if method == "umap" else 1
 
 
 class _Steps:
