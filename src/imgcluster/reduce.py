@@ -6,8 +6,11 @@ points). ``none`` is a class too, so callers never branch on "no reduction".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,14 +19,22 @@ from .errors import ConfigError, UnknownName
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[int, int], None]
+
 EXACT_KNN_UP_TO = 50_000  # faiss brute force in 64-d stays within seconds up to here
 TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each point one or two neighbours
+TSNE_ITERATIONS = 500  # t-SNE's optimisation iterations unless told otherwise
+TSNE_EARLY_ITERATIONS = 250  # openTSNE's early-exaggeration phase, run before those
+_TSNE_TICK_EVERY = 25  # iterations between progress ticks: each tick makes openTSNE also evaluate the error
 
 
 class Reducer(Protocol):
     embedding_: np.ndarray
 
-    def fit(self, x: np.ndarray) -> "Reducer": ...
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "Reducer":
+        """Fit on ``x`` (n, d); reducers with iterations report them to ``progress(done, total)``,
+        one-step reducers ignore it."""
+        ...
 
     def transform(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -39,7 +50,7 @@ class PcaReducer:
     def __init__(self, n_components: int = 50, seed: int = 0, **_: Any):
         self.n_components, self.seed = n_components, seed
 
-    def fit(self, x: np.ndarray) -> "PcaReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "PcaReducer":
         from sklearn.decomposition import PCA
 
         if len(x) < 2:  # one point has no direction to project on
@@ -64,7 +75,7 @@ class NoReducer:
     def __init__(self, **_: Any):
         pass
 
-    def fit(self, x: np.ndarray) -> "NoReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "NoReducer":
         self.embedding_ = np.asarray(x, dtype=np.float32)
         return self
 
@@ -79,7 +90,7 @@ class StandardReducer:
     def __init__(self, **_: Any):
         pass
 
-    def fit(self, x: np.ndarray) -> "StandardReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "StandardReducer":
         from sklearn.preprocessing import StandardScaler
 
         self.model_ = StandardScaler().fit(x)
@@ -101,7 +112,9 @@ class UmapReducer:
         self.n_components, self.n_neighbors, self.min_dist = n_components, n_neighbors, min_dist
         self.metric, self.n_epochs, self.seed, self.knn = metric, n_epochs, seed, knn
 
-    def fit(self, x: np.ndarray) -> "UmapReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "UmapReducer":
+        """Fit on ``x`` (n, d); ``progress(epoch, n_epochs)`` after each optimisation epoch (the
+        neighbour graph and the initial layout come first, without ticks)."""
         n = len(x)
         if n <= self.n_components + 2:  # spectral init needs more points than dimensions
             log.info("%d points are too few for UMAP; using PCA", n)
@@ -111,9 +124,10 @@ class UmapReducer:
         import umap
 
         _cache_umap_compilation()
+        _report_umap_epochs()
         n_neighbors = effective_neighbors(self.n_neighbors, n)
         knn = self.knn if self.knn is not None and self.knn[0].shape[1] == n_neighbors else None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _epochs_reported_to(progress):
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
             self.model_ = umap.UMAP(
@@ -140,8 +154,8 @@ class TsneReducer:
     Single-threaded by default: threads change the last digits, and the same seed must give the same map.
     """
 
-    def __init__(self, n_components: int = 2, perplexity: float = 30.0, metric: str = "cosine", n_iter: int = 500,
-                 n_jobs: int = 1, seed: int = 0, **_: Any):
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, metric: str = "cosine",
+                 n_iter: int = TSNE_ITERATIONS, n_jobs: int = 1, seed: int = 0, **_: Any):
         if not 1 <= n_components <= 3:
             raise ConfigError(f"t-SNE embeds in 1 to 3 dimensions; got n_components={n_components}. Use it for "
                               "the 2-D map, or umap (or pca) for a clustering space with more dimensions.")
@@ -150,7 +164,9 @@ class TsneReducer:
         self.n_components, self.perplexity, self.metric = n_components, perplexity, metric
         self.n_iter, self.n_jobs, self.seed = n_iter, n_jobs, seed
 
-    def fit(self, x: np.ndarray) -> "TsneReducer":
+    def fit(self, x: np.ndarray, progress: Progress | None = None) -> "TsneReducer":
+        """Fit on ``x`` (n, d); ``progress(done, total)`` every 25 iterations of both phases (early
+        exaggeration, then ``n_iter``), after the neighbour search and affinities that come first."""
         n = len(x)
         if n < TSNE_MIN_POINTS:
             log.info("%d points are too few for t-SNE; using PCA", n)
@@ -161,12 +177,16 @@ class TsneReducer:
 
         # openTSNE finds 3 x perplexity neighbours; it must stay below n - 1.
         self.perplexity_ = float(min(self.perplexity, (n - 1) / 3))
+        # openTSNE's callbacks only read the embedding: the same seed gives the same map with them.
+        ticks = {} if progress is None else {
+            "callbacks": _iteration_ticks(progress, TSNE_EARLY_ITERATIONS + self.n_iter),
+            "callbacks_every_iters": _TSNE_TICK_EVERY}
         self.model_ = openTSNE.TSNE(
             n_components=self.n_components, perplexity=self.perplexity_, metric=self.metric, n_iter=self.n_iter,
             # auto: Barnes-Hut below 10,000 points (FFT's fixed grid cost 5 s on 90 points, BH 0.2 s),
             # FFT interpolation above; FFT handles only 1-2 dimensions, so 3 always takes Barnes-Hut.
             negative_gradient_method="auto" if self.n_components <= 2 else "bh",
-            n_jobs=self.n_jobs, random_state=self.seed, verbose=False,
+            n_jobs=self.n_jobs, random_state=self.seed, verbose=False, **ticks,
         ).fit(np.asarray(x, dtype=np.float64))
         # openTSNE's transform first centres the fitted map on its bounding box, in place; doing it
         # now keeps embedding_ and transformed points in one frame.
@@ -184,6 +204,27 @@ class TsneReducer:
                           dtype=np.float32)
 
 
+def _iteration_ticks(progress: Progress, total: int) -> Callable[..., None]:
+    """An openTSNE callback counting iterations over both phases (each phase counts from 1 again)."""
+    calls = [0]
+    progress(0, total)
+
+    def tick(*_: Any) -> None:
+        calls[0] += 1
+        progress(min(calls[0] * _TSNE_TICK_EVERY, total), total)
+    return tick
+
+
+def fit_units(method: str, n_epochs: int | None, n: int) -> int:
+    """The steps a reducer's fit on ``n`` points reports to ``progress``, for sizing a bar: UMAP's
+    epochs (``n_epochs``, else umap-learn's default), t-SNE's iterations, one for the others."""
+    if method == "umap":
+        return umap_epochs(n_epochs, n)
+    if method == "tsne":
+        return TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
+    return 1
+
+
 def _cache_umap_compilation() -> None:
     """Let numba keep umap-learn's uncached graph-building kernels on disk, as umap-learn already
     does for its layout kernels: their compilation cost ~3 s in every new process (measured on 2
@@ -195,6 +236,54 @@ def _cache_umap_compilation() -> None:
         if hasattr(kernel, "enable_caching") and not getattr(kernel, "_cache_enabled_by_imgcluster", False):
             kernel.enable_caching()
             kernel._cache_enabled_by_imgcluster = True
+
+
+def umap_epochs(n_epochs: int | None, n: int) -> int:
+    """The optimisation epochs umap-learn runs on ``n`` points: ``n_epochs``, else its own default
+    (500 up to 10,000 points, 200 beyond). For sizing progress bars only."""
+    return n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
+
+
+# The epoch callback of the UMAP fit running in this thread (or task); None: umap-learn's own tqdm.
+_epoch_progress: ContextVar[Progress | None] = ContextVar("imgcluster_umap_epochs", default=None)
+
+
+@contextlib.contextmanager
+def _epochs_reported_to(progress: Progress | None) -> Iterator[None]:
+    token = _epoch_progress.set(progress)
+    try:
+        yield
+    finally:
+        _epoch_progress.reset(token)
+
+
+def _report_umap_epochs() -> None:
+    """Count umap-learn's optimisation epochs for ``_epoch_progress``.
+
+    umap-learn has no progress callback; its only hook is the ``tqdm`` its layout loops
+    (``umap.layouts``) iterate their epochs through, so that name is wrapped, once per process. The
+    wrapper only observes the loop, so the layout is the same with or without it; with no callback
+    set (other threads, other callers) it is umap-learn's own tqdm, verbose output included."""
+    from umap import layouts
+
+    original = layouts.tqdm
+    if getattr(original, "_imgcluster_epochs", False):
+        return
+
+    def epochs(iterable: Iterable[int], *args: Any, **kwargs: Any) -> Iterable[int]:
+        progress = _epoch_progress.get()
+        loop = original(iterable, *args, **kwargs)
+        return loop if progress is None else _ticking(loop, len(iterable), progress)  # type: ignore[arg-type]
+
+    epochs._imgcluster_epochs = True  # type: ignore[attr-defined]
+    layouts.tqdm = epochs
+
+
+def _ticking(loop: Iterable[int], total: int, progress: Progress) -> Iterator[int]:
+    progress(0, total)
+    for done, epoch in enumerate(loop, start=1):
+        yield epoch
+        progress(done, total)  # the loop asks for the next epoch once this one's work is done
 
 
 def effective_neighbors(requested: int | None, n: int) -> int:

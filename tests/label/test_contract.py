@@ -58,10 +58,16 @@ def test_every_namer_keeps_the_contract(name: str, tmp_path: Path, monkeypatch: 
     context = NamingContext({"name": "fake"}, FakeTextTower, FakeClassifier)
     namer = make_namer(name, NameConfig(vocabulary=str(words), vlm_min_interval=0), context)
 
-    names = namer.name(views)
+    ticks: list[tuple[int, int]] = []
+    names = namer.name(views, progress=lambda done, total: ticks.append((done, total)))
+    if ticks:  # clusters named (or the namer's own steps) n/N: from 0, never backwards, ending at N
+        assert ticks[0][0] == 0 and ticks[-1][0] == ticks[-1][1] > 0
+        assert all(a[0] <= b[0] for a, b in zip(ticks, ticks[1:]))
     if name == "none":
         assert names == []
         return
+    if name in ("imagenet", "vlm"):  # one cluster at a time
+        assert ticks == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert [n.cluster for n in names] == [0, 1, 2]
     for named in names:
         assert named.source == namer.source and named.name and named.error is None

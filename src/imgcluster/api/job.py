@@ -200,14 +200,11 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
     ws.write_predictor(key, *predictor.state())
     del predictor  # its index is the job's largest object (1.5 GB at 1M images); naming needs none of it
     timings["predictor"] = time.perf_counter() - started
-    stage("name")(0, 1)
-    names = naming._name_new_run(ws, record, embedded, assignments, resolved.name, timings) + list(carried)
+    names = naming._name_new_run(ws, record, embedded, assignments, resolved.name, timings,
+                                 progress=stage("name")) + list(carried)
     chosen = choose_names(names)
-    stage("name")(1, 1)
     started = time.perf_counter()
-    stage("report")(0, 1)
-    outputs = _write_outputs(ws, record, embedded.images, assignments, skipped, chosen)
-    stage("report")(1, 1)
+    outputs = _write_outputs(ws, record, embedded.images, assignments, skipped, chosen, progress=stage("report"))
     timings["report"] = time.perf_counter() - started
     ws.save_run(record, assignments, names)
     log.info("run %s: %d images, %d clusters, model %s", key, record.n_images, record.n_clusters,
@@ -216,10 +213,16 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
 
 
 def _write_outputs(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
-                   skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName]) -> dict[str, Path]:
+                   skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName],
+                   progress: Progress | None = None) -> dict[str, Path]:
+    """Write the run's tables and report; ``progress(done, 3)``: tables, thumbnails read, report."""
+    progress = progress or (lambda done, total: None)
+    progress(0, 3)
     csv_path, parquet_path = ws.write_assignment_tables(record.key, _assignment_table(images, assignments, names))
-    return {"csv": csv_path, "parquet": parquet_path,
-            "report": _write_report(ws, record, images, assignments, skipped, names)}
+    progress(1, 3)
+    report = _write_report(ws, record, images, assignments, skipped, names, on_thumbnails=lambda: progress(2, 3))
+    progress(3, 3)
+    return {"csv": csv_path, "parquet": parquet_path, "report": report}
 
 
 def _assignment_table(images: Sequence[ImageRecord], assignments: Assignments,
@@ -237,10 +240,13 @@ def _assignment_table(images: Sequence[ImageRecord], assignments: Assignments,
 
 
 def _write_report(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
-                  skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName] | None = None) -> Path:
+                  skipped: Sequence[ImageRecord], names: Mapping[int, ClusterName] | None = None,
+                  on_thumbnails: Callable[[], None] | None = None) -> Path:
     wanted = report_stage.thumbnail_ids(record, assignments)
     by_id = {r.id: r for r in images}
     thumbs = ws.thumbnails(by_id[i].content_hash for i in wanted if by_id[i].content_hash)  # type: ignore[misc]
+    if on_thumbnails is not None:
+        on_thumbnails()
     measured = ws.stability(record.key)
     html = report_stage.render(record, images, assignments, thumbs, skipped, names,
                                stability=measured[-1] if measured else None)

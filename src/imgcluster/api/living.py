@@ -398,11 +398,9 @@ def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, p
     names = ws.names(parent.key)  # ids keep their meaning, so names carry over
     names += _name_proposals(ws, parent, record, images, assignments, [p.cluster for p in proposed])
     chosen = choose_names(names)
-    stage("report")(0, 1)
     writing = time.perf_counter()
-    outputs = job._write_outputs(ws, record, images, assignments, [], chosen)
+    outputs = job._write_outputs(ws, record, images, assignments, [], chosen, progress=stage("report"))
     seconds["outputs"] = time.perf_counter() - writing  # the report and tables, O(all images)
-    stage("report")(1, 1)
     seconds["save"] = time.perf_counter() - started - seconds["outputs"]
     ws.save_run(record, assignments, names)
     return Run(record, ws.path, images, assignments, [], outputs, chosen)

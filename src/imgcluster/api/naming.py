@@ -22,7 +22,7 @@ from ..label.vocabulary import load_vocabulary
 from ..represent import Representatives
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import job  # a module reference: job imports this module too
-from .steps import Embeddings, Run, _reload_run_model, open_workspace
+from .steps import Embeddings, Progress, Run, _reload_run_model, open_workspace
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,29 @@ log = logging.getLogger(__name__)
 # -- names --------------------------------------------------------------------------------------
 
 def _name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignments: Assignments,
-                  config: NameConfig, timings: dict[str, float]) -> list[ClusterName]:
+                  config: NameConfig, timings: dict[str, float], progress: Progress | None = None) -> list[ClusterName]:
     """Name a new run's clusters with its configured namer; when ``auto`` chose zero-shot and that
     fails, the ImageNet head stands in. A failure leaves the clusters numbered, is logged and
-    recorded in the run (``info["naming"]``), and never costs the run."""
+    recorded in the run (``info["naming"]``), and never costs the run.
+
+    ``progress(done, total)`` starts at (0, clusters to name), follows the namer (clusters named, or
+    its own steps) and ends at its total whatever the namer did."""
     started = time.perf_counter()
     namer = resolve_namer(config.namer, embedded.model)
     record.info["naming"] = {"namer": namer}
     names: list[ClusterName] = []
+    latest = [sum(1 for c in record.info.get("clusters", []) if c["cluster"] != NOISE)]  # the total shown last
+
+    def report(done: int, total: int) -> None:
+        latest[0] = total
+        if progress is not None:
+            progress(done, total)
+
+    report(0, latest[0])  # loading the namer's model comes first, and can take seconds
     for attempt in [namer] + (["imagenet"] if config.namer == "auto" and namer == "zero-shot" else []):
         try:
-            names = _run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors)
+            names = _run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors,
+                               progress=report)
             break
         except Exception as error:  # hours of embedding must not be lost to a namer
             log.warning("Naming the clusters with %s failed (%s).", attempt, error,
@@ -52,18 +64,20 @@ def _name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assign
         log.warning("%s", f"The clusters are named by {names[0].source}." if names else
                     "The clusters keep their numbers; try another namer with `imgcluster names --namer NAMER`.")
     timings["name"] = time.perf_counter() - started
+    report(latest[0], latest[0])
     return names
 
 
 def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
                config: NameConfig, namer_name: str, vectors: np.ndarray | None = None,
-               clusters: Sequence[int] | None = None, api_key: str | None = None) -> list[ClusterName]:
+               clusters: Sequence[int] | None = None, api_key: str | None = None,
+               progress: Progress | None = None) -> list[ClusterName]:
     namer = make_namer(namer_name, config, _naming_context(ws, record, api_key))
     if not getattr(namer, "needs_embeddings", False):
         vectors = None
     elif vectors is None:
         vectors = ws.load_embeddings(record.model_id, [r.content_hash for r in images])  # type: ignore[misc]
-    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters))
+    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters), progress=progress)
 
 
 def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None) -> NamingContext:

@@ -22,7 +22,7 @@ from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConf
 from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
-from ..reduce import Reducer, effective_neighbors, make_reducer, nearest_neighbors
+from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors
 from ..represent import Representatives
 from ..runs import ClusterSummary
 from ..scan import ScanResult
@@ -267,9 +267,15 @@ def scanned_workspace(path: str | os.PathLike[str], workspace: str | os.PathLike
         ws.close()
 
 
-def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduction:
-    """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d)."""
+def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig(), progress: Progress | None = None) -> Reduction:
+    """Fit the clustering-space reducer and the 2-D map reducer on ``vectors`` (n, d).
+
+    ``progress(done, total)`` counts the optimisation epochs of both fits (UMAP's epochs, t-SNE's
+    iterations, one unit for other reducers); the neighbour graphs and initial layouts before them
+    tick nothing."""
     n = len(vectors)
+    steps = _Steps(progress, [fit_units(config.method, config.n_epochs, n),
+                              fit_units(config.map_method, config.map_n_epochs, n)])
     knn = None
     if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
         knn = nearest_neighbors(vectors, effective_neighbors(config.n_neighbors, n), config.metric, config.seed)
@@ -279,12 +285,40 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig()) -> Reduct
               "none": {}}
     space_reducer = make_reducer(config.method, n_components=config.n_components,
                                  **_for(config.method, params, min_dist=config.min_dist))
-    space_reducer.fit(vectors)
+    space_reducer.fit(vectors, progress=steps.within(0))
+    steps.finish(0)
     map_reducer = make_reducer(config.map_method, n_components=2, **_for(
         config.map_method, params, min_dist=config.map_min_dist, n_epochs=config.map_n_epochs))
-    map_reducer.fit(vectors)
+    map_reducer.fit(vectors, progress=steps.within(1))
+    steps.finish(1)
     return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
                      np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)
+
+
+class _Steps:
+    """One ``progress(done, total)`` over consecutive steps of known sizes: each step's own
+    (done, total) is scaled into its share, so the whole stays monotone and ends at its total
+    even when a step's count differs from the planned size."""
+
+    def __init__(self, progress: Progress | None, sizes: Sequence[int]):
+        self.progress, self.ends = progress, np.cumsum(sizes).tolist()
+        self.total = self.ends[-1] if self.ends else 0
+        self._report(0)
+
+    def within(self, step: int) -> Progress:
+        start = self.ends[step - 1] if step else 0
+        size = self.ends[step] - start
+
+        def report(done: int, total: int) -> None:
+            self._report(start + (size * min(done, total) // total if total > 0 else 0))
+        return report
+
+    def finish(self, step: int) -> None:
+        self._report(self.ends[step])
+
+    def _report(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress(done, self.total)
 
 
 def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> dict[str, Any]:
@@ -295,17 +329,22 @@ def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> d
 
 
 def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *,
-                   embeddings: np.ndarray | None = None) -> Clustering:
+                   embeddings: np.ndarray | None = None, progress: Progress | None = None) -> Clustering:
     """Cluster points of the clustering space; ``config.k`` selects k-means unless another
     k-taking method is named; a given ``min_cluster_size`` turns auto into plain hdbscan.
 
     ``embeddings`` (the vectors ``space`` was reduced from, same rows) let auto mode score its
-    candidates in the embedding space, as ``cluster`` does; other methods ignore them."""
+    candidates in the embedding space, as ``cluster`` does; other methods ignore them.
+    ``progress(done, total)``: auto mode's candidates scored, then its final fit; one step otherwise."""
     clusterer = _make_clusterer(config)
-    if isinstance(clusterer, AutoClusterer) and embeddings is not None:
-        clusterer.fit(space, embeddings=embeddings)
+    if isinstance(clusterer, AutoClusterer):
+        clusterer.fit(space, embeddings=embeddings, progress=progress)
     else:
+        if progress is not None:
+            progress(0, 1)
         clusterer.fit(space)
+        if progress is not None:
+            progress(1, 1)
     return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
 
 
@@ -340,15 +379,12 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
             if sampled else np.arange(n))
     started = time.perf_counter()
-    stage("reduce")(0, 1)
     fitted = vectors[rows]  # read once: ShardedVectors come from disk
-    reduction = reduce(fitted, reduce_config)
-    stage("reduce")(1, 1)
+    reduction = reduce(fitted, reduce_config, progress=stage("reduce"))
     timings["reduce"] = time.perf_counter() - started
     started = time.perf_counter()
-    stage("cluster")(0, 1)
-    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n), embeddings=fitted)
-    stage("cluster")(1, 1)
+    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n), embeddings=fitted,
+                                progress=stage("cluster"))
     timings["cluster"] = time.perf_counter() - started
     if sampled:
         log.info("fitted on a sample of %d of %d images; filing the other %d with the predictor, %d at a time",

@@ -15,10 +15,13 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Column, Table
+from rich.text import Text
 
 from .. import api
+from ..compiling import numba_compiling
 from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
                       ScanConfig, apply_preset)
 from ..demo import write_digits
@@ -347,7 +350,8 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 
 def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars."""
+    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
+    spinner while a stage runs, and "compiling numba…" in place of its ETA while numba compiles."""
     import contextlib
 
     @contextlib.contextmanager
@@ -355,9 +359,10 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
         if not enabled:
             yield None
             return
-        bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
-                        TimeRemainingColumn(), console=err, transient=False)
+        running: list[int] = []  # the stage that ticked last
+        bars = Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.description:<8}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        _EtaColumn(running), console=err, transient=False)
         tasks: dict[str, int] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -366,6 +371,7 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
                     _say_notes()
                     bars.start()
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
+            running[:] = [tasks[stage]]
             task = bars.tasks[tasks[stage]]
             rate = f"{done / task.elapsed:,.0f}/s" if task.elapsed and stage in ("scan", "embed") and done else ""
             bars.update(tasks[stage], completed=done, total=total, rate=rate)
@@ -377,6 +383,20 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
                 bars.stop()
 
     return manager()
+
+
+class _EtaColumn(ProgressColumn):
+    """The time left; on the running stage "compiling numba…" instead while numba compiles (a first
+    run spends tens of seconds there without a tick, when an ETA has nothing to go on)."""
+
+    def __init__(self, running: list[int]):
+        super().__init__(table_column=Column(min_width=16, no_wrap=True))  # one width: the bars never shift
+        self.running, self.remaining = running, TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        if not task.finished and task.id in self.running and numba_compiling():
+            return Text("compiling numba…", style="yellow")
+        return Text("eta ").append_text(self.remaining.render(task))
 
 
 def _print_run(run: api.Run) -> None:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,8 @@ class AutoClusterer:
 
     ``fit(x, embeddings=...)`` takes the clustering space ``x`` and, optionally, the embeddings the
     space was made from (same rows) for the score; without them the space itself is scored.
+    ``progress(done, total)`` follows the candidates scored, then the final fit; the total grows
+    once the HDBSCAN settings are scored if one of them found more than 30 clusters (more k to try).
     """
 
     def __init__(self, seed: int = 0, alpha: float = 1.0, **_: Any):
@@ -107,8 +110,11 @@ class AutoClusterer:
             ks.append(min(top, max(ks[-1] + 1, round(ks[-1] * 1.2))))
         return ks
 
-    def fit(self, x: np.ndarray, embeddings: np.ndarray | None = None) -> "AutoClusterer":
+    def fit(self, x: np.ndarray, embeddings: np.ndarray | None = None,
+            progress: Callable[[int, int], None] | None = None) -> "AutoClusterer":
         n = len(x)
+        grid = self.candidates(n)
+        tick = _Ticker(progress, len(grid) + len(self.k_grid(min(n, SEARCH_SAMPLE), 0)) + 1)  # + 1: the final fit
         rng = np.random.default_rng(self.seed)
         sample = np.sort(rng.choice(n, size=SEARCH_SAMPLE, replace=False)) if n > SEARCH_SAMPLE else np.arange(n)
         scored = np.sort(rng.choice(len(sample), size=min(SCORE_SAMPLE, len(sample)), replace=False))
@@ -117,19 +123,23 @@ class AutoClusterer:
         scale = len(sample) / n
         space = x[sample]
         distances = _distances(space[scored])
-        table = []
-        for params in self.candidates(n):
+        table: list[dict[str, Any]] = []
+        for params in grid:
             # On a sample, cluster sizes shrink with it; min_cluster_size follows so the answer transfers.
             sample_params = dict(params, min_cluster_size=max(2, round(params["min_cluster_size"] * scale)))
             labels = HdbscanClusterer(alpha=self.alpha, **sample_params).fit(space).labels_
             table.append({**params, "k": None, **_score(space, labels, scored, graph, distances)})
+            tick()
         most_found = max((row["n_clusters"] for row in table if row["noise_fraction"] <= MAX_NOISE), default=0)
-        for k in self.k_grid(len(sample), most_found):
+        ks = self.k_grid(len(sample), most_found)
+        tick.total = len(grid) + len(ks) + 1
+        for k in ks:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # identical points: fewer distinct clusters than k
                 labels = KMeansClusterer(k=k, seed=self.seed).fit(space).labels_
             table.append({"algorithm": "kmeans", **dict.fromkeys(_HDBSCAN_KEYS), "k": k,
                           **_score(space, labels, scored, graph, distances)})
+            tick()
         self.table_ = table
         self._choose(table, n, len(sample), embeddings is not None)
         if self.chosen_["algorithm"] == "kmeans":
@@ -137,6 +147,7 @@ class AutoClusterer:
         else:
             self.model_ = HdbscanClusterer(alpha=self.alpha, **{key: self.chosen_[key] for key in _HDBSCAN_KEYS}).fit(x)
         self.labels_, self.probabilities_ = self.model_.labels_, self.model_.probabilities_
+        tick()
         return self
 
     def _choose(self, table: list[dict[str, Any]], n: int, searched: int, in_embeddings: bool) -> None:
@@ -172,6 +183,20 @@ class AutoClusterer:
                           "auto": {"choice": getattr(self, "choice_", None), "reason": getattr(self, "reason_", None),
                                    "table": getattr(self, "table_", [])}})
         return described
+
+
+class _Ticker:
+    """Counts steps done for an optional ``progress(done, total)``, starting with (0, total)."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        if progress is not None:
+            progress(0, total)
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _describe_choice(row: dict[str, Any]) -> str:

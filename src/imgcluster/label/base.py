@@ -62,8 +62,11 @@ class Namer(Protocol):
     @classmethod
     def from_config(cls, config: NameConfig, context: NamingContext) -> "Namer": ...
 
-    def name(self, clusters: Sequence[ClusterView]) -> list[ClusterName]:
-        """One name per cluster given (``error`` set where it failed); never raises for one cluster."""
+    def name(self, clusters: Sequence[ClusterView],
+             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
+        """One name per cluster given (``error`` set where it failed); never raises for one cluster.
+        ``progress(done, total)``: clusters named so far, or the namer's own slow steps (zero-shot:
+        batches of vocabulary prompts embedded); a namer that works in one step may ignore it."""
         ...
 
 
@@ -77,7 +80,8 @@ class NoNamer:
     def from_config(cls, config: NameConfig, context: NamingContext) -> "NoNamer":
         return cls()
 
-    def name(self, clusters: Sequence[ClusterView]) -> list[ClusterName]:
+    def name(self, clusters: Sequence[ClusterView],
+             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
         return []
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,9 +39,12 @@ class ImageNetNamer:
                               "Use --namer zero-shot (CLIP-like models) or --namer vlm.")
         return cls(classifier, imagenet_class_names(), config.images_per_cluster)
 
-    def name(self, clusters: Sequence[ClusterView]) -> list[ClusterName]:
+    def name(self, clusters: Sequence[ClusterView],
+             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
         means, named, failed = [], [], []
-        for view in clusters:
+        for done, view in enumerate(clusters):
+            if progress is not None:
+                progress(done, len(clusters))
             probabilities = self.class_probabilities(view)
             if probabilities is None:
                 failed.append(ClusterName(view.cluster, "", self.source,
@@ -49,6 +52,8 @@ class ImageNetNamer:
                 continue
             means.append(probabilities.mean(axis=0))
             named.append(view.cluster)
+        if progress is not None:
+            progress(len(clusters), len(clusters))
         if not named:
             return failed
         terms, scores = merge_by_name(self.class_names, np.stack(means))

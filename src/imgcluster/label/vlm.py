@@ -112,9 +112,12 @@ class VlmNamer:
         endpoint = VlmEndpoint.resolve(config.vlm_url, config.vlm_model, context.api_key)
         return cls(endpoint, context.workspace, config.vlm_images, config.vlm_min_interval)
 
-    def name(self, clusters: Sequence[ClusterView]) -> list[ClusterName]:
+    def name(self, clusters: Sequence[ClusterView],
+             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
         names, failures = [], 0
-        for view in clusters:
+        for done, view in enumerate(clusters):
+            if progress is not None:
+                progress(done, len(clusters))
             if failures >= FAILURES_BEFORE_GIVING_UP:
                 names.append(ClusterName(view.cluster, "", self.source,
                                          error=f"not asked: the endpoint failed {failures} times in a row"))
@@ -128,6 +131,8 @@ class VlmNamer:
                 continue
             failures = 0
             names.append(ClusterName(view.cluster, answer, self.source, None, [(answer, None)]))
+        if progress is not None:
+            progress(len(clusters), len(clusters))
         return names
 
     def _answer(self, view: ClusterView) -> str:

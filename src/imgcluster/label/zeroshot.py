@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,13 +59,16 @@ class ZeroShotNamer:
                               "CLIP/SigLIP model.")
         return cls(embedder, load_vocabulary(config.vocabulary), workspace=context.workspace)
 
-    def name(self, clusters: Sequence[ClusterView]) -> list[ClusterName]:
+    def name(self, clusters: Sequence[ClusterView],
+             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
+        """Name ``clusters``; ``progress(done, total)`` counts the batches of vocabulary prompts
+        embedded (none when the workspace has them cached), the slow part; scoring is one step."""
         usable = [view for view in clusters if view.mean_embedding is not None]
         names = [ClusterName(view.cluster, "", self.source, error="no embeddings for this cluster")
                  for view in clusters if view.mean_embedding is None]
         if not usable:
             return names
-        terms = self.term_embeddings()
+        terms = self.term_embeddings(progress)
         means = np.stack([np.asarray(view.mean_embedding, dtype=np.float32) for view in usable])
         if means.shape[1] != terms.shape[1]:
             raise ConfigError(f"The run's embeddings are {means.shape[1]}-d but the text tower gives "
@@ -74,17 +77,25 @@ class ZeroShotNamer:
                                    self.source, self.top)
         return sorted(names, key=lambda n: n.cluster)
 
-    def term_embeddings(self) -> np.ndarray:
-        """(n_terms, d) unit vectors of the vocabulary, from the workspace cache when it has them."""
+    def term_embeddings(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(n_terms, d) unit vectors of the vocabulary, from the workspace cache when it has them;
+        ``progress(done, total)`` counts the batches of prompts embedded otherwise."""
         key = self._cache_key()
         cached = self.workspace.cached_array("text-embeddings", key) if self.workspace is not None else None
         if cached is not None and cached.shape[0] == len(self.vocabulary):
             return _distinguishable(cached)
         sentences = [template.format(term) for term in self.vocabulary for template in self.templates]
         log.info("embedding %d prompts for %d vocabulary terms", len(sentences), len(self.vocabulary))
-        vectors = np.concatenate([np.asarray(self.embedder.embed_text(sentences[start:start + _TEXT_BATCH]),
-                                             dtype=np.float32)
-                                  for start in range(0, len(sentences), _TEXT_BATCH)])
+        starts = range(0, len(sentences), _TEXT_BATCH)
+        batches = []
+        for done, start in enumerate(starts):
+            if progress is not None:
+                progress(done, len(starts))
+            batch = self.embedder.embed_text(sentences[start:start + _TEXT_BATCH])
+            batches.append(np.asarray(batch, dtype=np.float32))
+        if progress is not None:
+            progress(len(starts), len(starts))
+        vectors = np.concatenate(batches)
         terms = _distinguishable(prompt_embeddings(vectors, len(self.vocabulary), len(self.templates)))
         if self.workspace is not None:
             self.workspace.save_cached_array("text-embeddings", key, terms)
