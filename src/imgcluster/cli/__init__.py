@@ -79,6 +79,7 @@ def cluster_command(
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
     seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
     min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help=_help(ScanConfig, "follow_symlinks"))] = False,
     namer: Annotated[str, typer.Option(help=_help(NameConfig, "namer"))] = "auto",
     dedup: Annotated[bool, typer.Option("--dedup", help="Cluster one image per duplicate group (exact, perceptual "
                                                         "and embedding duplicates, as `imgcluster duplicates` finds "
@@ -97,7 +98,7 @@ def cluster_command(
                       ("noise", noise), ("attach_threshold", attach_threshold), ("max_cluster_size", max_cluster_size))
                      if value is not None}
     config = dataclasses.replace(
-        config, scan=dataclasses.replace(config.scan, min_side=min_side),
+        config, scan=dataclasses.replace(config.scan, min_side=min_side, follow_symlinks=follow_links),
         embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device, pooling=pooling),
         reduce=dataclasses.replace(config.reduce, **{name: value for name, value in (
             ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
