@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,6 +24,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ImgclusterError
+from ..store import is_corruption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -463,6 +465,7 @@ from . import runs as _runs  # noqa: E402,F401
 from . import search as _search  # noqa: E402,F401
 from . import update as _update  # noqa: E402,F401
 from . import web as _web  # noqa: E402,F401
+from . import doctor as _doctor  # noqa: E402,F401
 
 
 def main() -> None:
@@ -471,6 +474,12 @@ def main() -> None:
         app(standalone_mode=False)
     except ImgclusterError as error:
         err.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        raise SystemExit(2) from None
+    except sqlite3.DatabaseError as error:
+        if not is_corruption(error):
+            raise
+        err.print(f"[bold red]error:[/] the workspace's catalogue is damaged ({error}). Run `imgcluster doctor "
+                  "--repair` (with the same PATH or --workspace) to repair it.", soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Exit, typer.Abort) as stop:
         raise SystemExit(getattr(stop, "exit_code", 1)) from None
