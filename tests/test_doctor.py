@@ -54,6 +54,13 @@ def garbage(path: Path) -> None:
     path.write_bytes(np.random.default_rng(0).bytes(max(path.stat().st_size, 4096)))
 
 
+def scribble(catalogue: Path) -> None:
+    """Garbage over the pages after the first (the images table's among them), header intact."""
+    data = bytearray(catalogue.read_bytes())
+    data[4096:4096 * 6] = np.random.default_rng(1).bytes(4096 * 5)
+    catalogue.write_bytes(bytes(data))
+
+
 def nan_shard(path: Path) -> None:
     values = np.load(path)
     values[0, :3] = np.nan
@@ -79,6 +86,7 @@ DAMAGE: list[tuple[str, Callable[[Path, str], None], Callable[[Path, Path], None
     ("catalogue truncated", lambda ws, key: cut(ws / "catalogue.db"), read_run, "truncated", "catalogue"),
     ("catalogue emptied", lambda ws, key: (ws / "catalogue.db").write_bytes(b""), read_run, "empty (0 bytes)",
      "catalogue"),
+    ("catalogue page garbage", lambda ws, key: scribble(ws / "catalogue.db"), read_run, "is corrupt", "catalogue"),
     ("shard deleted", lambda ws, key: shards(ws)[0].unlink(), recluster, "is missing", "shard"),
     ("shard truncated", lambda ws, key: cut(shards(ws)[0], 0.6), recluster, "cannot be read", "shard"),
     ("shard garbage", lambda ws, key: garbage(shards(ws)[0]), recluster, "cannot be read", "shard"),

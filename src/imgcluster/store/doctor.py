@@ -436,10 +436,14 @@ def _reindex_shards(ws: Workspace) -> int:
 
 def _reregister_runs(ws: Workspace) -> list[Action]:
     """Runs whose folder is whole but whose row was lost: registered again from ``run.json`` when
-    every image they assign is in the catalogue, else quarantined."""
+    every image they assign is in the catalogue, else quarantined (as are salvaged runs that lost images)."""
     actions = []
     known = {r[0] for r in ws._db.execute("SELECT key FROM runs")}
     ids = {r[0] for r in ws._db.execute("SELECT id FROM images")}
+    for key in sorted(known):
+        with contextlib.suppress(Exception):  # unreadable assignments: the next check names them
+            if not set(ws.assignments(key).image_ids.tolist()) <= ids:
+                actions.append(quarantine_run(ws, key, "the catalogue rows of some of its images were lost"))
     for folder in sorted((ws.path / "runs").glob("*/")) if (ws.path / "runs").is_dir() else []:
         if folder.name in known:
             continue
