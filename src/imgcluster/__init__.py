@@ -79,3 +79,7 @@ __all__ += ["ExportedVectors", "WorkerDied", "read_exported_shards"]
 from .api import DefaultRun, default_run  # noqa: E402
 
 __all__ += ["DefaultRun", "default_run"]
+from .api import Checkup, doctor  # noqa: E402
+from .errors import WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew  # noqa: E402
+
+__all__ += ["Checkup", "WorkspaceDamaged", "WorkspaceNotFound", "WorkspaceTooNew", "doctor"]

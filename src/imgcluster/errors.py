@@ -7,7 +7,10 @@
     ├── NoImages                    a folder holds no image imgcluster could use
     ├── RunNotFound (KeyError)      no run with that key in the workspace
     ├── WorkerDied                  a batch killed its Ray worker more times than RayConfig.retries allows
-    └── WorkspaceBusy               another imgcluster process is writing this workspace
+    ├── WorkspaceBusy               another imgcluster process is writing this workspace
+    ├── WorkspaceDamaged            a workspace file is missing or damaged; `imgcluster doctor --repair` mends it
+    ├── WorkspaceTooNew             the workspace was made by a newer imgcluster; it is never downgraded
+    └── WorkspaceNotFound (FileNotFoundError)  no workspace there yet (a reader never creates one)
 
 A bad image is never an exception: it becomes a skip row with its reason (see `scan`).
 """
@@ -48,3 +51,16 @@ class WorkerDied(ImgclusterError):
 
 class WorkspaceBusy(ImgclusterError):
     """Another process holds the workspace's write lock."""
+
+
+class WorkspaceDamaged(ImgclusterError):
+    """A workspace file (catalogue, vector shard, run assignments, predictor index) is missing or damaged.
+    The message names the file and the command that repairs it."""
+
+
+class WorkspaceTooNew(ImgclusterError):
+    """The workspace's schema is newer than this imgcluster understands; it is refused, never rewritten."""
+
+
+class WorkspaceNotFound(ImgclusterError, FileNotFoundError):
+    """No workspace at the path a reader was given (readers never create one)."""

@@ -75,3 +75,6 @@ __all__ += ["merge_clusters", "move_images"]
 from .runs import DefaultRun, default_run  # noqa: E402
 
 __all__ += ["DefaultRun", "default_run"]
+from .doctor import Checkup, doctor  # noqa: E402
+
+__all__ += ["Checkup", "doctor"]

@@ -259,7 +259,7 @@ def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = No
              workspace: str | os.PathLike[str] | None = None) -> Run:
     """A stored run (when ``key`` is None, the newest run with clusters, else the newest) with its
     images and assignments."""
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         return _stored_run(ws, ws.run(key))
     finally:

@@ -186,7 +186,7 @@ def name_cluster(cluster: int, name: str, key: str | None = None, *, path: str |
 def cluster_names(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
                   workspace: str | os.PathLike[str] | None = None) -> list[ClusterName]:
     """Every stored name of a run's clusters, from every source (``Run.names`` holds the shown ones)."""
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         return ws.names(ws.run(key).key)
     finally:

@@ -17,7 +17,8 @@ from ..embed import check_device, normalise
 from ..errors import ConfigError
 from ..scan import load_rgb, sniff
 from ..label import choose_names
-from ..store import ClusterName, RunRecord
+from ..errors import WorkspaceDamaged
+from ..store import ClusterName, RunRecord, damage_message
 from .steps import _reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
@@ -136,12 +137,17 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
     """The persisted predictor of a run (when ``key`` is None, the newest run with clusters), ready to
     file new images. ``require_clusters`` refuses a run without clusters (ConfigError naming the
     runs that have some) instead of filing every image as unassigned."""
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         record = ws.run(key)
         if require_clusters:
             check_has_clusters(ws, record)
-        predictor = Predictor.from_state(*ws.read_predictor(record.key))
+        arrays, index_file, params = ws.read_predictor(record.key)
+        try:
+            predictor = Predictor.from_state(arrays, index_file, params)
+        except (RuntimeError, ValueError, KeyError) as error:  # faiss raises RuntimeError on a damaged file
+            raise WorkspaceDamaged(damage_message(ws.path, f"run {record.key}'s predictor index {index_file} "
+                                                  f"cannot be read ({str(error).strip().splitlines()[0]})")) from None
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
     finally:

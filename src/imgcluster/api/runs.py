@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..config import RunConfig
-from ..errors import ConfigError, ImgclusterError
+from ..errors import ConfigError, ImgclusterError, WorkspaceNotFound
 from ..label import choose_names
 from ..runs import (
     ABSENT,
@@ -56,8 +56,11 @@ class RunSummary:
 
 def list_runs(path: str | os.PathLike[str] | None = None, *,
               workspace: str | os.PathLike[str] | None = None) -> list[RunSummary]:
-    """Every run stored in the workspace, newest first."""
-    ws = open_workspace(path, workspace=workspace)
+    """Every run stored in the workspace, newest first (none where there is no workspace yet)."""
+    try:
+        ws = open_workspace(path, workspace=workspace, create=False)
+    except WorkspaceNotFound:
+        return []
     try:
         return [_run_summary(record, ws.stability(record.key)) for record in ws.runs()]
     finally:
@@ -87,7 +90,7 @@ def default_run(path: str | os.PathLike[str] | None = None, *,
                 workspace: str | os.PathLike[str] | None = None) -> DefaultRun:
     """The run that commands and API calls use when no run is named: the newest run with clusters,
     else (no run has any) the newest run. RunNotFound when the workspace has no run."""
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         chosen = ws.run()
         counts = ws.run_counts()
@@ -114,7 +117,7 @@ def run_info(key: str | None = None, *, path: str | os.PathLike[str] | None = No
     config (automatic choices included) and the config as requested, the model, package versions,
     timings per stage, metrics, clusters with their shown names, evaluations, stability measurements
     and the run's files. Per-image assignments are left out (see :func:`load_run`)."""
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         record = ws.run(key)
         names = choose_names(ws.names(record.key))
@@ -137,7 +140,7 @@ def delete_run(key: str, *, path: str | os.PathLike[str] | None = None,
     record; an unknown key raises RunNotFound listing the recent runs."""
     if not key:
         raise ConfigError("Name the run to delete; `imgcluster runs list` shows the keys.")
-    ws = open_workspace(path, workspace=workspace)
+    ws = open_workspace(path, workspace=workspace, create=False)
     try:
         ws.lock()
         record = ws.delete_run(key)

@@ -297,7 +297,7 @@ def _open(path: str | os.PathLike[str] | None, workspace: str | os.PathLike[str]
           near: Path | None = None) -> Workspace:
     """The workspace given, else ``path``'s, else the nearest existing ``.imgcluster`` above ``near``."""
     if workspace is not None or path is not None:
-        ws = open_workspace(path, workspace=workspace)
+        ws = open_workspace(path, workspace=workspace, create=False)
     else:
         start = near if near is not None else Path.cwd()
         found = next((folder / WORKSPACE_DIRNAME for folder in [start, *start.parents]

@@ -116,16 +116,17 @@ class Run:
 # -- steps ----------------------------------------------------------------------------------------
 
 def open_workspace(path: str | os.PathLike[str] | None = None, *,
-                   workspace: str | os.PathLike[str] | None = None) -> Workspace:
+                   workspace: str | os.PathLike[str] | None = None, create: bool = True) -> Workspace:
     """Open the workspace given, or the default one of the image folder ``path`` (PATH/.imgcluster),
-    or ``./.imgcluster`` when neither is given."""
+    or ``./.imgcluster`` when neither is given. ``create=False`` (readers): WorkspaceNotFound instead
+    of creating one."""
     if workspace is not None:
-        return Workspace.open(workspace)
+        return Workspace.open(workspace, create=create)
     if path is not None and not Path(path).expanduser().exists():
         # Its parent's workspace would be opened (and created) instead: a typo must not pass unnoticed.
         raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
                           "or the workspace folder with --workspace.")
-    return Workspace.open(default_workspace(path if path is not None else "."))
+    return Workspace.open(default_workspace(path if path is not None else "."), create=create)
 
 
 def check_has_clusters(ws: Workspace, record: RunRecord, doing: str = "file new images") -> None:

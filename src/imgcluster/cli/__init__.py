@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
+from ..store import is_corruption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -506,6 +508,7 @@ from . import runs as _runs  # noqa: E402,F401
 from . import search as _search  # noqa: E402,F401
 from . import update as _update  # noqa: E402,F401
 from . import web as _web  # noqa: E402,F401
+from . import doctor as _doctor  # noqa: E402,F401
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -518,6 +521,11 @@ def main(args: Sequence[str] | None = None) -> None:
         code = app(args=list(args) if args is not None else None, prog_name="imgcluster", standalone_mode=False)
     except ImgclusterError as error:
         _refuse(str(error))
+    except sqlite3.DatabaseError as error:
+        if not is_corruption(error):
+            raise
+        _refuse(f"the workspace's catalogue is damaged ({error}). Run `imgcluster doctor --repair` (with the same "
+                "PATH or --workspace) to repair it.")
     except (typer.Exit, typer.Abort) as stop:
         raise SystemExit(getattr(stop, "exit_code", 1)) from None
     except KeyboardInterrupt:

@@ -151,3 +151,28 @@ class ShardedVectors:
 
 def _open(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def shard_problem(path: Path, *, rows: int | None = None, read_values: bool = False) -> str | None:
+    """What is wrong with the shard file ``path``, as the end of a sentence ("is missing"), or None.
+
+    Checks that it opens as a 2-D float16/float32 array without pickled data and, when given, that it
+    holds at least ``rows`` rows; ``read_values`` also reads every value (finite?): a full read."""
+    if not path.is_file():
+        return "is missing"
+    try:
+        data = _open(path)
+    except (OSError, ValueError, EOFError) as error:
+        return f"cannot be read as an array ({error})"
+    try:
+        if data.ndim != 2 or data.dtype not in (np.float16, np.float32):
+            return f"holds a {data.dtype} array of shape {data.shape}, not rows of float16/float32"
+        if rows is not None and data.shape[0] < rows:
+            return f"holds {data.shape[0]} rows where the catalogue points at row {rows - 1}"
+        if read_values:
+            for start in range(0, data.shape[0], 65536):
+                if not np.isfinite(data[start:start + 65536]).all():
+                    return "holds values that are not finite (NaN or infinity)"
+        return None
+    finally:
+        del data

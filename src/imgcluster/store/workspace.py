@@ -28,23 +28,30 @@ import sqlite3
 import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, RunNotFound, WorkspaceBusy
+from ..errors import ConfigError, RunNotFound, WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
 from .derived import DerivedData
 from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
-from .shards import ShardedVectors
+from .shards import ShardedVectors, shard_problem
 
 WORKSPACE_DIRNAME = ".imgcluster"
 ASSIGNMENTS_FILE = "assignments.npz"  # in runs/<key>/, since schema version 7
 # Embeddings are L2-normalised, so float16 keeps cosine similarities to ~1e-4 while halving the
 # shards and every read of them (a million 512-d vectors: 1 GB on disk instead of 2).
 VECTOR_DTYPE = np.float16
+SIDECAR_SUFFIX = ".json"  # vectors/<model>/<shard>.json: the shard's model, content hashes and digest
+
+
+def shard_digest(data: bytes) -> str:
+    """The digest a shard's sidecar records of its file's bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 _IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
                   "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
@@ -114,33 +121,55 @@ class Workspace(DerivedData):
     # -- opening and locking -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "Workspace":
-        """Open (creating if needed) the workspace folder at ``path``."""
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "Workspace":
+        """Open the workspace folder at ``path``, creating it when ``create`` (else WorkspaceNotFound:
+        readers never create a workspace). A damaged catalogue raises WorkspaceDamaged and one made
+        by a newer imgcluster WorkspaceTooNew; neither is ever written to."""
         path = Path(path).expanduser().resolve()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"The workspace {path} is a file, not a folder. Give a folder (a new one is created), "
                               "e.g. --workspace PATH/.imgcluster.")
+        catalogue = path / "catalogue.db"
+        if not create and not catalogue.is_file():
+            raise WorkspaceNotFound(f"No imgcluster workspace at {path}. Run `imgcluster cluster FOLDER` first, "
+                                    "or pass the --workspace that holds one.")
+        problem = catalogue_problem(path)
+        if problem is not None:
+            raise WorkspaceDamaged(damage_message(path, problem))
+        if not create and catalogue.stat().st_size == 0:
+            raise WorkspaceNotFound(f"No imgcluster workspace at {path} (its catalogue is empty). Run "
+                                    "`imgcluster cluster FOLDER` first.")
         try:
             path.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path / "catalogue.db", timeout=30, check_same_thread=False)
+            db = sqlite3.connect(catalogue, timeout=30, check_same_thread=False, factory=_Catalogue)
             db.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.Error) as error:
+        except (OSError, sqlite3.OperationalError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             raise ConfigError(f"Cannot use {path} as a workspace ({reason}). Give a folder you may write to "
                               "with --workspace.") from None
+        db.workspace_path = path
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        # Opening an up-to-date workspace writes nothing: a reader (`runs list`, the web app) must not
-        # wait for a writer's transaction (save_run of a large run holds one for seconds).
-        if _schema_version(db) == str(SCHEMA_VERSION):
-            return cls(path, db)
-        with db:
-            db.executescript(SCHEMA)
-            _add_missing_columns(db)
-            db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
-                       (str(SCHEMA_VERSION),))
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            version = _schema_version(db)
+            # Opening an up-to-date workspace writes nothing: a reader (`runs list`, the web app) must not
+            # wait for a writer's transaction (save_run of a large run holds one for seconds).
+            if version == str(SCHEMA_VERSION):
+                return cls(path, db)
+            _check_version(path, version)
+            if version is None and not create:
+                raise WorkspaceNotFound(f"No imgcluster workspace at {path} (its catalogue holds no tables). "
+                                        "Run `imgcluster cluster FOLDER` first.")
+            with db:
+                db.executescript(SCHEMA)
+                _add_missing_columns(db)
+                db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+        except BaseException:
+            db.close()
+            raise
         return cls(path, db)
 
     def close(self) -> None:
@@ -305,7 +334,13 @@ class Workspace(DerivedData):
                 raise ValueError(f"{len(hashes)} hashes but {vectors.shape[0]} vectors")
             shard_name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}.npy"
             buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE))
-            _atomic_write(self.path / "vectors" / _model_dirname(model_id) / shard_name, buffer)
+            shard = self.path / "vectors" / _model_dirname(model_id) / shard_name
+            # The sidecar first: it lets `doctor` check the shard's bytes and re-index its rows if the
+            # catalogue is lost (an orphan sidecar, like an orphan shard, is harmless).
+            _atomic_write(shard.with_suffix(SIDECAR_SUFFIX), json.dumps(
+                {"model_id": model_id, "rows": len(hashes), "blake2b": shard_digest(buffer),
+                 "content_hashes": list(hashes)}).encode())
+            _atomic_write(shard, buffer)
         with self._db:
             if shard_name is not None:
                 self._db.executemany(
@@ -354,7 +389,14 @@ class Workspace(DerivedData):
         if missing:
             raise KeyError(f"{missing} images have no {model_id} embedding yet; run embedding first.")
         folder = self.path / "vectors" / _model_dirname(model_id)
-        return ShardedVectors.picking([folder / name for name in shard_names], shard_of, row_of)
+        paths = [folder / name for name in shard_names]
+        try:
+            return ShardedVectors.picking(paths, shard_of, row_of)
+        except (OSError, ValueError, IndexError) as error:
+            bad = next((p for p in paths if shard_problem(p) is not None), None)
+            what = (f"the vector shard {bad} {shard_problem(bad)}" if bad is not None
+                    else f"the vector shards of {model_id} cannot be read ({error})")
+            raise WorkspaceDamaged(damage_message(self.path, what)) from None
 
     def embedding_rows(self, model_id: str) -> list[tuple[str, str, int]]:
         """Every (content hash, shard file name, row) stored for ``model_id``."""
@@ -456,9 +498,17 @@ class Workspace(DerivedData):
         if not (folder / "predictor.json").exists():
             raise RunNotFound(f"Run {key!r} has no saved predictor (it was made by an older imgcluster). "
                               "Run `imgcluster cluster` again to make one.")
-        with np.load(folder / "arrays.npz", allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        return arrays, folder / "index.faiss", json.loads((folder / "predictor.json").read_text())
+        try:
+            with np.load(folder / "arrays.npz", allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            params = json.loads((folder / "predictor.json").read_text())
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise WorkspaceDamaged(damage_message(self.path, f"run {key}'s predictor in {folder} cannot be read "
+                                                  f"({error})")) from None
+        if not (folder / "index.faiss").is_file():
+            raise WorkspaceDamaged(damage_message(self.path, f"run {key}'s predictor index {folder / 'index.faiss'} "
+                                                  "is missing"))
+        return arrays, folder / "index.faiss", params
 
     def save_run(self, run: RunRecord, assignments: Assignments, names: Sequence[ClusterName] = ()) -> None:
         """Make a finished run visible: its files (``run.json``, ``assignments.npz``) first, then
@@ -612,20 +662,37 @@ class Workspace(DerivedData):
         """A run's per-image results, ordered by image id."""
         path = self.run_dir(key) / ASSIGNMENTS_FILE
         if path.exists():
-            with np.load(path, allow_pickle=False) as data:
-                return Assignments(image_ids=data["image_id"], clusters=data["cluster"],
-                                   membership_probability=data["membership_probability"], x=data["x"], y=data["y"],
-                                   how=data["how"].astype(object))
+            try:
+                return read_assignments(path)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                raise WorkspaceDamaged(damage_message(self.path, f"run {key}'s {path} cannot be read ({error})")) from None
         # Runs saved before schema version 7 keep their assignments as rows.
         rows = self._db.execute(
             "SELECT image_id, cluster, membership_probability, x, y, how FROM assignments WHERE run_key=? "
             "ORDER BY image_id", (key,)).fetchall()
+        if not rows and self._db.execute("SELECT n_images FROM runs WHERE key=? AND n_images > 0",
+                                         (key,)).fetchone():
+            # An empty answer here would make every image of the run look new (update would re-file them all).
+            raise WorkspaceDamaged(damage_message(self.path, f"run {key}'s assignments file {path} is missing"))
         columns = list(zip(*rows)) if rows else [(), (), (), (), (), ()]
         return Assignments(
             image_ids=np.asarray(columns[0], dtype=np.int64), clusters=np.asarray(columns[1], dtype=np.int64),
             membership_probability=np.asarray(columns[2], dtype=np.float64),
             x=np.asarray(columns[3], dtype=np.float64), y=np.asarray(columns[4], dtype=np.float64),
             how=np.asarray(columns[5], dtype=object))
+
+
+def read_assignments(path: Path) -> Assignments:
+    """The assignments file ``path`` (see ``_assignment_bytes``); ValueError when its columns disagree."""
+    with np.load(path, allow_pickle=False) as data:
+        read = Assignments(image_ids=data["image_id"], clusters=data["cluster"],
+                           membership_probability=data["membership_probability"], x=data["x"], y=data["y"],
+                           how=data["how"].astype(object))
+    lengths = {len(read.image_ids), len(read.clusters), len(read.membership_probability), len(read.x),
+               len(read.y), len(read.how)}
+    if len(lengths) != 1:
+        raise ValueError(f"its columns have different lengths {sorted(lengths)}")
+    return read
 
 
 def _assignment_bytes(assignments: Assignments) -> bytes:
@@ -645,9 +712,101 @@ def _assignment_bytes(assignments: Assignments) -> bytes:
 def _schema_version(db: sqlite3.Connection) -> str | None:
     try:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except WorkspaceDamaged:
+        raise
     except sqlite3.OperationalError:  # a new workspace: no tables yet
         return None
     return None if row is None else str(row[0])
+
+
+def _check_version(path: Path, version: str | None) -> None:
+    """Refuse a schema this imgcluster does not know: newer (never downgraded) or unreadable."""
+    if version is None:
+        return
+    try:
+        number = int(version)
+    except ValueError:
+        raise WorkspaceDamaged(damage_message(path, f"the catalogue's schema_version is {version!r}, not a number"))
+    if number > SCHEMA_VERSION:
+        raise WorkspaceTooNew(
+            f"The workspace {path} was made by a newer imgcluster (schema {number}; this one knows up to "
+            f"{SCHEMA_VERSION}). Upgrade imgcluster (pip install -U imgcluster) to use it; it is left as it is.")
+
+
+def damage_message(path: Path, what: str) -> str:
+    """What is damaged in the workspace at ``path`` and the command that repairs it."""
+    return (f"The workspace {path} is damaged: {what}. Run `imgcluster doctor --workspace {path}` to see "
+            f"everything that is wrong, and `imgcluster doctor --repair --workspace {path}` to repair it "
+            "(nothing is deleted: what cannot be saved is moved to quarantine/).")
+
+
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def is_corruption(error: BaseException) -> bool:
+    """True when an sqlite3 error says the database file itself is damaged (not busy, not a bad query)."""
+    return isinstance(error, sqlite3.DatabaseError) and (
+        getattr(error, "sqlite_errorname", "").startswith(_CORRUPT)
+        or "malformed" in str(error) or "not a database" in str(error))
+
+
+class _Catalogue(sqlite3.Connection):
+    """A connection whose corruption errors become WorkspaceDamaged naming the workspace."""
+
+    workspace_path: Path | None = None
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().execute(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._damage(error) from error
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executemany(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._damage(error) from error
+
+    def executescript(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executescript(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._damage(error) from error
+
+    def _damage(self, error: sqlite3.DatabaseError) -> Exception:
+        if not is_corruption(error):
+            return error
+        where = self.workspace_path or Path("WORKSPACE")
+        return WorkspaceDamaged(damage_message(where, f"its catalogue {where / 'catalogue.db'} is corrupt ({error})"))
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def catalogue_problem(path: Path) -> str | None:
+    """What is wrong with ``path``/catalogue.db that shows without reading it through SQLite (empty
+    while the workspace holds data, not an SQLite file, shorter than its header says), or None.
+    Reads the first 100 bytes only: cheap enough for every open."""
+    catalogue = path / "catalogue.db"
+    if not catalogue.is_file():
+        return None
+    size = catalogue.stat().st_size
+    if size == 0:
+        holds = [name for name in ("vectors", "runs") if any((path / name).glob("*"))]
+        return (f"its catalogue {catalogue} is empty (0 bytes) although the workspace holds {' and '.join(holds)}"
+                if holds else None)
+    with open(catalogue, "rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        return f"its catalogue {catalogue} is not an SQLite database ({size} bytes of something else)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages, changes, valid_for = (int.from_bytes(header[i:i + 4], "big") for i in (28, 24, 92))
+    # The header's page count is trustworthy only when its change counter matches (SQLite's own rule).
+    if pages and changes == valid_for and size < pages * page_size:
+        return (f"its catalogue {catalogue} is truncated ({size:,} bytes of the {pages * page_size:,} its "
+                "header declares)")
+    return None
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ from ..errors import (
     RunNotFound,
     UnknownName,
     WorkspaceBusy,
+    WorkspaceDamaged,
+    WorkspaceNotFound,
+    WorkspaceTooNew,
 )
+from ..store import damage_message, is_corruption
 from .routers import clusters, images, runs, search
 from .security import (
     DEFAULT_MAX_UPLOAD_MB,
@@ -36,8 +41,10 @@ STATIC = Path(__file__).parent / "static"
 
 # How each error of the tree reaches the browser; the message already says what to do. A model the
 # run cannot use (no text tower, weights not here) is the run's state, not a server fault: 409, not 5xx.
-_STATUS = [(RunNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 409), (ConfigError, 400),
-           (UnknownName, 400), (ImgclusterError, 400)]
+# A damaged workspace is the server's state, not the request's fault, and `doctor --repair` mends it: 503.
+_STATUS = [(RunNotFound, 404), (WorkspaceNotFound, 404), (WorkspaceBusy, 409), (ModelUnavailable, 409),
+           (WorkspaceTooNew, 409), (WorkspaceDamaged, 503), (ConfigError, 400), (UnknownName, 400),
+           (ImgclusterError, 400)]
 
 
 def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token: str | None = None,
@@ -71,6 +78,13 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
     async def _imgcluster_error(request: Request, error: ImgclusterError) -> JSONResponse:
         status = next(code for kind, code in _STATUS if isinstance(error, kind))
         return JSONResponse({"detail": str(error)}, status_code=status)
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _damaged_catalogue(request: Request, error: sqlite3.DatabaseError) -> JSONResponse:
+        if not is_corruption(error):
+            return JSONResponse({"detail": "The catalogue could not be read; try again."}, status_code=503)
+        return JSONResponse({"detail": damage_message(explorer.workspace, f"its catalogue is corrupt ({error})")},
+                            status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..api import RunPredictor, load_predictor
 from ..cluster import NOISE
+from ..errors import WorkspaceDamaged, WorkspaceTooNew
 from ..store import RunRecord, Workspace
 from ..store.browse import assignment_arrays, assignment_how
 from .atlas import PER_SHEET, tile_order
@@ -77,7 +78,9 @@ class Explorer:
     def __init__(self, workspace: str | Path, device: str = "auto"):
         self.workspace = Path(workspace).expanduser().resolve()
         self.device = device
-        self._ws = Workspace.open(self.workspace)
+        self._ws: Workspace | None = None
+        with contextlib.suppress(WorkspaceDamaged, WorkspaceTooNew):
+            self._ws = Workspace.open(self.workspace, create=False)  # else each request says what is wrong
         self._lock = threading.RLock()
         self._views: dict[str, RunView] = {}
         self._predictors: dict[str, RunPredictor] = {}
@@ -86,12 +89,20 @@ class Explorer:
 
     def close(self) -> None:
         self._model_thread.shutdown(wait=False)
-        self._ws.close()
+        if self._ws is not None:
+            self._ws.close()
 
     @contextlib.contextmanager
     def db(self) -> Iterator[Workspace]:
         with self._lock:
-            yield self._ws
+            yield self._open()
+
+    def _open(self) -> Workspace:
+        """The read connection; opened on first use when the workspace was damaged at start (a
+        request then gets WorkspaceDamaged, 503, until `imgcluster doctor --repair` mends it)."""
+        if self._ws is None:
+            self._ws = Workspace.open(self.workspace, create=False)
+        return self._ws
 
     def record(self, key: str | None) -> RunRecord:
         """The run ``key`` (the newest with clusters when None); RunNotFound for an unknown key."""
@@ -104,7 +115,7 @@ class Explorer:
         record = self.record(key)
         with self._lock:
             if record.key not in self._views:
-                table = assignment_arrays(self._ws, record.key)
+                table = assignment_arrays(self._open(), record.key)
                 self._views[record.key] = RunView(record, table["image_id"], table["cluster"],
                                                   table["membership_probability"], table["x"], table["y"])
             return self._views[record.key]
