@@ -61,6 +61,7 @@ BAD_VALUES: dict[str, list[list[str]]] = {
     "runs list": [["runs", "list", "{missing}"], ["runs", "list", "--workspace", "{file}"]],
     "runs show": [["runs", "show", "no-such-run", "--folder", "{images}"],
                   ["runs", "show", "--workspace", "/dev/null"]],
+    "doctor": [["doctor", "{missing}"], ["doctor", "--workspace", "{file}"], ["doctor", "{images}", "--device", "foo"]],
     "runs rm": [["runs", "rm", "no-such-run", "--folder", "{images}", "--yes"], ["runs", "rm"]],
     "runs compare": [["runs", "compare", "r1", "no-such-run", "--folder", "{images}"],
                      ["runs", "compare", "r1", "r1", "--folder", "{images}", "--moved", "-1"]],

@@ -12,9 +12,9 @@ import numpy as np
 
 from ..cluster.predictor import Predictor
 from ..config import POOLINGS
-from ..embed import load_model
+from ..embed import check_device, load_model
 from ..embed.runner import embed_records
-from ..errors import ModelUnavailable
+from ..errors import ConfigError, ModelUnavailable, WorkspaceNotFound
 from ..store import Workspace, default_workspace
 from ..store import doctor as store_doctor
 from ..store.doctor import Action, Problem
@@ -45,10 +45,20 @@ def doctor(path: str | os.PathLike[str] | None = None, *, workspace: str | os.Pa
     the vector indexes. With ``repair``: re-embed the images of lost vectors, rebuild predictors and
     indexes, quarantine what can't be saved (``WORKSPACE/quarantine/``); nothing is ever deleted.
     A workspace made by a newer imgcluster is reported, never changed."""
+    check_device(device)
     if isinstance(workspace, Workspace):
         workspace = workspace.path
+    if workspace is None and path is not None and not Path(path).expanduser().exists():
+        raise ConfigError(f"{path} does not exist. Give the clustered folder (its workspace is FOLDER/.imgcluster), "
+                          "or the workspace folder with --workspace.")
     folder = (Path(workspace) if workspace is not None else default_workspace(path if path is not None else "."))
     folder = folder.expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"The workspace {folder} is a file, not a folder. Give the workspace folder "
+                          "(e.g. --workspace PATH/.imgcluster).")
+    if not folder.is_dir():
+        raise WorkspaceNotFound(f"No imgcluster workspace at {folder}: nothing to check. Run `imgcluster cluster "
+                                "FOLDER` first, or pass the --workspace that holds one.")
     problems = store_doctor.check(folder)
     for problem in problems:
         log.info("%s: %s", problem.path, problem.message)
