@@ -55,12 +55,12 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     old_ids = set(before.values())
     assert done.proposed and all(p.cluster not in old_ids for p in done.proposed)
 
-    # Each proposal is clearly one new digit, and together they gather most of the new images that
-    # were not filed. Which 8s and 9s get filed into old clusters (and so which are left to
-    # propose from) differs between processors: UMAP's numba kernels are compiled for the host's
-    # instruction set, so the fit's last digits differ. This holds for every such outcome:
-    # bench/proposals.py measured 96-100% purity over seeds 0-3, under float16 nudges of the
-    # embeddings and numba compiled for other processors.
+    # Each proposal is clearly one new digit, and together they hold at least half of the new
+    # images that were not filed. Which 8s and 9s get filed into old clusters differs between
+    # processors (UMAP's numba kernels are compiled for the host's instruction set: with
+    # NUMBA_CPU_NAME=generic the fit changes), so this asserts what held in every outcome measured:
+    # purity 96-100%, 62-85% of the unfiled proposed, over seeds 0-3, 20 float16 nudges of the
+    # embeddings (bench/proposals.py) and numba compiled for generic and haswell processors.
     digit = {r.path: Path(r.path).parent.name for r in done.run.images}
     purity = {p.cluster: Counter(digit[path] for path, c in after.items() if c == p.cluster).most_common(1)[0]
               for p in done.proposed}
