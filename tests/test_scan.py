@@ -209,3 +209,29 @@ def test_links_out_of_the_folder_and_hidden_entries_are_reported_not_read(tmp_pa
         assert {"outside-link.jpg", "photo-0001.jpg"} <= names  # outside-folder/photo-0001.jpg too
         assert any("outside-folder" in r.path for r in followed.images)
         assert "passwd.jpg" in {Path(r.path).name for r in followed.skipped}  # followed, then not an image
+
+
+def test_the_order_the_file_system_lists_a_folder_in_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """File systems list folders in their own order (ext4 by name hash, others by creation): the
+    catalogue's ids, and so every seeded result downstream, must not follow it."""
+    import importlib
+    import os
+
+    for number, folder in enumerate(["b", "a", "c/deeper", "c"]):
+        write_photos(tmp_path / "images" / folder, 3, start=3 * number)
+    listed_as_is = imgcluster.scan(tmp_path / "images", workspace=imgcluster.open_workspace(workspace=tmp_path / "one"))
+
+    walk = os.walk
+
+    def reversed_walk(*args, **kwargs):
+        for folder, dirs, files in walk(*args, **kwargs):
+            dirs.reverse()  # in place: os.walk descends into this very list
+            files.reverse()
+            yield folder, dirs, files
+
+    # `imgcluster.scan` is also the one-call function, so reach the module through importlib.
+    monkeypatch.setattr(importlib.import_module("imgcluster.scan").os, "walk", reversed_walk)
+    listed_reversed = imgcluster.scan(tmp_path / "images",
+                                      workspace=imgcluster.open_workspace(workspace=tmp_path / "two"))
+    assert len(listed_as_is.images) == 12
+    assert [(r.path, r.id) for r in listed_reversed.images] == [(r.path, r.id) for r in listed_as_is.images]

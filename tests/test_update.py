@@ -55,14 +55,22 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     old_ids = set(before.values())
     assert done.proposed and all(p.cluster not in old_ids for p in done.proposed)
 
+    # Each proposal is clearly one new digit, and together they hold at least half of the new
+    # images that were not filed. Which 8s and 9s get filed into old clusters differs between
+    # processors (UMAP's numba kernels are compiled for the host's instruction set: with
+    # NUMBA_CPU_NAME=generic the fit changes), so this asserts what held in every outcome measured:
+    # purity 96-100%, 62-85% of the unfiled proposed, over seeds 0-3, 20 float16 nudges of the
+    # embeddings (bench/proposals.py) and numba compiled for generic and haswell processors.
     digit = {r.path: Path(r.path).parent.name for r in done.run.images}
     purity = {p.cluster: Counter(digit[path] for path, c in after.items() if c == p.cluster).most_common(1)[0]
               for p in done.proposed}
-    pure = [c for c, (label, count) in purity.items()
-            if label in {"8", "9"} and count >= 0.8 * next(p.size for p in done.proposed if p.cluster == c)]
-    assert pure, f"no proposed cluster is at least 80% one new digit: {purity}"
+    size = {p.cluster: p.size for p in done.proposed}
+    assert all(label in {"8", "9"} and count >= 0.8 * size[c] for c, (label, count) in purity.items()), \
+        f"a proposed cluster is less than 80% one new digit: {purity}, sizes {size}"
     how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
     assert {how[p] for p, c in after.items() if c in purity} == {PROPOSED}
+    not_filed = [p for p in after if p not in before and how[p] in {HELD, PROPOSED}]
+    assert sum(how[p] == PROPOSED for p in not_filed) >= 0.5 * len(not_filed)
 
     # A proposed cluster's new images are drawn as one group on the map, not scattered among the
     # old clusters: as spread out as a typical old cluster, at most.
@@ -81,10 +89,11 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     assert clusters_by_path(imgcluster.load_run("fit", workspace=workspace)) == before
     assert imgcluster.compare_runs("fit", "with-8-9", workspace=workspace).ari > 0.5
 
-    # Accept the pure proposals, reject the rest; then more 0-7 scans file into the old ids.
-    rejected = [p.cluster for p in done.proposed if p.cluster not in pure]
-    reviewed = imgcluster.review_proposals(accept=pure, reject=rejected, workspace=workspace, run_key="reviewed")
-    assert set(clusters_by_path(reviewed).values()) >= set(pure)
+    # Accept the largest proposal, reject the rest; then more 0-7 scans file into the old ids.
+    accepted = [max(done.proposed, key=lambda p: (p.size, -p.cluster)).cluster]
+    rejected = [p.cluster for p in done.proposed if p.cluster not in accepted]
+    reviewed = imgcluster.review_proposals(accept=accepted, reject=rejected, workspace=workspace, run_key="reviewed")
+    assert set(clusters_by_path(reviewed).values()) >= set(accepted)
     assert not set(clusters_by_path(reviewed).values()) & set(rejected)
     for digit_folder in unseen.iterdir():
         for path in digit_folder.iterdir():

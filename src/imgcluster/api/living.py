@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..cluster import NOISE
+from ..cluster.cohesive import (TREE_UP_TO, cohesive_groups, mean_pairwise_similarity, member_similarity,
+                                neighbour_agreement)
 from ..cluster.predictor import Prediction, Predictor
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
 from ..errors import ConfigError, ModelUnavailable, NoImages
@@ -40,6 +42,11 @@ DRIFT_SHARE = 0.2
 # Unclustered images of the run within this many nearest neighbours of a held image may join it
 # in a proposed cluster.
 NEAR_UNCLUSTERED = 30
+# A proposed cluster is as cohesive as this share of the parent's clusters, each measured on a
+# sample of its members: COHESION_ROWS in all, COHESION_MIN_SAMPLE at least per cluster.
+COHESION_QUANTILE = 0.1
+COHESION_ROWS = 4_000
+COHESION_MIN_SAMPLE = 16
 # Rebuild the predictor's index once the rows filed since it was built pass this share of it.
 REBUILD_SHARE = 0.5
 
@@ -224,9 +231,9 @@ def _force(predictor: Predictor, vectors: np.ndarray, prediction: Prediction, cl
 
 def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed, predictor: Predictor,
              n_new: int) -> list[ProposedCluster]:
-    """Look for dense groups among the held new images and the run's unclustered images near them;
-    each group with at least one new image becomes a proposed cluster (ids after the largest in
-    use), in ``result`` and in ``predictor``."""
+    """Look for groups as cohesive as the run's clusters among the held new images and the run's
+    unclustered images near them; each group with at least one new image becomes a proposed
+    cluster (ids after the largest in use), in ``result`` and in ``predictor``."""
     held = np.flatnonzero(result.clusters[result.first_new:] == NOISE) + result.first_new
     min_size = _min_cluster_size(parent)
     # The old unclustered images formed no group of this size in the fit: a new group needs new
@@ -241,8 +248,9 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
     old_vectors = ws.load_embeddings(parent.model_id, [hashes[i] for i in result.image_ids[old_rows].tolist()])
     vectors = np.concatenate([old_vectors.reshape(len(old_rows), predictor.index_.d),
                               result.new_vectors[rows[rows >= result.first_new] - result.first_new]])
+    bar, member_bar = _cohesion_bars(ws, parent.model_id, result, predictor.index_.d)
     labels, probabilities, space = dense_groups(vectors.astype(np.float32), min_size, config.reduce,
-                                                predictor.min_similarity_)
+                                                predictor.min_similarity_, bar, member_bar)
     next_id = int(max(result.clusters.max(initial=NOISE), predictor.clusters_.max(initial=NOISE))) + 1
     proposed = []
     for label in sorted(set(labels.tolist()) - {NOISE}):
@@ -255,7 +263,8 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
         result.probabilities[group] = probabilities[members]
         result.how[group] = PROPOSED
         for row in group:
-            result.reasons[row] = f"proposed: one of {len(group)} held or unclustered images that form a dense group"
+            result.reasons[row] = (f"proposed: one of {len(group)} held or unclustered images as alike as the run's "
+                                   f"clusters' images (mean similarity at least {bar:.2f})")
         arrived = group[group >= result.first_new]
         result.xy[arrived] = _place_group(result, group, vectors[members][group >= result.first_new])
         training = predictor.rows_of(result.image_ids[group])
@@ -266,8 +275,8 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
                                  space[members])
         proposed.append(ProposedCluster(cluster, len(group), int(np.sum(group >= result.first_new)),
                                         list(chosen[0].central) if chosen else []))
-    log.info("proposed %d new clusters from %d held images and %d unclustered ones near them", len(proposed),
-             len(held), len(rows) - len(held))
+    log.info("proposed %d new clusters from %d held images and %d unclustered ones near them (cohesion bar %.3f)",
+             len(proposed), len(held), len(rows) - len(held), bar)
     return proposed
 
 
@@ -315,25 +324,90 @@ def _unclustered_near(predictor: Predictor, result: Filed, held: np.ndarray, min
                            count=result.first_new) & (result.clusters[:result.first_new] == NOISE)]
 
 
-def dense_groups(vectors: np.ndarray, min_size: int, reduce_config: ReduceConfig,
-                 min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, membership probabilities, the space they were found in) for a few thousand
-    L2-normalised vectors at most: the run's reducer (UMAP by default), then HDBSCAN.
+def dense_groups(vectors: np.ndarray, min_size: int, reduce_config: ReduceConfig, min_similarity: float,
+                 min_cohesion: float, min_member_similarity: float = -1.0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, membership probabilities, the space they were found in) for L2-normalised vectors
+    (n, d): groups at least ``min_cohesion`` cohesive (mean pairwise cosine similarity) with at
+    least ``min_size`` members, none less similar to the rest of its group than
+    ``min_member_similarity``, found by :func:`~imgcluster.cluster.cohesive.cohesive_groups`.
 
-    UMAP also draws groups into uniform noise, so a group is kept only where its members are as
-    close to each other as clustered images are to theirs: the median, over members, of the
-    similarity to the nearest other member must reach ``min_similarity`` (the predictor's bar)."""
-    reduction, clustering = fit_clusters(
-        vectors, dataclasses.replace(reduce_config, fit_sample=0, map_method="pca"),
-        ClusterConfig(method="hdbscan", min_cluster_size=min_size, noise="keep"))
-    labels = clustering.labels.copy()
+    Up to ``TREE_UP_TO`` points that is all; more are first split by the run's reducer (UMAP by
+    default) and HDBSCAN, and each coarse group is cut by cohesion in turn (one larger than
+    ``TREE_UP_TO`` is kept whole, less its strays, when cohesive enough, and left held otherwise).
+    Cohesion, not the coarse split, decides what is proposed: UMAP on a few dozen points gives
+    groups that change with the seed and with the processor (issue 21). A group is also dropped
+    unless its members are as close to their nearest other member as clustered images are to
+    theirs: the median, over members, of that similarity must reach ``min_similarity`` (the
+    predictor's bar)."""
+    n = len(vectors)
+    labels = np.full(n, NOISE, dtype=np.int64)
+    probabilities = np.zeros(n)
+    for members, coarse_probabilities in _coarse_groups(vectors, min_size, reduce_config):
+        if len(members) > TREE_UP_TO:
+            sub = np.where(member_similarity(vectors[members]) >= min_member_similarity, 0, NOISE)
+            if (sub == 0).sum() < min_size or mean_pairwise_similarity(vectors[members[sub == 0]]) < min_cohesion:
+                log.info("a coarse group of %d held images is less cohesive than the run's clusters: left held",
+                         len(members))
+                continue
+            sub_probabilities = coarse_probabilities
+        else:
+            sub = cohesive_groups(vectors[members], min_cohesion, min_size, min_member_similarity)
+            sub_probabilities = neighbour_agreement(vectors[members], sub)
+        first = int(labels.max(initial=NOISE)) + 1
+        grouped = sub != NOISE
+        labels[members[grouped]] = first + sub[grouped]
+        probabilities[members[grouped]] = sub_probabilities[grouped]
     for label in set(labels.tolist()) - {NOISE}:
         members = np.flatnonzero(labels == label)
         similarity = vectors[members] @ vectors[members].T
         np.fill_diagonal(similarity, -1.0)
         if np.median(similarity.max(axis=1)) < min_similarity:
-            labels[members] = NOISE
-    return labels, clustering.probabilities, reduction.space
+            labels[members], probabilities[members] = NOISE, 0.0
+    return labels, probabilities, vectors
+
+
+def _coarse_groups(vectors: np.ndarray, min_size: int,
+                   reduce_config: ReduceConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, HDBSCAN probabilities) of each group the run's recipe finds in more than
+    ``TREE_UP_TO`` points; all rows as one group up to that."""
+    n = len(vectors)
+    if n <= TREE_UP_TO:
+        return [(np.arange(n), np.ones(n))]
+    _, clustering = fit_clusters(
+        vectors, dataclasses.replace(reduce_config, fit_sample=0, map_method="pca"),
+        ClusterConfig(method="hdbscan", min_cluster_size=min_size, noise="keep"))
+    return [(np.flatnonzero(clustering.labels == label), clustering.probabilities[clustering.labels == label])
+            for label in sorted(set(clustering.labels.tolist()) - {NOISE})]
+
+
+def _cohesion_bars(ws: Workspace, model_id: str, result: Filed, dim: int, seed: int = 0) -> tuple[float, float]:
+    """How tight a proposed cluster must be, measured on the parent's clusters (a seeded sample of
+    each one's members): (the mean pairwise cosine similarity that nine in ten of them reach, the
+    lowest mean similarity of a member to the rest of its cluster). The tenth percentile, not the
+    loosest cluster: one loose catch-all cluster must not lower the bar for every proposal."""
+    clusters = result.clusters[:result.first_new]
+    ids = np.unique(clusters[clusters != NOISE])
+    if not len(ids):
+        return 1.0, 1.0  # no cluster to measure against: propose nothing rather than guess
+    rng = np.random.default_rng(seed)
+    per_cluster = max(COHESION_MIN_SAMPLE, COHESION_ROWS // len(ids))
+    if len(ids) * per_cluster > COHESION_ROWS:
+        ids = np.sort(rng.choice(ids, COHESION_ROWS // per_cluster, replace=False))
+    samples = []
+    for cluster in ids:
+        rows = np.flatnonzero(clusters == cluster)
+        if len(rows) >= 2:
+            samples.append(np.sort(rng.choice(rows, min(len(rows), per_cluster), replace=False)))
+    if not samples:
+        return 1.0, 1.0
+    rows = np.concatenate(samples)
+    hashes = {r.id: r.content_hash for r in ws.images(ids=result.image_ids[rows].tolist())}
+    vectors = ws.load_embeddings(model_id, [hashes[i] for i in result.image_ids[rows].tolist()]).reshape(-1, dim)
+    starts = np.cumsum([0] + [len(s) for s in samples])
+    cohesion = [mean_pairwise_similarity(vectors[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+    fit = min(float(member_similarity(vectors[a:b]).min()) for a, b in zip(starts[:-1], starts[1:]))
+    return float(np.quantile(cohesion, COHESION_QUANTILE)), fit
 
 
 def _min_cluster_size(parent: RunRecord) -> int:

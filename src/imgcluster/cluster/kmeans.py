@@ -49,8 +49,8 @@ class KMeansClusterer:
             from sklearn.cluster import KMeans
 
             self.restarts_ = restarts(len(x), x.shape[1], self.k_)
-            self.centroids_ = KMeans(n_clusters=self.k_, random_state=self.seed,
-                                     n_init=self.restarts_).fit(x).cluster_centers_
+            fitted = KMeans(n_clusters=self.k_, random_state=self.seed, n_init=self.restarts_).fit(x)
+            self.centroids_ = _means(x, fitted.labels_, fitted.cluster_centers_)
         self.labels_, self.probabilities_ = self.predict(x)
         return self
 
@@ -70,6 +70,16 @@ class KMeansClusterer:
     def describe(self) -> dict[str, object]:
         return {"method": "kmeans", "k": getattr(self, "k_", self.k), "seed": self.seed,
                 "backend": getattr(self, "backend_", None), "restarts": getattr(self, "restarts_", 1)}
+
+
+def _means(x: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Each cluster's mean point, summed in one fixed order (``centres`` where a cluster is empty).
+    scikit-learn sums each thread's share of the points apart, so the last digits of its centres,
+    and of every margin measured from them, change with the thread count; the labels do not."""
+    means = np.asarray(centres, dtype=np.float64).copy()
+    for cluster in np.unique(labels):
+        means[cluster] = np.asarray(x[labels == cluster], dtype=np.float64).mean(axis=0)
+    return means
 
 
 def restarts(n: int, dimensions: int, k: int) -> int:
