@@ -29,7 +29,7 @@ def update_command(
         help="Hold a new image as unassigned below this membership probability (0-1).")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Put every held image in its nearest image's cluster "
                                                         "(the similarity is recorded).")] = False,
-    propose: Annotated[bool, typer.Option(help="Propose new clusters from dense groups of held and "
+    propose: Annotated[bool, typer.Option(help="Propose new clusters from cohesive groups of held and "
                                                "unclustered images.")] = True,
     watch: Annotated[Optional[float], typer.Option(help="Keep running: look for new files every N seconds "
                                                         "(Ctrl-C stops).", min=1.0)] = None,
@@ -37,7 +37,7 @@ def update_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """File new images into a run's clusters without refitting, as a new derived run; every image keeps
-    its cluster id, and dense groups that fit no cluster are proposed as new clusters (see proposals)."""
+    its cluster id, and cohesive groups that fit no cluster are proposed as new clusters (see proposals)."""
     while True:
         run = _chosen_run(run, path, workspace)
         with _progress(enabled=not as_json) as on_progress:
