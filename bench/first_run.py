@@ -2,11 +2,12 @@
 save by sharing one neighbour graph between the two UMAP fits?
 
 On collections whose embeddings are already cached in their workspace:
-(a) fresh processes: `imgcluster cluster FOLDER` run --fresh-runs times with NUMBA_CACHE_DIR set to
-    an empty folder: the first compiles umap-learn's kernels into it, the later ones load them
-    (what a user sees from the second run on a machine);
-(b) the same clustering (`imgcluster.cluster(FOLDER)`) twice in this process: the second call is
-    the already-warm figure (a)'s later runs are compared with;
+(a) fresh processes running `imgcluster cluster FOLDER` with NUMBA_CACHE_DIR set to an empty folder:
+    the first compiles umap-learn's kernels into it, the later ones load them (what a user sees
+    from the second run on a machine);
+(b) the same clustering (`imgcluster.cluster(FOLDER)`) in this process: after its first call, each
+    call is the already-warm figure; (a)'s later runs alternate with these calls, so a change in
+    the machine's load falls on both;
 (c) `reduce()` in this warm process, per collection size: UMAP's own exact neighbours below 4,096
     points (the old path) against the shared faiss graph (`reduce.nearest_neighbors`), with the
     share of 15-nearest neighbours the two graphs agree on.
@@ -14,7 +15,7 @@ Collections: scikit-learn's 1,797 digits (`imgcluster demo`), samples of it, and
 21 sample photographs (187 per photo: 3,927 images, like the issue's 3,925-photo collection). The
 first call embeds them into DIR (kept, so later calls of this script skip embedding).
 
-    python bench/first_run.py [--dir /tmp/imgcluster-first-run] [--sizes 500,1797] [--photos 187]
+    python bench/first_run.py [--dir /tmp/imgcluster-first-run] [--sizes 500,1797] [--photos 187] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -44,26 +45,28 @@ def embedded(folder: Path) -> np.ndarray:
         return np.asarray(imgcluster.embed(found, workspace=ws).vectors)
 
 
-def fresh_runs(folder: Path, times: int, cache: Path) -> list[float]:
-    """Wall seconds of ``times`` new processes running `imgcluster cluster folder`, sharing ``cache``."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-    seconds = []
-    for _ in range(times):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "imgcluster.cli", "cluster", str(folder), "--json"], env=env,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+def fresh(*args: str, cache: Path) -> float:
+    """Wall seconds of a new process running `imgcluster ARGS` with numba's cache in ``cache``."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "imgcluster.cli", *args], env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
-def warm_runs(folder: Path) -> tuple[float, float]:
-    """Seconds of the first and second `imgcluster.cluster(folder)` in this process."""
-    seconds = []
-    for _ in range(2):
-        started = time.perf_counter()
-        imgcluster.cluster(folder)
-        seconds.append(time.perf_counter() - started)
-    return seconds[0], seconds[1]
+def timed_cluster(folder: Path) -> float:
+    """Seconds of `imgcluster.cluster(folder)` in this process."""
+    started = time.perf_counter()
+    imgcluster.cluster(folder)
+    return time.perf_counter() - started
+
+
+def fresh_against_warm(folder: Path, rounds: int, cache: Path) -> dict[str, object]:
+    """The first fresh process on ``folder``, this process's first call, then ``rounds`` pairs of a
+    fresh process and a warm call, interleaved so that a change in the machine's load hits both."""
+    cold = fresh("cluster", str(folder), "--json", cache=cache)
+    first = timed_cluster(folder)
+    pairs = [(fresh("cluster", str(folder), "--json", cache=cache), timed_cluster(folder)) for _ in range(rounds)]
+    return {"cold": cold, "first": first, "pairs": pairs}
 
 
 def reduce_both_ways(vectors: np.ndarray) -> tuple[float, float, float]:
@@ -95,7 +98,7 @@ def main() -> None:
                         help="where the collections and their workspaces are kept between calls")
     parser.add_argument("--sizes", default="500,1797", help="digit sample sizes for (c)")
     parser.add_argument("--photos", type=int, default=187, help="crops per sample photo (21 photos); 0 skips them")
-    parser.add_argument("--fresh-runs", type=int, default=3, help="fresh processes per collection in (a)")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of a fresh process and a warm call")
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
@@ -104,12 +107,14 @@ def main() -> None:
         collections["photos"] = write_photo_crops(args.dir / "photos", per_photo=args.photos)
     vectors = {name: embedded(folder) for name, folder in collections.items()}
 
-    rows = []
-    for name, folder in collections.items():
-        with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
-            fresh = fresh_runs(folder, args.fresh_runs, Path(cache))
-        first, warm = warm_runs(folder)
-        rows.append((name, len(vectors[name]), fresh, first, warm))
+    rows = {}
+    make_run = float("nan")
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:  # empty: as on a new machine
+        for name, folder in collections.items():
+            rows[name] = fresh_against_warm(folder, args.rounds, Path(cache))
+            if name == "digits":  # `make run` a second time: the demo command, then the clustering
+                make_run = (fresh("demo", str(args.dir / "digits"), cache=Path(cache))
+                            + fresh("cluster", str(folder), cache=Path(cache)))
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     reduce_rows = []
@@ -122,14 +127,18 @@ def main() -> None:
         reduce_rows.append((f"photos {len(vectors['photos'])}", len(vectors["photos"]),
                             *reduce_both_ways(vectors["photos"])))
 
-    print("(a) fresh processes, `imgcluster cluster FOLDER` (embeddings cached; numba cache empty at the first)")
-    print("(b) the same clustering in this process: first call, then an already-warm call")
-    print(f"{'collection':<12}{'images':>8}  {'fresh runs (s)':<26}{'in-process 1st':>15}{'warm':>8}"
-          f"{'2nd fresh / warm':>18}")
-    for name, n, fresh, first, warm in rows:
-        later = fresh[1] if len(fresh) > 1 else float("nan")
-        print(f"{name:<12}{n:>8}  {', '.join(f'{s:.1f}' for s in fresh):<26}{first:>15.1f}{warm:>8.1f}"
-              f"{later / warm:>17.2f}x")
+    print("(a) fresh processes, `imgcluster cluster FOLDER --json`, embeddings cached (numba's cache empty before the "
+          "first digits run, kept after), interleaved with (b) the same clustering, `imgcluster.cluster(FOLDER)`, in "
+          "this warm process")
+    print(f"{'collection':<12}{'images':>7}{'1st fresh':>11}{'1st in-process':>16}  "
+          f"{'later fresh / warm, per round (s)':<44}{'median ratio':>13}")
+    for name, row in rows.items():
+        pairs = row["pairs"]
+        ratios = sorted(f / w for f, w in pairs)
+        print(f"{name:<12}{len(vectors[name]):>7}{row['cold']:>11.1f}{row['first']:>16.1f}  "
+              f"{'  '.join(f'{f:.1f}/{w:.1f}' for f, w in pairs):<44}{ratios[len(ratios) // 2]:>12.2f}x")
+    print(f"`make run` a second time (fresh `imgcluster demo` + fresh `imgcluster cluster` on the digits): "
+          f"{make_run:.1f} s")
     print("\n(c) reduce() (UMAP 5-d space + 2-D map) in this warm process")
     print(f"{'collection':<16}{'UMAP own kNN (s)':>18}{'shared graph (s)':>18}{'speed-up':>10}{'kNN agree':>11}")
     for name, n, old, new, agree in reduce_rows:

@@ -226,16 +226,20 @@ def nearest_neighbors(x: np.ndarray, n_neighbors: int, metric: str = "cosine",
 
         return umap_knn(x, n_neighbors, metric, {}, False, np.random.RandomState(seed))
     import faiss
-    from sklearn.decomposition import PCA
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if metric == "cosine":
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    projected = (x if x.shape[1] <= 64 or n <= FULL_WIDTH_KNN_UP_TO
-                 else PCA(64, random_state=seed).fit_transform(x).astype(np.float32))
+    if x.shape[1] <= 64 or n <= FULL_WIDTH_KNN_UP_TO:  # exact: the re-ranking only settles rounding
+        projected, n_candidates = x, n_neighbors
+    else:
+        from sklearn.decomposition import PCA
+
+        projected = PCA(64, random_state=seed).fit_transform(x).astype(np.float32)
+        n_candidates = min(n, 3 * n_neighbors)
     index = faiss.IndexFlatL2(projected.shape[1])
     index.add(np.ascontiguousarray(projected))
-    _, candidates = index.search(np.ascontiguousarray(projected), min(n, 3 * n_neighbors))
+    _, candidates = index.search(np.ascontiguousarray(projected), n_candidates)
     indices = np.empty((n, n_neighbors), dtype=np.int64)
     distances = np.empty((n, n_neighbors), dtype=np.float32)
     for start in range(0, n, 1000):  # bounded memory: (1000, 3k, d) at a time
