@@ -2,7 +2,8 @@
 
 Times scan, embed, reduce, cluster and report through the public API in one process, on
 scikit-learn's 1,797 digit scans (plus generated coloured shapes beyond that), and prints
-seconds and images/s per stage. Reduce runs twice: the first call pays numba's JIT compilation.
+seconds and images/s per stage. Reduce runs twice: the first call loads numba's compiled code from
+the on-disk cache (or compiles it, on a machine's first run; see bench/first_run.py).
 Then times a whole ``imgcluster.cluster()`` call twice on the same folder, embeddings cached.
 
     python bench/pipeline.py --n 1797
@@ -76,7 +77,7 @@ def main() -> None:
             n = len(emb.images)
             rows.append(("embed (incl. model load)", seconds, n))
         red, seconds = timed(lambda: imgcluster.reduce(emb.vectors))
-        rows.append(("reduce, 1st call (incl. numba JIT)", seconds, n))
+        rows.append(("reduce, 1st call (incl. numba load)", seconds, n))
         red, seconds = timed(lambda: imgcluster.reduce(emb.vectors))
         rows.append(("reduce, 2nd call", seconds, n))
         clu, seconds = timed(lambda: imgcluster.cluster_points(red.space))

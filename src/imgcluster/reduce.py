@@ -16,12 +16,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import ConfigError, UnknownName
+from .jit_cache import cache_kernels, use_numba_cache
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
 EXACT_KNN_UP_TO = 50_000  # faiss brute force in 64-d stays within seconds up to here
+# Up to here faiss compares the full-width vectors: exact neighbours, and faster than the PCA-64
+# projection, whose fit dominates (1,797 x 1280-d: 0.2 s full width vs 0.9 s PCA + 0.07 s search;
+# 8,000: 3.0 s vs 4.4 s; 15,000: 11.9 s vs 6.6 s; 2 busy cores).
+FULL_WIDTH_KNN_UP_TO = 8_000
 TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each point one or two neighbours
 TSNE_ITERATIONS = 500  # t-SNE's optimisation iterations unless told otherwise
 TSNE_EARLY_ITERATIONS = 250  # openTSNE's early-exaggeration phase, run before those
@@ -121,6 +126,7 @@ class UmapReducer:
             self.model_ = PcaReducer(self.n_components, self.seed).fit(x)
             self.embedding_ = self.model_.embedding_
             return self
+        use_numba_cache()
         import umap
 
         _cache_umap_compilation()
@@ -226,16 +232,13 @@ def fit_units(method: str, n_epochs: int | None, n: int) -> int:
 
 
 def _cache_umap_compilation() -> None:
-    """Let numba keep umap-learn's uncached graph-building kernels on disk, as umap-learn already
-    does for its layout kernels: their compilation cost ~3 s in every new process (measured on 2
-    cores), their work on 15,000 points ~0.1 s. ``enable_caching`` is numba's public dispatcher API;
-    the cache lands next to umap-learn's own (or in numba's user cache when that is read-only)."""
-    from umap import umap_
+    """Let numba keep umap-learn's uncached kernels on disk, as umap-learn already does for some:
+    the graph kernels' compilation cost ~3 s in every new process (2 cores), their work on 15,000
+    points ~0.1 s; the seeded (single-threaded) layout epoch's 1.8-2.4 s (2 busy cores)."""
+    from umap import layouts, umap_
 
-    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
-        if hasattr(kernel, "enable_caching") and not getattr(kernel, "_cache_enabled_by_imgcluster", False):
-            kernel.enable_caching()
-            kernel._cache_enabled_by_imgcluster = True
+    cache_kernels((umap_.smooth_knn_dist, umap_.compute_membership_strengths,
+                   layouts._nb_optimize_layout_euclidean_single_epoch))
 
 
 def umap_epochs(n_epochs: int | None, n: int) -> int:
@@ -293,28 +296,39 @@ def effective_neighbors(requested: int | None, n: int) -> int:
 
 def nearest_neighbors(x: np.ndarray, n_neighbors: int, metric: str = "cosine",
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
-    """The k-NN graph UMAP would build, in the form ``UMAP(precomputed_knn=...)`` accepts.
+    """The k-NN graph UMAP would build, in the form ``UMAP(precomputed_knn=...)`` accepts:
+    (n, k) indices, the point itself among them, and their distances; k is ``n_neighbors``, at most n.
 
-    Up to ``EXACT_KNN_UP_TO`` points with cosine or euclidean distance: candidates from faiss in a
-    64-d PCA projection, re-ranked by the true distance (no search index is returned, so such a
-    UMAP cannot ``transform``). This skips pynndescent's numba compilation, measured at ~25 s in
-    every new process against ~1 s of actual work on 25,000 points. Beyond, umap-learn's own.
+    Up to ``EXACT_KNN_UP_TO`` points with cosine or euclidean distance, faiss finds candidates,
+    re-ranked by the true distance: exact up to ``FULL_WIDTH_KNN_UP_TO`` points, beyond that
+    searched in a 64-d PCA projection. No search index is returned, so such a UMAP cannot
+    ``transform``. This skips pynndescent's numba compilation, measured at ~25 s in every new
+    process against ~1 s of actual work on 25,000 points, and, below 4,096 points, UMAP's own
+    exact search, which calls a Python-level distance for every pair (25-35 s on 3,925 photos).
+    Beyond ``EXACT_KNN_UP_TO``, umap-learn's own.
     """
     n = len(x)
+    n_neighbors = min(n_neighbors, n)
     if n > EXACT_KNN_UP_TO or metric not in ("cosine", "euclidean"):
+        use_numba_cache()
         from umap.umap_ import nearest_neighbors as umap_knn
 
         return umap_knn(x, n_neighbors, metric, {}, False, np.random.RandomState(seed))
     import faiss
-    from sklearn.decomposition import PCA
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if metric == "cosine":
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    projected = x if x.shape[1] <= 64 else PCA(64, random_state=seed).fit_transform(x).astype(np.float32)
+    if x.shape[1] <= 64 or n <= FULL_WIDTH_KNN_UP_TO:  # exact: the re-ranking only settles rounding
+        projected, n_candidates = x, n_neighbors
+    else:
+        from sklearn.decomposition import PCA
+
+        projected = PCA(64, random_state=seed).fit_transform(x).astype(np.float32)
+        n_candidates = min(n, 3 * n_neighbors)
     index = faiss.IndexFlatL2(projected.shape[1])
     index.add(np.ascontiguousarray(projected))
-    _, candidates = index.search(np.ascontiguousarray(projected), min(n, 3 * n_neighbors))
+    _, candidates = index.search(np.ascontiguousarray(projected), n_candidates)
     indices = np.empty((n, n_neighbors), dtype=np.int64)
     distances = np.empty((n, n_neighbors), dtype=np.float32)
     for start in range(0, n, 1000):  # bounded memory: (1000, 3k, d) at a time

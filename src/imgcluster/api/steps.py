@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 StageProgress = Callable[[str, int, int], None]
 
-# Below this many points UMAP computes exact neighbours itself, faster than a shared NN-descent graph.
-_SHARED_KNN_FROM = 4096
+# From this many points both UMAP fits share one neighbour graph (reduce.nearest_neighbors: faiss,
+# exact up to 8,000 points). Below 4,096 umap-learn's own exact search calls a Python-level cosine
+# for every pair; reduce() with it against the shared graph, warm process, 2 busy cores
+# (bench/first_run.py): 500 digits 8.3 s vs 0.8 s, 1,797 digits 15.1 s vs 2.7 s, 3,927 photo crops
+# 52 s vs 5.3 s, the same neighbours; under ~300 points the two take the same time. Fewer than 3
+# points never reach UMAP.
+_SHARED_KNN_FROM = 3
 # Rows filed per predictor call beyond a sampled fit: 10,000 x 512 float32 is 20 MB read at a time.
 _FILE_BATCH = 10_000
 # Up to this many images a run's embeddings are read into memory (200 MB at 512-d); beyond, every

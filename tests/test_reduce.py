@@ -1,0 +1,72 @@
+"""reduce(): the neighbour graph both UMAP fits share, on collections of every size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import pairwise_distances
+
+import imgcluster
+from imgcluster.api import steps
+from imgcluster.reduce import nearest_neighbors
+
+
+def embeddings(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` unit vectors in 64-d around 4 centres, as image embeddings are."""
+    x, _ = make_blobs(n_samples=n, centers=4, n_features=64, cluster_std=2.0, random_state=seed)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_small_collection_builds_one_neighbour_graph_for_both_umap_fits(monkeypatch) -> None:
+    # Below 4,096 points umap-learn would otherwise compute every pairwise distance through a
+    # Python-level cosine: 25-35 s on 3,925 photos, against ~5 s with one shared graph.
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[0]))
+        return nearest_neighbors(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "nearest_neighbors", counted)
+    x = embeddings(300)
+    reduction = imgcluster.reduce(x)
+    assert calls == [300]
+    space_knn = reduction.space_reducer.model_.knn_indices
+    assert space_knn is not None and space_knn.shape == (300, 15)
+    assert reduction.map_reducer.model_.knn_indices is space_knn  # the same graph, searched once
+    assert reduction.space.shape == (300, 5) and reduction.map.shape == (300, 2)
+
+
+def test_the_shared_graph_is_the_exact_neighbourhood_umap_would_find() -> None:
+    x = embeddings(500, seed=1)
+    indices, distances, index = nearest_neighbors(x, 15)
+    exact = pairwise_distances(x, metric="cosine")
+    expected = np.argsort(exact, axis=1)[:, :15]
+    assert index is None
+    assert all(set(found) == set(wanted) for found, wanted in zip(indices, expected))
+    assert np.allclose(distances, np.take_along_axis(exact, indices, axis=1), atol=1e-5)
+    assert (np.diff(distances, axis=1) >= 0).all()  # nearest first
+
+
+def test_fewer_points_than_neighbours_give_a_graph_of_every_point() -> None:
+    x = embeddings(6)
+    indices, distances, _ = nearest_neighbors(x, 15)
+    assert indices.shape == distances.shape == (6, 6)
+    assert all(sorted(row) == list(range(6)) for row in indices)
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 40])
+def test_tiny_collections_reduce_the_same_way_twice(n: int) -> None:
+    x = embeddings(n, seed=2)
+    first = imgcluster.reduce(x)
+    again = imgcluster.reduce(x)
+    assert first.space.shape == (n, 5) and first.map.shape == (n, 2)
+    assert np.isfinite(first.space).all() and np.isfinite(first.map).all()
+    assert np.allclose(first.space, again.space, atol=1e-4) and np.allclose(first.map, again.map, atol=1e-4)
+
+
+def test_same_seed_gives_the_same_clusters_through_the_shared_graph() -> None:
+    x = embeddings(400, seed=3)
+    first = imgcluster.cluster_points(imgcluster.reduce(x).space)
+    again = imgcluster.cluster_points(imgcluster.reduce(x).space)
+    assert np.array_equal(first.labels, again.labels)
