@@ -127,8 +127,8 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
     of creating one."""
     if workspace is not None:
         return Workspace.open(workspace, create=create)
-    if path is not None and not Path(path).expanduser().exists():
-        # Its parent's workspace would be opened (and created) instead: a typo must not pass unnoticed.
+    if not create and path is not None and not Path(path).expanduser().exists():
+        # Its parent's workspace would be opened instead: a typo must not pass unnoticed.
         raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
                           "or the workspace folder with --workspace.")
     return Workspace.open(default_workspace(path if path is not None else "."), create=create)
