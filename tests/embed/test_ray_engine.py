@@ -183,15 +183,21 @@ def test_ray_embedding_exports_the_workspace_vectors_as_parquet_shards(images, r
 CRASHING_DECODER = """
 import os, sys
 if any("default_worker" in arg for arg in sys.argv):
+    import pathlib
     import PIL.Image
-    _open = PIL.Image.open
-    def _crashing_open(fp, *args, **kwargs):
-        if "crash-the-worker" in str(fp):
+    def _crash_on(name):
+        if "crash-the-worker" in str(name):
             with open(os.environ["CRASH_LOG"], "a") as log:
                 log.write(f"{os.getpid()}\\n")
             os._exit(1)
+    _open, _read_bytes = PIL.Image.open, pathlib.Path.read_bytes
+    def _crashing_open(fp, *args, **kwargs):
+        _crash_on(fp)
         return _open(fp, *args, **kwargs)
-    PIL.Image.open = _crashing_open
+    def _crashing_read_bytes(self):  # the embedder reads a file's bytes once, then decodes them
+        _crash_on(self)
+        return _read_bytes(self)
+    PIL.Image.open, pathlib.Path.read_bytes = _crashing_open, _crashing_read_bytes
 """
 
 
