@@ -164,14 +164,14 @@ def _refusal(path: str, name: str, real_root: str, follow_symlinks: bool, is_fol
     return None
 
 
-def _not_read(path: str, reason: str) -> ScannedFile:
-    """The catalogue row of an entry the walk did not read (see ``_walk``)."""
+def _not_read(path: str, reason: str, shown: str | None = None) -> ScannedFile:
+    """The catalogue row (under ``shown``, else ``path``) of an entry skipped without being read."""
     try:
         stat = os.lstat(path)
         size, mtime = stat.st_size, stat.st_mtime_ns
     except OSError:
         size, mtime = 0, 0
-    return _skipped(path, size, mtime, None, reason)
+    return _skipped(shown or path, size, mtime, None, reason)
 
 
 def _not_utf8(path: str) -> bool:
@@ -183,14 +183,8 @@ def _printable(path: str) -> str:
 
 
 def _badly_named(printable: str, path: str) -> ScannedFile:
-    try:
-        stat = os.stat(path)
-        size, mtime = stat.st_size, stat.st_mtime_ns
-    except OSError:
-        size, mtime = 0, 0
-    return _skipped(printable, size, mtime, None,
-                    "the file name is not valid UTF-8, so it cannot be catalogued; rename the file "
-                    "(e.g. `convmv -f latin1 -t utf8 --notest FILE`) and scan again")
+    return _not_read(path, "the file name is not valid UTF-8, so it cannot be catalogued; rename the file "
+                           "(e.g. `convmv -f latin1 -t utf8 --notest FILE`) and scan again", shown=printable)
 
 
 def _changed(path: str, record: ImageRecord | None, video_params: str | None = None) -> bool:
