@@ -148,8 +148,10 @@ def _smaller(n_images: int, size: int | None) -> int:
 def used_cluster_settings(settings: Mapping[str, Any], described: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved cluster settings (``ClusterConfig`` as a dict) that the fitted method used: its
     ``method``, the knobs the clusterer reports in ``described``, and how noise is treated. A k-means
-    run then lists no HDBSCAN knob; the others keep their defaults when the settings are replayed."""
-    used = set(described) | {"method", "noise"}
+    run then lists no HDBSCAN knob; the others keep their defaults when the settings are replayed.
+    The seed is always kept: auto mode's samples and candidates and noise attachment use it even
+    when the final clusterer reports none."""
+    used = set(described) | {"method", "noise", "seed"}
     if settings.get("noise") == "attach":
         used.add("attach_threshold")
     return {key: value for key, value in settings.items() if key in used}

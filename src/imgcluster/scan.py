@@ -70,8 +70,8 @@ def scan(root: str | os.PathLike[str], workspace: Workspace, config: ScanConfig 
     paths = [_printable(p) if _not_utf8(p) else p for p in paths]
     known = workspace.known_files(str(root_path))
     video_params = config.video_params()
-    todo = [p for p in paths if p in refused or _changed(p, known.get(p), video_params)
-            or _refused_now(known.get(p), config)]
+    todo = [p for p in paths if (_still_to_record(p, known.get(p), refused) if p in refused else
+                                 _changed(p, known.get(p), video_params) or _refused_now(known.get(p), config))]
     log.info("scan %s: %d files, %d new or changed", root_path, len(paths), len(todo))
     done = len(paths) - len(todo)
     if progress:
@@ -198,6 +198,12 @@ def _changed(path: str, record: ImageRecord | None, video_params: str | None = N
     except OSError:
         return True
     return stat.st_size != record.size or stat.st_mtime_ns != record.mtime_ns
+
+
+def _still_to_record(path: str, record: ImageRecord | None, refused: dict[str, str]) -> bool:
+    """Whether an entry the walk refused needs its row written (new, or refused for another reason):
+    a hidden file or an outside link already recorded so is not rewritten by every scan."""
+    return record is None or record.status != "skipped" or record.skip_reason != refused[path]
 
 
 def _refused_now(record: ImageRecord | None, config: ScanConfig) -> bool:

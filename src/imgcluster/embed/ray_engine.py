@@ -89,6 +89,7 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
         progress(done, work.total)
     undecodable: dict[str, str] = {}
     changed: set[str] = set()
+    read_from = dict(work.todo)  # content hash -> the file read for it
     devices: set[str] = set()
     workers = 0
     if work.todo:
@@ -115,7 +116,7 @@ def embed_records_on_ray(records: Sequence[ImageRecord], embedder: Embedder, wor
                 for batch in _reporting_deaths(ray, batches, ray_config.retries, per_task):
                     good, vectors, failed = _unpack(batch)
                     failed, changed_now = split_changed(failed)
-                    pending.add(good, vectors, failed, changed_now)
+                    pending.add(good, vectors, failed, {h: read_from[h] for h in changed_now})
                     undecodable.update(failed)
                     changed.update(changed_now)
                     devices.update(str(d) for d in batch["device"])

@@ -8,6 +8,7 @@ nothing again and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -47,10 +48,11 @@ class EmbedReport:
     # scan): nothing was stored under them; the next scan hashes the file again.
     changed: frozenset[str] = frozenset()
 
-    @property
-    def unusable(self) -> set[str]:
-        """Content hashes with no embedding after this pass: undecodable or changed since the scan."""
-        return set(self.undecodable) | set(self.changed)
+    @functools.cached_property
+    def unusable(self) -> frozenset[str]:
+        """Content hashes with no embedding after this pass: undecodable or changed since the scan
+        (computed once: callers test every record against it)."""
+        return frozenset(self.undecodable) | self.changed
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
 
     undecodable: dict[str, str] = {}
     changed: set[str] = set()
+    read_from = dict(todo)  # content hash -> the file read for it
     batch_size = config.batch_size or embedder.batch_size
     pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every, export)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
@@ -205,7 +208,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
             if on_device is not None:
                 pixels = on_device if pixels is None else _concat(on_device, pixels)
             vectors = normalise(embedder.embed(pixels))
-        pending.add(good, vectors, failed, changed_now)
+        pending.add(good, vectors, failed, {h: read_from[h] for h in changed_now})
         undecodable.update(failed)
         changed.update(changed_now)
         done += len(batch)
@@ -283,16 +286,18 @@ class PendingCommit:
         self.vectors: list[np.ndarray] = []
         self.thumbnails: dict[str, tuple[bytes, int, int]] = {}
         self.failed: dict[str, str] = {}
-        self.changed: set[str] = set()
+        self.changed: dict[str, str] = {}
         self.since = time.monotonic()
 
     def add(self, good: Sequence[Prepared], vectors: np.ndarray, failed: dict[str, str],
-            changed: set[str] | None = None) -> None:
+            changed: dict[str, str] | None = None) -> None:
+        """Queue a batch: decoded items and their vectors, decode failures (hash -> reason) and the
+        files found changed since the scan (hash -> the path that was read)."""
         self.hashes.extend(item.content_hash for item in good)
         self.vectors.append(vectors)
         self.thumbnails.update({item.content_hash: item.thumbnail for item in good if item.thumbnail is not None})
         self.failed.update(failed)
-        self.changed.update(changed or ())
+        self.changed.update(changed or {})
 
     def due(self) -> bool:
         return (len(self.hashes) + len(self.failed) + len(self.changed) >= self.every
@@ -302,7 +307,7 @@ class PendingCommit:
         if self.hashes or self.failed or self.changed:
             vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, self.dim), dtype=np.float32)
             self.workspace.save_batch(self.model_id, self.hashes, vectors, thumbnails=self.thumbnails,
-                                      undecodable=self.failed, changed={h: CHANGED_REASON for h in self.changed})
+                                      undecodable=self.failed, changed=self.changed, changed_reason=CHANGED_REASON)
             if self.export is not None and self.hashes:
                 # After the workspace's commit: the export never holds a vector the workspace lacks.
                 self.export.write(self.hashes, vectors)

@@ -142,14 +142,17 @@ class Workspace(DerivedData):
         try:
             path.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(catalogue, timeout=30, check_same_thread=False, factory=_Catalogue)
-            db.execute("PRAGMA journal_mode=WAL")
         except (OSError, sqlite3.OperationalError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            raise ConfigError(f"Cannot use {path} as a workspace ({reason}). Give a folder you may write to "
-                              "with --workspace.") from None
+            raise _unusable_folder(path, error) from None
         db.workspace_path = path
         db.row_factory = sqlite3.Row
         try:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                if "locked" in str(error) or "busy" in str(error):
+                    raise
+                raise _unusable_folder(path, error) from None
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             version = _schema_version(db)
@@ -323,11 +326,14 @@ class Workspace(DerivedData):
 
     def save_batch(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray,
                    thumbnails: dict[str, tuple[bytes, int, int]] | None = None,
-                   undecodable: dict[str, str] | None = None, changed: dict[str, str] | None = None) -> None:
+                   undecodable: dict[str, str] | None = None, changed: dict[str, str] | None = None,
+                   changed_reason: str = "the file changed while it was being read") -> None:
         """Commit one embedding batch: vectors (n, d), thumbnails and decode failures, atomically.
 
-        ``changed`` (content hash → reason): files found rewritten since the scan; they are skipped
-        now and marked for the next scan to read again (a scan-stage skip is always re-examined)."""
+        ``changed`` (content hash → the path that was read for it): files found rewritten since the
+        scan. Nothing is stored under those hashes, so the changed file (``changed_reason``) and the
+        other files with the same content (they got no vector this time) are skipped now as
+        scan-stage skips, which the next scan always examines again."""
         shard_name = None
         if len(hashes):
             if vectors.shape[0] != len(hashes):
@@ -354,8 +360,14 @@ class Workspace(DerivedData):
                 self._record_undecodable(undecodable)
             if changed:
                 self._db.executemany(
-                    "UPDATE images SET status='skipped', skip_stage='scan', skip_reason=? WHERE content_hash=?",
-                    [(reason, content_hash) for content_hash, reason in changed.items()])
+                    "UPDATE images SET status='skipped', skip_stage='scan', skip_reason=? WHERE content_hash=? "
+                    "AND path<>?",
+                    [(f"another file with the same content ({path}) changed while it was being read, so none got "
+                      "a vector this time; run the command again to include it", content_hash, path)
+                     for content_hash, path in changed.items()])
+                self._db.executemany(
+                    "UPDATE images SET status='skipped', skip_stage='scan', skip_reason=? WHERE path=?",
+                    [(changed_reason, path) for path in changed.values()])
 
     def load_embeddings(self, model_id: str, hashes: Sequence[str]) -> np.ndarray:
         """Embeddings (len(hashes), d) float32 in the order of ``hashes``; all must be present."""
@@ -709,11 +721,14 @@ def _assignment_bytes(assignments: Assignments) -> bytes:
     return buffer.getvalue()
 
 
+def _unusable_folder(path: Path, error: Exception) -> ConfigError:
+    reason = getattr(error, "strerror", None) or str(error)
+    return ConfigError(f"Cannot use {path} as a workspace ({reason}). Give a folder you may write to with --workspace.")
+
+
 def _schema_version(db: sqlite3.Connection) -> str | None:
     try:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except WorkspaceDamaged:
-        raise
     except sqlite3.OperationalError:  # a new workspace: no tables yet
         return None
     return None if row is None else str(row[0])
