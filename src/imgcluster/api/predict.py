@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster import NOISE
+from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..config import ScanConfig
 from ..embed import normalise
@@ -63,8 +64,10 @@ class RunPredictor:
         return chosen.name if chosen is not None and chosen.name else None
 
     def predict_vectors(self, vectors: np.ndarray) -> Prediction:
-        """File L2-normalised embeddings (m, d) of the run's model."""
-        return self.predictor.predict(vectors)
+        """File L2-normalised embeddings (m, d) of the run's model: the one filing rule that predict,
+        update and the web app's upload share (see ``imgcluster.cluster.openset``)."""
+        names = {cluster: name for cluster in self.names if (name := self.cluster_name(cluster))}
+        return self.predictor.predict(vectors, names)
 
     def predict_files(self, paths: Sequence[str | os.PathLike[str]], batch_size: int | None = None
                       ) -> list[FiledImage]:
@@ -121,16 +124,20 @@ def _skipped_file(path: str, reason: str) -> FiledImage:
 
 def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
                    workspace: str | os.PathLike[str] | None = None, device: str = "auto",
-                   require_clusters: bool = False) -> RunPredictor:
+                   require_clusters: bool = False, held_quantile: float | None = None) -> RunPredictor:
     """The persisted predictor of a run (when ``key`` is None, the newest run with clusters), ready to
     file new images. ``require_clusters`` refuses a run without clusters (ConfigError naming the
-    runs that have some) instead of filing every image as unassigned."""
+    runs that have some) instead of filing every image as unassigned. ``held_quantile`` overrides
+    the run's stored one (``ClusterConfig.held_quantile``; 0 files by the nearest-image vote alone)."""
+    check_held_quantile(held_quantile)
     ws = open_workspace(path, workspace=workspace)
     try:
         record = ws.run(key)
         if require_clusters:
             check_has_clusters(ws, record)
         predictor = Predictor.from_state(*ws.read_predictor(record.key))
+        if held_quantile is not None:
+            predictor.held_quantile = held_quantile
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
     finally:
@@ -140,8 +147,10 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
 
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
             path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
-            device: str = "auto") -> list[FiledImage]:
+            device: str = "auto", held_quantile: float | None = None) -> list[FiledImage]:
     """File image files into a run's clusters without refitting: run ``run``, or when None the newest
-    run with clusters. A run without clusters is refused (ConfigError naming the runs that have some)."""
-    return load_predictor(run, path=path, workspace=workspace, device=device,
-                          require_clusters=True).predict_files(paths)
+    run with clusters. A run without clusters is refused (ConfigError naming the runs that have some).
+    An image unlike the cluster its nearest images vote for is held (status unassigned), the reason
+    naming the test it failed; ``held_quantile`` overrides the run's stored bar."""
+    return load_predictor(run, path=path, workspace=workspace, device=device, require_clusters=True,
+                          held_quantile=held_quantile).predict_files(paths)

@@ -9,7 +9,9 @@ works the same for every clusterer, including those with no ``predict`` of their
 An image identical to a training image gets that image's stored assignment, so predictions on the
 fit's own points agree with the fit. An image far from every training image (less similar to its
 nearest neighbour than 99% of clustered training images are to theirs, or than half the median of
-those) is left unassigned, with the reason.
+those) is left unassigned, with the reason. With ``held_quantile`` set (a persisted run's predictor),
+an image is also held when it is less typical of the cluster it would join than nearly all of that
+cluster's own members, and its membership probability is calibrated: see ``openset``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from typing import Any
 import numpy as np
 
 from .base import NOISE
+from .openset import (DEFAULT_HELD_QUANTILE, HELD_AGREEMENT, HELD_DENSITY, HELD_FAR, HELD_UNCLUSTERED, Calibration,
+                      ClusterBars, check_held_quantile, cluster_bars, density_rank, fit_calibration, rows_to_measure,
+                      vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
 FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
 PROJECTED_DIM = 64
 REFINE_FACTOR = 4
+_TOLERANCE = 1e-5
 _SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
 
 
@@ -44,6 +50,7 @@ class Prediction:
     reasons: list[str]
     neighbours: np.ndarray   # (m, k) rows of the training set
     weights: np.ndarray      # (m, k) their similarity weights (0 for missing neighbours)
+    held_by: tuple[str, ...] = ()  # per point: the test an unassigned point failed (openset.HELD_*), or ""
 
     def place(self, values: np.ndarray) -> np.ndarray:
         """Similarity-weighted mean of per-training-point ``values`` (n, ...) for each new point."""
@@ -58,10 +65,16 @@ class Predictor:
     and its per-image results; ``predict`` takes new L2-normalised embeddings (m, d).
 
     ``outlier_quantile`` sets the "far from every image" bar described above; None keeps only its
-    half-the-median part, for points known to lie in sparse regions (noise being attached)."""
+    half-the-median part, for points known to lie in sparse regions (noise being attached).
+    ``held_quantile`` turns on the per-cluster open-set tests (``openset``): the share of a cluster's
+    own members that its bars would hold; None or 0 files by the vote and the far bar alone (points
+    of the fit's own collection, filed after a fit on a sample)."""
 
-    def __init__(self, n_neighbors: int = 10, outlier_quantile: float | None = 0.01, seed: int = 0):
+    def __init__(self, n_neighbors: int = 10, outlier_quantile: float | None = 0.01, seed: int = 0,
+                 held_quantile: float | None = None):
+        check_held_quantile(held_quantile)
         self.n_neighbors, self.outlier_quantile, self.seed = n_neighbors, outlier_quantile, seed
+        self.held_quantile = held_quantile
 
     def fit(self, vectors: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray, map_xy: np.ndarray,
             image_ids: np.ndarray) -> "Predictor":
@@ -77,6 +90,9 @@ class Predictor:
         self.index_ = build_index(vectors, self.seed)
         self._start_added(vectors.shape[1])
         self.min_similarity_ = self._outlier_threshold(vectors)
+        self._start_members(len(self.clusters_))
+        if self.held_quantile:
+            self._measure_members()
         return self
 
     # -- a living collection: rows added, relabelled or retired without refitting -------------------
@@ -94,6 +110,9 @@ class Predictor:
         self.map_ = np.concatenate([self.map_, np.asarray(map_xy, dtype=np.float32).reshape(-1, 2)])
         self.image_ids_ = np.concatenate([self.image_ids_, np.asarray(image_ids, dtype=np.int64)])
         self.active_ = np.concatenate([self.active_, np.ones(len(vectors), dtype=bool)])
+        # Filed images are not measured: the bars stay those of the members the clusters were fit on.
+        self.member_stats_ = np.concatenate([self.member_stats_, np.full((len(vectors), 3), np.nan)])
+        self._bars = None
         return self
 
     def rows_of(self, image_ids: np.ndarray) -> np.ndarray:
@@ -112,12 +131,64 @@ class Predictor:
         """Give training ``rows`` new clusters (e.g. unclustered images joining a new cluster)."""
         self.clusters_[rows] = clusters
         self.probabilities_[rows] = probabilities
+        self.member_stats_[rows] = np.nan  # measured again, as members of their new cluster, when needed
+        self._bars = None
         return self
 
     def retire(self, rows: np.ndarray) -> "Predictor":
         """Stop ``rows`` from voting (their files were removed); faiss keeps them, unweighted."""
         self.active_[rows] = False
+        self._bars = None
         return self
+
+    # -- open-set tests: each cluster's members measured as if new (see ``openset``) ------------------
+
+    def _start_members(self, n: int) -> None:
+        # Per training row: density, agreement, and whether its leave-one-out vote picks its own
+        # cluster (1/0); NaN where not measured.
+        self.member_stats_ = np.full((n, 3), np.nan)
+        self._bars: tuple[ClusterBars, Calibration] | None = None
+
+    def _measure_members(self) -> None:
+        """Measure up to ``MEMBERS_MEASURED`` members of each cluster that has fewer measured."""
+        rows = rows_to_measure(self.clusters_, self.active_, self.member_stats_[:, 0], self.seed)
+        k = min(self.n_neighbors, len(self.clusters_) - 1)
+        if not len(rows) or k < 1:
+            return
+        for start in range(0, len(rows), 4096):
+            chunk = rows[start:start + 4096]
+            similarity, found = self.neighbours(self._vectors_of(chunk), k + 1)
+            similarity, found = without_self(similarity, found, chunk, k)
+            voted = vote(similarity, found, self.clusters_, self.probabilities_, self.active_,
+                         density_rank(self.n_neighbors))
+            self.member_stats_[chunk] = np.column_stack(
+                [voted.density, voted.share, voted.clusters == self.clusters_[chunk]])
+        self._bars = None
+
+    def _vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of training ``rows`` (from the index: float16 or 8-bit above ``EXACT_UP_TO``)."""
+        fitted = self.index_.ntotal
+        out = np.empty((len(rows), self.index_.d), dtype=np.float32)
+        early = rows < fitted
+        if early.any():
+            out[early] = self.index_.reconstruct_batch(rows[early].astype(np.int64))
+        if (~early).any():
+            out[~early] = self.added_[rows[~early] - fitted]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def bars(self) -> tuple[ClusterBars, Calibration]:
+        """The per-cluster bars at ``held_quantile`` and the probability calibration, measuring
+        clusters that lack measured members first (a predictor saved before these tests existed,
+        clusters proposed by an update)."""
+        if self._bars is None:
+            self._measure_members()
+            stats, usable = self.member_stats_, self.active_.copy()
+            bars = cluster_bars(np.where(usable, self.clusters_, NOISE), stats[:, 0], stats[:, 1],
+                                self.held_quantile or 0.0)
+            measured = usable & np.isfinite(stats[:, 0]) & (self.clusters_ != NOISE)
+            self._bars = bars, fit_calibration(stats[measured, 1], stats[measured, 2] > 0.5)
+        return self._bars
 
     def _outlier_threshold(self, vectors: np.ndarray) -> float:
         n = len(vectors)
@@ -157,35 +228,26 @@ class Predictor:
         similarity, rows = np.take_along_axis(similarity, best, 1), np.take_along_axis(rows, best, 1)
         return np.where(np.isfinite(similarity), similarity, -1.0), np.where(np.isfinite(similarity), rows, -1)
 
-    def predict(self, vectors: np.ndarray) -> Prediction:
+    def predict(self, vectors: np.ndarray, names: dict[int, str] | None = None) -> Prediction:
+        """File L2-normalised ``vectors`` (m, d). ``names`` (cluster id -> name) only words the reasons."""
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         m, k = len(vectors), min(self.n_neighbors, len(self.clusters_))
         similarity, neighbours = self.neighbours(vectors, k)
-        valid = neighbours >= 0  # IVF may return fewer than k
-        safe = np.where(valid, neighbours, 0)
-        valid &= self.active_[safe]
-        weights = np.clip(similarity, 0.0, None) * valid
-        neighbour_clusters = self.clusters_[safe]
-        neighbour_probability = self.probabilities_[safe]
-
-        # Weighted vote: clusters are renumbered 0..C-1 (noise included) to fill a dense score table.
-        ids, dense = np.unique(neighbour_clusters, return_inverse=True)
-        dense = dense.reshape(m, k)
-        votes = np.zeros((m, len(ids)))
-        strength = np.zeros((m, len(ids)))
-        rows = np.repeat(np.arange(m), k)
-        np.add.at(votes, (rows, dense.ravel()), weights.ravel())
-        np.add.at(strength, (rows, dense.ravel()), (weights * neighbour_probability).ravel())
+        voted = vote(similarity, neighbours, self.clusters_, self.probabilities_, self.active_,
+                     density_rank(self.n_neighbors))
+        clusters, share, safe, weights = voted.clusters.copy(), voted.share, voted.neighbours, voted.weights
+        probability = voted.strength.copy()
         total = np.maximum(weights.sum(axis=1), 1e-12)
-        winner = votes.argmax(axis=1)
-        clusters = ids[winner]
-        probability = strength[np.arange(m), winner] / total
-        probability[clusters == NOISE] = 0.0
-        share = votes[np.arange(m), winner] / total
         x, y = (weights[..., None] * self.map_[safe]).sum(axis=1).T / total
         reasons = [f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster" for i in range(m)]
+        held_by = np.full(m, "", dtype=object)
+        held_by[clusters == NOISE] = HELD_UNCLUSTERED
+        if self.held_quantile:
+            probability, reasons = self._open_set(clusters, voted.density, share, held_by, k, names or {})
+        probability[clusters == NOISE] = 0.0
 
         # The nearest neighbour that still votes (a removed image's row stays in faiss, retired).
+        valid = (neighbours >= 0) & self.active_[safe]
         first = valid.argmax(axis=1)
         found = valid[np.arange(m), first]
         top = np.where(found, similarity[np.arange(m), first], -1.0)
@@ -194,18 +256,57 @@ class Predictor:
         clusters[same] = self.clusters_[nearest[same]]
         probability[same] = self.probabilities_[nearest[same]]
         x[same], y[same] = self.map_[nearest[same], 0], self.map_[nearest[same], 1]
+        held_by[same] = np.where(clusters[same] == NOISE, HELD_UNCLUSTERED, "")
         far = (top < self.min_similarity_) & ~same
-        clusters[far], probability[far] = NOISE, 0.0
+        clusters[far], probability[far], held_by[far] = NOISE, 0.0, HELD_FAR
+        clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         for i in range(m):
             if same[i]:
                 reasons[i] = "identical to an image of the run: its stored assignment"
             elif far[i]:
                 reasons[i] = (f"unassigned: far from every image of the run (nearest similarity {top[i]:.2f} "
                               f"< {self.min_similarity_:.2f})")
-            elif clusters[i] == NOISE:
+            elif held_by[i] == HELD_UNCLUSTERED:
                 reasons[i] = "unassigned: most of its nearest images are unclustered"
         return Prediction(clusters.astype(np.int64), np.clip(probability, 0, 1), x, y,
-                          self.image_ids_[nearest], top.astype(np.float64), reasons, safe, weights)
+                          self.image_ids_[nearest], top.astype(np.float64), reasons, safe, weights,
+                          tuple(str(h) for h in held_by))
+
+    def _open_set(self, clusters: np.ndarray, density: np.ndarray, share: np.ndarray, held_by: np.ndarray, k: int,
+                  names: dict[int, str]) -> tuple[np.ndarray, list[str]]:
+        """Hold points that fail their cluster's bars (``held_by`` updated in place); the calibrated
+        membership probability and the reason of each point."""
+        bars, calibration = self.bars()
+        rank = density_rank(self.n_neighbors)
+        position = bars.lookup(clusters)
+        measured = position >= 0
+        at = np.maximum(position, 0)
+        # The tolerance: float32 sums make a unanimous vote's share 0.99999994 or 1.0000001.
+        dense_enough = ~measured | (density >= bars.density_bar[at] - _TOLERANCE)
+        agreed = ~measured | (share >= bars.agreement_bar[at] - _TOLERANCE)
+        voting = clusters != NOISE
+        held_by[voting & ~dense_enough] = HELD_DENSITY
+        held_by[voting & dense_enough & ~agreed] = HELD_AGREEMENT
+        probability = calibration(share)
+        passes = f"{1 - self.held_quantile:.0%}"
+        reasons = []
+        for i, cluster in enumerate(clusters.tolist()):
+            if cluster == NOISE or not measured[i]:
+                reasons.append(f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster")
+                continue
+            label = f"“{names[cluster]}”" if names.get(cluster) else f"cluster {cluster}"
+            p = int(position[i])
+            nth = f"{_ordinal(rank)}-nearest similarity {density[i]:.2f}"
+            if held_by[i] == HELD_DENSITY:
+                reasons.append(f"held: its {nth} is below {bars.share_above(p, 'density', density[i]):.0%} "
+                               f"of {label}'s own members (the bar, {bars.density_bar[p]:.2f}, passes {passes})")
+            elif held_by[i] == HELD_AGREEMENT:
+                reasons.append(f"held: only {share[i]:.0%} of its {k} nearest images are in {label}, less than for "
+                               f"{bars.share_above(p, 'agreement', share[i]):.0%} of its own members")
+            else:
+                reasons.append(f"its {nth} is above {1 - bars.share_above(p, 'density', density[i]):.0%} of "
+                               f"{label}'s own members, and {share[i]:.0%} of its {k} nearest images are in it")
+        return probability, reasons
 
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
@@ -231,8 +332,10 @@ class Predictor:
         ``added_``: loading adds ``added_vectors`` back. Saving a filed batch then writes kilobytes,
         not the whole index again."""
         arrays = {"clusters": self.clusters_, "membership_probability": self.probabilities_, "map": self.map_,
-                  "image_ids": self.image_ids_, "active": self.active_, "added_vectors": self.added_}
+                  "image_ids": self.image_ids_, "active": self.active_, "added_vectors": self.added_,
+                  "member_stats": self.member_stats_.astype(np.float32)}
         params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
+                  "held_quantile": self.held_quantile,
                   "min_similarity": self.min_similarity_, "index": type(self.index_).__name__,
                   "index_rows": len(self.clusters_) - len(self.added_)}
         return arrays, params
@@ -244,7 +347,9 @@ class Predictor:
         takes milliseconds, not a quarter of a second, and pages are read as searches need them)."""
         import faiss
 
-        predictor = cls(params["n_neighbors"], params["outlier_quantile"], params["seed"])
+        # A predictor saved before the open-set tests existed gets them, measured on first use.
+        predictor = cls(params["n_neighbors"], params["outlier_quantile"], params["seed"],
+                        params.get("held_quantile", DEFAULT_HELD_QUANTILE))
         predictor.clusters_ = np.asarray(arrays["clusters"], dtype=np.int64)
         predictor.probabilities_ = np.asarray(arrays["membership_probability"], dtype=np.float32)
         predictor.map_ = np.asarray(arrays["map"], dtype=np.float32)
@@ -268,10 +373,18 @@ class Predictor:
             raise ValueError(f"predictor index holds {rows} rows for {len(predictor.clusters_)} "
                              "images; its files are from different runs")
         predictor.min_similarity_ = float(params["min_similarity"])
+        predictor._start_members(rows)
+        stats = arrays.get("member_stats")
+        if stats is not None and len(stats) == rows:
+            predictor.member_stats_ = np.asarray(stats, dtype=np.float64).reshape(rows, 3)
         return predictor
 
     def describe(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.delta_state()[1]))
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def build_index(vectors: np.ndarray, seed: int = 0) -> Any:

@@ -1,0 +1,188 @@
+"""Open-set filing: does a new image belong to the cluster its nearest images vote for, or is it held?
+
+Each cluster is judged by its own members, not by one bar for the whole run (Sun et al., ICML 2022,
+"Out-of-distribution detection with deep nearest neighbors"): a sample of each cluster's members is
+filed as if new (leave-one-out), and two of their statistics are kept:
+
+- *density*: the similarity of an image's ``k``-th nearest image of the run (on L2-normalised
+  embeddings). A diffuse cluster's members have low values and a tight cluster's high ones, so a
+  new image is compared with its own cluster's, not with a bar set by the run as a whole;
+- *agreement*: the share (similarity-weighted) of its nearest images that vote for the winning
+  cluster.
+
+A new image is filed when both its statistics reach the ``held_quantile`` quantile of the winning
+cluster's members (0.01: 99% of the members would pass), and held otherwise, with the test it
+failed. Its membership probability is the vote share mapped through an isotonic fit of "the
+members' leave-one-out vote picks their own cluster" against their vote share, so that among filed
+images the stated probability matches how often the vote is right.
+
+Measured by ``bench/open_set.py`` on photo crops and on digits, see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import NOISE
+
+DEFAULT_HELD_QUANTILE = 0.01
+# Members measured per cluster: enough for a 1% quantile to mean something, few enough that
+# measuring 200 clusters of a million-image run is 60k searches (about 2 s).
+MEMBERS_MEASURED = 300
+# Held images, by the test they failed (``Prediction.held_by``, the update summary's counts).
+HELD_FAR, HELD_DENSITY, HELD_AGREEMENT, HELD_UNCLUSTERED = "far", "density", "agreement", "unclustered"
+
+
+def check_held_quantile(value: float | None) -> None:
+    """ConfigError for a held quantile outside [0, 0.5] (None or 0 turn the per-cluster tests off)."""
+    if value is not None and not 0.0 <= value <= 0.5:
+        raise ConfigError(f"held_quantile must be between 0 and 0.5; got {value}. 0.01 holds images less typical "
+                         "of their cluster than 99% of its own members; 0 turns the per-cluster tests off.")
+
+
+def density_rank(n_neighbors: int) -> int:
+    """Which nearest neighbour's similarity measures density: the 5th of 10 (measured on photo crops
+    and digits: k = 3-10 separate new images from unseen ones equally, k above a cluster's size
+    fails, so half the vote's neighbourhood keeps it below the smallest clusters)."""
+    return max(1, n_neighbors // 2)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The weighted k-NN vote of each query: the winning cluster, its share of the weight, the
+    similarity-weighted mean membership probability of the winners (the filing's old probability)
+    and the density statistic."""
+
+    clusters: np.ndarray
+    share: np.ndarray
+    strength: np.ndarray
+    density: np.ndarray
+    weights: np.ndarray     # (m, k), 0 for neighbours that don't vote
+    neighbours: np.ndarray  # (m, k) training rows, 0 where missing
+
+
+def vote(similarity: np.ndarray, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray,
+         active: np.ndarray, rank: int) -> Vote:
+    """The vote of neighbours ``rows`` (m, k; -1 missing) with cosine ``similarity`` (m, k, best first)."""
+    m, k = rows.shape
+    valid = rows >= 0  # IVF may return fewer than k
+    safe = np.where(valid, rows, 0)
+    valid &= active[safe]
+    weights = np.clip(similarity, 0.0, None) * valid
+    neighbour_clusters = clusters[safe]
+    # Clusters renumbered 0..C-1 (noise included) fill a dense score table.
+    ids, dense = np.unique(neighbour_clusters, return_inverse=True)
+    dense = dense.reshape(m, k)
+    votes = np.zeros((m, len(ids)))
+    strength = np.zeros((m, len(ids)))
+    flat = np.repeat(np.arange(m), k)
+    np.add.at(votes, (flat, dense.ravel()), weights.ravel())
+    np.add.at(strength, (flat, dense.ravel()), (weights * probabilities[safe]).ravel())
+    total = np.maximum(weights.sum(axis=1), 1e-12)
+    winner = votes.argmax(axis=1)
+    at = np.arange(m)
+    # The rank-th similarity among neighbours that vote (already best first); -1 when too few do.
+    voting = np.where(valid, similarity, -np.inf)
+    voting = -np.sort(-voting, axis=1)
+    density = voting[:, rank - 1] if rank <= k else np.full(m, -np.inf)
+    return Vote(ids[winner], votes[at, winner] / total, strength[at, winner] / total,
+                np.where(np.isfinite(density), density, -1.0), weights, safe)
+
+
+@dataclass(frozen=True)
+class ClusterBars:
+    """Per cluster: its measured members' density and agreement values (sorted), and the bars a new
+    image must reach; ``ids`` sorted, aligned with the lists."""
+
+    ids: np.ndarray
+    density: list[np.ndarray]
+    agreement: list[np.ndarray]
+    density_bar: np.ndarray
+    agreement_bar: np.ndarray
+
+    def lookup(self, clusters: np.ndarray) -> np.ndarray:
+        """Position of each of ``clusters`` in ``ids``; -1 where the cluster has no measured members."""
+        found = np.clip(np.searchsorted(self.ids, clusters), 0, max(len(self.ids) - 1, 0))
+        if not len(self.ids):
+            return np.full(len(clusters), -1)
+        return np.where(self.ids[found] == clusters, found, -1)
+
+    def share_above(self, position: int, statistic: str, value: float) -> float:
+        """Share of the cluster's measured members whose ``statistic`` is above ``value``."""
+        values = self.density[position] if statistic == "density" else self.agreement[position]
+        return 1.0 - np.searchsorted(values, value, side="right") / max(len(values), 1)
+
+
+def cluster_bars(clusters: np.ndarray, density: np.ndarray, agreement: np.ndarray, quantile: float) -> ClusterBars:
+    """Bars per cluster from its members' measured ``density`` and ``agreement`` (NaN: not measured);
+    rows of ``clusters`` that are NOISE or unmeasured are left out."""
+    measured = (clusters != NOISE) & np.isfinite(density)
+    ids = np.unique(clusters[measured])
+    dens, agree, dens_bar, agree_bar = [], [], [], []
+    for cluster in ids:
+        rows = measured & (clusters == cluster)
+        dens.append(np.sort(density[rows]))
+        agree.append(np.sort(agreement[rows]))
+        # "lower": a bar that is a member's own value, so that member passes.
+        dens_bar.append(np.quantile(dens[-1], quantile, method="lower"))
+        agree_bar.append(np.quantile(agree[-1], quantile, method="lower"))
+    return ClusterBars(ids, dens, agree, np.asarray(dens_bar, dtype=np.float64),
+                       np.asarray(agree_bar, dtype=np.float64))
+
+
+def rows_to_measure(clusters: np.ndarray, active: np.ndarray, density: np.ndarray, seed: int) -> np.ndarray:
+    """Training rows to measure so that each cluster has ``MEMBERS_MEASURED`` measured members (or
+    all it has): clusters that already have them are skipped."""
+    rng = np.random.default_rng(seed)
+    wanted = []
+    usable = active & (clusters != NOISE)
+    for cluster in np.unique(clusters[usable]):
+        members = np.flatnonzero(usable & (clusters == cluster))
+        have = np.isfinite(density[members])
+        if have.sum() >= min(len(members), MEMBERS_MEASURED):
+            continue
+        missing = members[~have]
+        take = min(len(missing), MEMBERS_MEASURED - int(have.sum()))
+        wanted.append(np.sort(rng.choice(missing, size=take, replace=False)))
+    return np.concatenate(wanted) if wanted else np.zeros(0, dtype=np.int64)
+
+
+def without_self(similarity: np.ndarray, rows: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each query's own row (queries are training rows ``own``) from its k+1 neighbours; where an
+    approximate index did not return it, the last neighbour goes instead."""
+    is_self = rows == own[:, None]
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True
+    is_self &= np.cumsum(is_self, axis=1) == 1  # a duplicate of itself stays a neighbour
+    keep = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(similarity, keep, 1), np.take_along_axis(rows, keep, 1)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """An increasing map from vote share to the probability that the vote picks the right cluster,
+    as measured on the members (points of a step function, interpolated)."""
+
+    share: np.ndarray
+    probability: np.ndarray
+
+    def __call__(self, share: np.ndarray) -> np.ndarray:
+        if not len(self.share):
+            return np.asarray(share, dtype=np.float64)
+        return np.interp(share, self.share, self.probability)
+
+
+def fit_calibration(share: np.ndarray, correct: np.ndarray) -> Calibration:
+    """Isotonic fit of ``correct`` (bool) on ``share``; fewer than 20 members: no map (the share
+    itself), as a step function fitted on a handful of points says nothing."""
+    if len(share) < 20:
+        return Calibration(np.zeros(0), np.zeros(0))
+    from sklearn.isotonic import IsotonicRegression
+
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(
+        share, correct.astype(np.float64))
+    return Calibration(np.asarray(fitted.X_thresholds_, dtype=np.float64),
+                       np.asarray(fitted.y_thresholds_, dtype=np.float64))
