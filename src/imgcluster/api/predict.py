@@ -25,7 +25,9 @@ from .steps import _reload_run_model, check_has_clusters, open_workspace
 @dataclass(frozen=True)
 class FiledImage:
     """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
-    the name its cluster shows in the run (None when unclustered or unnamed)."""
+    the name its cluster shows in the run (None when unclustered or unnamed). An unassigned image's
+    ``held_by`` names the test it failed (far, density, agreement or unclustered: see
+    ``imgcluster.cluster.openset``), and ``reason`` says it in words."""
 
     path: str
     status: str
@@ -37,6 +39,7 @@ class FiledImage:
     nearest_similarity: float | None
     reason: str
     name: str | None = None
+    held_by: str = ""
 
 
 class RunPredictor:
@@ -93,13 +96,18 @@ class RunPredictor:
                 continue
             prediction = self.predict_vectors(normalise(embedder.embed(np.stack(pixels))))
             for i, path in enumerate(usable):
-                cluster_id = int(prediction.clusters[i])
-                results[path] = FiledImage(
-                    path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
-                    float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
-                    self.paths_by_id.get(int(prediction.nearest_image_id[i])),
-                    float(prediction.nearest_similarity[i]), prediction.reasons[i], self.cluster_name(cluster_id))
+                results[path] = self.filed_image(path, prediction, i)
         return [results[p] for p in paths]
+
+    def filed_image(self, path: str, prediction: Prediction, i: int) -> FiledImage:
+        """The ``i``-th point of ``prediction`` as a FiledImage named ``path``."""
+        cluster_id = int(prediction.clusters[i])
+        return FiledImage(
+            path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
+            float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
+            self.paths_by_id.get(int(prediction.nearest_image_id[i])), float(prediction.nearest_similarity[i]),
+            prediction.reasons[i], self.cluster_name(cluster_id),
+            prediction.held_by[i] if prediction.held_by else "")
 
 
 def scan_refusal(path: str, config: ScanConfig) -> str | None:

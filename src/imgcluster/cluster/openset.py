@@ -7,10 +7,14 @@ filed as if new (leave-one-out), and two of their statistics are kept:
 - *density*: the similarity of an image's ``k``-th nearest image of the run (on L2-normalised
   embeddings). A diffuse cluster's members have low values and a tight cluster's high ones, so a
   new image is compared with its own cluster's, not with a bar set by the run as a whole;
+- *centred density*: the same, after taking away the mean of the run's embeddings. A CNN's
+  embeddings share a large common part (every image is ~0.5 similar to every other), and a diffuse
+  cluster's members are near each other mostly through it: an image unlike all of them (a digit
+  among photos) can be as near to them as they are to each other, and only their own part tells;
 - *agreement*: the share (similarity-weighted) of its nearest images that vote for the winning
   cluster.
 
-A new image is filed when both its statistics reach the ``held_quantile`` quantile of the winning
+A new image is filed when each statistic reaches the ``held_quantile`` quantile of the winning
 cluster's members (0.01: 99% of the members would pass), and held otherwise, with the test it
 failed. Its membership probability is the vote share mapped through an isotonic fit of "the
 members' leave-one-out vote picks their own cluster" against their vote share, so that among filed
@@ -34,6 +38,11 @@ DEFAULT_HELD_QUANTILE = 0.01
 MEMBERS_MEASURED = 300
 # Held images, by the test they failed (``Prediction.held_by``, the update summary's counts).
 HELD_FAR, HELD_DENSITY, HELD_AGREEMENT, HELD_UNCLUSTERED = "far", "density", "agreement", "unclustered"
+HELD_WORDS = {HELD_FAR: "far from every image of the run",
+              HELD_DENSITY: "less close to their nearest images than their cluster's own members",
+              HELD_AGREEMENT: "their nearest images split between clusters more than for the cluster's own members",
+              HELD_UNCLUSTERED: "their nearest images are unclustered",
+              "probability": "membership probability below --min-probability"}
 
 
 def check_held_quantile(value: float | None) -> None:
@@ -92,16 +101,37 @@ def vote(similarity: np.ndarray, rows: np.ndarray, clusters: np.ndarray, probabi
                 np.where(np.isfinite(density), density, -1.0), weights, safe)
 
 
+# Columns of the per-member statistics (``Predictor.member_stats_``); CORRECT sets no bar.
+DENSITY, AGREEMENT, CORRECT, CENTRED = 0, 1, 2, 3
+N_STATS = 4
+TESTED = (DENSITY, CENTRED, AGREEMENT)
+
+
+def centred_similarity(similarity: np.ndarray, query_dot: np.ndarray, row_dot: np.ndarray,
+                       mean_sq: float) -> np.ndarray:
+    """Cosine similarity of (query - mean) and (row - mean) from that of the unit vectors themselves,
+    ``query_dot`` (m,) and ``row_dot`` (m, k) being their inner products with the mean: no vector
+    is read again."""
+    query_norm = np.sqrt(np.maximum(1.0 - 2.0 * query_dot + mean_sq, 1e-12))
+    row_norm = np.sqrt(np.maximum(1.0 - 2.0 * row_dot + mean_sq, 1e-12))
+    return (similarity - query_dot[:, None] - row_dot + mean_sq) / (query_norm[:, None] * row_norm)
+
+
+def rank_value(values: np.ndarray, valid: np.ndarray, rank: int) -> np.ndarray:
+    """The ``rank``-th largest of each row's valid ``values`` (m, k); -1 where fewer are valid."""
+    ordered = -np.sort(-np.where(valid, values, -np.inf), axis=1)
+    found = ordered[:, rank - 1] if rank <= values.shape[1] else np.full(len(values), -np.inf)
+    return np.where(np.isfinite(found), found, -1.0)
+
+
 @dataclass(frozen=True)
 class ClusterBars:
-    """Per cluster: its measured members' density and agreement values (sorted), and the bars a new
-    image must reach; ``ids`` sorted, aligned with the lists."""
+    """Per cluster: its measured members' statistics (each column sorted, ``N_STATS`` columns), and
+    the bars (C, N_STATS) a new image must reach; ``ids`` sorted, aligned with both."""
 
     ids: np.ndarray
-    density: list[np.ndarray]
-    agreement: list[np.ndarray]
-    density_bar: np.ndarray
-    agreement_bar: np.ndarray
+    values: list[np.ndarray]
+    bar: np.ndarray
 
     def lookup(self, clusters: np.ndarray) -> np.ndarray:
         """Position of each of ``clusters`` in ``ids``; -1 where the cluster has no measured members."""
@@ -110,27 +140,23 @@ class ClusterBars:
             return np.full(len(clusters), -1)
         return np.where(self.ids[found] == clusters, found, -1)
 
-    def share_above(self, position: int, statistic: str, value: float) -> float:
-        """Share of the cluster's measured members whose ``statistic`` is above ``value``."""
-        values = self.density[position] if statistic == "density" else self.agreement[position]
+    def share_above(self, position: int, column: int, value: float) -> float:
+        """Share of the cluster's measured members whose statistic ``column`` is above ``value``."""
+        values = self.values[position][:, column]
         return 1.0 - np.searchsorted(values, value, side="right") / max(len(values), 1)
 
 
-def cluster_bars(clusters: np.ndarray, density: np.ndarray, agreement: np.ndarray, quantile: float) -> ClusterBars:
-    """Bars per cluster from its members' measured ``density`` and ``agreement`` (NaN: not measured);
-    rows of ``clusters`` that are NOISE or unmeasured are left out."""
-    measured = (clusters != NOISE) & np.isfinite(density)
+def cluster_bars(clusters: np.ndarray, stats: np.ndarray, quantile: float) -> ClusterBars:
+    """Bars per cluster from its members' measured ``stats`` (n, N_STATS; NaN: not measured); rows of
+    ``clusters`` that are NOISE or unmeasured are left out."""
+    measured = (clusters != NOISE) & np.isfinite(stats).all(axis=1)
     ids = np.unique(clusters[measured])
-    dens, agree, dens_bar, agree_bar = [], [], [], []
+    values, bars = [], []
     for cluster in ids:
-        rows = measured & (clusters == cluster)
-        dens.append(np.sort(density[rows]))
-        agree.append(np.sort(agreement[rows]))
+        values.append(np.sort(stats[measured & (clusters == cluster)], axis=0))
         # "lower": a bar that is a member's own value, so that member passes.
-        dens_bar.append(np.quantile(dens[-1], quantile, method="lower"))
-        agree_bar.append(np.quantile(agree[-1], quantile, method="lower"))
-    return ClusterBars(ids, dens, agree, np.asarray(dens_bar, dtype=np.float64),
-                       np.asarray(agree_bar, dtype=np.float64))
+        bars.append(np.quantile(values[-1], quantile, axis=0, method="lower"))
+    return ClusterBars(ids, values, np.asarray(bars, dtype=np.float64).reshape(len(ids), N_STATS))
 
 
 def rows_to_measure(clusters: np.ndarray, active: np.ndarray, density: np.ndarray, seed: int) -> np.ndarray:

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from .base import NOISE
-from .openset import (DEFAULT_HELD_QUANTILE, HELD_AGREEMENT, HELD_DENSITY, HELD_FAR, HELD_UNCLUSTERED, Calibration,
-                      ClusterBars, check_held_quantile, cluster_bars, density_rank, fit_calibration, rows_to_measure,
+from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, HELD_AGREEMENT, HELD_DENSITY,
+                      HELD_FAR, HELD_UNCLUSTERED, N_STATS, TESTED, Calibration, ClusterBars, centred_similarity,
+                      check_held_quantile, cluster_bars, density_rank, fit_calibration, rank_value, rows_to_measure,
                       vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
@@ -89,8 +90,9 @@ class Predictor:
         self.active_ = np.ones(len(self.image_ids_), dtype=bool)
         self.index_ = build_index(vectors, self.seed)
         self._start_added(vectors.shape[1])
-        self.min_similarity_ = self._outlier_threshold(vectors)
+        self.min_similarity_, self.far_similarity_ = self._outlier_threshold(vectors)
         self._start_members(len(self.clusters_))
+        self.mean_ = _sample_mean(vectors, self.seed)
         if self.held_quantile:
             self._measure_members()
         return self
@@ -111,7 +113,9 @@ class Predictor:
         self.image_ids_ = np.concatenate([self.image_ids_, np.asarray(image_ids, dtype=np.int64)])
         self.active_ = np.concatenate([self.active_, np.ones(len(vectors), dtype=bool)])
         # Filed images are not measured: the bars stay those of the members the clusters were fit on.
-        self.member_stats_ = np.concatenate([self.member_stats_, np.full((len(vectors), 3), np.nan)])
+        self.member_stats_ = np.concatenate([self.member_stats_, np.full((len(vectors), N_STATS), np.nan)])
+        self.mean_dot_ = np.concatenate([self.mean_dot_, vectors @ self.mean_ if self.mean_ is not None
+                                         else np.full(len(vectors), np.nan)])
         self._bars = None
         return self
 
@@ -144,10 +148,28 @@ class Predictor:
     # -- open-set tests: each cluster's members measured as if new (see ``openset``) ------------------
 
     def _start_members(self, n: int) -> None:
-        # Per training row: density, agreement, and whether its leave-one-out vote picks its own
-        # cluster (1/0); NaN where not measured.
-        self.member_stats_ = np.full((n, 3), np.nan)
+        # Per training row: the openset statistics (density, agreement, whether its leave-one-out
+        # vote picks its own cluster, centred density); NaN where not measured.
+        self.member_stats_ = np.full((n, N_STATS), np.nan)
+        # The mean of the run's unit embeddings, and each row's inner product with it (NaN until a
+        # search first meets the row: computing all of them would read every vector again).
+        self.mean_: np.ndarray | None = None
+        self.mean_dot_ = np.full(n, np.nan)
         self._bars: tuple[ClusterBars, Calibration] | None = None
+
+    def _centred_rank(self, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray,
+                      valid: np.ndarray) -> np.ndarray:
+        """The density rank's centred similarity of each of ``vectors`` among its neighbours ``rows``."""
+        if self.mean_ is None:  # a predictor saved before the centred test: the mean of a sample
+            sample = np.random.default_rng(self.seed).choice(len(self.clusters_), min(len(self.clusters_), 5_000),
+                                                             replace=False)
+            self.mean_ = self._vectors_of(np.sort(sample)).mean(axis=0)
+        unknown = np.unique(rows[valid & np.isnan(self.mean_dot_[rows])])
+        if len(unknown):
+            self.mean_dot_[unknown] = self._vectors_of(unknown) @ self.mean_
+        centred = centred_similarity(similarity, vectors @ self.mean_, self.mean_dot_[rows],
+                                     float(self.mean_ @ self.mean_))
+        return rank_value(centred, valid, density_rank(self.n_neighbors))
 
     def _measure_members(self) -> None:
         """Measure up to ``MEMBERS_MEASURED`` members of each cluster that has fewer measured."""
@@ -161,8 +183,12 @@ class Predictor:
             similarity, found = without_self(similarity, found, chunk, k)
             voted = vote(similarity, found, self.clusters_, self.probabilities_, self.active_,
                          density_rank(self.n_neighbors))
-            self.member_stats_[chunk] = np.column_stack(
-                [voted.density, voted.share, voted.clusters == self.clusters_[chunk]])
+            stats = np.empty((len(chunk), N_STATS))
+            stats[:, DENSITY], stats[:, AGREEMENT] = voted.density, voted.share
+            stats[:, CORRECT] = voted.clusters == self.clusters_[chunk]
+            stats[:, CENTRED] = self._centred_rank(self._vectors_of(chunk), similarity, voted.neighbours,
+                                                   (found >= 0) & self.active_[voted.neighbours])
+            self.member_stats_[chunk] = stats
         self._bars = None
 
     def _vectors_of(self, rows: np.ndarray) -> np.ndarray:
@@ -184,16 +210,19 @@ class Predictor:
         if self._bars is None:
             self._measure_members()
             stats, usable = self.member_stats_, self.active_.copy()
-            bars = cluster_bars(np.where(usable, self.clusters_, NOISE), stats[:, 0], stats[:, 1],
-                                self.held_quantile or 0.0)
-            measured = usable & np.isfinite(stats[:, 0]) & (self.clusters_ != NOISE)
-            self._bars = bars, fit_calibration(stats[measured, 1], stats[measured, 2] > 0.5)
+            bars = cluster_bars(np.where(usable, self.clusters_, NOISE), stats, self.held_quantile or 0.0)
+            measured = usable & np.isfinite(stats).all(axis=1) & (self.clusters_ != NOISE)
+            self._bars = bars, fit_calibration(stats[measured, AGREEMENT], stats[measured, CORRECT] > 0.5)
         return self._bars
 
-    def _outlier_threshold(self, vectors: np.ndarray) -> float:
+    def _outlier_threshold(self, vectors: np.ndarray) -> tuple[float, float]:
+        """(the far bar of the vote-only filing, its half-the-median part alone): with the per-cluster
+        tests on, only the second holds images as far from every image (the first, the 1% quantile
+        of the run's nearest similarities, held 3% of unseen photo crops that their own clusters'
+        bars file)."""
         n = len(vectors)
         if n < 3:
-            return -1.0
+            return -1.0, -1.0
         rng = np.random.default_rng(self.seed)
         # Measured on clustered images only: unclustered ones sit far from everything, and letting
         # them set the bar would file background noise into clusters.
@@ -206,8 +235,8 @@ class Predictor:
         # swallowed background noise would otherwise set the bar at the noise's own level.
         half_median = 0.5 * float(np.median(nearest))
         if self.outlier_quantile is None:
-            return half_median
-        return float(max(np.quantile(nearest, self.outlier_quantile), half_median))
+            return half_median, half_median
+        return float(max(np.quantile(nearest, self.outlier_quantile), half_median)), half_median
 
     def _start_added(self, d: int) -> None:
         import faiss
@@ -242,12 +271,15 @@ class Predictor:
         reasons = [f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster" for i in range(m)]
         held_by = np.full(m, "", dtype=object)
         held_by[clusters == NOISE] = HELD_UNCLUSTERED
+        valid = (neighbours >= 0) & self.active_[safe]
         if self.held_quantile:
-            probability, reasons = self._open_set(clusters, voted.density, share, held_by, k, names or {})
+            stats = np.empty((m, N_STATS))
+            stats[:, DENSITY], stats[:, AGREEMENT], stats[:, CORRECT] = voted.density, share, np.nan
+            stats[:, CENTRED] = self._centred_rank(vectors, similarity, safe, valid)
+            probability, reasons = self._open_set(clusters, stats, held_by, k, names or {})
         probability[clusters == NOISE] = 0.0
 
         # The nearest neighbour that still votes (a removed image's row stays in faiss, retired).
-        valid = (neighbours >= 0) & self.active_[safe]
         first = valid.argmax(axis=1)
         found = valid[np.arange(m), first]
         top = np.where(found, similarity[np.arange(m), first], -1.0)
@@ -257,7 +289,8 @@ class Predictor:
         probability[same] = self.probabilities_[nearest[same]]
         x[same], y[same] = self.map_[nearest[same], 0], self.map_[nearest[same], 1]
         held_by[same] = np.where(clusters[same] == NOISE, HELD_UNCLUSTERED, "")
-        far = (top < self.min_similarity_) & ~same
+        far_bar = self.far_similarity_ if self.held_quantile else self.min_similarity_
+        far = (top < far_bar) & ~same
         clusters[far], probability[far], held_by[far] = NOISE, 0.0, HELD_FAR
         clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         for i in range(m):
@@ -265,48 +298,55 @@ class Predictor:
                 reasons[i] = "identical to an image of the run: its stored assignment"
             elif far[i]:
                 reasons[i] = (f"unassigned: far from every image of the run (nearest similarity {top[i]:.2f} "
-                              f"< {self.min_similarity_:.2f})")
+                              f"< {far_bar:.2f})")
             elif held_by[i] == HELD_UNCLUSTERED:
                 reasons[i] = "unassigned: most of its nearest images are unclustered"
         return Prediction(clusters.astype(np.int64), np.clip(probability, 0, 1), x, y,
                           self.image_ids_[nearest], top.astype(np.float64), reasons, safe, weights,
                           tuple(str(h) for h in held_by))
 
-    def _open_set(self, clusters: np.ndarray, density: np.ndarray, share: np.ndarray, held_by: np.ndarray, k: int,
+    def _open_set(self, clusters: np.ndarray, stats: np.ndarray, held_by: np.ndarray, k: int,
                   names: dict[int, str]) -> tuple[np.ndarray, list[str]]:
         """Hold points that fail their cluster's bars (``held_by`` updated in place); the calibrated
         membership probability and the reason of each point."""
         bars, calibration = self.bars()
-        rank = density_rank(self.n_neighbors)
         position = bars.lookup(clusters)
-        measured = position >= 0
-        at = np.maximum(position, 0)
+        measured = (position >= 0) & (clusters != NOISE)
         # The tolerance: float32 sums make a unanimous vote's share 0.99999994 or 1.0000001.
-        dense_enough = ~measured | (density >= bars.density_bar[at] - _TOLERANCE)
-        agreed = ~measured | (share >= bars.agreement_bar[at] - _TOLERANCE)
-        voting = clusters != NOISE
-        held_by[voting & ~dense_enough] = HELD_DENSITY
-        held_by[voting & dense_enough & ~agreed] = HELD_AGREEMENT
+        passed = stats >= bars.bar[np.maximum(position, 0)] - _TOLERANCE
+        passed[~measured] = True
+        failed = np.full(len(clusters), -1)
+        for column in reversed(TESTED):  # the first failed test in TESTED's order is the one reported
+            failed[~passed[:, column]] = column
+        held_by[failed >= 0] = np.where(failed[failed >= 0] == AGREEMENT, HELD_AGREEMENT, HELD_DENSITY)
+        share = stats[:, AGREEMENT]
         probability = calibration(share)
-        passes = f"{1 - self.held_quantile:.0%}"
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
-            if cluster == NOISE or not measured[i]:
+            if not measured[i]:
                 reasons.append(f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster")
                 continue
             label = f"“{names[cluster]}”" if names.get(cluster) else f"cluster {cluster}"
-            p = int(position[i])
-            nth = f"{_ordinal(rank)}-nearest similarity {density[i]:.2f}"
-            if held_by[i] == HELD_DENSITY:
-                reasons.append(f"held: its {nth} is below {bars.share_above(p, 'density', density[i]):.0%} "
-                               f"of {label}'s own members (the bar, {bars.density_bar[p]:.2f}, passes {passes})")
-            elif held_by[i] == HELD_AGREEMENT:
-                reasons.append(f"held: only {share[i]:.0%} of its {k} nearest images are in {label}, less than for "
-                               f"{bars.share_above(p, 'agreement', share[i]):.0%} of its own members")
-            else:
-                reasons.append(f"its {nth} is above {1 - bars.share_above(p, 'density', density[i]):.0%} of "
-                               f"{label}'s own members, and {share[i]:.0%} of its {k} nearest images are in it")
+            reasons.append(self._reason(bars, int(position[i]), stats[i], int(failed[i]), label, k))
         return probability, reasons
+
+    def _reason(self, bars: ClusterBars, position: int, stats: np.ndarray, failed: int, label: str, k: int) -> str:
+        """Which test a point passed or failed, against its cluster's own members."""
+        nth = f"{_ordinal(density_rank(self.n_neighbors))}-nearest similarity"
+        passes = f"passes {1 - (self.held_quantile or 0):.0%}"
+        if failed == DENSITY:
+            return (f"held: its {nth} {stats[DENSITY]:.2f} is below {bars.share_above(position, DENSITY, stats[DENSITY]):.0%} "
+                    f"of {label}'s own members (the bar, {bars.bar[position, DENSITY]:.2f}, {passes})")
+        if failed == CENTRED:
+            return (f"held: its {nth} {stats[CENTRED]:.2f}, once what all the run's images share is taken away, is "
+                    f"below {bars.share_above(position, CENTRED, stats[CENTRED]):.0%} of {label}'s own members "
+                    f"(the bar, {bars.bar[position, CENTRED]:.2f}, {passes})")
+        if failed == AGREEMENT:
+            return (f"held: only {stats[AGREEMENT]:.0%} of its {k} nearest images are in {label}, less than for "
+                    f"{bars.share_above(position, AGREEMENT, stats[AGREEMENT]):.0%} of its own members")
+        return (f"its {nth} {stats[DENSITY]:.2f} is above "
+                f"{1 - bars.share_above(position, DENSITY, stats[DENSITY]):.0%} of {label}'s own members, and "
+                f"{stats[AGREEMENT]:.0%} of its {k} nearest images are in it")
 
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
@@ -333,10 +373,11 @@ class Predictor:
         not the whole index again."""
         arrays = {"clusters": self.clusters_, "membership_probability": self.probabilities_, "map": self.map_,
                   "image_ids": self.image_ids_, "active": self.active_, "added_vectors": self.added_,
-                  "member_stats": self.member_stats_.astype(np.float32)}
+                  "member_stats": self.member_stats_.astype(np.float32), "mean_dot": self.mean_dot_.astype(np.float32),
+                  "mean": self.mean_ if self.mean_ is not None else np.zeros(0)}
         params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
                   "held_quantile": self.held_quantile,
-                  "min_similarity": self.min_similarity_, "index": type(self.index_).__name__,
+                  "min_similarity": self.min_similarity_, "far_similarity": self.far_similarity_, "index": type(self.index_).__name__,
                   "index_rows": len(self.clusters_) - len(self.added_)}
         return arrays, params
 
@@ -373,14 +414,27 @@ class Predictor:
             raise ValueError(f"predictor index holds {rows} rows for {len(predictor.clusters_)} "
                              "images; its files are from different runs")
         predictor.min_similarity_ = float(params["min_similarity"])
+        predictor.far_similarity_ = float(params.get("far_similarity", params["min_similarity"]))
         predictor._start_members(rows)
         stats = arrays.get("member_stats")
-        if stats is not None and len(stats) == rows:
-            predictor.member_stats_ = np.asarray(stats, dtype=np.float64).reshape(rows, 3)
+        if stats is not None and np.shape(stats) == (rows, N_STATS):
+            predictor.member_stats_ = np.asarray(stats, dtype=np.float64)
+        mean, mean_dot = arrays.get("mean"), arrays.get("mean_dot")
+        if mean is not None and len(mean) == predictor.index_.d:
+            predictor.mean_ = np.asarray(mean, dtype=np.float64)
+            if mean_dot is not None and len(mean_dot) == rows:
+                predictor.mean_dot_ = np.asarray(mean_dot, dtype=np.float64)
         return predictor
 
     def describe(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.delta_state()[1]))
+
+
+def _sample_mean(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """Mean of up to 20,000 of ``vectors`` (an array or a ``ShardedVectors`` view), as float64."""
+    n = len(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))
+    return np.asarray(vectors[rows], dtype=np.float64).mean(axis=0)
 
 
 def _ordinal(n: int) -> str:
