@@ -205,10 +205,10 @@ class ClusterConfig:
                                     "cluster; 0-1, higher attaches fewer.", 0.5)
     held_quantile: float = _help(
         "Filing new images (predict, update, the web app's upload): the share of a cluster's own members its "
-        "bars would hold. A new image is held, not filed, when its k-th nearest similarity or the share of its "
-        "nearest images in the cluster is below this quantile of the cluster's members' own; 0-0.5 (0.01 files "
-        "about 96% of images like the run's and holds images unlike it; 0 files by the nearest-image vote alone). "
-        "Stored with the run; predict and update can override it.", 0.01)
+        "bars would hold. A new image is held, not filed, when its k-th nearest similarity (as it is, or with "
+        "what all the run's images share taken away) or the share of its nearest images in the cluster is below "
+        "this quantile of the cluster's members' own; 0-0.5 (0.01 filed 95-97% of unseen images like the run's; "
+        "0 files by the nearest-image vote alone). Stored with the run; predict and update can override it.", 0.01)
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 1:

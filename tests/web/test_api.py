@@ -218,3 +218,16 @@ def test_serve_refuses_a_folder_without_a_workspace(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--workspace", str(tmp_path / "none")])
     assert isinstance(result.exception, imgcluster.ConfigError)
     assert "No imgcluster workspace" in str(result.exception) and "http://" not in result.output
+
+
+def test_an_uploaded_picture_unlike_the_run_is_held_and_says_why(client: httpx.Client, unseen_digits: dict[int, Path],
+                                                                  tmp_path: Path) -> None:
+    from ..conftest import jpeg_bytes, photo
+
+    held = client.post("/api/predict", files={"file": ("stripes.jpg", jpeg_bytes(photo(0, size=(128, 128))),
+                                                       "image/jpeg")}).json()
+    assert held["status"] == "unassigned" and held["cluster"] == -1 and held["membership_probability"] == 0
+    assert held["held_by"] in ("far", "density", "typicality", "agreement") and held["reason"].startswith(("held:", "unassigned"))
+    digit = unseen_digits[0]
+    filed = client.post("/api/predict", files={"file": (digit.name, digit.read_bytes(), "image/png")}).json()
+    assert filed["status"] == "assigned" and filed["held_by"] == "" and "own members" in filed["reason"]

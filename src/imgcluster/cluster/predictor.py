@@ -25,9 +25,9 @@ import numpy as np
 
 from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, HELD_AGREEMENT, HELD_DENSITY,
-                      HELD_FAR, HELD_UNCLUSTERED, N_STATS, TESTED, Calibration, ClusterBars, centred_similarity,
-                      check_held_quantile, cluster_bars, density_rank, fit_calibration, rank_value, rows_to_measure,
-                      vote, without_self)
+                      HELD_FAR, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL, Calibration, ClusterBars,
+                      centred_similarity, centred_units, check_held_quantile, cluster_bars, density_rank,
+                      fit_calibration, rank_value, rows_to_measure, typicality, vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
 FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
@@ -136,13 +136,13 @@ class Predictor:
         self.clusters_[rows] = clusters
         self.probabilities_[rows] = probabilities
         self.member_stats_[rows] = np.nan  # measured again, as members of their new cluster, when needed
-        self._bars = None
+        self.direction_ids_, self._bars = None, None
         return self
 
     def retire(self, rows: np.ndarray) -> "Predictor":
         """Stop ``rows`` from voting (their files were removed); faiss keeps them, unweighted."""
         self.active_[rows] = False
-        self._bars = None
+        self.direction_ids_, self._bars = None, None
         return self
 
     # -- open-set tests: each cluster's members measured as if new (see ``openset``) ------------------
@@ -155,15 +155,21 @@ class Predictor:
         # search first meets the row: computing all of them would read every vector again).
         self.mean_: np.ndarray | None = None
         self.mean_dot_ = np.full(n, np.nan)
+        self.direction_ids_: np.ndarray | None = None  # clusters, and their centred mean directions
+        self.directions_ = np.zeros((0, 0))
         self._bars: tuple[ClusterBars, Calibration] | None = None
+
+    def _mean(self) -> np.ndarray:
+        if self.mean_ is None:  # a predictor saved before the centred tests: the mean of a sample
+            sample = np.random.default_rng(self.seed).choice(len(self.clusters_), min(len(self.clusters_), 5_000),
+                                                             replace=False)
+            self.mean_ = self._vectors_of(np.sort(sample)).mean(axis=0)
+        return self.mean_
 
     def _centred_rank(self, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray,
                       valid: np.ndarray) -> np.ndarray:
         """The density rank's centred similarity of each of ``vectors`` among its neighbours ``rows``."""
-        if self.mean_ is None:  # a predictor saved before the centred test: the mean of a sample
-            sample = np.random.default_rng(self.seed).choice(len(self.clusters_), min(len(self.clusters_), 5_000),
-                                                             replace=False)
-            self.mean_ = self._vectors_of(np.sort(sample)).mean(axis=0)
+        self._mean()
         unknown = np.unique(rows[valid & np.isnan(self.mean_dot_[rows])])
         if len(unknown):
             self.mean_dot_[unknown] = self._vectors_of(unknown) @ self.mean_
@@ -188,6 +194,7 @@ class Predictor:
             stats[:, CORRECT] = voted.clusters == self.clusters_[chunk]
             stats[:, CENTRED] = self._centred_rank(self._vectors_of(chunk), similarity, voted.neighbours,
                                                    (found >= 0) & self.active_[voted.neighbours])
+            stats[:, TYPICAL] = np.nan  # once the cluster's members are all measured: see _directions
             self.member_stats_[chunk] = stats
         self._bars = None
 
@@ -209,11 +216,30 @@ class Predictor:
         clusters proposed by an update)."""
         if self._bars is None:
             self._measure_members()
+            self._directions()
             stats, usable = self.member_stats_, self.active_.copy()
             bars = cluster_bars(np.where(usable, self.clusters_, NOISE), stats, self.held_quantile or 0.0)
             measured = usable & np.isfinite(stats).all(axis=1) & (self.clusters_ != NOISE)
             self._bars = bars, fit_calibration(stats[measured, AGREEMENT], stats[measured, CORRECT] > 0.5)
         return self._bars
+
+    def _directions(self) -> None:
+        """Each cluster's centred mean direction from its measured members, and their typicality."""
+        rows = np.flatnonzero(self.active_ & (self.clusters_ != NOISE) & np.isfinite(self.member_stats_[:, DENSITY]))
+        if self.direction_ids_ is not None and not np.isnan(self.member_stats_[rows, TYPICAL]).any():
+            return
+        units = centred_units(self._vectors_of(rows), self._mean())
+        self.direction_ids_, self.directions_, own = typicality(units, self.clusters_[rows])
+        self.member_stats_[rows, TYPICAL] = own
+
+    def _typicality(self, vectors: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+        """Centred similarity of each of ``vectors`` to its cluster's direction (-1: no direction)."""
+        ids = self.direction_ids_
+        if ids is None or not len(ids):
+            return np.full(len(clusters), -1.0)
+        found = np.clip(np.searchsorted(ids, clusters), 0, len(ids) - 1)
+        lean = (centred_units(vectors, self._mean()) * self.directions_[found]).sum(axis=1)
+        return np.where(ids[found] == clusters, lean, -1.0)
 
     def _outlier_threshold(self, vectors: np.ndarray) -> tuple[float, float]:
         """(the far bar of the vote-only filing, its half-the-median part alone): with the per-cluster
@@ -276,6 +302,8 @@ class Predictor:
             stats = np.empty((m, N_STATS))
             stats[:, DENSITY], stats[:, AGREEMENT], stats[:, CORRECT] = voted.density, share, np.nan
             stats[:, CENTRED] = self._centred_rank(vectors, similarity, safe, valid)
+            self.bars()
+            stats[:, TYPICAL] = self._typicality(vectors, clusters)
             probability, reasons = self._open_set(clusters, stats, held_by, k, names or {})
         probability[clusters == NOISE] = 0.0
 
@@ -318,7 +346,9 @@ class Predictor:
         failed = np.full(len(clusters), -1)
         for column in reversed(TESTED):  # the first failed test in TESTED's order is the one reported
             failed[~passed[:, column]] = column
-        held_by[failed >= 0] = np.where(failed[failed >= 0] == AGREEMENT, HELD_AGREEMENT, HELD_DENSITY)
+        codes = {DENSITY: HELD_DENSITY, CENTRED: HELD_DENSITY, TYPICAL: HELD_TYPICAL, AGREEMENT: HELD_AGREEMENT}
+        for column, code in codes.items():
+            held_by[failed == column] = code
         share = stats[:, AGREEMENT]
         probability = calibration(share)
         reasons = []
@@ -341,6 +371,11 @@ class Predictor:
             return (f"held: its {nth} {stats[CENTRED]:.2f}, once what all the run's images share is taken away, is "
                     f"below {bars.share_above(position, CENTRED, stats[CENTRED]):.0%} of {label}'s own members "
                     f"(the bar, {bars.bar[position, CENTRED]:.2f}, {passes})")
+        if failed == TYPICAL:
+            return (f"held: it leans {stats[TYPICAL]:.2f} towards what {label}'s own members have in common (once "
+                    f"what all the run's images share is taken away), less than "
+                    f"{bars.share_above(position, TYPICAL, stats[TYPICAL]):.0%} of them do (the bar, "
+                    f"{bars.bar[position, TYPICAL]:.2f}, {passes})")
         if failed == AGREEMENT:
             return (f"held: only {stats[AGREEMENT]:.0%} of its {k} nearest images are in {label}, less than for "
                     f"{bars.share_above(position, AGREEMENT, stats[AGREEMENT]):.0%} of its own members")
@@ -374,7 +409,9 @@ class Predictor:
         arrays = {"clusters": self.clusters_, "membership_probability": self.probabilities_, "map": self.map_,
                   "image_ids": self.image_ids_, "active": self.active_, "added_vectors": self.added_,
                   "member_stats": self.member_stats_.astype(np.float32), "mean_dot": self.mean_dot_.astype(np.float32),
-                  "mean": self.mean_ if self.mean_ is not None else np.zeros(0)}
+                  "mean": self.mean_ if self.mean_ is not None else np.zeros(0),
+                  "direction_ids": self.direction_ids_ if self.direction_ids_ is not None else np.zeros(0, np.int64),
+                  "directions": self.directions_}
         params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
                   "held_quantile": self.held_quantile,
                   "min_similarity": self.min_similarity_, "far_similarity": self.far_similarity_, "index": type(self.index_).__name__,
@@ -419,6 +456,10 @@ class Predictor:
         stats = arrays.get("member_stats")
         if stats is not None and np.shape(stats) == (rows, N_STATS):
             predictor.member_stats_ = np.asarray(stats, dtype=np.float64)
+        ids, directions = arrays.get("direction_ids"), arrays.get("directions")
+        if ids is not None and directions is not None and len(ids) and np.shape(directions)[0] == len(ids):
+            predictor.direction_ids_ = np.asarray(ids, dtype=np.int64)
+            predictor.directions_ = np.asarray(directions, dtype=np.float64)
         mean, mean_dot = arrays.get("mean"), arrays.get("mean_dot")
         if mean is not None and len(mean) == predictor.index_.d:
             predictor.mean_ = np.asarray(mean, dtype=np.float64)

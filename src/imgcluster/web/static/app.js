@@ -749,11 +749,11 @@ async function fileImage(file) {
       S.marker = [(result.x - mx) / half, (result.y - my) / half];
       Map2D.drawOverlay();
     }
-    // Doubt shows: a held image says so first; a filed one below DOUBTFUL says "probably", with a meter.
+    // Doubt shows: a held image says so first; a filed one below DOUBTFUL says "with doubt"; a meter for both.
     const p = result.membership_probability;
     const doubt = result.status !== "assigned" ? "held" : p < DOUBTFUL ? "doubtful" : "sure";
     const verdict = result.status === "assigned"
-      ? `${doubt === "doubtful" ? "Probably" : "Filed"} into ${result.cluster_name} (cluster ${result.cluster}) · membership probability ${p.toFixed(2)}`
+      ? `Filed into ${result.cluster_name} (cluster ${result.cluster})${doubt === "doubtful" ? ", with doubt" : ""} · membership probability ${p.toFixed(2)}`
       : result.status === "unassigned" ? "Held, not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
     const open = result.status === "assigned" ? h("button", { type: "button" }, "Show the cluster") : null;
     if (open) open.addEventListener("click", () => showCluster(result.cluster));
