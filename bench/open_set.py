@@ -101,6 +101,50 @@ def reliability(probability: np.ndarray, correct: np.ndarray, bins: int = 5) -> 
     return "; ".join(cells)
 
 
+def bins_of(probability: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean stated probability, share correct, count) per non-empty equal-width bin."""
+    which = np.minimum((probability * bins).astype(int), bins - 1)
+    return [(float(probability[which == b].mean()), float(correct[which == b].mean()), int(np.sum(which == b)))
+            for b in range(bins) if np.any(which == b)]
+
+
+def draw_reliability(path: Path, curves: dict[str, list[tuple[float, float, int]]]) -> None:
+    """A reliability plot with Pillow (matplotlib is not a dependency): stated probability across,
+    share filed as the fit up, one line per curve, dot area by count."""
+    from PIL import Image, ImageDraw
+
+    size, pad = 520, 60
+    image = Image.new("RGB", (size + 2 * pad + 220, size + 2 * pad), "white")
+    draw = ImageDraw.Draw(image)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return pad + x * size, pad + (1 - y) * size
+
+    for tick in np.linspace(0, 1, 6):
+        draw.line([at(tick, 0), at(tick, 1)], fill=(232, 232, 232))
+        draw.line([at(0, tick), at(1, tick)], fill=(232, 232, 232))
+        draw.text((at(tick, 0)[0] - 8, at(tick, 0)[1] + 6), f"{tick:.1f}", fill="black")
+        draw.text((pad - 30, at(0, tick)[1] - 6), f"{tick:.1f}", fill="black")
+    draw.rectangle([at(0, 1), at(1, 0)], outline="black")
+    draw.line([at(0, 0), at(1, 1)], fill=(150, 150, 150), width=1)
+    draw.text((pad + size / 2 - 80, pad + size + 28), "stated membership probability", fill="black")
+    draw.text((10, 20), "share filed where the clusterer puts them (filed images: in-distribution + near + far)",
+              fill="black")
+    colours = [(31, 119, 180), (174, 199, 232), (214, 39, 40), (255, 152, 150)]
+    for (label, points), colour in zip(curves.items(), colours):
+        xy = [at(x, y) for x, y, _ in points]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=3)
+        for (x, y), (_, _, n) in zip(xy, points):
+            r = 3 + 2 * np.log1p(n)
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+        index = list(curves).index(label)
+        draw.line([(pad + size + 20, pad + 20 + 24 * index), (pad + size + 44, pad + 20 + 24 * index)], fill=colour,
+                  width=4)
+        draw.text((pad + size + 50, pad + 14 + 24 * index), label, fill="black")
+    image.save(path)
+
+
 def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles: list[float]) -> dict:
     """File the test sets with a predictor fitted on the run's fit images only. The run itself was
     fitted on the fit and in-distribution images together, so each in-distribution image has the
@@ -143,6 +187,7 @@ def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles
             probabilities.append(prediction.membership_probability[filed])
             corrects.append(as_fitted[filed])
         results[quantile] = {"rows": rows, "ece_all": ece(np.concatenate(probabilities), np.concatenate(corrects)),
+                             "bins": bins_of(np.concatenate(probabilities), np.concatenate(corrects)),
                              "reliability": reliability(np.concatenate(probabilities), np.concatenate(corrects))}
     print(f"\n{name}: the run fitted on {is_fit.sum()} + {(~is_fit).sum()} in-distribution images, "
           f"{run.record.n_clusters} clusters ({np.mean(clusters < 0):.0%} unclustered); filed by a predictor "
@@ -188,10 +233,12 @@ def main() -> None:
     parser.add_argument("--quantiles", default="0,0.01,0.02,0.05",
                         help="held quantiles to compare; 0 is the filing before issue 24")
     parser.add_argument("--no-update", action="store_true", help="skip the update on the digits")
+    parser.add_argument("--plot", type=Path, default=None, help="write a reliability plot (PNG) here")
     args = parser.parse_args()
     quantiles = [float(q) for q in args.quantiles.split(",")]
     base, workspace = args.data_dir, args.data_dir / "workspace"
     started = time.perf_counter()
+    curves = {}
     for name, sets in collections(base).items():
         folder = base / "sets" / f"{name}-with-in-distribution"
         link(folder / "fit", sets["fit"])
@@ -201,9 +248,16 @@ def main() -> None:
                                     workspace=workspace)
         run = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", namer="none",
                                  run_key=f"{name}-{int(time.time())}")
-        score(name, sets, run, workspace, quantiles)
+        results = score(name, sets, run, workspace, quantiles)
+        for quantile in (0, 0.01):
+            if quantile in results:
+                label = f"{name}, {'before (vote only)' if quantile == 0 else f'held quantile {quantile:g}'}"
+                curves[label] = results[quantile]["bins"]
         if name == "digits" and not args.no_update:
             update_eights_and_nines(base, sets, workspace, [q for q in quantiles if q in (0, 0.01)])
+    if args.plot:
+        draw_reliability(args.plot, curves)
+        print(f"\nreliability plot: {args.plot}")
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
     print("command: python bench/open_set.py " + " ".join(sys.argv[1:]))
 

@@ -228,6 +228,8 @@ def test_an_uploaded_picture_unlike_the_run_is_held_and_says_why(client: httpx.C
                                                        "image/jpeg")}).json()
     assert held["status"] == "unassigned" and held["cluster"] == -1 and held["membership_probability"] == 0
     assert held["held_by"] in ("far", "density", "typicality", "agreement") and held["reason"].startswith(("held:", "unassigned"))
-    digit = unseen_digits[0]
-    filed = client.post("/api/predict", files={"file": (digit.name, digit.read_bytes(), "image/png")}).json()
-    assert filed["status"] == "assigned" and filed["held_by"] == "" and "own members" in filed["reason"]
+    uploads = [client.post("/api/predict", files={"file": (d.name, d.read_bytes(), "image/png")}).json()
+               for d in unseen_digits.values()]
+    filed = [u for u in uploads if u["status"] == "assigned"]
+    assert len(filed) >= 0.6 * len(uploads)  # scans by other writers than the run's: most are filed
+    assert all(u["held_by"] == "" and "own members" in u["reason"] for u in filed)
