@@ -212,9 +212,9 @@ def update_eights_and_nines(base: Path, sets: dict, workspace: Path, quantiles: 
         link(folder, sets["fit"])
         config = imgcluster.RunConfig(cluster=imgcluster.ClusterConfig(held_quantile=quantile))
         run = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", namer="none", config=config,
-                                 run_key=f"digits-update-fit-{quantile:g}")
+                                 run_key=f"digits-update-fit-{quantile:g}-{int(time.time())}")
         link(folder, sets["near OOD"])
-        done = imgcluster.update(folder, workspace=workspace, run_key=f"digits-update-{quantile:g}")
+        done = imgcluster.update(folder, workspace=workspace, run_key=f"digits-update-{quantile:g}-{int(time.time())}")
         old = set(run.assignments.clusters.tolist()) - {-1}
         how = Counter()
         for record, cluster, way in zip(done.run.images, done.run.assignments.clusters.tolist(),

@@ -18,10 +18,12 @@ filed as if new (leave-one-out), and two of their statistics are kept:
   cluster.
 
 A new image is filed when each statistic reaches the ``held_quantile`` quantile of the winning
-cluster's members (the similarity bars widened by ``SIMILARITY_MARGIN``) (0.01: 99% of the members would pass), and held otherwise, with the test it
-failed. Its membership probability is the vote share mapped through an isotonic fit of "the
-members' leave-one-out vote picks their own cluster" against their vote share, so that among filed
-images the stated probability matches how often the vote is right.
+cluster's members (0.01: 99% of the members would pass; the similarity bars lowered by
+``SIMILARITY_MARGIN``), and held otherwise, with the test it failed. Its membership probability is
+the vote share mapped through an isotonic fit of "the members' leave-one-out vote picks their own
+cluster" against their vote share, so that among filed images the stated probability matches how
+often the vote is right; an image at the edge of its cluster (less typical than all but
+``EDGE_SHARE`` of the members) is stated less sure in proportion.
 
 Measured by ``bench/open_set.py`` on photo crops and on digits, see docs/benchmarks.md.
 """
@@ -44,6 +46,9 @@ DEFAULT_HELD_QUANTILE = 0.01
 # 0-7) 57%, 46%, 41%; a compact group unlike a diffuse cluster (tests/cluster/test_openset.py) held
 # 100%, 82%, 10%. Far images stay held at each.
 SIMILARITY_MARGIN = 0.25
+# A filed image less typical than all but this share of its cluster's members (by its least typical
+# test) has its membership probability scaled down in proportion.
+EDGE_SHARE = 0.05
 # Members measured per cluster: enough for a 1% quantile to mean something, few enough that
 # measuring 200 clusters of a million-image run is 60k searches (about 2 s).
 MEMBERS_MEASURED = 300
@@ -170,6 +175,18 @@ class ClusterBars:
         if not len(self.ids):
             return np.full(len(clusters), -1)
         return np.where(self.ids[found] == clusters, found, -1)
+
+    def least_typical(self, positions: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """Per point: the smallest, over the similarity tests, share of its cluster's members whose
+        value is at most the point's (1 where its cluster has no members measured)."""
+        shares = np.ones(len(positions))
+        for position in np.unique(positions[positions >= 0]):
+            rows = positions == position
+            for column in MARGIN_COLUMNS:
+                values = self.values[position][:, column]
+                below = np.searchsorted(values, stats[rows, column], side="right") / max(len(values), 1)
+                shares[rows] = np.minimum(shares[rows], below)
+        return shares
 
     def share_above(self, position: int, column: int, value: float) -> float:
         """Share of the cluster's measured members whose statistic ``column`` is above ``value``."""
