@@ -93,7 +93,8 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     placed = clusters_by_path(more.run)
     arrived = [str(folder / d.name / p.name) for d in unseen.iterdir() for p in d.iterdir()]
     into_old = [placed[p] in old_ids - {-1} for p in arrived]
-    assert np.mean(into_old) >= 0.9, f"only {np.mean(into_old):.0%} of the new 0-7 scans joined old clusters ({more.held_by})"
+    assert np.mean(into_old) >= 0.9, (f"only {np.mean(into_old):.0%} of the new 0-7 scans joined old clusters "
+                                      f"(held: {more.held_by})")
     assert all(placed[p] == c for p, c in clusters_by_path(reviewed).items() if c >= 0)
 
 

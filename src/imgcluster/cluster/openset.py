@@ -254,13 +254,23 @@ class Calibration:
 
 
 def fit_calibration(share: np.ndarray, correct: np.ndarray) -> Calibration:
-    """Isotonic fit of ``correct`` (bool) on ``share``; fewer than 20 members: no map (the share
-    itself), as a step function fitted on a handful of points says nothing."""
+    """Isotonic fit of ``correct`` (bool) on ``share`` (pool-adjacent-violators over shares rounded to
+    0.01: scikit-learn's would cost a cold ``predict`` 1.4 s of imports); fewer than 20 members: no
+    map (the share itself), as a step function fitted on a handful of points says nothing."""
     if len(share) < 20:
         return Calibration(np.zeros(0), np.zeros(0))
-    from sklearn.isotonic import IsotonicRegression
-
-    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(
-        share, correct.astype(np.float64))
-    return Calibration(np.asarray(fitted.X_thresholds_, dtype=np.float64),
-                       np.asarray(fitted.y_thresholds_, dtype=np.float64))
+    levels, group = np.unique(np.round(np.clip(share, 0.0, 1.0), 2), return_inverse=True)
+    weights = np.bincount(group).astype(np.float64)
+    means = np.bincount(group, weights=correct.astype(np.float64)) / weights
+    blocks: list[list[float]] = []  # [mean, weight, first level, last level]
+    for level, mean, weight in zip(levels, means, weights):
+        blocks.append([mean, weight, level, level])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            last = blocks.pop()
+            merged = blocks[-1]
+            total = merged[1] + last[1]
+            merged[0] = (merged[0] * merged[1] + last[0] * last[1]) / total
+            merged[1], merged[3] = total, last[3]
+    x = np.array([edge for b in blocks for edge in (b[2], b[3])])
+    y = np.array([b[0] for b in blocks for _ in (0, 1)])
+    return Calibration(x, y)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .base import NOISE
-from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT, HELD_DENSITY,
-                      HELD_FAR, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL, Calibration, ClusterBars,
+from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
+                      HELD_DENSITY, HELD_FAR, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL, Calibration, ClusterBars,
                       centred_similarity, centred_units, check_held_quantile, cluster_bars, density_rank,
                       fit_calibration, rank_value, rows_to_measure, typicality, vote, without_self)
 
@@ -225,7 +225,8 @@ class Predictor:
 
     def _directions(self) -> None:
         """Each cluster's centred mean direction from its measured members, and their typicality."""
-        rows = np.flatnonzero(self.active_ & (self.clusters_ != NOISE) & np.isfinite(self.member_stats_[:, DENSITY]))
+        rows = np.flatnonzero(self.active_ & (self.clusters_ != NOISE)
+                              & np.isfinite(self.member_stats_[:, DENSITY]))
         if self.direction_ids_ is not None and not np.isnan(self.member_stats_[rows, TYPICAL]).any():
             return
         units = centred_units(self._vectors_of(rows), self._mean())
@@ -352,7 +353,8 @@ class Predictor:
         share = stats[:, AGREEMENT]
         # An image less typical than nearly all members by some test says so in its probability too:
         # images that slip past the bars sit there (bench/open_set.py: the ECE over all filed images
-        # went from 0.12 to 0.03 on photos, 0.18 to 0.09 on digits; in-distribution 0.00 to 0.03, 0.01 to 0.05).
+        # went from 0.12 to 0.03 on photos, 0.18 to 0.09 on digits; in distribution from 0.00 to 0.03
+        # and 0.01 to 0.05).
         probability = calibration(share) * np.minimum(1.0, bars.least_typical(position, stats) / EDGE_SHARE)
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
@@ -366,10 +368,11 @@ class Predictor:
     def _reason(self, bars: ClusterBars, position: int, stats: np.ndarray, failed: int, label: str, k: int) -> str:
         """Which test a point passed or failed, against its cluster's own members."""
         nth = f"{_ordinal(density_rank(self.n_neighbors))}-nearest similarity"
-        passes = f"passes {1 - (self.held_quantile or 0):.0%}"
+        passes = f"lets {1 - (self.held_quantile or 0):.0%} of them through, with a margin"
         if failed == DENSITY:
-            return (f"held: its {nth} {stats[DENSITY]:.2f} is below {bars.share_above(position, DENSITY, stats[DENSITY]):.0%} "
-                    f"of {label}'s own members (the bar, {bars.bar[position, DENSITY]:.2f}, {passes})")
+            return (f"held: its {nth} {stats[DENSITY]:.2f} is below "
+                    f"{bars.share_above(position, DENSITY, stats[DENSITY]):.0%} of {label}'s own members (the bar, "
+                    f"{bars.bar[position, DENSITY]:.2f}, {passes})")
         if failed == CENTRED:
             return (f"held: its {nth} {stats[CENTRED]:.2f}, once what all the run's images share is taken away, is "
                     f"below {bars.share_above(position, CENTRED, stats[CENTRED]):.0%} of {label}'s own members "
