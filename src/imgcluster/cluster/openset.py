@@ -177,14 +177,15 @@ class ClusterBars:
         return np.where(self.ids[found] == clusters, found, -1)
 
     def least_typical(self, positions: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        """Per point: the smallest, over the similarity tests, share of its cluster's members whose
-        value is at most the point's (1 where its cluster has no members measured)."""
+        """Per point: the smallest, over the similarity tests, conformal p-value of its value among
+        its cluster's members ((members at most as high + 1) / (members + 1); 1 where its cluster has
+        no members measured)."""
         shares = np.ones(len(positions))
         for position in np.unique(positions[positions >= 0]):
             rows = positions == position
             for column in MARGIN_COLUMNS:
                 values = self.values[position][:, column]
-                below = np.searchsorted(values, stats[rows, column], side="right") / max(len(values), 1)
+                below = (np.searchsorted(values, stats[rows, column], side="right") + 1) / (len(values) + 1)
                 shares[rows] = np.minimum(shares[rows], below)
         return shares
 
