@@ -122,6 +122,8 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
             arrays["member_stats"] = np.asarray(arrays["member_stats"], dtype=np.float32).copy()
             moved = rows[present][arrays["clusters"][rows[present]] != labels[present]]
             arrays["member_stats"][moved] = np.nan
+            for stale in ("direction_ids", "directions"):  # each cluster's direction is found again
+                arrays.pop(stale, None)
         arrays["clusters"][rows[present]] = labels[present]
         arrays["membership_probability"][rows[present]] = probabilities[present]
         ws.write_predictor(key, arrays, None, params, index_from=parent.key)

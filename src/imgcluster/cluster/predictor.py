@@ -353,8 +353,8 @@ class Predictor:
         share = stats[:, AGREEMENT]
         # An image less typical than nearly all members by some test says so in its probability too:
         # images that slip past the bars sit there (bench/open_set.py: the ECE over all filed images
-        # went from 0.12 to 0.03 on photos, 0.18 to 0.09 on digits; in distribution from 0.00 to 0.03
-        # and 0.01 to 0.05).
+        # went from 0.12 to 0.09 on photos, 0.18 to 0.09 on digits; in distribution from 0.000 to
+        # 0.006 and 0.011 to 0.041).
         probability = calibration(share) * np.minimum(1.0, bars.least_typical(position, stats) / EDGE_SHARE)
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
