@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import imgcluster
+from imgcluster.cluster.openset import DEFAULT_HELD_QUANTILE
 from imgcluster.cluster.predictor import Predictor
 
 
@@ -47,7 +48,8 @@ def main() -> None:
 
     vectors, labels, probabilities, map_xy, ids = synthetic_run(args.n)
     started = time.perf_counter()
-    predictor = Predictor().fit(vectors, labels, probabilities, map_xy, ids)
+    # As a saved run files: with the per-cluster open-set tests (their members measured in the fit).
+    predictor = Predictor(held_quantile=DEFAULT_HELD_QUANTILE).fit(vectors, labels, probabilities, map_xy, ids)
     fit_seconds = time.perf_counter() - started
     queries = vectors[np.random.default_rng(1).choice(args.n, 2000, replace=False)] + 0.02
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)

@@ -102,7 +102,8 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     placed = clusters_by_path(more.run)
     arrived = [str(folder / d.name / p.name) for d in unseen.iterdir() for p in d.iterdir()]
     into_old = [placed[p] in old_ids - {-1} for p in arrived]
-    assert np.mean(into_old) >= 0.9, f"only {np.mean(into_old):.0%} of the new 0-7 scans joined old clusters"
+    assert np.mean(into_old) >= 0.9, (f"only {np.mean(into_old):.0%} of the new 0-7 scans joined old clusters "
+                                      f"(held: {more.held_by})")
     assert all(placed[p] == c for p, c in clusters_by_path(reviewed).items() if c >= 0)
 
 
@@ -214,3 +215,32 @@ def test_a_refit_that_follows_a_run_keeps_its_ids_and_manual_names(collection, t
     assert kept == sum(m.overlap for m in compared.matching) and kept > 0
     assert all(c > max(before.values()) for c in follows["new_clusters"])
     assert refit.names[biggest].name == "the big one" and refit.names[biggest].source == "manual"
+
+
+def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_failed(collection, tmp_path: Path) -> None:
+    from .conftest import photo
+
+    folder, _, unseen, workspace, fit = collection
+    ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    stripes = folder / "stripes.jpg"
+    photo(0, size=(128, 128)).save(stripes)
+    digits = [p for d in sorted(unseen.iterdir()) for p in sorted(d.iterdir())[:2]]
+    added = [folder / d.parent.name / f"unseen-{d.name}" for d in digits]
+    for source, dest in zip(digits, added):
+        shutil.copy(source, dest)
+    try:
+        done = imgcluster.update(folder, workspace=ws_copy, run="fit", propose=False, run_key="with-stripes")
+    finally:
+        stripes.unlink()
+        for path in added:
+            path.unlink()
+    placed = dict(zip((r.path for r in done.run.images), done.run.assignments.clusters.tolist()))
+    how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
+    assert placed[str(stripes)] == -1 and how[str(stripes)] == HELD
+    assert sum(done.held_by.values()) == done.n_held and set(done.held_by) <= {"far", "density", "typicality",
+                                                                                "agreement", "unclustered"}
+    old_ids = set(fit.assignments.clusters.tolist()) - {-1}
+    assert np.mean([placed[str(p)] in old_ids for p in added]) >= 0.8  # like the run: filed
+    reasons = {str(k): r for k, r in done.run.record.info["update"]["reasons"].items()}
+    stripes_id = next(r.id for r in done.run.images if r.path == str(stripes))
+    assert reasons[str(stripes_id)].startswith(("held:", "unassigned: far"))

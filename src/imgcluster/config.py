@@ -225,6 +225,12 @@ class ClusterConfig:
         "keep")
     attach_threshold: float = _help("With noise=attach, the probability an unclustered image needs to join a "
                                     "cluster; 0-1, higher attaches fewer.", 0.5)
+    held_quantile: float = _help(
+        "Filing new images (predict, update, the web app's upload): the share of a cluster's own members its "
+        "bars would hold. A new image is held, not filed, when its k-th nearest similarity (as it is, or with "
+        "what all the run's images share taken away) or the share of its nearest images in the cluster is below "
+        "this quantile of the cluster's members' own; 0-0.5 (0.01 filed 95-97% of unseen images like the run's; "
+        "0 files by the nearest-image vote alone). Stored with the run; predict and update can override it.", 0.01)
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
@@ -242,6 +248,9 @@ class ClusterConfig:
             raise ConfigError(f"noise must be 'keep' or 'attach'; got {self.noise!r}.")
         if not 0.0 <= self.attach_threshold <= 1.0:
             raise ConfigError(f"attach_threshold is a probability between 0 and 1; got {self.attach_threshold}.")
+        if not 0.0 <= self.held_quantile <= 0.5:
+            raise ConfigError(f"held_quantile must be between 0 and 0.5; got {self.held_quantile}. 0.01 holds new "
+                              "images less typical of their cluster than 99% of its members; 0 turns this off.")
         if self.cluster_selection_method not in ("eom", "leaf"):
             raise ConfigError("cluster_selection_method must be 'eom' or 'leaf'; "
                               f"got {self.cluster_selection_method!r}.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pytest
 
 import imgcluster
 from imgcluster.cluster.predictor import Predictor
@@ -57,7 +58,8 @@ def test_far_away_and_broken_images_are_not_forced_into_a_cluster(digits_dir: Pa
     broken.write_bytes(photo.read_bytes()[:300])
     predictor = imgcluster.load_predictor(digits_run.key, path=digits_dir / "images")
     far, damaged, known = predictor.predict_files([photo, broken, digits_run.images[0].path])
-    assert far.status == "unassigned" and "far from every image" in far.reason
+    assert far.status == "unassigned" and far.held_by in ("far", "density", "typicality") and far.reason.startswith(
+        ("unassigned: far from every image", "held: "))
     assert damaged.status == "skipped" and damaged.reason
     assert known.cluster == digits_run.assignments.clusters[0]
     assert known.nearest_path == digits_run.images[0].path and known.nearest_similarity > 0.999
@@ -97,3 +99,30 @@ def test_a_mapped_predictor_files_rows_added_since_its_index_was_written(tmp_pat
     whole = Predictor.from_state(*mapped.state())
     assert whole.index_.ntotal == 7_530 and not len(whole.added_)
     assert np.array_equal(whole.predict(joined[30:]).clusters, np.full(10, 7))
+
+
+def test_predict_holds_an_image_unlike_the_run_and_files_one_like_it(digits_dir: Path, digits_run: imgcluster.Run,
+                                                                     tmp_path: Path) -> None:
+    """The public API and the command: a picture of stripes is held with the test it failed, an
+    unseen scan of a digit is filed, and the run's held quantile can be overridden."""
+    from ..conftest import digit_labels, photo
+
+    stripes = tmp_path / "stripes.jpg"
+    photo(0, size=(128, 128)).save(stripes)
+    unseen_root = imgcluster.write_digits(tmp_path / "more", limit=620).parent
+    unseen = [p for p, label in digit_labels(unseen_root).items() if p.endswith("digit-0610.png")][0]
+    held, filed = imgcluster.predict([stripes, unseen], run=digits_run.key, path=digits_dir / "images")
+    assert held.status == "unassigned" and held.held_by in ("far", "density", "typicality", "agreement")
+    assert held.reason.startswith(("held:", "unassigned: far")) and held.membership_probability == 0
+    assert filed.status == "assigned" and filed.held_by == "" and 0 < filed.membership_probability <= 1
+    assert "own members" in filed.reason
+
+    result = subprocess.run(
+        [sys.executable, "-m", "imgcluster.cli", "predict", str(stripes), unseen, "--run", digits_run.key,
+         "--folder", str(digits_dir / "images"), "--held-quantile", "0", "--json"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    by_vote = json.loads(result.stdout)
+    assert by_vote[1]["status"] == "assigned" and "own members" not in by_vote[1]["reason"]
+    with pytest.raises(imgcluster.ConfigError, match="held_quantile must be between 0 and 0.5"):
+        imgcluster.predict([unseen], run=digits_run.key, path=digits_dir / "images", held_quantile=0.7)

@@ -218,3 +218,19 @@ def test_serve_refuses_a_folder_without_a_workspace(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--workspace", str(tmp_path / "none")])
     assert isinstance(result.exception, imgcluster.ConfigError)
     assert "No imgcluster workspace" in str(result.exception) and "http://" not in result.output
+
+
+def test_an_uploaded_picture_unlike_the_run_is_held_and_says_why(client: httpx.Client, unseen_digits: dict[int, Path],
+                                                                  tmp_path: Path) -> None:
+    from ..conftest import jpeg_bytes, photo
+
+    held = client.post("/api/predict", files={"file": ("stripes.jpg", jpeg_bytes(photo(0, size=(128, 128))),
+                                                       "image/jpeg")}).json()
+    assert held["status"] == "unassigned" and held["cluster"] == -1 and held["membership_probability"] == 0
+    assert held["held_by"] in ("far", "density", "typicality", "agreement")
+    assert held["reason"].startswith(("held:", "unassigned"))
+    uploads = [client.post("/api/predict", files={"file": (d.name, d.read_bytes(), "image/png")}).json()
+               for d in unseen_digits.values()]
+    filed = [u for u in uploads if u["status"] == "assigned"]
+    assert len(filed) >= 0.6 * len(uploads)  # scans by other writers than the run's: most are filed
+    assert all(u["held_by"] == "" and "own members" in u["reason"] for u in filed)

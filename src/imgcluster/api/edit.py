@@ -118,6 +118,12 @@ def _save_edit(parent: Run, labels: np.ndarray, probabilities: np.ndarray, how: 
         present = rows >= 0
         arrays["clusters"] = np.asarray(arrays["clusters"], dtype=np.int64).copy()
         arrays["membership_probability"] = np.asarray(arrays["membership_probability"], dtype=np.float32).copy()
+        if "member_stats" in arrays:  # members that changed cluster are measured again, in their new one
+            arrays["member_stats"] = np.asarray(arrays["member_stats"], dtype=np.float32).copy()
+            moved = rows[present][arrays["clusters"][rows[present]] != labels[present]]
+            arrays["member_stats"][moved] = np.nan
+            for stale in ("direction_ids", "directions"):  # each cluster's direction is found again
+                arrays.pop(stale, None)
         arrays["clusters"][rows[present]] = labels[present]
         arrays["membership_probability"][rows[present]] = probabilities[present]
         ws.write_predictor(key, arrays, None, params, index_from=parent.key)

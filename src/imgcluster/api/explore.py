@@ -58,12 +58,7 @@ def file_bytes(predictor: RunPredictor, data: bytes, filename: str = "upload", k
             reason = _unusable_reason(handle.name, error)
             return FiledImage(filename, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, reason), []
     vector = normalise(embedder.embed(pixels[None]))
-    prediction = predictor.predict_vectors(vector)
-    cluster = int(prediction.clusters[0])
-    filed = FiledImage(filename, "assigned" if cluster != NOISE else "unassigned", cluster,
-                       float(prediction.membership_probability[0]), float(prediction.x[0]), float(prediction.y[0]),
-                       predictor.paths_by_id.get(int(prediction.nearest_image_id[0])),
-                       float(prediction.nearest_similarity[0]), prediction.reasons[0], predictor.cluster_name(cluster))
+    filed = predictor.filed_image(filename, predictor.predict_vectors(vector), 0)
     return filed, neighbours(predictor, vector[0], k)
 
 

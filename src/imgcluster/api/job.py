@@ -195,7 +195,7 @@ def _save_run(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
     if ws.discard_unsaved_run(key):  # a killed earlier try at this key left files, never a run
         log.info("removed the unfinished files of an earlier, interrupted run %s", key)
     started = time.perf_counter()
-    predictor = Predictor(seed=resolved.reduce.seed).fit(
+    predictor = Predictor(seed=resolved.reduce.seed, held_quantile=resolved.cluster.held_quantile).fit(
         embedded.vectors, clustering.labels, clustering.probabilities, reduction.map, image_ids)
     ws.write_predictor(key, *predictor.state())
     del predictor  # its index is the job's largest object (1.5 GB at 1M images); naming needs none of it

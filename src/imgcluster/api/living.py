@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from ..cluster import NOISE
 from ..cluster.cohesive import (TREE_UP_TO, cohesive_groups, mean_pairwise_similarity, member_similarity,
                                 neighbour_agreement)
+from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
 from ..errors import ConfigError, ModelUnavailable, NoImages
@@ -77,11 +79,15 @@ class Update:
     seconds: dict[str, float]
     saved: bool = True      # False when nothing changed: ``run`` is then the parent itself
     n_changed: int = 0      # files rewritten since the parent run, filed again
+    # Held new images by the test they failed: far (from every image), density or agreement (below
+    # their cluster's own members), unclustered (their nearest images are), probability (below
+    # min_probability); counted before proposals and --force take some of them.
+    held_by: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: str | os.PathLike[str] | None = None,
            min_probability: float = 0.0, force: bool = False, propose: bool = True, run_key: str | None = None,
-           progress: StageProgress | None = None) -> Update:
+           progress: StageProgress | None = None, held_quantile: float | None = None) -> Update:
     """Scan ``path`` again, embed only new or changed files with the run's model, file them into the
     run's clusters (when ``run`` is None, the newest run with clusters; a run without clusters is
     refused, naming those that have some) and save the result as a new derived run.
@@ -90,8 +96,11 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
     least ``min_probability``; otherwise it is *held* as unassigned, or, with ``force``, put in the
     cluster of its nearest clustered image (*forced*, that similarity recorded as the reason). With
     ``propose``, dense groups among held and unclustered images become new clusters (*proposed*),
-    with new ids, to accept or reject with :func:`review_proposals`.
+    with new ids, to accept or reject with :func:`review_proposals`. A new image is also held when it
+    is less typical of the cluster it would join than the run's ``held_quantile`` of that cluster's
+    own members (``ClusterConfig.held_quantile``; this argument overrides it, 0 turns it off).
     """
+    check_held_quantile(held_quantile)
     if not 0.0 <= min_probability <= 1.0:
         raise ConfigError(f"min_probability must be between 0 and 1; got {min_probability}.")
     if not Path(path).expanduser().exists():
@@ -135,6 +144,8 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
 
         started = time.perf_counter()
         predictor = Predictor.from_state(*_read_predictor(ws, parent.key))
+        if held_quantile is not None:
+            predictor.held_quantile = held_quantile
         result = file_new(predictor, old, kept, embedded.vectors, np.asarray([r.id for r in embedded.images]),
                           min_probability, force)
         seconds["file"] = time.perf_counter() - started
@@ -152,7 +163,8 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
                       int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
-                      _drift(held, len(derived.images), derived.record.key), seconds, n_changed=n_changed)
+                      _drift(held, len(derived.images), derived.record.key), seconds, n_changed=n_changed,
+                      held_by=dict(result.held_by))
     finally:
         ws.close()
 
@@ -175,6 +187,7 @@ class Filed:
     reasons: list[str]
     first_new: int
     new_vectors: np.ndarray
+    held_by: dict[str, int] = dataclasses.field(default_factory=dict)  # new images held, by test failed
 
 
 def file_new(predictor: Predictor, old: Assignments, kept: np.ndarray, vectors: np.ndarray, image_ids: np.ndarray,
@@ -194,6 +207,8 @@ def file_new(predictor: Predictor, old: Assignments, kept: np.ndarray, vectors: 
             reasons[i] = f"held: membership probability {probability[i]:.2f} < {min_probability:.2f}"
         clusters[weak], probability[weak] = NOISE, 0.0
         how[clusters == NOISE] = HELD
+        held_by = Counter("probability" if weak[i] else (prediction.held_by[i] if prediction.held_by else "")
+                          for i in np.flatnonzero(clusters == NOISE))
         if force:
             _force(predictor, vectors, prediction, clusters, probability, how, reasons)
         xy = np.column_stack([prediction.x, prediction.y])
@@ -201,12 +216,13 @@ def file_new(predictor: Predictor, old: Assignments, kept: np.ndarray, vectors: 
     else:
         clusters, probability = np.zeros(0, np.int64), np.zeros(0)
         xy, how, reasons = np.zeros((0, 2)), np.zeros(0, dtype=object), []
+        held_by = Counter()
     return Filed(np.concatenate([old.image_ids[kept], image_ids]).astype(np.int64),
                  np.concatenate([old.clusters[kept], clusters]).astype(np.int64),
                  np.concatenate([old.membership_probability[kept], probability]),
                  np.concatenate([np.column_stack([old.x, old.y])[kept], xy]),
                  np.concatenate([how_old, how]), [""] * n_old + reasons, n_old,
-                 np.ascontiguousarray(vectors, dtype=np.float32))
+                 np.ascontiguousarray(vectors, dtype=np.float32), dict(held_by.most_common()))
 
 
 def _force(predictor: Predictor, vectors: np.ndarray, prediction: Prediction, clusters: np.ndarray,

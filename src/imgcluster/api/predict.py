@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster import NOISE
+from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..config import ScanConfig
 from ..embed import check_device, normalise
@@ -26,7 +27,9 @@ from .steps import _reload_run_model, check_has_clusters, open_workspace
 @dataclass(frozen=True)
 class FiledImage:
     """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
-    the name its cluster shows in the run (None when unclustered or unnamed)."""
+    the name its cluster shows in the run (None when unclustered or unnamed). An unassigned image's
+    ``held_by`` names the test it failed (far, density, agreement or unclustered: see
+    ``imgcluster.cluster.openset``), and ``reason`` says it in words."""
 
     path: str
     status: str
@@ -38,6 +41,7 @@ class FiledImage:
     nearest_similarity: float | None
     reason: str
     name: str | None = None
+    held_by: str = ""
 
 
 class RunPredictor:
@@ -65,8 +69,10 @@ class RunPredictor:
         return chosen.name if chosen is not None and chosen.name else None
 
     def predict_vectors(self, vectors: np.ndarray) -> Prediction:
-        """File L2-normalised embeddings (m, d) of the run's model."""
-        return self.predictor.predict(vectors)
+        """File L2-normalised embeddings (m, d) of the run's model: the one filing rule that predict,
+        update and the web app's upload share (see ``imgcluster.cluster.openset``)."""
+        names = {cluster: name for cluster in self.names if (name := self.cluster_name(cluster))}
+        return self.predictor.predict(vectors, names)
 
     def predict_files(self, paths: Sequence[str | os.PathLike[str]], batch_size: int | None = None
                       ) -> list[FiledImage]:
@@ -92,13 +98,18 @@ class RunPredictor:
                 continue
             prediction = self.predict_vectors(normalise(embedder.embed(np.stack(pixels))))
             for i, path in enumerate(usable):
-                cluster_id = int(prediction.clusters[i])
-                results[path] = FiledImage(
-                    path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
-                    float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
-                    self.paths_by_id.get(int(prediction.nearest_image_id[i])),
-                    float(prediction.nearest_similarity[i]), prediction.reasons[i], self.cluster_name(cluster_id))
+                results[path] = self.filed_image(path, prediction, i)
         return [results[p] for p in paths]
+
+    def filed_image(self, path: str, prediction: Prediction, i: int) -> FiledImage:
+        """The ``i``-th point of ``prediction`` as a FiledImage named ``path``."""
+        cluster_id = int(prediction.clusters[i])
+        return FiledImage(
+            path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
+            float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
+            self.paths_by_id.get(int(prediction.nearest_image_id[i])), float(prediction.nearest_similarity[i]),
+            prediction.reasons[i], self.cluster_name(cluster_id),
+            prediction.held_by[i] if prediction.held_by else "")
 
 
 def scan_refusal(path: str, config: ScanConfig) -> str | None:
@@ -133,10 +144,12 @@ def _skipped_file(path: str, reason: str) -> FiledImage:
 
 def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
                    workspace: str | os.PathLike[str] | None = None, device: str = "auto",
-                   require_clusters: bool = False) -> RunPredictor:
+                   require_clusters: bool = False, held_quantile: float | None = None) -> RunPredictor:
     """The persisted predictor of a run (when ``key`` is None, the newest run with clusters), ready to
     file new images. ``require_clusters`` refuses a run without clusters (ConfigError naming the
-    runs that have some) instead of filing every image as unassigned."""
+    runs that have some) instead of filing every image as unassigned. ``held_quantile`` overrides
+    the run's stored one (``ClusterConfig.held_quantile``; 0 files by the nearest-image vote alone)."""
+    check_held_quantile(held_quantile)
     ws = open_workspace(path, workspace=workspace, create=False)
     try:
         record = ws.run(key)
@@ -148,6 +161,8 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
         except (RuntimeError, ValueError, KeyError) as error:  # faiss raises RuntimeError on a damaged file
             raise WorkspaceDamaged(damage_message(ws.path, f"run {record.key}'s predictor index {index_file} "
                                                   f"cannot be read ({str(error).strip().splitlines()[0]})")) from None
+        if held_quantile is not None:
+            predictor.held_quantile = held_quantile
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
     finally:
@@ -157,13 +172,15 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
 
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,
             path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
-            device: str = "auto") -> list[FiledImage]:
+            device: str = "auto", held_quantile: float | None = None) -> list[FiledImage]:
     """File image files into a run's clusters without refitting: run ``run``, or when None the newest
     run with clusters. A run without clusters is refused (ConfigError naming the runs that have some),
-    and so, before any work, is a path that is missing or not a regular file."""
+    and so, before any work, is a path that is missing or not a regular file. An image unlike the
+    cluster its nearest images vote for is held (status unassigned), the reason naming the test it
+    failed; ``held_quantile`` overrides the run's stored bar."""
     for file in paths:
         if not Path(file).expanduser().is_file():
             raise ConfigError(f"{_not_a_file(str(file))}. Give image files to file into the run.")
     check_device(device)
-    return load_predictor(run, path=path, workspace=workspace, device=device,
-                          require_clusters=True).predict_files(paths)
+    return load_predictor(run, path=path, workspace=workspace, device=device, require_clusters=True,
+                          held_quantile=held_quantile).predict_files(paths)

@@ -70,6 +70,7 @@ def cluster_command(
     max_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "max_cluster_size"))] = None,
     noise: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "noise"))] = None,
     attach_threshold: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "attach_threshold"))] = None,
+    held_quantile: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "held_quantile"))] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
                                                        "UMAP+HDBSCAN settings) or gumgum (the GumGum article's "
                                                        "StandardScaler + k-means, k=100); other options override "
@@ -97,7 +98,8 @@ def cluster_command(
     config = apply_preset(RunConfig(), preset)
     cluster_given = {name: value for name, value in
                      (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed),
-                      ("noise", noise), ("attach_threshold", attach_threshold), ("max_cluster_size", max_cluster_size))
+                      ("noise", noise), ("attach_threshold", attach_threshold), ("max_cluster_size", max_cluster_size),
+                      ("held_quantile", held_quantile))
                      if value is not None}
     config = dataclasses.replace(
         config, scan=dataclasses.replace(config.scan, min_side=min_side, follow_symlinks=follow_links),
@@ -274,11 +276,17 @@ def predict_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: FOLDER/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    held_quantile: Annotated[Optional[float], typer.Option(
+        help="Override the run's held quantile (see `cluster --held-quantile`): hold an image less typical of its "
+             "cluster than this share of the cluster's own members; 0-0.5, 0 files by the vote alone.",
+        min=0.0, max=0.5)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """File new images into an existing run's clusters, without refitting."""
+    """File new images into an existing run's clusters, without refitting; an image unlike the cluster its
+    nearest images vote for is held (unassigned), with the test it failed."""
     run = _chosen_run(run, folder, workspace)
-    filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device)
+    filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device,
+                        held_quantile=held_quantile)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
         return

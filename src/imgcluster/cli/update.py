@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from .. import api
+from ..cluster.openset import HELD_WORDS
 from . import _chosen_run, _id_and_name, _print_warnings, _progress, app, console, err
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
@@ -31,6 +32,10 @@ def update_command(
                                                         "(the similarity is recorded).")] = False,
     propose: Annotated[bool, typer.Option(help="Propose new clusters from cohesive groups of held and "
                                                "unclustered images.")] = True,
+    held_quantile: Annotated[Optional[float], typer.Option(
+        help="Override the run's held quantile (see `cluster --held-quantile`): hold a new image less typical of "
+             "its cluster than this share of the cluster's own members; 0-0.5, 0 files by the vote alone.",
+        min=0.0, max=0.5)] = None,
     watch: Annotated[Optional[float], typer.Option(help="Keep running: look for new files every N seconds "
                                                         "(Ctrl-C stops).", min=1.0)] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Key for the new run (default: date-time).")] = None,
@@ -42,7 +47,8 @@ def update_command(
         run = _chosen_run(run, path, workspace)
         with _progress(enabled=not as_json) as on_progress:
             done = api.update(path, run=run, workspace=workspace, min_probability=min_probability, force=force,
-                              propose=propose, run_key=run_key, progress=on_progress)
+                              propose=propose, run_key=run_key, progress=on_progress,
+                              held_quantile=held_quantile)
         _print_update(done, as_json)
         if watch is None:
             return
@@ -55,7 +61,7 @@ def _print_update(done: api.Update, as_json: bool) -> None:
         console.print_json(json.dumps({
             "run": done.run.key, "parent": done.parent, "saved": done.saved, "new_images": done.n_new,
             "removed_images": done.n_removed, "changed_images": done.n_changed, "filed": done.n_filed,
-            "held": done.n_held, "forced": done.n_forced,
+            "held": done.n_held, "held_by": done.held_by, "forced": done.n_forced,
             "proposed": [dataclasses.asdict(p) for p in done.proposed], "drift": done.drift,
             "warnings": done.run.warnings,
             "seconds": {k: round(v, 3) for k, v in done.seconds.items()},
@@ -71,6 +77,11 @@ def _print_update(done: api.Update, as_json: bool) -> None:
                   + (f", {done.n_changed:,} rewritten (filed again)" if done.n_changed else "")
                   + ". Existing images kept their clusters.",
                   soft_wrap=True)
+    if done.held_by:
+        console.print("Held when filed, by the test they failed: " + "; ".join(
+            f"{count:,} {HELD_WORDS.get(test, test)}" for test, count in done.held_by.items())
+            + (" (proposals and --force then took some)" if done.proposed or done.n_forced else "") + ".",
+            soft_wrap=True)
     if done.proposed:
         table = Table("proposed cluster", "images", "new images", title="New clusters proposed")
         for p in done.proposed:

@@ -735,6 +735,8 @@ async function textSearch(query) {
   } catch (error) { fail(error); panel(`“${query}”`, [], h("p", { class: "error" }, error.message)); }
 }
 
+const DOUBTFUL = 0.8;  // a filed upload below this membership probability is shown as a guess
+
 async function fileImage(file) {
   const form = new FormData();
   form.append("file", file, file.name);
@@ -747,14 +749,19 @@ async function fileImage(file) {
       S.marker = [(result.x - mx) / half, (result.y - my) / half];
       Map2D.drawOverlay();
     }
+    // Doubt shows: a held image says so first; a filed one below DOUBTFUL says "with doubt"; a meter for both.
+    const p = result.membership_probability;
+    const doubt = result.status !== "assigned" ? "held" : p < DOUBTFUL ? "doubtful" : "sure";
     const verdict = result.status === "assigned"
-      ? `Filed into ${result.cluster_name} (cluster ${result.cluster}) · membership probability ${result.membership_probability.toFixed(2)}`
-      : result.status === "unassigned" ? "Not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
+      ? `Filed into ${result.cluster_name} (cluster ${result.cluster})${doubt === "doubtful" ? ", with doubt" : ""} · membership probability ${p.toFixed(2)}`
+      : result.status === "unassigned" ? "Held, not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
     const open = result.status === "assigned" ? h("button", { type: "button" }, "Show the cluster") : null;
     if (open) open.addEventListener("click", () => showCluster(result.cluster));
-    panel(`Filed: ${file.name}`, [open], h("div", { class: "image-page", id: "predict-result", "data-status": result.status, "data-cluster": result.cluster },
+    panel(`Filed: ${file.name}`, [open], h("div", { class: "image-page", id: "predict-result", "data-status": result.status, "data-cluster": result.cluster, "data-doubt": doubt },
       h("img", { class: "large", src: URL.createObjectURL(file), alt: file.name }),
-      h("p", { class: "verdict" }, verdict), h("p", {}, result.reason),
+      h("p", { class: `verdict ${doubt}` }, verdict),
+      result.status === "skipped" ? null : h("meter", { min: "0", max: "1", low: String(DOUBTFUL), optimum: "1", value: String(p), title: `membership probability ${p.toFixed(2)}` }),
+      h("p", { class: "reason" }, result.reason),
       h("h3", {}, "Nearest images"), h("div", { class: "grid" }, ...result.neighbours.map((n) =>
         figure(n.id, `${n.similarity.toFixed(2)} · ${n.cluster_name}`)))));
   } catch (error) { fail(error); }

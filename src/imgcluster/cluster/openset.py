@@ -1,0 +1,277 @@
+"""Open-set filing: does a new image belong to the cluster its nearest images vote for, or is it held?
+
+Each cluster is judged by its own members, not by one bar for the whole run (Sun et al., ICML 2022,
+"Out-of-distribution detection with deep nearest neighbors"): a sample of each cluster's members is
+filed as if new (leave-one-out), and two of their statistics are kept:
+
+- *density*: the similarity of an image's ``k``-th nearest image of the run (on L2-normalised
+  embeddings). A diffuse cluster's members have low values and a tight cluster's high ones, so a
+  new image is compared with its own cluster's, not with a bar set by the run as a whole;
+- *centred density*: the same, after taking away the mean of the run's embeddings. A CNN's
+  embeddings share a large common part (every image is ~0.5 similar to every other), and a diffuse
+  cluster's members are near each other mostly through it: an image unlike all of them (a digit
+  among photos) can be as near to them as they are to each other, and only their own part tells;
+- *typicality*: the centred similarity to the cluster's centred mean (each member's without
+  itself). A cluster as diffuse as noise has members whose nearest neighbours are hardly nearer
+  than anything else, but who all lean the same way: a compact group of other images does not;
+- *agreement*: the share (similarity-weighted) of its nearest images that vote for the winning
+  cluster.
+
+A new image is filed when each statistic reaches the ``held_quantile`` quantile of the winning
+cluster's members (0.01: 99% of the members would pass; the similarity bars lowered by
+``SIMILARITY_MARGIN``), and held otherwise, with the test it failed. Its membership probability is
+the vote share mapped through an isotonic fit of "the members' leave-one-out vote picks their own
+cluster" against their vote share, so that among filed images the stated probability matches how
+often the vote is right; an image at the edge of its cluster (less typical than all but
+``EDGE_SHARE`` of the members) is stated less sure in proportion.
+
+Measured by ``bench/open_set.py`` on photo crops and on digits, see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import NOISE
+
+DEFAULT_HELD_QUANTILE = 0.01
+# Each similarity bar is lowered by this share of the gap between the members' median and their
+# quantile: the members sit among neighbours the clusters were fitted to, and new images of the same
+# kind from another batch sit a little further out. Measured (bench/open_set.py and digits 600-699
+# filed into a run of digits 0-499, other writers): at 0, 0.25, 0.5 the digits of other writers were
+# filed 74%, 86%, 91%; photos left out of a photo run held 94%, 82%, 77%; digits 8/9 held (fit on
+# 0-7) 57%, 46%, 41%; a compact group unlike a diffuse cluster (tests/cluster/test_openset.py) held
+# 100%, 82%, 10%. Far images stay held at each.
+SIMILARITY_MARGIN = 0.25
+# A filed image less typical than all but this share of its cluster's members (by its least typical
+# test) has its membership probability scaled down in proportion.
+EDGE_SHARE = 0.05
+# Members measured per cluster: enough for a 1% quantile to mean something, few enough that
+# measuring 200 clusters of a million-image run is 60k searches (about 2 s).
+MEMBERS_MEASURED = 300
+# Held images, by the test they failed (``Prediction.held_by``, the update summary's counts).
+HELD_FAR, HELD_DENSITY, HELD_AGREEMENT, HELD_UNCLUSTERED = "far", "density", "agreement", "unclustered"
+HELD_TYPICAL = "typicality"
+HELD_WORDS = {HELD_FAR: "far from every image of the run",
+              HELD_DENSITY: "less close to their nearest images than their cluster's own members",
+              HELD_TYPICAL: "less like their cluster's members in common than those members are",
+              HELD_AGREEMENT: "their nearest images split between clusters more than for the cluster's own members",
+              HELD_UNCLUSTERED: "their nearest images are unclustered",
+              "probability": "membership probability below --min-probability"}
+
+
+def check_held_quantile(value: float | None) -> None:
+    """ConfigError for a held quantile outside [0, 0.5] (None or 0 turn the per-cluster tests off)."""
+    if value is not None and not 0.0 <= value <= 0.5:
+        raise ConfigError(f"held_quantile must be between 0 and 0.5; got {value}. 0.01 holds images less typical "
+                         "of their cluster than 99% of its own members; 0 turns the per-cluster tests off.")
+
+
+def density_rank(n_neighbors: int) -> int:
+    """Which nearest neighbour's similarity measures density: the 5th of 10 (measured on photo crops
+    and digits: k = 3-10 separate new images from unseen ones equally, k above a cluster's size
+    fails, so half the vote's neighbourhood keeps it below the smallest clusters)."""
+    return max(1, n_neighbors // 2)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The weighted k-NN vote of each query: the winning cluster, its share of the weight, the
+    similarity-weighted mean membership probability of the winners (the filing's old probability)
+    and the density statistic."""
+
+    clusters: np.ndarray
+    share: np.ndarray
+    strength: np.ndarray
+    density: np.ndarray
+    weights: np.ndarray     # (m, k), 0 for neighbours that don't vote
+    neighbours: np.ndarray  # (m, k) training rows, 0 where missing
+
+
+def vote(similarity: np.ndarray, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray,
+         active: np.ndarray, rank: int) -> Vote:
+    """The vote of neighbours ``rows`` (m, k; -1 missing) with cosine ``similarity`` (m, k, best first)."""
+    m, k = rows.shape
+    valid = rows >= 0  # IVF may return fewer than k
+    safe = np.where(valid, rows, 0)
+    valid &= active[safe]
+    weights = np.clip(similarity, 0.0, None) * valid
+    neighbour_clusters = clusters[safe]
+    # Clusters renumbered 0..C-1 (noise included) fill a dense score table.
+    ids, dense = np.unique(neighbour_clusters, return_inverse=True)
+    dense = dense.reshape(m, k)
+    votes = np.zeros((m, len(ids)))
+    strength = np.zeros((m, len(ids)))
+    flat = np.repeat(np.arange(m), k)
+    np.add.at(votes, (flat, dense.ravel()), weights.ravel())
+    np.add.at(strength, (flat, dense.ravel()), (weights * probabilities[safe]).ravel())
+    total = np.maximum(weights.sum(axis=1), 1e-12)
+    winner = votes.argmax(axis=1)
+    at = np.arange(m)
+    # The rank-th similarity among neighbours that vote (already best first); -1 when too few do.
+    voting = np.where(valid, similarity, -np.inf)
+    voting = -np.sort(-voting, axis=1)
+    density = voting[:, rank - 1] if rank <= k else np.full(m, -np.inf)
+    return Vote(ids[winner], votes[at, winner] / total, strength[at, winner] / total,
+                np.where(np.isfinite(density), density, -1.0), weights, safe)
+
+
+# Columns of the per-member statistics (``Predictor.member_stats_``); CORRECT sets no bar.
+DENSITY, AGREEMENT, CORRECT, CENTRED, TYPICAL = 0, 1, 2, 3, 4
+MARGIN_COLUMNS = (DENSITY, CENTRED, TYPICAL)
+N_STATS = 5
+TESTED = (DENSITY, CENTRED, TYPICAL, AGREEMENT)
+
+
+def centred_similarity(similarity: np.ndarray, query_dot: np.ndarray, row_dot: np.ndarray,
+                       mean_sq: float) -> np.ndarray:
+    """Cosine similarity of (query - mean) and (row - mean) from that of the unit vectors themselves,
+    ``query_dot`` (m,) and ``row_dot`` (m, k) being their inner products with the mean: no vector
+    is read again."""
+    query_norm = np.sqrt(np.maximum(1.0 - 2.0 * query_dot + mean_sq, 1e-12))
+    row_norm = np.sqrt(np.maximum(1.0 - 2.0 * row_dot + mean_sq, 1e-12))
+    return (similarity - query_dot[:, None] - row_dot + mean_sq) / (query_norm[:, None] * row_norm)
+
+
+def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(vectors - mean), each scaled to unit length."""
+    centred = np.asarray(vectors, dtype=np.float64) - mean
+    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+
+
+def typicality(units: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cluster ids, their unit mean directions (C, d), each row's similarity to its own cluster's
+    direction computed without itself) for centred unit vectors ``units`` of the rows of ``clusters``."""
+    ids, dense = np.unique(clusters, return_inverse=True)
+    sums = np.zeros((len(ids), units.shape[1]))
+    np.add.at(sums, dense, units)
+    without = sums[dense] - units
+    own = (units * without).sum(axis=1) / np.maximum(np.linalg.norm(without, axis=1), 1e-12)
+    return ids, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12), own
+
+
+def rank_value(values: np.ndarray, valid: np.ndarray, rank: int) -> np.ndarray:
+    """The ``rank``-th largest of each row's valid ``values`` (m, k); -1 where fewer are valid."""
+    ordered = -np.sort(-np.where(valid, values, -np.inf), axis=1)
+    found = ordered[:, rank - 1] if rank <= values.shape[1] else np.full(len(values), -np.inf)
+    return np.where(np.isfinite(found), found, -1.0)
+
+
+@dataclass(frozen=True)
+class ClusterBars:
+    """Per cluster: its measured members' statistics (each column sorted, ``N_STATS`` columns), and
+    the bars (C, N_STATS) a new image must reach; ``ids`` sorted, aligned with both."""
+
+    ids: np.ndarray
+    values: list[np.ndarray]
+    bar: np.ndarray
+
+    def lookup(self, clusters: np.ndarray) -> np.ndarray:
+        """Position of each of ``clusters`` in ``ids``; -1 where the cluster has no measured members."""
+        found = np.clip(np.searchsorted(self.ids, clusters), 0, max(len(self.ids) - 1, 0))
+        if not len(self.ids):
+            return np.full(len(clusters), -1)
+        return np.where(self.ids[found] == clusters, found, -1)
+
+    def least_typical(self, positions: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """Per point: the smallest, over the similarity tests, conformal p-value of its value among
+        its cluster's members ((members at most as high + 1) / (members + 1); 1 where its cluster has
+        no members measured)."""
+        shares = np.ones(len(positions))
+        for position in np.unique(positions[positions >= 0]):
+            rows = positions == position
+            for column in MARGIN_COLUMNS:
+                values = self.values[position][:, column]
+                below = (np.searchsorted(values, stats[rows, column], side="right") + 1) / (len(values) + 1)
+                shares[rows] = np.minimum(shares[rows], below)
+        return shares
+
+    def share_above(self, position: int, column: int, value: float) -> float:
+        """Share of the cluster's measured members whose statistic ``column`` is above ``value``."""
+        values = self.values[position][:, column]
+        return 1.0 - np.searchsorted(values, value, side="right") / max(len(values), 1)
+
+
+def cluster_bars(clusters: np.ndarray, stats: np.ndarray, quantile: float) -> ClusterBars:
+    """Bars per cluster from its members' measured ``stats`` (n, N_STATS; NaN: not measured); rows of
+    ``clusters`` that are NOISE or unmeasured are left out."""
+    measured = (clusters != NOISE) & np.isfinite(stats).all(axis=1)
+    ids = np.unique(clusters[measured])
+    values, bars = [], []
+    for cluster in ids:
+        values.append(np.sort(stats[measured & (clusters == cluster)], axis=0))
+        # "lower": a bar that is a member's own value, so that member passes.
+        bars.append(np.quantile(values[-1], quantile, axis=0, method="lower"))
+    bar = np.asarray(bars, dtype=np.float64).reshape(len(ids), N_STATS)
+    median = np.asarray([np.median(v, axis=0) for v in values]).reshape(len(ids), N_STATS)
+    for column in MARGIN_COLUMNS:
+        bar[:, column] -= SIMILARITY_MARGIN * (median[:, column] - bar[:, column])
+    return ClusterBars(ids, values, bar)
+
+
+def rows_to_measure(clusters: np.ndarray, active: np.ndarray, density: np.ndarray, seed: int) -> np.ndarray:
+    """Training rows to measure so that each cluster has ``MEMBERS_MEASURED`` measured members (or
+    all it has): clusters that already have them are skipped."""
+    rng = np.random.default_rng(seed)
+    wanted = []
+    usable = active & (clusters != NOISE)
+    for cluster in np.unique(clusters[usable]):
+        members = np.flatnonzero(usable & (clusters == cluster))
+        have = np.isfinite(density[members])
+        if have.sum() >= min(len(members), MEMBERS_MEASURED):
+            continue
+        missing = members[~have]
+        take = min(len(missing), MEMBERS_MEASURED - int(have.sum()))
+        wanted.append(np.sort(rng.choice(missing, size=take, replace=False)))
+    return np.concatenate(wanted) if wanted else np.zeros(0, dtype=np.int64)
+
+
+def without_self(similarity: np.ndarray, rows: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each query's own row (queries are training rows ``own``) from its k+1 neighbours; where an
+    approximate index did not return it, the last neighbour goes instead."""
+    is_self = rows == own[:, None]
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True
+    is_self &= np.cumsum(is_self, axis=1) == 1  # a duplicate of itself stays a neighbour
+    keep = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(similarity, keep, 1), np.take_along_axis(rows, keep, 1)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """An increasing map from vote share to the probability that the vote picks the right cluster,
+    as measured on the members (points of a step function, interpolated)."""
+
+    share: np.ndarray
+    probability: np.ndarray
+
+    def __call__(self, share: np.ndarray) -> np.ndarray:
+        if not len(self.share):
+            return np.asarray(share, dtype=np.float64)
+        return np.interp(share, self.share, self.probability)
+
+
+def fit_calibration(share: np.ndarray, correct: np.ndarray) -> Calibration:
+    """Isotonic fit of ``correct`` (bool) on ``share`` (pool-adjacent-violators over shares rounded to
+    0.01: scikit-learn's would cost a cold ``predict`` 1.4 s of imports); fewer than 20 members: no
+    map (the share itself), as a step function fitted on a handful of points says nothing."""
+    if len(share) < 20:
+        return Calibration(np.zeros(0), np.zeros(0))
+    levels, group = np.unique(np.round(np.clip(share, 0.0, 1.0), 2), return_inverse=True)
+    weights = np.bincount(group).astype(np.float64)
+    means = np.bincount(group, weights=correct.astype(np.float64)) / weights
+    blocks: list[list[float]] = []  # [mean, weight, first level, last level]
+    for level, mean, weight in zip(levels, means, weights):
+        blocks.append([mean, weight, level, level])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            last = blocks.pop()
+            merged = blocks[-1]
+            total = merged[1] + last[1]
+            merged[0] = (merged[0] * merged[1] + last[0] * last[1]) / total
+            merged[1], merged[3] = total, last[3]
+    x = np.array([edge for b in blocks for edge in (b[2], b[3])])
+    y = np.array([b[0] for b in blocks for _ in (0, 1)])
+    return Calibration(x, y)

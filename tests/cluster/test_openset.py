@@ -1,0 +1,125 @@
+"""Open-set filing: a new image joins a cluster only when it sits among the cluster's members as they
+sit among each other; its membership probability says how often such a filing is right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgcluster.cluster.openset import HELD_DENSITY, HELD_TYPICAL
+from imgcluster.cluster.predictor import Predictor
+from imgcluster.errors import ConfigError
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def blobs(rng: np.random.Generator, centres: np.ndarray, per: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.repeat(np.arange(len(centres)), per)
+    return unit(centres[labels] + spread * rng.standard_normal((len(labels), centres.shape[1]))), labels
+
+
+def fitted(vectors: np.ndarray, labels: np.ndarray, held_quantile: float | None) -> Predictor:
+    n = len(labels)
+    return Predictor(held_quantile=held_quantile).fit(vectors, labels, np.ones(n), np.zeros((n, 2)), np.arange(n))
+
+
+@pytest.fixture(scope="module")
+def diffuse_run():
+    """The issue's case in 64-d: embeddings that share a large common part (as a CNN's do), a tight
+    cluster (0) and a large diffuse one (1), and compact new images of a third kind, nearer to the
+    diffuse cluster's members (0.61) than those are to each other (0.66); and new members of cluster 1."""
+    rng = np.random.default_rng(0)
+    common = np.abs(rng.standard_normal(64))
+    common *= 6.0 * np.sqrt(64) / 4 / np.linalg.norm(common)
+    centres = common + rng.standard_normal((3, 64)) * np.array([[2.0], [1.0], [1.0]])
+    tight, _ = blobs(rng, centres[:1], 150, 0.3)
+    diffuse, _ = blobs(rng, centres[1:2], 450, 2.0)
+    vectors = np.concatenate([tight, diffuse])
+    labels = np.repeat([0, 1], [150, 450])
+    odd, _ = blobs(rng, centres[2:], 40, 0.3)
+    like, _ = blobs(rng, centres[1:2], 100, 2.0)
+    return vectors, labels, odd, like
+
+
+def test_an_image_unlike_its_clusters_members_is_held_with_the_test_it_failed(diffuse_run) -> None:
+    vectors, labels, odd, like = diffuse_run
+    before = fitted(vectors, labels, held_quantile=0).predict(odd)
+    assert (before.clusters == 1).all()  # the vote and the global bar file every one into the diffuse cluster
+
+    predictor = fitted(vectors, labels, held_quantile=0.01)
+    now = predictor.predict(odd, names={1: "chainsaw"})
+    held = now.clusters == -1
+    assert held.mean() >= 0.75 and (now.membership_probability[held] == 0).all()
+    assert {now.held_by[i] for i in np.flatnonzero(held)} <= {HELD_DENSITY, HELD_TYPICAL}
+    assert all("chainsaw" in now.reasons[i] and "own members" in now.reasons[i] for i in np.flatnonzero(held))
+    assert any("once what all the run's images share is taken away" in now.reasons[i] for i in np.flatnonzero(held))
+
+    members = predictor.predict(like, names={1: "chainsaw"})
+    assert (members.clusters == 1).mean() >= 0.93
+    filed = members.reasons[int(np.argmax(members.clusters == 1))]
+    assert "is above" in filed and "of “chainsaw”'s own members" in filed
+
+
+def test_images_like_the_members_are_filed_and_their_probability_means_what_it_says() -> None:
+    """Two overlapping clusters: a filing is sometimes wrong, and the stated probability says how often."""
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((2, 32))
+    centres[1] = centres[0] + 0.05 * rng.standard_normal(32)
+    vectors, labels = blobs(rng, centres, 400, 0.09)
+    new, truth = blobs(rng, centres, 300, 0.09)
+    predictor = fitted(vectors, labels, held_quantile=0.01)
+    prediction = predictor.predict(new)
+    filed = prediction.clusters >= 0
+    assert filed.mean() >= 0.93  # about 99% of the members would pass; new points a little fewer
+    correct = prediction.clusters[filed] == truth[filed]
+    assert 0.6 < correct.mean() < 0.99  # the clusters overlap: some filings are wrong
+    assert abs(prediction.membership_probability[filed].mean() - correct.mean()) <= 0.05
+    sure = prediction.membership_probability[filed] >= 0.9
+    assert correct[sure].mean() > correct[~sure].mean()  # higher stated probability, more often right
+
+
+def test_held_quantile_zero_is_the_filing_by_vote_alone(diffuse_run) -> None:
+    vectors, labels, odd, _ = diffuse_run
+    old = fitted(vectors, labels, held_quantile=None).predict(odd)
+    zero = fitted(vectors, labels, held_quantile=0).predict(odd)
+    assert np.array_equal(old.clusters, zero.clusters)
+    assert np.allclose(old.membership_probability, zero.membership_probability)
+    with pytest.raises(ConfigError, match="held_quantile must be between 0 and 0.5"):
+        Predictor(held_quantile=0.9)
+
+
+def test_the_bars_persist_and_a_predictor_saved_without_them_measures_them(diffuse_run) -> None:
+    vectors, labels, odd, _ = diffuse_run
+    predictor = fitted(vectors, labels, held_quantile=0.01)
+    expected = predictor.predict(odd)
+    arrays, index, params = predictor.state()
+    again = Predictor.from_state(arrays, index, params)
+    assert np.allclose(again.member_stats_, predictor.member_stats_, atol=1e-6, equal_nan=True)
+    assert np.array_equal(again.predict(odd).clusters, expected.clusters)
+
+    # As saved before issue 24: no member statistics, no held quantile.
+    old_arrays = {k: v for k, v in arrays.items() if k not in ("member_stats", "mean", "mean_dot", "direction_ids",
+                                                                 "directions")}
+    old_params = {k: v for k, v in params.items() if k not in ("held_quantile", "far_similarity")}
+    old = Predictor.from_state(old_arrays, index, old_params)
+    assert np.isnan(old.member_stats_).all()
+    assert np.array_equal(old.predict(odd).clusters, expected.clusters)
+    assert np.isfinite(old.member_stats_[:, 0]).sum() == np.isfinite(predictor.member_stats_[:, 0]).sum()
+
+
+def test_a_cluster_formed_after_the_fit_is_measured_before_it_takes_images(diffuse_run) -> None:
+    """Rows relabelled into a new cluster (an accepted proposal) get their own bars."""
+    vectors, labels, _, _ = diffuse_run
+    rng = np.random.default_rng(5)
+    centre = rng.standard_normal((1, 64))
+    grown, _ = blobs(rng, centre, 60, 0.08)
+    predictor = fitted(vectors, labels, held_quantile=0.01)
+    predictor.extend(grown[:50], np.full(50, -1), np.zeros(50), np.zeros((50, 2)), np.arange(50) + 1000)
+    assert (predictor.predict(grown[50:]).clusters == -1).all()
+    predictor.relabel(predictor.rows_of(np.arange(50) + 1000), np.full(50, 7), np.ones(50))
+    filed = predictor.predict(grown[50:])
+    assert (filed.clusters == 7).mean() >= 0.8
+    bars, _ = predictor.bars()
+    assert 7 in bars.ids.tolist()
