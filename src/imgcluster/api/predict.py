@@ -15,10 +15,9 @@ from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..config import ScanConfig
 from ..embed import check_device, normalise
-from ..errors import ConfigError
-from ..scan import load_rgb, sniff
+from ..errors import ConfigError, WorkspaceDamaged
 from ..label import choose_names
-from ..errors import WorkspaceDamaged
+from ..scan import load_rgb, sniff
 from ..store import ClusterName, RunRecord, damage_message
 from .steps import _reload_run_model, check_has_clusters, open_workspace
 
