@@ -231,3 +231,41 @@ def test_non_finite_numbers_and_lone_surrogates_get_422_not_500(small_run: imgcl
             problems = answer.json()["detail"]
             assert problems and all({"loc", "msg"} <= set(p) for p in problems)
             assert "input" not in answer.text  # the hostile value is not echoed back
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(small_run: imgcluster.Run,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn alone waits forever for a request's headers: a few such sockets would hold the server."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from imgcluster.web import security
+
+    monkeypatch.setattr(security, "HEADER_SECONDS", 1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(small_run.workspace), log_level="warning",
+                                           http=security.header_deadline_protocol()))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert slow.recv(100) == b""  # closed by the server, not by our timeout
+            assert time.monotonic() - started < 8
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:  # a normal client is served
+            assert client.get("/api/runs").status_code == 200
+            time.sleep(1.5)  # past the deadline while idle between requests: the keep-alive rule applies
+            assert client.get("/api/runs").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

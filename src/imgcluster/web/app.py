@@ -33,6 +33,7 @@ from .security import (
     BodyLimit,
     LocalHostOnly,
     TokenAuth,
+    header_deadline_protocol,
     is_loopback,
 )
 from .state import Explorer
@@ -172,4 +173,4 @@ def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.Pat
     import uvicorn
 
     app = create_app(folder, device=device, token=token, max_upload_mb=max_upload_mb, local_only=not token)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=header_deadline_protocol())

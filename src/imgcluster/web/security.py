@@ -161,3 +161,34 @@ class BodyLimit:
         except _TooLarge:
             if not started:
                 await _answer(send, 413, self._message())
+
+
+# A client gets this long to finish sending a request's headers (from connecting, or from the end
+# of the previous response); uvicorn itself waits for them forever, so a few slow sockets that never
+# finish a request would hold the server's connections without limit.
+HEADER_SECONDS = 15.0
+
+
+def header_deadline_protocol() -> type:
+    """uvicorn's h11 protocol, closing a connection whose next request has not begun (its headers
+    complete) within ``HEADER_SECONDS``. Pass it as ``uvicorn.Config(http=...)``."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadlineH11(H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def _arm_header_deadline(self) -> None:
+            waiting_after = self.cycle  # a new request replaces the cycle: then the deadline is met
+            self.loop.call_later(HEADER_SECONDS, self._check_header_deadline, waiting_after)
+
+        def _check_header_deadline(self, waiting_after: Any) -> None:
+            if self.cycle is waiting_after and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadlineH11
