@@ -113,3 +113,25 @@ def test_a_tsne_map_reports_its_iterations_and_the_same_seed_gives_the_same_map(
     assert_live(ticks)
     assert len({d for d, _ in ticks}) > 10  # every 25 of the 750 iterations
     assert np.array_equal(watched.map, imgcluster.reduce(x, config).map)
+
+
+def test_a_reducer_or_namer_without_a_progress_argument_still_works() -> None:
+    """Extensions registered before stages reported progress take no ``progress``: they are called without it."""
+    from imgcluster.api.steps import progress_for
+
+    class OldReducer:
+        def fit(self, x):  # noqa: ANN001, ANN202
+            return self
+
+    class NewReducer:
+        def fit(self, x, progress=None):  # noqa: ANN001, ANN202
+            return self
+
+    class KeywordsReducer:
+        def fit(self, x, **options):  # noqa: ANN001, ANN003, ANN202
+            return self
+
+    tick = object()
+    assert progress_for(OldReducer().fit, tick) == {}
+    assert progress_for(NewReducer().fit, tick) == {"progress": tick}
+    assert progress_for(KeywordsReducer().fit, tick) == {"progress": tick}

@@ -22,7 +22,7 @@ from ..label.vocabulary import load_vocabulary
 from ..represent import Representatives
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import job  # a module reference: job imports this module too
-from .steps import Embeddings, Progress, Run, _reload_run_model, open_workspace
+from .steps import Embeddings, Progress, Run, _reload_run_model, open_workspace, progress_for
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], 
         vectors = None
     elif vectors is None:
         vectors = ws.load_embeddings(record.model_id, [r.content_hash for r in images])  # type: ignore[misc]
-    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters), progress=progress)
+    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters),
+                      **progress_for(namer.name, progress))
 
 
 def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None) -> NamingContext:

@@ -291,11 +291,11 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig(), progress:
               "none": {}}
     space_reducer = make_reducer(config.method, n_components=config.n_components,
                                  **_for(config.method, params, min_dist=config.min_dist))
-    space_reducer.fit(vectors, progress=steps.within(0))
+    space_reducer.fit(vectors, **progress_for(space_reducer.fit, steps.within(0)))
     steps.finish(0)
     map_reducer = make_reducer(config.map_method, n_components=2, **_for(
         config.map_method, params, min_dist=config.map_min_dist, n_epochs=config.map_n_epochs))
-    map_reducer.fit(vectors, progress=steps.within(1))
+    map_reducer.fit(vectors, **progress_for(map_reducer.fit, steps.within(1)))
     steps.finish(1)
     return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
                      np.asarray(map_reducer.embedding_, dtype=np.float32)[:, :2], space_reducer, map_reducer)
@@ -325,6 +325,19 @@ class _Steps:
     def _report(self, done: int) -> None:
         if self.progress is not None:
             self.progress(done, self.total)
+
+
+def progress_for(method: Callable[..., Any], progress: Any) -> dict[str, Any]:
+    """``{"progress": progress}`` when ``method`` takes a ``progress`` argument, else nothing: a
+    reducer or namer registered before stages reported progress keeps working."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return {}
+    takes = "progress" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"progress": progress} if takes else {}
 
 
 def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> dict[str, Any]:

@@ -450,11 +450,10 @@ def _reregister_runs(ws: Workspace) -> list[Action]:
         try:
             record = json.loads((folder / "run.json").read_text())
             assignments = read_assignments(folder / ASSIGNMENTS_FILE)
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            actions.append(quarantine_run(ws, folder.name, f"its files cannot be read: {error}"))
-            continue
-        except Exception as error:  # a damaged zip
-            actions.append(quarantine_run(ws, folder.name, f"its files cannot be read: {error}"))
+            fields = [record[name] for name in ("key", "created_at", "root", "model_id", "model_name", "n_images",
+                                                 "n_clusters", "config", "info")]
+        except Exception as error:  # noqa: BLE001 -- unreadable JSON, a damaged zip, a missing field: not saved
+            actions.append(quarantine_run(ws, folder.name, f"its files cannot be read: {error!r}"))
             continue
         if not set(np.asarray(assignments.image_ids).tolist()) <= ids:
             actions.append(quarantine_run(ws, folder.name, "the catalogue rows of its images were lost"))
@@ -462,9 +461,7 @@ def _reregister_runs(ws: Workspace) -> list[Action]:
         with ws._db:
             ws._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
-                "VALUES(?,?,?,?,?,?,?,?,?)",
-                (record["key"], record["created_at"], record["root"], record["model_id"], record["model_name"],
-                 record["n_images"], record["n_clusters"], json.dumps(record["config"]), json.dumps(record["info"])))
+                "VALUES(?,?,?,?,?,?,?,?,?)", (*fields[:7], json.dumps(fields[7]), json.dumps(fields[8])))
             model = record["info"].get("model") or {}
             if model.get("model_id") == record["model_id"] and model.get("dim"):
                 ws._db.execute("INSERT OR IGNORE INTO models(model_id, name, dim, info) VALUES(?,?,?,?)",
