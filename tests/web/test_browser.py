@@ -91,13 +91,23 @@ def test_a_rename_survives_a_reload(page, digits_run: imgcluster.Run) -> None:
 
 
 def test_an_uploaded_image_is_filed_into_a_cluster(page, unseen_digits: dict[int, Path], artefacts: Path) -> None:
-    page.set_input_files("#upload", str(unseen_digits[0]))
-    result = page.wait_for_selector("#predict-result")
-    assert result.get_attribute("data-status") == "assigned"
-    assert int(result.get_attribute("data-cluster")) >= 0
-    assert "Filed into" in page.inner_text("#predict-result .verdict")
-    page.wait_for_selector("#predict-result .grid figure")
-    page.screenshot(path=str(artefacts / "predict.png"))
+    """Unseen scans of the run's digits are filed (most of them: the open-set filing may hold one that
+    sits at the edge of its cluster, and the page must then say it is held, with the reason)."""
+    statuses = {}
+    for label, path in sorted(unseen_digits.items()):
+        page.set_input_files("#upload", str(path))
+        result = page.wait_for_selector(f'#predict-result:has(img[alt="{path.name}"])')
+        statuses[label] = result.get_attribute("data-status")
+        verdict = page.inner_text("#predict-result .verdict")
+        if statuses[label] == "assigned":
+            assert int(result.get_attribute("data-cluster")) >= 0 and "Filed into" in verdict
+            page.wait_for_selector("#predict-result .grid figure")
+            page.screenshot(path=str(artefacts / "predict.png"))
+        else:
+            assert statuses[label] == "unassigned" and "Held, not filed" in verdict, (label, verdict)
+            assert page.inner_text("#predict-result .reason").strip()  # which test it failed
+    filed = sum(status == "assigned" for status in statuses.values())
+    assert filed >= 0.6 * len(statuses), statuses
 
 
 def test_a_box_selection_opens_a_grid_and_moves_images_into_a_derived_run(page, digits_run: imgcluster.Run,
