@@ -3,6 +3,8 @@ traceback, never a silently wrong answer), and `imgcluster doctor --repair` mend
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import shutil
 import sqlite3
@@ -67,6 +69,17 @@ def nan_shard(path: Path) -> None:
     np.save(path, values)  # a well-formed file whose values are not: only its digest and the value check see it
 
 
+def tableless(catalogue: Path) -> None:
+    """A valid SQLite file holding no tables, where the catalogue was (as a new one would start)."""
+    import sqlite3
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{catalogue}{suffix}").unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(catalogue)) as db:
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+
+
 def recluster(photos: Path, ws: Path) -> None:
     imgcluster.cluster(photos, workspace=ws, **CONFIG)
 
@@ -85,6 +98,8 @@ DAMAGE: list[tuple[str, Callable[[Path, str], None], Callable[[Path, Path], None
      "catalogue"),
     ("catalogue truncated", lambda ws, key: cut(ws / "catalogue.db"), read_run, "truncated", "catalogue"),
     ("catalogue emptied", lambda ws, key: (ws / "catalogue.db").write_bytes(b""), read_run, "empty (0 bytes)",
+     "catalogue"),
+    ("catalogue without tables", lambda ws, key: tableless(ws / "catalogue.db"), read_run, "holds no tables",
      "catalogue"),
     ("catalogue page garbage", lambda ws, key: scribble(ws / "catalogue.db"), read_run, "is corrupt", "catalogue"),
     ("shard deleted", lambda ws, key: shards(ws)[0].unlink(), recluster, "is missing", "shard"),

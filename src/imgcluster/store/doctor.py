@@ -97,8 +97,8 @@ def check(path: str | Path, *, read_values: bool = True) -> list[Problem]:
         ws = Workspace.open(path, create=False)
     except WorkspaceTooNew as error:
         return [Problem("schema", str(catalogue), str(error))]
-    except WorkspaceDamaged:
-        return [Problem("catalogue", str(catalogue), catalogue_problem(path) or "the catalogue cannot be read")]
+    except WorkspaceDamaged as error:
+        return [Problem("catalogue", str(catalogue), catalogue_problem(path) or str(error))]
     with contextlib.closing(ws):
         try:
             verdict = [str(r[0]) for r in ws._db.execute("PRAGMA integrity_check(20)").fetchall()]
@@ -338,7 +338,7 @@ def _rebuild_catalogue(path: Path) -> list[Action]:
         copied = _salvage(moved, path)
         actions.append(Action("catalogue", str(old), "started a new catalogue; rows read back from the old one: "
                               + (", ".join(f"{n} {t}" for t, n in copied.items() if n) or "none")))
-    ws = Workspace.open(path)
+    ws = Workspace.open(path, fresh=True)
     try:
         reindexed = _reindex_shards(ws)
         actions.append(Action("catalogue", str(path / "vectors"),
@@ -356,7 +356,7 @@ _TABLES = ("meta", "images", "models", "embeddings", "thumbnails", "frames", "pe
 
 def _salvage(damaged: Path, path: Path) -> dict[str, int]:
     """Copy every row SQLite can still read from the ``damaged`` catalogue into a new one at ``path``."""
-    Workspace.open(path).close()
+    Workspace.open(path, fresh=True).close()
     copied: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as scratch:
         readable = _readable_copy(damaged, Path(scratch))

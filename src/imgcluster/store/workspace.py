@@ -121,16 +121,19 @@ class Workspace(DerivedData):
     # -- opening and locking -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "Workspace":
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True, fresh: bool = False) -> "Workspace":
         """Open the workspace folder at ``path``, creating it when ``create`` (else WorkspaceNotFound:
         readers never create a workspace). A damaged catalogue raises WorkspaceDamaged and one made
-        by a newer imgcluster WorkspaceTooNew; neither is ever written to."""
+        by a newer imgcluster WorkspaceTooNew; neither is ever written to. A catalogue missing or
+        without tables beside vectors or runs is damage too, unless ``fresh`` (doctor's repair starting
+        a new one on purpose)."""
         path = Path(path).expanduser().resolve()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"The workspace {path} is a file, not a folder. Give a folder (a new one is created), "
                               "e.g. --workspace PATH/.imgcluster.")
         catalogue = path / "catalogue.db"
-        if not create and not catalogue.is_file():
+        existed = catalogue.is_file()
+        if not create and not existed:
             raise WorkspaceNotFound(f"No imgcluster workspace at {path}. Run `imgcluster cluster FOLDER` first, "
                                     "or pass the --workspace that holds one.")
         problem = catalogue_problem(path)
@@ -161,6 +164,11 @@ class Workspace(DerivedData):
             if version == str(SCHEMA_VERSION):
                 return cls(path, db)
             _check_version(path, version)
+            if version is None and not fresh and _holds_data(path):
+                # As a 0-byte catalogue: starting afresh would silently forget every run and vector.
+                state = "holds no tables" if existed else "is missing"
+                raise WorkspaceDamaged(damage_message(path, f"its catalogue {catalogue} {state} although the "
+                                                            "workspace holds vectors or runs"))
             if version is None and not create:
                 raise WorkspaceNotFound(f"No imgcluster workspace at {path} (its catalogue holds no tables). "
                                         "Run `imgcluster cluster FOLDER` first.")
@@ -796,6 +804,11 @@ class _Catalogue(sqlite3.Connection):
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _holds_data(path: Path) -> bool:
+    """Whether the workspace folder holds vectors or runs (so its catalogue cannot start afresh)."""
+    return any((path / name).is_dir() and any((path / name).iterdir()) for name in ("vectors", "runs"))
 
 
 def catalogue_problem(path: Path) -> str | None:
