@@ -289,7 +289,7 @@ def extract_keyframes(video: ScannedFile, config: ScanConfig = ScanConfig()
         buffer = io.BytesIO()
         key.image.save(buffer, "JPEG", quality=90)
         jpeg = buffer.getvalue()
-        content_hash = hashlib.blake2b(jpeg, digest_size=16).hexdigest()
+        content_hash = hash_bytes(jpeg)
         jpegs[content_hash] = jpeg
         items.append(ScannedFile(f"{video.path}#t={key.timestamp:.3f}", len(jpeg), video.mtime_ns, content_hash,
                                  "JPEG", key.image.width, key.image.height, "ok", source_path=video.path,
