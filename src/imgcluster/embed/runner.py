@@ -166,9 +166,11 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     batch is also written there as a Parquet shard, and the records' embeddings cached before are
     exported at the end (see ``store.vector_export``)."""
     started = time.perf_counter()
-    decoder = device_decoder if device_decoder is not None else gpu_decoder_for(embedder)
     work = plan_work(records, embedder, workspace)
     todo, frames, have_thumbs, total = work.todo, work.frames, work.have_thumbnails, work.total
+    # Only with work to do: asking for the device (and the batch size it runs best at) may load
+    # torch and the model, which an all-cached run never needs.
+    decoder = device_decoder if device_decoder is not None or not todo else gpu_decoder_for(embedder)
     if export is not None:
         export.open(embedder.model_id, embedder.dim, content_paths(records))
     done = total - len(todo)
@@ -189,7 +191,7 @@ def embed_records(records: Sequence[ImageRecord], embedder: Embedder, workspace:
     undecodable: dict[str, str] = {}
     changed: set[str] = set()
     read_from = dict(todo)  # content hash -> the file read for it
-    batch_size = config.batch_size or embedder.batch_size
+    batch_size = (config.batch_size or embedder.batch_size) if todo else 1
     pending = PendingCommit(workspace, embedder.model_id, embedder.dim, config.commit_every, export)
     for batch in _batches(_prefetched(map(source, todo), prepare, config.workers, max(8, 2 * batch_size)),
                           batch_size):

@@ -590,12 +590,13 @@ class Workspace(DerivedData):
         return cursor.rowcount > 0
 
     def namer_answer(self, key: str) -> str | None:
-        """A remote namer's cached answer (see ``save_namer_answer``), or None."""
+        """A namer's cached answer (see ``save_namer_answer``), or None."""
         row = self._db.execute("SELECT answer FROM namer_answers WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def save_namer_answer(self, key: str, source: str, answer: str) -> None:
-        """Cache a remote namer's answer under ``key`` (a hash of everything that decides it)."""
+        """Cache a namer's answer under ``key`` (everything that decides it: a VLM's model, prompt and images; an
+        image classifier's model and the image's content hash)."""
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO namer_answers(key, source, answer, created_at) VALUES(?,?,?,?)",
                              (key, source, answer, time.time()))

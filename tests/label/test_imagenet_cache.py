@@ -1,0 +1,31 @@
+"""Naming the same images again reads their class probabilities from the workspace: a re-cluster of
+cached images needs neither the pictures nor the network, nor (in a fresh process) torch itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+RECLUSTER = """
+import json, sys
+import imgcluster
+run = imgcluster.cluster(sys.argv[1], model="efficientnet-lite0")
+print(json.dumps({"torch": "torch" in sys.modules, "device": run.record.info["model"]["device"],
+                  "names": {str(c): n.name for c, n in run.names.items()}}))
+"""
+
+
+def test_a_fresh_recluster_of_cached_images_names_them_without_torch(digits_run, digits_dir: Path) -> None:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", RECLUSTER, str(digits_dir / "images")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = json.loads(done.stdout.strip().splitlines()[-1])
+    assert again["torch"] is False, "a re-cluster of cached images imported torch"
+    assert again["device"].startswith("not loaded")
+    # Same images, same seed: the same clusters, named from the cached probabilities as before.
+    assert again["names"] == {str(c): n.name for c, n in digits_run.names.items()}
