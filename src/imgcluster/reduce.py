@@ -138,7 +138,7 @@ class UmapReducer:
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
             self.model_ = umap.UMAP(
                 n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
-                metric=self.metric, n_epochs=self.n_epochs, random_state=self.seed,
+                metric=self.metric, n_epochs=umap_epochs(self.n_epochs, n), random_state=self.seed,
                 precomputed_knn=knn if knn is not None else (None, None, None),
                 init="spectral" if n > 3 * self.n_components else "random",
             ).fit(x)
@@ -241,10 +241,17 @@ def _cache_umap_compilation() -> None:
                    layouts._nb_optimize_layout_euclidean_single_epoch))
 
 
+# Unset epochs: umap-learn runs 500 up to 10,000 points and 200 beyond. From 1,000 points 200 is
+# as good for clustering (NMI over seeds 0-3: digits 0.790 at 500, 0.797 at 200; photo crops 0.997
+# and 0.996) and the layout, single-threaded when seeded, takes 40% less of a re-cluster's time.
+# Below 1,000 the layout is cheap and the extra epochs are kept.
+FEWER_EPOCHS_FROM = 1_000
+
+
 def umap_epochs(n_epochs: int | None, n: int) -> int:
-    """The optimisation epochs umap-learn runs on ``n`` points: ``n_epochs``, else its own default
-    (500 up to 10,000 points, 200 beyond). For sizing progress bars only."""
-    return n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
+    """The optimisation epochs a UMAP fit on ``n`` points runs: ``n_epochs``, else 500 below
+    ``FEWER_EPOCHS_FROM`` points and 200 from there."""
+    return n_epochs if n_epochs is not None else (500 if n < FEWER_EPOCHS_FROM else 200)
 
 
 # The epoch callback of the UMAP fit running in this thread (or task); None: umap-learn's own tqdm.
