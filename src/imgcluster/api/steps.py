@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..cluster import Clusterer, fit_clusterer
-from ..cluster.settings import clusterer_for
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
+from ..cluster.settings import clusterer_for
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
