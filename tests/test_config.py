@@ -93,10 +93,10 @@ def test_every_stage_setting_can_be_given_as_text() -> None:
             text = ("none" if default is None else ",".join(default) if isinstance(default, tuple)
                     else str(default).lower() if isinstance(default, bool) else str(default))
             assert parse_settings([f"{stage}.{f.name}={text}"]) == {stage: {f.name: default}}, f"{stage}.{f.name}"
-    for pair, match in [("cluster.k=many", "ClusterConfig.k takes a whole number or none; got 'many'"),
+    for pair, match in [("cluster.k=many", "ClusterConfig.k must be a whole number or none; got 'many'"),
                         ("cluster.colour=red", "ClusterConfig has no setting 'colour'. Choose one of: method, k"),
                         ("clusters.k=3", "No stage called 'clusters'"),
-                        ("k=3", "--set takes STAGE.FIELD=VALUE"),
-                        ("scan.follow_symlinks=maybe", "ScanConfig.follow_symlinks takes true or false")]:
+                        ("k=3", "Give --set STAGE.FIELD=VALUE"),
+                        ("scan.follow_symlinks=maybe", "ScanConfig.follow_symlinks must be true or false")]:
         with pytest.raises((ConfigError, UnknownName), match=match):
             parse_settings([pair])

@@ -439,7 +439,7 @@ def parse_settings(pairs: Iterable[str]) -> dict[str, dict[str, Any]]:
         key, equals, text = pair.partition("=")
         stage, dot, name = key.strip().partition(".")
         if not equals or not dot or not name:
-            raise ConfigError(f"--set takes STAGE.FIELD=VALUE, e.g. cluster.min_samples=5; got {pair!r}.")
+            raise ConfigError(f"Give --set STAGE.FIELD=VALUE, e.g. cluster.min_samples=5; got {pair!r}.")
         if stage not in STAGES:
             raise UnknownName(f"No stage called {stage!r} in {pair!r}. Choose one of: {', '.join(STAGES)}.")
         _check_fields(stage, [name])
@@ -467,5 +467,5 @@ def parse_value(cls: type, name: str, text: str) -> Any:
         return base(text)
     except ValueError:
         what = {int: "a whole number", float: "a number", bool: "true or false"}.get(base, base.__name__)
-        raise ConfigError(f"{cls.__name__}.{name} takes {what}{' or none' if optional else ''}; got {text!r}.") \
+        raise ConfigError(f"{cls.__name__}.{name} must be {what}{' or none' if optional else ''}; got {text!r}.") \
             from None

@@ -112,7 +112,7 @@ def not_applicable(parameter: str, method: str, applies_to: list[str], kind: str
     ``drop`` says how it was given (default: the CLI option ``--parameter-name``)."""
     drop = drop or "--" + parameter.replace("_", "-")
     if not applies_to:
-        return f"No {kind} takes {parameter}, {method} included; drop {drop}."
+        return f"No {kind} takes {parameter}, {method} included; leave out {drop}."
     return (f"{parameter} applies to {_joined(applies_to)}, not {method}; drop {drop} or pick "
             f"{'that' if len(applies_to) == 1 else 'one of those'} {kind}{'' if len(applies_to) == 1 else 's'}.")
 

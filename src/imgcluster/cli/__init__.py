@@ -197,8 +197,8 @@ def embed_command(
 def _embed_stage(stage: str) -> bool:
     """Whether `embed` reads this stage's settings (scan and embed); the others are refused."""
     if stage not in ("scan", "embed"):
-        raise ConfigError(f"`imgcluster embed` reads scan and embed settings only; {stage}.… is for `imgcluster "
-                          "cluster --set`.")
+        raise ConfigError(f"`imgcluster embed` reads scan and embed settings only; give {stage}.… settings to "
+                          "`imgcluster cluster --set`.")
     return True
 
 
