@@ -201,7 +201,11 @@ class ReduceConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How points in the clustering space become clusters."""
+    """How points in the clustering space become clusters.
+
+    The union of every method's settings, so all can be named in one place; each clusterer declares
+    the ones it takes, and ``cluster.settle`` refuses a setting given for a method that does not take
+    it (see docs/design.md, "Stage parameters")."""
 
     method: str = _help(
         "auto (tries HDBSCAN settings and k-means over a range of k, keeps the answer whose clusters best keep "

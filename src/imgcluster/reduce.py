@@ -20,8 +20,8 @@ import numpy as np
 from .config import PRESETS, ReduceConfig
 from .errors import ConfigError, UnknownName
 from .jit_cache import cache_kernels, use_numba_cache
-from .params import (Anything, Interval, Parameters, check_parameters, not_applicable, refuse_undeclared, require_fitted,
-                     takers)
+from .params import (Anything, Interval, Parameters, check_parameters, not_applicable, refuse_undeclared,
+                     require_fitted, takers)
 
 log = logging.getLogger(__name__)
 
