@@ -168,7 +168,11 @@ def embed_command(
     given = overrides({"embed": {"model": model, "pooling": pooling, "batch_size": batch_size, "device": device,
                                  "commit_every": commit_every, "workers": None if on_ray else workers}},
                       settings or ())
-    config = configure(overrides={stage: values for stage, values in given.items() if _embed_stage(stage)})
+    other = next((stage for stage in given if stage not in ("scan", "embed")), None)
+    if other is not None:
+        raise ConfigError(f"`imgcluster embed` reads scan and embed settings only; give {other}.… settings to "
+                          "`imgcluster cluster --set`.")
+    config = configure(overrides=given)
     ray_config = RayConfig(**{name: value for name, value in (("address", address), ("retries", retries),
                                                               ("workers", workers if on_ray else None))
                               if value is not None})
@@ -192,14 +196,6 @@ def embed_command(
         console.print(f"Shards: {done.export['rows_written']:,} embeddings in {done.export['shards_written']:,} new "
                       f"shards; {done.export['rows']:,} in {done.export['shards']:,} shards at {done.export['url']}",
                       soft_wrap=True, markup=False)
-
-
-def _embed_stage(stage: str) -> bool:
-    """Whether `embed` reads this stage's settings (scan and embed); the others are refused."""
-    if stage not in ("scan", "embed"):
-        raise ConfigError(f"`imgcluster embed` reads scan and embed settings only; give {stage}.… settings to "
-                          "`imgcluster cluster --set`.")
-    return True
 
 
 @app.command("report")
