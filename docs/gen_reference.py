@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import functools
 import inspect
+import re
 import sys
 import typing
 from pathlib import Path
@@ -83,10 +84,17 @@ def _param_row(param: Any) -> str:
         default = "required" if param.required else "optional"
     else:
         flags = " / ".join(param.opts + param.secondary_opts)
-        kind = "" if param.is_flag else f" {_type_word(param)}"
+        kind = "" if param.is_flag else f" {param.metavar or _type_word(param)}"
         name = f"`{flags}{kind}`"
         default = param.default
-        default = "" if default is None or callable(default) else f"`{default}`"
+        help_text = getattr(param, "help", None) or ""
+        # Options that default to "not given" (None) end their help with the setting's own default.
+        said = re.search(r"\s*\\?\[default: ([^\]]*)\]\s*$", help_text)
+        if default is None and said:
+            default, help_text = f"`{said.group(1)}`", help_text[:said.start()]
+        else:
+            default = "" if default is None or callable(default) else f"`{default}`"
+        return f"| {name} | {default} | {_cell(help_text)} |"
     return f"| {name} | {default} | {_cell(getattr(param, 'help', None) or '')} |"
 
 
@@ -131,6 +139,12 @@ def _options_setting(help_text: str) -> list[str]:
     return hits
 
 
+def _set_option(cls: type, name: str) -> str:
+    """`cluster --set STAGE.FIELD=…` for a stage setting no option of its own sets."""
+    stage = next((stage for stage, stage_cls in config_module.STAGES.items() if stage_cls is cls), None)
+    return f"`cluster --set {stage}.{name}=…`" if stage else ""
+
+
 def _default(f: dataclasses.Field) -> str:
     if f.default_factory is not dataclasses.MISSING:
         made = f.default_factory()
@@ -156,12 +170,14 @@ def render_config() -> str:
             note = help_text or FIELD_NOTES.get((cls.__name__, f.name), "")
             if not note and f.default_factory is not dataclasses.MISSING:
                 note = f"The {f.name} stage's settings."
-            cli = ", ".join(_options_setting(help_text))
+            cli = ", ".join(_options_setting(help_text)) or _set_option(cls, f.name)
             lines.append(f"| `{f.name}` | `{_cell(f.type)}` | {_default(f)} | {_cell(note)} | {cli} |")
         lines.append("")
     lines += ["## PRESETS", "",
               "`imgcluster cluster --preset NAME` (or `apply_preset(config, NAME)`) sets these fields; options "
-              "given beside it override them.", "", "| preset | fields set |", "|---|---|"]
+              "given beside it override them. A preset's setting that the method finally run does not take "
+              "(`--preset ifunny --k 50` runs k-means) is left at its default; a setting you give that the method "
+              "does not take is refused, naming the methods it applies to.", "", "| preset | fields set |", "|---|---|"]
     for name, stages in config_module.PRESETS.items():
         fields = "; ".join(f"{stage}: " + ", ".join(f"`{k}={v!r}`" for k, v in values.items())
                            for stage, values in stages.items()) or "(nothing: the defaults)"

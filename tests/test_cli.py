@@ -87,6 +87,21 @@ def test_options_given_with_a_preset_win_and_bad_settings_fail_before_any_work(p
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+def test_a_setting_the_method_ignores_is_refused_and_any_setting_reaches_the_run(photos: Path) -> None:
+    untouched = photos.parent / "never-created"
+    refused = imgcluster("cluster", str(photos), "--method", "dbscan", "--k", "7", "--workspace", str(untouched))
+    assert refused.returncode == 2 and not untouched.exists()
+    assert refused.stderr.strip().startswith("error: k applies to agglomerative, kmeans and spectral, not dbscan; "
+                                             "drop --k or pick one of those methods.")
+    result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--method", "hdbscan",
+                        "--min-samples", "2", "--reduce", "pca", "--set", "reduce.n_neighbors=6", "--set",
+                        "name.namer=none", "--json")
+    assert result.returncode == 0, result.stderr
+    config = json.loads(Path(json.loads(result.stdout)["outputs"]["csv"]).with_name("run.json").read_text())["config"]
+    assert (config["cluster"]["method"], config["cluster"]["min_samples"]) == ("hdbscan", 2)
+    assert (config["reduce"]["method"], config["reduce"]["n_neighbors"], config["name"]["namer"]) == ("pca", 6, "none")
+
+
 def test_reducer_map_and_noise_options_reach_the_run(photos: Path) -> None:
     result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0", "--reduce", "pca", "--map", "pca",
                         "--noise", "attach", "--attach-threshold", "0.2", "--json")

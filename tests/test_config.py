@@ -63,3 +63,40 @@ def test_a_stored_run_with_more_decode_workers_than_the_range_still_loads() -> N
     data = RunConfig().to_dict()
     data["embed"]["workers"] = 64  # allowed before the documented 1-16 was enforced
     assert RunConfig.from_dict(data).embed.workers == 16
+
+
+def test_settings_are_merged_once_preset_first_then_what_was_given() -> None:
+    from imgcluster.config import configure, overrides
+
+    given = overrides({"reduce": {"seed": 7, "method": None}, "cluster": {"min_cluster_size": 3, "k": None}},
+                      ["reduce.n_epochs=none", "cluster.min_samples=4"])
+    assert given == {"reduce": {"seed": 7, "n_epochs": None}, "cluster": {"min_cluster_size": 3, "min_samples": 4}}
+    config = configure(None, "ifunny", given)
+    assert config.preset == "ifunny" and config.reduce.n_neighbors == 70  # the preset's, where nothing was given
+    assert (config.reduce.seed, config.reduce.n_epochs) == (7, None)  # none unsets the preset's 300
+    assert (config.cluster.min_cluster_size, config.cluster.min_samples) == (3, 4)
+    with pytest.raises(ConfigError, match="cluster.k is given twice, by an option \\(3\\) and by --set \\(4\\)"):
+        overrides({"cluster": {"k": 3}}, ["cluster.k=4"])
+    with pytest.raises(ConfigError, match="dedup.hamming is a setting of --dedup; add --dedup"):
+        configure(None, None, {"dedup": {"hamming": 4}})
+
+
+def test_every_stage_setting_can_be_given_as_text() -> None:
+    """--set STAGE.FIELD=VALUE reaches every field of every stage, read as the field's type."""
+    import dataclasses
+
+    from imgcluster.config import STAGES, parse_settings
+
+    for stage, cls in STAGES.items():
+        for f in dataclasses.fields(cls):
+            default = getattr(cls(), f.name)
+            text = ("none" if default is None else ",".join(default) if isinstance(default, tuple)
+                    else str(default).lower() if isinstance(default, bool) else str(default))
+            assert parse_settings([f"{stage}.{f.name}={text}"]) == {stage: {f.name: default}}, f"{stage}.{f.name}"
+    for pair, match in [("cluster.k=many", "ClusterConfig.k must be a whole number or none; got 'many'"),
+                        ("cluster.colour=red", "ClusterConfig has no setting 'colour'. Choose one of: method, k"),
+                        ("clusters.k=3", "No stage called 'clusters'"),
+                        ("k=3", "Give --set STAGE.FIELD=VALUE"),
+                        ("scan.follow_symlinks=maybe", "ScanConfig.follow_symlinks must be true or false")]:
+        with pytest.raises((ConfigError, UnknownName), match=match):
+            parse_settings([pair])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -70,3 +72,27 @@ def test_same_seed_gives_the_same_clusters_through_the_shared_graph() -> None:
     first = imgcluster.cluster_points(imgcluster.reduce(x).space)
     again = imgcluster.cluster_points(imgcluster.reduce(x).space)
     assert np.array_equal(first.labels, again.labels)
+
+
+def test_each_reducer_gets_only_the_settings_it_declares() -> None:
+    from imgcluster.reduce import reducer_settings
+
+    config = imgcluster.ReduceConfig(method="pca", map_method="umap", n_neighbors=30, map_min_dist=0.2)
+    assert reducer_settings(config, "space") == {"seed": 0, "n_components": 5}
+    assert reducer_settings(config, "map", knn=None) == {
+        "seed": 0, "knn": None, "n_components": 2, "n_neighbors": 30, "metric": "cosine", "min_dist": 0.2,
+        "n_epochs": 100}
+    assert reducer_settings(imgcluster.ReduceConfig(method="none"), "space") == {"seed": 0}
+
+
+def test_a_reduce_setting_no_chosen_reducer_takes_is_refused_unless_a_preset_set_it() -> None:
+    from imgcluster.reduce import check_reduce_config
+
+    check_reduce_config(imgcluster.ReduceConfig(method="pca", n_neighbors=30))  # the map's UMAP takes it
+    with pytest.raises(imgcluster.ConfigError, match="^n_neighbors applies to umap, not pca; drop --set "
+                                                     "reduce.n_neighbors or pick that reducer.$"):
+        check_reduce_config(imgcluster.ReduceConfig(method="pca", map_method="pca", n_neighbors=30))
+    with pytest.raises(imgcluster.ConfigError, match="^metric applies to tsne and umap, not pca"):
+        check_reduce_config(imgcluster.ReduceConfig(method="pca", map_method="pca", metric="euclidean"))
+    ifunny = imgcluster.config.apply_preset(imgcluster.RunConfig(), "ifunny").reduce
+    check_reduce_config(dataclasses.replace(ifunny, method="pca", map_method="pca"), "ifunny")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +204,11 @@ class ReduceConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How points in the clustering space become clusters."""
+    """How points in the clustering space become clusters.
+
+    The union of every method's settings, so all can be named in one place; each clusterer declares
+    the ones it takes, and ``cluster.settle`` refuses a setting given for a method that does not take
+    it (see docs/design.md, "Stage parameters")."""
 
     method: str = _help(
         "auto (tries HDBSCAN settings and k-means over a range of k, keeps the answer whose clusters best keep "
@@ -210,7 +216,8 @@ class ClusterConfig:
         "the run), "
         "hdbscan (finds the number of clusters, marks noise; min_cluster_size about 1% of the images unless set), "
         "kmeans (needs k), agglomerative, spectral, dbscan or optics.", "auto")
-    k: int | None = _help("Number of clusters for kmeans; giving it selects kmeans.", None)
+    k: int | None = _help("Number of clusters for kmeans, agglomerative and spectral; giving it without a method "
+                          "selects kmeans.", None)
     min_cluster_size: int | None = _help(
         "Smallest group worth naming; unset picks about 1% of the images (at least 5). "
         "Setting it turns auto into plain hdbscan.", None)
@@ -381,3 +388,91 @@ def apply_preset(config: RunConfig, name: str | None) -> RunConfig:
         preset=name,
         **{stage: dataclasses.replace(getattr(config, stage), **values) for stage, values in overrides.items()},
     )
+
+
+# RunConfig's stage fields -> their dataclass (dedup is None until --dedup turns it on).
+STAGES: dict[str, type] = {"scan": ScanConfig, "embed": EmbedConfig, "reduce": ReduceConfig,
+                           "cluster": ClusterConfig, "name": NameConfig, "dedup": DedupConfig}
+
+
+def configure(config: RunConfig | None = None, preset: str | None = None,
+              overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
+    """The one place settings are merged: ``config`` (default ``RunConfig()``), then the preset's
+    fields, then ``overrides`` (stage -> field -> value, None included: it unsets an optional
+    field). Options the user did not give are left out of ``overrides``, so ``--preset ifunny
+    --seed 3`` keeps the preset's other settings."""
+    config = apply_preset(config or RunConfig(), preset)
+    for stage, given in (overrides or {}).items():
+        if not given:
+            continue
+        if stage not in STAGES:
+            raise UnknownName(f"No stage called {stage!r}. Choose one of: {', '.join(STAGES)}.")
+        _check_fields(stage, given)
+        current = getattr(config, stage)
+        if current is None:  # dedup: its settings mean nothing without it
+            raise ConfigError(f"{stage}.{next(iter(given))} is a setting of --{stage}; add --{stage} or drop it.")
+        config = dataclasses.replace(config, **{stage: dataclasses.replace(current, **given)})
+    return config
+
+
+def _check_fields(stage: str, names: Iterable[str]) -> None:
+    known = [f.name for f in dataclasses.fields(STAGES[stage])]
+    for name in names:
+        if name not in known:
+            raise UnknownName(f"{STAGES[stage].__name__} has no setting {name!r}. Choose one of: "
+                              f"{', '.join(known)}.")
+
+
+def overrides(options: Mapping[str, Mapping[str, Any]], pairs: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """A command's options (stage -> field -> value; None: not given, left out) and its ``--set``
+    pairs (``parse_settings``) as one set of overrides for ``configure``; a setting given both ways
+    is refused rather than one silently winning."""
+    merged = {stage: {name: value for name, value in values.items() if value is not None}
+              for stage, values in options.items()}
+    for stage, values in parse_settings(pairs).items():
+        for name, value in values.items():
+            if name in merged.get(stage, {}) and merged[stage][name] != value:
+                raise ConfigError(f"{stage}.{name} is given twice, by an option ({merged[stage][name]!r}) and by "
+                                  f"--set ({value!r}); give it once.")
+            merged.setdefault(stage, {})[name] = value
+    return {stage: values for stage, values in merged.items() if values}
+
+
+def parse_settings(pairs: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["cluster.min_samples=5", "reduce.n_neighbors=none"]`` as overrides for ``configure``:
+    each value read as its field's type (``none`` unsets an optional field; tuples are comma-separated)."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        stage, dot, name = key.strip().partition(".")
+        if not equals or not dot or not name:
+            raise ConfigError(f"Give --set STAGE.FIELD=VALUE, e.g. cluster.min_samples=5; got {pair!r}.")
+        if stage not in STAGES:
+            raise UnknownName(f"No stage called {stage!r} in {pair!r}. Choose one of: {', '.join(STAGES)}.")
+        _check_fields(stage, [name])
+        if name in parsed.get(stage, {}):
+            raise ConfigError(f"{stage}.{name} is set twice; keep one --set {stage}.{name}=….")
+        parsed.setdefault(stage, {})[name] = parse_value(STAGES[stage], name, text.strip())
+    return parsed
+
+
+def parse_value(cls: type, name: str, text: str) -> Any:
+    """``text`` as the value of field ``name`` of ``cls``, by the field's type."""
+    kind = typing.get_type_hints(cls)[name]
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    base = next((a for a in args if a is not type(None)), kind) if optional else kind
+    if typing.get_origin(base) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    try:
+        if base is bool:
+            if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "yes", "1")
+        return base(text)
+    except ValueError:
+        what = {int: "a whole number", float: "a number", bool: "true or false"}.get(base, base.__name__)
+        raise ConfigError(f"{cls.__name__}.{name} must be {what}{' or none' if optional else ''}; got {text!r}.") \
+            from None

@@ -4,6 +4,7 @@
     ├── ConfigError (ValueError)    a setting is out of range or contradicts another
     ├── UnknownName (ValueError)    a model, reducer, clusterer or preset name that is not registered
     ├── ModelUnavailable            model weights are not on this machine (and could not be fetched)
+    ├── NotFitted (RuntimeError, AttributeError)  a stage's predict/transform was called before its fit
     ├── NoImages                    a folder holds no image imgcluster could use
     ├── RunNotFound (KeyError)      no run with that key in the workspace
     ├── WorkerDied                  a batch killed its Ray worker more times than RayConfig.retries allows
@@ -32,6 +33,12 @@ class UnknownName(ImgclusterError, ValueError):
 
 class ModelUnavailable(ImgclusterError):
     """The requested model's weights are not available offline."""
+
+
+class NotFitted(ImgclusterError, RuntimeError, AttributeError):
+    """A clusterer, reducer or predictor was asked to predict or transform before ``fit``.
+
+    Also a RuntimeError and an AttributeError: what the stages raised before this class existed."""
 
 
 class NoImages(ImgclusterError):

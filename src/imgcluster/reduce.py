@@ -1,7 +1,9 @@
 """Reducers: embeddings → a smaller space to cluster in, and → the 2-D map.
 
 All share the sklearn-like shape ``fit(x) -> self``, ``transform(x)``, ``embedding_`` (the fitted
-points). ``none`` is a class too, so callers never branch on "no reduction".
+points). ``none`` is a class too, so callers never branch on "no reduction". Each declares the
+parameters it takes (``parameters``, see ``imgcluster.params``); ``reducer_settings`` picks them
+from a ``ReduceConfig`` for the clustering space or the 2-D map.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .config import PRESETS, ReduceConfig
 from .errors import ConfigError, UnknownName
 from .jit_cache import cache_kernels, use_numba_cache
+from .params import (Anything, Interval, Parameters, check_parameters, not_applicable, refuse_undeclared,
+                     require_fitted, takers)
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +49,16 @@ class Reducer(Protocol):
     def transform(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def require_fitted(obj: object, attribute: str) -> None:
-    if not hasattr(obj, attribute):
-        raise RuntimeError(f"{type(obj).__name__} is not fitted yet; call fit() first.")
+SEED: Parameters = {"seed": [Interval(int, 0)]}
+METRICS = ("cosine", "euclidean")
 
 
 class PcaReducer:
     """Linear projection: fast and deterministic; the fallback for inputs too small for UMAP."""
 
-    def __init__(self, n_components: int = 50, seed: int = 0, **_: Any):
+    parameters: ClassVar[Parameters] = {"n_components": [Interval(int, 1)], **SEED}
+
+    def __init__(self, n_components: int = 50, seed: int = 0):
         self.n_components, self.seed = n_components, seed
 
     def fit(self, x: np.ndarray, progress: Progress | None = None) -> "PcaReducer":
@@ -77,14 +83,17 @@ class PcaReducer:
 class NoReducer:
     """Cluster on the embeddings themselves."""
 
-    def __init__(self, **_: Any):
-        pass
+    parameters: ClassVar[Parameters] = SEED  # nothing is random; taken so every reducer takes a seed
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
 
     def fit(self, x: np.ndarray, progress: Progress | None = None) -> "NoReducer":
         self.embedding_ = np.asarray(x, dtype=np.float32)
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        require_fitted(self, "embedding_")  # as every reducer: the same code path with or without reduction
         return np.asarray(x, dtype=np.float32)
 
 
@@ -92,8 +101,10 @@ class StandardReducer:
     """Standardise each embedding dimension (zero mean, unit variance; scikit-learn's StandardScaler)
     and cluster there, as the GumGum article does before k-means. No reduction of dimensions."""
 
-    def __init__(self, **_: Any):
-        pass
+    parameters: ClassVar[Parameters] = SEED  # nothing is random; taken so every reducer takes a seed
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
 
     def fit(self, x: np.ndarray, progress: Progress | None = None) -> "StandardReducer":
         from sklearn.preprocessing import StandardScaler
@@ -110,6 +121,12 @@ class StandardReducer:
 class UmapReducer:
     """UMAP (umap-learn). ``knn`` takes a precomputed neighbour graph so that the clustering space
     and the 2-D map, fitted on the same data, pay for the neighbour search once."""
+
+    parameters: ClassVar[Parameters] = {
+        "n_components": [Interval(int, 1)], "n_neighbors": [Interval(int, 2), None],
+        "min_dist": [Interval(float, 0)], "metric": [Anything("a umap-learn distance name")],
+        "n_epochs": [Interval(int, 1), None], **SEED,
+        "knn": [Anything("a precomputed neighbour graph (reduce.nearest_neighbors)"), None]}
 
     def __init__(self, n_components: int = 5, n_neighbors: int | None = None, min_dist: float = 0.0,
                  metric: str = "cosine", n_epochs: int | None = None, seed: int = 0,
@@ -160,8 +177,14 @@ class TsneReducer:
     Single-threaded by default: threads change the last digits, and the same seed must give the same map.
     """
 
+    # n_components and perplexity are checked in __init__, whose messages say what to use instead.
+    parameters: ClassVar[Parameters] = {
+        "n_components": [Interval(int)], "perplexity": [Interval(float)],
+        "metric": [Anything("an openTSNE distance name")], "n_iter": [Interval(int, 1)],
+        "n_jobs": [Interval(int, 1)], **SEED}
+
     def __init__(self, n_components: int = 2, perplexity: float = 30.0, metric: str = "cosine",
-                 n_iter: int = TSNE_ITERATIONS, n_jobs: int = 1, seed: int = 0, **_: Any):
+                 n_iter: int = TSNE_ITERATIONS, n_jobs: int = 1, seed: int = 0):
         if not 1 <= n_components <= 3:
             raise ConfigError(f"t-SNE embeds in 1 to 3 dimensions; got n_components={n_components}. Use it for "
                               "the 2-D map, or umap (or pca) for a clustering space with more dimensions.")
@@ -364,7 +387,49 @@ REDUCERS: dict[str, type] = {"umap": UmapReducer, "pca": PcaReducer, "tsne": Tsn
 
 
 def make_reducer(name: str, **params: Any) -> Reducer:
-    """A reducer by registry name with its parameters."""
+    """A reducer by registry name with its parameters; one it does not declare is a ConfigError
+    naming the reducers that take it."""
     if name not in REDUCERS:
         raise UnknownName(f"No reducer called {name!r}. Choose one of: {', '.join(sorted(REDUCERS))}.")
+    refuse_undeclared("reducer", name, REDUCERS, params)
+    check_parameters(name, REDUCERS[name].parameters, params)
     return REDUCERS[name](**params)
+
+
+# ReduceConfig field -> (the roles it feeds: the clustering space, the 2-D map; the reducer parameter).
+# method, map_method, seed and fit_sample are read by the pipeline whatever the reducers.
+_FEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "n_components": (("space",), "n_components"), "n_neighbors": (("space", "map"), "n_neighbors"),
+    "min_dist": (("space",), "min_dist"), "n_epochs": (("space",), "n_epochs"),
+    "metric": (("space", "map"), "metric"), "map_min_dist": (("map",), "min_dist"),
+    "map_n_epochs": (("map",), "n_epochs")}
+
+
+def reducer_settings(config: ReduceConfig, role: str, knn: Any = None) -> dict[str, Any]:
+    """The parameters of ``config``'s reducer for ``role`` ("space": the clustering space, "map":
+    the 2-D map) that it declares: a PCA gets no UMAP knob. ``knn`` is a shared neighbour graph."""
+    offered: dict[str, Any] = {"seed": config.seed, "knn": knn, "n_components": 2}  # the map is 2-D
+    for field, (roles, parameter) in _FEEDS.items():
+        if role in roles:
+            offered[parameter] = getattr(config, field)
+    method = config.method if role == "space" else config.map_method
+    declared = REDUCERS[method].parameters if method in REDUCERS else {}
+    return {name: value for name, value in offered.items() if name in declared}
+
+
+def check_reduce_config(config: ReduceConfig, preset: str | None = None) -> None:
+    """Refuse unknown reducer names, and a setting given on purpose (neither the default nor the
+    value ``preset`` gives it) that neither chosen reducer takes, naming the reducers it applies to."""
+    for name in (config.method, config.map_method):
+        if name not in REDUCERS:
+            raise UnknownName(f"No reducer called {name!r}. Choose one of: {', '.join(sorted(REDUCERS))}.")
+    defaults = ReduceConfig()
+    from_preset = PRESETS.get(preset or "", {}).get("reduce", {})
+    for field, (roles, parameter) in _FEEDS.items():
+        value = getattr(config, field)
+        if value == getattr(defaults, field) or from_preset.get(field, object()) == value:
+            continue
+        chosen = [config.method if role == "space" else config.map_method for role in roles]
+        if not any(parameter in REDUCERS[method].parameters for method in chosen):
+            raise ConfigError(not_applicable(field, " or ".join(dict.fromkeys(chosen)),
+                                             takers(parameter, REDUCERS), "reducer", f"--set reduce.{field}"))

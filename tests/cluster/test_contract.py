@@ -168,3 +168,53 @@ def test_hdbscan_max_cluster_size_splits_what_eom_merges() -> None:
     assert np.bincount(merged.labels_[merged.labels_ >= 0]).max() == 200  # the two near blobs as one
     assert np.bincount(capped.labels_[capped.labels_ >= 0]).max() <= 150
     assert len(set(capped.labels_) - {NOISE}) == 3
+
+
+def _registries() -> list[tuple[str, dict[str, type], str]]:
+    return [(name, CLUSTERERS, "clusterer") for name in sorted(CLUSTERERS)] + \
+           [(name, REDUCERS, "reducer") for name in sorted(REDUCERS)]
+
+
+@pytest.mark.parametrize("name,registry,kind", _registries())
+def test_every_stage_declares_exactly_the_parameters_it_takes(name: str, registry: dict[str, type], kind: str) -> None:
+    """The declaration is the signature: no ``**_`` swallows a setting the stage would ignore."""
+    import inspect
+
+    signature = inspect.signature(registry[name].__init__).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in signature.values())
+    assert set(registry[name].parameters) == set(signature) - {"self"}
+
+
+@pytest.mark.parametrize("name,registry,kind", _registries())
+def test_every_stage_refuses_to_predict_before_fit_with_one_error(name: str, registry: dict[str, type],
+                                                                   kind: str) -> None:
+    from imgcluster.errors import NotFitted
+
+    stage = (make_clusterer(name, **PARAMS[name]) if kind == "clusterer" else
+             make_reducer(name, **REDUCER_PARAMS[name]))
+    call = stage.predict if kind == "clusterer" else stage.transform
+    with pytest.raises(NotFitted, match=f"{type(stage).__name__} is not fitted yet; call fit\\(\\) first"):
+        call(np.zeros((3, 8), dtype=np.float32))
+
+
+def test_the_predictor_refuses_to_file_before_fit() -> None:
+    from imgcluster.cluster.predictor import Predictor
+    from imgcluster.errors import NotFitted
+
+    with pytest.raises(NotFitted, match="Predictor is not fitted yet"):
+        Predictor().predict(np.zeros((2, 8), dtype=np.float32))
+
+
+def test_a_parameter_a_stage_does_not_take_names_the_stages_that_do() -> None:
+    with pytest.raises(ConfigError, match="^k applies to agglomerative, kmeans and spectral, not dbscan; drop k "):
+        make_clusterer("dbscan", k=7)
+    with pytest.raises(ConfigError, match="^n_neighbors applies to spectral, not kmeans"):
+        make_clusterer("kmeans", k=3, n_neighbors=5)
+    with pytest.raises(ConfigError, match="^n_neighbors applies to umap, not pca"):
+        make_reducer("pca", n_neighbors=5)
+    with pytest.raises(ConfigError, match="No method takes colour, hdbscan included"):
+        make_clusterer("hdbscan", colour="red")
+    with pytest.raises(ConfigError, match="hdbscan's cluster_selection_method must be one of eom, leaf; got 'best'"):
+        make_clusterer("hdbscan", cluster_selection_method="best")
+    with pytest.raises(ConfigError, match="kmeans's k must be a whole number from 1 or unset"):
+        make_clusterer("kmeans", k=2.5)

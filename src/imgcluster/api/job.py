@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from .. import report as report_stage
-from ..cluster import NOISE
+from ..cluster import NOISE, settle
 from ..cluster.predictor import Predictor
-from ..config import ClusterConfig, RunConfig, apply_preset
+from ..config import ClusterConfig, RunConfig, configure
 from ..embed import check_device, check_name
 from ..errors import ConfigError, NoImages
 from ..label import MANUAL, check_namer, choose_names
-from ..reduce import make_reducer
+from ..reduce import check_reduce_config, make_reducer
 from ..represent import representatives
 from ..runs import (answer_warnings, contingency, external_metrics, internal_metrics, match_clusters, new_run_key,
                     package_versions, summarise_clusters, used_cluster_settings)
@@ -52,24 +52,28 @@ log = logging.getLogger(__name__)
 def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
             k: int | None = None, preset: str | None = None, workspace: str | os.PathLike[str] | None = None,
             config: RunConfig | None = None, run_key: str | None = None,
-            progress: StageProgress | None = None, namer: str | None = None, follow: str | None = None) -> Run:
+            progress: StageProgress | None = None, namer: str | None = None, follow: str | None = None,
+            overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Run:
     """Scan, embed, reduce and cluster the images under ``path``, pick each cluster's representatives,
     name the clusters, and write the run's outputs (clusters.csv, clusters.parquet, report.html) under
     ``WORKSPACE/runs/<key>/``.
 
-    ``model``, ``method``, ``k`` and ``namer`` override the matching fields of ``config`` (after the preset).
+    ``model``, ``method``, ``k`` and ``namer`` override the matching fields of ``config`` (after the preset),
+    then ``overrides`` (stage -> field -> value, as ``config.configure`` takes them) override those.
+    A setting given on purpose that the chosen method or reducers do not take is a ConfigError
+    naming those it applies to (``--method dbscan --k 7``), before any work.
     ``follow`` names an earlier run of the workspace to keep ids with (a full re-fit of a living
     collection): each new cluster takes the id of the earlier cluster it overlaps most, one to one,
     and its manual name; clusters with no counterpart get ids above every earlier one.
     """
-    config = apply_preset(config or RunConfig(), preset)
-    if namer is not None:
-        config = dataclasses.replace(config, name=dataclasses.replace(config.name, namer=namer))
-    if model is not None:
-        config = dataclasses.replace(config, embed=dataclasses.replace(config.embed, model=model))
-    if method is not None or k is not None:
-        config = dataclasses.replace(config, cluster=dataclasses.replace(
-            config.cluster, method=method or config.cluster.method, k=k if k is not None else config.cluster.k))
+    shortcuts = {"embed": {"model": model}, "cluster": {"method": method, "k": k}, "name": {"namer": namer}}
+    given = {stage: {name: value for name, value in values.items() if value is not None}
+             for stage, values in shortcuts.items()}
+    for stage, values in (overrides or {}).items():
+        given.setdefault(stage, {}).update(values)
+    config = configure(config, preset, given)
+    check_reduce_config(config.reduce, config.preset)
+    config = dataclasses.replace(config, cluster=settle(config.cluster, config.preset))
     timings: dict[str, float] = {}
     stage = _stage_progress(progress)
     _check_before_work(config, run_key)

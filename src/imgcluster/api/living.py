@@ -25,6 +25,7 @@ from ..cluster.cohesive import (TREE_UP_TO, cohesive_groups, mean_pairwise_simil
                                 neighbour_agreement)
 from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
+from ..cluster.settings import collection_min_cluster_size
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
 from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..label import choose_names
@@ -433,12 +434,8 @@ def _cohesion_bars(ws: Workspace, model_id: str, result: Filed, dim: int, seed: 
 def _min_cluster_size(parent: RunRecord) -> int:
     """The parent's minimum cluster size at the scale of the whole collection (a fit on a sample
     used a proportionally smaller one), so a new cluster meets the bar the old ones met."""
-    size = parent.info.get("clustering", {}).get("min_cluster_size")
-    if not size:
-        return max(5, parent.n_images // 100)
-    fit_sample = parent.config.get("reduce", {}).get("fit_sample") or 0
-    fitted = min(parent.n_images, fit_sample) if fit_sample > 0 else parent.n_images
-    return max(2, round(int(size) * parent.n_images / max(1, fitted)))
+    return collection_min_cluster_size(parent.info.get("clustering", {}).get("min_cluster_size"), parent.n_images,
+                                       parent.config.get("reduce", {}).get("fit_sample") or 0)
 
 
 def _drift(held: int, total: int, key: str) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cluster import settle
 from ..config import RunConfig
 from ..errors import ConfigError, ImgclusterError, WorkspaceNotFound
 from ..label import choose_names
@@ -333,7 +334,9 @@ def _refit(vectors: np.ndarray, config: RunConfig, seed: int, subsample: float |
         rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
     # The refit's 2-D map is thrown away: PCA makes it nearly free where UMAP would cost a second fit.
     reduce_config = dataclasses.replace(config.reduce, seed=seed, map_method="pca")
-    _, clustering = fit_clusters(vectors[rows], reduce_config, dataclasses.replace(config.cluster, seed=seed))
+    # lenient: a run stored before settings were checked against the method may hold ones it ignored.
+    cluster_config = settle(dataclasses.replace(config.cluster, seed=seed), config.preset, lenient=True)
+    _, clustering = fit_clusters(vectors[rows], reduce_config, cluster_config)
     labels = np.full(n, ABSENT, dtype=np.int64)
     labels[rows] = clustering.labels
     return labels

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import AutoClusterer, Clusterer, make_clusterer
+from ..cluster import Clusterer, fit_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
+from ..cluster.settings import clusterer_for
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
-from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors
+from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors, reducer_settings
 from ..represent import Representatives
 from ..runs import ClusterSummary
 from ..scan import ScanResult
@@ -285,16 +286,10 @@ def reduce(vectors: np.ndarray, config: ReduceConfig = ReduceConfig(), progress:
     knn = None
     if n >= _SHARED_KNN_FROM and "umap" in (config.method, config.map_method):
         knn = nearest_neighbors(vectors, effective_neighbors(config.n_neighbors, n), config.metric, config.seed)
-    umap_params = {"n_neighbors": config.n_neighbors, "metric": config.metric, "n_epochs": config.n_epochs,
-                   "seed": config.seed, "knn": knn}
-    params = {"umap": umap_params, "pca": {"seed": config.seed}, "tsne": {"seed": config.seed, "metric": config.metric},
-              "none": {}}
-    space_reducer = make_reducer(config.method, n_components=config.n_components,
-                                 **_for(config.method, params, min_dist=config.min_dist))
+    space_reducer = make_reducer(config.method, **reducer_settings(config, "space", knn))
     space_reducer.fit(vectors, **progress_for(space_reducer.fit, steps.within(0)))
     steps.finish(0)
-    map_reducer = make_reducer(config.map_method, n_components=2, **_for(
-        config.map_method, params, min_dist=config.map_min_dist, n_epochs=config.map_n_epochs))
+    map_reducer = make_reducer(config.map_method, **reducer_settings(config, "map", knn))
     map_reducer.fit(vectors, **progress_for(map_reducer.fit, steps.within(1)))
     steps.finish(1)
     return Reduction(np.asarray(space_reducer.embedding_, dtype=np.float32),
@@ -340,13 +335,6 @@ def progress_for(method: Callable[..., Any], progress: Any) -> dict[str, Any]:
     return {"progress": progress} if takes else {}
 
 
-def _for(method: str, params: dict[str, dict[str, Any]], **umap_extra: Any) -> dict[str, Any]:
-    chosen = dict(params.get(method, {}))
-    if method == "umap":
-        chosen.update(umap_extra)
-    return chosen
-
-
 def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *,
                    embeddings: np.ndarray | None = None, progress: Progress | None = None) -> Clustering:
     """Cluster points of the clustering space; ``config.k`` selects k-means unless another
@@ -354,27 +342,14 @@ def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *
 
     ``embeddings`` (the vectors ``space`` was reduced from, same rows) let auto mode score its
     candidates in the embedding space, as ``cluster`` does; other methods ignore them.
-    ``progress(done, total)``: auto mode's candidates scored, then its final fit; one step otherwise."""
-    clusterer = _make_clusterer(config)
-    if isinstance(clusterer, AutoClusterer):
-        clusterer.fit(space, embeddings=embeddings, progress=progress)
-    else:
-        if progress is not None:
-            progress(0, 1)
-        clusterer.fit(space)
-        if progress is not None:
-            progress(1, 1)
-    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, clusterer.describe())
+    ``progress(done, total)``: auto mode's candidates scored, then its final fit; one step otherwise.
+    A setting given on purpose that the method does not take is a ConfigError (``cluster.settle``)."""
+    clusterer, params = fit_clusterer(space, config, embeddings=embeddings, progress=progress)
+    return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, params)
 
 
 def _make_clusterer(config: ClusterConfig) -> Clusterer:
-    method = config.method
-    if config.k is not None and method in ("auto", "hdbscan"):
-        method = "kmeans"
-    elif method == "auto" and config.min_cluster_size is not None:
-        method = "hdbscan"
-    return make_clusterer(method, **{key: value for key, value in dataclasses.asdict(config).items()
-                                     if key != "method"})
+    return clusterer_for(config)
 
 
 def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
@@ -402,8 +377,10 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     reduction = reduce(fitted, reduce_config, progress=stage("reduce"))
     timings["reduce"] = time.perf_counter() - started
     started = time.perf_counter()
-    clustering = cluster_points(reduction.space, _sized_for_sample(cluster_config, len(rows), n), embeddings=fitted,
-                                progress=stage("cluster"))
+    # Sizes in cluster_config are the whole collection's; the fit on the sample scales them.
+    clusterer, params = fit_clusterer(reduction.space, cluster_config, embeddings=fitted, progress=stage("cluster"),
+                                      collection_size=n)
+    clustering = Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, params)
     timings["cluster"] = time.perf_counter() - started
     if sampled:
         log.info("fitted on a sample of %d of %d images; filing the other %d with the predictor, %d at a time",
@@ -414,18 +391,6 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     if cluster_config.noise == "attach":
         clustering = _attach_noise(vectors, clustering, cluster_config, timings)
     return reduction, clustering
-
-
-def _sized_for_sample(config: ClusterConfig, sample: int, n: int) -> ClusterConfig:
-    """Cluster sizes the user gave for the whole collection, scaled to a fit on ``sample`` of ``n``."""
-    if sample >= n or (config.min_cluster_size is None and config.max_cluster_size is None):
-        return config
-
-    def scaled(size: int | None) -> int | None:
-        return None if size is None else max(2, round(size * sample / n))
-
-    return dataclasses.replace(config, min_cluster_size=scaled(config.min_cluster_size),
-                               max_cluster_size=scaled(config.max_cluster_size))
 
 
 def _file_rest(vectors: np.ndarray, rows: np.ndarray, fitted: np.ndarray, reduction: Reduction,
@@ -460,10 +425,6 @@ def _file_rest(vectors: np.ndarray, rows: np.ndarray, fitted: np.ndarray, reduct
     # One shared str per value: np.full(n, "filed", dtype=object) makes a 54-byte str per image.
     how = np.array(["filed", "fit"], dtype=object)[fit_rows.view(np.uint8)]
     params = dict(clustering.params, fit_sample=len(rows), filed_by_predictor=rest)
-    for key in ("min_cluster_size", "max_cluster_size"):  # as the whole collection sees them
-        if params.get(key):
-            params[f"{key}_in_sample"] = params[key]
-            params[key] = round(params[key] * n / len(rows))
     return (Reduction(space, map_xy, reduction.space_reducer, reduction.map_reducer),
             Clustering(labels, probabilities, clustering.clusterer, params, how))
 

@@ -24,7 +24,7 @@ from rich.text import Text
 from .. import api
 from ..compiling import numba_compiling
 from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
-                      ScanConfig, apply_preset)
+                      ScanConfig, configure, overrides)
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
@@ -38,6 +38,24 @@ err = Console(stderr=True)
 
 def _help(cls: type, name: str) -> str:
     return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of config field ``cls.name``: options take it from there, never restate it."""
+    return getattr(cls(), name)
+
+
+def _setting(cls: type, name: str, *flags: str, prefix: str = "", **extra: Any) -> Any:
+    """A ``typer.Option`` for config field ``cls.name`` whose value defaults to None, "not given" (so
+    a preset's value stands): its help is the field's, and ends with the field's default."""
+    default = _default(cls, name)
+    shown = "" if default is None else rf" \[default: {','.join(default) if isinstance(default, tuple) else default}]"
+    return typer.Option(*flags, help=prefix + _help(cls, name) + shown, show_default=False, **extra)
+
+
+SET_HELP = ("Any other stage setting, as STAGE.FIELD=VALUE (repeatable): e.g. cluster.min_samples=5, "
+            "reduce.n_neighbors=30, embed.workers=4; none unsets an optional one. The stages and their fields are "
+            "the configuration reference's (ScanConfig … DedupConfig).")
 
 
 # Notes on stderr (which run a command picked) wait for the command's first progress bar or its
@@ -60,17 +78,20 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show w
 @app.command("cluster")
 def cluster_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
-    pooling: Annotated[Optional[str], typer.Option(help=_help(EmbedConfig, "pooling"))] = None,
-    method: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "method"))] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help=_help(ClusterConfig, "k"))] = None,
-    min_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "min_cluster_size"))] = None,
-    reduce: Annotated[Optional[str], typer.Option("--reduce", help=_help(ReduceConfig, "method"))] = None,
-    map_method: Annotated[Optional[str], typer.Option("--map", help=_help(ReduceConfig, "map_method"))] = None,
-    max_cluster_size: Annotated[Optional[int], typer.Option(help=_help(ClusterConfig, "max_cluster_size"))] = None,
-    noise: Annotated[Optional[str], typer.Option(help=_help(ClusterConfig, "noise"))] = None,
-    attach_threshold: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "attach_threshold"))] = None,
-    held_quantile: Annotated[Optional[float], typer.Option(help=_help(ClusterConfig, "held_quantile"))] = None,
+    model: Annotated[Optional[str], _setting(EmbedConfig, "model")] = None,
+    pooling: Annotated[Optional[str], _setting(EmbedConfig, "pooling")] = None,
+    method: Annotated[Optional[str], _setting(ClusterConfig, "method")] = None,
+    k: Annotated[Optional[int], _setting(ClusterConfig, "k", "--k")] = None,
+    min_cluster_size: Annotated[Optional[int], _setting(ClusterConfig, "min_cluster_size")] = None,
+    reduce: Annotated[Optional[str], _setting(ReduceConfig, "method", "--reduce")] = None,
+    map_method: Annotated[Optional[str], _setting(ReduceConfig, "map_method", "--map")] = None,
+    max_cluster_size: Annotated[Optional[int], _setting(ClusterConfig, "max_cluster_size")] = None,
+    min_samples: Annotated[Optional[int], _setting(ClusterConfig, "min_samples")] = None,
+    cluster_selection_method: Annotated[Optional[str], _setting(ClusterConfig, "cluster_selection_method")] = None,
+    alpha: Annotated[Optional[float], _setting(ClusterConfig, "alpha")] = None,
+    noise: Annotated[Optional[str], _setting(ClusterConfig, "noise")] = None,
+    attach_threshold: Annotated[Optional[float], _setting(ClusterConfig, "attach_threshold")] = None,
+    held_quantile: Annotated[Optional[float], _setting(ClusterConfig, "held_quantile")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
                                                        "UMAP+HDBSCAN settings) or gumgum (the GumGum article's "
                                                        "StandardScaler + k-means, k=100); other options override "
@@ -78,12 +99,12 @@ def cluster_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
-    seed: Annotated[Optional[int], typer.Option(help=_help(ReduceConfig, "seed") + " [default: 0]")] = None,
-    min_side: Annotated[int, typer.Option(help=_help(ScanConfig, "min_side"))] = 8,
+    batch_size: Annotated[Optional[int], _setting(EmbedConfig, "batch_size")] = None,
+    device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
+    seed: Annotated[Optional[int], _setting(ReduceConfig, "seed")] = None,
+    min_side: Annotated[Optional[int], _setting(ScanConfig, "min_side")] = None,
     follow_links: Annotated[bool, typer.Option("--follow-links", help=_help(ScanConfig, "follow_symlinks"))] = False,
-    namer: Annotated[str, typer.Option(help=_help(NameConfig, "namer"))] = "auto",
+    namer: Annotated[Optional[str], _setting(NameConfig, "namer")] = None,
     dedup: Annotated[bool, typer.Option("--dedup", help="Cluster one image per duplicate group (exact, perceptual "
                                                         "and embedding duplicates, as `imgcluster duplicates` finds "
                                                         "them); the others join their keeper's cluster with how = "
@@ -91,26 +112,24 @@ def cluster_command(
     follow: Annotated[Optional[str], typer.Option(
         help="Key of an earlier run to keep ids with (a full re-fit of a collection `update` has grown): each "
              "cluster takes the id and manual name of the earlier cluster it overlaps most.")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", metavar="STAGE.FIELD=VALUE", help=SET_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan, embed, reduce, cluster and name the images under PATH; write clusters.csv/.parquet and report.html."""
-    # The preset first, then only the options the user gave: --preset ifunny --seed 3 keeps the seed.
-    config = apply_preset(RunConfig(), preset)
-    cluster_given = {name: value for name, value in
-                     (("method", method), ("k", k), ("min_cluster_size", min_cluster_size), ("seed", seed),
-                      ("noise", noise), ("attach_threshold", attach_threshold), ("max_cluster_size", max_cluster_size),
-                      ("held_quantile", held_quantile))
-                     if value is not None}
-    config = dataclasses.replace(
-        config, scan=dataclasses.replace(config.scan, min_side=min_side, follow_symlinks=follow_links),
-        embed=dataclasses.replace(config.embed, model=model, batch_size=batch_size, device=device, pooling=pooling),
-        reduce=dataclasses.replace(config.reduce, **{name: value for name, value in (
-            ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
-        cluster=dataclasses.replace(config.cluster, **cluster_given),
-        name=dataclasses.replace(config.name, namer=namer), dedup=DedupConfig() if dedup else config.dedup)
+    # Only the options given (not None) override: --preset ifunny --seed 3 keeps the preset's other settings.
+    options = {
+        "scan": {"min_side": min_side, "follow_symlinks": follow_links or None},
+        "embed": {"model": model, "batch_size": batch_size, "device": device, "pooling": pooling},
+        "reduce": {"seed": seed, "method": reduce, "map_method": map_method},
+        "cluster": {"method": method, "k": k, "min_cluster_size": min_cluster_size, "seed": seed, "noise": noise,
+                    "attach_threshold": attach_threshold, "max_cluster_size": max_cluster_size,
+                    "min_samples": min_samples, "cluster_selection_method": cluster_selection_method,
+                    "alpha": alpha, "held_quantile": held_quantile},
+        "name": {"namer": namer}}
     with _progress(enabled=not as_json) as on_progress:
-        run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress,
-                          follow=follow)
+        run = api.cluster(path, workspace=workspace, config=RunConfig(dedup=DedupConfig()) if dedup else None,
+                          preset=preset, overrides=overrides(options, settings or ()), run_key=run_key,
+                          progress=on_progress, follow=follow)
     if as_json:
         console.print_json(json.dumps(_run_json(run)))
         return
@@ -120,35 +139,46 @@ def cluster_command(
 @app.command("embed")
 def embed_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
-    pooling: Annotated[Optional[str], typer.Option(help=_help(EmbedConfig, "pooling"))] = None,
+    model: Annotated[Optional[str], _setting(EmbedConfig, "model")] = None,
+    pooling: Annotated[Optional[str], _setting(EmbedConfig, "pooling")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_help(EmbedConfig, "batch_size"))] = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    batch_size: Annotated[Optional[int], _setting(EmbedConfig, "batch_size")] = None,
+    device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
     workers: Annotated[Optional[int], typer.Option(
         help=_help(EmbedConfig, "workers") + " With --engine ray: " + _help(RayConfig, "workers")
-        + r" \[default: 2]", show_default=False)] = None,
-    commit_every: Annotated[int, typer.Option(help=_help(EmbedConfig, "commit_every"))] = 256,
+        + rf" \[default: {_default(EmbedConfig, 'workers')}]", show_default=False)] = None,
+    commit_every: Annotated[Optional[int], _setting(EmbedConfig, "commit_every")] = None,
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers embed, each with its own "
                                              "copy of the model; pip install 'imgcluster\\[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + _help(RayConfig, "address"))] = None,
-    retries: Annotated[int, typer.Option(help="With --engine ray: " + _help(RayConfig, "retries"))] = 3,
+    retries: Annotated[Optional[int], _setting(RayConfig, "retries", prefix="With --engine ray: ")] = None,
     shards_to: Annotated[Optional[str], typer.Option(
         "--shards-to", metavar="URL",
         help="Also write the embeddings as Parquet shards (content_hash, path, vector as float32) to this folder "
              "or fsspec URL (file://, s3://, gs://, memory://…), one shard per committed batch; a re-run writes "
              "only what is missing. The workspace stays the source of truth.")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="STAGE.FIELD=VALUE", help="Any other scan or embed setting, as STAGE.FIELD=VALUE "
+                                                   "(repeatable): e.g. scan.min_side=32, embed.workers=4.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
     on_ray = engine == "ray"
-    threads = {"workers": workers} if workers is not None and not on_ray else {}
-    config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device,
-                         commit_every=commit_every, **threads)
-    ray_config = RayConfig(address=address, workers=workers if on_ray else None, retries=retries)
+    given = overrides({"embed": {"model": model, "pooling": pooling, "batch_size": batch_size, "device": device,
+                                 "commit_every": commit_every, "workers": None if on_ray else workers}},
+                      settings or ())
+    other = next((stage for stage in given if stage not in ("scan", "embed")), None)
+    if other is not None:
+        raise ConfigError(f"`imgcluster embed` reads scan and embed settings only; give {other}.… settings to "
+                          "`imgcluster cluster --set`.")
+    config = configure(overrides=given)
+    ray_config = RayConfig(**{name: value for name, value in (("address", address), ("retries", retries),
+                                                              ("workers", workers if on_ray else None))
+                              if value is not None})
     with _progress(enabled=not as_json) as on_progress:
-        done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress, engine=engine,
+        done = api.embed_folder(path, config=config.embed, scan_config=config.scan, workspace=workspace,
+                                progress=on_progress, engine=engine,
                                 ray_config=ray_config, shards_to=shards_to)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
                "model_id": done.model["model_id"], "pooling": done.model.get("pooling"), "images": done.n_images, "embedded_now": done.n_embedded,
@@ -203,20 +233,21 @@ def names_command(
     namer: Annotated[Optional[str], typer.Option(help="Name the clusters again with this namer first: "
                                                       + _help(NameConfig, "namer"))] = None,
     vocabulary: Annotated[Optional[Path], typer.Option(help=_help(NameConfig, "vocabulary"))] = None,
-    images_per_cluster: Annotated[int, typer.Option(help=_help(NameConfig, "images_per_cluster"))] = 8,
+    images_per_cluster: Annotated[Optional[int], _setting(NameConfig, "images_per_cluster")] = None,
     vlm_url: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_url"))] = None,
     vlm_model: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_model"))] = None,
-    vlm_images: Annotated[int, typer.Option(help=_help(NameConfig, "vlm_images"))] = 4,
-    vlm_min_interval: Annotated[float, typer.Option(help=_help(NameConfig, "vlm_min_interval"))] = 1.0,
+    vlm_images: Annotated[Optional[int], _setting(NameConfig, "vlm_images")] = None,
+    vlm_min_interval: Annotated[Optional[float], _setting(NameConfig, "vlm_min_interval")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
 ) -> None:
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
     run = _chosen_run(run, folder, workspace)
     failed = []
     # Built even without --namer, so an out-of-range setting is refused rather than silently unused.
-    config = NameConfig(namer=namer or "auto", vocabulary=str(vocabulary) if vocabulary else None,
-                        images_per_cluster=images_per_cluster, vlm_url=vlm_url, vlm_model=vlm_model,
-                        vlm_images=vlm_images, vlm_min_interval=vlm_min_interval)
+    config = configure(overrides=overrides({"name": {
+        "namer": namer, "vocabulary": str(vocabulary) if vocabulary else None,
+        "images_per_cluster": images_per_cluster, "vlm_url": vlm_url, "vlm_model": vlm_model,
+        "vlm_images": vlm_images, "vlm_min_interval": vlm_min_interval}})).name
     if namer is None and (vocabulary or vlm_url or vlm_model):
         raise ConfigError("--vocabulary, --vlm-url and --vlm-model are used when naming again: add --namer "
                           "(zero-shot for a vocabulary, vlm for the others).")
@@ -275,7 +306,7 @@ def predict_command(
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: FOLDER/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
     held_quantile: Annotated[Optional[float], typer.Option(
         help="Override the run's held quantile (see `cluster --held-quantile`): hold an image less typical of its "
              "cluster than this share of the cluster's own members; 0-0.5, 0 files by the vote alone.",

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import api
-from . import app, console
+from ..config import EmbedConfig
+from . import _default, _help, app, console
 
 
 @app.command("doctor")
@@ -23,7 +24,8 @@ def doctor_command(
     repair: Annotated[bool, typer.Option("--repair", help="Repair what is found: embed lost vectors again, rebuild "
                                                           "predictors and indexes, move what can't be saved to "
                                                           "WORKSPACE/quarantine/ (nothing is deleted).")] = False,
-    device: Annotated[str, typer.Option(help="Where to embed lost vectors again (auto, cpu, cuda, mps).")] = "auto",
+    device: Annotated[str, typer.Option(help="Where to embed lost vectors again: " + _help(EmbedConfig, "device"))
+                      ] = _default(EmbedConfig, "device"),
     as_json: Annotated[bool, typer.Option("--json", help="Print problems and repairs as JSON.")] = False,
 ) -> None:
     """Check a workspace (catalogue, vector shards, runs, indexes); exit 0 when healthy, 1 when problems remain."""

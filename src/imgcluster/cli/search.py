@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import api
 from ..api.search import check_duplicates_export
 from ..config import DETECTORS, DedupConfig, EmbedConfig
-from . import _help, _progress, app, console
+from . import _default, _help, _progress, app, console
 
 FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The embedded folder whose workspace to use "
                                                                        "(default: the nearest .imgcluster above).")]
@@ -32,7 +32,7 @@ def similar_command(
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     model: ModelOption = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
     as_json: JsonOption = False,
 ) -> None:
     """The catalogued images most similar to IMAGE, with cosine similarities and their clusters."""
@@ -46,7 +46,7 @@ def search_command(
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     model: ModelOption = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
     as_json: JsonOption = False,
 ) -> None:
     """The catalogued images that best match TEXT (models with a text tower: CLIP, SigLIP)."""
@@ -78,8 +78,8 @@ def duplicates_command(
     = ",".join(DETECTORS),
     hamming: Annotated[int, typer.Option(help=_help(DedupConfig, "hamming"))] = DedupConfig().hamming,
     similarity: Annotated[float, typer.Option(help=_help(DedupConfig, "similarity"))] = DedupConfig().similarity,
-    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = "auto",
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = "auto",
+    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = _default(EmbedConfig, "model"),
+    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     export: Annotated[Optional[Path], typer.Option("--export", help="Also write the groups to this .csv (one row "

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..params import Interval, Options, Parameters, require_fitted
 from .base import centroid_membership, cluster_centroids, nearest_centroid
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,12 @@ class AgglomerativeClusterer:
     ``metric="cosine"``). Above 5,000 points merges follow a 15-NN graph so memory stays linear.
     """
 
+    parameters: ClassVar[Parameters] = {
+        "k": [Interval(int, 1), None], "linkage": [Options(LINKAGES)], "metric": [Options(METRICS)],
+        "distance_threshold": [Interval(float, 0, open_low=True), None], "seed": [Interval(int, 0)]}
+
     def __init__(self, k: int | None = None, linkage: str = "ward", metric: str = "euclidean",
-                 distance_threshold: float | None = None, seed: int = 0, **_: Any):
+                 distance_threshold: float | None = None, seed: int = 0):
         if k is None and distance_threshold is None:
             raise ConfigError("agglomerative needs k, the number of clusters: pass --k N (or distance_threshold=D "
                               "to cut the merge tree at a distance, or use --method hdbscan, which finds the "
@@ -89,8 +94,7 @@ class AgglomerativeClusterer:
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "centroids_"):
-            raise RuntimeError("AgglomerativeClusterer is not fitted yet; call fit() first.")
+        require_fitted(self, "centroids_")
         return nearest_centroid(x, self.ids_, self.centroids_, self.metric)
 
     def describe(self) -> dict[str, object]:

@@ -55,10 +55,11 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ..params import Interval, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
 from .hdbscan import HdbscanClusterer
 from .kmeans import KMeansClusterer
@@ -84,7 +85,11 @@ class AutoClusterer:
     once the HDBSCAN settings are scored if one of them found more than 30 clusters (more k to try).
     """
 
-    def __init__(self, seed: int = 0, alpha: float = 1.0, **_: Any):
+    # Its grid chooses every other HDBSCAN and k-means setting; a k or a min_cluster_size of the
+    # user's own picks kmeans or hdbscan instead (``settings.chosen_method``).
+    parameters: ClassVar[Parameters] = {"seed": [Interval(int, 0)], "alpha": [Interval(float, 0, open_low=True)]}
+
+    def __init__(self, seed: int = 0, alpha: float = 1.0):
         self.seed, self.alpha = seed, alpha
 
     def candidates(self, n: int) -> list[dict[str, Any]]:
@@ -126,7 +131,8 @@ class AutoClusterer:
         table: list[dict[str, Any]] = []
         for params in grid:
             # On a sample, cluster sizes shrink with it; min_cluster_size follows so the answer transfers.
-            sample_params = dict(params, min_cluster_size=max(2, round(params["min_cluster_size"] * scale)))
+            sample_params = {key: params[key] for key in _HDBSCAN_KEYS}
+            sample_params["min_cluster_size"] = max(2, round(params["min_cluster_size"] * scale))
             labels = HdbscanClusterer(alpha=self.alpha, **sample_params).fit(space).labels_
             table.append({**params, "k": None, **_score(space, labels, scored, graph, distances)})
             tick()
@@ -174,6 +180,7 @@ class AutoClusterer:
         log.info("auto mode: %s", self.reason_)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        require_fitted(self, "model_")
         return self.model_.predict(x)
 
     def describe(self) -> dict[str, object]:

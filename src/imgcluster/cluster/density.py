@@ -9,11 +9,12 @@ density level (the xi method), so clusters of different densities survive; it ne
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..params import Anything, Interval, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,13 @@ class DbscanClusterer:
     (else noise), and the same neighbourhood share (itself plus the fitted points near it).
     """
 
+    parameters: ClassVar[Parameters] = {
+        "eps": [Interval(float, 0, open_low=True), None], "min_samples": [Interval(int, 1), None],
+        "metric": [Anything("a scikit-learn distance name")], "eps_quantile": [Interval(float, 0, 1, open_low=True)],
+        "seed": [Interval(int, 0)]}
+
     def __init__(self, eps: float | None = None, min_samples: int | None = None, metric: str = "euclidean",
-                 eps_quantile: float = EPS_QUANTILE, seed: int = 0, **_: Any):
+                 eps_quantile: float = EPS_QUANTILE, seed: int = 0):
         if eps is not None and eps <= 0:
             raise ConfigError(f"eps must be positive; got {eps}. Leave it unset to let imgcluster choose.")
         if min_samples is not None and min_samples < 1:
@@ -102,8 +108,7 @@ class DbscanClusterer:
         return np.minimum(1.0, count / self.min_samples_)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "labels_"):
-            raise RuntimeError("DbscanClusterer is not fitted yet; call fit() first.")
+        require_fitted(self, "labels_")
         x = np.asarray(x, dtype=np.float64)
         labels, probabilities = np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x))
         if self.core_index_ is None or len(x) == 0:
@@ -136,8 +141,14 @@ class OpticsClusterer:
     core distance (else noise), and the same ratio with its own core distance among fitted points.
     """
 
+    # min_samples and xi are checked in __init__, whose messages say what the values mean.
+    parameters: ClassVar[Parameters] = {
+        "min_samples": [Interval(int), None], "min_cluster_size": [Interval(int, 2), None], "xi": [Interval(float)],
+        "max_eps": [Interval(float, 0, open_low=True), None],
+        "metric": [Anything("a scikit-learn distance name")], "seed": [Interval(int, 0)]}
+
     def __init__(self, min_samples: int | None = None, min_cluster_size: int | None = None, xi: float = OPTICS_XI,
-                 max_eps: float | None = None, metric: str = "euclidean", seed: int = 0, **_: Any):
+                 max_eps: float | None = None, metric: str = "euclidean", seed: int = 0):
         if min_samples is not None and min_samples < 2:
             raise ConfigError(f"OPTICS needs min_samples of at least 2; got {min_samples}.")
         if min_cluster_size is not None and min_cluster_size < 2:
@@ -180,8 +191,7 @@ class OpticsClusterer:
         return np.where(labels == NOISE, 0.0, np.clip(np.nan_to_num(ratio), 0.0, 1.0))
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "labels_"):
-            raise RuntimeError("OpticsClusterer is not fitted yet; call fit() first.")
+        require_fitted(self, "labels_")
         x = np.asarray(x, dtype=np.float64)
         if self.index_ is None or len(x) == 0:
             return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x))

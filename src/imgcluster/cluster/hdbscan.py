@@ -4,19 +4,25 @@ membership probabilities and assigns new points with ``approximate_predict``."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
+from ..params import Interval, Options, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
 
 
 class HdbscanClusterer:
     """Density clustering. ``min_cluster_size=None`` picks about 1% of the points."""
 
+    parameters: ClassVar[Parameters] = {
+        "min_cluster_size": [Interval(int, 2), None], "min_samples": [Interval(int, 1), None],
+        "cluster_selection_method": [Options(("eom", "leaf"))], "alpha": [Interval(float, 0, open_low=True)],
+        "seed": [Interval(int, 0)], "max_cluster_size": [Interval(int, 2), None]}
+
     def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
                  cluster_selection_method: str = "eom", alpha: float = 1.0, seed: int = 0,
-                 max_cluster_size: int | None = None, **_: Any):
+                 max_cluster_size: int | None = None):
         self.min_cluster_size, self.min_samples, self.max_cluster_size = min_cluster_size, min_samples, max_cluster_size
         self.cluster_selection_method, self.alpha, self.seed = cluster_selection_method, alpha, seed
 
@@ -47,6 +53,7 @@ class HdbscanClusterer:
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import hdbscan
 
+        require_fitted(self, "model_")
         if self.model_ is None:
             return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x))
         labels, strengths = hdbscan.approximate_predict(self.model_, np.asarray(x, dtype=np.float64))

@@ -13,11 +13,12 @@ embeddings with k=100 (the ``gumgum`` preset) one start is already the expensive
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..params import Interval, Parameters, require_fitted
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ class KMeansClusterer:
     (faiss, from ``FAISS_FROM`` points). The membership probability is the assignment margin
     ``1 - d_nearest / d_second``: 1 deep inside a cluster, 0 on the border between two."""
 
-    def __init__(self, k: int | None = None, seed: int = 0, **_: Any):
+    parameters: ClassVar[Parameters] = {"k": [Interval(int, 1), None], "seed": [Interval(int, 0)]}
+
+    def __init__(self, k: int | None = None, seed: int = 0):
         if k is None:
             raise ConfigError("kmeans needs k, the number of clusters: pass --k N (or use --method hdbscan, "
                               "which finds the number itself).")
@@ -58,6 +61,7 @@ class KMeansClusterer:
         """Nearest centroid, and the assignment margin against the second nearest."""
         import faiss
 
+        require_fitted(self, "centroids_")
         centroids = np.ascontiguousarray(self.centroids_, dtype=np.float32)
         index = faiss.IndexFlatL2(centroids.shape[1])
         index.add(centroids)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..params import require_fitted
 from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
                       HELD_DENSITY, HELD_FAR, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL, Calibration, ClusterBars,
@@ -274,6 +275,7 @@ class Predictor:
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(cosine similarity, training row) of each vector's ``k`` nearest training rows, best
         first, over the fitted index and the rows added since; rows are -1 where fewer were found."""
+        require_fitted(self, "index_")
         similarity, rows = search(self.index_, vectors, k)
         if not self.extra_.ntotal:
             return similarity, rows
@@ -286,6 +288,7 @@ class Predictor:
 
     def predict(self, vectors: np.ndarray, names: dict[int, str] | None = None) -> Prediction:
         """File L2-normalised ``vectors`` (m, d). ``names`` (cluster id -> name) only words the reasons."""
+        require_fitted(self, "index_")
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         m, k = len(vectors), min(self.n_neighbors, len(self.clusters_))
         similarity, neighbours = self.neighbours(vectors, k)

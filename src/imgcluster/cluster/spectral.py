@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..params import Interval, Parameters, require_fitted
 from .base import centroid_membership, cluster_centroids, nearest_centroid
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,10 @@ class SpectralClusterer:
     """Spectral clustering of the ``n_neighbors``-NN affinity graph into ``k`` clusters; the labels
     are read off the spectral embedding with k-means seeded by ``seed``."""
 
-    def __init__(self, k: int | None = None, n_neighbors: int = 10, seed: int = 0, **_: Any):
+    parameters: ClassVar[Parameters] = {"k": [Interval(int, 1), None], "n_neighbors": [Interval(int, 2)],
+                                        "seed": [Interval(int, 0)]}
+
+    def __init__(self, k: int | None = None, n_neighbors: int = 10, seed: int = 0):
         if k is None:
             raise ConfigError("spectral needs k, the number of clusters: pass --k N (or use --method hdbscan, "
                               "which finds the number itself).")
@@ -57,8 +61,7 @@ class SpectralClusterer:
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "centroids_"):
-            raise RuntimeError("SpectralClusterer is not fitted yet; call fit() first.")
+        require_fitted(self, "centroids_")
         return nearest_centroid(x, self.ids_, self.centroids_)
 
     def describe(self) -> dict[str, object]:
