@@ -44,12 +44,13 @@ def locate(source: str, allow_download: bool = False) -> Path:
         return path.resolve()
     if "/" not in source or source.startswith((".", "/", "~")):
         raise ModelUnavailable(f"{source!r} is neither a model folder nor a Hugging Face id (owner/name).")
-    from huggingface_hub import snapshot_download
+    if _maybe_cached(source):
+        from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(source, local_files_only=True))
-    except Exception:
-        log.debug("%s is not in the Hugging Face cache", source, exc_info=True)
+        try:
+            return Path(snapshot_download(source, local_files_only=True))
+        except Exception:
+            log.debug("%s is not in the Hugging Face cache", source, exc_info=True)
     if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0"):
         try:
             log.info("downloading %s from the Hugging Face hub", source)
@@ -65,6 +66,15 @@ def locate(source: str, allow_download: bool = False) -> Path:
         "~/.cache/huggingface/hub to this one (or set HF_HOME), or save the model with "
         "`save_pretrained(DIR)` and pass --model DIR. Without it, --model efficientnet-lite0 "
         "works offline.")
+
+
+def _maybe_cached(source: str) -> bool:
+    """False when the Hugging Face cache has no folder for ``source`` at all: then the hub's download
+    code (half a second of imports on two cores, paid by every `cluster` that asks whether CLIP is
+    here) is not loaded just to say so."""
+    from huggingface_hub import constants
+
+    return (Path(constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}").is_dir()
 
 
 def _download(source: str) -> Path:
