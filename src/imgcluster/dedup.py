@@ -1,36 +1,62 @@
-"""Duplicates: byte-identical files, near-exact copies (perceptual hash) and near-duplicates in
-embedding space, joined into groups with one suggested keeper each. Nothing is ever deleted.
+"""Duplicates: byte-identical files, copies that keep the picture (resized, re-encoded, recoloured,
+mirrored, cropped) and near-duplicates in embedding space, joined into groups with one suggested
+keeper each. Nothing is ever deleted.
 
-Three detectors each link pairs of images; a group is a connected set of links:
+Four detectors each link pairs of images; a group is a connected set of links:
 
 - exact: the same content hash (the catalogue's BLAKE2b of the bytes).
 - perceptual: a 64-bit DCT hash of the picture (``imagehash.phash``: 32x32 grey, the signs of
-  the lowest 8x8 frequencies against their median) that differs in at most ``hamming`` bits.
-  Resizing, recompression and small colour changes move a few bits; unrelated pictures ~32.
-- embedding: cosine similarity of the model's vectors of at least ``similarity``; catches crops,
-  flips and edits that change the pixels too much for a perceptual hash.
+  the lowest 8x8 frequencies against their median) that differs in at most ``hamming`` bits from
+  the other's hash or from the hash of its mirror image, so a mirrored copy is as near as the
+  original (0-2 bits). Resizing, recompression and small colour changes move a few bits; unrelated
+  pictures ~32.
+- crops: the hash of an image (or of its mirror) within ``crop_hamming`` bits of the hash of one of
+  nine overlapping 90% crops of the other (a 3x3 grid of positions): a copy that keeps 90% of the
+  picture is then within ~10 bits of the nearest crop, where the whole-picture hashes differ by
+  16-30. So loose a match also finds look-alikes, so each candidate is verified geometrically
+  (``imgcluster.geometry``: local features and RANSAC, with OpenCV) and linked only when one
+  transform maps one picture onto the other; without OpenCV the crops detector links nothing.
+- embedding: cosine similarity of the model's vectors of at least ``similarity``; catches edits
+  that change the pixels too much for a hash.
+
+Candidates come only from these fast detectors (hash range searches, the vector index), and only
+pairs not already in one group are verified, so the cost grows near-linearly with the collection.
 
 The keeper is the member with the most pixels, then the one catalogued first. Each other member
-says how it relates to the keeper: ``exact``, ``perceptual``, ``embedding`` (the first detector that
-links it to the keeper directly, with the Hamming distance and the similarity to the keeper), or
-``chained`` (linked to the keeper only through another member).
+says how it relates to the keeper: ``exact``, ``perceptual``, ``crops`` (a verified crops link to
+the keeper), ``embedding`` (the first detector that links it to the keeper directly), or ``chained``
+(linked to the keeper only through another member). ``links_`` holds every link made, each with
+the detector that found it and its evidence (Hamming distance, similarity, matched key-points and
+the estimated transform).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .config import DETECTORS
+from .geometry import Match
 
-PERCEPTUAL_ALGORITHM = "phash-64"
+log = logging.getLogger(__name__)
+
+# The stored hash set of one image: the picture, its mirror, then nine 90% crops (3x3 positions);
+# 11 x 64 bits as 176 hex digits. A new name, so hashes stored by earlier versions are not misread.
+PERCEPTUAL_ALGORITHM = "phash-64-mirror-crops9"
+N_HASHES = 11
+CROP_SIDE = 0.9
+CROP_POSITIONS = (0.0, 0.5, 1.0)
 # Exhaustive similarity search up to this many images (20k x 20k x 1280-d: ~10 s on 2 cores);
 # beyond, an IVF index whose lists near-duplicates share (they are far closer than any list edge).
 EXACT_PAIRS_UP_TO = 20_000
 KEEPER, CHAINED = "keeper", "chained"
+
+Verify = Callable[[int, int], "Match | None"]
 
 
 def perceptual_hash(image: Image.Image) -> str:
@@ -40,62 +66,145 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.phash(image, hash_size=8))
 
 
+def perceptual_hashes(image: Image.Image) -> str:
+    """The hash set the perceptual and crops detectors compare: the image's 64-bit DCT hash, its
+    mirror's, and those of nine overlapping 90% crops; 176 hex digits (``PERCEPTUAL_ALGORITHM``)."""
+    width, height = image.size
+    crop_w, crop_h = width * CROP_SIDE, height * CROP_SIDE
+    views = [image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    for y in CROP_POSITIONS:
+        for x in CROP_POSITIONS:
+            left, top = x * (width - crop_w), y * (height - crop_h)
+            views.append(image.crop((round(left), round(top), round(left + crop_w), round(top + crop_h))))
+    return "".join(perceptual_hash(view) for view in views)
+
+
+@dataclass(frozen=True)
+class Link:
+    """Two rows (``first`` < ``second``) joined by ``detector``, with its evidence: ``hamming`` (bits,
+    -1 unknown), ``similarity`` (cosine, nan unknown) and ``match`` (the geometric verification)."""
+
+    first: int
+    second: int
+    detector: str
+    hamming: int = -1
+    similarity: float = float("nan")
+    match: Match | None = None
+
+
 class DuplicateFinder:
     """Groups of duplicates among n images. ``fit`` takes per-image arrays: content hashes (n,),
-    perceptual hashes (n,) hex (None where the image could not be hashed), L2-normalised vectors
-    (n, d), pixel counts (n,) and the order in which they were first seen (n,); a detector whose
-    input is None is left out.
+    hash sets (n,) hex from ``perceptual_hashes`` (None where the image could not be hashed),
+    L2-normalised vectors (n, d), pixel counts (n,) and the order in which they were first seen
+    (n,); a detector whose input is None is left out. ``verify(row, row)`` checks a crops candidate
+    geometrically (a ``Match`` or None); without it crops candidates are counted, not linked.
+    ``progress(done, total)`` follows the crops candidates.
 
     After ``fit``: ``group_`` (n,) group id or -1 (no duplicate), ``keeper_`` (n,) bool, ``how_`` (n,)
     relation to the group's keeper (see the module doc; "" outside groups), ``hamming_`` (n,) bits
-    from the keeper's perceptual hash (-1 unknown) and ``similarity_`` (n,) cosine to the keeper
-    (nan unknown).
+    from the keeper's perceptual hash, mirror-invariant (-1 unknown), ``similarity_`` (n,) cosine to
+    the keeper (nan unknown), ``pairs_`` every Link made, ``link_`` (n,) the index in ``pairs_`` of
+    the link that put each member in its group (its link to the keeper where there is one; -1 for
+    keepers and outside groups), ``links_`` links per detector and ``candidates_`` the crops
+    candidates found, verified and left unverified.
     """
 
-    def __init__(self, detectors: Sequence[str] = DETECTORS, hamming: int = 8, similarity: float = 0.9,
-                 seed: int = 0):
-        self.detectors, self.hamming, self.similarity, self.seed = tuple(detectors), hamming, similarity, seed
+    def __init__(self, detectors: Sequence[str] = DETECTORS, hamming: int = 5, similarity: float = 0.96,
+                 crop_hamming: int = 12, seed: int = 0):
+        self.detectors, self.hamming, self.similarity = tuple(detectors), hamming, similarity
+        self.crop_hamming, self.seed = crop_hamming, seed
 
-    def fit(self, content_hashes: Sequence[str], perceptual: Sequence[str] | None = None,
+    def fit(self, content_hashes: Sequence[str], perceptual: Sequence[str | None] | None = None,
             vectors: np.ndarray | None = None, pixels: np.ndarray | None = None,
-            seen: np.ndarray | None = None) -> "DuplicateFinder":
+            seen: np.ndarray | None = None, verify: Verify | None = None,
+            progress: Callable[[int, int], None] | None = None) -> "DuplicateFinder":
         n = len(content_hashes)
         pixels = np.zeros(n) if pixels is None else np.asarray(pixels, dtype=np.float64)
         seen = np.arange(n) if seen is None else np.asarray(seen)
         known = np.zeros(n, dtype=bool) if perceptual is None else np.asarray([bool(p) for p in perceptual])
-        bits = None if perceptual is None else hash_bits([p or "0" * 16 for p in perceptual])
-        links: dict[str, np.ndarray] = {}
+        bits = None if perceptual is None else hash_sets(perceptual)
+        links: list[Link] = []
         if "exact" in self.detectors:
-            links["exact"] = exact_pairs(content_hashes)
+            links += [Link(a, b, "exact") for a, b in exact_pairs(content_hashes).tolist()]
+        rows = np.flatnonzero(known)  # an image that could not be hashed links by the other detectors
         if "perceptual" in self.detectors and bits is not None:
-            rows = np.flatnonzero(known)  # an image that could not be hashed links by the other detectors
-            links["perceptual"] = rows[hamming_pairs(bits[rows], self.hamming)]
-        groups = connected_groups(n, np.concatenate(list(links.values())) if links
-                                  else np.zeros((0, 2), dtype=np.int64))
+            pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows, :1], self.hamming)
+            links += [Link(int(rows[a]), int(rows[b]), "perceptual", int(d))
+                      for (a, b), d in zip(pairs.tolist(), distances.tolist())]
+        self.candidates_ = {"crops": 0, "verified": 0, "unverified": 0}
+        if "crops" in self.detectors and bits is not None:
+            links += self._verified_crops(n, links, bits, rows, verify, progress)
+        groups = connected_groups(n, np.asarray([(l.first, l.second) for l in links], dtype=np.int64).reshape(-1, 2))
         priority = np.lexsort((seen, -pixels))  # largest first, then first seen
         if "embedding" in self.detectors and vectors is not None and len(vectors):
-            groups, links["embedding"] = self._join_by_embedding(groups, priority, vectors)
-        self.links_ = {name: len(pairs) for name, pairs in links.items()}
+            groups, joined = self._join_by_embedding(groups, priority, vectors)
+            links += [Link(min(a, b), max(a, b), "embedding", similarity=float(vectors[a] @ vectors[b]))
+                      for a, b in joined.tolist()]
+        self.pairs_ = links
+        self.links_ = {name: sum(l.detector == name for l in links) for name in self.detectors}
         self.group_ = groups
+        self._describe_members(content_hashes, bits, known, vectors, priority)
+        return self
+
+    def _verified_crops(self, n: int, links: list[Link], bits: np.ndarray, rows: np.ndarray,
+                        verify: Verify | None, progress: Callable[[int, int], None] | None) -> list[Link]:
+        """Crops links: candidates (an image's or its mirror's hash near one of the other's crop
+        hashes), nearest first, verified unless both rows are already in one group."""
+        pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows], self.crop_hamming)
+        pairs = rows[pairs]
+        self.candidates_["crops"] = len(pairs)
+        parent = np.arange(n)
+        for link in links:
+            _union(parent, link.first, link.second)
+        found = []
+        order = np.argsort(distances, kind="stable")
+        for done, ((a, b), distance) in enumerate(zip(pairs[order].tolist(), distances[order].tolist()), 1):
+            if progress is not None and (done % 64 == 0 or done == len(pairs)):
+                progress(done, len(pairs))
+            if _root(parent, a) == _root(parent, b):
+                continue
+            if verify is None:
+                self.candidates_["unverified"] += 1
+                continue
+            match = verify(a, b)
+            self.candidates_["verified"] += 1
+            if match is not None:
+                found.append(Link(a, b, "crops", int(distance), match=match))
+                _union(parent, a, b)
+        return found
+
+    def _describe_members(self, content_hashes: Sequence[str], bits: np.ndarray | None, known: np.ndarray,
+                          vectors: np.ndarray | None, priority: np.ndarray) -> None:
+        """Fill keeper_, how_, hamming_, similarity_ and link_ from group_ and pairs_."""
+        n = len(self.group_)
         self.keeper_ = np.zeros(n, dtype=bool)
         self.how_ = np.full(n, "", dtype=object)
         self.hamming_ = np.full(n, -1, dtype=np.int64)
         self.similarity_ = np.full(n, np.nan)
+        self.link_ = np.full(n, -1, dtype=np.int64)
         rank = np.empty(n, dtype=np.int64)
         rank[priority] = np.arange(n)
-        for members in group_members(groups):
+        touching: dict[int, list[int]] = {}
+        for index, link in enumerate(self.pairs_):
+            touching.setdefault(link.first, []).append(index)
+            touching.setdefault(link.second, []).append(index)
+        for members in group_members(self.group_):
             keeper = members[np.argmin(rank[members])]
             self.keeper_[keeper] = True
             self.how_[keeper] = KEEPER
             if bits is not None:
-                distance = np.unpackbits(bits[members] ^ bits[keeper], axis=1).sum(axis=1)
-                self.hamming_[members] = np.where(known[members] & known[keeper], distance, -1)
+                direct = np.unpackbits(bits[members, :2] ^ bits[keeper, 0], axis=2).sum(axis=2).min(axis=1)
+                self.hamming_[members] = np.where(known[members] & known[keeper], direct, -1)
             if vectors is not None and len(vectors):
                 self.similarity_[members] = np.asarray(vectors[members], dtype=np.float32) @ vectors[keeper]
-            for row in members[members != keeper]:
+            for row in members[members != keeper].tolist():
+                mine = touching.get(row, [])
+                to_keeper = [i for i in mine if keeper in (self.pairs_[i].first, self.pairs_[i].second)]
+                self.link_[row] = (to_keeper or mine or [-1])[0]
+                crops = any(self.pairs_[i].detector == "crops" for i in to_keeper)
                 self.how_[row] = self._relation(content_hashes[row] == content_hashes[keeper],
-                                                int(self.hamming_[row]), float(self.similarity_[row]))
-        return self
+                                                int(self.hamming_[row]), crops, float(self.similarity_[row]))
+
 
     def _join_by_embedding(self, groups: np.ndarray, priority: np.ndarray,
                            vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +234,13 @@ class DuplicateFinder:
         same_group = np.stack([keepers_of(groups, keepers)[within], within], axis=1)
         return connected_groups(n, np.concatenate([same_group, joined])), joined
 
-    def _relation(self, same_bytes: bool, hamming: int, similarity: float) -> str:
+    def _relation(self, same_bytes: bool, hamming: int, crops: bool, similarity: float) -> str:
         if "exact" in self.detectors and same_bytes:
             return "exact"
         if "perceptual" in self.detectors and 0 <= hamming <= self.hamming:
             return "perceptual"
+        if crops:
+            return "crops"
         if "embedding" in self.detectors and similarity >= self.similarity:
             return "embedding"
         return CHAINED
@@ -137,8 +248,9 @@ class DuplicateFinder:
     def describe(self) -> dict[str, Any]:
         n_groups = int(self.group_.max()) + 1 if len(self.group_) else 0
         return {"detectors": list(self.detectors), "hamming": self.hamming, "similarity": self.similarity,
-                "groups": n_groups, "duplicates": int(((self.group_ >= 0) & ~self.keeper_).sum()),
-                "links": dict(self.links_)}
+                "crop_hamming": self.crop_hamming, "groups": n_groups,
+                "duplicates": int(((self.group_ >= 0) & ~self.keeper_).sum()), "links": dict(self.links_),
+                "candidates": dict(self.candidates_)}
 
 
 def keepers_of(groups: np.ndarray, keepers: np.ndarray) -> np.ndarray:
@@ -150,10 +262,12 @@ def keepers_of(groups: np.ndarray, keepers: np.ndarray) -> np.ndarray:
     return result
 
 
-def hash_bits(hexes: Sequence[str]) -> np.ndarray:
-    """Hex hashes (n,) → uint8 bytes (n, 8) for Hamming distances."""
-    return np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(len(hexes), -1) if hexes \
-        else np.zeros((0, 8), dtype=np.uint8)
+def hash_sets(hexes: Sequence[str | None]) -> np.ndarray:
+    """Hash sets (n,) of ``perceptual_hashes`` → uint8 bytes (n, 11, 8) for Hamming distances; zeros
+    where None."""
+    blank = "0" * (16 * N_HASHES)
+    joined = "".join(h if h and len(h) == len(blank) else blank for h in hexes)
+    return np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(hexes), N_HASHES, 8).copy()
 
 
 def exact_pairs(content_hashes: Sequence[str]) -> np.ndarray:
@@ -168,20 +282,33 @@ def exact_pairs(content_hashes: Sequence[str]) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def hamming_pairs(bits: np.ndarray, max_distance: int) -> np.ndarray:
-    """(m, 2) row pairs whose hashes differ in at most ``max_distance`` bits (i < j)."""
+def cross_hamming_pairs(queries: np.ndarray, index: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """(m, 2) row pairs (i < j) where one of a row's ``queries`` (n, q, 8) hashes is within
+    ``max_distance`` bits of one of the other row's ``index`` (n, k, 8) hashes, either way round,
+    and (m,) the least such distance. One exhaustive binary range search (faiss): n·q x n·k
+    popcounts, ~0.1 ns each."""
     import faiss
 
-    n = len(bits)
+    n, q, k = len(queries), queries.shape[1], index.shape[1]
     if n < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    index = faiss.IndexBinaryFlat(bits.shape[1] * 8)
-    index.add(np.ascontiguousarray(bits))
-    found = []
-    for start in range(0, n, 4096):
-        lims, _, rows = index.range_search(np.ascontiguousarray(bits[start:start + 4096]), max_distance + 1)
-        found.append(_pairs_from_ranges(start, lims, rows))
-    return np.concatenate(found)
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    search = faiss.IndexBinaryFlat(64)
+    search.add(np.ascontiguousarray(index.reshape(n * k, 8)))
+    flat = np.ascontiguousarray(queries.reshape(n * q, 8))
+    pairs, distances = [], []
+    for start in range(0, len(flat), 8192):
+        lims, found_distances, found = search.range_search(flat[start:start + 8192], max_distance + 1)
+        rows = (start + np.repeat(np.arange(len(lims) - 1), np.diff(lims.astype(np.int64)))) // q
+        others = found.astype(np.int64) // k
+        keep = rows != others
+        pairs.append(np.sort(np.stack([rows[keep], others[keep]], axis=1), axis=1))
+        distances.append(found_distances[keep].astype(np.int64))
+    pairs, distances = np.concatenate(pairs), np.concatenate(distances)
+    order = np.lexsort((distances, pairs[:, 1], pairs[:, 0]))  # per pair, its least distance first
+    pairs, distances = pairs[order], distances[order]
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+    return pairs[first], distances[first]
 
 
 def similar_pairs(vectors: np.ndarray, min_similarity: float, seed: int = 0) -> np.ndarray:
@@ -241,3 +368,14 @@ def group_members(groups: np.ndarray) -> list[np.ndarray]:
     order = order[groups[order] >= 0]
     bounds = np.flatnonzero(np.diff(groups[order])) + 1
     return np.split(order, bounds)
+
+
+def _root(parent: np.ndarray, row: int) -> int:
+    while parent[row] != row:
+        parent[row] = parent[parent[row]]  # path halving keeps later look-ups short
+        row = int(parent[row])
+    return row
+
+
+def _union(parent: np.ndarray, a: int, b: int) -> None:
+    parent[_root(parent, a)] = _root(parent, b)
