@@ -17,7 +17,9 @@ Four detectors each link pairs of images; a group is a connected set of links:
   (``imgcluster.geometry``: local features and RANSAC, with OpenCV) and linked only when one
   transform maps one picture onto the other; without OpenCV the crops detector links nothing.
 - embedding: cosine similarity of the model's vectors of at least ``similarity``; catches edits
-  that change the pixels too much for a hash.
+  that change the pixels too much for a hash. With a verifier, a pair whose local features refute
+  it (plenty of features, no transform) is not linked: two halves of one texture photo embed as
+  alike as a copy. Pictures too smooth to verify are linked on the similarity alone.
 
 Candidates come only from these fast detectors (hash range searches, the vector index), and only
 pairs not already in one group are verified, so the cost grows near-linearly with the collection.
@@ -54,9 +56,20 @@ CROP_POSITIONS = (0.0, 0.5, 1.0)
 # Exhaustive similarity search up to this many images (20k x 20k x 1280-d: ~10 s on 2 cores);
 # beyond, an IVF index whose lists near-duplicates share (they are far closer than any list edge).
 EXACT_PAIRS_UP_TO = 20_000
+# Hash range searches are exhaustive up to this many hashes (20k images x 11: ~12 s on 2 busy
+# cores); beyond, a binary IVF index probing this many lists (see bench/dedup.py --scale).
+EXACT_HASHES_UP_TO = 250_000
+HASH_LISTS_PROBED = 16
+# Crops candidates kept per image, nearest first, so verification stays linear in the collection:
+# at 12 bits unrelated photos collide now and then (on the benchmark's photos 0.2% of pairs), which
+# at 100k images would be millions of pairs; a copy is nearly always among its image's 4 nearest.
+CANDIDATES_PER_IMAGE = 4
 KEEPER, CHAINED = "keeper", "chained"
 
-Verify = Callable[[int, int], "Match | None"]
+# What ``verify(row, row)`` answers: a Match (one transform maps one picture onto the other), None
+# (checked: they do not) or UNVERIFIABLE (too few local features to tell, e.g. a smooth gradient).
+UNVERIFIABLE = "unverifiable"
+Verify = Callable[[int, int], "Match | str | None"]
 
 
 def perceptual_hash(image: Image.Image) -> str:
@@ -128,7 +141,7 @@ class DuplicateFinder:
             links += [Link(a, b, "exact") for a, b in exact_pairs(content_hashes).tolist()]
         rows = np.flatnonzero(known)  # an image that could not be hashed links by the other detectors
         if "perceptual" in self.detectors and bits is not None:
-            pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows, :1], self.hamming)
+            pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows, :1], self.hamming, self.seed)
             links += [Link(int(rows[a]), int(rows[b]), "perceptual", int(d))
                       for (a, b), d in zip(pairs.tolist(), distances.tolist())]
         self.candidates_ = {"crops": 0, "verified": 0, "unverified": 0}
@@ -137,9 +150,8 @@ class DuplicateFinder:
         groups = connected_groups(n, np.asarray([(l.first, l.second) for l in links], dtype=np.int64).reshape(-1, 2))
         priority = np.lexsort((seen, -pixels))  # largest first, then first seen
         if "embedding" in self.detectors and vectors is not None and len(vectors):
-            groups, joined = self._join_by_embedding(groups, priority, vectors)
-            links += [Link(min(a, b), max(a, b), "embedding", similarity=float(vectors[a] @ vectors[b]))
-                      for a, b in joined.tolist()]
+            groups, joined = self._join_by_embedding(groups, priority, vectors, verify)
+            links += joined
         self.pairs_ = links
         self.links_ = {name: sum(l.detector == name for l in links) for name in self.detectors}
         self.group_ = groups
@@ -150,8 +162,9 @@ class DuplicateFinder:
                         verify: Verify | None, progress: Callable[[int, int], None] | None) -> list[Link]:
         """Crops links: candidates (an image's or its mirror's hash near one of the other's crop
         hashes), nearest first, verified unless both rows are already in one group."""
-        pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows], self.crop_hamming)
-        pairs = rows[pairs]
+        pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows], self.crop_hamming, self.seed)
+        keep = nearest_per_row(pairs, distances, CANDIDATES_PER_IMAGE)
+        pairs, distances = rows[pairs[keep]], distances[keep]
         self.candidates_["crops"] = len(pairs)
         parent = np.arange(n)
         for link in links:
@@ -168,7 +181,7 @@ class DuplicateFinder:
                 continue
             match = verify(a, b)
             self.candidates_["verified"] += 1
-            if match is not None:
+            if isinstance(match, Match):  # a hash this loose alone is no evidence: unverifiable is no link
                 found.append(Link(a, b, "crops", int(distance), match=match))
                 _union(parent, a, b)
         return found
@@ -206,13 +219,14 @@ class DuplicateFinder:
                                                 int(self.hamming_[row]), crops, float(self.similarity_[row]))
 
 
-    def _join_by_embedding(self, groups: np.ndarray, priority: np.ndarray,
-                           vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Join the exact/perceptual groups (and single images) by their keepers' embeddings, as
-        stars, not chains: keepers in priority order become leaders unless one earlier leader is at
-        least ``similarity`` like them; every other keeper joins the leader most like it. So each
-        group's images are all near its keeper, and two different pictures are not joined through a
-        series of small steps. Returns the new group ids and the (keeper, leader) links made."""
+    def _join_by_embedding(self, groups: np.ndarray, priority: np.ndarray, vectors: np.ndarray,
+                           verify: Verify | None) -> tuple[np.ndarray, list[Link]]:
+        """Join the groups made so far (and single images) by their keepers' embeddings, as stars,
+        not chains: keepers in priority order become leaders unless an earlier leader is at least
+        ``similarity`` like them (and, with ``verify``, not refuted geometrically: a texture's two
+        halves embed alike but do not map onto each other); every other keeper joins the most alike
+        such leader. So each group's images are all near its keeper, and two different pictures are
+        not joined through a series of small steps. Returns the new group ids and the links made."""
         n = len(groups)
         first_of = {}
         for row in priority:  # each group's keeper (its first row in priority order), and the singles
@@ -223,16 +237,24 @@ class DuplicateFinder:
         for a, b in pairs.tolist():  # a < b: a comes first in priority order
             linked.setdefault(b, []).append(a)
         leader_of = np.arange(len(keepers))
+        joined: list[Link] = []
         for position in range(len(keepers)):
             leaders = [a for a in linked.get(position, []) if leader_of[a] == a]
-            if leaders:
-                scores = vectors[keepers[leaders]] @ vectors[keepers[position]]
-                leader_of[position] = leaders[int(np.argmax(scores))]
-        joined = np.stack([keepers[leader_of], keepers], axis=1)
-        joined = joined[joined[:, 0] != joined[:, 1]]
+            scores = vectors[keepers[leaders]] @ vectors[keepers[position]] if leaders else np.zeros(0)
+            for best in np.argsort(-scores, kind="stable").tolist():
+                a, b = sorted((int(keepers[leaders[best]]), int(keepers[position])))
+                match = verify(a, b) if verify is not None else UNVERIFIABLE
+                if match is None:  # features say these are different pictures
+                    continue
+                leader_of[position] = leaders[best]
+                joined.append(Link(a, b, "embedding", similarity=float(scores[best]),
+                                   match=match if isinstance(match, Match) else None))
+                break
+        pairs = np.stack([keepers[leader_of], keepers], axis=1)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         within = np.flatnonzero(groups >= 0)
         same_group = np.stack([keepers_of(groups, keepers)[within], within], axis=1)
-        return connected_groups(n, np.concatenate([same_group, joined])), joined
+        return connected_groups(n, np.concatenate([same_group, pairs])), joined
 
     def _relation(self, same_bytes: bool, hamming: int, crops: bool, similarity: float) -> str:
         if "exact" in self.detectors and same_bytes:
@@ -282,18 +304,28 @@ def exact_pairs(content_hashes: Sequence[str]) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def cross_hamming_pairs(queries: np.ndarray, index: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+def cross_hamming_pairs(queries: np.ndarray, index: np.ndarray, max_distance: int,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(m, 2) row pairs (i < j) where one of a row's ``queries`` (n, q, 8) hashes is within
     ``max_distance`` bits of one of the other row's ``index`` (n, k, 8) hashes, either way round,
-    and (m,) the least such distance. One exhaustive binary range search (faiss): n·q x n·k
-    popcounts, ~0.1 ns each."""
+    and (m,) the least such distance. Up to ``EXACT_HASHES_UP_TO`` index hashes an exhaustive
+    binary range search (faiss); beyond, a binary IVF index (√(n·k) lists, ``HASH_LISTS_PROBED``
+    probed), so the cost grows ~n^1.5, not n², and a few near pairs may be missed."""
     import faiss
 
     n, q, k = len(queries), queries.shape[1], index.shape[1]
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    search = faiss.IndexBinaryFlat(64)
-    search.add(np.ascontiguousarray(index.reshape(n * k, 8)))
+    entries = np.ascontiguousarray(index.reshape(n * k, 8))
+    if len(entries) <= EXACT_HASHES_UP_TO:
+        search = faiss.IndexBinaryFlat(64)
+    else:
+        nlist = int(np.sqrt(len(entries)))
+        search = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, nlist)
+        sample = np.random.default_rng(seed).choice(len(entries), size=min(len(entries), 40 * nlist), replace=False)
+        search.train(entries[np.sort(sample)])
+        search.nprobe = HASH_LISTS_PROBED
+    search.add(entries)
     flat = np.ascontiguousarray(queries.reshape(n * q, 8))
     pairs, distances = [], []
     for start in range(0, len(flat), 8192):
@@ -309,6 +341,18 @@ def cross_hamming_pairs(queries: np.ndarray, index: np.ndarray, max_distance: in
     first = np.ones(len(pairs), dtype=bool)
     first[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
     return pairs[first], distances[first]
+
+
+def nearest_per_row(pairs: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
+    """Mask (m,) of the ``pairs`` (m, 2) among the ``k`` nearest of either of their rows."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for column in (0, 1):
+        order = np.lexsort((distances, pairs[:, column]))
+        rows = pairs[order, column]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        keep[order[rank < k]] = True
+    return keep
 
 
 def similar_pairs(vectors: np.ndarray, min_similarity: float, seed: int = 0) -> np.ndarray:

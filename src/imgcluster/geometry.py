@@ -89,10 +89,18 @@ class GeometricVerifier:
     ``features``: ORB key-points per image; ``min_matches``: agreeing matches needed (a 90% crop of a
     textured photo keeps 100-800 of 1,000; two different photos rarely reach 10); ``min_overlap``:
     the share of the smaller picture that must land on the other (copies 0.95-1; the periodic shift
-    between two halves of a texture photo measured 0.46)."""
+    between two halves of a texture photo measured 0.46); ``min_features``: fewer key-points than
+    this in either image and ``can_verify`` says the pair cannot be judged."""
 
-    def __init__(self, side: int = 512, features: int = 1000, min_matches: int = 15, min_overlap: float = 0.8):
+    def __init__(self, side: int = 512, features: int = 1000, min_matches: int = 15, min_overlap: float = 0.8,
+                 min_features: int = 100):
         self.side, self.features, self.min_matches, self.min_overlap = side, features, min_matches, min_overlap
+        self.min_features = min_features
+
+    def can_verify(self, features: "Features") -> bool:
+        """Whether ``features`` are enough to refute a pair: a smooth picture (a gradient, a clock
+        face: 0-10 ORB points at 512 px) can neither confirm nor refute a copy."""
+        return len(features.points[0]) >= self.min_features
 
     def features_of(self, image: Image.Image) -> "Features":
         """ORB features of ``image`` and of its mirror (find them once per image, verify many pairs)."""

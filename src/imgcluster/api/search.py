@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
-from ..dedup import PERCEPTUAL_ALGORITHM, DuplicateFinder, Link, perceptual_hashes
+from ..dedup import PERCEPTUAL_ALGORITHM, UNVERIFIABLE, DuplicateFinder, Link, perceptual_hashes
 from ..geometry import GeometricVerifier, Match, opencv_available
 from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
@@ -456,12 +456,13 @@ def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.nd
     perceptual = _perceptual_hashes(ws, images, progress) if hashed else None
     pixels = np.asarray([(r.width or 0) * (r.height or 0) for r in images], dtype=np.float64)
     verify = None
-    if "crops" in config.detectors:
+    if "crops" in config.detectors or "embedding" in config.detectors:
         if opencv_available():
             verify = _verifier(images)
         else:
-            log.warning("OpenCV is not installed: crops candidates are not verified and so not linked "
-                        "(mirrored copies are still found). pip install 'imgcluster[dedup]' to find cropped copies.")
+            log.warning("OpenCV is not installed: duplicate candidates are not verified geometrically, so crops "
+                        "links nothing and embedding links look-alikes on similarity alone (mirrored copies are "
+                        "still found). pip install 'imgcluster[dedup]' to find cropped copies.")
     finder = DuplicateFinder(config.detectors, config.hamming, config.similarity, config.crop_hamming).fit(
         [r.content_hash or f"#{r.id}" for r in images], perceptual, vectors, pixels,
         np.asarray([r.id for r in images]), verify, verify_progress)
@@ -473,9 +474,10 @@ def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.nd
 _FEATURES_KEPT = 2048
 
 
-def _verifier(images: Sequence[ImageRecord]) -> Callable[[int, int], Match | None]:
+def _verifier(images: Sequence[ImageRecord]) -> Callable[[int, int], Match | str | None]:
     """``verify(row, row)`` for DuplicateFinder: both images' ORB features (decoded once, the most
-    recent kept) matched by a GeometricVerifier. An image that cannot be decoded verifies nothing."""
+    recent kept) matched by a GeometricVerifier; UNVERIFIABLE when either image is too smooth to
+    judge or cannot be decoded."""
     verifier = GeometricVerifier()
     kept: OrderedDict[int, Any] = OrderedDict()
 
@@ -493,9 +495,14 @@ def _verifier(images: Sequence[ImageRecord]) -> Callable[[int, int], Match | Non
             kept.popitem(last=False)
         return found
 
-    def verify(a: int, b: int) -> Match | None:
+    def verify(a: int, b: int) -> Match | str | None:
         first, second = features(a), features(b)
-        return None if first is None or second is None else verifier.verify(first, second)
+        if first is None or second is None:
+            return UNVERIFIABLE
+        match = verifier.verify(first, second)
+        if match is None and not (verifier.can_verify(first) and verifier.can_verify(second)):
+            return UNVERIFIABLE  # few features: not matching them is no evidence of different pictures
+        return match
 
     return verify
 
