@@ -223,15 +223,21 @@ def synthetic_timing(n: int, seed: int, verify_seconds: float) -> None:
     vectors = rng.standard_normal((n, 1280)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     calls = [0]
+    checked = set()
 
     def verify(a: int, b: int) -> str:
         calls[0] += 1
+        checked.add((a, b))
         return UNVERIFIABLE
 
     started = time.perf_counter()
     finder = DuplicateFinder().fit([f"h{i}" for i in range(n)], hexes, vectors, verify=verify)
     seconds = time.perf_counter() - started
+    half = len(copies) // 2
+    planted = [tuple(sorted((int(a), int(b)))) for a, b in zip(copies[:half], copies[half:])]
+    found = sum(p in checked or finder.group_[p[0]] == finder.group_[p[1]] >= 0 for p in planted)
     print(f"\nfinder at {n:,} made-up images: {seconds:.1f} s (hash candidates, embedding join, groups); "
+          f"{found} of {len(planted)} planted copies checked or linked; "
           f"{finder.candidates_['crops']:,} crops candidates, {calls[0]:,} verifications stubbed, which at "
           f"{1000 * verify_seconds:.1f} ms each (measured above) add {calls[0] * verify_seconds:.0f} s; at most "
           f"4 candidates per image bound them by {4 * n:,} ({4 * n * verify_seconds / 60:.0f} min) whatever the "

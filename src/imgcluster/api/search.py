@@ -586,7 +586,8 @@ def fit_deduplicated(ws: Workspace, images: Sequence[ImageRecord], vectors: np.n
     keeper's cluster, probability and map position, with ``how`` = duplicate (``cluster --dedup``)."""
     assert config.dedup is not None
     started = time.perf_counter()
-    finder = find_duplicates(ws, images, vectors, config.dedup, _stage_progress(progress)("hash"))
+    stage = _stage_progress(progress)
+    finder = find_duplicates(ws, images, vectors, config.dedup, stage("hash"), stage("verify"))
     timings["dedup"] = time.perf_counter() - started
     keep = np.flatnonzero((finder.group_ < 0) | finder.keeper_)
     reduction, clustering = fit_clusters(vectors[keep], config.reduce, config.cluster, timings=timings,
