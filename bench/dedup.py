@@ -302,7 +302,8 @@ def main() -> None:
               "no halves joined": default["halves"][0] == 0}
     print("\ndefault: " + "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()))
     n = len(truth)
-    per_stage = ", ".join(f"{stage} {value:.1f} s ({1000 * value / n:.1f} s per 1,000)" for stage, value in seconds.items())
+    per_stage = ", ".join(f"{stage} {value:.1f} s ({1000 * value / n:.1f} s per 1,000)"
+                          for stage, value in seconds.items())
     print(f"\ntime, default on a fresh workspace, {n} images: {per_stage}")
     verified = timed.candidates.get("verified", 0)
     verify_seconds = seconds.get("verify", 0.0) / max(1, verified)

@@ -34,7 +34,6 @@ the estimated transform).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +43,6 @@ from PIL import Image
 
 from .config import DETECTORS
 from .geometry import Match
-
-log = logging.getLogger(__name__)
 
 # The stored hash set of one image: the picture, its mirror, then nine 90% crops (3x3 positions);
 # 11 x 64 bits as 176 hex digits. A new name, so hashes stored by earlier versions are not misread.
@@ -109,8 +106,10 @@ class DuplicateFinder:
     """Groups of duplicates among n images. ``fit`` takes per-image arrays: content hashes (n,),
     hash sets (n,) hex from ``perceptual_hashes`` (None where the image could not be hashed),
     L2-normalised vectors (n, d), pixel counts (n,) and the order in which they were first seen
-    (n,); a detector whose input is None is left out. ``verify(row, row)`` checks a crops candidate
-    geometrically (a ``Match`` or None); without it crops candidates are counted, not linked.
+    (n,); a detector whose input is None is left out. ``verify(row, row)`` checks a pair
+    geometrically (a ``Match``, None when refuted, or UNVERIFIABLE): a crops candidate is linked only
+    on a Match (without ``verify`` crops candidates are counted, not linked), an embedding pair
+    unless refuted.
     ``progress(done, total)`` follows the crops candidates.
 
     After ``fit``: ``group_`` (n,) group id or -1 (no duplicate), ``keeper_`` (n,) bool, ``how_`` (n,)
@@ -147,13 +146,14 @@ class DuplicateFinder:
         self.candidates_ = {"crops": 0, "verified": 0, "unverified": 0}
         if "crops" in self.detectors and bits is not None:
             links += self._verified_crops(n, links, bits, rows, verify, progress)
-        groups = connected_groups(n, np.asarray([(l.first, l.second) for l in links], dtype=np.int64).reshape(-1, 2))
+        pairs = np.asarray([(link.first, link.second) for link in links], dtype=np.int64).reshape(-1, 2)
+        groups = connected_groups(n, pairs)
         priority = np.lexsort((seen, -pixels))  # largest first, then first seen
         if "embedding" in self.detectors and vectors is not None and len(vectors):
             groups, joined = self._join_by_embedding(groups, priority, vectors, verify)
             links += joined
         self.pairs_ = links
-        self.links_ = {name: sum(l.detector == name for l in links) for name in self.detectors}
+        self.links_ = {name: sum(link.detector == name for link in links) for name in self.detectors}
         self.group_ = groups
         self._describe_members(content_hashes, bits, known, vectors, priority)
         return self
@@ -161,7 +161,8 @@ class DuplicateFinder:
     def _verified_crops(self, n: int, links: list[Link], bits: np.ndarray, rows: np.ndarray,
                         verify: Verify | None, progress: Callable[[int, int], None] | None) -> list[Link]:
         """Crops links: candidates (an image's or its mirror's hash near one of the other's crop
-        hashes), nearest first, verified unless both rows are already in one group."""
+        hashes), each image's ``CANDIDATES_PER_IMAGE`` nearest, verified unless both rows are
+        already in one group."""
         pairs, distances = cross_hamming_pairs(bits[rows, :2], bits[rows], self.crop_hamming, self.seed)
         keep = nearest_per_row(pairs, distances, CANDIDATES_PER_IMAGE)
         pairs, distances = rows[pairs[keep]], distances[keep]
@@ -170,7 +171,11 @@ class DuplicateFinder:
         for link in links:
             _union(parent, link.first, link.second)
         found = []
-        order = np.argsort(distances, kind="stable")
+        # by first row, nearest first: the row's features serve all its candidates (the verifier
+        # keeps the latest), and a copy linked early spares checking its look-alikes
+        order = np.lexsort((distances, pairs[:, 0]))
+        if progress is not None:
+            progress(0, len(pairs))
         for done, ((a, b), distance) in enumerate(zip(pairs[order].tolist(), distances[order].tolist()), 1):
             if progress is not None and (done % 64 == 0 or done == len(pairs)):
                 progress(done, len(pairs))

@@ -14,15 +14,12 @@ imports, and without it callers skip verification (and say so in the log).
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
-
-log = logging.getLogger(__name__)
 
 
 def opencv_available() -> bool:
@@ -167,7 +164,7 @@ def _match(matrix: np.ndarray, matches: int, first: Features, second: Features, 
     inside, _ = cv2.intersectConvexConvex(mapped, frame)
     smaller = min(scale * scale * width * height, first.size[0] * first.size[1])
     overlap = float(inside) / smaller if smaller > 0 else 0.0
-    # original pixels: second's original → its resized (x factor) → mirrored → first's resized → first's original
+    # original pixels: second's original → its resized (x factor) → mirrored → first's resized → first's
     flip = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
     full = (np.diag([1 / first.factor, 1 / first.factor, 1.0]) @ np.vstack([matrix, [0.0, 0.0, 1.0]]) @ flip
             @ np.diag([second.factor, second.factor, 1.0]))
