@@ -119,14 +119,9 @@ class GeometricVerifier:
     def verify(self, first: Features, second: Features) -> Match | None:
         """The transform that maps ``second`` (or its mirror) onto ``first``, or None when too few
         matches agree or the mapped picture misses the other."""
-        best: Match | None = None
-        for mirrored in (False, True):
-            found = self._fit(first, second, mirrored)
-            if found is not None and (best is None or found.matches > best.matches):
-                best = found
-        if best is None or best.matches < self.min_matches or best.overlap < self.min_overlap:
-            return None
-        return best
+        fits = [self._fit(first, second, mirrored) for mirrored in (False, True)]
+        good = [f for f in fits if f is not None and f.matches >= self.min_matches and f.overlap >= self.min_overlap]
+        return max(good, key=lambda f: f.matches, default=None)
 
     def _fit(self, first: Features, second: Features, mirrored: bool) -> Match | None:
         import cv2
