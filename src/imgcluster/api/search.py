@@ -29,9 +29,9 @@ import numpy as np
 
 from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
 from ..dedup import PERCEPTUAL_ALGORITHM, UNVERIFIABLE, DuplicateFinder, Link, perceptual_hashes
-from ..geometry import GeometricVerifier, Match, opencv_available
 from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
+from ..geometry import GeometricVerifier, Match, opencv_available
 from ..label import choose_names
 from ..scan import hash_file, load_rgb
 from ..search import VectorIndex, exact_similarities
@@ -397,7 +397,8 @@ class Duplicates:
                 "pairs": [dataclasses.asdict(p) for p in self.pairs]}
 
     def write(self, dest: str | os.PathLike[str]) -> Path:
-        """Write the groups to ``dest``: CSV (one row per file) or JSON (groups, settings), by suffix."""
+        """Write the groups to ``dest``: CSV (one row per file) or JSON (groups, settings and every
+        pair with its evidence), by suffix."""
         dest = check_duplicates_export(dest)
         if dest.suffix.lower() == ".json":
             text = json.dumps(self.to_dict(), indent=2)
@@ -451,7 +452,7 @@ def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.nd
                     progress: Progress | None = None, verify_progress: Progress | None = None) -> DuplicateFinder:
     """Fit a DuplicateFinder over ``images`` (aligned with ``vectors``, or None without embeddings),
     computing the hash sets not stored yet, and verifying crops candidates with OpenCV when it is
-    installed (``cluster --dedup`` shares this). Sets ``verified_`` on the finder."""
+    installed (``cluster --dedup`` shares this)."""
     hashed = "perceptual" in config.detectors or "crops" in config.detectors
     perceptual = _perceptual_hashes(ws, images, progress) if hashed else None
     pixels = np.asarray([(r.width or 0) * (r.height or 0) for r in images], dtype=np.float64)
@@ -466,7 +467,6 @@ def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.nd
     finder = DuplicateFinder(config.detectors, config.hamming, config.similarity, config.crop_hamming).fit(
         [r.content_hash or f"#{r.id}" for r in images], perceptual, vectors, pixels,
         np.asarray([r.id for r in images]), verify, verify_progress)
-    finder.verified_ = verify is not None
     return finder
 
 
