@@ -79,6 +79,7 @@ BAD_VALUES: dict[str, list[list[str]]] = {
                                                                "--device", "tpu"]],
     "duplicates": [["duplicates", "{missing}"], ["duplicates", "{images}", "--detectors", "md5"],
                    ["duplicates", "{images}", "--hamming", "99"], ["duplicates", "{images}", "--similarity", "2"],
+                   ["duplicates", "{images}", "--crop-hamming", "30"], ["duplicates", "{images}", "--crop-hamming", "-1"],
                    ["duplicates", "{images}", "--export", "{new}.txt"],
                    ["duplicates", "{images}", "--device", "foo"]],
     "update": [["update", "{missing}"], ["update", "{images}", "--min-probability", "2"],

@@ -60,12 +60,12 @@ __all__ = [
     "write_digits", "write_photo_crops",
 ]
 __all__ += ["ProposedCluster", "Update", "review_proposals", "update"]
-from .api import (DuplicateGroup, DuplicateImage, Duplicates, SearchResult, SimilarImage,  # noqa: E402
-                  duplicates, search_text, similar, update_index)
+from .api import (DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, SearchResult,  # noqa: E402
+                  SimilarImage, duplicates, search_text, similar, update_index)
 from .config import DedupConfig  # noqa: E402
 
-__all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage",
-            "duplicates", "search_text", "similar", "update_index"]
+__all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "DuplicatePair", "Duplicates", "SearchResult",
+            "SimilarImage", "duplicates", "search_text", "similar", "update_index"]
 from .api import merge_clusters, move_images  # noqa: E402
 
 __all__ += ["merge_clusters", "move_images"]

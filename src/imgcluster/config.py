@@ -294,7 +294,7 @@ class NameConfig:
             raise ConfigError(f"vlm_min_interval is a number of seconds, at least 0; got {self.vlm_min_interval}.")
 
 
-DETECTORS = ("exact", "perceptual", "embedding")
+DETECTORS = ("exact", "perceptual", "crops", "embedding")
 
 
 @dataclass(frozen=True)
@@ -303,16 +303,24 @@ class DedupConfig:
 
     detectors: tuple[str, ...] = _help(
         "Which detectors link images: exact (byte-identical files, by content hash), perceptual (a 64-bit DCT "
-        "hash of the picture: the same picture resized, recompressed or slightly recoloured) and embedding "
-        "(the model's vectors: crops, flips, edits).", DETECTORS)
+        "hash of the picture or of its mirror: the same picture resized, recompressed, slightly recoloured or "
+        "mirrored), crops (hashes of overlapping 90% crops, each candidate verified by matching local "
+        "features with RANSAC: cropped copies; needs OpenCV, pip install 'imgcluster[dedup]') and embedding "
+        "(the model's vectors: other edits).", DETECTORS)
     hamming: int = _help(
         "perceptual: the most bits (of 64) two perceptual hashes may differ by; 0-16. Re-encoded, resized and "
-        "slightly recoloured copies differ by 0-4, different pictures by 8 or more (about 32 when unrelated).", 6)
+        "slightly recoloured copies differ by 0-4, mirrored ones 0-2; different pictures by 6 or more (about 32 "
+        "when unrelated).", 5)
+    crop_hamming: int = _help(
+        "crops: the most bits (of 64) between an image's hash (or its mirror's) and the nearest of another's "
+        "nine 90%-crop hashes for the pair to be checked geometrically; 0-24. 90% crops measure 4-14 bits; "
+        "higher checks more candidates (slower), and only pairs whose local features agree are linked.", 12)
     similarity: float = _help(
         "embedding: the least cosine similarity between an image's embedding and its group keeper's; 0.5-1, "
         "higher finds fewer. With efficientnet-lite0 re-encoded or mirrored copies score 0.85-1, 90% crops "
-        "0.85-0.97, and two halves of one texture (a brick wall) up to 0.96: 0.96 keeps precision, 0.9 finds "
-        "most flips and crops but joins some look-alikes (bench/dedup.py measures both).", 0.96)
+        "0.85-0.97, and two halves of one texture (a brick wall) up to 0.99; with OpenCV installed a pair whose "
+        "local features refute it is not joined, without it 0.96 keeps precision on photos and 0.9 joins some "
+        "look-alikes (bench/dedup.py measures both).", 0.96)
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.detectors if d not in DETECTORS]
@@ -321,6 +329,8 @@ class DedupConfig:
                               f"Choose from: {', '.join(DETECTORS)}.")
         if not 0 <= self.hamming <= 16:
             raise ConfigError(f"hamming must be 0-16 bits; got {self.hamming}.")
+        if not 0 <= self.crop_hamming <= 24:
+            raise ConfigError(f"crop_hamming must be 0-24 bits; got {self.crop_hamming}.")
         if not 0.0 < self.similarity <= 1.0:
             raise ConfigError(f"similarity must be a cosine similarity in (0, 1]; got {self.similarity}.")
 

@@ -57,6 +57,7 @@ __all__ = [
 from .search import (  # noqa: E402
                      DuplicateGroup,
                      DuplicateImage,
+                     DuplicatePair,
                      Duplicates,
                      SearchResult,
                      SimilarImage,
@@ -66,8 +67,8 @@ from .search import (  # noqa: E402
                      update_index,
 )
 
-__all__ += ["DuplicateGroup", "DuplicateImage", "Duplicates", "SearchResult", "SimilarImage", "duplicates",
-            "search_text", "similar", "update_index"]
+__all__ += ["DuplicateGroup", "DuplicateImage", "DuplicatePair", "Duplicates", "SearchResult", "SimilarImage",
+            "duplicates", "search_text", "similar", "update_index"]
 
 from .edit import merge_clusters, move_images  # noqa: E402
 

@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
-from ..dedup import PERCEPTUAL_ALGORITHM, DuplicateFinder, perceptual_hash
+from ..dedup import PERCEPTUAL_ALGORITHM, UNVERIFIABLE, DuplicateFinder, Link, perceptual_hashes
 from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
+from ..geometry import GeometricVerifier, Match, opencv_available
 from ..label import choose_names
 from ..scan import hash_file, load_rgb
 from ..search import VectorIndex, exact_similarities
@@ -315,9 +317,14 @@ def _open(path: str | os.PathLike[str] | None, workspace: str | os.PathLike[str]
 @dataclass(frozen=True)
 class DuplicateImage:
     """A file in a duplicate group. ``how`` is its relation to the group's keeper: keeper, exact
-    (same bytes), perceptual (hash within ``hamming`` bits), embedding (similarity at least the
-    threshold) or chained (linked to the keeper only through another member); ``hamming`` (bits of
-    64) and ``similarity`` (cosine) are measured against the keeper, None when not computed."""
+    (same bytes), perceptual (its hash or its mirror's within ``hamming`` bits), crops (a crop-hash
+    candidate verified geometrically), embedding (similarity at least the threshold) or chained
+    (linked to the keeper only through another member); ``hamming`` (bits of 64, the nearer of the
+    image and its mirror) and ``similarity`` (cosine) are measured against the keeper, None when not
+    computed. ``linked_to`` is the path of the member its link joins it to (the keeper where they
+    are linked directly), ``detector`` the detector of that link and, when it was verified,
+    ``matches`` the agreeing key-points and ``transform`` the transform that maps this image onto
+    the other (scale, rotation in degrees, shift in pixels, mirrored)."""
 
     path: str
     image_id: int
@@ -327,6 +334,27 @@ class DuplicateImage:
     width: int | None
     height: int | None
     size: int
+    linked_to: str | None = None
+    detector: str | None = None
+    matches: int | None = None
+    transform: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """One link the detectors made: ``first`` and ``second`` (paths), the ``detector`` that found it
+    and its evidence: ``hamming`` (bits between the hashes that matched: whole pictures, mirrors or
+    crops), ``similarity`` (embedding cosine), and for a verified pair ``matches`` (agreeing
+    key-points) and ``transform`` (how ``second`` maps onto ``first``); None where not measured."""
+
+    group: int
+    first: str
+    second: str
+    detector: str
+    hamming: int | None
+    similarity: float | None
+    matches: int | None
+    transform: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -351,26 +379,36 @@ class Duplicates:
     config: DedupConfig
     model: str | None = None
     links: dict[str, int] = field(default_factory=dict)
+    pairs: list[DuplicatePair] = field(default_factory=list)
+    candidates: dict[str, int] = field(default_factory=dict)
+    verified: bool = False
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per file in a group: group, keeper (bool), path, how, hamming, similarity, width,
-        height, size in bytes."""
+        height, size in bytes, and the link that joined it (linked_to, detector, matches, transform)."""
         return [{"group": g.group, "keeper": image is g.keeper, **dataclasses.asdict(image)}
                 for g in self.groups for image in [g.keeper, *g.duplicates]]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON values: settings, counts, groups and every pair with its evidence."""
+        return {"root": self.root, "n_images": self.n_images, "model": self.model, "links": self.links,
+                "candidates": self.candidates, "verified": self.verified,
+                "config": dataclasses.asdict(self.config), "groups": [dataclasses.asdict(g) for g in self.groups],
+                "pairs": [dataclasses.asdict(p) for p in self.pairs]}
+
     def write(self, dest: str | os.PathLike[str]) -> Path:
-        """Write the groups to ``dest``: CSV (one row per file) or JSON (groups, settings), by suffix."""
+        """Write the groups to ``dest``: CSV (one row per file) or JSON (groups, settings and every
+        pair with its evidence), by suffix."""
         dest = check_duplicates_export(dest)
         if dest.suffix.lower() == ".json":
-            data = {"root": self.root, "n_images": self.n_images, "model": self.model, "links": self.links,
-                    "config": dataclasses.asdict(self.config), "groups": [dataclasses.asdict(g) for g in self.groups]}
-            text = json.dumps(data, indent=2)
+            text = json.dumps(self.to_dict(), indent=2)
         else:
             buffer = io.StringIO()
             columns = ["group", "keeper", *(f.name for f in dataclasses.fields(DuplicateImage))]
             writer = csv.DictWriter(buffer, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(self.rows())
+            writer.writerows({**row, "transform": json.dumps(row["transform"]) if row["transform"] else None}
+                             for row in self.rows())
             text = buffer.getvalue()
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text)
@@ -404,20 +442,69 @@ def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfi
             images = [r for r in images if r.content_hash not in report.unusable]
             vectors = ws.load_embeddings(embedder.model_id, [r.content_hash for r in images])  # type: ignore[misc]
             model = embedder.name
-        finder = find_duplicates(ws, images, vectors, config, stage("hash"))
-        return Duplicates(found.root, ws.path, len(images), _groups(images, finder), config, model,
-                          dict(finder.links_))
+        finder = find_duplicates(ws, images, vectors, config, stage("hash"), stage("verify"))
+        groups = _groups(images, finder)
+        return Duplicates(found.root, ws.path, len(images), groups, config, model, dict(finder.links_),
+                          _pairs(images, finder, groups), dict(finder.candidates_), finder.verified_)
 
 
 def find_duplicates(ws: Workspace, images: Sequence[ImageRecord], vectors: np.ndarray | None, config: DedupConfig,
-                    progress: Progress | None = None) -> DuplicateFinder:
+                    progress: Progress | None = None, verify_progress: Progress | None = None) -> DuplicateFinder:
     """Fit a DuplicateFinder over ``images`` (aligned with ``vectors``, or None without embeddings),
-    computing the perceptual hashes not stored yet (``cluster --dedup`` shares this)."""
-    perceptual = _perceptual_hashes(ws, images, progress) if "perceptual" in config.detectors else None
+    computing the hash sets not stored yet, and verifying crops candidates with OpenCV when it is
+    installed (``cluster --dedup`` shares this)."""
+    hashed = "perceptual" in config.detectors or "crops" in config.detectors
+    perceptual = _perceptual_hashes(ws, images, progress) if hashed else None
     pixels = np.asarray([(r.width or 0) * (r.height or 0) for r in images], dtype=np.float64)
-    return DuplicateFinder(config.detectors, config.hamming, config.similarity).fit(
+    verify = None
+    if "crops" in config.detectors or "embedding" in config.detectors:
+        if opencv_available():
+            verify = _verifier(images)
+        else:
+            log.warning("OpenCV is not installed: duplicate candidates are not verified geometrically, so crops "
+                        "links nothing and embedding links look-alikes on similarity alone (mirrored copies are "
+                        "still found). pip install 'imgcluster[dedup]' to find cropped copies.")
+    finder = DuplicateFinder(config.detectors, config.hamming, config.similarity, config.crop_hamming).fit(
         [r.content_hash or f"#{r.id}" for r in images], perceptual, vectors, pixels,
-        np.asarray([r.id for r in images]))
+        np.asarray([r.id for r in images]), verify, verify_progress)
+    return finder
+
+
+# Features of this many images are kept while checking candidates (~80 KB each at 1,000 ORB points).
+_FEATURES_KEPT = 2048
+
+
+def _verifier(images: Sequence[ImageRecord]) -> Callable[[int, int], Match | str | None]:
+    """``verify(row, row)`` for DuplicateFinder: both images' ORB features (decoded once, the most
+    recent kept) matched by a GeometricVerifier; UNVERIFIABLE when either image is too smooth to
+    judge or cannot be decoded."""
+    verifier = GeometricVerifier()
+    kept: OrderedDict[int, Any] = OrderedDict()
+
+    def features(row: int) -> Any:
+        if row in kept:
+            kept.move_to_end(row)
+            return kept[row]
+        try:
+            found = verifier.features_of(load_rgb(images[row].path, min_side=verifier.side // 2))
+        except Exception as error:  # a file changed or gone since the scan: this candidate is not a link
+            log.info("Not verified: %s could not be read (%s).", images[row].path, error)
+            found = None
+        kept[row] = found
+        if len(kept) > _FEATURES_KEPT:
+            kept.popitem(last=False)
+        return found
+
+    def verify(a: int, b: int) -> Match | str | None:
+        first, second = features(a), features(b)
+        if first is None or second is None:
+            return UNVERIFIABLE
+        match = verifier.verify(first, second)
+        if match is None and not (verifier.can_verify(first) and verifier.can_verify(second)):
+            return UNVERIFIABLE  # few features: not matching them is no evidence of different pictures
+        return match
+
+    return verify
 
 
 def _perceptual_hashes(ws: Workspace, images: Sequence[ImageRecord], progress: Progress | None) -> list[str | None]:
@@ -427,7 +514,7 @@ def _perceptual_hashes(ws: Workspace, images: Sequence[ImageRecord], progress: P
 
     def compute(item: tuple[str, str]) -> tuple[str, str | None]:
         try:
-            return item[0], perceptual_hash(load_rgb(item[1], min_side=64))
+            return item[0], perceptual_hashes(load_rgb(item[1], min_side=64))
         except Exception:  # undecodable files link by their bytes alone
             return item[0], None
 
@@ -450,9 +537,13 @@ def _groups(images: Sequence[ImageRecord], finder: DuplicateFinder) -> list[Dupl
         record = images[row]
         hamming = int(finder.hamming_[row])
         similarity = float(finder.similarity_[row])
+        link = finder.pairs_[finder.link_[row]] if finder.link_[row] >= 0 else None
+        other = None if link is None else images[link.second if link.first == row else link.first].path
+        match = None if link is None else _match_seen_from(link, row)
         return DuplicateImage(record.path, record.id, str(finder.how_[row]), hamming if hamming >= 0 else None,
                               None if np.isnan(similarity) else round(similarity, 4), record.width, record.height,
-                              record.size)
+                              record.size, other, None if link is None else link.detector,
+                              None if match is None else match.matches, None if match is None else match.transform())
 
     groups: dict[int, list[int]] = {}
     for row in np.flatnonzero(finder.group_ >= 0):
@@ -465,13 +556,38 @@ def _groups(images: Sequence[ImageRecord], finder: DuplicateFinder) -> list[Dupl
     return result
 
 
+def _match_seen_from(link: Link, row: int) -> Match | None:
+    """The link's verification seen from ``row``: its transform maps ``row`` onto the other image
+    (a link stores second onto first, so from ``first`` it is inverted)."""
+    if link.match is None or row == link.second:
+        return link.match
+    return link.match.inverse()
+
+
+def _pairs(images: Sequence[ImageRecord], finder: DuplicateFinder,
+           groups: Sequence[DuplicateGroup]) -> list[DuplicatePair]:
+    """Every link the finder made, with its group (as numbered in ``groups``), detector and evidence."""
+    group_of = {image.image_id: g.group for g in groups for image in [g.keeper, *g.duplicates]}
+    result = []
+    for link in finder.pairs_:
+        similarity = link.similarity
+        result.append(DuplicatePair(group_of[images[link.first].id], images[link.first].path,
+                                    images[link.second].path, link.detector,
+                                    link.hamming if link.hamming >= 0 else None,
+                                    None if np.isnan(similarity) else round(similarity, 4),
+                                    None if link.match is None else link.match.matches,
+                                    None if link.match is None else link.match.transform()))
+    return result
+
+
 def fit_deduplicated(ws: Workspace, images: Sequence[ImageRecord], vectors: np.ndarray, config: RunConfig,
                      timings: dict[str, float], progress: StageProgress | None = None) -> tuple[Reduction, Clustering]:
     """``fit_clusters`` on one image per duplicate group (``config.dedup``): the others get their
     keeper's cluster, probability and map position, with ``how`` = duplicate (``cluster --dedup``)."""
     assert config.dedup is not None
     started = time.perf_counter()
-    finder = find_duplicates(ws, images, vectors, config.dedup, _stage_progress(progress)("hash"))
+    stage = _stage_progress(progress)
+    finder = find_duplicates(ws, images, vectors, config.dedup, stage("hash"), stage("verify"))
     timings["dedup"] = time.perf_counter() - started
     keep = np.flatnonzero((finder.group_ < 0) | finder.keeper_)
     reduction, clustering = fit_clusters(vectors[keep], config.reduce, config.cluster, timings=timings,

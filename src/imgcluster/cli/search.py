@@ -77,6 +77,7 @@ def duplicates_command(
     detectors: Annotated[str, typer.Option(help=_help(DedupConfig, "detectors") + " Comma-separated.")]
     = ",".join(DETECTORS),
     hamming: Annotated[int, typer.Option(help=_help(DedupConfig, "hamming"))] = DedupConfig().hamming,
+    crop_hamming: Annotated[int, typer.Option(help=_help(DedupConfig, "crop_hamming"))] = DedupConfig().crop_hamming,
     similarity: Annotated[float, typer.Option(help=_help(DedupConfig, "similarity"))] = DedupConfig().similarity,
     model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = _default(EmbedConfig, "model"),
     device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
@@ -88,7 +89,7 @@ def duplicates_command(
 ) -> None:
     """Groups of duplicate images under PATH, each with a suggested keeper. Nothing is deleted."""
     config = DedupConfig(detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()), hamming=hamming,
-                         similarity=similarity)
+                         crop_hamming=crop_hamming, similarity=similarity)
     if export is not None:
         check_duplicates_export(export)  # a wrong suffix fails now, not after hashing every image
     with _progress(enabled=not as_json) as on_progress:
@@ -96,12 +97,9 @@ def duplicates_command(
                                workspace=workspace, progress=on_progress)
     written = found.write(export) if export is not None else None
     if as_json:
-        console.print_json(json.dumps({"root": found.root, "n_images": found.n_images, "model": found.model,
-                                       "links": found.links, "config": dataclasses.asdict(found.config),
-                                       "groups": [dataclasses.asdict(g) for g in found.groups],
-                                       "export": str(written) if written else None}))
+        console.print_json(json.dumps({**found.to_dict(), "export": str(written) if written else None}))
         return
-    table = Table("group", "keep", "how", "bits", "similarity", "size",
+    table = Table("group", "keep", "how", "bits", "similarity", "matches", "size",
                   title=f"{len(found.groups)} duplicate groups among {found.n_images:,} images", title_justify="left")
     table.add_column("image", overflow="fold")
     for group in found.groups[:50]:
@@ -110,13 +108,20 @@ def duplicates_command(
             table.add_row(str(group.group) if keeper else "", "keep" if keeper else "", "" if keeper else image.how,
                           "" if image.hamming is None or keeper else str(image.hamming),
                           "" if image.similarity is None or keeper else f"{image.similarity:.3f}",
+                          "" if image.matches is None or keeper else str(image.matches),
                           f"{image.width}×{image.height}", escape(image.path))
     if len(found.groups) > 50:
         table.caption = f"… and {len(found.groups) - 50} more groups (--export writes them all)"
     console.print(table)
     n_duplicates = sum(len(g.duplicates) for g in found.groups)
     console.print(f"{n_duplicates:,} duplicates in {len(found.groups):,} groups; nothing was deleted. Perceptual "
-                  f"hashes within {config.hamming} bits, embeddings ({found.model or 'not used'}) at cosine ≥ "
-                  f"{config.similarity}; change them with --hamming and --similarity.", soft_wrap=True)
+                  f"hashes (or their mirrors) within {config.hamming} bits, embeddings ({found.model or 'not used'}) "
+                  f"at cosine ≥ {config.similarity}; change them with --hamming and --similarity.", soft_wrap=True)
+    if "crops" in config.detectors:
+        checked = found.candidates.get("verified", 0)
+        console.print(f"Crops: {found.candidates.get('crops', 0):,} candidate pair(s) within {config.crop_hamming} "
+                      f"bits, {checked:,} checked with local features, {found.links.get('crops', 0):,} linked"
+                      + ("." if found.verified else "; not verified: OpenCV is missing (pip install "
+                                                    "'imgcluster[dedup]')."), soft_wrap=True)
     if written:
         console.print(f"Written: {written}", soft_wrap=True)
