@@ -1,7 +1,7 @@
 """A living collection: file new images into a run's clusters, keep every cluster id, propose new
 clusters from what does not fit, and say when the collection has drifted enough to refit.
 
-Each update is a new run derived from the old one (``info["update"]["parent"]``): the parent stays
+Each update is a new run derived from the old one (``record.provenance``: "update" and its parent): the parent stays
 as it was, so the two can be compared, and nothing is renumbered. An image in the parent keeps its
 cluster; a removed file leaves its cluster without renumbering the others.
 """
@@ -27,13 +27,15 @@ from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
 from ..errors import ConfigError, ModelUnavailable, NoImages
-from ..label import choose_names
 from ..represent import representatives
-from ..runs import answer_warnings, internal_metrics, new_run_key, package_versions, summarise_clusters
+from ..run import REVIEW, UPDATE, Draft, Embedded, ProposedCluster, Provenance, Representatives, Run, derive, save_run
+from ..run.metrics import new_run_key
+from ..run.record import stored_run
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
-from . import job, naming
-from .steps import (Run, StageProgress, _no_images_message, _stage_progress, check_has_clusters, embed, fit_clusters,
-                    open_workspace, scan)
+from ..store.records import KINDS
+from . import naming
+from .steps import (StageProgress, _no_images_message, _stage_progress, check_has_clusters, check_new_key, embed,
+                    fit_clusters, open_workspace, scan)
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +57,6 @@ COHESION_ROWS = 4_000
 COHESION_MIN_SAMPLE = 16
 # Rebuild the predictor's index once the rows filed since it was built pass this share of it.
 REBUILD_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class ProposedCluster:
-    """A dense group among held and unclustered images, offered as a new cluster."""
-
-    cluster: int
-    size: int
-    new_images: int         # of them, images filed by this update
-    representatives: list[int]
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         ws.lock()
         parent = ws.run(run)
         check_has_clusters(ws, parent, "take new images")
-        job._check_new_key(ws, run_key)
+        check_new_key(ws, run_key)
         config = RunConfig.from_dict(parent.config)
         started = time.perf_counter()
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
@@ -135,7 +127,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         n_changed = len(changed & known)
         if not new_records and kept.all():
             log.info("nothing new or removed under %s since run %s", found.root, parent.key)
-            return Update(job._stored_run(ws, parent), parent.key, 0, 0, 0, 0, 0, [], None, seconds, saved=False,
+            return Update(stored_run(ws, parent), parent.key, 0, 0, 0, 0, 0, [], None, seconds, saved=False,
                           n_changed=0)
 
         started = time.perf_counter()
@@ -147,7 +139,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         seconds["embed"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        predictor = Predictor.from_state(*_read_predictor(ws, parent.key))
+        predictor = Predictor.from_state(*ws.read_predictor(parent.key))
         if held_quantile is not None:
             predictor.held_quantile = held_quantile
         result = file_new(predictor, old, kept, embedded.vectors, np.asarray([r.id for r in embedded.images]),
@@ -159,9 +151,10 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
             proposed = _propose(ws, parent, config, result, predictor, len(embedded.images))
             seconds["propose"] = time.perf_counter() - started
         n_removed = int((~kept).sum()) - n_changed
-        derived = _save_derived(ws, parent, found, result, predictor, proposed, seconds,
-                                run_key or new_run_key(), n_new=len(embedded.images) - n_changed,
-                                n_removed=n_removed, stage=stage, n_changed=n_changed,
+        provenance = Provenance(UPDATE, parent.key, {"new_images": len(embedded.images) - n_changed,
+                                                     "removed_images": n_removed, "changed_images": n_changed})
+        derived = _save_derived(ws, parent, result, predictor, proposed, seconds, run_key or new_run_key(),
+                                provenance, skipped=len(found.skipped), stage=progress,
                                 catalogue={r.id: r for r in found.images})
         held = int(np.sum(result.how == HELD))
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
@@ -174,7 +167,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
 
 
 def _run_embed_config(parent: RunRecord, config: EmbedConfig) -> EmbedConfig:
-    pooling = parent.info.get("model", {}).get("pooling")
+    pooling = parent.model.get("pooling")
     return dataclasses.replace(config, model=parent.model_name,
                                pooling=pooling if pooling in POOLINGS else None)
 
@@ -289,8 +282,8 @@ def _propose(ws: Workspace, parent: RunRecord, config: RunConfig, result: Filed,
         result.xy[arrived] = _place_group(result, group, vectors[members][group >= result.first_new])
         training = predictor.rows_of(result.image_ids[group])
         ok = training >= 0
-        predictor.relabel(training[ok], np.full(ok.sum(), cluster), probabilities[members][ok])
-        predictor.map_[training[ok]] = result.xy[group[ok]]
+        predictor.relabel(training[ok], np.full(ok.sum(), cluster), probabilities[members][ok],
+                          map_xy=result.xy[group[ok]])
         chosen = representatives(result.image_ids[group], np.zeros(len(group), np.int64), probabilities[members],
                                  space[members])
         proposed.append(ProposedCluster(cluster, len(group), int(np.sum(group >= result.first_new)),
@@ -433,7 +426,7 @@ def _cohesion_bars(ws: Workspace, model_id: str, result: Filed, dim: int, seed: 
 def _min_cluster_size(parent: RunRecord) -> int:
     """The parent's minimum cluster size at the scale of the whole collection (a fit on a sample
     used a proportionally smaller one), so a new cluster meets the bar the old ones met."""
-    size = parent.info.get("clustering", {}).get("min_cluster_size")
+    size = parent.clustering.get("min_cluster_size")
     if not size:
         return max(5, parent.n_images // 100)
     fit_sample = parent.config.get("reduce", {}).get("fit_sample") or 0
@@ -449,83 +442,58 @@ def _drift(held: int, total: int, key: str) -> str | None:
     return None
 
 
-def _read_predictor(ws: Workspace, key: str) -> tuple[dict[str, np.ndarray], Path, dict[str, Any]]:
-    return ws.read_predictor(key)
-
-
-def _save_derived(ws: Workspace, parent: RunRecord, found: Any, result: Filed, predictor: Predictor,
-                  proposed: list[ProposedCluster], seconds: dict[str, float], key: str, *, n_new: int,
-                  n_removed: int, stage: Any, reviewed: dict[str, list[int]] | None = None,
-                  n_changed: int = 0, catalogue: Mapping[int, ImageRecord] | None = None) -> Run:
-    """Save ``result`` as a run derived from ``parent``. ``catalogue`` holds the images' records by
-    id when the caller has them (an update's scan does); otherwise they are read from the store."""
+def _save_derived(ws: Workspace, parent: RunRecord, result: Filed, predictor: Predictor,
+                  proposed: list[ProposedCluster], seconds: dict[str, float], key: str, provenance: Provenance, *,
+                  skipped: int = 0, stage: StageProgress | None = None,
+                  catalogue: Mapping[int, ImageRecord] | None = None) -> Run:
+    """Save ``result`` as a run derived from ``parent`` (``provenance``: an update or a review).
+    ``catalogue`` holds the images' records by id when the caller has them (an update's scan does);
+    otherwise they are read from the store."""
     by_id = catalogue if catalogue is not None else {r.id: r for r in ws.images(ids=result.image_ids.tolist())}
     images: list[ImageRecord] = [by_id[i] for i in result.image_ids.tolist()]
-    started = time.perf_counter()
-    summaries = summarise_clusters(result.image_ids, result.clusters, result.probabilities, result.xy)
-    # The parent's clustering space is not kept; a derived run's silhouette is measured on the map
-    # (on 2,000 points: on a 2-D map that is as telling as 5,000, and a sixth of the work).
-    metrics = {**internal_metrics(result.xy, result.clusters, result.probabilities, sample=2_000),
-               "silhouette_on": "map"}
     chosen_images = _carried_representatives(parent, result, set(c.cluster for c in proposed))
-    chosen_images += [{"cluster": p.cluster, "central": p.representatives, "probable": p.representatives,
-                       "diverse": []} for p in proposed]
-    info = dict(parent.info)
-    info.update({
-        "metrics": metrics, "versions": package_versions(), "timings": seconds,
-        "warnings": answer_warnings(len(images), metrics, parent.info.get("clustering", {}),
-                                    parent.config.get("preset")),
-        "clusters": [dataclasses.asdict(s) for s in summaries], "representatives": chosen_images,
-        "embedding": {"new": n_new, "cached": 0}, "skipped": len(found.skipped),
-        "update": {"parent": parent.key, "new_images": n_new, "removed_images": n_removed,
-                   "changed_images": n_changed,
-                   "proposed": [dataclasses.asdict(p) for p in proposed],
-                   "reasons": {int(i): r for i, r in zip(result.image_ids.tolist(), result.reasons) if r},
-                   **({"reviewed": reviewed} if reviewed else {})},
-    })
-    record = RunRecord(key=key, created_at=time.time(), root=parent.root, model_id=parent.model_id,
-                       model_name=parent.model_name, n_images=len(images), n_clusters=metrics["n_clusters"],
-                       config=parent.config, info=info)
+    chosen_images += [Representatives(p.cluster, p.representatives, p.representatives, []) for p in proposed]
+    base = derive.derived_record(
+        parent, key, provenance, embedding=Embedded(provenance.details.get("new_images", 0), 0), skipped=skipped,
+        proposed=list(proposed),
+        reasons={int(i): r for i, r in zip(result.image_ids.tolist(), result.reasons) if r})
     assignments = Assignments(result.image_ids, result.clusters, result.probabilities, result.xy[:, 0],
                               result.xy[:, 1], result.how)
-    _write_predictor(ws, parent.key, key, predictor)
-    names = ws.names(parent.key)  # ids keep their meaning, so names carry over
-    names += _name_proposals(ws, parent, record, images, assignments, [p.cluster for p in proposed])
-    chosen = choose_names(names)
-    writing = time.perf_counter()
-    outputs = job._write_outputs(ws, record, images, assignments, [], chosen, progress=stage("report"))
-    seconds["outputs"] = time.perf_counter() - writing  # the report and tables, O(all images)
-    seconds["save"] = time.perf_counter() - started - seconds["outputs"]
-    ws.save_run(record, assignments, names)
-    return Run(record, ws.path, images, assignments, [], outputs, chosen)
+    proposals = [p.cluster for p in proposed]
+
+    def name(ws: Workspace, record: RunRecord, assignments: Assignments,
+             progress: Any) -> tuple[list[ClusterName], None]:
+        return _name_proposals(ws, parent, record, images, assignments, proposals), None
+
+    # The parent's clustering space is not kept; a derived run's silhouette is measured on the map
+    # (on 2,000 points: on a 2-D map that is as telling as 5,000, and a sixth of the work). Cluster
+    # ids keep their meaning, so the parent's names carry over.
+    draft = Draft(base, images, assignments, result.xy,
+                  lambda ws, key: _write_predictor(ws, parent.key, key, predictor), names=ws.names(parent.key),
+                  name=name, representatives=chosen_images, on_map=True, metrics_sample=2_000, timings=seconds)
+    return save_run(ws, draft, report_progress=_stage_progress(stage)("report"))
 
 
 def _name_proposals(ws: Workspace, parent: RunRecord, record: RunRecord, images: list[ImageRecord],
                     assignments: Assignments, clusters: list[int]) -> list[ClusterName]:
     """Names for the proposed clusters, from the namer that named the parent's; a failure leaves
     them numbered and never costs the update."""
-    naming_info = parent.info.get("naming", {})
-    namer = naming_info.get("named_by") or naming_info.get("namer")
+    namer = parent.naming and (parent.naming.named_by or parent.naming.namer)
     if not clusters or not namer or namer == "none":
         return []
     try:
-        return naming._run_namer(ws, record, images, assignments, RunConfig.from_dict(parent.config).name, namer,
+        return naming.run_namer(ws, record, images, assignments, RunConfig.from_dict(parent.config).name, namer,
                                  clusters=clusters)
     except Exception as error:  # the filing is done; a namer must not undo it
         log.warning("Naming the proposed clusters with %s failed (%s).", namer, error)
         return []
 
 
-def _carried_representatives(parent: RunRecord, result: Filed, proposed: set[int]) -> list[dict[str, Any]]:
+def _carried_representatives(parent: RunRecord, result: Filed, proposed: set[int]) -> list[Representatives]:
     """The parent's representatives, minus images no longer in the collection."""
     present = set(result.image_ids.tolist())
-    carried = []
-    for rep in parent.info.get("representatives", []):
-        if rep["cluster"] in proposed:
-            continue
-        carried.append({key: ([i for i in value if i in present] if isinstance(value, list) else value)
-                        for key, value in rep.items()})
-    return carried
+    return [Representatives(r.cluster, *([i for i in getattr(r, kind) if i in present] for kind in KINDS))
+            for r in parent.representatives if r.cluster not in proposed]
 
 
 def _write_predictor(ws: Workspace, parent_key: str, key: str, predictor: Predictor) -> None:
@@ -549,8 +517,8 @@ def review_proposals(*, accept: list[int] | tuple[int, ...] = (), reject: list[i
     try:
         ws.lock()
         parent = ws.run(run)
-        job._check_new_key(ws, run_key)
-        pending = {p["cluster"] for p in parent.info.get("update", {}).get("proposed", [])}
+        check_new_key(ws, run_key)
+        pending = {p.cluster for p in parent.proposed}
         unknown = sorted((set(accept) | set(reject)) - pending)
         if unknown:
             raise ConfigError(f"Run {parent.key} proposes no cluster {unknown}; it proposes "
@@ -572,14 +540,9 @@ def review_proposals(*, accept: list[int] | tuple[int, ...] = (), reject: list[i
             predictor.relabel(training[ok], np.full(ok.sum(), NOISE), np.zeros(ok.sum()))
         result = Filed(old.image_ids, clusters, probabilities, np.column_stack([old.x, old.y]), how,
                        [""] * len(clusters), len(clusters), np.zeros((0, 1), np.float32))
-        still = [p for p in parent.info["update"]["proposed"] if p["cluster"] not in set(accept) | set(reject)]
-        proposed = [ProposedCluster(**p) for p in still]
-        return _save_derived(ws, parent, _NoScan(), result, predictor, proposed, {}, run_key or new_run_key(),
-                             n_new=0, n_removed=0, stage=_stage_progress(None),
-                             reviewed={"accepted": list(accept), "rejected": list(reject)})
+        proposed = [p for p in parent.proposed if p.cluster not in set(accept) | set(reject)]
+        provenance = Provenance(REVIEW, parent.key, {"new_images": 0, "removed_images": 0, "changed_images": 0,
+                                                     "accepted": list(accept), "rejected": list(reject)})
+        return _save_derived(ws, parent, result, predictor, proposed, {}, run_key or new_run_key(), provenance)
     finally:
         ws.close()
-
-
-class _NoScan:
-    skipped: list[ImageRecord] = []

@@ -19,7 +19,7 @@ from ..errors import ConfigError, WorkspaceDamaged
 from ..label import choose_names
 from ..scan import load_rgb, sniff
 from ..store import ClusterName, RunRecord, damage_message
-from .steps import _reload_run_model, check_has_clusters, open_workspace
+from .steps import reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
 
@@ -59,7 +59,7 @@ class RunPredictor:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            self._embedder = _reload_run_model(self.record, self.device)
+            self._embedder = reload_run_model(self.record, self.device)
         return self._embedder
 
     def cluster_name(self, cluster: int) -> str | None:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,10 @@ from ..embed import EmbedReport, check_device, check_name, embed_records, load_m
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors
-from ..represent import Representatives
-from ..runs import ClusterSummary
+from ..run.record import Run
 from ..scan import ScanResult
 from ..scan import scan as scan_folder
-from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace, default_workspace
+from ..store import ImageRecord, RunRecord, Workspace, default_workspace
 from ..store.shards import ShardedVectors
 from ..store.vector_export import ShardExport
 
@@ -86,38 +86,6 @@ class Clustering:
     how: np.ndarray | None = None  # (n,) fit | filed | attached; None: all fit
 
 
-@dataclass(frozen=True)
-class Run:
-    """A finished run, as stored: its record, images and assignments (aligned), skips, files, and the
-    name each cluster shows (manual first, else the newest automatic one; unnamed clusters absent)."""
-
-    record: RunRecord
-    workspace: Path
-    images: list[ImageRecord]
-    assignments: Assignments
-    skipped: list[ImageRecord] = field(default_factory=list)
-    outputs: dict[str, Path] = field(default_factory=dict)
-    names: dict[int, ClusterName] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.record.key
-
-    def clusters(self) -> list[ClusterSummary]:
-        """Cluster summaries (largest first, unclustered last)."""
-        return [ClusterSummary(**c) for c in self.record.info["clusters"]]
-
-    def representatives(self) -> dict[int, Representatives]:
-        """Each cluster's most central, most probable and diverse images (catalogue ids), by cluster."""
-        return {r["cluster"]: Representatives(**r) for r in self.record.info.get("representatives", [])}
-
-    @property
-    def warnings(self) -> list[str]:
-        """What is wrong with the run's answer (no cluster, one cluster, most images unclustered), each
-        with what to try; empty when nothing is. Stored with the run."""
-        return list(self.record.info.get("warnings", []))
-
-
 # -- steps ----------------------------------------------------------------------------------------
 
 def open_workspace(path: str | os.PathLike[str] | None = None, *,
@@ -132,6 +100,20 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
         raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
                           "or the workspace folder with --workspace.")
     return Workspace.open(default_workspace(path if path is not None else "."), create=create)
+
+
+def check_key_format(run_key: str | None) -> None:
+    """Refuse a run key that is not a short word of letters, digits, '.', '_' and '-'."""
+    if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_key):
+        raise ConfigError(f"Run key {run_key!r} may hold only letters, digits, '.', '_' and '-' (at most 64).")
+
+
+def check_new_key(ws: Workspace, run_key: str | None) -> None:
+    """Refuse a malformed key, or one a run of ``ws`` already has: runs are never overwritten."""
+    check_key_format(run_key)
+    if run_key is not None and run_key in {r.key for r in ws.runs()}:
+        raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
+                          "Pick another --run-key.")
 
 
 def check_has_clusters(ws: Workspace, record: RunRecord, doing: str = "file new images") -> None:
@@ -180,9 +162,9 @@ def _load_embedder(config: EmbedConfig) -> Embedder:
     return embedder
 
 
-def _reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
+def reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
     """The model that embedded ``record``, with the run's pooling, refusing weights that changed since."""
-    pooling = record.info.get("model", {}).get("pooling")
+    pooling = record.model.get("pooling")
     if pooling not in POOLINGS:  # efficientnet describes its fixed pooling in words; older runs had none
         pooling = None
     loaded = load_model(record.model_name, device=device, pooling=pooling)

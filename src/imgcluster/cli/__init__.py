@@ -28,7 +28,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
-from ..store import is_corruption
+from ..store import Embedded, is_corruption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -428,19 +428,19 @@ def _print_run(run: api.Run) -> None:
     if len(summaries) > 25:
         table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
     console.print(table)
-    auto = record.info["clustering"].get("auto")
+    auto = record.clustering.get("auto")
     if auto:
         # Runs made before auto could choose k-means have no "choice"; their reason starts with the score.
         console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
-    dedup = _dedup_summary(record.info["clustering"].get("dedup"))
+    dedup = _dedup_summary(record.clustering.get("dedup"))
     if dedup:
         console.print(f"--dedup: {dedup['duplicates']:,} duplicate image(s) set aside ({dedup['groups']:,} group(s), "
                       f"one image of each clustered); {record.n_images - dedup['duplicates']:,} images clustered, "
                       "each duplicate joined its keeper's cluster (how = duplicate).")
-    metrics = record.info["metrics"]
+    metrics, embedding = record.metrics, record.embedding or Embedded()
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
-                  f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "
-                  f"embedded {record.info['embedding']['new']:,} new, {record.info['embedding']['cached']:,} cached.")
+                  f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
+                  f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
     _print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
@@ -497,7 +497,7 @@ def _reason_kind(reason: str) -> str:
 
 def _run_json(run: api.Run) -> dict[str, object]:
     record = run.record
-    clustering = record.info.get("clustering", {})
+    clustering = record.clustering
     auto = clustering.get("auto")
     return {"run": record.key, "workspace": str(run.workspace), "model": record.model_name,
             "model_id": record.model_id, "n_images": record.n_images, "n_clusters": record.n_clusters,
@@ -505,7 +505,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
             "algorithm": clustering.get("algorithm") or clustering.get("method"),
             "auto": {"choice": auto.get("choice"), "reason": auto.get("reason")} if auto else None,
             "dedup": _dedup_summary(clustering.get("dedup")), "warnings": run.warnings,
-            "metrics": record.info["metrics"], "clusters": record.info["clusters"],
+            "metrics": record.metrics, "clusters": [dataclasses.asdict(c) for c in record.clusters],
             "names": {str(c): dataclasses.asdict(n) for c, n in sorted(run.names.items())},
             "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],
             "outputs": {name: str(p) for name, p in run.outputs.items()}}

@@ -112,12 +112,12 @@ def proposals_command(
     if accept or reject:
         reviewed = api.review_proposals(accept=accept or [], reject=reject or [], run=run, path=path,
                                         workspace=workspace)
-        pending = reviewed.record.info["update"]["proposed"]
+        pending = reviewed.record.proposed
         console.print(f"Run [bold]{reviewed.key}[/]: accepted {accept or []}, rejected {reject or []}; "
                       f"{len(pending)} still proposed.", soft_wrap=True)
         return
     record = api.load_run(run, path=path, workspace=workspace)
-    pending = record.record.info.get("update", {}).get("proposed", [])
+    pending = [dataclasses.asdict(p) for p in record.record.proposed]
     if as_json:
         console.print_json(json.dumps({"run": record.key, "proposed": [
             dict(p, name=_name_of(record, p["cluster"])) for p in pending]}))

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
+from .records import upgrade_results
 from .shards import shard_problem
 from .workspace import (ASSIGNMENTS_FILE, SIDECAR_SUFFIX, Workspace, _model_dirname, catalogue_problem,
                         read_assignments, shard_digest)
@@ -461,8 +462,8 @@ def _reregister_runs(ws: Workspace) -> list[Action]:
         with ws._db:
             ws._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
-                "VALUES(?,?,?,?,?,?,?,?,?)", (*fields[:7], json.dumps(fields[7]), json.dumps(fields[8])))
-            model = record["info"].get("model") or {}
+                "VALUES(?,?,?,?,?,?,?,?,?)", (*fields[:7], json.dumps(fields[7]), json.dumps(upgrade_results(fields[8]))))
+            model = fields[8].get("model") or {}
             if model.get("model_id") == record["model_id"] and model.get("dim"):
                 ws._db.execute("INSERT OR IGNORE INTO models(model_id, name, dim, info) VALUES(?,?,?,?)",
                                (record["model_id"], record["model_name"], int(model["dim"]),

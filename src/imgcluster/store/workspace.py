@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError, RunNotFound, WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
 from .derived import DerivedData
-from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
+from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile, upgrade_results
 from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 from .shards import ShardedVectors, shard_problem
 
@@ -175,6 +175,8 @@ class Workspace(DerivedData):
             with db:
                 db.executescript(SCHEMA)
                 _add_missing_columns(db)
+                if version is not None and int(version) < 8:
+                    _upgrade_run_results(db)
                 db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
@@ -539,7 +541,7 @@ class Workspace(DerivedData):
         self.write_run_file(run.key, "run.json", json.dumps(
             {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
              "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
-             "config": run.config, "info": run.info}, indent=2, default=_json_default))
+             "config": run.config, "info": run.to_stored()}, indent=2, default=_json_default))
         self.write_run_file(run.key, ASSIGNMENTS_FILE, _assignment_bytes(assignments))
         with self._db:
             self._db.execute(
@@ -547,7 +549,7 @@ class Workspace(DerivedData):
                 "VALUES(?,?,?,?,?,?,?,?,?)",
                 (run.key, run.created_at, run.root, run.model_id, run.model_name, run.n_images, run.n_clusters,
                  json.dumps(run.config, default=_json_default),
-                 json.dumps(run.info, default=_json_default)))
+                 json.dumps(run.to_stored(), default=_json_default)))
             self._upsert_names(run.key, names)
 
     # -- cluster names -----------------------------------------------------------------------------
@@ -848,8 +850,14 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
-    data["info"] = json.loads(data["info"])
-    return RunRecord(**data)
+    return RunRecord.from_stored(data, json.loads(data.pop("info")))
+
+
+def _upgrade_run_results(db: sqlite3.Connection) -> None:
+    """Schema 8: every run's results in the typed format (``records.RESULTS_FORMAT``)."""
+    rows = db.execute("SELECT key, info FROM runs").fetchall()
+    db.executemany("UPDATE runs SET info=? WHERE key=?",
+                   [(json.dumps(upgrade_results(json.loads(info)), default=_json_default), key) for key, info in rows])
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
