@@ -33,16 +33,16 @@ from .steps import (
     Progress,
     Reduction,
     StageProgress,
+    _make_clusterer,
     check_key_format,
     check_new_key,
-    _make_clusterer,
-    _no_images_message,
-    _skipped_now,
-    _stage_progress,
     embed,
     fit_clusters,
+    no_images_message,
     open_workspace,
     scan,
+    skipped_now,
+    stage_progress,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         config = dataclasses.replace(config, cluster=dataclasses.replace(
             config.cluster, method=method or config.cluster.method, k=k if k is not None else config.cluster.k))
     timings: dict[str, float] = {}
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     _check_before_work(config, run_key)
     if not Path(path).expanduser().exists():
         raise NoImages(f"{path} does not exist. Give a folder (or a file) that holds images.")
@@ -85,12 +85,12 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
         timings["scan"] = time.perf_counter() - started
         if not found.images:
-            raise NoImages(_no_images_message(found))
+            raise NoImages(no_images_message(found))
         started = time.perf_counter()
         embedded = embed(found, workspace=ws, config=config.embed, progress=stage("embed"))
         timings["embed"] = time.perf_counter() - started
         if not embedded.images:
-            raise NoImages(_no_images_message(dataclasses.replace(found, images=[], skipped=_skipped_now(ws, found))))
+            raise NoImages(no_images_message(dataclasses.replace(found, images=[], skipped=skipped_now(ws, found))))
         if config.dedup is not None:
             reduction, clustering = search.fit_deduplicated(ws, embedded.images, embedded.vectors, config, timings,
                                                             progress)
@@ -129,7 +129,7 @@ def _save_fit(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
         labels, provenance, carried = derive.follow(ws, followed, image_ids, clustering.labels)
     config = resolved.to_dict()
     config["cluster"] = used_cluster_settings(config["cluster"], clustering.params)
-    skipped = _skipped_now(ws, found)
+    skipped = skipped_now(ws, found)
     base = RunRecord(key, 0.0, found.root, embedded.model["model_id"], embedded.model["name"], len(image_ids), 0,
                      config, requested_config=requested.to_dict(), model=embedded.model,
                      clustering=clustering.params, skipped=len(skipped), provenance=provenance,

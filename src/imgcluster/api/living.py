@@ -1,9 +1,9 @@
 """A living collection: file new images into a run's clusters, keep every cluster id, propose new
 clusters from what does not fit, and say when the collection has drifted enough to refit.
 
-Each update is a new run derived from the old one (``record.provenance``: "update" and its parent): the parent stays
-as it was, so the two can be compared, and nothing is renumbered. An image in the parent keeps its
-cluster; a removed file leaves its cluster without renumbering the others.
+Each update is a new run derived from the old one (``record.provenance``: "update" and its parent):
+the parent stays as it was, so the two can be compared, and nothing is renumbered. An image in the
+parent keeps its cluster; a removed file leaves its cluster without renumbering the others.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from ..run.record import stored_run
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from ..store.records import KINDS
 from . import naming
-from .steps import (StageProgress, _no_images_message, _stage_progress, check_has_clusters, check_new_key, embed,
-                    fit_clusters, open_workspace, scan)
+from .steps import (StageProgress, check_has_clusters, check_new_key, embed, fit_clusters, no_images_message,
+                    open_workspace, scan, stage_progress)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         raise ConfigError(f"min_probability must be between 0 and 1; got {min_probability}.")
     if not Path(path).expanduser().exists():
         raise NoImages(f"{path} does not exist. Give the folder the run clustered.")
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     seconds: dict[str, float] = {}
     ws = open_workspace(path, workspace=workspace)
     try:
@@ -114,7 +114,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         found = scan(path, workspace=ws, config=config.scan, progress=stage("scan"))
         seconds["scan"] = time.perf_counter() - started
         if not found.images:
-            raise NoImages(_no_images_message(found))
+            raise NoImages(no_images_message(found))
         old = ws.assignments(parent.key)
         # A file rewritten since the run keeps its id but has bytes the run's model never embedded:
         # it leaves its old place and is filed again, like a new image.
@@ -160,8 +160,8 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
                       int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
-                      _drift(held, len(derived.images), derived.record.key), seconds, n_changed=n_changed,
-                      held_by=dict(result.held_by))
+                      _drift(held, len(derived.images), derived.record.key), dict(derived.record.timings),
+                      n_changed=n_changed, held_by=dict(result.held_by))
     finally:
         ws.close()
 
@@ -471,7 +471,7 @@ def _save_derived(ws: Workspace, parent: RunRecord, result: Filed, predictor: Pr
     draft = Draft(base, images, assignments, result.xy,
                   lambda ws, key: _write_predictor(ws, parent.key, key, predictor), names=ws.names(parent.key),
                   name=name, representatives=chosen_images, on_map=True, metrics_sample=2_000, timings=seconds)
-    return save_run(ws, draft, report_progress=_stage_progress(stage)("report"))
+    return save_run(ws, draft, report_progress=stage_progress(stage)("report"))
 
 
 def _name_proposals(ws: Workspace, parent: RunRecord, record: RunRecord, images: list[ImageRecord],

@@ -30,7 +30,7 @@ from ..store import ImageRecord, RunRecord, Workspace
 from ..run import Run
 from ..run.outputs import write_report
 from ..run.record import stored_run
-from .steps import StageProgress, _stage_progress, fit_clusters, open_workspace
+from .steps import StageProgress, fit_clusters, open_workspace, stage_progress
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = N
         refits = []
         for done, seed in enumerate(seeds):
             refits.append(_refit(vectors, config, seed, subsample))
-            _stage_progress(progress)("refit")(done + 1, repeats)
+            stage_progress(progress)("refit")(done + 1, repeats)
         agreed = consensus(labels, refits)
         table = _consensus_csv(reference.images, labels, agreed.labels, agreed.agreement)
         outputs = {"consensus": ws.write_run_file(reference.key, "consensus.csv", table),

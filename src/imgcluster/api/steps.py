@@ -27,7 +27,7 @@ from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, near
 from ..run.record import Run
 from ..scan import ScanResult
 from ..scan import scan as scan_folder
-from ..store import ImageRecord, RunRecord, Workspace, default_workspace
+from ..store import ImageRecord, RunRecord, Workspace, locate_workspace
 from ..store.shards import ShardedVectors
 from ..store.vector_export import ShardExport
 
@@ -93,13 +93,7 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
     """Open the workspace given, or the default one of the image folder ``path`` (PATH/.imgcluster),
     or ``./.imgcluster`` when neither is given. ``create=False`` (readers): WorkspaceNotFound instead
     of creating one."""
-    if workspace is not None:
-        return Workspace.open(workspace, create=create)
-    if not create and path is not None and not Path(path).expanduser().exists():
-        # Its parent's workspace would be opened instead: a typo must not pass unnoticed.
-        raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
-                          "or the workspace folder with --workspace.")
-    return Workspace.open(default_workspace(path if path is not None else "."), create=create)
+    return Workspace.open(locate_workspace(path, workspace, reading=not create), create=create)
 
 
 def check_key_format(run_key: str | None) -> None:
@@ -145,7 +139,7 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     Returns the images that have an embedding, aligned with their vectors.
     """
     records = list(images.images if isinstance(images, ScanResult) else images)
-    embedder = _load_embedder(config)
+    embedder = load_embedder(config)
     embed_report = embed_records(records, embedder, workspace, config, progress)
     usable = [r for r in records if r.content_hash not in embed_report.unusable]
     hashes = [r.content_hash or "" for r in usable]
@@ -156,7 +150,8 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     return Embeddings(usable, vectors, embedder.describe(), embed_report)
 
 
-def _load_embedder(config: EmbedConfig) -> Embedder:
+def load_embedder(config: EmbedConfig) -> Embedder:
+    """The embedding model ``config`` names, loaded on its device with its pooling."""
     embedder = load_model(config.model, device=config.device, pooling=config.pooling)
     log.info("model: %s (%s)", embedder.name, embedder.model_id)
     return embedder
@@ -215,24 +210,24 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
     if engine == "local":  # Ray workers have devices of their own, which this machine may lack
         check_device(config.device)
     export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     if engine == "ray":
         from ..embed.ray_engine import embed_records_on_ray, import_ray  # an optional extra: only when asked
         import_ray()
     with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
         if engine == "ray":
             # This process only needs the model's id and description; the workers load it on their devices.
-            embedder = _load_embedder(dataclasses.replace(config, device="cpu"))
+            embedder = load_embedder(dataclasses.replace(config, device="cpu"))
             on_ray = embed_records_on_ray(found.images, embedder, ws, config, ray_config, stage("embed"), export)
             report = on_ray.report
             model = dict(embedder.describe(), device=", ".join(on_ray.devices) or None)
             where = {"name": "ray", "address": on_ray.address, "workers": on_ray.workers}
         else:
-            embedder = _load_embedder(config)
+            embedder = load_embedder(config)
             report = embed_records(found.images, embedder, ws, config, stage("embed"), export=export)
             model, where = embedder.describe(), {"name": "local"}
         return EmbedSummary(found.root, ws.path, model, report.n_requested, report.n_embedded,
-                            report.n_cached, _skipped_now(ws, found), report.seconds, where,
+                            report.n_cached, skipped_now(ws, found), report.seconds, where,
                             export.summary() if export is not None else None)
 
 
@@ -249,7 +244,7 @@ def scanned_workspace(path: str | os.PathLike[str], workspace: str | os.PathLike
         ws.lock()
         found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
         if not found.images:
-            raise NoImages(_no_images_message(found))
+            raise NoImages(no_images_message(found))
         yield ws, found
     finally:
         ws.close()
@@ -374,7 +369,7 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     says, per point, which of these placed it (fit, filed or attached).
     """
     timings = {} if timings is None else timings
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     n = len(vectors)
     sampled = 0 < reduce_config.fit_sample < n
     rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
@@ -463,7 +458,8 @@ def _attach_noise(vectors: np.ndarray, clustering: Clustering, config: ClusterCo
 
 
 
-def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+def stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+    """Per-stage callbacks ``(done, total)`` that report to ``progress(stage, done, total)`` (or nowhere)."""
     def for_stage(name: str) -> Progress:
         def report(done: int, total: int) -> None:
             if progress is not None:
@@ -472,13 +468,14 @@ def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]
     return for_stage
 
 
-def _skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
+def skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
     """The scan's skips plus the files that failed to decode while embedding."""
     # Only the skipped rows become records: at 1M images, all of them would be 0.6 GB more.
     return ws.images([r.path for r in found.images + found.skipped], status="skipped")
 
 
-def _no_images_message(found: ScanResult) -> str:
+def no_images_message(found: ScanResult) -> str:
+    """Why a scan found nothing to cluster, with what to do: no images, or every file skipped."""
     if not found.skipped:
         return (f"No images found under {found.root}. imgcluster reads JPEG, PNG, WebP, BMP, GIF and TIFF "
                 "files in that folder and its sub-folders.")

@@ -108,7 +108,7 @@ def cluster_command(
             ("seed", seed), ("method", reduce), ("map_method", map_method)) if value is not None}),
         cluster=dataclasses.replace(config.cluster, **cluster_given),
         name=dataclasses.replace(config.name, namer=namer), dedup=DedupConfig() if dedup else config.dedup)
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         run = api.cluster(path, workspace=workspace, config=config, run_key=run_key, progress=on_progress,
                           follow=follow)
     if as_json:
@@ -147,7 +147,7 @@ def embed_command(
     config = EmbedConfig(model=model, pooling=pooling, batch_size=batch_size, device=device,
                          commit_every=commit_every, **threads)
     ray_config = RayConfig(address=address, workers=workers if on_ray else None, retries=retries)
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         done = api.embed_folder(path, config=config, workspace=workspace, progress=on_progress, engine=engine,
                                 ray_config=ray_config, shards_to=shards_to)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
@@ -176,7 +176,7 @@ def report_command(
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
-    run = _chosen_run(run, path, workspace)
+    run = chosen_run(run, path, workspace)
     console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
 
 
@@ -189,7 +189,7 @@ def name_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Name a cluster yourself: your name wins over automatic ones and is kept when the report is rewritten."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     chosen = api.name_cluster(cluster, name, run, path=folder, workspace=workspace)
     shown = f"{escape(chosen.name)} [dim]({chosen.source})[/]" if chosen else "numbered (no name)"
     console.print(f"cluster {cluster}: {shown}; report and tables updated.")
@@ -211,7 +211,7 @@ def names_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
 ) -> None:
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     failed = []
     # Built even without --namer, so an out-of-range setting is refused rather than silently unused.
     config = NameConfig(namer=namer or "auto", vocabulary=str(vocabulary) if vocabulary else None,
@@ -256,7 +256,7 @@ def export_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Export a run's clusters with their names; never moves or deletes your images."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace)
     how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
     console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
@@ -284,14 +284,14 @@ def predict_command(
 ) -> None:
     """File new images into an existing run's clusters, without refitting; an image unlike the cluster its
     nearest images vote for is held (unassigned), with the test it failed."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device,
                         held_quantile=held_quantile)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
         return
     cells = {"image": [escape(Path(f.path).name) for f in filed],
-             "cluster": [f.status if f.cluster < 0 else _id_and_name(f.cluster, f.name) for f in filed]}
+             "cluster": [f.status if f.cluster < 0 else id_and_name(f.cluster, f.name) for f in filed]}
     table = Table(title=f"filed into run {run}", title_justify="left")
     for column in ("image", "cluster"):  # the why column wraps first: names are what is read
         table.add_column(column, overflow="fold", min_width=min(20, max((len(row) for row in cells[column]),
@@ -316,7 +316,7 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Score a run against known labels: NMI, ARI, homogeneity, completeness, purity (with and without noise)."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     metrics = api.evaluate(labels, run, path=folder, workspace=workspace)
     if as_json:
         console.print_json(json.dumps(metrics))
@@ -360,7 +360,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
     console.print(table)
 
 
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+def progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
     """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
     spinner while a stage runs, and "compiling numba…" in place of its ETA while numba compiles."""
     import contextlib
@@ -441,7 +441,7 @@ def _print_run(run: api.Run) -> None:
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
                   f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
-    _print_warnings(run.warnings)
+    print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
         console.print(f"[yellow]Skipped {len(run.skipped)} file(s):[/] "
@@ -454,13 +454,13 @@ def _print_run(run: api.Run) -> None:
     console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
 
 
-def _print_warnings(warnings: list[str]) -> None:
+def print_warnings(warnings: list[str]) -> None:
     """A run's warnings (a degenerate answer and what to try), one line each."""
     for warning in warnings:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
-def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
+def chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
     """``run`` as given; when None, the default run (the newest with clusters), said on stderr with
     why, so a command never works on a run the user did not see it pick."""
     if run is not None:
@@ -471,7 +471,7 @@ def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | Non
 
 
 
-def _id_and_name(cluster: int, name: str | None) -> str:
+def id_and_name(cluster: int, name: str | None) -> str:
     """A cluster as tables show it: its id, then its name when it has one."""
     return f"{cluster} {escape(name)}" if name else str(cluster)
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import api
 from ..api.search import check_duplicates_export
 from ..config import DETECTORS, DedupConfig, EmbedConfig
-from . import _help, _progress, app, console
+from . import _help, progress_bar, app, console
 
 FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The embedded folder whose workspace to use "
                                                                        "(default: the nearest .imgcluster above).")]
@@ -91,7 +91,7 @@ def duplicates_command(
                          similarity=similarity)
     if export is not None:
         check_duplicates_export(export)  # a wrong suffix fails now, not after hashing every image
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         found = api.duplicates(path, config=config, embed_config=EmbedConfig(model=model, device=device),
                                workspace=workspace, progress=on_progress)
     written = found.write(export) if export is not None else None

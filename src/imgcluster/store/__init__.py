@@ -2,8 +2,8 @@
 
 from .records import (HOWS, Assignments, ClusterName, ClusterSummary, Embedded, ImageRecord, Naming, Provenance,
                       ProposedCluster, Representatives, RunRecord, ScannedFile)
-from .workspace import Workspace, damage_message, default_workspace, is_corruption
+from .workspace import Workspace, damage_message, default_workspace, is_corruption, locate_workspace
 
 __all__ = ["HOWS", "Assignments", "ClusterName", "ClusterSummary", "Embedded", "ImageRecord", "Naming", "ProposedCluster",
            "Provenance", "Representatives", "RunRecord", "ScannedFile", "Workspace", "damage_message",
-           "default_workspace", "is_corruption"]
+           "default_workspace", "is_corruption", "locate_workspace"]

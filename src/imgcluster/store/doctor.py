@@ -31,7 +31,8 @@ import numpy as np
 from ..errors import WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
 from .records import upgrade_results
 from .shards import shard_problem
-from .workspace import (ASSIGNMENTS_FILE, SIDECAR_SUFFIX, Workspace, _model_dirname, catalogue_problem,
+from .files import model_dirname
+from .workspace import (ASSIGNMENTS_FILE, SIDECAR_SUFFIX, Workspace, catalogue_problem,
                         read_assignments, shard_digest)
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _shard_problems(ws: Workspace, read_values: bool) -> list[Problem]:
     found = []
     for model_id, shard, rows in ws._db.execute(
             "SELECT model_id, shard, MAX(row) + 1 FROM embeddings GROUP BY model_id, shard ORDER BY model_id, shard"):
-        file = ws.path / "vectors" / _model_dirname(model_id) / shard
+        file = ws.path / "vectors" / model_dirname(model_id) / shard
         problem = shard_problem(file, rows=int(rows), read_values=read_values)
         if problem is None and read_values:
             problem = _digest_problem(file)
@@ -221,7 +222,7 @@ def repair(path: str | Path, problems: Sequence[Problem], *, reembed: Reembed | 
             elif problem.kind == "assignments":
                 actions.append(quarantine_run(ws, str(problem.run), problem.message))
         for model_id, hashes in lost.items():
-            actions.append(_call(reembed, "shard", str(ws.path / "vectors" / _model_dirname(model_id)),
+            actions.append(_call(reembed, "shard", str(ws.path / "vectors" / model_dirname(model_id)),
                                  lambda: reembed(ws, model_id, hashes),  # type: ignore[misc]
                                  f"{len(hashes)} images need embedding again: run `imgcluster embed FOLDER` "
                                  f"with the model that made {model_id}"))

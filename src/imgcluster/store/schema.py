@@ -16,6 +16,10 @@ ADDED_COLUMNS = (
     ("images", "video_params", "TEXT"),
 )
 
+# The images table's columns in the order ImageRecord takes them.
+IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
+                  "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(
   key TEXT PRIMARY KEY,
