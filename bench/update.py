@@ -43,6 +43,7 @@ import imgcluster  # noqa: E402
 from imgcluster.api import living  # noqa: E402
 from imgcluster.cluster.predictor import Predictor  # noqa: E402
 from imgcluster.config import RunConfig  # noqa: E402
+from imgcluster.run import filing  # noqa: E402
 from imgcluster.run.outputs import write_outputs  # noqa: E402
 from imgcluster.store import Assignments, Provenance, RunRecord, Workspace  # noqa: E402
 from imgcluster.store.records import ScannedFile  # noqa: E402
@@ -100,10 +101,11 @@ def timed_update(ws: Workspace, parent_key: str, new_vectors: np.ndarray, new_id
     seconds["load"] = time.perf_counter() - started
     started = time.perf_counter()
     kept = np.ones(len(old.image_ids), dtype=bool)
-    result = living.file_new(predictor, old, kept, new_vectors, new_ids)
+    result = filing.file_new(predictor, old, kept, new_vectors, new_ids)
     seconds["file"] = time.perf_counter() - started
     started = time.perf_counter()
-    proposed = living._propose(ws, parent, RunConfig.from_dict(parent.config), result, predictor, len(new_ids))
+    proposed = filing.propose(ws, parent, RunConfig.from_dict(parent.config), result, predictor, len(new_ids),
+                              group=living.dense_groups)
     seconds["propose"] = time.perf_counter() - started
 
     started = time.perf_counter()

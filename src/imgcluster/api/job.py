@@ -24,7 +24,7 @@ from ..run import derive
 from ..run.metrics import external_metrics, new_run_key, used_cluster_settings
 from ..run.outputs import write_report
 from ..scan import ScanResult
-from ..store import Assignments, ClusterName, RunRecord, Workspace
+from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from . import naming, search
 from .runs import load_run
 from .steps import (
@@ -144,7 +144,7 @@ def _save_fit(ws: Workspace, found: ScanResult, embedded: Embeddings, reduction:
         # Built and dropped here: its index is the job's largest object (1.5 GB at 1M images), and
         # naming needs none of it.
 
-    def name(ws: Workspace, record: RunRecord, assignments: Assignments,
+    def name(ws: Workspace, record: RunRecord, images: list[ImageRecord], assignments: Assignments,
              progress: Progress | None) -> tuple[list[ClusterName], Naming]:
         return naming.name_new_run(ws, record, embedded, assignments, resolved.name, progress=progress)
 

@@ -4,7 +4,8 @@
             where it crosses into the catalogue)
 ``save``    ``Draft`` and ``save_run``: summaries → metrics → representatives → record → predictor →
             names → outputs → the store, for every way a run is made (fit, update, review, edit, follow)
-``derive``  derivations that turn a run (or a fit) into a draft: follow, edit, filing and review
+``derive``  derivations that turn a run (or a fit) into a draft: follow, edit
+``filing``  an update's derivation: file new images, propose clusters, review proposals, the draft
 ``metrics`` a run's own figures (summaries, internal and external metrics, warnings, versions)
 ``compare`` two runs compared, and the stability of a run's clusters under refits
 ``outputs`` clusters.csv, clusters.parquet and report.html

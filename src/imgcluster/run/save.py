@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 # Writes the draft's predictor under the given run key.
 PredictorStep = Callable[[Workspace, str], None]
 # Names a run's clusters: (every name to store, how the namer fared, None: nothing to record).
-NameStep = Callable[[Workspace, RunRecord, Assignments, "Progress | None"], "tuple[list[ClusterName], Naming | None]"]
+NameStep = Callable[[Workspace, RunRecord, "list[ImageRecord]", Assignments, "Progress | None"],
+                    "tuple[list[ClusterName], Naming | None]"]
 
 
 @dataclass
@@ -84,7 +85,7 @@ def save_run(ws: Workspace, draft: Draft, *, naming_progress: Progress | None = 
     names = list(draft.names)
     if draft.name is not None:
         started = time.perf_counter()
-        named, naming = draft.name(ws, record, assignments, naming_progress)
+        named, naming = draft.name(ws, record, draft.images, assignments, naming_progress)
         timings["name"] = time.perf_counter() - started
         names = names + named
         if naming is not None:
