@@ -15,7 +15,8 @@ import numpy as np
 from ..cluster import NOISE
 from ..cluster.predictor import Predictor
 from ..label import MANUAL
-from ..store import Assignments, ClusterName, ImageRecord, Provenance, RunRecord, Workspace
+from ..store import Assignments, ClusterName, Provenance, RunRecord, Workspace
+from ..store.records import EDIT, FOLLOW
 from .compare import contingency, match_clusters
 from .record import Run
 from .save import Draft
@@ -59,7 +60,7 @@ def follow(ws: Workspace, earlier: RunRecord, image_ids: np.ndarray,
              earlier.key, len(matches), len(unmatched), len(details["ended"]))
     carried = [dataclasses.replace(n, created_at=time.time()) for n in ws.names(earlier.key)
                if n.source == MANUAL and n.cluster in kept]
-    return relabelled, Provenance("follow", earlier.key, details), carried
+    return relabelled, Provenance(FOLLOW, earlier.key, details), carried
 
 
 def edit(ws: Workspace, parent: Run, key: str, labels: np.ndarray, probabilities: np.ndarray,
@@ -84,13 +85,7 @@ def edit(ws: Workspace, parent: Run, key: str, labels: np.ndarray, probabilities
         ws.write_predictor(key, arrays, None, params, index_from=parent.key)
 
     names = [n for n in ws.names(parent.key) if n.cluster not in dropped and n.error is None]
-    base = derived_record(parent.record, key, Provenance("edit", parent.key, details))
+    base = derived_record(parent.record, key, Provenance(EDIT, parent.key, details))
     # The parent's clustering space is not stored: summaries and silhouette use the 2-D map.
     return Draft(base, list(parent.images), assignments, xy, write_predictor, names=names,
                  skipped=parent.skipped, on_map=True, timings={"edit": time.perf_counter() - started})
-
-
-def images_of(ws: Workspace, image_ids: np.ndarray) -> list[ImageRecord]:
-    """The catalogue records of ``image_ids``, in their order."""
-    by_id = {r.id: r for r in ws.images(ids=np.asarray(image_ids).tolist())}
-    return [by_id[i] for i in np.asarray(image_ids).tolist()]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from ... import api
 from ...store import RunRecord
+from ...store.records import EDIT, REVIEW, UPDATE
 from ...store.browse import images_by_id
 from ..atlas import PER_ROW, PER_SHEET, TILE, compose_sheet
 from .deps import RUN_KEY, ExplorerDep
@@ -20,7 +21,7 @@ MOVED_SHOWN = 500  # a comparison lists at most this many moved images; ``n_move
 
 def parent_of(record: RunRecord) -> str | None:
     """The run an edit, an update or a review was derived from, if any (a follow keeps ids, nothing more)."""
-    return record.parent if record.provenance.how in ("edit", "update", "review") else None
+    return record.parent if record.provenance.how in (EDIT, UPDATE, REVIEW) else None
 
 
 @router.get("/runs", summary="Every run of the workspace, newest first")
@@ -34,7 +35,7 @@ def list_runs(ex: ExplorerDep) -> list[dict[str, Any]]:
 
 def _edit_of(record: RunRecord) -> dict[str, Any] | None:
     """An edited run's edit: its parent, action and arguments."""
-    if record.provenance.how != "edit":
+    if record.provenance.how != EDIT:
         return None
     return {"parent": record.parent, **record.provenance.details}
 
