@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster import synthetic  # noqa: E402
 
 import imgcluster  # noqa: E402
-from imgcluster.api import job, living  # noqa: E402
-from imgcluster.api.steps import _stage_progress  # noqa: E402
+from imgcluster.api import living  # noqa: E402
 from imgcluster.cluster.predictor import Predictor  # noqa: E402
 from imgcluster.config import RunConfig  # noqa: E402
-from imgcluster.store import Assignments, RunRecord, Workspace  # noqa: E402
+from imgcluster.run import filing  # noqa: E402
+from imgcluster.run.outputs import write_outputs  # noqa: E402
+from imgcluster.store import Assignments, Provenance, RunRecord, Workspace  # noqa: E402
 from imgcluster.store.records import ScannedFile  # noqa: E402
 
 MODEL_ID, MODEL_NAME = "bench-512", "bench"
@@ -83,7 +84,7 @@ def save_fit(ws: Workspace, key: str, vectors: np.ndarray, image_ids: np.ndarray
     assignments = Assignments(image_ids, clustering.labels, clustering.probabilities, reduction.map[:, 0],
                               reduction.map[:, 1], clustering.how)
     fitted = time.perf_counter()
-    job._write_outputs(ws, record, images, assignments, [], {})
+    write_outputs(ws, record, images, assignments, [], {})
     outputs = time.perf_counter() - fitted
     ws.save_run(record, assignments)
     return {"run": time.perf_counter() - started - outputs, "outputs": outputs}
@@ -100,21 +101,20 @@ def timed_update(ws: Workspace, parent_key: str, new_vectors: np.ndarray, new_id
     seconds["load"] = time.perf_counter() - started
     started = time.perf_counter()
     kept = np.ones(len(old.image_ids), dtype=bool)
-    result = living.file_new(predictor, old, kept, new_vectors, new_ids)
+    result = filing.file_new(predictor, old, kept, new_vectors, new_ids)
     seconds["file"] = time.perf_counter() - started
     started = time.perf_counter()
-    proposed = living._propose(ws, parent, RunConfig.from_dict(parent.config), result, predictor, len(new_ids))
+    proposed = filing.propose(ws, parent, RunConfig.from_dict(parent.config), result, predictor, len(new_ids),
+                              group=living.dense_groups)
     seconds["propose"] = time.perf_counter() - started
 
-    class Found:
-        skipped: list = []
-
     started = time.perf_counter()
-    inner: dict[str, float] = {}
-    living._save_derived(ws, parent, Found(), result, predictor, proposed, inner, "updated", n_new=len(new_ids),
-                         n_removed=0, stage=_stage_progress(None), catalogue=catalogue)
-    seconds["outputs"] = inner["outputs"]
-    seconds["save"] = time.perf_counter() - started - inner["outputs"]
+    provenance = Provenance("update", parent.key, {"new_images": len(new_ids), "removed_images": 0,
+                                                   "changed_images": 0})
+    saved = living._save_derived(ws, parent, result, predictor, proposed, {}, "updated", provenance,
+                                 catalogue=catalogue)
+    seconds["outputs"] = saved.record.timings["report"]
+    seconds["save"] = time.perf_counter() - started - seconds["outputs"]
     seconds["filed"] = int(np.sum(result.how[result.first_new:] == "filed"))
     seconds["proposed"] = len(proposed)
     return seconds

@@ -12,6 +12,46 @@ def test_all_names_exist_and_have_docstrings() -> None:
             assert obj.__doc__, f"{name} needs a docstring"
 
 
+def test_all_is_sorted_complete_and_importable() -> None:
+    import importlib
+
+    assert imgcluster.__all__ == sorted(imgcluster.__all__), "keep __all__ sorted (sorted() order)"
+    assert len(set(imgcluster.__all__)) == len(imgcluster.__all__)
+    for name in imgcluster.__all__:
+        exec(f"from imgcluster import {name}", {})  # every name imports the way a user writes it
+    api = importlib.import_module("imgcluster.api")
+    aliases = {"Progress", "StageProgress"}  # callback types (typing aliases carry no docstring)
+    assert set(api.__all__) - aliases <= set(imgcluster.__all__), "every verb of imgcluster.api is public at the top"
+
+
+def test_every_public_class_and_function_documents_itself() -> None:
+    import inspect
+
+    for name in imgcluster.__all__:
+        obj = getattr(imgcluster, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            own = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+            assert own and own.strip(), f"{name} needs a docstring of its own"
+
+
+def test_names_that_moved_still_import() -> None:
+    import warnings
+
+    from imgcluster.api.living import ProposedCluster
+    from imgcluster.api.steps import Run
+    from imgcluster.represent import Representatives
+    from imgcluster.runs import ClusterSummary, answer_warnings, compare_assignments
+
+    assert (Run, ProposedCluster, Representatives, ClusterSummary) == (
+        imgcluster.Run, imgcluster.ProposedCluster, imgcluster.Representatives, imgcluster.ClusterSummary)
+    assert callable(answer_warnings) and callable(compare_assignments)
+    record = imgcluster.RunRecord("r", 0.0, "/x", "m", "m", 1, 0, {}, {"metrics": {"n_clusters": 0}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert record.info["metrics"] == {"n_clusters": 0} == record.metrics  # the old dict still reads
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
 def test_the_pipeline_steps_are_public() -> None:
     assert {"scan", "embed", "reduce", "cluster_points", "cluster", "report", "open_workspace"} <= set(
         imgcluster.__all__)

@@ -27,3 +27,73 @@ def test_a_workspace_without_the_how_column_is_upgraded_and_reads_as_fit(tmp_pat
         assert ws.assignments("new").how_per_image() == ["filed", "attached"]
     finally:
         ws.close()
+
+
+# Runs as schema 7 stored them: one loose dict per run, derivations under "update", "edit" or
+# clustering["follows"] (an update of an edited run kept its parent's stale "edit" beside it).
+_CLUSTERS = [{"cluster": 0, "size": 2, "mean_membership_probability": 0.9, "representatives": [1, 2]},
+             {"cluster": -1, "size": 1, "mean_membership_probability": 0.0, "representatives": [3]}]
+_OLD_RUNS = {
+    "fit": {"model": {"name": "m", "dim": 8}, "metrics": {"n_clusters": 1}, "warnings": ["few"],
+            "clustering": {"algorithm": "hdbscan", "min_cluster_size": 2}, "clusters": _CLUSTERS,
+            "representatives": [{"cluster": 0, "central": [1], "probable": [2], "diverse": []}],
+            "embedding": {"new": 3, "cached": 0}, "naming": {"namer": "imagenet"}, "timings": {"scan": 1.0},
+            "skipped": 2, "custom": "kept"},
+    "followed": {"clustering": {"algorithm": "hdbscan", "follows": {"run": "fit", "shared_images": 3,
+                                                                     "matched": [], "new_clusters": [0], "ended": []}}},
+    "edited": {"edit": {"parent": "fit", "action": "merge", "clusters": [0, 1], "into": 0}},
+    "updated": {"edit": {"parent": "fit", "action": "merge", "clusters": [0, 1], "into": 0},
+                "update": {"parent": "edited", "new_images": 4, "removed_images": 1, "changed_images": 0,
+                           "proposed": [{"cluster": 5, "size": 3, "new_images": 2, "representatives": [7]}],
+                           "reasons": {"7": "proposed: alike"}}},
+    "reviewed": {"update": {"parent": "updated", "new_images": 0, "removed_images": 0, "changed_images": 0,
+                            "proposed": [], "reasons": {}, "reviewed": {"accepted": [5], "rejected": []}}},
+}
+
+
+def test_runs_saved_before_the_typed_record_load_and_are_upgraded(tmp_path: Path) -> None:
+    import json
+
+    ws = Workspace.open(tmp_path / "ws")
+    ws._db.execute("UPDATE meta SET value='7' WHERE key='schema_version'")
+    for n, (key, info) in enumerate(_OLD_RUNS.items()):
+        ws._db.execute("INSERT INTO runs VALUES(?, ?, '/x', 'm', 'm', 3, 1, '{}', ?)", (key, float(n), json.dumps(info)))
+    ws._db.commit()
+    ws.close()
+    ws = Workspace.open(tmp_path / "ws")
+    try:
+        fit, followed, edited, updated, reviewed = (ws.run(key) for key in _OLD_RUNS)
+        stored = json.loads(ws._db.execute("SELECT info FROM runs WHERE key='fit'").fetchone()[0])
+    finally:
+        ws.close()
+    assert stored["format"] == 2  # the upgrade rewrote the row, it did not only read it
+    assert (fit.provenance.how, fit.parent) == ("fit", None)
+    assert fit.clusters[0].representatives == [1, 2] and fit.clusters[1].name == "unclustered"
+    assert fit.representatives[0].ordered() == [(1, ("central",)), (2, ("probable",))]
+    assert (fit.embedding.new, fit.skipped, fit.naming.namer, fit.warnings) == (3, 2, "imagenet", ["few"])
+    assert fit.clustering == {"algorithm": "hdbscan", "min_cluster_size": 2} and fit.extra == {"custom": "kept"}
+    assert (followed.provenance.how, followed.parent, followed.provenance.details["shared_images"]) == (
+        "follow", "fit", 3)
+    assert "follows" not in followed.clustering
+    assert (edited.provenance.how, edited.parent, edited.provenance.details) == (
+        "edit", "fit", {"action": "merge", "clusters": [0, 1], "into": 0})
+    assert (updated.provenance.how, updated.parent) == ("update", "edited")  # the newer derivation wins
+    assert updated.proposed[0].cluster == 5 and updated.reasons == {7: "proposed: alike"}
+    assert (reviewed.provenance.how, reviewed.provenance.details["accepted"]) == ("review", [5])
+    # The keys imgcluster always showed (runs show --json) read as before.
+    assert fit.as_info()["custom"] == "kept" and edited.as_info()["edit"] == _OLD_RUNS["edited"]["edit"]
+    assert updated.as_info()["update"]["reasons"] == {7: "proposed: alike"}
+    assert followed.as_info()["clustering"]["follows"] == _OLD_RUNS["followed"]["clustering"]["follows"]
+    assert reviewed.as_info()["update"]["reviewed"] == {"accepted": [5], "rejected": []}
+
+
+def test_a_typed_run_record_survives_the_store(tmp_path: Path) -> None:
+    from imgcluster.store import ClusterSummary, Naming, ProposedCluster, Provenance
+
+    record = RunRecord("r", 1.0, "/x", "m", "m", 2, 1, {"preset": None}, metrics={"n_clusters": 1},
+                       clusters=[ClusterSummary(0, 2, 0.5, [1, 2])], naming=Naming("vlm", {"vlm": "no key"}, None),
+                       provenance=Provenance("update", "p", {"new_images": 2}), reasons={2: "filed"},
+                       proposed=[ProposedCluster(4, 2, 2, [2])])
+    with Workspace.open(tmp_path / "ws") as ws:
+        ws.save_run(record, Assignments(np.array([1, 2]), np.array([0, 0]), np.ones(2), np.zeros(2), np.zeros(2)))
+        assert ws.run("r") == record

@@ -30,56 +30,125 @@ def _busy_cores() -> bool:
 if _busy_cores():
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import (Clustering, EmbedSummary, Embeddings, FiledImage, MovedImage, Reduction, Run, RunComparison,
-                  RunPredictor, RunSummary, Stability, cluster, cluster_names, cluster_points, compare_runs, delete_run,
-                  discard_unsaved_run, embed, embed_folder, evaluate, export, fit_clusters, list_runs, load_predictor, load_run,
-                  name_cluster, name_clusters, open_workspace, predict, reduce, report, run_info, scan, stability)
-from .api import ProposedCluster, Update, review_proposals, update
-from .config import PRESETS, ClusterConfig, EmbedConfig, NameConfig, ReduceConfig, RunConfig, ScanConfig
+from .api import (Checkup, Clustering, DefaultRun, DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, EmbedSummary, Embeddings,
+                  FiledImage, MovedImage, Reduction, RunComparison, RunPredictor, RunSummary, SearchResult,
+                  SimilarImage, Stability, Update, cluster, cluster_names, cluster_points, compare_runs,
+                  default_run, delete_run, discard_unsaved_run, doctor, duplicates, embed, embed_folder, evaluate,
+                  export, fit_clusters, list_runs, load_predictor, load_run, merge_clusters, move_images, name_cluster,
+                  name_clusters, open_workspace, predict, reduce, report, review_proposals, run_info, scan, search_text,
+                  similar, stability, update, update_index)
+from .config import (PRESETS, ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
+                     ScanConfig)
 from .demo import write_digits, write_photo_crops
 from .embed import MODELS, load_model
-from .errors import (ConfigError, ImgclusterError, ModelUnavailable, NoImages, RunNotFound, UnknownName,
-                     WorkspaceBusy)
+from .errors import (ConfigError, ImgclusterError, ModelUnavailable, NoImages, NotFitted, RunNotFound, UnknownName,
+                     WorkerDied,
+                     WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew)
 from .export import ExportResult
 from .label import NAMERS
-from .represent import Representatives
+from .run import ClusterSummary, Embedded, Naming, ProposedCluster, Provenance, Representatives, Run, RunRecord
 from .scan import ScanResult
-from .store import ClusterName
+from .store import Assignments, ClusterName, ImageRecord
 from .store.shards import ShardedVectors
+from .store.vector_export import ExportedVectors, read_exported_shards
 
 __version__ = "0.1.0"
 
+# Sorted (upper case first, as sorted() orders them); tests/test_public_api.py checks that it is, that
+# every name imports and that every class and function in it is documented.
 __all__ = [
-    "MODELS", "NAMERS", "PRESETS", "ClusterConfig", "ClusterName", "Clustering", "ConfigError", "EmbedConfig",
-    "EmbedSummary", "Embeddings", "ExportResult", "FiledImage", "ImgclusterError", "ModelUnavailable", "MovedImage",
-    "NameConfig", "NoImages", "ReduceConfig", "Reduction", "Representatives", "Run", "RunComparison", "RunConfig",
-    "RunPredictor", "RunNotFound", "RunSummary", "ScanConfig", "ScanResult", "ShardedVectors", "Stability",
-    "UnknownName", "WorkspaceBusy", "cluster", "cluster_names", "cluster_points", "compare_runs", "delete_run",
-    "discard_unsaved_run", "embed", "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_model", "load_predictor", "load_run",
-    "name_cluster", "name_clusters", "open_workspace", "predict", "reduce", "report", "run_info", "scan", "stability",
-    "write_digits", "write_photo_crops",
+    "Assignments",
+    "Checkup",
+    "ClusterConfig",
+    "ClusterName",
+    "ClusterSummary",
+    "Clustering",
+    "ConfigError",
+    "DedupConfig",
+    "DefaultRun",
+    "DuplicateGroup",
+    "DuplicateImage",
+    "DuplicatePair",
+    "Duplicates",
+    "EmbedConfig",
+    "EmbedSummary",
+    "Embedded",
+    "Embeddings",
+    "ExportResult",
+    "ExportedVectors",
+    "FiledImage",
+    "ImageRecord",
+    "ImgclusterError",
+    "MODELS",
+    "ModelUnavailable",
+    "MovedImage",
+    "NAMERS",
+    "NameConfig",
+    "Naming",
+    "NoImages",
+    "NotFitted",
+    "PRESETS",
+    "ProposedCluster",
+    "Provenance",
+    "RayConfig",
+    "ReduceConfig",
+    "Reduction",
+    "Representatives",
+    "Run",
+    "RunComparison",
+    "RunConfig",
+    "RunNotFound",
+    "RunPredictor",
+    "RunRecord",
+    "RunSummary",
+    "ScanConfig",
+    "ScanResult",
+    "SearchResult",
+    "ShardedVectors",
+    "SimilarImage",
+    "Stability",
+    "UnknownName",
+    "Update",
+    "WorkerDied",
+    "WorkspaceBusy",
+    "WorkspaceDamaged",
+    "WorkspaceNotFound",
+    "WorkspaceTooNew",
+    "cluster",
+    "cluster_names",
+    "cluster_points",
+    "compare_runs",
+    "default_run",
+    "delete_run",
+    "discard_unsaved_run",
+    "doctor",
+    "duplicates",
+    "embed",
+    "embed_folder",
+    "evaluate",
+    "export",
+    "fit_clusters",
+    "list_runs",
+    "load_model",
+    "load_predictor",
+    "load_run",
+    "merge_clusters",
+    "move_images",
+    "name_cluster",
+    "name_clusters",
+    "open_workspace",
+    "predict",
+    "read_exported_shards",
+    "reduce",
+    "report",
+    "review_proposals",
+    "run_info",
+    "scan",
+    "search_text",
+    "similar",
+    "stability",
+    "update",
+    "update_index",
+    "write_digits",
+    "write_photo_crops",
 ]
-__all__ += ["ProposedCluster", "Update", "review_proposals", "update"]
-from .api import (DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, SearchResult,  # noqa: E402
-                  SimilarImage, duplicates, search_text, similar, update_index)
-from .config import DedupConfig  # noqa: E402
-
-__all__ += ["DedupConfig", "DuplicateGroup", "DuplicateImage", "DuplicatePair", "Duplicates", "SearchResult",
-            "SimilarImage", "duplicates", "search_text", "similar", "update_index"]
-from .api import merge_clusters, move_images  # noqa: E402
-
-__all__ += ["merge_clusters", "move_images"]
-from .config import RayConfig  # noqa: E402
-
-__all__ += ["RayConfig"]
-from .errors import WorkerDied  # noqa: E402
-from .store.vector_export import ExportedVectors, read_exported_shards  # noqa: E402
-
-__all__ += ["ExportedVectors", "WorkerDied", "read_exported_shards"]
-from .api import DefaultRun, default_run  # noqa: E402
-
-__all__ += ["DefaultRun", "default_run"]
-from .api import Checkup, doctor  # noqa: E402
-from .errors import WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew  # noqa: E402
-
-__all__ += ["Checkup", "WorkspaceDamaged", "WorkspaceNotFound", "WorkspaceTooNew", "doctor"]

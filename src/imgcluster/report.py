@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .represent import Representatives
-from .store import Assignments, ClusterName, ImageRecord, RunRecord
+from .store import Assignments, ClusterName, ClusterSummary, ImageRecord, Representatives, RunRecord
 
 # Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
 HOVER_SAMPLE = 1500
@@ -33,7 +32,7 @@ MAP_CAPTIONS = {"umap": "a 2-D UMAP", "tsne": "a 2-D t-SNE", "pca": "a 2-D PCA p
 def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int = HOVER_SAMPLE) -> list[int]:
     """Catalogue ids whose thumbnails the report embeds: every representative, then a spread sample."""
     wanted = [i for r in _representatives(record).values() for i, _ in r.ordered(SHOWN_PER_KIND)]
-    wanted += [i for cluster in record.info.get("clusters", []) for i in cluster["representatives"]]
+    wanted += [i for cluster in record.clusters for i in cluster.representatives]
     ids = np.asarray(assignments.image_ids)
     if len(ids) <= hover_sample:
         wanted.extend(ids.tolist())
@@ -66,15 +65,14 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     position = {int(i): n for n, i in enumerate(np.asarray(assignments.image_ids).tolist())}
     names = names or {}
     chosen = _representatives(record)
-    proposed = {p["cluster"] for p in record.info.get("update", {}).get("proposed", [])}  # by `imgcluster update`
+    proposed = {p.cluster for p in record.proposed}  # by `imgcluster update`
     clusters = [dict({
-        "cluster": c["cluster"], "size": c["size"], "name": c.get("name") or (
-            "unclustered" if c["cluster"] == -1 else f"cluster {c['cluster']}"),
-        "mean_probability": round(c["mean_membership_probability"], 3),
-        "proposed": c["cluster"] in proposed,
-    }, **_grid(c, chosen.get(c["cluster"]), position), **_naming(names.get(c["cluster"])),
-        **_stability(c["cluster"], stability))
-        for c in record.info.get("clusters", [])]
+        "cluster": c.cluster, "size": c.size, "name": c.name,
+        "mean_probability": round(c.mean_membership_probability, 3),
+        "proposed": c.cluster in proposed,
+    }, **_grid(c, chosen.get(c.cluster), position), **_naming(names.get(c.cluster)),
+        **_stability(c.cluster, stability))
+        for c in record.clusters]
     for cluster in clusters:
         for member in cluster["members"]:
             thumb_ref(int(images[member].id))
@@ -86,7 +84,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "name": _shown_names(images, root),  # a path under the root, or "frame of VIDEO at mm:ss"
         "thumb": [thumb_ref(r.id) for r in images],
     }
-    metrics = record.info.get("metrics", {})
+    metrics = record.metrics
     # A video key-frame's caption opens its video at its time (a media fragment, file:// like the report).
     links = {str(n): f"{Path(r.source_path).as_uri()}#t={r.timestamp:.3f}" for n, r in enumerate(images)
              if r.source_path is not None and r.timestamp is not None}
@@ -107,7 +105,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "{{CREATED}}": html.escape(created),
         "{{MODEL}}": html.escape(f"{record.model_name} ({record.model_id})"),
         "{{SUMMARY}}": html.escape(summary),
-        "{{WARNINGS}}": _warnings(record.info.get("warnings", [])),
+        "{{WARNINGS}}": _warnings(record.warnings),
         "{{MAP_METHOD}}": html.escape(MAP_CAPTIONS.get(str(record.config.get("reduce", {}).get("map_method")),
                                                        "a 2-D projection")),
         "{{SETTINGS}}": _settings_table(record, stability),
@@ -129,15 +127,15 @@ def _warnings(warnings: Sequence[str]) -> str:
 
 
 def _representatives(record: RunRecord) -> dict[int, Representatives]:
-    return {r["cluster"]: Representatives(**r) for r in record.info.get("representatives", [])}
+    return {r.cluster: r for r in record.representatives}
 
 
-def _grid(cluster: Mapping[str, Any], chosen: Representatives | None, position: Mapping[int, int]
+def _grid(cluster: ClusterSummary, chosen: Representatives | None, position: Mapping[int, int]
           ) -> dict[str, list[Any]]:
     """A cluster's grid: its representatives first, each with its kind, then its most probable members."""
     lead = chosen.ordered(SHOWN_PER_KIND) if chosen is not None else []
     kinds = {i: " · ".join(kind) for i, kind in lead}
-    ids = list(dict.fromkeys([i for i, _ in lead] + list(cluster["representatives"])))
+    ids = list(dict.fromkeys([i for i, _ in lead] + list(cluster.representatives)))
     ids = [i for i in ids if i in position][:max(GRID, len(lead))]
     return {"members": [position[i] for i in ids], "kinds": [kinds.get(i, "") for i in ids]}
 
@@ -177,21 +175,21 @@ def _relative(path: str, root: str) -> str:
 
 def _settings_table(record: RunRecord, stability: Mapping[str, Any] | None = None) -> str:
     rows: list[tuple[str, Any]] = []
-    model = record.info.get("model", {})
+    model = record.model
     rows.append(("model", f"{model.get('name', record.model_name)} — {model.get('source', '')}"))
     rows.append(("embedding", f"{model.get('dim', '?')}-d, {model.get('pooling', '')}, device {model.get('device', '?')}"))
     for stage in ("reduce", "cluster", "scan"):
         values = record.config.get(stage, {})
         rows.append((stage, ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)))
-    auto = record.info.get("clustering", {}).get("auto")
+    auto = record.clustering.get("auto")
     if auto:
         rows.append(("auto mode", f"{auto['reason']} (scores of all {len(auto['table'])} candidates in run.json)"))
     if record.config.get("preset"):
         rows.append(("preset", record.config["preset"]))
-    naming = record.info.get("naming")
+    naming = record.naming
     if naming:
-        failed = "; ".join(f"{namer} failed: {error}" for namer, error in naming.get("errors", {}).items())
-        rows.append(("names", f"namer {naming.get('named_by', naming['namer']) or 'none'}"
+        failed = "; ".join(f"{namer} failed: {error}" for namer, error in naming.errors.items())
+        rows.append(("names", f"namer {(naming.named_by if naming.errors else naming.namer) or 'none'}"
                               + (f" ({failed})" if failed else "")))
     if stability:
         unstable = stability.get("unstable_clusters", [])
@@ -201,12 +199,12 @@ def _settings_table(record: RunRecord, stability: Mapping[str, Any] | None = Non
                                   f"{stability['threshold']}" + (f" ({', '.join(map(str, unstable))})" if unstable
                                                                   else "")
                                   + f"; consensus moves {stability['changed']:,} images (consensus.csv)"))
-    timings = record.info.get("timings", {})
+    timings = record.timings
     rows.append(("timings", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())))
-    embedding = record.info.get("embedding", {})
+    embedding = record.embedding
     if embedding:
-        rows.append(("embedded now", f"{embedding.get('new', 0):,} new, {embedding.get('cached', 0):,} from cache"))
-    versions = record.info.get("versions", {})
+        rows.append(("embedded now", f"{embedding.new:,} new, {embedding.cached:,} from cache"))
+    versions = record.versions
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
 

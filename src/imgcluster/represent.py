@@ -7,13 +7,11 @@ space, the space the clusterer saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .cluster.base import NOISE
+from .store.records import KINDS, Representatives  # noqa: F401 -- moved there; still importable here
 
-KINDS = ("central", "probable", "diverse")
 PER_KIND = 8
 
 
@@ -45,28 +43,6 @@ def diverse_sample(points: np.ndarray, count: int) -> np.ndarray:
         chosen.append(farthest)
         distance = np.minimum(distance, np.linalg.norm(points - points[farthest], axis=1))
     return np.asarray(chosen, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Representatives:
-    """One cluster's representative images (catalogue ids, best first) of each kind."""
-
-    cluster: int
-    central: list[int] = field(default_factory=list)
-    probable: list[int] = field(default_factory=list)
-    diverse: list[int] = field(default_factory=list)
-
-    def ordered(self, per_kind: int | None = None) -> list[tuple[int, tuple[str, ...]]]:
-        """(image id, its kinds) taking the first ``per_kind`` of each kind in turn (central, probable,
-        diverse); each image once, with every kind it is among (central and probable often agree)."""
-        lists = [getattr(self, kind)[:per_kind] for kind in KINDS]
-        kinds_of = {i: tuple(kind for kind, ids in zip(KINDS, lists) if i in ids) for ids in lists for i in ids}
-        seen: dict[int, tuple[str, ...]] = {}
-        for rank in range(max((len(ids) for ids in lists), default=0)):
-            for ids in lists:
-                if rank < len(ids):
-                    seen.setdefault(ids[rank], kinds_of[ids[rank]])
-        return list(seen.items())
 
 
 def representatives(image_ids: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, space: np.ndarray,

@@ -13,7 +13,7 @@ RECLUSTER = """
 import json, sys
 import imgcluster
 run = imgcluster.cluster(sys.argv[1], model="efficientnet-lite0")
-print(json.dumps({"torch": "torch" in sys.modules, "device": run.record.info["model"]["device"],
+print(json.dumps({"torch": "torch" in sys.modules, "device": run.record.model["device"],
                   "names": {str(c): n.name for c, n in run.names.items()}}))
 """
 

@@ -15,7 +15,7 @@ from ..config import POOLINGS
 from ..embed import check_device, load_model
 from ..embed.runner import embed_records
 from ..errors import ConfigError, ModelUnavailable, WorkspaceNotFound
-from ..store import Workspace, default_workspace
+from ..store import Workspace, locate_workspace
 from ..store import doctor as store_doctor
 from ..store.doctor import Action, Problem
 
@@ -48,11 +48,7 @@ def doctor(path: str | os.PathLike[str] | None = None, *, workspace: str | os.Pa
     check_device(device)
     if isinstance(workspace, Workspace):
         workspace = workspace.path
-    if workspace is None and path is not None and not Path(path).expanduser().exists():
-        raise ConfigError(f"{path} does not exist. Give the clustered folder (its workspace is FOLDER/.imgcluster), "
-                          "or the workspace folder with --workspace.")
-    folder = (Path(workspace) if workspace is not None else default_workspace(path if path is not None else "."))
-    folder = folder.expanduser().resolve()
+    folder = locate_workspace(path, workspace).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"The workspace {folder} is a file, not a folder. Give the workspace folder "
                           "(e.g. --workspace PATH/.imgcluster).")
@@ -105,6 +101,6 @@ def _rebuild_predictor(ws: Workspace, key: str) -> str:
 
 
 def _rebuild_index(ws: Workspace, model_id: str) -> str:
-    from .search import _current_index
+    from .search import current_index
 
-    return f"built the vector index of {model_id} again: {_current_index(ws, model_id).describe()}"
+    return f"built the vector index of {model_id} again: {current_index(ws, model_id).describe()}"

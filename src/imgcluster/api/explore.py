@@ -14,7 +14,7 @@ from ..cluster.predictor import search
 from ..embed import normalise
 from ..errors import ConfigError, ModelUnavailable
 from ..scan import load_rgb
-from .predict import FiledImage, RunPredictor, _unusable_reason, scan_refusal
+from .predict import FiledImage, RunPredictor, scan_refusal, unusable_reason
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def file_bytes(predictor: RunPredictor, data: bytes, filename: str = "upload", k
         try:
             pixels = embedder.preprocess(load_rgb(handle.name, min_side=embedder.input_size))
         except Exception as error:  # a damaged upload is data, not a crash
-            reason = _unusable_reason(handle.name, error)
+            reason = unusable_reason(handle.name, error)
             return FiledImage(filename, "skipped", NOISE, 0.0, float("nan"), float("nan"), None, None, reason), []
     vector = normalise(embedder.embed(pixels[None]))
     filed = predictor.filed_image(filename, predictor.predict_vectors(vector), 0)

@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -19,10 +18,11 @@ from ..embed.base import Embedder
 from ..errors import ConfigError, UnknownName
 from ..label import MANUAL, ClusterView, NamingContext, check_namer, choose_names, make_namer, resolve_namer
 from ..label.vocabulary import load_vocabulary
-from ..represent import Representatives
+from ..run import Naming, Run
+from ..run.outputs import assignment_table, write_outputs
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
-from . import job  # a module reference: job imports this module too
-from .steps import Embeddings, Progress, Run, _reload_run_model, open_workspace, progress_for
+from .runs import load_run
+from .steps import Embeddings, Progress, open_workspace, progress_for, reload_run_model
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,18 @@ log = logging.getLogger(__name__)
 
 # -- names --------------------------------------------------------------------------------------
 
-def _name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignments: Assignments,
-                  config: NameConfig, timings: dict[str, float], progress: Progress | None = None) -> list[ClusterName]:
+def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignments: Assignments,
+                  config: NameConfig, progress: Progress | None = None) -> tuple[list[ClusterName], Naming]:
     """Name a new run's clusters with its configured namer; when ``auto`` chose zero-shot and that
     fails, the ImageNet head stands in. A failure leaves the clusters numbered, is logged and
-    recorded in the run (``info["naming"]``), and never costs the run.
+    recorded in the returned ``Naming`` (kept with the run), and never costs the run.
 
     ``progress(done, total)`` starts at (0, clusters to name), follows the namer (clusters named, or
     its own steps) and ends at its total whatever the namer did."""
-    started = time.perf_counter()
     namer = resolve_namer(config.namer, embedded.model)
-    record.info["naming"] = {"namer": namer}
+    errors: dict[str, str] = {}
     names: list[ClusterName] = []
-    latest = [sum(1 for c in record.info.get("clusters", []) if c["cluster"] != NOISE)]  # the total shown last
+    latest = [sum(1 for c in record.clusters if c.cluster != NOISE)]  # the total shown last
 
     def report(done: int, total: int) -> None:
         latest[0] = total
@@ -58,14 +57,13 @@ def _name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assign
         except Exception as error:  # hours of embedding must not be lost to a namer
             log.warning("Naming the clusters with %s failed (%s).", attempt, error,
                         exc_info=log.isEnabledFor(logging.DEBUG))
-            record.info["naming"].setdefault("errors", {})[attempt] = str(error)
-    if record.info["naming"].get("errors"):
-        record.info["naming"]["named_by"] = names[0].source if names else None
-        log.warning("%s", f"The clusters are named by {names[0].source}." if names else
+            errors[attempt] = str(error)
+    named_by = names[0].source if names else None
+    if errors:
+        log.warning("%s", f"The clusters are named by {named_by}." if names else
                     "The clusters keep their numbers; try another namer with `imgcluster names --namer NAMER`.")
-    timings["name"] = time.perf_counter() - started
     report(latest[0], latest[0])
-    return names
+    return names, Naming(namer, errors, named_by if errors else None)
 
 
 def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
@@ -82,11 +80,11 @@ def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], 
 
 
 def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None) -> NamingContext:
-    model = record.info.get("model", {"name": record.model_name, "model_id": record.model_id})
+    model = record.model or {"name": record.model_name, "model_id": record.model_id}
 
     @functools.cache
     def embedder() -> Embedder:
-        return _reload_run_model(record)
+        return reload_run_model(record)
 
     @functools.cache
     def classifier() -> Embedder:
@@ -99,20 +97,20 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
                    vectors: np.ndarray | None, clusters: Sequence[int] | None = None) -> list[ClusterView]:
     """What namers see of each clustered cluster: representatives first (central, probable and
     diverse in turn), then the run's other best members; and the mean embedding when ``vectors``."""
-    chosen = {r["cluster"]: Representatives(**r) for r in record.info.get("representatives", [])}
+    chosen = {r.cluster: r for r in record.representatives}
     by_id = {r.id: r for r in images}
     labels = np.asarray(assignments.clusters)
     means = _cluster_means(vectors, labels) if vectors is not None else {}
     views = []
-    for summary in record.info.get("clusters", []):
-        cluster = summary["cluster"]
+    for summary in record.clusters:
+        cluster = summary.cluster
         if cluster == NOISE or (clusters is not None and cluster not in clusters):
             continue
         ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
-        members = [by_id[i] for i in dict.fromkeys(ids + summary["representatives"]) if i in by_id]
+        members = [by_id[i] for i in dict.fromkeys(ids + summary.representatives) if i in by_id]
         thumbs = ws.thumbnails(r.content_hash for r in members if r.content_hash)
         mean = means.get(cluster)
-        views.append(ClusterView(cluster, summary["size"], [r.path for r in members],
+        views.append(ClusterView(cluster, summary.size, [r.path for r in members],
                                  [r.content_hash or "" for r in members],
                                  [thumbs.get(r.content_hash or "") for r in members], mean))
     return views
@@ -146,17 +144,17 @@ def name_clusters(key: str | None = None, *, namer: str | None = None, config: N
     check_namer(config.namer)
     if config.vocabulary is not None:
         load_vocabulary(config.vocabulary)  # a missing or near-empty file fails before the run is read
-    run = job.load_run(key, path=path, workspace=workspace)
+    run = load_run(key, path=path, workspace=workspace)
     if clusters is not None:
         _check_clusters(run, clusters)
     ws = Workspace.open(run.workspace)
     try:
         ws.lock()
-        resolved = resolve_namer(config.namer, run.record.info.get("model", {}))
+        resolved = resolve_namer(config.namer, run.record.model)
         names = _run_namer(ws, run.record, run.images, run.assignments, config, resolved, clusters=clusters,
                            api_key=api_key)
         ws.save_names(run.key, names)
-        job._write_outputs(ws, run.record, run.images, run.assignments, run.skipped, choose_names(ws.names(run.key)))
+        write_outputs(ws, run.record, run.images, run.assignments, run.skipped, choose_names(ws.names(run.key)))
         return names
     finally:
         ws.close()
@@ -167,7 +165,7 @@ def name_cluster(cluster: int, name: str, key: str | None = None, *, path: str |
     """Give one cluster of a run (the newest with clusters when ``key`` is None) a name of your own; it wins over
     every automatic name and survives report regeneration. An empty ``name`` removes it again.
     Returns the name the cluster shows now (None: it is numbered)."""
-    run = job.load_run(key, path=path, workspace=workspace)
+    run = load_run(key, path=path, workspace=workspace)
     _check_clusters(run, [cluster])
     name = " ".join(name.split())
     ws = Workspace.open(run.workspace)
@@ -178,7 +176,7 @@ def name_cluster(cluster: int, name: str, key: str | None = None, *, path: str |
         else:
             ws.delete_name(run.key, cluster, MANUAL)
         chosen = choose_names(ws.names(run.key))
-        job._write_outputs(ws, run.record, run.images, run.assignments, run.skipped, chosen)
+        write_outputs(ws, run.record, run.images, run.assignments, run.skipped, chosen)
         return chosen.get(cluster)
     finally:
         ws.close()
@@ -213,7 +211,7 @@ def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "f
     (the per-image table with cluster names). The user's images are never moved or deleted."""
     if to not in export_stage.FORMATS:
         raise UnknownName(f"No export format called {to!r}. Choose one of: {', '.join(export_stage.FORMATS)}.")
-    run = job.load_run(key, path=path, workspace=workspace)
+    run = load_run(key, path=path, workspace=workspace)
     names = {cluster: chosen.name for cluster, chosen in run.names.items()}
     ws = Workspace.open(run.workspace) if any(r.source_path is not None for r in run.images) else None
 
@@ -228,9 +226,9 @@ def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "f
         "folders": lambda: export_stage.export_folders(rows, names, dest, mode),
         "fiftyone": lambda: export_stage.export_fiftyone(rows, names, dest),
         "csv": lambda: export_stage.export_table(
-            job._assignment_table(run.images, run.assignments, run.names), dest, "csv"),
+            assignment_table(run.images, run.assignments, run.names), dest, "csv"),
         "parquet": lambda: export_stage.export_table(
-            job._assignment_table(run.images, run.assignments, run.names), dest, "parquet"),
+            assignment_table(run.images, run.assignments, run.names), dest, "parquet"),
     }
     try:
         return writers[to]()

@@ -19,7 +19,7 @@ from ..errors import ConfigError, WorkspaceDamaged
 from ..label import choose_names
 from ..scan import load_rgb, sniff
 from ..store import ClusterName, RunRecord, damage_message
-from .steps import _reload_run_model, check_has_clusters, open_workspace
+from .steps import reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
 
@@ -59,7 +59,7 @@ class RunPredictor:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            self._embedder = _reload_run_model(self.record, self.device)
+            self._embedder = reload_run_model(self.record, self.device)
         return self._embedder
 
     def cluster_name(self, cluster: int) -> str | None:
@@ -92,7 +92,7 @@ class RunPredictor:
                     pixels.append(embedder.preprocess(load_rgb(path, min_side=embedder.input_size)))
                     usable.append(path)
                 except Exception as error:  # a damaged file is data, not a crash
-                    results[path] = _skipped_file(path, _unusable_reason(path, error))
+                    results[path] = _skipped_file(path, unusable_reason(path, error))
             if not usable:
                 continue
             prediction = self.predict_vectors(normalise(embedder.embed(np.stack(pixels))))
@@ -121,7 +121,7 @@ def scan_refusal(path: str, config: ScanConfig) -> str | None:
     return sniffed.skip_reason or "not usable"
 
 
-def _unusable_reason(path: str, error: Exception) -> str:
+def unusable_reason(path: str, error: Exception) -> str:
     """The scan's own words for a file it would skip, else the decoder's."""
     sniffed = sniff(path)
     return sniffed.skip_reason if sniffed.status != "ok" and sniffed.skip_reason else f"cannot decode: {error}"

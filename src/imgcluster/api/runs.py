@@ -17,7 +17,7 @@ from ..cluster import settle
 from ..config import RunConfig
 from ..errors import ConfigError, ImgclusterError, WorkspaceNotFound
 from ..label import choose_names
-from ..runs import (
+from ..run.compare import (
     ABSENT,
     UNSTABLE_BELOW,
     ClusterMatch,
@@ -28,14 +28,27 @@ from ..runs import (
     consensus,
 )
 from ..store import ImageRecord, RunRecord, Workspace
-from .job import _write_report, load_run
-from .steps import Run, StageProgress, _stage_progress, fit_clusters, open_workspace
+from ..run import Run
+from ..run.outputs import write_report
+from ..run.record import stored_run
+from .steps import StageProgress, fit_clusters, open_workspace, stage_progress
 
 log = logging.getLogger(__name__)
 
 
 
-# -- runs: list, show, delete, compare, stability -------------------------------------------------
+# -- runs: load, list, show, delete, compare, stability -------------------------------------------
+
+def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             workspace: str | os.PathLike[str] | None = None) -> Run:
+    """A stored run (when ``key`` is None, the newest run with clusters, else the newest) with its
+    images and assignments."""
+    ws = open_workspace(path, workspace=workspace, create=False)
+    try:
+        return stored_run(ws, ws.run(key))
+    finally:
+        ws.close()
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -69,7 +82,7 @@ def list_runs(path: str | os.PathLike[str] | None = None, *,
 
 
 def _run_summary(record: RunRecord, measured: Sequence[Mapping[str, Any]]) -> RunSummary:
-    metrics = record.info.get("metrics", {})
+    metrics = record.metrics
     newest = measured[-1] if measured else None
     unstable = None if newest is None else [c["cluster"] for c in newest["clusters"] if c["unstable"]]
     return RunSummary(record.key, record.created_at, record.root, record.model_name,
@@ -127,7 +140,7 @@ def run_info(key: str | None = None, *, path: str | os.PathLike[str] | None = No
         files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
         return {"key": record.key, "created_at": record.created_at, "root": record.root, "workspace": str(ws.path),
                 "model_id": record.model_id, "model_name": record.model_name, "n_images": record.n_images,
-                "n_clusters": record.n_clusters, "config": record.config, **record.info,
+                "n_clusters": record.n_clusters, "config": record.config, **record.as_info(),
                 "names": {str(c): dataclasses.asdict(n) for c, n in sorted(names.items())},
                 "evaluations": evaluations, "stability": measured, "files": [str(p) for p in files]}
     finally:
@@ -295,7 +308,7 @@ def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = N
         refits = []
         for done, seed in enumerate(seeds):
             refits.append(_refit(vectors, config, seed, subsample))
-            _stage_progress(progress)("refit")(done + 1, repeats)
+            stage_progress(progress)("refit")(done + 1, repeats)
         agreed = consensus(labels, refits)
         table = _consensus_csv(reference.images, labels, agreed.labels, agreed.agreement)
         outputs = {"consensus": ws.write_run_file(reference.key, "consensus.csv", table),
@@ -306,7 +319,7 @@ def stability(path: str | os.PathLike[str] | None = None, *, run: str | None = N
             agreed.labels, agreed.agreement, int((agreed.labels != labels).sum()), time.perf_counter() - started,
             outputs)
         ws.save_stability(reference.key, measured.to_dict())
-        _write_report(ws, reference.record, reference.images, reference.assignments, reference.skipped,
+        write_report(ws, reference.record, reference.images, reference.assignments, reference.skipped,
                       reference.names)
         log.info("run %s: stability over %d refits in %.1f s; unstable clusters: %s", reference.key, repeats,
                  measured.seconds, measured.unstable or "none")

@@ -42,11 +42,11 @@ from .steps import (
     Progress,
     Reduction,
     StageProgress,
-    _load_embedder,
-    _stage_progress,
     fit_clusters,
+    load_embedder,
     open_workspace,
     scanned_workspace,
+    stage_progress,
 )
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,12 @@ def update_index(path: str | os.PathLike[str] | None = None, *, workspace: str |
     ws = _open(path, workspace)
     try:
         row = _choose_model(ws, model)
-        return _current_index(ws, row["model_id"]).describe()
+        return current_index(ws, row["model_id"]).describe()
     finally:
         ws.close()
 
 
-def _current_index(ws: Workspace, model_id: str) -> VectorIndex:
+def current_index(ws: Workspace, model_id: str) -> VectorIndex:
     """The model's index with every stored embedding in it; saved back when the workspace is free."""
     stored = ws.read_vector_index(model_id)
     index, added, rebuilt = None, [], False
@@ -177,7 +177,7 @@ def similar(image: str | os.PathLike[str], *, k: int = 20, path: str | os.PathLi
     try:
         row = _choose_model(ws, model)
         query, embedded_now = _image_vector(ws, row, image, device)
-        index = _current_index(ws, row["model_id"])
+        index = current_index(ws, row["model_id"])
         results = _results(ws, row["model_id"], index, query, k, first=str(image))
         return _answer(ws, str(image), row, index, results, embedded_now)
     finally:
@@ -206,7 +206,7 @@ def search_text(text: str, *, k: int = 20, path: str | os.PathLike[str] | None =
         if not getattr(embedder, "has_text_tower", False):
             raise ConfigError(_no_text_tower(row["name"]))
         query = embedder.embed_text([text])[0]
-        index = _current_index(ws, row["model_id"])
+        index = current_index(ws, row["model_id"])
         return _answer(ws, text, row, index, _results(ws, row["model_id"], index, query, k), False)
     finally:
         ws.close()
@@ -433,11 +433,11 @@ def duplicates(path: str | os.PathLike[str], *, config: DedupConfig = DedupConfi
     if "embedding" in config.detectors:
         check_name(embed_config.model)
         check_device(embed_config.device)
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
         images, vectors, model = list(found.images), None, None
         if "embedding" in config.detectors:
-            embedder = _load_embedder(embed_config)
+            embedder = load_embedder(embed_config)
             report = embed_records(images, embedder, ws, embed_config, stage("embed"))
             images = [r for r in images if r.content_hash not in report.unusable]
             vectors = ws.load_embeddings(embedder.model_id, [r.content_hash for r in images])  # type: ignore[misc]
@@ -586,7 +586,7 @@ def fit_deduplicated(ws: Workspace, images: Sequence[ImageRecord], vectors: np.n
     keeper's cluster, probability and map position, with ``how`` = duplicate (``cluster --dedup``)."""
     assert config.dedup is not None
     started = time.perf_counter()
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     finder = find_duplicates(ws, images, vectors, config.dedup, stage("hash"), stage("verify"))
     timings["dedup"] = time.perf_counter() - started
     keep = np.flatnonzero((finder.group_ < 0) | finder.keeper_)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +25,10 @@ from ..embed import EmbedReport, check_device, check_name, embed_records, load_m
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors, reducer_settings
-from ..represent import Representatives
-from ..runs import ClusterSummary
+from ..run.record import Run
 from ..scan import ScanResult
 from ..scan import scan as scan_folder
-from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace, default_workspace
+from ..store import ImageRecord, RunRecord, Workspace, locate_workspace
 from ..store.shards import ShardedVectors
 from ..store.vector_export import ShardExport
 
@@ -87,38 +87,6 @@ class Clustering:
     how: np.ndarray | None = None  # (n,) fit | filed | attached; None: all fit
 
 
-@dataclass(frozen=True)
-class Run:
-    """A finished run, as stored: its record, images and assignments (aligned), skips, files, and the
-    name each cluster shows (manual first, else the newest automatic one; unnamed clusters absent)."""
-
-    record: RunRecord
-    workspace: Path
-    images: list[ImageRecord]
-    assignments: Assignments
-    skipped: list[ImageRecord] = field(default_factory=list)
-    outputs: dict[str, Path] = field(default_factory=dict)
-    names: dict[int, ClusterName] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.record.key
-
-    def clusters(self) -> list[ClusterSummary]:
-        """Cluster summaries (largest first, unclustered last)."""
-        return [ClusterSummary(**c) for c in self.record.info["clusters"]]
-
-    def representatives(self) -> dict[int, Representatives]:
-        """Each cluster's most central, most probable and diverse images (catalogue ids), by cluster."""
-        return {r["cluster"]: Representatives(**r) for r in self.record.info.get("representatives", [])}
-
-    @property
-    def warnings(self) -> list[str]:
-        """What is wrong with the run's answer (no cluster, one cluster, most images unclustered), each
-        with what to try; empty when nothing is. Stored with the run."""
-        return list(self.record.info.get("warnings", []))
-
-
 # -- steps ----------------------------------------------------------------------------------------
 
 def open_workspace(path: str | os.PathLike[str] | None = None, *,
@@ -126,13 +94,21 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *,
     """Open the workspace given, or the default one of the image folder ``path`` (PATH/.imgcluster),
     or ``./.imgcluster`` when neither is given. ``create=False`` (readers): WorkspaceNotFound instead
     of creating one."""
-    if workspace is not None:
-        return Workspace.open(workspace, create=create)
-    if not create and path is not None and not Path(path).expanduser().exists():
-        # Its parent's workspace would be opened instead: a typo must not pass unnoticed.
-        raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
-                          "or the workspace folder with --workspace.")
-    return Workspace.open(default_workspace(path if path is not None else "."), create=create)
+    return Workspace.open(locate_workspace(path, workspace, reading=not create), create=create)
+
+
+def check_key_format(run_key: str | None) -> None:
+    """Refuse a run key that is not a short word of letters, digits, '.', '_' and '-'."""
+    if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_key):
+        raise ConfigError(f"Run key {run_key!r} may hold only letters, digits, '.', '_' and '-' (at most 64).")
+
+
+def check_new_key(ws: Workspace, run_key: str | None) -> None:
+    """Refuse a malformed key, or one a run of ``ws`` already has: runs are never overwritten."""
+    check_key_format(run_key)
+    if run_key is not None and run_key in {r.key for r in ws.runs()}:
+        raise ConfigError(f"A run called {run_key!r} already exists in {ws.path}; runs are never overwritten. "
+                          "Pick another --run-key.")
 
 
 def check_has_clusters(ws: Workspace, record: RunRecord, doing: str = "file new images") -> None:
@@ -164,7 +140,7 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     Returns the images that have an embedding, aligned with their vectors.
     """
     records = list(images.images if isinstance(images, ScanResult) else images)
-    embedder = _load_embedder(config)
+    embedder = load_embedder(config)
     embed_report = embed_records(records, embedder, workspace, config, progress)
     usable = [r for r in records if r.content_hash not in embed_report.unusable]
     hashes = [r.content_hash or "" for r in usable]
@@ -175,15 +151,16 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
     return Embeddings(usable, vectors, embedder.describe(), embed_report)
 
 
-def _load_embedder(config: EmbedConfig) -> Embedder:
+def load_embedder(config: EmbedConfig) -> Embedder:
+    """The embedding model ``config`` names, loaded on its device with its pooling."""
     embedder = load_model(config.model, device=config.device, pooling=config.pooling)
     log.info("model: %s (%s)", embedder.name, embedder.model_id)
     return embedder
 
 
-def _reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
+def reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
     """The model that embedded ``record``, with the run's pooling, refusing weights that changed since."""
-    pooling = record.info.get("model", {}).get("pooling")
+    pooling = record.model.get("pooling")
     if pooling not in POOLINGS:  # efficientnet describes its fixed pooling in words; older runs had none
         pooling = None
     loaded = load_model(record.model_name, device=device, pooling=pooling)
@@ -234,24 +211,24 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
     if engine == "local":  # Ray workers have devices of their own, which this machine may lack
         check_device(config.device)
     export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     if engine == "ray":
         from ..embed.ray_engine import embed_records_on_ray, import_ray  # an optional extra: only when asked
         import_ray()
     with scanned_workspace(path, workspace, scan_config, stage) as (ws, found):
         if engine == "ray":
             # This process only needs the model's id and description; the workers load it on their devices.
-            embedder = _load_embedder(dataclasses.replace(config, device="cpu"))
+            embedder = load_embedder(dataclasses.replace(config, device="cpu"))
             on_ray = embed_records_on_ray(found.images, embedder, ws, config, ray_config, stage("embed"), export)
             report = on_ray.report
             model = dict(embedder.describe(), device=", ".join(on_ray.devices) or None)
             where = {"name": "ray", "address": on_ray.address, "workers": on_ray.workers}
         else:
-            embedder = _load_embedder(config)
+            embedder = load_embedder(config)
             report = embed_records(found.images, embedder, ws, config, stage("embed"), export=export)
             model, where = embedder.describe(), {"name": "local"}
         return EmbedSummary(found.root, ws.path, model, report.n_requested, report.n_embedded,
-                            report.n_cached, _skipped_now(ws, found), report.seconds, where,
+                            report.n_cached, skipped_now(ws, found), report.seconds, where,
                             export.summary() if export is not None else None)
 
 
@@ -268,7 +245,7 @@ def scanned_workspace(path: str | os.PathLike[str], workspace: str | os.PathLike
         ws.lock()
         found = scan(path, workspace=ws, config=scan_config, progress=stage("scan"))
         if not found.images:
-            raise NoImages(_no_images_message(found))
+            raise NoImages(no_images_message(found))
         yield ws, found
     finally:
         ws.close()
@@ -348,10 +325,6 @@ def cluster_points(space: np.ndarray, config: ClusterConfig = ClusterConfig(), *
     return Clustering(clusterer.labels_, clusterer.probabilities_, clusterer, params)
 
 
-def _make_clusterer(config: ClusterConfig) -> Clusterer:
-    return clusterer_for(config)
-
-
 def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig(),
                  cluster_config: ClusterConfig = ClusterConfig(), *, timings: dict[str, float] | None = None,
                  progress: StageProgress | None = None) -> tuple[Reduction, Clustering]:
@@ -367,7 +340,7 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     says, per point, which of these placed it (fit, filed or attached).
     """
     timings = {} if timings is None else timings
-    stage = _stage_progress(progress)
+    stage = stage_progress(progress)
     n = len(vectors)
     sampled = 0 < reduce_config.fit_sample < n
     rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
@@ -442,7 +415,8 @@ def _attach_noise(vectors: np.ndarray, clustering: Clustering, config: ClusterCo
 
 
 
-def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+def stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]:
+    """Per-stage callbacks ``(done, total)`` that report to ``progress(stage, done, total)`` (or nowhere)."""
     def for_stage(name: str) -> Progress:
         def report(done: int, total: int) -> None:
             if progress is not None:
@@ -451,13 +425,14 @@ def _stage_progress(progress: StageProgress | None) -> Callable[[str], Progress]
     return for_stage
 
 
-def _skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
+def skipped_now(ws: Workspace, found: ScanResult) -> list[ImageRecord]:
     """The scan's skips plus the files that failed to decode while embedding."""
     # Only the skipped rows become records: at 1M images, all of them would be 0.6 GB more.
     return ws.images([r.path for r in found.images + found.skipped], status="skipped")
 
 
-def _no_images_message(found: ScanResult) -> str:
+def no_images_message(found: ScanResult) -> str:
+    """Why a scan found nothing to cluster, with what to do: no images, or every file skipped."""
     if not found.skipped:
         return (f"No images found under {found.root}. imgcluster reads JPEG, PNG, WebP, BMP, GIF and TIFF "
                 "files in that folder and its sub-folders.")

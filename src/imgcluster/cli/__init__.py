@@ -28,7 +28,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
-from ..store import is_corruption
+from ..store import Embedded, is_corruption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -36,11 +36,11 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _help(cls: type, name: str) -> str:
+def option_help(cls: type, name: str) -> str:
     return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
 
 
-def _default(cls: type, name: str) -> Any:
+def option_default(cls: type, name: str) -> Any:
     """The default of config field ``cls.name``: options take it from there, never restate it."""
     return getattr(cls(), name)
 
@@ -48,9 +48,9 @@ def _default(cls: type, name: str) -> Any:
 def _setting(cls: type, name: str, *flags: str, prefix: str = "", **extra: Any) -> Any:
     """A ``typer.Option`` for config field ``cls.name`` whose value defaults to None, "not given" (so
     a preset's value stands): its help is the field's, and ends with the field's default."""
-    default = _default(cls, name)
+    default = option_default(cls, name)
     shown = "" if default is None else rf" \[default: {','.join(default) if isinstance(default, tuple) else default}]"
-    return typer.Option(*flags, help=prefix + _help(cls, name) + shown, show_default=False, **extra)
+    return typer.Option(*flags, help=prefix + option_help(cls, name) + shown, show_default=False, **extra)
 
 
 SET_HELP = ("Any other stage setting, as STAGE.FIELD=VALUE (repeatable): e.g. cluster.min_samples=5, "
@@ -103,7 +103,7 @@ def cluster_command(
     device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
     seed: Annotated[Optional[int], _setting(ReduceConfig, "seed")] = None,
     min_side: Annotated[Optional[int], _setting(ScanConfig, "min_side")] = None,
-    follow_links: Annotated[bool, typer.Option("--follow-links", help=_help(ScanConfig, "follow_symlinks"))] = False,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help=option_help(ScanConfig, "follow_symlinks"))] = False,
     namer: Annotated[Optional[str], _setting(NameConfig, "namer")] = None,
     dedup: Annotated[bool, typer.Option("--dedup", help="Cluster one image per duplicate group (exact, perceptual "
                                                         "and embedding duplicates, as `imgcluster duplicates` finds "
@@ -126,7 +126,7 @@ def cluster_command(
                     "min_samples": min_samples, "cluster_selection_method": cluster_selection_method,
                     "alpha": alpha, "held_quantile": held_quantile},
         "name": {"namer": namer}}
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         run = api.cluster(path, workspace=workspace, config=RunConfig(dedup=DedupConfig()) if dedup else None,
                           preset=preset, overrides=overrides(options, settings or ()), run_key=run_key,
                           progress=on_progress, follow=follow)
@@ -146,12 +146,12 @@ def embed_command(
     batch_size: Annotated[Optional[int], _setting(EmbedConfig, "batch_size")] = None,
     device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
     workers: Annotated[Optional[int], typer.Option(
-        help=_help(EmbedConfig, "workers") + " With --engine ray: " + _help(RayConfig, "workers")
-        + rf" \[default: {_default(EmbedConfig, 'workers')}]", show_default=False)] = None,
+        help=option_help(EmbedConfig, "workers") + " With --engine ray: " + option_help(RayConfig, "workers")
+        + rf" \[default: {option_default(EmbedConfig, 'workers')}]", show_default=False)] = None,
     commit_every: Annotated[Optional[int], _setting(EmbedConfig, "commit_every")] = None,
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers embed, each with its own "
                                              "copy of the model; pip install 'imgcluster\\[ray]').")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + _help(RayConfig, "address"))] = None,
+    address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + option_help(RayConfig, "address"))] = None,
     retries: Annotated[Optional[int], _setting(RayConfig, "retries", prefix="With --engine ray: ")] = None,
     shards_to: Annotated[Optional[str], typer.Option(
         "--shards-to", metavar="URL",
@@ -176,7 +176,7 @@ def embed_command(
     ray_config = RayConfig(**{name: value for name, value in (("address", address), ("retries", retries),
                                                               ("workers", workers if on_ray else None))
                               if value is not None})
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         done = api.embed_folder(path, config=config.embed, scan_config=config.scan, workspace=workspace,
                                 progress=on_progress, engine=engine,
                                 ray_config=ray_config, shards_to=shards_to)
@@ -206,7 +206,7 @@ def report_command(
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
-    run = _chosen_run(run, path, workspace)
+    run = chosen_run(run, path, workspace)
     console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
 
 
@@ -219,7 +219,7 @@ def name_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Name a cluster yourself: your name wins over automatic ones and is kept when the report is rewritten."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     chosen = api.name_cluster(cluster, name, run, path=folder, workspace=workspace)
     shown = f"{escape(chosen.name)} [dim]({chosen.source})[/]" if chosen else "numbered (no name)"
     console.print(f"cluster {cluster}: {shown}; report and tables updated.")
@@ -231,17 +231,17 @@ def names_command(
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     namer: Annotated[Optional[str], typer.Option(help="Name the clusters again with this namer first: "
-                                                      + _help(NameConfig, "namer"))] = None,
-    vocabulary: Annotated[Optional[Path], typer.Option(help=_help(NameConfig, "vocabulary"))] = None,
+                                                      + option_help(NameConfig, "namer"))] = None,
+    vocabulary: Annotated[Optional[Path], typer.Option(help=option_help(NameConfig, "vocabulary"))] = None,
     images_per_cluster: Annotated[Optional[int], _setting(NameConfig, "images_per_cluster")] = None,
-    vlm_url: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_url"))] = None,
-    vlm_model: Annotated[Optional[str], typer.Option(help=_help(NameConfig, "vlm_model"))] = None,
+    vlm_url: Annotated[Optional[str], typer.Option(help=option_help(NameConfig, "vlm_url"))] = None,
+    vlm_model: Annotated[Optional[str], typer.Option(help=option_help(NameConfig, "vlm_model"))] = None,
     vlm_images: Annotated[Optional[int], _setting(NameConfig, "vlm_images")] = None,
     vlm_min_interval: Annotated[Optional[float], _setting(NameConfig, "vlm_min_interval")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
 ) -> None:
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     failed = []
     # Built even without --namer, so an out-of-range setting is refused rather than silently unused.
     config = configure(overrides=overrides({"name": {
@@ -287,7 +287,7 @@ def export_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Export a run's clusters with their names; never moves or deletes your images."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace)
     how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
     console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
@@ -306,7 +306,7 @@ def predict_command(
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: FOLDER/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
+    device: Annotated[str, typer.Option(help=option_help(EmbedConfig, "device"))] = option_default(EmbedConfig, "device"),
     held_quantile: Annotated[Optional[float], typer.Option(
         help="Override the run's held quantile (see `cluster --held-quantile`): hold an image less typical of its "
              "cluster than this share of the cluster's own members; 0-0.5, 0 files by the vote alone.",
@@ -315,14 +315,14 @@ def predict_command(
 ) -> None:
     """File new images into an existing run's clusters, without refitting; an image unlike the cluster its
     nearest images vote for is held (unassigned), with the test it failed."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device,
                         held_quantile=held_quantile)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in filed], default=str))
         return
     cells = {"image": [escape(Path(f.path).name) for f in filed],
-             "cluster": [f.status if f.cluster < 0 else _id_and_name(f.cluster, f.name) for f in filed]}
+             "cluster": [f.status if f.cluster < 0 else id_and_name(f.cluster, f.name) for f in filed]}
     table = Table(title=f"filed into run {run}", title_justify="left")
     for column in ("image", "cluster"):  # the why column wraps first: names are what is read
         table.add_column(column, overflow="fold", min_width=min(20, max((len(row) for row in cells[column]),
@@ -347,7 +347,7 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Score a run against known labels: NMI, ARI, homogeneity, completeness, purity (with and without noise)."""
-    run = _chosen_run(run, folder, workspace)
+    run = chosen_run(run, folder, workspace)
     metrics = api.evaluate(labels, run, path=folder, workspace=workspace)
     if as_json:
         console.print_json(json.dumps(metrics))
@@ -391,7 +391,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
     console.print(table)
 
 
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+def progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
     """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
     spinner while a stage runs, and "compiling numba…" in place of its ETA while numba compiles."""
     import contextlib
@@ -459,20 +459,20 @@ def _print_run(run: api.Run) -> None:
     if len(summaries) > 25:
         table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
     console.print(table)
-    auto = record.info["clustering"].get("auto")
+    auto = record.clustering.get("auto")
     if auto:
         # Runs made before auto could choose k-means have no "choice"; their reason starts with the score.
         console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
-    dedup = _dedup_summary(record.info["clustering"].get("dedup"))
+    dedup = _dedup_summary(record.clustering.get("dedup"))
     if dedup:
         console.print(f"--dedup: {dedup['duplicates']:,} duplicate image(s) set aside ({dedup['groups']:,} group(s), "
                       f"one image of each clustered); {record.n_images - dedup['duplicates']:,} images clustered, "
                       "each duplicate joined its keeper's cluster (how = duplicate).")
-    metrics = record.info["metrics"]
+    metrics, embedding = record.metrics, record.embedding or Embedded()
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
-                  f"model [bold]{record.model_name}[/] ({record.info['model']['dim']}-d); "
-                  f"embedded {record.info['embedding']['new']:,} new, {record.info['embedding']['cached']:,} cached.")
-    _print_warnings(run.warnings)
+                  f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
+                  f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
+    print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
         console.print(f"[yellow]Skipped {len(run.skipped)} file(s):[/] "
@@ -485,13 +485,13 @@ def _print_run(run: api.Run) -> None:
     console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
 
 
-def _print_warnings(warnings: list[str]) -> None:
+def print_warnings(warnings: list[str]) -> None:
     """A run's warnings (a degenerate answer and what to try), one line each."""
     for warning in warnings:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
-def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
+def chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
     """``run`` as given; when None, the default run (the newest with clusters), said on stderr with
     why, so a command never works on a run the user did not see it pick."""
     if run is not None:
@@ -502,7 +502,7 @@ def _chosen_run(run: str | None, path: Path | None = None, workspace: Path | Non
 
 
 
-def _id_and_name(cluster: int, name: str | None) -> str:
+def id_and_name(cluster: int, name: str | None) -> str:
     """A cluster as tables show it: its id, then its name when it has one."""
     return f"{cluster} {escape(name)}" if name else str(cluster)
 
@@ -528,7 +528,7 @@ def _reason_kind(reason: str) -> str:
 
 def _run_json(run: api.Run) -> dict[str, object]:
     record = run.record
-    clustering = record.info.get("clustering", {})
+    clustering = record.clustering
     auto = clustering.get("auto")
     return {"run": record.key, "workspace": str(run.workspace), "model": record.model_name,
             "model_id": record.model_id, "n_images": record.n_images, "n_clusters": record.n_clusters,
@@ -536,7 +536,7 @@ def _run_json(run: api.Run) -> dict[str, object]:
             "algorithm": clustering.get("algorithm") or clustering.get("method"),
             "auto": {"choice": auto.get("choice"), "reason": auto.get("reason")} if auto else None,
             "dedup": _dedup_summary(clustering.get("dedup")), "warnings": run.warnings,
-            "metrics": record.info["metrics"], "clusters": record.info["clusters"],
+            "metrics": record.metrics, "clusters": [dataclasses.asdict(c) for c in record.clusters],
             "names": {str(c): dataclasses.asdict(n) for c, n in sorted(run.names.items())},
             "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in run.skipped],
             "outputs": {name: str(p) for name, p in run.outputs.items()}}

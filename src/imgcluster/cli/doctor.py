@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import api
 from ..config import EmbedConfig
-from . import _default, _help, app, console
+from . import app, console, option_default, option_help
 
 
 @app.command("doctor")
@@ -24,8 +24,8 @@ def doctor_command(
     repair: Annotated[bool, typer.Option("--repair", help="Repair what is found: embed lost vectors again, rebuild "
                                                           "predictors and indexes, move what can't be saved to "
                                                           "WORKSPACE/quarantine/ (nothing is deleted).")] = False,
-    device: Annotated[str, typer.Option(help="Where to embed lost vectors again: " + _help(EmbedConfig, "device"))
-                      ] = _default(EmbedConfig, "device"),
+    device: Annotated[str, typer.Option(help="Where to embed lost vectors again: " + option_help(EmbedConfig, "device"))
+                      ] = option_default(EmbedConfig, "device"),
     as_json: Annotated[bool, typer.Option("--json", help="Print problems and repairs as JSON.")] = False,
 ) -> None:
     """Check a workspace (catalogue, vector shards, runs, indexes); exit 0 when healthy, 1 when problems remain."""

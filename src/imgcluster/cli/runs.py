@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from . import _chosen_run, _progress, app, console
+from . import chosen_run, progress_bar, app, console
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -86,7 +86,7 @@ def runs_show_command(
     as_json: JsonOption = False,
 ) -> None:
     """Everything stored about a run: config and automatic choices, model, versions, timings, metrics, clusters."""
-    key = _chosen_run(key, folder, workspace)
+    key = chosen_run(key, folder, workspace)
     info = api.run_info(key, path=folder, workspace=workspace)
     if as_json:
         console.print_json(json.dumps(info, default=str))
@@ -259,8 +259,8 @@ def stability_command(
     as_json: JsonOption = False,
 ) -> None:
     """Refit a run with other seeds: each cluster's stability, a consensus, unstable clusters flagged."""
-    run = _chosen_run(run, path, workspace)
-    with _progress(enabled=not as_json) as on_progress:
+    run = chosen_run(run, path, workspace)
+    with progress_bar(enabled=not as_json) as on_progress:
         measured = api.stability(path, run=run, repeats=repeats, subsample=subsample, workspace=workspace,
                                  progress=on_progress)
     if as_json:

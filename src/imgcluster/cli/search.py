@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import api
 from ..api.search import check_duplicates_export
 from ..config import DETECTORS, DedupConfig, EmbedConfig
-from . import _default, _help, _progress, app, console
+from . import app, console, option_default, option_help, progress_bar
 
 FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The embedded folder whose workspace to use "
                                                                        "(default: the nearest .imgcluster above).")]
@@ -32,7 +32,7 @@ def similar_command(
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     model: ModelOption = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
+    device: Annotated[str, typer.Option(help=option_help(EmbedConfig, "device"))] = option_default(EmbedConfig, "device"),
     as_json: JsonOption = False,
 ) -> None:
     """The catalogued images most similar to IMAGE, with cosine similarities and their clusters."""
@@ -46,7 +46,7 @@ def search_command(
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     model: ModelOption = None,
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
+    device: Annotated[str, typer.Option(help=option_help(EmbedConfig, "device"))] = option_default(EmbedConfig, "device"),
     as_json: JsonOption = False,
 ) -> None:
     """The catalogued images that best match TEXT (models with a text tower: CLIP, SigLIP)."""
@@ -74,13 +74,13 @@ def _print_result(result: api.SearchResult, as_json: bool) -> None:
 @app.command("duplicates")
 def duplicates_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    detectors: Annotated[str, typer.Option(help=_help(DedupConfig, "detectors") + " Comma-separated.")]
+    detectors: Annotated[str, typer.Option(help=option_help(DedupConfig, "detectors") + " Comma-separated.")]
     = ",".join(DETECTORS),
-    hamming: Annotated[int, typer.Option(help=_help(DedupConfig, "hamming"))] = DedupConfig().hamming,
-    crop_hamming: Annotated[int, typer.Option(help=_help(DedupConfig, "crop_hamming"))] = DedupConfig().crop_hamming,
-    similarity: Annotated[float, typer.Option(help=_help(DedupConfig, "similarity"))] = DedupConfig().similarity,
-    model: Annotated[str, typer.Option(help=_help(EmbedConfig, "model"))] = _default(EmbedConfig, "model"),
-    device: Annotated[str, typer.Option(help=_help(EmbedConfig, "device"))] = _default(EmbedConfig, "device"),
+    hamming: Annotated[int, typer.Option(help=option_help(DedupConfig, "hamming"))] = DedupConfig().hamming,
+    crop_hamming: Annotated[int, typer.Option(help=option_help(DedupConfig, "crop_hamming"))] = DedupConfig().crop_hamming,
+    similarity: Annotated[float, typer.Option(help=option_help(DedupConfig, "similarity"))] = DedupConfig().similarity,
+    model: Annotated[str, typer.Option(help=option_help(EmbedConfig, "model"))] = option_default(EmbedConfig, "model"),
+    device: Annotated[str, typer.Option(help=option_help(EmbedConfig, "device"))] = option_default(EmbedConfig, "device"),
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     export: Annotated[Optional[Path], typer.Option("--export", help="Also write the groups to this .csv (one row "
@@ -92,7 +92,7 @@ def duplicates_command(
                          crop_hamming=crop_hamming, similarity=similarity)
     if export is not None:
         check_duplicates_export(export)  # a wrong suffix fails now, not after hashing every image
-    with _progress(enabled=not as_json) as on_progress:
+    with progress_bar(enabled=not as_json) as on_progress:
         found = api.duplicates(path, config=config, embed_config=EmbedConfig(model=model, device=device),
                                workspace=workspace, progress=on_progress)
     written = found.write(export) if export is not None else None

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..cluster.openset import HELD_WORDS
-from . import _chosen_run, _id_and_name, _print_warnings, _progress, app, console, err
+from . import chosen_run, id_and_name, print_warnings, progress_bar, app, console, err
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
                                                                ".imgcluster).")]
@@ -44,8 +44,8 @@ def update_command(
     """File new images into a run's clusters without refitting, as a new derived run; every image keeps
     its cluster id, and cohesive groups that fit no cluster are proposed as new clusters (see proposals)."""
     while True:
-        run = _chosen_run(run, path, workspace)
-        with _progress(enabled=not as_json) as on_progress:
+        run = chosen_run(run, path, workspace)
+        with progress_bar(enabled=not as_json) as on_progress:
             done = api.update(path, run=run, workspace=workspace, min_probability=min_probability, force=force,
                               propose=propose, run_key=run_key, progress=on_progress,
                               held_quantile=held_quantile)
@@ -85,13 +85,13 @@ def _print_update(done: api.Update, as_json: bool) -> None:
     if done.proposed:
         table = Table("proposed cluster", "images", "new images", title="New clusters proposed")
         for p in done.proposed:
-            table.add_row(_id_and_name(p.cluster, _name_of(done.run, p.cluster)), str(p.size), str(p.new_images))
+            table.add_row(id_and_name(p.cluster, _name_of(done.run, p.cluster)), str(p.size), str(p.new_images))
         console.print(table)
         console.print(f"Accept or reject them: imgcluster proposals --run {done.run.key} --accept ID --reject ID",
                       soft_wrap=True)
     if done.drift:
         err.print(f"[yellow]{done.drift}[/]", soft_wrap=True)
-    _print_warnings(done.run.warnings)
+    print_warnings(done.run.warnings)
     if "report" in done.run.outputs:
         console.print(f"Report: [bold green]{done.run.outputs['report']}[/]", soft_wrap=True)
 
@@ -108,16 +108,16 @@ def proposals_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the new clusters an update proposed; with --accept/--reject, decide (as a new derived run)."""
-    run = _chosen_run(run, path, workspace)
+    run = chosen_run(run, path, workspace)
     if accept or reject:
         reviewed = api.review_proposals(accept=accept or [], reject=reject or [], run=run, path=path,
                                         workspace=workspace)
-        pending = reviewed.record.info["update"]["proposed"]
+        pending = reviewed.record.proposed
         console.print(f"Run [bold]{reviewed.key}[/]: accepted {accept or []}, rejected {reject or []}; "
                       f"{len(pending)} still proposed.", soft_wrap=True)
         return
     record = api.load_run(run, path=path, workspace=workspace)
-    pending = record.record.info.get("update", {}).get("proposed", [])
+    pending = [dataclasses.asdict(p) for p in record.record.proposed]
     if as_json:
         console.print_json(json.dumps({"run": record.key, "proposed": [
             dict(p, name=_name_of(record, p["cluster"])) for p in pending]}))
@@ -130,7 +130,7 @@ def proposals_command(
     for p in pending:
         examples = Counter(Path(paths[i]).parent.name for i in p["representatives"] if i in paths)
         shown = ", ".join(Path(paths[i]).name for i in p["representatives"][:3] if i in paths)
-        table.add_row(_id_and_name(p["cluster"], _name_of(record, p["cluster"])), str(p["size"]), str(p["new_images"]),
+        table.add_row(id_and_name(p["cluster"], _name_of(record, p["cluster"])), str(p["size"]), str(p["new_images"]),
                       shown + (f"  (folders: {', '.join(examples)})" if examples else ""))
     console.print(table)
 

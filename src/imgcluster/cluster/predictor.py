@@ -132,11 +132,18 @@ class Predictor:
         rows = active[order[found]]
         return np.where(self.image_ids_[rows] == image_ids, rows, -1)
 
-    def relabel(self, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray) -> "Predictor":
-        """Give training ``rows`` new clusters (e.g. unclustered images joining a new cluster)."""
+    def relabel(self, rows: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray,
+                map_xy: np.ndarray | None = None) -> "Predictor":
+        """Give training ``rows`` new clusters and membership probabilities (e.g. unclustered images
+        joining a new cluster, an edit's merge or move) and, with ``map_xy`` (len(rows), 2), new
+        places on the 2-D map."""
+        rows = np.asarray(rows, dtype=np.int64)
+        changed = rows[self.clusters_[rows] != np.asarray(clusters)]
         self.clusters_[rows] = clusters
         self.probabilities_[rows] = probabilities
-        self.member_stats_[rows] = np.nan  # measured again, as members of their new cluster, when needed
+        if map_xy is not None:
+            self.map_[rows] = map_xy
+        self.member_stats_[changed] = np.nan  # measured again, as members of their new cluster, when needed
         self.direction_ids_, self._bars = None, None
         return self
 

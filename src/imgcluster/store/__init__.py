@@ -1,7 +1,9 @@
 """The only code that opens workspace files: SQLite catalogue, vector shards, runs and their outputs."""
 
-from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
-from .workspace import Workspace, damage_message, default_workspace, is_corruption
+from .records import (HOWS, Assignments, ClusterName, ClusterSummary, Embedded, ImageRecord, Naming, Provenance,
+                      ProposedCluster, Representatives, RunRecord, ScannedFile)
+from .workspace import Workspace, damage_message, default_workspace, is_corruption, locate_workspace
 
-__all__ = ["Assignments", "ClusterName", "ImageRecord", "RunRecord", "ScannedFile", "Workspace", "damage_message",
-           "default_workspace", "is_corruption"]
+__all__ = ["HOWS", "Assignments", "ClusterName", "ClusterSummary", "Embedded", "ImageRecord", "Naming", "ProposedCluster",
+           "Provenance", "Representatives", "RunRecord", "ScannedFile", "Workspace", "damage_message",
+           "default_workspace", "is_corruption", "locate_workspace"]

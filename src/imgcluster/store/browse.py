@@ -11,14 +11,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from .records import ImageRecord
-from .workspace import _IMAGE_COLUMNS, Workspace, _chunks
+from .files import chunks
+from .schema import IMAGE_COLUMNS
+from .workspace import Workspace
 
 
 def images_by_id(ws: Workspace, ids: Sequence[int]) -> dict[int, ImageRecord]:
     """Catalogue rows of ``ids`` (any status), keyed by id; unknown ids are absent."""
     found: dict[int, ImageRecord] = {}
-    for chunk in _chunks([int(i) for i in dict.fromkeys(ids)], 900):
-        rows = ws._db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({','.join('?' * len(chunk))})",
+    for chunk in chunks([int(i) for i in dict.fromkeys(ids)], 900):
+        rows = ws._db.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({','.join('?' * len(chunk))})",
                               chunk)
         found.update({row["id"]: ImageRecord(**dict(row)) for row in rows})
     return found

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write, chunks, json_default, model_dirname, npy_bytes
 from .records import ImageRecord
+from .schema import IMAGE_COLUMNS
 
 
 class DerivedData:
@@ -46,12 +48,11 @@ class DerivedData:
 
     def images_by_hash(self, hashes: Iterable[str], status: str | None = "ok") -> dict[str, list[ImageRecord]]:
         """Catalogue rows with each content hash (byte-identical files share one), oldest id first."""
-        from .workspace import _IMAGE_COLUMNS, _chunks
 
         found: dict[str, list[ImageRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+        for chunk in chunks(list(dict.fromkeys(hashes)), 900):
             rows = self._db.execute(
-                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE content_hash IN ({','.join('?' * len(chunk))})"
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE content_hash IN ({','.join('?' * len(chunk))})"
                 f"{' AND status = ?' if status else ''} ORDER BY id", (*chunk, *([status] if status else [])))
             for row in rows:
                 found.setdefault(row["content_hash"], []).append(ImageRecord(**dict(row)))
@@ -61,10 +62,9 @@ class DerivedData:
 
     def perceptual_hashes(self, algorithm: str, hashes: Iterable[str]) -> dict[str, str]:
         """Stored perceptual hashes (hex) of ``algorithm`` by content hash, for those computed."""
-        from .workspace import _chunks
 
         found: dict[str, str] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+        for chunk in chunks(list(dict.fromkeys(hashes)), 900):
             rows = self._db.execute(
                 f"SELECT content_hash, value FROM perceptual_hashes WHERE algorithm=? "
                 f"AND content_hash IN ({','.join('?' * len(chunk))})", (algorithm, *chunk))
@@ -81,32 +81,29 @@ class DerivedData:
     # -- vector indexes ----------------------------------------------------------------------------
 
     def index_dir(self, model_id: str) -> Path:
-        from .workspace import _model_dirname
 
-        return self.path / "index" / _model_dirname(model_id)
+        return self.path / "index" / model_dirname(model_id)
 
     def write_vector_index(self, model_id: str, index: bytes, rows: Sequence[str], params: dict[str, Any]) -> Path:
         """Replace the model's index: its bytes, the content hash of each row, and its parameters."""
-        from .workspace import _atomic_write, _json_default, _npy_bytes
 
         folder = self.index_dir(model_id)
         (folder / "index.json").unlink(missing_ok=True)  # a crash between the files leaves no index, not a wrong one
-        _atomic_write(folder / "index.faiss", index)
-        _atomic_write(folder / "rows.npy", _npy_bytes(np.asarray(rows, dtype="S32")))
-        _atomic_write(folder / "added.npy", _npy_bytes(np.zeros(0, dtype="S32")))
+        atomic_write(folder / "index.faiss", index)
+        atomic_write(folder / "rows.npy", npy_bytes(np.asarray(rows, dtype="S32")))
+        atomic_write(folder / "added.npy", npy_bytes(np.zeros(0, dtype="S32")))
         params = dict(params, model_id=model_id, rows=len(rows), added=0)
-        _atomic_write(folder / "index.json", json.dumps(params, indent=2, default=_json_default).encode())
+        atomic_write(folder / "index.json", json.dumps(params, indent=2, default=json_default).encode())
         return folder
 
     def add_to_vector_index(self, model_id: str, hashes: Sequence[str]) -> None:
         """Record contents embedded since the index was written (all its added ones, not just the new)."""
-        from .workspace import _atomic_write, _npy_bytes
 
         folder = self.index_dir(model_id)
         params = json.loads((folder / "index.json").read_text())
-        _atomic_write(folder / "added.npy", _npy_bytes(np.asarray(hashes, dtype="S32")))
+        atomic_write(folder / "added.npy", npy_bytes(np.asarray(hashes, dtype="S32")))
         params["added"] = len(hashes)
-        _atomic_write(folder / "index.json", json.dumps(params, indent=2).encode())
+        atomic_write(folder / "index.json", json.dumps(params, indent=2).encode())
 
     def read_vector_index(self, model_id: str) -> tuple[bytes, list[str], list[str], dict[str, Any]] | None:
         """(index bytes, row hashes, hashes added since, parameters), or None when there is no

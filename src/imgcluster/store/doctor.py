@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
+from .records import upgrade_results
 from .shards import shard_problem
-from .workspace import (ASSIGNMENTS_FILE, SIDECAR_SUFFIX, Workspace, _model_dirname, catalogue_problem,
+from .files import model_dirname
+from .workspace import (ASSIGNMENTS_FILE, SIDECAR_SUFFIX, Workspace, catalogue_problem,
                         read_assignments, shard_digest)
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ def _shard_problems(ws: Workspace, read_values: bool) -> list[Problem]:
     found = []
     for model_id, shard, rows in ws._db.execute(
             "SELECT model_id, shard, MAX(row) + 1 FROM embeddings GROUP BY model_id, shard ORDER BY model_id, shard"):
-        file = ws.path / "vectors" / _model_dirname(model_id) / shard
+        file = ws.path / "vectors" / model_dirname(model_id) / shard
         problem = shard_problem(file, rows=int(rows), read_values=read_values)
         if problem is None and read_values:
             problem = _digest_problem(file)
@@ -220,7 +222,7 @@ def repair(path: str | Path, problems: Sequence[Problem], *, reembed: Reembed | 
             elif problem.kind == "assignments":
                 actions.append(quarantine_run(ws, str(problem.run), problem.message))
         for model_id, hashes in lost.items():
-            actions.append(_call(reembed, "shard", str(ws.path / "vectors" / _model_dirname(model_id)),
+            actions.append(_call(reembed, "shard", str(ws.path / "vectors" / model_dirname(model_id)),
                                  lambda: reembed(ws, model_id, hashes),  # type: ignore[misc]
                                  f"{len(hashes)} images need embedding again: run `imgcluster embed FOLDER` "
                                  f"with the model that made {model_id}"))
@@ -461,8 +463,8 @@ def _reregister_runs(ws: Workspace) -> list[Action]:
         with ws._db:
             ws._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
-                "VALUES(?,?,?,?,?,?,?,?,?)", (*fields[:7], json.dumps(fields[7]), json.dumps(fields[8])))
-            model = record["info"].get("model") or {}
+                "VALUES(?,?,?,?,?,?,?,?,?)", (*fields[:7], json.dumps(fields[7]), json.dumps(upgrade_results(fields[8]))))
+            model = fields[8].get("model") or {}
             if model.get("model_id") == record["model_id"] and model.get("dim"):
                 ws._db.execute("INSERT OR IGNORE INTO models(model_id, name, dim, info) VALUES(?,?,?,?)",
                                (record["model_id"], record["model_name"], int(model["dim"]),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import sys
+import warnings
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 
@@ -64,9 +67,111 @@ class ScannedFile:
     video_params: str | None = None
 
 
+NOISE = -1  # the cluster id of unclustered images (as cluster.NOISE; the store imports no stage)
+KINDS = ("central", "probable", "diverse")  # kinds of representative image, in the order they are shown
+
+# How a run came to be (``Provenance.how``): fitted, or derived from another run.
+FIT, UPDATE, REVIEW, EDIT, FOLLOW = "fit", "update", "review", "edit", "follow"
+HOWS = (FIT, UPDATE, REVIEW, EDIT, FOLLOW)
+# The stored form of a run's results (``runs.info``). Format 1 (before schema version 8) was a loose
+# dict whose derivations sat under "update", "edit" or clustering["follows"]; ``RunRecord.from_stored``
+# reads both.
+RESULTS_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    """One cluster of a run: its id, size and representative images (catalogue ids, best first)."""
+
+    cluster: int
+    size: int
+    mean_membership_probability: float
+    representatives: list[int]
+
+    @property
+    def name(self) -> str:
+        return "unclustered" if self.cluster == NOISE else f"cluster {self.cluster}"
+
+
+@dataclass(frozen=True)
+class Representatives:
+    """One cluster's representative images (catalogue ids, best first) of each kind."""
+
+    cluster: int
+    central: list[int] = field(default_factory=list)
+    probable: list[int] = field(default_factory=list)
+    diverse: list[int] = field(default_factory=list)
+
+    def ordered(self, per_kind: int | None = None) -> list[tuple[int, tuple[str, ...]]]:
+        """(image id, its kinds) taking the first ``per_kind`` of each kind in turn (central, probable,
+        diverse); each image once, with every kind it is among (central and probable often agree)."""
+        lists = [getattr(self, kind)[:per_kind] for kind in KINDS]
+        kinds_of = {i: tuple(kind for kind, ids in zip(KINDS, lists) if i in ids) for ids in lists for i in ids}
+        seen: dict[int, tuple[str, ...]] = {}
+        for rank in range(max((len(ids) for ids in lists), default=0)):
+            for ids in lists:
+                if rank < len(ids):
+                    seen.setdefault(ids[rank], kinds_of[ids[rank]])
+        return list(seen.items())
+
+
+@dataclass(frozen=True)
+class ProposedCluster:
+    """A dense group among held and unclustered images, offered as a new cluster."""
+
+    cluster: int
+    size: int
+    new_images: int         # of them, images filed by this update
+    representatives: list[int]
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Which namer named a run's clusters; ``errors`` by namer when one failed, and then ``named_by``
+    (the source that named them in the end, None: they stay numbered)."""
+
+    namer: str | None
+    errors: dict[str, str] = field(default_factory=dict)
+    named_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        failed = {"errors": dict(self.errors), "named_by": self.named_by} if self.errors else {}
+        return {"namer": self.namer, **failed}
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """How many of a run's images were embedded for it (``new``) and how many came from the cache."""
+
+    new: int = 0
+    cached: int = 0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a run came to be: ``how`` is fit, update, review, edit or follow (see ``HOWS``); ``parent``
+    the run it was derived from (follow: the run whose ids it keeps). ``details`` is what the
+    derivation recorded: update: new_images, removed_images, changed_images; review: accepted,
+    rejected; edit: action and its arguments; follow: shared_images, matched, new_clusters, ended."""
+
+    how: str = FIT
+    parent: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class RunRecord:
-    """A finished clustering run: what was done, with what, and how it scored."""
+    """A finished clustering run: what was done, with what, and how it scored.
+
+    ``config`` is the resolved configuration (automatic choices included), ``requested_config`` the
+    one asked for; ``model`` describes the embedder; ``clustering`` the fitted clusterer; ``metrics``
+    the internal scores; ``clusters`` and ``representatives`` one entry per cluster; ``warnings``
+    what is wrong with the answer; ``reasons`` why an image is where it is (by image id, derived
+    runs); ``proposed`` the new clusters an update offers; ``provenance`` how the run was made.
+
+    The ninth argument, ``info``, is the results as the loose dict of imgcluster before 0.2
+    (deprecated: it fills the typed fields).
+    """
 
     key: str
     created_at: float
@@ -76,7 +181,149 @@ class RunRecord:
     n_images: int
     n_clusters: int
     config: dict[str, Any]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: InitVar[dict[str, Any] | None] = None
+    requested_config: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    model: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    clustering: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    metrics: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    warnings: list[str] = field(default_factory=list, kw_only=True)
+    clusters: list[ClusterSummary] = field(default_factory=list, kw_only=True)
+    representatives: list[Representatives] = field(default_factory=list, kw_only=True)
+    naming: Naming | None = field(default=None, kw_only=True)
+    embedding: Embedded | None = field(default=None, kw_only=True)
+    skipped: int = field(default=0, kw_only=True)
+    timings: dict[str, float] = field(default_factory=dict, kw_only=True)
+    versions: dict[str, str] = field(default_factory=dict, kw_only=True)
+    provenance: Provenance = field(default_factory=Provenance, kw_only=True)
+    proposed: list[ProposedCluster] = field(default_factory=list, kw_only=True)
+    reasons: dict[int, str] = field(default_factory=dict, kw_only=True)
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True)  # stored keys this version does not know
+
+    def __post_init__(self, info: dict[str, Any] | None) -> None:
+        # dataclasses.replace passes the ``info`` view of the record it copies: the typed fields win.
+        if info and not isinstance(info, _InfoView):
+            for name, value in _results_from_dict(info).items():
+                object.__setattr__(self, name, value)
+
+    @property
+    def parent(self) -> str | None:
+        """The run this one was derived from (None for a fit)."""
+        return self.provenance.parent
+
+    def to_stored(self) -> dict[str, Any]:
+        """The run's results as the store keeps them (JSON-ready, format ``RESULTS_FORMAT``)."""
+        return {"format": RESULTS_FORMAT, "requested_config": self.requested_config, "model": self.model,
+                "clustering": self.clustering, "metrics": self.metrics, "warnings": list(self.warnings),
+                "clusters": [dataclasses.asdict(c) for c in self.clusters],
+                "representatives": [dataclasses.asdict(r) for r in self.representatives],
+                "naming": None if self.naming is None else self.naming.to_dict(),
+                "embedding": None if self.embedding is None else dataclasses.asdict(self.embedding),
+                "skipped": self.skipped, "timings": self.timings, "versions": self.versions,
+                "provenance": dataclasses.asdict(self.provenance),
+                "proposed": [dataclasses.asdict(p) for p in self.proposed],
+                "reasons": {str(i): r for i, r in self.reasons.items()}, "extra": self.extra}
+
+    @classmethod
+    def from_stored(cls, row: dict[str, Any], results: dict[str, Any]) -> "RunRecord":
+        """A record from its row's columns and its stored results (either format)."""
+        return cls(**row, **_results_from_dict(results))
+
+    def as_info(self) -> dict[str, Any]:
+        """The results as one JSON-ready dict under the keys imgcluster has always shown (``runs show
+        --json``): a derived run's parent and details under "update" (review: with "reviewed") or
+        "edit", a follow's matching under clustering["follows"]."""
+        info: dict[str, Any] = dict(self.extra)
+        info.update({"requested_config": self.requested_config, "model": self.model, "metrics": self.metrics,
+                     "warnings": list(self.warnings), "timings": self.timings, "versions": self.versions,
+                     "clustering": dict(self.clustering),
+                     "clusters": [dataclasses.asdict(c) for c in self.clusters],
+                     "representatives": [dataclasses.asdict(r) for r in self.representatives],
+                     "skipped": self.skipped})
+        if self.embedding is not None:
+            info["embedding"] = dataclasses.asdict(self.embedding)
+        if self.naming is not None:
+            info["naming"] = self.naming.to_dict()
+        how, parent, details = self.provenance.how, self.provenance.parent, self.provenance.details
+        if how in (UPDATE, REVIEW):
+            counts = {k: details.get(k, 0) for k in ("new_images", "removed_images", "changed_images")}
+            info["update"] = {"parent": parent, **counts, "proposed": [dataclasses.asdict(p) for p in self.proposed],
+                              "reasons": dict(self.reasons)}
+            if how == REVIEW:
+                info["update"]["reviewed"] = {k: details.get(k, []) for k in ("accepted", "rejected")}
+        elif how == EDIT:
+            info["edit"] = {"parent": parent, **details}
+        elif how == FOLLOW:
+            info["clustering"]["follows"] = {"run": parent, **details}
+        return info
+
+
+class _InfoView(dict):  # type: ignore[type-arg]
+    """What ``RunRecord.info`` returns: a copy of the results, never read back as a legacy dict."""
+
+
+def _deprecated_info(self: RunRecord) -> dict[str, Any]:
+    """The results as a dict (deprecated: read the typed fields, or ``as_info()``)."""
+    if sys._getframe(1).f_globals.get("__name__") != "dataclasses":  # replace() copies it: not a use
+        warnings.warn("RunRecord.info is deprecated: read the record's typed fields (metrics, clusters, "
+                      "provenance, ...) or as_info().", DeprecationWarning, stacklevel=2)
+    return _InfoView(self.as_info())
+
+
+# After the dataclass is made: ``info`` is its deprecated ninth argument and, on an instance, the view.
+RunRecord.info = property(_deprecated_info)  # type: ignore[assignment,method-assign]
+
+
+def _results_from_dict(stored: dict[str, Any]) -> dict[str, Any]:
+    """The typed fields of a run's stored results, format 2 or the older loose dict."""
+    data = dict(stored)
+    if data.pop("format", 1) < 2:
+        data = _upgrade_results(data)
+    naming, embedding = data.get("naming"), data.get("embedding")
+    return {
+        "requested_config": data.get("requested_config") or {}, "model": data.get("model") or {},
+        "clustering": data.get("clustering") or {}, "metrics": data.get("metrics") or {},
+        "warnings": list(data.get("warnings") or []),
+        "clusters": [ClusterSummary(**c) for c in data.get("clusters") or []],
+        "representatives": [Representatives(**r) for r in data.get("representatives") or []],
+        "naming": Naming(**naming) if naming else None,
+        "embedding": Embedded(**embedding) if embedding else None,
+        "skipped": int(data.get("skipped") or 0), "timings": data.get("timings") or {},
+        "versions": data.get("versions") or {}, "provenance": Provenance(**(data.get("provenance") or {})),
+        "proposed": [ProposedCluster(**p) for p in data.get("proposed") or []],
+        "reasons": {int(i): r for i, r in (data.get("reasons") or {}).items()}, "extra": data.get("extra") or {}}
+
+
+_KNOWN = {"requested_config", "model", "clustering", "metrics", "warnings", "clusters", "representatives", "naming",
+          "embedding", "skipped", "timings", "versions", "update", "edit"}
+
+
+def _upgrade_results(info: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 → 2: the derivation's keys become one ``provenance``. A derived run of format 1 copied
+    its parent's dict, so an update of an edit holds both keys: "update", written last, wins."""
+    data = {k: v for k, v in info.items() if k in _KNOWN}
+    data["extra"] = {k: v for k, v in info.items() if k not in _KNOWN}
+    clustering = dict(data.get("clustering") or {})
+    follows = clustering.pop("follows", None)
+    data["clustering"] = clustering
+    update, edit = data.pop("update", None), data.pop("edit", None)
+    if update:
+        reviewed = update.get("reviewed")
+        details = {k: update.get(k, 0) for k in ("new_images", "removed_images", "changed_images")}
+        data["provenance"] = {"how": REVIEW if reviewed else UPDATE, "parent": update.get("parent"),
+                              "details": {**details, **(reviewed or {})}}
+        data["proposed"], data["reasons"] = update.get("proposed", []), update.get("reasons", {})
+    elif edit:
+        details = {k: v for k, v in edit.items() if k != "parent"}
+        data["provenance"] = {"how": EDIT, "parent": edit.get("parent"), "details": details}
+    elif follows:
+        details = {k: v for k, v in follows.items() if k != "run"}
+        data["provenance"] = {"how": FOLLOW, "parent": follows.get("run"), "details": details}
+    return data
+
+
+def upgrade_results(info: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored results (either format) in the current format: what a schema upgrade writes."""
+    return RunRecord("", 0.0, "", "", "", 0, 0, {}, **_results_from_dict(info)).to_stored()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 # Version 7: a run's assignments are written to runs/<key>/assignments.npz; the assignments table
 # holds only the rows of runs saved before.
-SCHEMA_VERSION = 7
+# Version 8: a run's results (runs.info, run.json's "info") are stored in the typed format of
+# records.RunRecord.to_stored; opening an older workspace rewrites its runs' rows.
+SCHEMA_VERSION = 8
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (
@@ -13,6 +15,10 @@ ADDED_COLUMNS = (
     ("images", "shot", "INTEGER"),
     ("images", "video_params", "TEXT"),
 )
+
+# The images table's columns in the order ImageRecord takes them.
+IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
+                  "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(

@@ -154,9 +154,9 @@ class ShardExport:
             self.fs.pipe_file(path, data)  # one put: an object appears whole or not at all
             return
         # A local path is an OS path: written, synced and renamed as the workspace writes its own shards.
-        from .workspace import _atomic_write
+        from .files import atomic_write
 
-        _atomic_write(Path(path), data)
+        atomic_write(Path(path), data)
 
 
 def read_exported_shards(url: str) -> ExportedVectors:

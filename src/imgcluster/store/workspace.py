@@ -18,18 +18,16 @@ transaction, so a killed process loses at most the batch in flight (an orphan sh
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,9 @@ import numpy as np
 
 from ..errors import ConfigError, RunNotFound, WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
 from .derived import DerivedData
-from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile
-from .schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
+from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile, upgrade_results
+from .files import atomic_write, atomic_write_index, chunks, json_default, link_or_copy, model_dirname, npy_bytes
+from .schema import ADDED_COLUMNS, IMAGE_COLUMNS, SCHEMA, SCHEMA_VERSION
 from .shards import ShardedVectors, shard_problem
 
 WORKSPACE_DIRNAME = ".imgcluster"
@@ -53,60 +52,24 @@ def shard_digest(data: bytes) -> str:
     """The digest a shard's sidecar records of its file's bytes."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
-_IMAGE_COLUMNS = ("id, path, size, mtime_ns, content_hash, format, width, height, status, "
-                  "skip_stage, skip_reason, source_path, timestamp, shot, video_params")
+def locate_workspace(path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
+                     *, reading: bool = True) -> Path:
+    """The one way a command finds its workspace folder: ``workspace`` when given, else the image
+    folder ``path``'s ``.imgcluster`` (``./.imgcluster`` when neither). When ``reading``, a ``path``
+    that does not exist is a ConfigError: its parent's workspace would be found instead, and a typo
+    must not pass unnoticed."""
+    if workspace is not None:
+        return Path(workspace)
+    if reading and path is not None and not Path(path).expanduser().exists():
+        raise ConfigError(f"{path} does not exist. Give the image folder (its workspace is FOLDER/.imgcluster), "
+                          "or the workspace folder with --workspace.")
+    return default_workspace(path if path is not None else ".")
 
 
 def default_workspace(root: str | os.PathLike[str]) -> Path:
     """The workspace used for a folder when none is given: ``ROOT/.imgcluster``."""
     root = Path(root).expanduser().resolve()
     return (root if root.is_dir() else root.parent) / WORKSPACE_DIRNAME
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """``data`` written to a temporary file in ``path``'s folder, synced, then renamed over ``path``."""
-    _atomic_file(path, lambda handle, _: handle.write(data))
-
-
-def _atomic_write_index(path: Path, index: Any) -> None:
-    """``faiss.write_index`` into a temporary file renamed into place: never a half-written index."""
-    import faiss
-
-    _atomic_file(path, lambda _, tmp: faiss.write_index(index, tmp))
-
-
-def _atomic_file(path: Path, write: Any) -> None:
-    """Call ``write(handle, temporary path)`` to fill a temporary file beside ``path``, sync it and
-    rename it into place; on any failure the temporary file is removed and ``path`` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "r+b") as handle:
-            write(handle, tmp)
-            handle.flush()
-            os.fsync(handle.fileno())  # the same inode a writer that opened the path by name wrote to
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:  # another file system, or links not allowed
-        shutil.copyfile(source, partial)
-    os.replace(partial, dest)
-
-
-def _model_dirname(model_id: str) -> str:
-    # Model ids hold slashes and colons; the folder name must be safe and still recognisable.
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model_id)[:60]
-    return f"{safe}-{hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()}"
 
 
 class Workspace(DerivedData):
@@ -175,6 +138,8 @@ class Workspace(DerivedData):
             with db:
                 db.executescript(SCHEMA)
                 _add_missing_columns(db)
+                if version is not None and int(version) < 8:
+                    _upgrade_run_results(db)
                 db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
@@ -229,8 +194,8 @@ class Workspace(DerivedData):
         """Catalogue rows whose path lies under the folder ``under`` (absolute), keyed by path."""
         prefix = under.rstrip(os.sep) + os.sep
         cursor = self._db.cursor()
-        cursor.row_factory = None  # plain tuples in _IMAGE_COLUMNS order, as in images()
-        cursor.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ? OR path = ?",
+        cursor.row_factory = None  # plain tuples in IMAGE_COLUMNS order, as in images()
+        cursor.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ? OR path = ?",
                        (len(prefix), prefix, under))
         return {record.path: record for record in (ImageRecord(*row) for row in cursor)}
 
@@ -271,9 +236,9 @@ class Workspace(DerivedData):
         """The key-frame rows (and skipped damaged tails) of these video files that are not missing,
         ordered by video then time."""
         found: list[ImageRecord] = []
-        for chunk in _chunks(list(dict.fromkeys(videos)), 900):
+        for chunk in chunks(list(dict.fromkeys(videos)), 900):
             rows = self._db.execute(
-                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE status != 'missing' AND source_path IN "
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE status != 'missing' AND source_path IN "
                 f"({','.join('?' * len(chunk))})", chunk)
             found.extend(ImageRecord(**dict(row)) for row in rows)
         return sorted(found, key=lambda r: (r.source_path or "", r.timestamp or 0.0, r.path))
@@ -296,8 +261,8 @@ class Workspace(DerivedData):
             where.append("status = ?")
             args.append(status)
         cursor = self._db.cursor()
-        cursor.row_factory = None  # plain tuples in _IMAGE_COLUMNS order: 4x faster than named rows
-        cursor.execute(f"SELECT {_IMAGE_COLUMNS} FROM images {'WHERE ' + ' AND '.join(where) if where else ''} "
+        cursor.row_factory = None  # plain tuples in IMAGE_COLUMNS order: 4x faster than named rows
+        cursor.execute(f"SELECT {IMAGE_COLUMNS} FROM images {'WHERE ' + ' AND '.join(where) if where else ''} "
                        "ORDER BY path", args)
         records = [ImageRecord(*row) for row in cursor]
         if paths is not None:
@@ -347,14 +312,14 @@ class Workspace(DerivedData):
             if vectors.shape[0] != len(hashes):
                 raise ValueError(f"{len(hashes)} hashes but {vectors.shape[0]} vectors")
             shard_name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}.npy"
-            buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE))
-            shard = self.path / "vectors" / _model_dirname(model_id) / shard_name
+            buffer = npy_bytes(np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE))
+            shard = self.path / "vectors" / model_dirname(model_id) / shard_name
             # The sidecar first: it lets `doctor` check the shard's bytes and re-index its rows if the
             # catalogue is lost (an orphan sidecar, like an orphan shard, is harmless).
-            _atomic_write(shard.with_suffix(SIDECAR_SUFFIX), json.dumps(
+            atomic_write(shard.with_suffix(SIDECAR_SUFFIX), json.dumps(
                 {"model_id": model_id, "rows": len(hashes), "blake2b": shard_digest(buffer),
                  "content_hashes": list(hashes)}).encode())
-            _atomic_write(shard, buffer)
+            atomic_write(shard, buffer)
         with self._db:
             if shard_name is not None:
                 self._db.executemany(
@@ -408,7 +373,7 @@ class Workspace(DerivedData):
                 row_of[start + offset] = row
         if missing:
             raise KeyError(f"{missing} images have no {model_id} embedding yet; run embedding first.")
-        folder = self.path / "vectors" / _model_dirname(model_id)
+        folder = self.path / "vectors" / model_dirname(model_id)
         paths = [folder / name for name in shard_names]
         try:
             return ShardedVectors.picking(paths, shard_of, row_of)
@@ -427,14 +392,14 @@ class Workspace(DerivedData):
         """Shard files of ``model_id`` that no embedding row points to. A process killed after a
         shard is renamed into place but before its rows commit leaves one; it is never read, and may
         be deleted while no other process is embedding."""
-        folder = self.path / "vectors" / _model_dirname(model_id)
+        folder = self.path / "vectors" / model_dirname(model_id)
         used = {r[0] for r in self._db.execute("SELECT DISTINCT shard FROM embeddings WHERE model_id=?", (model_id,))}
         return sorted(p for p in folder.glob("*.npy") if p.name not in used) if folder.is_dir() else []
 
     def thumbnail_hashes(self, hashes: Iterable[str]) -> set[str]:
         """Which of ``hashes`` already have a thumbnail (without reading the images)."""
         found: set[str] = set()
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+        for chunk in chunks(list(dict.fromkeys(hashes)), 900):
             rows = self._db.execute(
                 f"SELECT content_hash FROM thumbnails WHERE content_hash IN ({','.join('?' * len(chunk))})", chunk)
             found.update(r[0] for r in rows)
@@ -443,7 +408,7 @@ class Workspace(DerivedData):
     def thumbnails(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """JPEG thumbnails by content hash (those that exist)."""
         result: dict[str, bytes] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 900):
+        for chunk in chunks(list(dict.fromkeys(hashes)), 900):
             rows = self._db.execute(
                 f"SELECT content_hash, jpeg FROM thumbnails WHERE content_hash IN ({','.join('?' * len(chunk))})",
                 chunk)
@@ -470,7 +435,7 @@ class Workspace(DerivedData):
     def write_run_file(self, key: str, name: str, data: bytes | str) -> Path:
         """Write one output file of a run atomically and return its path."""
         target = self.run_dir(key) / name
-        _atomic_write(target, data.encode() if isinstance(data, str) else data)
+        atomic_write(target, data.encode() if isinstance(data, str) else data)
         return target
 
     def write_assignment_tables(self, key: str, table: dict[str, Sequence[Any]]) -> list[Path]:
@@ -500,15 +465,15 @@ class Workspace(DerivedData):
         folder = self.run_dir(key) / "predictor"
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _atomic_write(folder / "arrays.npz", buffer.getvalue())
+        atomic_write(folder / "arrays.npz", buffer.getvalue())
         if index_from is not None:
-            _link_or_copy(self.run_dir(index_from) / "predictor" / "index.faiss", folder / "index.faiss")
+            link_or_copy(self.run_dir(index_from) / "predictor" / "index.faiss", folder / "index.faiss")
         elif isinstance(index, (bytes, bytearray, memoryview)):
-            _atomic_write(folder / "index.faiss", bytes(index))
+            atomic_write(folder / "index.faiss", bytes(index))
         else:
             assert index is not None, "give the index or the run whose index to share"
-            _atomic_write_index(folder / "index.faiss", index)
-        _atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=_json_default).encode())
+            atomic_write_index(folder / "index.faiss", index)
+        atomic_write(folder / "predictor.json", json.dumps(params, indent=2, default=json_default).encode())
         return folder
 
     def read_predictor(self, key: str) -> tuple[dict[str, np.ndarray], Path, dict[str, Any]]:
@@ -539,15 +504,15 @@ class Workspace(DerivedData):
         self.write_run_file(run.key, "run.json", json.dumps(
             {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
              "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
-             "config": run.config, "info": run.info}, indent=2, default=_json_default))
+             "config": run.config, "info": run.to_stored()}, indent=2, default=json_default))
         self.write_run_file(run.key, ASSIGNMENTS_FILE, _assignment_bytes(assignments))
         with self._db:
             self._db.execute(
                 "INSERT INTO runs(key, created_at, root, model_id, model_name, n_images, n_clusters, config, info) "
                 "VALUES(?,?,?,?,?,?,?,?,?)",
                 (run.key, run.created_at, run.root, run.model_id, run.model_name, run.n_images, run.n_clusters,
-                 json.dumps(run.config, default=_json_default),
-                 json.dumps(run.info, default=_json_default)))
+                 json.dumps(run.config, default=json_default),
+                 json.dumps(run.to_stored(), default=json_default)))
             self._upsert_names(run.key, names)
 
     # -- cluster names -----------------------------------------------------------------------------
@@ -562,7 +527,7 @@ class Workspace(DerivedData):
 
     def _upsert_names(self, key: str, names: Sequence[ClusterName]) -> None:
         now = time.time()
-        rows = [(key, n.cluster, n.source, n.name, n.confidence, json.dumps(n.candidates, default=_json_default),
+        rows = [(key, n.cluster, n.source, n.name, n.confidence, json.dumps(n.candidates, default=json_default),
                  n.error, n.created_at or now) for n in names]
         self._db.executemany(
             "INSERT INTO cluster_names(run_key, cluster, source, name, confidence, candidates, error, created_at) "
@@ -609,7 +574,7 @@ class Workspace(DerivedData):
     def save_cached_array(self, kind: str, key: str, array: np.ndarray) -> Path:
         """Keep an expensive derived array under ``cache/<kind>/<key>.npy`` (atomically)."""
         path = self.path / "cache" / kind / f"{key}.npy"
-        _atomic_write(path, _npy_bytes(np.ascontiguousarray(array)))
+        atomic_write(path, npy_bytes(np.ascontiguousarray(array)))
         return path
 
     def runs(self) -> list[RunRecord]:
@@ -644,7 +609,7 @@ class Workspace(DerivedData):
         """Record how a run scores against known labels."""
         with self._db:
             self._db.execute("INSERT INTO evaluations(run_key, created_at, labels_source, metrics) VALUES(?,?,?,?)",
-                             (key, time.time(), labels_source, json.dumps(metrics, default=_json_default)))
+                             (key, time.time(), labels_source, json.dumps(metrics, default=json_default)))
 
     def evaluations(self, key: str) -> list[dict[str, Any]]:
         """Past evaluations of a run, oldest first."""
@@ -656,7 +621,7 @@ class Workspace(DerivedData):
         """Record a stability measurement of a run (see ``api.stability``) beside it."""
         with self._db:
             self._db.execute("INSERT INTO stability(run_key, created_at, result) VALUES(?,?,?)",
-                             (key, time.time(), json.dumps(result, default=_json_default)))
+                             (key, time.time(), json.dumps(result, default=json_default)))
 
     def stability(self, key: str) -> list[dict[str, Any]]:
         """Past stability measurements of a run, oldest first (each with its ``created_at``)."""
@@ -849,28 +814,11 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
-    data["info"] = json.loads(data["info"])
-    return RunRecord(**data)
+    return RunRecord.from_stored(data, json.loads(data.pop("info")))
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+def _upgrade_run_results(db: sqlite3.Connection) -> None:
+    """Schema 8: every run's results in the typed format (``records.RESULTS_FORMAT``)."""
+    rows = db.execute("SELECT key, info FROM runs").fetchall()
+    db.executemany("UPDATE runs SET info=? WHERE key=?",
+                   [(json.dumps(upgrade_results(json.loads(info)), default=json_default), key) for key, info in rows])

@@ -118,11 +118,9 @@ def find_workspace(path: str | os.PathLike[str] | None = None, *,
                    workspace: str | os.PathLike[str] | None = None) -> Path:
     """The workspace folder to serve (``workspace``, else ``path``'s ``.imgcluster``); ConfigError
     when there is none yet."""
-    from ..store import default_workspace
+    from ..store import locate_workspace
 
-    if workspace is None and path is not None and not Path(path).expanduser().exists():
-        raise ConfigError(f"{path} does not exist. Give the clustered folder, or the workspace with --workspace.")
-    folder = Path(workspace) if workspace is not None else default_workspace(path if path is not None else ".")
+    folder = locate_workspace(path, workspace)
     if not (folder / "catalogue.db").exists():
         raise ConfigError(f"No imgcluster workspace at {folder}. Run `imgcluster cluster PATH` first, or pass "
                           "--workspace.")

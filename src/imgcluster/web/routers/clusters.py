@@ -32,18 +32,18 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
         names = choose_names(ws.names(record.key))
         measured = ws.stability(record.key)
     stability = {c["cluster"]: c for c in measured[-1]["clusters"]} if measured else {}
-    proposed = {p["cluster"] for p in record.info.get("update", {}).get("proposed", [])}  # by `imgcluster update`
+    proposed = {p.cluster for p in record.proposed}  # by `imgcluster update`
     rows = []
-    for summary in record.info.get("clusters", []):
-        cluster = summary["cluster"]
+    for summary in record.clusters:
+        cluster = summary.cluster
         name = names.get(cluster)
         rows.append({"cluster": cluster, "name": cluster_label(cluster, name.name if name else None),
-                     "named_by": name.source if name else None, "size": summary["size"],
-                     "mean_membership_probability": summary["mean_membership_probability"],
+                     "named_by": name.source if name else None, "size": summary.size,
+                     "mean_membership_probability": summary.mean_membership_probability,
                      "stability": stability.get(cluster, {}).get("stability"),
                      "unstable": stability.get(cluster, {}).get("unstable"),
                      "proposed": cluster in proposed,
-                     "representative": (summary["representatives"] or [None])[0]})
+                     "representative": (summary.representatives or [None])[0]})
     return {"run": record.key, "clusters": rows}
 
 

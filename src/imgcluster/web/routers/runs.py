@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from ... import api
 from ...store import RunRecord
+from ...store.records import EDIT, REVIEW, UPDATE
 from ...store.browse import images_by_id
 from ..atlas import PER_ROW, PER_SHEET, TILE, compose_sheet
 from .deps import RUN_KEY, ExplorerDep
@@ -19,12 +20,8 @@ MOVED_SHOWN = 500  # a comparison lists at most this many moved images; ``n_move
 
 
 def parent_of(record: RunRecord) -> str | None:
-    """The run an edit or an update was derived from, if any."""
-    for source in ("edit", "update"):
-        parent = record.info.get(source, {}).get("parent")
-        if parent:
-            return str(parent)
-    return None
+    """The run an edit, an update or a review was derived from, if any (a follow keeps ids, nothing more)."""
+    return record.parent if record.provenance.how in (EDIT, UPDATE, REVIEW) else None
 
 
 @router.get("/runs", summary="Every run of the workspace, newest first")
@@ -33,7 +30,14 @@ def list_runs(ex: ExplorerDep) -> list[dict[str, Any]]:
         records = {r.key: r for r in ws.runs()}
     summaries = api.list_runs(workspace=ex.workspace)
     return [dict(dataclasses.asdict(s), parent=parent_of(records[s.key]),
-                 edit=records[s.key].info.get("edit")) for s in summaries if s.key in records]
+                 edit=_edit_of(records[s.key])) for s in summaries if s.key in records]
+
+
+def _edit_of(record: RunRecord) -> dict[str, Any] | None:
+    """An edited run's edit: its parent, action and arguments."""
+    if record.provenance.how != EDIT:
+        return None
+    return {"parent": record.parent, **record.provenance.details}
 
 
 @router.get("/runs/{key}", summary="Everything stored about a run (config, model, metrics, clusters, names)")
