@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgcluster.cluster.openset import HELD_DENSITY, HELD_TYPICAL
+from imgcluster.cluster.openset import HELD_AGREEMENT, HELD_DENSITY, HELD_GROUP, HELD_TYPICAL
 from imgcluster.cluster.predictor import Predictor
 from imgcluster.errors import ConfigError
 
@@ -49,15 +49,22 @@ def test_an_image_unlike_its_clusters_members_is_held_with_the_test_it_failed(di
     assert (before.clusters == 1).all()  # the vote and the global bar file every one into the diffuse cluster
 
     predictor = fitted(vectors, labels, held_quantile=0.01)
-    now = predictor.predict(odd, names={1: "chainsaw"})
+    now = predictor.predict(odd, names={1: "chainsaw"}, together=False)  # each as if it came alone
     held = now.clusters == -1
     assert held.mean() >= 0.75 and (now.membership_probability[held] == 0).all()
-    assert {now.held_by[i] for i in np.flatnonzero(held)} <= {HELD_DENSITY, HELD_TYPICAL}
+    assert {now.held_by[i] for i in np.flatnonzero(held)} <= {HELD_DENSITY, HELD_TYPICAL, HELD_AGREEMENT}
     assert all("chainsaw" in now.reasons[i] and "own members" in now.reasons[i] for i in np.flatnonzero(held))
     assert any("once what all the run's images share is taken away" in now.reasons[i] for i in np.flatnonzero(held))
 
-    members = predictor.predict(like, names={1: "chainsaw"})
-    assert (members.clusters == 1).mean() >= 0.93
+    # Filed together, the few that pass the tests sit among the held ones: held with their group.
+    batch = predictor.predict(odd, names={1: "chainsaw"})
+    assert (batch.clusters == -1).all()
+    grouped = [i for i, test in enumerate(batch.held_by) if test == HELD_GROUP]
+    assert set(grouped) == set(np.flatnonzero(~held)) and all("held with its group" in batch.reasons[i] for i in grouped)
+
+    for together in (False, True):
+        members = predictor.predict(like, names={1: "chainsaw"}, together=together)
+        assert (members.clusters == 1).mean() >= 0.93
     filed = members.reasons[int(np.argmax(members.clusters == 1))]
     assert "is above" in filed and "of “chainsaw”'s own members" in filed
 
