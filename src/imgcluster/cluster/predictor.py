@@ -27,7 +27,7 @@ from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
                       HELD_DENSITY, HELD_FAR, HELD_GROUP, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL,
                       Calibration, ClusterBars, centred_similarity, centred_units, check_held_quantile, cluster_bars,
-                      combined, density_rank, fit_calibration, held_with_group, rank_value, rows_to_measure,
+                      combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value, rows_to_measure,
                       typicality, vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
@@ -327,7 +327,8 @@ class Predictor:
         clusters[far], probability[far], held_by[far] = NOISE, 0.0, HELD_FAR
         clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         if together and self.held_quantile and m > 1 and (held_by != "").any():
-            self._hold_groups(vectors, similarity, neighbours, clusters, held_by, (held_by == "") & ~same, reasons)
+            probability *= self._hold_groups(vectors, similarity, neighbours, clusters, held_by,
+                                             (held_by == "") & ~same, reasons)
             clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         for i in range(m):
             if same[i]:
@@ -395,10 +396,11 @@ class Predictor:
                 f"{stats[AGREEMENT]:.0%} of its {k} nearest images are in it")
 
     def _hold_groups(self, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray, clusters: np.ndarray,
-                     held_by: np.ndarray, open_: np.ndarray, reasons: list[str]) -> None:
+                     held_by: np.ndarray, open_: np.ndarray, reasons: list[str]) -> np.ndarray:
         """Hold filed images of this batch whose nearest images are more held images of the batch than
         any cluster's (``openset.held_with_group``); ``clusters``, ``held_by`` and ``reasons`` in place.
-        ``open_``: the images that may be held so (filed by the tests, not identical to a run image)."""
+        ``open_``: the images that may be held so (filed by the tests, not identical to a run image).
+        Returns the factor on each image's membership probability (``openset.held_neighbour_scale``)."""
         import faiss
 
         m, k = rows.shape
@@ -415,13 +417,14 @@ class Predictor:
         weights = np.where(np.isfinite(merged), np.clip(merged, 0.0, None), 0.0)
         batch_rows = np.where(which <= -2, -2 - which, -1)
         neighbour_clusters = np.where(which >= 0, self.clusters_[np.maximum(which, 0)], NOISE)
-        held = held_with_group(neighbour_clusters, batch_rows, weights, clusters, held_by != "", open_)
+        held, held_share = held_with_group(neighbour_clusters, batch_rows, weights, clusters, held_by != "", open_)
         for i in np.flatnonzero(held & (held_by == "")):
             from_batch = (batch_rows[i] >= 0) & (held_by[np.maximum(batch_rows[i], 0)] != "")
             reasons[i] = (f"held with its group: {int(from_batch.sum())} of its {k} nearest images are new images "
                           f"held in the same batch, and together they outweigh every cluster's (a group of its own, "
                           f"which an update can propose as a new cluster)")
             held_by[i] = HELD_GROUP
+        return np.where(open_, held_neighbour_scale(held_share), 1.0)
 
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
