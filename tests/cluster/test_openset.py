@@ -136,13 +136,13 @@ def test_a_cluster_formed_after_the_fit_is_measured_before_it_takes_images(diffu
 def test_images_of_a_batch_among_its_held_images_are_held_with_them_round_by_round() -> None:
     """Batch image 0 was held by the tests; 1 sits mostly among it, 2 mostly among 1, 3 among the run's
     cluster 5. The group takes 1, then 2; 3 stays filed, less sure for its one held neighbour."""
-    neighbour_clusters = np.array([[5, 5], [5, 5], [5, 5], [5, 5]])
-    batch_rows = np.array([[-1, -1], [0, -1], [1, -1], [0, -1]])  # -1: a neighbour from the run
-    weights = np.array([[0.9, 0.8], [0.9, 0.5], [0.9, 0.6], [0.2, 0.9]])
+    neighbour_clusters = np.array([[5, 5], [5, 5], [5, 5]])  # of images 1, 2, 3 (0 is held: not searched)
+    batch_rows = np.array([[0, -1], [1, -1], [0, -1]])  # -1: a neighbour from the run
+    weights = np.array([[0.9, 0.5], [0.9, 0.6], [0.2, 0.9]])
     clusters = np.array([-1, 5, 5, 5])
     held, share = held_with_group(neighbour_clusters, batch_rows, weights, clusters,
-                                  np.array([True, False, False, False]), np.array([False, True, True, True]))
+                                  np.array([True, False, False, False]), np.array([1, 2, 3]))
     assert held.tolist() == [True, True, True, False]
-    assert share[3] == pytest.approx(0.2 / 1.1)
-    assert held_neighbour_scale(share)[3] == pytest.approx(1 - 0.4 / 1.1)
+    assert share[2] == pytest.approx(0.2 / 1.1)
+    assert held_neighbour_scale(share)[2] == pytest.approx(1 - 0.4 / 1.1)
     assert held_neighbour_scale(np.array([0.0, 0.5, 0.7])).tolist() == [1.0, 0.0, 0.0]

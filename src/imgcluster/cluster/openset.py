@@ -191,11 +191,11 @@ class ClusterBars:
                 out[rows, j] = (at_most + 1) / (len(values) + 1)
         return out
 
-    def least_typical(self, positions: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        """Per point: the smallest p-value of its similarity tests (density, centred density,
-        typicality) among its cluster's members."""
-        similarity_tests = [TESTED.index(column) for column in SIMILARITY_TESTS]
-        return self.p_values(positions, stats)[:, similarity_tests].min(axis=1)
+    @staticmethod
+    def least_typical(p_values: np.ndarray) -> np.ndarray:
+        """Per point: the smallest of its ``p_values`` (m, len(TESTED)) over the similarity tests
+        (density, centred density, typicality)."""
+        return p_values[:, [TESTED.index(column) for column in SIMILARITY_TESTS]].min(axis=1)
 
     def share_above(self, position: int, column: int, value: float) -> float:
         """Share of the cluster's measured members whose statistic ``column`` is above ``value``."""
@@ -233,29 +233,31 @@ GROUP_ROUNDS = 5
 
 
 def held_with_group(neighbour_clusters: np.ndarray, batch_rows: np.ndarray, weights: np.ndarray,
-                    clusters: np.ndarray, held: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which images of a batch are held with their group: those among ``candidates`` (m,) whose
-    neighbours (m, k; the run's with their ``neighbour_clusters``, the batch's by ``batch_rows`` >= 0)
-    weigh more, by similarity ``weights`` (m, k), as held images of the batch than as any one cluster.
-    ``clusters`` (m,) is where each batch image was filed, ``held`` (m,) whether a test held it; the
-    answer grows ``held`` round by round (``GROUP_ROUNDS``). Also returns each image's share of its
-    neighbours' weight that is held images of the batch, once no more are held."""
+                    clusters: np.ndarray, held: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which images of a batch (m) are held with their group. ``rows`` (c,) are the images that may be
+    (filed by the tests); their neighbours (c, k: the run's with their ``neighbour_clusters``, the
+    batch's by ``batch_rows`` >= 0) weigh ``weights`` (c, k). An image is held when its neighbours
+    weigh more as held images of the batch than as any one cluster; ``clusters`` (m,) is where each
+    batch image was filed, ``held`` (m,) whether a test held it, and the answer grows it round by
+    round (``GROUP_ROUNDS``). Also returns, for ``rows``, the share of their neighbours' weight that
+    is held images of the batch, once no more are held."""
     held = held.copy()
     from_batch = batch_rows >= 0
-    row = np.maximum(batch_rows, 0)
+    neighbour = np.maximum(batch_rows, 0)
     total = np.maximum(weights.sum(axis=1), 1e-12)
+    held_weight = np.zeros(len(rows))
     for done in range(GROUP_ROUNDS + 1):
-        is_held = from_batch & held[row]
+        is_held = from_batch & held[neighbour]
         held_weight = (weights * is_held).sum(axis=1)
-        labels = np.where(from_batch, clusters[row], neighbour_clusters)
+        labels = np.where(from_batch, clusters[neighbour], neighbour_clusters)
         ids, dense = np.unique(labels, return_inverse=True)
         totals = np.zeros((len(labels), len(ids)))
         np.add.at(totals, (np.repeat(np.arange(len(labels)), labels.shape[1]), dense.ravel()),
                   (weights * ~is_held).ravel())
-        tipped = candidates & ~held & (held_weight > totals.max(axis=1, initial=0.0))
+        tipped = ~held[rows] & (held_weight > totals.max(axis=1, initial=0.0))
         if not tipped.any() or done == GROUP_ROUNDS:
             break
-        held |= tipped
+        held[rows[tipped]] = True
     return held, held_weight / total
 
 

@@ -362,7 +362,7 @@ class Predictor:
         # images that slip past the bar sit there (bench/open_set.py, photos: the ECE over all filed
         # images 0.067 without this, 0.048 with it; digits 0.170 and 0.107, in distribution 0.026 and
         # 0.037; scaling over the combined p-value instead did worse on photos at every share tried).
-        probability = calibration(share) * np.minimum(1.0, bars.least_typical(position, stats) / EDGE_SHARE)
+        probability = calibration(share) * np.minimum(1.0, bars.least_typical(p_values) / EDGE_SHARE)
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
             if not measured[i]:
@@ -404,27 +404,57 @@ class Predictor:
         import faiss
 
         m, k = rows.shape
+        scale = np.ones(m)
+        filed = np.flatnonzero(open_)
+        valid = (rows >= 0) & self.active_[np.maximum(rows, 0)]
+        kth = np.where(valid, similarity, -1.0).min(axis=1, initial=1.0)
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        own, found = search(index, vectors, min(k + 1, m))
-        own, found = without_self(own, found, np.arange(m), min(k, m - 1))
-        valid = (rows >= 0) & self.active_[np.maximum(rows, 0)]
-        # The k nearest of the run's neighbours and the batch's together (batch rows as -2 - row).
-        merged = np.concatenate([np.where(valid, similarity, -np.inf), np.where(found >= 0, own, -np.inf)], axis=1)
-        which = np.concatenate([np.where(valid, rows, -1), np.where(found >= 0, -2 - found, -1)], axis=1)
+        # Only images with a held image of the batch nearer than their k-th image of the run can be
+        # held with it or lose probability: a batch mostly filed (or mostly held) searches little.
+        searched = np.zeros(m, dtype=bool)
+        while True:
+            held_rows = np.flatnonzero(held_by != "")
+            near = filed[~searched[filed]]
+            if not len(held_rows) or not len(near):
+                break
+            near = near[(vectors[near] @ vectors[held_rows].T).max(axis=1) > kth[near]]
+            if not len(near):
+                break
+            searched[near] = True
+            chosen = np.flatnonzero(searched)
+            held, share, batch_rows = self._group_step(index, vectors, similarity, rows, valid, clusters, held_by,
+                                                       chosen)
+            for j in np.flatnonzero(held[chosen] & (held_by[chosen] == "")):
+                from_batch = (batch_rows[j] >= 0) & (held_by[np.maximum(batch_rows[j], 0)] != "")
+                reasons[chosen[j]] = (
+                    f"held with its group: {int(from_batch.sum())} of its {k} nearest images are new images held "
+                    "in the same batch, and together they outweigh every cluster's (a group of its own, which an "
+                    "update can propose as a new cluster)")
+            held_by[chosen[held[chosen] & (held_by[chosen] == "")]] = HELD_GROUP
+            scale[chosen] = held_neighbour_scale(share)
+        return scale
+
+    def _group_step(self, index: Any, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray,
+                    valid: np.ndarray, clusters: np.ndarray, held_by: np.ndarray,
+                    chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``openset.held_with_group`` for batch images ``chosen``, their k nearest from the run's
+        neighbours and the batch's together; also the batch rows among those neighbours."""
+        m, k = rows.shape
+        own, found = search(index, vectors[chosen], min(k + 1, m))
+        own, found = without_self(own, found, chosen, min(k, m - 1))
+        merged = np.concatenate([np.where(valid[chosen], similarity[chosen], -np.inf),
+                                 np.where(found >= 0, own, -np.inf)], axis=1)
+        # Batch rows as -2 - row, beside the run's rows.
+        which = np.concatenate([np.where(valid[chosen], rows[chosen], -1), np.where(found >= 0, -2 - found, -1)],
+                               axis=1)
         best = np.argsort(-merged, axis=1, kind="stable")[:, :k]
         merged, which = np.take_along_axis(merged, best, 1), np.take_along_axis(which, best, 1)
         weights = np.where(np.isfinite(merged), np.clip(merged, 0.0, None), 0.0)
         batch_rows = np.where(which <= -2, -2 - which, -1)
         neighbour_clusters = np.where(which >= 0, self.clusters_[np.maximum(which, 0)], NOISE)
-        held, held_share = held_with_group(neighbour_clusters, batch_rows, weights, clusters, held_by != "", open_)
-        for i in np.flatnonzero(held & (held_by == "")):
-            from_batch = (batch_rows[i] >= 0) & (held_by[np.maximum(batch_rows[i], 0)] != "")
-            reasons[i] = (f"held with its group: {int(from_batch.sum())} of its {k} nearest images are new images "
-                          f"held in the same batch, and together they outweigh every cluster's (a group of its own, "
-                          f"which an update can propose as a new cluster)")
-            held_by[i] = HELD_GROUP
-        return np.where(open_, held_neighbour_scale(held_share), 1.0)
+        held, share = held_with_group(neighbour_clusters, batch_rows, weights, clusters, held_by != "", chosen)
+        return held, share, batch_rows
 
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
