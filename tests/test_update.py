@@ -247,7 +247,7 @@ def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_fail
     how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
     assert placed[str(stripes)] == -1 and how[str(stripes)] == HELD
     assert sum(done.held_by.values()) == done.n_held and set(done.held_by) <= {"far", "density", "typicality",
-                                                                                "agreement", "unclustered"}
+                                                                                "agreement", "unclustered", "group"}
     old_ids = set(fit.assignments.clusters.tolist()) - {-1}
     assert np.mean([placed[str(p)] in old_ids for p in added]) >= 0.8  # like the run: filed
     reasons = {str(k): r for k, r in done.run.record.info["update"]["reasons"].items()}

@@ -229,8 +229,8 @@ class ClusterConfig:
         "Filing new images (predict, update, the web app's upload): the share of the run's own members the "
         "open-set test would hold. A new image is held, not filed, when its density, centred density, typicality "
         "and agreement, each ranked among its cluster's members and combined, make it less typical than all but "
-        "this share of the members; 0-0.5 (0.01 filed 97% of unseen images like the run's; 0 files by the "
-        "nearest-image vote alone). Stored with the run; predict and update can override it.", 0.01)
+        "this share of the members; 0-0.5 (0.03 filed 96-97% of unseen images like the run's; 0 files by the "
+        "nearest-image vote alone). Stored with the run; predict and update can override it.", 0.03)
 
     def __post_init__(self) -> None:
         check_seed(self.seed)

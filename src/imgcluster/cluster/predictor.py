@@ -358,10 +358,8 @@ class Predictor:
         for column, code in codes.items():
             held_by[held & (worst == column)] = code
         share = stats[:, AGREEMENT]
-        # An image less typical than nearly all members by some test says so in its probability too:
-        # images that slip past the bar sit there (bench/open_set.py, photos: the ECE over all filed
-        # images 0.067 without this, 0.048 with it; digits 0.170 and 0.107, in distribution 0.026 and
-        # 0.037; scaling over the combined p-value instead did worse on photos at every share tried).
+        # An image less typical than most members by some test says so in its probability too: images
+        # that slip past the test sit there (``openset.EDGE_SHARE``).
         probability = calibration(share) * np.minimum(1.0, bars.least_typical(p_values) / EDGE_SHARE)
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
