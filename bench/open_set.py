@@ -196,9 +196,9 @@ def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles
                           Counter(h for h in prediction.held_by if h))
             probabilities.append(prediction.membership_probability[filed])
             corrects.append(as_fitted[filed])
-        results[(quantile, together)] = {"rows": rows, "ece_all": ece(np.concatenate(probabilities), np.concatenate(corrects)),
-                             "bins": bins_of(np.concatenate(probabilities), np.concatenate(corrects)),
-                             "reliability": reliability(np.concatenate(probabilities), np.concatenate(corrects))}
+        stated, right = np.concatenate(probabilities), np.concatenate(corrects)
+        results[(quantile, together)] = {"rows": rows, "ece_all": ece(stated, right), "bins": bins_of(stated, right),
+                                         "reliability": reliability(stated, right)}
     print(f"\n{name}: the run fitted on {is_fit.sum()} + {(~is_fit).sum()} in-distribution images, "
           f"{run.record.n_clusters} clusters ({np.mean(clusters < 0):.0%} unclustered); filed by a predictor "
           f"on the {is_fit.sum()} only")
@@ -267,7 +267,8 @@ def main() -> None:
                                        f"held quantile {key[0]:g}, {'as a batch' if key[1] else 'one by one'}")
                 curves[label] = results[key]["bins"]
         if name == "digits" and not args.no_update:
-            update_eights_and_nines(base, sets, workspace, [q for q in quantiles if q in (0, 0.01, DEFAULT_HELD_QUANTILE)])
+            update_eights_and_nines(base, sets, workspace,
+                                    [q for q in quantiles if q in (0, 0.01, DEFAULT_HELD_QUANTILE)])
     if args.plot:
         draw_reliability(args.plot, curves)
         print(f"\nreliability plot: {args.plot}")

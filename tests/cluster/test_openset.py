@@ -61,7 +61,8 @@ def test_an_image_unlike_its_clusters_members_is_held_with_the_test_it_failed(di
     batch = predictor.predict(odd, names={1: "chainsaw"})
     assert (batch.clusters == -1).all()
     grouped = [i for i, test in enumerate(batch.held_by) if test == HELD_GROUP]
-    assert set(grouped) == set(np.flatnonzero(~held)) and all("held with its group" in batch.reasons[i] for i in grouped)
+    assert set(grouped) == set(np.flatnonzero(~held))
+    assert all("held with its group" in batch.reasons[i] for i in grouped)
 
     for together in (False, True):
         members = predictor.predict(like, names={1: "chainsaw"}, together=together)

@@ -27,8 +27,8 @@ from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
                       HELD_DENSITY, HELD_FAR, HELD_GROUP, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL,
                       Calibration, ClusterBars, centred_similarity, centred_units, check_held_quantile, cluster_bars,
-                      combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value, rows_to_measure,
-                      typicality, vote, without_self)
+                      combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value,
+                      rows_to_measure, typicality, vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
 FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
@@ -68,9 +68,9 @@ class Predictor:
 
     ``outlier_quantile`` sets the "far from every image" bar described above; None keeps only its
     half-the-median part, for points known to lie in sparse regions (noise being attached).
-    ``held_quantile`` turns on the per-cluster open-set tests (``openset``): the share of a cluster's
-    own members that its bars would hold; None or 0 files by the vote and the far bar alone (points
-    of the fit's own collection, filed after a fit on a sample)."""
+    ``held_quantile`` turns on the per-cluster open-set tests (``openset``): the share of the run's
+    own members that their combined test would hold; None or 0 files by the vote and the far bar
+    alone (points of the fit's own collection, filed after a fit on a sample)."""
 
     def __init__(self, n_neighbors: int = 10, outlier_quantile: float | None = 0.01, seed: int = 0,
                  held_quantile: float | None = None):
