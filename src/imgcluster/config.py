@@ -236,11 +236,11 @@ class ClusterConfig:
     attach_threshold: float = _help("With noise=attach, the probability an unclustered image needs to join a "
                                     "cluster; 0-1, higher attaches fewer.", 0.5)
     held_quantile: float = _help(
-        "Filing new images (predict, update, the web app's upload): the share of a cluster's own members its "
-        "bars would hold. A new image is held, not filed, when its k-th nearest similarity (as it is, or with "
-        "what all the run's images share taken away) or the share of its nearest images in the cluster is below "
-        "this quantile of the cluster's members' own; 0-0.5 (0.01 filed 95-97% of unseen images like the run's; "
-        "0 files by the nearest-image vote alone). Stored with the run; predict and update can override it.", 0.01)
+        "Filing new images (predict, update, the web app's upload): the share of the run's own members the "
+        "open-set test would hold. A new image is held, not filed, when its density, centred density, typicality "
+        "and agreement, each ranked among its cluster's members and combined, make it less typical than all but "
+        "this share of the members; 0-0.5 (0.03 filed 96-97% of unseen images like the run's; 0 files by the "
+        "nearest-image vote alone). Stored with the run; predict and update can override it.", 0.03)
 
     def __post_init__(self) -> None:
         check_seed(self.seed)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgcluster.cluster.openset import HELD_DENSITY, HELD_TYPICAL
+from imgcluster.cluster.openset import (HELD_AGREEMENT, HELD_DENSITY, HELD_GROUP, HELD_TYPICAL, held_neighbour_scale,
+                                        held_with_group)
 from imgcluster.cluster.predictor import Predictor
 from imgcluster.errors import ConfigError
 
@@ -49,15 +50,23 @@ def test_an_image_unlike_its_clusters_members_is_held_with_the_test_it_failed(di
     assert (before.clusters == 1).all()  # the vote and the global bar file every one into the diffuse cluster
 
     predictor = fitted(vectors, labels, held_quantile=0.01)
-    now = predictor.predict(odd, names={1: "chainsaw"})
+    now = predictor.predict(odd, names={1: "chainsaw"}, together=False)  # each as if it came alone
     held = now.clusters == -1
     assert held.mean() >= 0.75 and (now.membership_probability[held] == 0).all()
-    assert {now.held_by[i] for i in np.flatnonzero(held)} <= {HELD_DENSITY, HELD_TYPICAL}
+    assert {now.held_by[i] for i in np.flatnonzero(held)} <= {HELD_DENSITY, HELD_TYPICAL, HELD_AGREEMENT}
     assert all("chainsaw" in now.reasons[i] and "own members" in now.reasons[i] for i in np.flatnonzero(held))
     assert any("once what all the run's images share is taken away" in now.reasons[i] for i in np.flatnonzero(held))
 
-    members = predictor.predict(like, names={1: "chainsaw"})
-    assert (members.clusters == 1).mean() >= 0.93
+    # Filed together, the few that pass the tests sit among the held ones: held with their group.
+    batch = predictor.predict(odd, names={1: "chainsaw"})
+    assert (batch.clusters == -1).all()
+    grouped = [i for i, test in enumerate(batch.held_by) if test == HELD_GROUP]
+    assert set(grouped) == set(np.flatnonzero(~held))
+    assert all("held with its group" in batch.reasons[i] for i in grouped)
+
+    for together in (False, True):
+        members = predictor.predict(like, names={1: "chainsaw"}, together=together)
+        assert (members.clusters == 1).mean() >= 0.93
     filed = members.reasons[int(np.argmax(members.clusters == 1))]
     assert "is above" in filed and "of “chainsaw”'s own members" in filed
 
@@ -123,3 +132,18 @@ def test_a_cluster_formed_after_the_fit_is_measured_before_it_takes_images(diffu
     assert (filed.clusters == 7).mean() >= 0.8
     bars, _ = predictor.bars()
     assert 7 in bars.ids.tolist()
+
+
+def test_images_of_a_batch_among_its_held_images_are_held_with_them_round_by_round() -> None:
+    """Batch image 0 was held by the tests; 1 sits mostly among it, 2 mostly among 1, 3 among the run's
+    cluster 5. The group takes 1, then 2; 3 stays filed, less sure for its one held neighbour."""
+    neighbour_clusters = np.array([[5, 5], [5, 5], [5, 5]])  # of images 1, 2, 3 (0 is held: not searched)
+    batch_rows = np.array([[0, -1], [1, -1], [0, -1]])  # -1: a neighbour from the run
+    weights = np.array([[0.9, 0.5], [0.9, 0.6], [0.2, 0.9]])
+    clusters = np.array([-1, 5, 5, 5])
+    held, share = held_with_group(neighbour_clusters, batch_rows, weights, clusters,
+                                  np.array([True, False, False, False]), np.array([1, 2, 3]))
+    assert held.tolist() == [True, True, True, False]
+    assert share[2] == pytest.approx(0.2 / 1.1)
+    assert held_neighbour_scale(share)[2] == pytest.approx(1 - 0.4 / 1.1)
+    assert held_neighbour_scale(np.array([0.0, 0.5, 0.7])).tolist() == [1.0, 0.0, 0.0]

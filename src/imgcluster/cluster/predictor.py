@@ -26,9 +26,10 @@ import numpy as np
 from ..params import require_fitted
 from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
-                      HELD_DENSITY, HELD_FAR, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL, Calibration, ClusterBars,
-                      centred_similarity, centred_units, check_held_quantile, cluster_bars, density_rank,
-                      fit_calibration, rank_value, rows_to_measure, typicality, vote, without_self)
+                      HELD_DENSITY, HELD_FAR, HELD_GROUP, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL,
+                      Calibration, ClusterBars, centred_similarity, centred_units, check_held_quantile, cluster_bars,
+                      combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value,
+                      rows_to_measure, typicality, vote, without_self)
 
 EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
 FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
@@ -68,9 +69,9 @@ class Predictor:
 
     ``outlier_quantile`` sets the "far from every image" bar described above; None keeps only its
     half-the-median part, for points known to lie in sparse regions (noise being attached).
-    ``held_quantile`` turns on the per-cluster open-set tests (``openset``): the share of a cluster's
-    own members that its bars would hold; None or 0 files by the vote and the far bar alone (points
-    of the fit's own collection, filed after a fit on a sample)."""
+    ``held_quantile`` turns on the per-cluster open-set tests (``openset``): the share of the run's
+    own members that their combined test would hold; None or 0 files by the vote and the far bar
+    alone (points of the fit's own collection, filed after a fit on a sample)."""
 
     def __init__(self, n_neighbors: int = 10, outlier_quantile: float | None = 0.01, seed: int = 0,
                  held_quantile: float | None = None):
@@ -293,8 +294,11 @@ class Predictor:
         similarity, rows = np.take_along_axis(similarity, best, 1), np.take_along_axis(rows, best, 1)
         return np.where(np.isfinite(similarity), similarity, -1.0), np.where(np.isfinite(similarity), rows, -1)
 
-    def predict(self, vectors: np.ndarray, names: dict[int, str] | None = None) -> Prediction:
-        """File L2-normalised ``vectors`` (m, d). ``names`` (cluster id -> name) only words the reasons."""
+    def predict(self, vectors: np.ndarray, names: dict[int, str] | None = None, together: bool = True) -> Prediction:
+        """File L2-normalised ``vectors`` (m, d). ``names`` (cluster id -> name) only words the reasons.
+        ``together``: with the open-set tests on, an image whose nearest images are mostly held images
+        of the same batch is held with them (``openset.held_with_group``); False files each image as if
+        it came alone."""
         require_fitted(self, "index_")
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         m, k = len(vectors), min(self.n_neighbors, len(self.clusters_))
@@ -332,6 +336,10 @@ class Predictor:
         far = (top < far_bar) & ~same
         clusters[far], probability[far], held_by[far] = NOISE, 0.0, HELD_FAR
         clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
+        if together and self.held_quantile and m > 1 and (held_by != "").any():
+            probability *= self._hold_groups(vectors, similarity, neighbours, clusters, held_by,
+                                             (held_by == "") & ~same, reasons)
+            clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         for i in range(m):
             if same[i]:
                 reasons[i] = "identical to an image of the run: its stored assignment"
@@ -346,58 +354,115 @@ class Predictor:
 
     def _open_set(self, clusters: np.ndarray, stats: np.ndarray, held_by: np.ndarray, k: int,
                   names: dict[int, str]) -> tuple[np.ndarray, list[str]]:
-        """Hold points that fail their cluster's bars (``held_by`` updated in place); the calibrated
-        membership probability and the reason of each point."""
+        """Hold points whose combined score among their cluster's members is above the bar (``held_by``
+        updated in place, by the test with the smallest p-value); the calibrated membership
+        probability and the reason of each point."""
         bars, calibration = self.bars()
         position = bars.lookup(clusters)
         measured = (position >= 0) & (clusters != NOISE)
-        # The tolerance: float32 sums make a unanimous vote's share 0.99999994 or 1.0000001.
-        passed = stats >= bars.bar[np.maximum(position, 0)] - _TOLERANCE
-        passed[~measured] = True
-        failed = np.full(len(clusters), -1)
-        for column in reversed(TESTED):  # the first failed test in TESTED's order is the one reported
-            failed[~passed[:, column]] = column
+        p_values = bars.p_values(position, stats)
+        score = combined(p_values)
+        held = measured & (score > bars.bar)
+        worst = np.asarray(TESTED)[p_values.argmin(axis=1)]
         codes = {DENSITY: HELD_DENSITY, CENTRED: HELD_DENSITY, TYPICAL: HELD_TYPICAL, AGREEMENT: HELD_AGREEMENT}
         for column, code in codes.items():
-            held_by[failed == column] = code
+            held_by[held & (worst == column)] = code
         share = stats[:, AGREEMENT]
-        # An image less typical than nearly all members by some test says so in its probability too:
-        # images that slip past the bars sit there (bench/open_set.py: the ECE over all filed images
-        # went from 0.12 to 0.09 on photos, 0.18 to 0.09 on digits; in distribution from 0.000 to
-        # 0.006 and 0.011 to 0.041).
-        probability = calibration(share) * np.minimum(1.0, bars.least_typical(position, stats) / EDGE_SHARE)
+        # An image less typical than most members by some test says so in its probability too: images
+        # that slip past the test sit there (``openset.EDGE_SHARE``).
+        probability = calibration(share) * np.minimum(1.0, bars.least_typical(p_values) / EDGE_SHARE)
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
             if not measured[i]:
                 reasons.append(f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster")
                 continue
             label = f"“{names[cluster]}”" if names.get(cluster) else f"cluster {cluster}"
-            reasons.append(self._reason(bars, int(position[i]), stats[i], int(failed[i]), label, k))
+            reasons.append(self._reason(bars, int(position[i]), stats[i], int(worst[i]) if held[i] else -1, label, k))
         return probability, reasons
 
     def _reason(self, bars: ClusterBars, position: int, stats: np.ndarray, failed: int, label: str, k: int) -> str:
-        """Which test a point passed or failed, against its cluster's own members."""
+        """Which test a point failed most (held), or how it sits among its cluster's own members (filed)."""
         nth = f"{_ordinal(density_rank(self.n_neighbors))}-nearest similarity"
-        passes = f"lets {1 - (self.held_quantile or 0):.0%} of them through, with a margin"
+        together = (f"; its four tests together make it less typical than {1 - (self.held_quantile or 0):.0%} of "
+                    "the run's members are of their own clusters")
         if failed == DENSITY:
             return (f"held: its {nth} {stats[DENSITY]:.2f} is below "
-                    f"{bars.share_above(position, DENSITY, stats[DENSITY]):.0%} of {label}'s own members (the bar, "
-                    f"{bars.bar[position, DENSITY]:.2f}, {passes})")
+                    f"{bars.share_above(position, DENSITY, stats[DENSITY]):.0%} of {label}'s own members{together}")
         if failed == CENTRED:
             return (f"held: its {nth} {stats[CENTRED]:.2f}, once what all the run's images share is taken away, is "
-                    f"below {bars.share_above(position, CENTRED, stats[CENTRED]):.0%} of {label}'s own members "
-                    f"(the bar, {bars.bar[position, CENTRED]:.2f}, {passes})")
+                    f"below {bars.share_above(position, CENTRED, stats[CENTRED]):.0%} of {label}'s own members"
+                    f"{together}")
         if failed == TYPICAL:
             return (f"held: it leans {stats[TYPICAL]:.2f} towards what {label}'s own members have in common (once "
                     f"what all the run's images share is taken away), less than "
-                    f"{bars.share_above(position, TYPICAL, stats[TYPICAL]):.0%} of them do (the bar, "
-                    f"{bars.bar[position, TYPICAL]:.2f}, {passes})")
+                    f"{bars.share_above(position, TYPICAL, stats[TYPICAL]):.0%} of them do{together}")
         if failed == AGREEMENT:
             return (f"held: only {stats[AGREEMENT]:.0%} of its {k} nearest images are in {label}, less than for "
-                    f"{bars.share_above(position, AGREEMENT, stats[AGREEMENT]):.0%} of its own members")
+                    f"{bars.share_above(position, AGREEMENT, stats[AGREEMENT]):.0%} of its own members{together}")
         return (f"its {nth} {stats[DENSITY]:.2f} is above "
                 f"{1 - bars.share_above(position, DENSITY, stats[DENSITY]):.0%} of {label}'s own members, and "
                 f"{stats[AGREEMENT]:.0%} of its {k} nearest images are in it")
+
+    def _hold_groups(self, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray, clusters: np.ndarray,
+                     held_by: np.ndarray, open_: np.ndarray, reasons: list[str]) -> np.ndarray:
+        """Hold filed images of this batch whose nearest images are more held images of the batch than
+        any cluster's (``openset.held_with_group``); ``clusters``, ``held_by`` and ``reasons`` in place.
+        ``open_``: the images that may be held so (filed by the tests, not identical to a run image).
+        Returns the factor on each image's membership probability (``openset.held_neighbour_scale``)."""
+        import faiss
+
+        m, k = rows.shape
+        scale = np.ones(m)
+        filed = np.flatnonzero(open_)
+        valid = (rows >= 0) & self.active_[np.maximum(rows, 0)]
+        kth = np.where(valid, similarity, -1.0).min(axis=1, initial=1.0)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        # Only images with a held image of the batch nearer than their k-th image of the run can be
+        # held with it or lose probability: a batch mostly filed (or mostly held) searches little.
+        searched = np.zeros(m, dtype=bool)
+        while True:
+            held_rows = np.flatnonzero(held_by != "")
+            near = filed[~searched[filed]]
+            if not len(held_rows) or not len(near):
+                break
+            near = near[(vectors[near] @ vectors[held_rows].T).max(axis=1) > kth[near]]
+            if not len(near):
+                break
+            searched[near] = True
+            chosen = np.flatnonzero(searched)
+            held, share, batch_rows = self._group_step(index, vectors, similarity, rows, valid, clusters, held_by,
+                                                       chosen)
+            for j in np.flatnonzero(held[chosen] & (held_by[chosen] == "")):
+                from_batch = (batch_rows[j] >= 0) & (held_by[np.maximum(batch_rows[j], 0)] != "")
+                reasons[chosen[j]] = (
+                    f"held with its group: {int(from_batch.sum())} of its {k} nearest images are new images held "
+                    "in the same batch, and together they outweigh every cluster's (a group of its own, which an "
+                    "update can propose as a new cluster)")
+            held_by[chosen[held[chosen] & (held_by[chosen] == "")]] = HELD_GROUP
+            scale[chosen] = held_neighbour_scale(share)
+        return scale
+
+    def _group_step(self, index: Any, vectors: np.ndarray, similarity: np.ndarray, rows: np.ndarray,
+                    valid: np.ndarray, clusters: np.ndarray, held_by: np.ndarray,
+                    chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``openset.held_with_group`` for batch images ``chosen``, their k nearest from the run's
+        neighbours and the batch's together; also the batch rows among those neighbours."""
+        m, k = rows.shape
+        own, found = search(index, vectors[chosen], min(k + 1, m))
+        own, found = without_self(own, found, chosen, min(k, m - 1))
+        merged = np.concatenate([np.where(valid[chosen], similarity[chosen], -np.inf),
+                                 np.where(found >= 0, own, -np.inf)], axis=1)
+        # Batch rows as -2 - row, beside the run's rows.
+        which = np.concatenate([np.where(valid[chosen], rows[chosen], -1), np.where(found >= 0, -2 - found, -1)],
+                               axis=1)
+        best = np.argsort(-merged, axis=1, kind="stable")[:, :k]
+        merged, which = np.take_along_axis(merged, best, 1), np.take_along_axis(which, best, 1)
+        weights = np.where(np.isfinite(merged), np.clip(merged, 0.0, None), 0.0)
+        batch_rows = np.where(which <= -2, -2 - which, -1)
+        neighbour_clusters = np.where(which >= 0, self.clusters_[np.maximum(which, 0)], NOISE)
+        held, share = held_with_group(neighbour_clusters, batch_rows, weights, clusters, held_by != "", chosen)
+        return held, share, batch_rows
 
     # -- persistence: plain arrays, a serialised faiss index and JSON; no pickle --------------------
 
