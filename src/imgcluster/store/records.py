@@ -97,6 +97,12 @@ class Assignments:
         return [str(h) for h in self.how]
 
 
+# A name's confidence in words. The bars are where bench/names.py measured the ImageNet namer's names
+# right (docs/guide/names.md): sure names were right 100% of the time, likely ones 96%; below one half
+# a name is a guess or a mixed cluster's parts.
+CONFIDENCE_LEVELS = ((0.8, "sure"), (0.5, "likely"))
+
+
 @dataclass(frozen=True)
 class ClusterName:
     """A name for one cluster of a run, where it came from and how sure its source was.
@@ -104,6 +110,7 @@ class ClusterName:
     ``source`` is manual, imagenet, zero-shot or vlm; ``confidence`` is a probability in [0, 1] or
     None when the source gives none; ``candidates`` are the source's best (name, score) pairs, best
     first. ``error`` says why the source's last try failed (an earlier ``name`` is then kept).
+    ``level`` is the confidence in words (sure, likely, unsure).
     """
 
     cluster: int
@@ -113,3 +120,11 @@ class ClusterName:
     candidates: list[tuple[str, float | None]] = field(default_factory=list)
     error: str | None = None
     created_at: float = 0.0
+
+    @property
+    def level(self) -> str | None:
+        """How far to trust the name, in a word: sure, likely or unsure; None for a manual name (the
+        user's own) and for a source that gives no confidence (a VLM)."""
+        if self.source == "manual" or self.confidence is None:
+            return None
+        return next((word for bar, word in CONFIDENCE_LEVELS if self.confidence >= bar), "unsure")
