@@ -13,11 +13,12 @@ Sets built here (cached under --data-dir), each clustered with imgcluster's defa
   groups without clustering: one photo per group (a class at the leaves), then two (cat+horse:
   "placental"; clock+camera: "device"; rocket+motorcycle: "vehicle"; coffee+temple: nothing shared,
   a mixed name), to see the name climb the tree when the group does.
-A name is right when its node is one of the label's classes or above one (for a mixed name: when the
-part it lists first, what most members say, is); for a label with no ImageNet class no name is right,
-and what counts is that it is shown unsure. Specificity: classes under the named node (1 = a class).
-Per level (sure/likely/unsure): how many names and how many of them right. "As specific": of the
-ImageNet-like clusters the namer before named right, those named right and by a class now.
+A name is right when its node is one of the label's classes or above one; a mixed name is counted
+apart (with how many list a right part); for a label with no ImageNet class no name is right, and
+what counts is that it is shown unsure. Specificity: classes under the named node (1 = a class).
+Per level (sure/likely/unsure): how many names and how many of them right; and right per score bin
+over every set, to set the level bars. "As specific": of the ImageNet-like clusters the namer
+before named right, those named right and by a class now.
 
     python bench/names.py [--data-dir /tmp/imgcluster-names] [--seeds 2]
 """
@@ -73,8 +74,8 @@ def judge(name: ClusterName, allowed: set[int], parts: set[int] | None = None) -
     ``parts``: what a mixed name's first part may be (default: ``allowed``)."""
     text = name.name.split(" · ")[0]
     if text.startswith("mixed: "):
-        first = node_of(text[len("mixed: "):].split(", ")[0])
-        return first in (allowed if parts is None else parts), None
+        listed = [node_of(part) for part in text[len("mixed: "):].split(", ")]
+        return any(n in (allowed if parts is None else parts) for n in listed), None
     node = node_of(text)
     return node is not None and node in allowed, None if node is None else int(HIERARCHY.class_counts[node])
 
@@ -137,14 +138,18 @@ def majority(run: imgcluster.Run, labels: dict[str, str]) -> dict[int, str]:
 
 def tally(rows: list[tuple[str, ClusterName, bool, int | None]], imagenet_like: bool) -> str:
     names = [n.name for _, n, _, _ in rows]
+    shown_unsure = sum(1 for _, n, _, _ in rows if n.level == "unsure")
+    mixed = [r for _, n, r, _ in rows if n.name.startswith("mixed: ")]
+    rows = [row for row in rows if not row[1].name.startswith("mixed: ")]
     right = sum(r for _, _, r, _ in rows)
     alike = len(names) - len(set(names))
     levels = Counter(n.level for _, n, _, _ in rows)
     right_by = Counter(n.level for _, n, r, _ in rows if r)
     shown = ", ".join(f"{lv} {right_by[lv]}/{levels[lv]}" for lv in ("sure", "likely", "unsure") if levels[lv])
-    text = f"{right}/{len(rows)} right, {alike} alike; right per level: {shown}"
+    text = (f"{right}/{len(rows)} named right, {len(mixed)} mixed ({sum(mixed)} listing a right part), "
+            f"{alike} alike; right per level: {shown}")
     if not imagenet_like:
-        text += f"; shown unsure {levels['unsure']}/{len(rows)}"
+        text += f"; shown unsure (mixed included) {shown_unsure}/{len(names)}"
     return text
 
 
@@ -161,8 +166,13 @@ def evaluate(views: list[ClusterView], truth: dict[int, str], namers: dict[str, 
     return out
 
 
+CALIBRATION: list[tuple[float, bool]] = []  # (confidence, right) of every name given after, mixed ones aside
+
+
 def report(title: str, results: dict[str, list], imagenet: set[str]) -> dict[str, list]:
     print(f"\n## {title}")
+    CALIBRATION.extend((n.confidence, right) for _, n, right, _ in results.get("after", [])
+                       if not n.name.startswith("mixed: "))
     for label, rows in results.items():
         inside = [r for r in rows if r[0] in imagenet]
         outside = [r for r in rows if r[0] not in imagenet]
@@ -229,6 +239,10 @@ def main() -> None:
         kept = sum(1 for old, new in pairs if new is not None and new <= old)
         print(f"\n{title}: of the ImageNet-like ones named right before, named right and as specifically now: "
               f"{kept}/{len(pairs)}")
+    bins = ((0.9, 1.01), (0.8, 0.9), (0.65, 0.8), (0.5, 0.65), (0.0, 0.5))
+    print("names right per confidence (after, every set, mixed aside): " + ", ".join(
+        f"[{lo:.2f}, {min(hi, 1):.2f}) {sum(r for c, r in CALIBRATION if lo <= c < hi)}/"
+        f"{sum(1 for c, _ in CALIBRATION if lo <= c < hi)}" for lo, hi in bins))
     stable = [label for label, seen in names_per_seed.items() if len(seen) == args.seeds and all(s == seen[0] for s in seen)]
     print(f"labels whose cluster keeps one name over {args.seeds} seeds: {len(stable)}/{len(names_per_seed)}")
     print(f"time: {time.perf_counter() - started:.0f} s (2 shared cores, under load)")

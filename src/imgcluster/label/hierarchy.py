@@ -160,10 +160,13 @@ def _mixed_parts(per_image: np.ndarray, scores: np.ndarray, hierarchy: Hierarchy
     often = [n for n in by_score if counts[n] >= max(2, len(said) / 4)]
     # Members that disagree are shown as such: at least two parts when they said two things.
     ranked = often + [n for n in by_score if n not in often][:max(0, 2 - len(often))]
+    # A part under another part says nothing more ("mixed: espresso, food" is food).
+    ranked = [n for n in ranked if not any(o != n and o in hierarchy.ancestors(n) for o in ranked)]
     distinct: dict[str, int] = {}
     for node in ranked:
         distinct.setdefault(hierarchy.names[node], node)
-    return list(distinct.values())[:PARTS]
+    # Listed alphabetically: two parts close in score swap places from one run to the next.
+    return sorted(list(distinct.values())[:PARTS], key=lambda n: hierarchy.names[n].casefold())
 
 
 def _candidates(pairs: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName
-from .base import ClusterView, NamingContext
+from .base import TOP, ClusterView, NamingContext
 from .hierarchy import Hierarchy, distinct_names, imagenet_hierarchy, name_cluster
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ImageNetNamer:
             return failed
         texts = distinct_names(hedged, scores, self.hierarchy)
         names = [ClusterName(cluster, text, self.source, round(name.confidence, 4),
-                             [(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])
+                             ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
                  for cluster, text, name in zip(named, texts, hedged)]
         return sorted(names + failed, key=lambda n: n.cluster)
 
