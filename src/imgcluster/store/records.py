@@ -98,9 +98,9 @@ class Assignments:
 
 
 # A name's confidence in words, from how often bench/names.py found the ImageNet namer's names right
-# (docs/guide/names.md): from 0.5 on about 7 in 10 (the misses are the classifier's own confident
-# errors: the clock it calls a spotlight, a horse silhouette it calls a dog), below 0.5 1 in 8. Sure
-# starts at 0.9, where an ImageNet classifier's own top-1 answers are nearly always right.
+# (docs/guide/names.md, 2026-12-07): from 0.5 on 18 of 25 (the misses are the classifier's own
+# confident errors: the clock it calls a spotlight, a horse silhouette it calls a dog), below 0.5 2 of
+# 17. 0.8-0.9 was right 2 of 4, so sure starts at 0.9 (2 of 2 there: too few to say more).
 CONFIDENCE_LEVELS = ((0.9, "sure"), (0.5, "likely"))
 
 
