@@ -183,7 +183,9 @@ def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hi
     sharing the text), a node no other cluster of the group took. ``scores``: each cluster's
     (n_nodes,) node scores of its mean class probabilities."""
     texts = [n.text for n in names]
-    used: list[set[int]] = [set(hierarchy.ancestors(n.node)) if n.node is not None else set(n.parts) for n in names]
+    # A node above the name (or above a part it lists) tells nothing apart: "nematode · animal".
+    used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in hierarchy.ancestors(node)}
+            for n in names]
     for _ in range(rounds):
         groups: dict[str, list[int]] = {}
         for i, text in enumerate(texts):
