@@ -93,9 +93,9 @@ class BeforeNamer(ImageNetNamer):
 def write_whole_views(dest: Path, per_photo: int = 8) -> dict[str, list[str]]:
     """JPEG views of each ImageNet-like sample photo (80-100% of it, every other one mirrored)."""
     from PIL import ImageOps
+    from skimage.data import stereo_motorcycle
 
     from imgcluster.demo import _sample_photos
-    from skimage.data import stereo_motorcycle
 
     photos = {name: photo for name, photo in _sample_photos().items() if name in TRUTH}
     photos["motorcycle"] = Image.fromarray(stereo_motorcycle()[0]).convert("RGB")
