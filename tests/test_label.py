@@ -51,8 +51,10 @@ def test_every_digits_cluster_has_representatives_and_an_imagenet_name(digits_ru
         assert chosen.central and chosen.probable and chosen.diverse
         assert set(chosen.central + chosen.probable + chosen.diverse) <= members[cluster]
         name = digits_run.names[cluster]
-        assert name.source == "imagenet" and name.name and 0 < name.confidence <= 1
+        assert name.source == "imagenet" and name.name and 0 <= name.confidence <= 1
+        assert name.level in ("sure", "likely", "unsure")
         assert 1 <= len(name.candidates) <= 3 and name.candidates[0][0] == name.name
+    assert len({n.name for n in digits_run.names.values()}) == len(digits_run.names)  # never two alike
     assert digits_run.record.info["naming"] == {"namer": "imagenet"}
     with open(digits_run.outputs["csv"]) as handle:
         rows = list(csv.DictReader(handle))

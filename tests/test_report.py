@@ -89,7 +89,9 @@ def test_report_leads_each_cluster_with_its_representatives_and_names_it(digits_
         name = digits_run.names[summary.cluster]
         heading = grid.locator("h3").inner_text()
         assert heading.startswith(name.name) and f"cluster {summary.cluster}" in heading
-        assert f"named by imagenet {round(name.confidence * 100)}%" in grid.locator(".naming").inner_text()
+        # the confidence in words beside the number: a person reads "unsure", not "4%"
+        assert (f"named by imagenet · {name.level} {round(name.confidence * 100)}%"
+                in grid.locator(".naming").inner_text())
     legend = page.locator("#legend").inner_text()
     assert all(f"{c} · {n.name}" in legend for c, n in digits_run.names.items())
 

@@ -152,6 +152,9 @@ def test_two_seeds_compare_with_the_ari_of_the_stored_assignments(workspace: Pat
     assert json.loads(output.stdout)["ari"] == pytest.approx(expected)
     table = cli("runs", "compare", digits_run.key, seed_1.key, "--workspace", str(workspace))
     assert "ARI" in table.stdout and "best one-to-one matching" in table.stdout
+    best = max(result.matching, key=lambda m: m.overlap)  # its row names both clusters, id then name
+    flat = " ".join(table.stdout.split())
+    assert f"{best.a} {digits_run.names[best.a].name.split()[0]}" in flat
 
 
 def test_k_minus_one_is_reported_as_a_merge_of_the_two_right_clusters(digits_dir: Path, workspace: Path) -> None:

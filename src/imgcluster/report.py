@@ -143,7 +143,7 @@ def _grid(cluster: ClusterSummary, chosen: Representatives | None, position: Map
 def _naming(name: ClusterName | None) -> dict[str, Any]:
     if name is None:
         return {"named": False}
-    return {"named": True, "name": name.name, "source": name.source, "confidence": name.confidence,
+    return {"named": True, "name": name.name, "source": name.source, "confidence": name.confidence, "level": name.level,
             "candidates": [[text, score] for text, score in name.candidates if text != name.name]}
 
 

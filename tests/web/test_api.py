@@ -35,6 +35,8 @@ def test_runs_clusters_and_map_describe_the_run(client: httpx.Client, digits_run
     assert sum(c["size"] for c in clusters["clusters"]) == digits_run.record.n_images
     named = {c["cluster"]: c["name"] for c in clusters["clusters"]}
     assert all(named[c] == n.name for c, n in digits_run.names.items())
+    levels = {c["cluster"]: c["name_level"] for c in clusters["clusters"]}
+    assert all(levels[c] == n.level in ("sure", "likely", "unsure") for c, n in digits_run.names.items())
 
     body = client.get(f"/api/runs/{digits_run.key}/map")
     n = int(body.headers["x-points"])

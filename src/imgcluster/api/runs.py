@@ -141,7 +141,7 @@ def run_info(key: str | None = None, *, path: str | os.PathLike[str] | None = No
         return {"key": record.key, "created_at": record.created_at, "root": record.root, "workspace": str(ws.path),
                 "model_id": record.model_id, "model_name": record.model_name, "n_images": record.n_images,
                 "n_clusters": record.n_clusters, "config": record.config, **record.as_info(),
-                "names": {str(c): dataclasses.asdict(n) for c, n in sorted(names.items())},
+                "names": {str(c): dict(dataclasses.asdict(n), level=n.level) for c, n in sorted(names.items())},
                 "evaluations": evaluations, "stability": measured, "files": [str(p) for p in files]}
     finally:
         ws.close()

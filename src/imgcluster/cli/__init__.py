@@ -28,7 +28,7 @@ from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayCo
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
-from ..store import Embedded, is_corruption
+from ..store import ClusterName, Embedded, is_corruption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
@@ -221,7 +221,7 @@ def name_command(
     """Name a cluster yourself: your name wins over automatic ones and is kept when the report is rewritten."""
     run = chosen_run(run, folder, workspace)
     chosen = api.name_cluster(cluster, name, run, path=folder, workspace=workspace)
-    shown = f"{escape(chosen.name)} [dim]({chosen.source})[/]" if chosen else "numbered (no name)"
+    shown = f"{escape(chosen.name)} {trust(chosen)}" if chosen else "numbered (no name)"
     console.print(f"cluster {cluster}: {shown}; report and tables updated.")
 
 
@@ -256,16 +256,16 @@ def names_command(
     loaded = api.load_run(run, path=folder, workspace=workspace)
     every = api.cluster_names(loaded.key, workspace=loaded.workspace)
     if as_json:
-        console.print_json(json.dumps({"run": loaded.key, "shown": {str(c): dataclasses.asdict(n) for c, n in
-                                                                     sorted(loaded.names.items())},
-                                       "all": [dataclasses.asdict(n) for n in every]}))
+        console.print_json(json.dumps({"run": loaded.key, "shown": {str(c): dict(dataclasses.asdict(n), level=n.level)
+                                                                     for c, n in sorted(loaded.names.items())},
+                                       "all": [dict(dataclasses.asdict(n), level=n.level) for n in every]}))
         return
     table = Table("cluster", "size", "name", "other names", title=f"run {loaded.key}", title_justify="left")
     for summary in loaded.clusters():
         if summary.cluster < 0:
             continue
         shown = loaded.names.get(summary.cluster)
-        others = [f"{escape(n.name)} [dim]({n.source})[/]" for n in every
+        others = [f"{escape(n.name)} {trust(n)}" for n in every
                   if n.cluster == summary.cluster and n.name and n != shown]
         table.add_row(str(summary.cluster), f"{summary.size:,}", _shown_name(loaded, summary.cluster),
                       ", ".join(others))
@@ -518,8 +518,18 @@ def _shown_name(run: api.Run, cluster: int) -> str:
     chosen = run.names.get(cluster)
     if chosen is None:
         return ""
-    sure = f" {chosen.confidence:.0%}" if chosen.confidence is not None and chosen.source != "manual" else ""
-    return f"{escape(chosen.name)} [dim]({chosen.source}{sure})[/]"
+    return f"{escape(chosen.name)} {trust(chosen)}"
+
+
+def trust(name: ClusterName | dict[str, Any]) -> str:
+    """Where a name came from and how far to trust it: '(imagenet, sure 93%)', unsure ones in yellow.
+    ``name``: a ClusterName or its JSON form (with ``level``)."""
+    source, level, confidence = ((name.source, name.level, name.confidence) if isinstance(name, ClusterName)
+                                 else (name["source"], name.get("level"), name.get("confidence")))
+    if level is None or confidence is None:
+        return f"[dim]({escape(source)})[/]"
+    shown = "[yellow]unsure[/]" if level == "unsure" else level
+    return f"[dim]({escape(source)}, [/]{shown}[dim] {confidence:.0%})[/]"
 
 
 def _reason_kind(reason: str) -> str:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from . import chosen_run, progress_bar, app, console
+from . import app, chosen_run, console, id_and_name, progress_bar, trust
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -176,7 +176,7 @@ def _clusters_table(info: dict[str, Any]) -> Table:
         name = info["names"].get(str(c["cluster"]))
         measured = stability.get(c["cluster"])
         table.add_row("unclustered" if c["cluster"] < 0 else str(c["cluster"]),
-                      f"{escape(name['name'])} [dim]({name['source']})[/]" if name else "", f"{c['size']:,}",
+                      f"{escape(name['name'])} {trust(name)}" if name else "", f"{c['size']:,}",
                       f"{c['mean_membership_probability']:.2f}",
                       "" if measured is None else f"{measured['stability']:.2f}"
                       + (" [bold red]unstable[/]" if measured["unstable"] else ""))
@@ -225,16 +225,21 @@ def runs_compare_command(
                   + (f" ({result.only_a:,} only in A, {result.only_b:,} only in B)" if result.only_a or result.only_b
                      else "") + f": ARI {result.ari:.3f} · NMI {result.nmi:.3f} · variation of information "
                   f"{result.variation_of_information:.3f} nats", soft_wrap=True)
+    names_a, names_b = ({int(c): n["name"] for c, n in api.run_info(key, path=folder, workspace=workspace)["names"].items()}
+                        for key in (result.a, result.b))
     matching = Table("A", "B", title="best one-to-one matching", title_justify="left")
     for column in ("overlap", "Jaccard"):
         matching.add_column(column, justify="right")
     for m in result.matching:
-        matching.add_row(str(m.a), str(m.b), f"{m.overlap:,}", f"{m.jaccard:.2f}")
+        matching.add_row(id_and_name(m.a, names_a.get(m.a)), id_and_name(m.b, names_b.get(m.b)), f"{m.overlap:,}",
+                         f"{m.jaccard:.2f}")
     console.print(matching)
     for split in result.splits:
-        console.print(f"split: A {split.cluster} → " + ", ".join(f"B {c} ({n:,})" for c, n in split.parts))
+        console.print(f"split: A {id_and_name(split.cluster, names_a.get(split.cluster))} → "
+                      + ", ".join(f"B {id_and_name(c, names_b.get(c))} ({n:,})" for c, n in split.parts))
     for merge in result.merges:
-        console.print("merge: " + " + ".join(f"A {c} ({n:,})" for c, n in merge.parts) + f" → B {merge.cluster}")
+        console.print("merge: " + " + ".join(f"A {id_and_name(c, names_a.get(c))} ({n:,})" for c, n in merge.parts)
+                      + f" → B {id_and_name(merge.cluster, names_b.get(merge.cluster))}")
     if len(result.clusters_a) <= 16 and len(result.clusters_b) <= 16:
         contingency = Table("A \\ B", title="contingency (images)", title_justify="left")
         for cluster in result.clusters_b:

@@ -12,8 +12,8 @@ import numpy as np
 from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName, Workspace
-from .base import ClusterView, NamingContext, merge_by_name, names_from_scores
-from .vocabulary import imagenet_class_names
+from .base import TOP, ClusterView, NamingContext
+from .hierarchy import Hierarchy, distinct_names, imagenet_hierarchy, name_cluster
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +22,18 @@ _BATCH = 16
 
 class ImageNetNamer:
     """Classifies each cluster's representative images with an ImageNet head (the bundled
-    efficientnet-lite0's, whatever model the run used), averages the class probabilities over them,
-    and names the cluster by its most probable class, kept distinct from the other clusters' names
-    where one of its five best allows; confidence is that class's mean probability."""
+    efficientnet-lite0's, whatever model the run used), sums the class probabilities up ImageNet's
+    is-a tree and names the cluster by the most specific node the images are sure enough of on
+    average (see ``hierarchy``): a class when sure, a broader node when not, "mixed: …" when the
+    members agree on nothing meaningful. Clusters that would share a name are told apart by what
+    differs between them. Confidence is the named node's score: its mean probability beyond chance."""
 
     source = "imagenet"
     needs_embeddings = False
 
-    def __init__(self, classifier: Any, class_names: Sequence[str], images_per_cluster: int = 8,
+    def __init__(self, classifier: Any, hierarchy: Hierarchy, images_per_cluster: int = 8,
                  workspace: Workspace | None = None):
-        self.classifier, self.class_names, self.images_per_cluster = classifier, class_names, images_per_cluster
+        self.classifier, self.hierarchy, self.images_per_cluster = classifier, hierarchy, images_per_cluster
         self.workspace = workspace  # caches each image's class probabilities, keyed by its content
 
     @classmethod
@@ -40,11 +42,11 @@ class ImageNetNamer:
         if not callable(getattr(classifier, "classify", None)):
             raise ConfigError(f"{getattr(classifier, 'name', 'This model')} has no ImageNet classifier head. "
                               "Use --namer zero-shot (CLIP-like models) or --namer vlm.")
-        return cls(classifier, imagenet_class_names(), config.images_per_cluster, context.workspace)
+        return cls(classifier, imagenet_hierarchy(), config.images_per_cluster, context.workspace)
 
     def name(self, clusters: Sequence[ClusterView],
              progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
-        means, named, failed = [], [], []
+        hedged, scores, named, failed = [], [], [], []
         for done, view in enumerate(clusters):
             if progress is not None:
                 progress(done, len(clusters))
@@ -53,14 +55,18 @@ class ImageNetNamer:
                 failed.append(ClusterName(view.cluster, "", self.source,
                                           error="none of its representative images could be read"))
                 continue
-            means.append(probabilities.mean(axis=0))
+            hedged.append(name_cluster(probabilities, self.hierarchy))
+            scores.append(self.hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0])
             named.append(view.cluster)
         if progress is not None:
             progress(len(clusters), len(clusters))
         if not named:
             return failed
-        terms, scores = merge_by_name(self.class_names, np.stack(means))
-        return sorted(names_from_scores(named, scores, terms, self.source) + failed, key=lambda n: n.cluster)
+        texts = distinct_names(hedged, scores, self.hierarchy)
+        names = [ClusterName(cluster, text, self.source, round(name.confidence, 4),
+                             ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
+                 for cluster, text, name in zip(named, texts, hedged)]
+        return sorted(names + failed, key=lambda n: n.cluster)
 
     def class_probabilities(self, view: ClusterView) -> np.ndarray | None:
         """(m, 1000) ImageNet probabilities of the cluster's first readable representatives, or None.
@@ -87,6 +93,9 @@ class ImageNetNamer:
         if pixels:
             fresh = np.concatenate([self.classifier.classify(np.stack(pixels[start:start + _BATCH]))
                                     for start in range(0, len(pixels), _BATCH)])
+            # Through float16, as cached: the first naming and every later one see the same values,
+            # so a name near a confidence bar cannot change when it comes from the cache.
+            fresh = fresh.astype(np.float16).astype(np.float32)
             for i, probabilities in zip(order, fresh):
                 found[i] = probabilities
                 self._remember(view.content_hashes[i] if i < len(view.content_hashes) else None, probabilities)
@@ -108,7 +117,7 @@ class ImageNetNamer:
             probabilities = np.frombuffer(base64.b64decode(answer), dtype=np.float16)
         except ValueError:  # not ours or damaged: classify the picture again
             return None
-        return probabilities.astype(np.float32) if probabilities.size == len(self.class_names) else None
+        return probabilities.astype(np.float32) if probabilities.size == self.hierarchy.n_classes else None
 
     def _remember(self, content_hash: str | None, probabilities: np.ndarray) -> None:
         key = self._cache_key(content_hash)

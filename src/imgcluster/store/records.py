@@ -344,6 +344,13 @@ class Assignments:
         return [str(h) for h in self.how]
 
 
+# A name's confidence in words, from how often bench/names.py found the ImageNet namer's names right
+# (docs/guide/names.md, 2026-12-07): from 0.5 on 18 of 25 (the misses are the classifier's own
+# confident errors: the clock it calls a spotlight, a horse silhouette it calls a dog), below 0.5 2 of
+# 17. 0.8-0.9 was right 2 of 4, so sure starts at 0.9 (2 of 2 there: too few to say more).
+CONFIDENCE_LEVELS = ((0.9, "sure"), (0.5, "likely"))
+
+
 @dataclass(frozen=True)
 class ClusterName:
     """A name for one cluster of a run, where it came from and how sure its source was.
@@ -351,6 +358,7 @@ class ClusterName:
     ``source`` is manual, imagenet, zero-shot or vlm; ``confidence`` is a probability in [0, 1] or
     None when the source gives none; ``candidates`` are the source's best (name, score) pairs, best
     first. ``error`` says why the source's last try failed (an earlier ``name`` is then kept).
+    ``level`` is the confidence in words (sure, likely, unsure).
     """
 
     cluster: int
@@ -360,3 +368,11 @@ class ClusterName:
     candidates: list[tuple[str, float | None]] = field(default_factory=list)
     error: str | None = None
     created_at: float = 0.0
+
+    @property
+    def level(self) -> str | None:
+        """How far to trust the name, in a word: sure, likely or unsure; None for a manual name (the
+        user's own) and for a source that gives no confidence (a VLM)."""
+        if self.source == "manual" or self.confidence is None:
+            return None
+        return next((word for bar, word in CONFIDENCE_LEVELS if self.confidence >= bar), "unsure")

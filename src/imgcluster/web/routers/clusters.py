@@ -38,7 +38,8 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
         cluster = summary.cluster
         name = names.get(cluster)
         rows.append({"cluster": cluster, "name": cluster_label(cluster, name.name if name else None),
-                     "named_by": name.source if name else None, "size": summary.size,
+                     "named_by": name.source if name else None, "name_level": name.level if name else None,
+                     "size": summary.size,
                      "mean_membership_probability": summary.mean_membership_probability,
                      "stability": stability.get(cluster, {}).get("stability"),
                      "unstable": stability.get(cluster, {}).get("unstable"),

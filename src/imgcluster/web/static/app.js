@@ -490,11 +490,11 @@ function renderClusters() {
   list.replaceChildren(...S.clusters.map((c) => {
     const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
     const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : ""), "data-cluster": c.cluster,
-      title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}` },
+      title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}${c.name_level ? " · " + c.name_level : ""}` },
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
-    h("span", { class: "name" }, c.name, c.proposed ? h("span", { class: "badge", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
+    h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
     h("span", { class: "size" }, String(c.size)),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
     c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
