@@ -26,11 +26,19 @@ def grown(digits_dir: Path, digits_run: imgcluster.Run, tmp_path_factory: pytest
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest / Path(path).name)
     workspace = copy_workspace(Path(digits_run.workspace), root / "ws")
-    imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", namer="none", run_key="fit")
+    # Named (the class probabilities of the digits are mostly cached in the copied workspace), so the
+    # proposals are named by the parent's namer too.
+    imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", namer="imagenet", run_key="fit")
     shutil.copytree(later, folder, dirs_exist_ok=True)
     done = imgcluster.update(folder, workspace=workspace, run_key="grown")
     assert done.proposed, "the 8s and 9s should form at least one proposed cluster"
     return workspace, done
+
+
+def test_proposals_are_named_by_the_parents_namer(grown) -> None:
+    _, done = grown
+    names = {p.cluster: done.run.names.get(p.cluster) for p in done.proposed}
+    assert all(n is not None and n.source == "imagenet" and n.name for n in names.values()), names
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,7 @@ def test_a_proposal_is_badged_and_accepted_in_the_page(live: LiveServer, grown, 
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(live.url + "/#run=grown")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    assert page.locator("#clusters .badge").count() == len(done.proposed)
+    assert page.locator("#clusters .badge.proposed").count() == len(done.proposed)
     page.click(f"#clusters li[data-cluster='{cluster}'] .name")
     page.wait_for_selector("#accept-proposal")
     page.screenshot(path=str(tmp_path / "proposal.png"))
@@ -82,7 +90,7 @@ def test_a_proposal_is_badged_and_accepted_in_the_page(live: LiveServer, grown, 
                            timeout=60_000)
     new_run = page.input_value("#run")
     assert new_run != "grown"
-    assert page.locator(f"#clusters li[data-cluster='{cluster}'] .badge").count() == 0
+    assert page.locator(f"#clusters li[data-cluster='{cluster}'] .badge.proposed").count() == 0
     assert errors == []
     page.close()
     info = imgcluster.load_run(new_run, workspace=grown[0]).record.info["update"]

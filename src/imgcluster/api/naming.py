@@ -51,7 +51,7 @@ def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignm
     report(0, latest[0])  # loading the namer's model comes first, and can take seconds
     for attempt in [namer] + (["imagenet"] if config.namer == "auto" and namer == "zero-shot" else []):
         try:
-            names = _run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors,
+            names = run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors,
                                progress=report)
             break
         except Exception as error:  # hours of embedding must not be lost to a namer
@@ -66,7 +66,7 @@ def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignm
     return names, Naming(namer, errors, named_by if errors else None)
 
 
-def _run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
+def run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
                config: NameConfig, namer_name: str, vectors: np.ndarray | None = None,
                clusters: Sequence[int] | None = None, api_key: str | None = None,
                progress: Progress | None = None) -> list[ClusterName]:
@@ -151,7 +151,7 @@ def name_clusters(key: str | None = None, *, namer: str | None = None, config: N
     try:
         ws.lock()
         resolved = resolve_namer(config.namer, run.record.model)
-        names = _run_namer(ws, run.record, run.images, run.assignments, config, resolved, clusters=clusters,
+        names = run_namer(ws, run.record, run.images, run.assignments, config, resolved, clusters=clusters,
                            api_key=api_key)
         ws.save_names(run.key, names)
         write_outputs(ws, run.record, run.images, run.assignments, run.skipped, choose_names(ws.names(run.key)))

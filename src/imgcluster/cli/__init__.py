@@ -13,62 +13,21 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.table import Column, Table
-from rich.text import Text
+from rich.table import Table
 
 from .. import api
-from ..compiling import numba_compiling
 from ..config import (ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
                       ScanConfig, configure, overrides)
 from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
-from ..store import ClusterName, Embedded, is_corruption
+from ..store import Embedded, is_corruption
+from .common import (SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default, option_help,
+                     print_warnings, progress_bar, say_notes, setting, trust)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Cluster a folder of images: embed, reduce, cluster, and look at the result.")
-console = Console()
-err = Console(stderr=True)
-
-
-def option_help(cls: type, name: str) -> str:
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
-
-
-def option_default(cls: type, name: str) -> Any:
-    """The default of config field ``cls.name``: options take it from there, never restate it."""
-    return getattr(cls(), name)
-
-
-def _setting(cls: type, name: str, *flags: str, prefix: str = "", **extra: Any) -> Any:
-    """A ``typer.Option`` for config field ``cls.name`` whose value defaults to None, "not given" (so
-    a preset's value stands): its help is the field's, and ends with the field's default."""
-    default = option_default(cls, name)
-    shown = "" if default is None else rf" \[default: {','.join(default) if isinstance(default, tuple) else default}]"
-    return typer.Option(*flags, help=prefix + option_help(cls, name) + shown, show_default=False, **extra)
-
-
-SET_HELP = ("Any other stage setting, as STAGE.FIELD=VALUE (repeatable): e.g. cluster.min_samples=5, "
-            "reduce.n_neighbors=30, embed.workers=4; none unsets an optional one. The stages and their fields are "
-            "the configuration reference's (ScanConfig … DedupConfig).")
-
-
-# Notes on stderr (which run a command picked) wait for the command's first progress bar or its
-# end: a command refused on the way says one line, the refusal, which names the run where it matters.
-_notes: list[str] = []
-
-
-def _say_notes(*_: object, **__: object) -> None:
-    while _notes:
-        err.print(f"[dim]{escape(_notes.pop(0))}[/]", soft_wrap=True)
-
-
-@app.callback(result_callback=_say_notes)
+@app.callback(result_callback=say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
            ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
@@ -78,20 +37,20 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show w
 @app.command("cluster")
 def cluster_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    model: Annotated[Optional[str], _setting(EmbedConfig, "model")] = None,
-    pooling: Annotated[Optional[str], _setting(EmbedConfig, "pooling")] = None,
-    method: Annotated[Optional[str], _setting(ClusterConfig, "method")] = None,
-    k: Annotated[Optional[int], _setting(ClusterConfig, "k", "--k")] = None,
-    min_cluster_size: Annotated[Optional[int], _setting(ClusterConfig, "min_cluster_size")] = None,
-    reduce: Annotated[Optional[str], _setting(ReduceConfig, "method", "--reduce")] = None,
-    map_method: Annotated[Optional[str], _setting(ReduceConfig, "map_method", "--map")] = None,
-    max_cluster_size: Annotated[Optional[int], _setting(ClusterConfig, "max_cluster_size")] = None,
-    min_samples: Annotated[Optional[int], _setting(ClusterConfig, "min_samples")] = None,
-    cluster_selection_method: Annotated[Optional[str], _setting(ClusterConfig, "cluster_selection_method")] = None,
-    alpha: Annotated[Optional[float], _setting(ClusterConfig, "alpha")] = None,
-    noise: Annotated[Optional[str], _setting(ClusterConfig, "noise")] = None,
-    attach_threshold: Annotated[Optional[float], _setting(ClusterConfig, "attach_threshold")] = None,
-    held_quantile: Annotated[Optional[float], _setting(ClusterConfig, "held_quantile")] = None,
+    model: Annotated[Optional[str], setting(EmbedConfig, "model")] = None,
+    pooling: Annotated[Optional[str], setting(EmbedConfig, "pooling")] = None,
+    method: Annotated[Optional[str], setting(ClusterConfig, "method")] = None,
+    k: Annotated[Optional[int], setting(ClusterConfig, "k", "--k")] = None,
+    min_cluster_size: Annotated[Optional[int], setting(ClusterConfig, "min_cluster_size")] = None,
+    reduce: Annotated[Optional[str], setting(ReduceConfig, "method", "--reduce")] = None,
+    map_method: Annotated[Optional[str], setting(ReduceConfig, "map_method", "--map")] = None,
+    max_cluster_size: Annotated[Optional[int], setting(ClusterConfig, "max_cluster_size")] = None,
+    min_samples: Annotated[Optional[int], setting(ClusterConfig, "min_samples")] = None,
+    cluster_selection_method: Annotated[Optional[str], setting(ClusterConfig, "cluster_selection_method")] = None,
+    alpha: Annotated[Optional[float], setting(ClusterConfig, "alpha")] = None,
+    noise: Annotated[Optional[str], setting(ClusterConfig, "noise")] = None,
+    attach_threshold: Annotated[Optional[float], setting(ClusterConfig, "attach_threshold")] = None,
+    held_quantile: Annotated[Optional[float], setting(ClusterConfig, "held_quantile")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named recipe: default, ifunny (the iFunny article's "
                                                        "UMAP+HDBSCAN settings) or gumgum (the GumGum article's "
                                                        "StandardScaler + k-means, k=100); other options override "
@@ -99,12 +58,12 @@ def cluster_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     run_key: Annotated[Optional[str], typer.Option(help="Name for this run (default: date-time-random).")] = None,
-    batch_size: Annotated[Optional[int], _setting(EmbedConfig, "batch_size")] = None,
-    device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
-    seed: Annotated[Optional[int], _setting(ReduceConfig, "seed")] = None,
-    min_side: Annotated[Optional[int], _setting(ScanConfig, "min_side")] = None,
+    batch_size: Annotated[Optional[int], setting(EmbedConfig, "batch_size")] = None,
+    device: Annotated[Optional[str], setting(EmbedConfig, "device")] = None,
+    seed: Annotated[Optional[int], setting(ReduceConfig, "seed")] = None,
+    min_side: Annotated[Optional[int], setting(ScanConfig, "min_side")] = None,
     follow_links: Annotated[bool, typer.Option("--follow-links", help=option_help(ScanConfig, "follow_symlinks"))] = False,
-    namer: Annotated[Optional[str], _setting(NameConfig, "namer")] = None,
+    namer: Annotated[Optional[str], setting(NameConfig, "namer")] = None,
     dedup: Annotated[bool, typer.Option("--dedup", help="Cluster one image per duplicate group (exact, perceptual "
                                                         "and embedding duplicates, as `imgcluster duplicates` finds "
                                                         "them); the others join their keeper's cluster with how = "
@@ -139,20 +98,20 @@ def cluster_command(
 @app.command("embed")
 def embed_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    model: Annotated[Optional[str], _setting(EmbedConfig, "model")] = None,
-    pooling: Annotated[Optional[str], _setting(EmbedConfig, "pooling")] = None,
+    model: Annotated[Optional[str], setting(EmbedConfig, "model")] = None,
+    pooling: Annotated[Optional[str], setting(EmbedConfig, "pooling")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
-    batch_size: Annotated[Optional[int], _setting(EmbedConfig, "batch_size")] = None,
-    device: Annotated[Optional[str], _setting(EmbedConfig, "device")] = None,
+    batch_size: Annotated[Optional[int], setting(EmbedConfig, "batch_size")] = None,
+    device: Annotated[Optional[str], setting(EmbedConfig, "device")] = None,
     workers: Annotated[Optional[int], typer.Option(
         help=option_help(EmbedConfig, "workers") + " With --engine ray: " + option_help(RayConfig, "workers")
         + rf" \[default: {option_default(EmbedConfig, 'workers')}]", show_default=False)] = None,
-    commit_every: Annotated[Optional[int], _setting(EmbedConfig, "commit_every")] = None,
+    commit_every: Annotated[Optional[int], setting(EmbedConfig, "commit_every")] = None,
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers embed, each with its own "
                                              "copy of the model; pip install 'imgcluster\\[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: " + option_help(RayConfig, "address"))] = None,
-    retries: Annotated[Optional[int], _setting(RayConfig, "retries", prefix="With --engine ray: ")] = None,
+    retries: Annotated[Optional[int], setting(RayConfig, "retries", prefix="With --engine ray: ")] = None,
     shards_to: Annotated[Optional[str], typer.Option(
         "--shards-to", metavar="URL",
         help="Also write the embeddings as Parquet shards (content_hash, path, vector as float32) to this folder "
@@ -233,11 +192,11 @@ def names_command(
     namer: Annotated[Optional[str], typer.Option(help="Name the clusters again with this namer first: "
                                                       + option_help(NameConfig, "namer"))] = None,
     vocabulary: Annotated[Optional[Path], typer.Option(help=option_help(NameConfig, "vocabulary"))] = None,
-    images_per_cluster: Annotated[Optional[int], _setting(NameConfig, "images_per_cluster")] = None,
+    images_per_cluster: Annotated[Optional[int], setting(NameConfig, "images_per_cluster")] = None,
     vlm_url: Annotated[Optional[str], typer.Option(help=option_help(NameConfig, "vlm_url"))] = None,
     vlm_model: Annotated[Optional[str], typer.Option(help=option_help(NameConfig, "vlm_model"))] = None,
-    vlm_images: Annotated[Optional[int], _setting(NameConfig, "vlm_images")] = None,
-    vlm_min_interval: Annotated[Optional[float], _setting(NameConfig, "vlm_min_interval")] = None,
+    vlm_images: Annotated[Optional[int], setting(NameConfig, "vlm_images")] = None,
+    vlm_min_interval: Annotated[Optional[float], setting(NameConfig, "vlm_min_interval")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the names as JSON.")] = False,
 ) -> None:
     """Show the names of a run's clusters, from every source; with --namer, name them again first."""
@@ -391,56 +350,6 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print a
     console.print(table)
 
 
-def progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
-    """A context manager yielding a ``progress(stage, done, total)`` callback drawing rich bars: a
-    spinner while a stage runs, and "compiling numba…" in place of its ETA while numba compiles."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def manager():  # type: ignore[no-untyped-def]
-        if not enabled:
-            yield None
-            return
-        running: list[int] = []  # the stage that ticked last
-        bars = Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.description:<8}"), BarColumn(),
-                        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        _EtaColumn(running), console=err, transient=False)
-        tasks: dict[str, int] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                if not tasks:  # started with the first stage: a command refused before any work prints no bar
-                    _say_notes()
-                    bars.start()
-                tasks[stage] = bars.add_task(stage, total=total, rate="")
-            running[:] = [tasks[stage]]
-            task = bars.tasks[tasks[stage]]
-            rate = f"{done / task.elapsed:,.0f}/s" if task.elapsed and stage in ("scan", "embed") and done else ""
-            bars.update(tasks[stage], completed=done, total=total, rate=rate)
-
-        try:
-            yield on_progress
-        finally:
-            if tasks:
-                bars.stop()
-
-    return manager()
-
-
-class _EtaColumn(ProgressColumn):
-    """The time left; on the running stage "compiling numba…" instead while numba compiles (a first
-    run spends tens of seconds there without a tick, when an ETA has nothing to go on)."""
-
-    def __init__(self, running: list[int]):
-        super().__init__(table_column=Column(min_width=16, no_wrap=True))  # one width: the bars never shift
-        self.running, self.remaining = running, TimeRemainingColumn()
-
-    def render(self, task: Task) -> Text:
-        if not task.finished and task.id in self.running and numba_compiling():
-            return Text("compiling numba…", style="yellow")
-        return Text("eta ").append_text(self.remaining.render(task))
-
-
 def _print_run(run: api.Run) -> None:
     record = run.record
     names = {r.id: Path(r.path).name for r in run.images}
@@ -485,28 +394,6 @@ def _print_run(run: api.Run) -> None:
     console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
 
 
-def print_warnings(warnings: list[str]) -> None:
-    """A run's warnings (a degenerate answer and what to try), one line each."""
-    for warning in warnings:
-        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-
-
-def chosen_run(run: str | None, path: Path | None = None, workspace: Path | None = None) -> str:
-    """``run`` as given; when None, the default run (the newest with clusters), said on stderr with
-    why, so a command never works on a run the user did not see it pick."""
-    if run is not None:
-        return run
-    chosen = api.default_run(path, workspace=workspace)
-    _notes.append(f"using run {chosen.key} ({chosen.reason})")
-    return chosen.key
-
-
-
-def id_and_name(cluster: int, name: str | None) -> str:
-    """A cluster as tables show it: its id, then its name when it has one."""
-    return f"{cluster} {escape(name)}" if name else str(cluster)
-
-
 def _dedup_summary(dedup: dict[str, Any] | None) -> dict[str, int] | None:
     """How many images ``cluster --dedup`` set aside (duplicates) and how many groups kept one each."""
     if not dedup:
@@ -519,17 +406,6 @@ def _shown_name(run: api.Run, cluster: int) -> str:
     if chosen is None:
         return ""
     return f"{escape(chosen.name)} {trust(chosen)}"
-
-
-def trust(name: ClusterName | dict[str, Any]) -> str:
-    """Where a name came from and how far to trust it: '(imagenet, sure 93%)', unsure ones in yellow.
-    ``name``: a ClusterName or its JSON form (with ``level``)."""
-    source, level, confidence = ((name.source, name.level, name.confidence) if isinstance(name, ClusterName)
-                                 else (name["source"], name.get("level"), name.get("confidence")))
-    if level is None or confidence is None:
-        return f"[dim]({escape(source)})[/]"
-    shown = "[yellow]unsure[/]" if level == "unsure" else level
-    return f"[dim]({escape(source)}, [/]{shown}[dim] {confidence:.0%})[/]"
 
 
 def _reason_kind(reason: str) -> str:
@@ -605,7 +481,7 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def _refuse(message: str, exit_code: int = 2) -> NoReturn:
     """Print ``message`` as one line on stderr and exit."""
-    _notes.clear()
+    notes_waiting.clear()
     err.print(f"[bold red]error:[/] {escape(' '.join(message.strip().splitlines()))}", soft_wrap=True)
     raise SystemExit(exit_code) from None
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import api
 from ..config import EmbedConfig
-from . import app, console, option_default, option_help
+from .common import app, console, option_default, option_help
 
 
 @app.command("doctor")

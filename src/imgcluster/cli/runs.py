@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from . import app, chosen_run, console, id_and_name, progress_bar, trust
+from .common import app, chosen_run, console, id_and_name, progress_bar, trust
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")

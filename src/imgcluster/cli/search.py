@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import api
 from ..api.search import check_duplicates_export
 from ..config import DETECTORS, DedupConfig, EmbedConfig
-from . import app, console, option_default, option_help, progress_bar
+from .common import app, console, option_default, option_help, progress_bar
 
 FolderOption = Annotated[Optional[Path], typer.Option("--folder", help="The embedded folder whose workspace to use "
                                                                        "(default: the nearest .imgcluster above).")]

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..cluster.openset import HELD_WORDS
-from . import chosen_run, id_and_name, print_warnings, progress_bar, app, console, err
+from .common import app, chosen_run, console, err, id_and_name, print_warnings, progress_bar
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
                                                                ".imgcluster).")]

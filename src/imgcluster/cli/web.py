@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from . import app, console, err
+from .common import app, console, err
 
 
 @app.command("serve")

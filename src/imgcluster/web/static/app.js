@@ -494,7 +494,7 @@ function renderClusters() {
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
-    h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
+    h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
     h("span", { class: "size" }, String(c.size)),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
     c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
