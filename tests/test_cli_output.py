@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 import imgcluster
 from imgcluster.cli import app
-from imgcluster.config import apply_preset
 from imgcluster.runs import answer_warnings
 
 from .conftest import write_photos

@@ -180,13 +180,13 @@ class ReduceConfig:
     n_epochs: int | None = _help(
         "UMAP optimisation epochs for the clustering space; unset: 500 below 1,000 images and 200 from there "
         "(umap-learn's own rule moves to 200 only above 10,000 images; between 1,000 and 10,000 its 500 clustered "
-        "no better on the digits and the photo crops and took 40% longer, docs/benchmarks.md).", None)
+        "no better on the digits and the photo crops and took 40% longer: docs/benchmarks.md, UMAP epochs).", None)
     metric: str = _help("Distance between embeddings: cosine or euclidean.", "cosine")
     map_method: str = _help("Reducer for the 2-D map: umap, tsne or pca.", "umap")
     map_min_dist: float = _help("UMAP min_dist for the 2-D map (0.1 keeps points readable).", 0.1)
     map_n_epochs: int | None = _help(
         "UMAP epochs for the 2-D map; the map is for the eye, so fewer than the clustering space. "
-        "Unset lets umap-learn choose.", 100)
+        "Unset: as for n_epochs (500 below 1,000 images, 200 from there).", 100)
     seed: int = _help("Random seed; the same seed gives the same result.", 0)
     fit_sample: int = _help(
         "Above this many images, reduce and cluster a random sample of this size and file the rest with "

@@ -92,3 +92,17 @@ def test_a_fit_on_a_sample_reports_sizes_at_the_collections_scale() -> None:
     _, clustering = imgcluster.fit_clusters(x, ReduceConfig(method="pca", map_method="pca", fit_sample=400),
                                             ClusterConfig(min_cluster_size=60))
     assert clustering.params["min_cluster_size"] == 60 and clustering.params["min_cluster_size_in_sample"] == 20
+
+
+def test_an_update_asks_new_clusters_for_the_size_the_fit_asked_once() -> None:
+    from imgcluster.run.filing import min_cluster_size
+
+    # A fit on 15,000 of 150,000 images stores its size at the collection's scale, the sample's beside:
+    # an update's proposals must reach that size, not ten times it.
+    sampled = imgcluster.RunRecord("r", 0.0, "/x", "m", "m", 150_000, 3, {"reduce": {"fit_sample": 15_000}},
+                                   clustering={"min_cluster_size": 200, "min_cluster_size_in_sample": 20})
+    assert min_cluster_size(sampled) == 200
+    # A run stored without the sample's size (older, or fitted on everything) is scaled as before.
+    whole = imgcluster.RunRecord("w", 0.0, "/x", "m", "m", 2_000, 3, {"reduce": {"fit_sample": 15_000}},
+                                 clustering={"min_cluster_size": 20})
+    assert min_cluster_size(whole) == 20

@@ -52,9 +52,10 @@ class Update:
     seconds: dict[str, float]
     saved: bool = True      # False when nothing changed: ``run`` is then the parent itself
     n_changed: int = 0      # files rewritten since the parent run, filed again
-    # Held new images by the test they failed: far (from every image), density or agreement (below
-    # their cluster's own members), unclustered (their nearest images are), probability (below
-    # min_probability); counted before proposals and --force take some of them.
+    # Held new images by the test they failed: far (from every image), density, typicality or
+    # agreement (below their cluster's own members), group (held with held images of the batch),
+    # unclustered (their nearest images are), probability (below min_probability); counted before
+    # proposals and --force take some of them.
     held_by: dict[str, int] = dataclasses.field(default_factory=dict)
 
 

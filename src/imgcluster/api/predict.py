@@ -27,7 +27,7 @@ from .steps import reload_run_model, check_has_clusters, open_workspace
 class FiledImage:
     """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
     the name its cluster shows in the run (None when unclustered or unnamed). An unassigned image's
-    ``held_by`` names the test it failed (far, density, agreement or unclustered: see
+    ``held_by`` names the test it failed (far, density, typicality, agreement, group or unclustered: see
     ``imgcluster.cluster.openset``), and ``reason`` says it in words."""
 
     path: str
@@ -81,8 +81,10 @@ class RunPredictor:
         embedder = self.embedder  # outside the per-file guard: a missing model is an error, not a skip
         batch_size = batch_size or embedder.batch_size
         results: dict[str, FiledImage] = {}
+        usable: list[str] = []
+        vectors: list[np.ndarray] = []
         for start in range(0, len(paths), batch_size):
-            pixels, usable = [], []
+            pixels = []
             for path in paths[start:start + batch_size]:
                 refused = scan_refusal(path, self.scan_config)  # never opens a FIFO or a device
                 if refused is not None:
@@ -93,9 +95,12 @@ class RunPredictor:
                     usable.append(path)
                 except Exception as error:  # a damaged file is data, not a crash
                     results[path] = _skipped_file(path, unusable_reason(path, error))
-            if not usable:
-                continue
-            prediction = self.predict_vectors(normalise(embedder.embed(np.stack(pixels))))
+            if pixels:
+                vectors.append(normalise(embedder.embed(np.stack(pixels))))
+        if usable:
+            # Filed together, not per forward batch: images held with their group see the whole batch
+            # given, whatever the model's batch size or the files' order.
+            prediction = self.predict_vectors(np.concatenate(vectors))
             for i, path in enumerate(usable):
                 results[path] = self.filed_image(path, prediction, i)
         return [results[p] for p in paths]

@@ -19,13 +19,12 @@ import numpy as np
 from ..cluster import Clusterer, fit_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
-from ..cluster.settings import clusterer_for
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors, reducer_settings
-from ..run.record import Run
+from ..run.record import Run  # noqa: F401 -- its old home (imgcluster.api.steps.Run)
 from ..scan import ScanResult
 from ..scan import scan as scan_folder
 from ..store import ImageRecord, RunRecord, Workspace, locate_workspace

@@ -149,9 +149,9 @@ def collection_min_cluster_size(min_cluster_size: int | None, n_images: int, fit
     ``min_cluster_size`` times ``n_images`` over the images fitted (``fit_sample`` when smaller; 0:
     all), or about 1% of the images (at least 5) when it used none (k-means).
 
-    A sampled fit stores ``min_cluster_size`` already at the collection's scale (``in_collection``),
-    so for such runs this scales it a second time; kept as it was when it moved here from
-    ``api/living.py`` (update's tests measure proposals with it)."""
+    For a ``min_cluster_size`` as the fit saw it: a sampled fit stores it already at the collection's
+    scale, with the sample's beside (``in_collection``), and such a stored value is used as it is
+    (``run.filing.min_cluster_size``); this scaling is for runs stored without that key."""
     if not min_cluster_size:
         return max(5, n_images // 100)
     fitted = min(n_images, fit_sample) if fit_sample > 0 else n_images

@@ -98,7 +98,7 @@ class ImageNetNamer:
             fresh = fresh.astype(np.float16).astype(np.float32)
             for i, probabilities in zip(order, fresh):
                 found[i] = probabilities
-                self._remember(view.content_hashes[i] if i < len(view.content_hashes) else None, probabilities)
+            self._remember({view.content_hashes[i]: found[i] for i in order if i < len(view.content_hashes)})
         if not found:
             return None
         return np.stack([found[i] for i in sorted(found)]).astype(np.float32)
@@ -119,9 +119,12 @@ class ImageNetNamer:
             return None
         return probabilities.astype(np.float32) if probabilities.size == self.hierarchy.n_classes else None
 
-    def _remember(self, content_hash: str | None, probabilities: np.ndarray) -> None:
-        key = self._cache_key(content_hash)
-        if key is not None and self.workspace is not None:
-            # float16: 2 KB per image, probabilities kept to ~1e-3 of their value.
-            encoded = base64.b64encode(np.asarray(probabilities, dtype=np.float16).tobytes()).decode("ascii")
-            self.workspace.save_namer_answer(key, self.source, encoded)
+    def _remember(self, probabilities: dict[str, np.ndarray]) -> None:
+        """Cache fresh probabilities by content hash, one transaction per cluster."""
+        if self.workspace is None:
+            return
+        # float16: 2 KB per image, probabilities kept to ~1e-3 of their value.
+        answers = {key: base64.b64encode(np.asarray(p, dtype=np.float16).tobytes()).decode("ascii")
+                   for content_hash, p in probabilities.items() if (key := self._cache_key(content_hash)) is not None}
+        if answers:
+            self.workspace.save_namer_answers(answers, self.source)

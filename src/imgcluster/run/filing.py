@@ -295,7 +295,10 @@ def _cohesion_bars(ws: Workspace, model_id: str, result: Filed, dim: int, seed: 
 def min_cluster_size(parent: RunRecord) -> int:
     """The parent's minimum cluster size at the scale of the whole collection (a fit on a sample
     used a proportionally smaller one), so a new cluster meets the bar the old ones met."""
-    return collection_min_cluster_size(parent.clustering.get("min_cluster_size"), parent.n_images,
+    clustering = parent.clustering
+    if clustering.get("min_cluster_size") and clustering.get("min_cluster_size_in_sample"):
+        return max(2, int(clustering["min_cluster_size"]))  # a sampled fit stores it at the collection's scale
+    return collection_min_cluster_size(clustering.get("min_cluster_size"), parent.n_images,
                                        parent.config.get("reduce", {}).get("fit_sample") or 0)
 
 

@@ -562,9 +562,14 @@ class Workspace(DerivedData):
     def save_namer_answer(self, key: str, source: str, answer: str) -> None:
         """Cache a namer's answer under ``key`` (everything that decides it: a VLM's model, prompt and images; an
         image classifier's model and the image's content hash)."""
+        self.save_namer_answers({key: answer}, source)
+
+    def save_namer_answers(self, answers: dict[str, str], source: str) -> None:
+        """Cache several answers of one namer (key → answer) in one transaction."""
+        now = time.time()
         with self._db:
-            self._db.execute("INSERT OR REPLACE INTO namer_answers(key, source, answer, created_at) VALUES(?,?,?,?)",
-                             (key, source, answer, time.time()))
+            self._db.executemany("INSERT OR REPLACE INTO namer_answers(key, source, answer, created_at) VALUES(?,?,?,?)",
+                                 [(key, source, answer, now) for key, answer in answers.items()])
 
     def cached_array(self, kind: str, key: str) -> np.ndarray | None:
         """An array saved with ``save_cached_array`` (e.g. a vocabulary's text embeddings), or None."""
