@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import imgcluster
-from imgcluster.runs import package_versions
+from imgcluster.run.metrics import package_versions
 
 DIGITS = 1797
 
@@ -100,7 +100,7 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "platform": platform.platform(), "processor": platform.processor() or platform.machine(), "load_at_start": load_at_start}
     model = {key: emb.model[key] for key in ("name", "model_id", "device")}
-    inner = rerun.record.info["timings"]
+    inner = rerun.record.timings
     clusters = len(set(clu.labels.tolist()) - {-1})
 
     print(f"{'stage':<38}{'seconds':>10}{'images/s':>12}")

@@ -148,12 +148,11 @@ def score(folder: Path, key: str, n: int, truth: np.ndarray) -> dict:
     position = {str(image_path(folder, i)): i for i in range(n)}
     order = np.asarray([position[r.path] for r in run.images])
     labels = np.asarray(run.assignments.clusters)
-    info = run.record.info
     return {"images": len(run.images), "ari": adjusted_rand_score(truth[order], labels),
             "nmi": normalized_mutual_info_score(truth[order], labels),
             "clusters": run.record.n_clusters, "noise": float(np.mean(labels < 0)),
-            "model": run.record.model_name, "timings": info["timings"],
-            "method": info["clustering"].get("method")}
+            "model": run.record.model_name, "timings": run.record.timings,
+            "method": run.record.clustering.get("method")}
 
 
 def main() -> None:

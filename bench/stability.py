@@ -9,7 +9,7 @@ On N synthetic 20-d points (default 100,000: 25 Gaussian clusters of unequal siz
 some touching), k-means (faiss above 50,000 points, k=30, so seeds cut the touching clusters
 differently) gives a reference labeling and R refits (default 5). Then, each in a fresh process so
 its peak RSS is its own:
-- imgcluster's consensus plus per-cluster stability (`imgcluster.runs`) on all N points;
+- imgcluster's consensus plus per-cluster stability (`imgcluster.run.compare`) on all N points;
 - for scale, the dense co-association matrix of the first --dense-n points (default 10,000).
 Prints wall time, peak RSS (VmHWM: Linux carries ru_maxrss over from the parent across exec),
 the RSS before the step, the step's own peak allocation (tracemalloc), and its own command line.
@@ -60,7 +60,7 @@ def coassociation(labels: np.ndarray) -> np.ndarray:
 
 
 def consensus_step(labels: np.ndarray) -> None:
-    from imgcluster.runs import cluster_stability, consensus
+    from imgcluster.run.compare import cluster_stability, consensus
 
     consensus(labels[0], list(labels[1:]))
     cluster_stability(labels[0], list(labels[1:]))
@@ -78,7 +78,7 @@ def _child(step: str, path: str, queue: mp.Queue) -> None:
     import scipy.optimize  # noqa: F401  (imports are not the step's cost)
     import sklearn.metrics  # noqa: F401
 
-    import imgcluster.runs  # noqa: F401
+    import imgcluster.run.compare  # noqa: F401
 
     labels = np.load(path)
     work = consensus_step if step == "consensus" else coassociation

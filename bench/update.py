@@ -111,8 +111,8 @@ def timed_update(ws: Workspace, parent_key: str, new_vectors: np.ndarray, new_id
     started = time.perf_counter()
     provenance = Provenance("update", parent.key, {"new_images": len(new_ids), "removed_images": 0,
                                                    "changed_images": 0})
-    saved = living._save_derived(ws, parent, result, predictor, proposed, {}, "updated", provenance,
-                                 catalogue=catalogue)
+    saved = living.save_derived(ws, parent, result, predictor, proposed, {}, "updated", provenance,
+                                catalogue=catalogue)
     seconds["outputs"] = saved.record.timings["report"]
     seconds["save"] = time.perf_counter() - started - seconds["outputs"]
     seconds["filed"] = int(np.sum(result.how[result.first_new:] == "filed"))

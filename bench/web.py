@@ -37,7 +37,7 @@ import numpy as np
 from imgcluster.cluster.predictor import Predictor
 from imgcluster.config import RunConfig
 from imgcluster.embed import load_model
-from imgcluster.runs import summarise_clusters
+from imgcluster.run.metrics import summarise_clusters
 from imgcluster.store import Assignments, RunRecord, ScannedFile, Workspace
 
 CLUSTERS, NOISE_SHARE, THUMBNAILS, DIM = 50, 0.05, 2000, 1280

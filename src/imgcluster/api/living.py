@@ -132,9 +132,9 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         n_removed = int((~kept).sum()) - n_changed
         provenance = Provenance(UPDATE, parent.key, {"new_images": len(embedded.images) - n_changed,
                                                      "removed_images": n_removed, "changed_images": n_changed})
-        derived = _save_derived(ws, parent, result, predictor, proposed, seconds, run_key or new_run_key(),
-                                provenance, skipped=len(found.skipped), stage=progress,
-                                catalogue={r.id: r for r in found.images})
+        derived = save_derived(ws, parent, result, predictor, proposed, seconds, run_key or new_run_key(),
+                               provenance, skipped=len(found.skipped), stage=progress,
+                               catalogue={r.id: r for r in found.images})
         held = int(np.sum(result.how == HELD))
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
@@ -174,10 +174,10 @@ def _coarse_groups(vectors: np.ndarray, min_size: int,
             for label in sorted(set(clustering.labels.tolist()) - {NOISE})]
 
 
-def _save_derived(ws: Workspace, parent: RunRecord, result: filing.Filed, predictor: Predictor,
-                  proposed: list[ProposedCluster], seconds: dict[str, float], key: str, provenance: Provenance, *,
-                  skipped: int = 0, stage: StageProgress | None = None,
-                  catalogue: Mapping[int, ImageRecord] | None = None) -> Run:
+def save_derived(ws: Workspace, parent: RunRecord, result: filing.Filed, predictor: Predictor,
+                 proposed: list[ProposedCluster], seconds: dict[str, float], key: str, provenance: Provenance, *,
+                 skipped: int = 0, stage: StageProgress | None = None,
+                 catalogue: Mapping[int, ImageRecord] | None = None) -> Run:
     """Save ``result`` as a run derived from ``parent`` (an update or a review) by the one recipe."""
     proposals = [p.cluster for p in proposed]
 
@@ -228,6 +228,6 @@ def review_proposals(*, accept: list[int] | tuple[int, ...] = (), reject: list[i
         proposed = [p for p in parent.proposed if p.cluster not in set(accept) | set(reject)]
         provenance = Provenance(REVIEW, parent.key, {"new_images": 0, "removed_images": 0, "changed_images": 0,
                                                      "accepted": list(accept), "rejected": list(reject)})
-        return _save_derived(ws, parent, result, predictor, proposed, {}, run_key or new_run_key(), provenance)
+        return save_derived(ws, parent, result, predictor, proposed, {}, run_key or new_run_key(), provenance)
     finally:
         ws.close()
