@@ -54,7 +54,7 @@ from PIL import Image, ImageEnhance
 
 import imgcluster
 from imgcluster.config import DETECTORS
-from imgcluster.demo import _sample_photos
+from imgcluster.demo import sample_photos
 from imgcluster.geometry import opencv_available
 
 TRANSFORMS = ("exact", "reencode", "resize", "crop", "flip", "jitter", "combined")
@@ -104,7 +104,7 @@ def build_set(folder: Path, seed: int) -> dict[str, tuple[str, str]]:
     """Write originals and copies; return path -> (original id, transform or 'original')."""
     rng = np.random.default_rng(seed)
     truth: dict[str, tuple[str, str]] = {}
-    for name, photo in _sample_photos().items():
+    for name, photo in sample_photos().items():
         photo.thumbnail((800, 800))
         half_w, half_h = photo.width // 2, photo.height // 2
         for q, (left, top) in enumerate([(0, 0), (half_w, half_h)]):

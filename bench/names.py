@@ -95,9 +95,9 @@ def write_whole_views(dest: Path, per_photo: int = 8) -> dict[str, list[str]]:
     from PIL import ImageOps
     from skimage.data import stereo_motorcycle
 
-    from imgcluster.demo import _sample_photos
+    from imgcluster.demo import sample_photos
 
-    photos = {name: photo for name, photo in _sample_photos().items() if name in TRUTH}
+    photos = {name: photo for name, photo in sample_photos().items() if name in TRUTH}
     photos["motorcycle"] = Image.fromarray(stereo_motorcycle()[0]).convert("RGB")
     rng = np.random.default_rng(0)
     out: dict[str, list[str]] = {}

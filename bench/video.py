@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from imgcluster.config import ScanConfig
-from imgcluster.demo import _sample_photos
+from imgcluster.demo import sample_photos
 from imgcluster.video import KeyFrameExtractor
 
 FPS = 30
@@ -168,7 +168,7 @@ def main() -> None:
     size = (width, height)
     config = ScanConfig() if args.cut_threshold is None else ScanConfig(video_cut_threshold=args.cut_threshold)
     extractor = KeyFrameExtractor.from_config(config)
-    photos = {name: photo for name, photo in _sample_photos().items() if min(photo.size) >= 256}
+    photos = {name: photo for name, photo in sample_photos().items() if min(photo.size) >= 256}
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as folder:
         measure(Path(folder), args, size, config, extractor, photos, rng)

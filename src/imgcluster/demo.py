@@ -65,7 +65,7 @@ def write_photo_crops(dest: str | os.PathLike[str], per_photo: int = 30, side: i
     21 photos (people, animals, objects, textures, scans, astronomy); a good clustering puts the crops
     of one photo together. Needs scikit-image (``pip install scikit-image``). Returns ``dest/images``.
     """
-    sources = _sample_photos()
+    sources = sample_photos()
     rng = np.random.default_rng(seed)
     root = Path(dest).expanduser().resolve()
     folder = root / "images"
@@ -85,7 +85,8 @@ def write_photo_crops(dest: str | os.PathLike[str], per_photo: int = 30, side: i
     return folder
 
 
-def _sample_photos() -> dict[str, Image.Image]:
+def sample_photos() -> dict[str, Image.Image]:
+    """The sample photographs scikit-image (and scikit-learn) ship, by name, as RGB images."""
     try:
         import skimage.data
     except ImportError as error:
