@@ -121,14 +121,14 @@ def test_the_default_auto_mode_prints_and_stores_its_choice_and_reason(photos: P
     result = imgcluster("cluster", str(photos), "--model", "efficientnet-lite0")
     assert result.returncode == 0, result.stderr
     record = ic.load_run(path=photos).record
-    auto = record.info["clustering"]["auto"]
+    auto = record.as_info()["clustering"]["auto"]
     assert record.config["cluster"]["method"] == "auto"
     assert f"auto mode chose {auto['choice']}: highest score" in " ".join(result.stdout.split())
     assert {row["algorithm"] for row in auto["table"]} == {"hdbscan", "kmeans"}
     chosen = record.config["cluster"]  # the resolved config replays the choice
     assert any(row["k"] == chosen["k"] if row["algorithm"] == "kmeans" else
                (row["min_cluster_size"], row["min_samples"]) == (chosen["min_cluster_size"], chosen["min_samples"])
-               for row in auto["table"] if row["algorithm"] == record.info["clustering"]["algorithm"])
+               for row in auto["table"] if row["algorithm"] == record.as_info()["clustering"]["algorithm"])
 
 
 def test_embed_alone_then_cluster_reuses_the_vectors(photos: Path, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_cluster_dedup_places_duplicates_with_their_keeper(tmp_path: Path) -> No
     cluster = dict(zip([Path(r.path).name for r in run.images], run.assignments.clusters.tolist()))
     assert sorted([how["copy.png"], how["p3.png"]]) == ["duplicate", "fit"]  # the same size: first seen keeps
     assert cluster["copy.png"] == cluster["p3.png"]
-    assert run.record.info["clustering"]["dedup"]["duplicates"] == 1
+    assert run.record.as_info()["clustering"]["dedup"]["duplicates"] == 1
     assert list(imgcluster.load_run(run.key, path=folder).record.config["dedup"]["detectors"]) == [
         "exact", "perceptual"]
 

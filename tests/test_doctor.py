@@ -158,7 +158,7 @@ def test_a_garbage_catalogue_is_rebuilt_from_what_survives(workspace) -> None:
     assert f"run-{key}" in said or key in said  # its images' ids are lost: the run is quarantined, and said so
     assert (ws / "quarantine").is_dir() and any(p.name.startswith("catalogue") for p in (ws / "quarantine").iterdir())
     run = imgcluster.cluster(photos, workspace=ws, **CONFIG)
-    assert run.record.info["embedding"] == {"new": 0, "cached": 24}
+    assert run.record.as_info()["embedding"] == {"new": 0, "cached": 24}
 
 
 def test_a_nan_in_a_shard_is_found_and_embedded_again(workspace) -> None:

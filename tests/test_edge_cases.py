@@ -25,7 +25,7 @@ def test_identical_images_are_embedded_once_and_clustered_together(tmp_path: Pat
     write_photos(tmp_path / "a", 10)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     run = imgcluster.cluster(tmp_path, model="efficientnet-lite0", k=4)
-    assert run.record.info["embedding"]["new"] == 10
+    assert run.record.as_info()["embedding"]["new"] == 10
     assert run.record.n_images == 20
     by_name: dict[str, set[int]] = {}
     for record, cluster in zip(run.images, run.assignments.clusters.tolist()):

@@ -34,12 +34,12 @@ def test_clusters_follow_the_digit_labels(digits_dir: Path, digits_run: imgclust
 def test_run_records_the_model_that_produced_it(digits_run: imgcluster.Run) -> None:
     record = digits_run.record
     assert record.model_name == "efficientnet-lite0"
-    assert record.info["model"]["dim"] == 1280
+    assert record.as_info()["model"]["dim"] == 1280
     assert record.config["embed"]["model"] == "efficientnet-lite0"
     chosen = record.config["cluster"]  # the automatic choice is stored: k-means' k or HDBSCAN's size
     assert chosen["method"] == "auto" and ((chosen.get("k") or 0) >= 2 or (chosen.get("min_cluster_size") or 0) >= 2)
-    assert record.info["clustering"]["auto"]["reason"].startswith(record.info["clustering"]["auto"]["choice"])
-    assert set(record.info["timings"]) >= {"scan", "embed", "reduce", "cluster", "report"}
+    assert record.as_info()["clustering"]["auto"]["reason"].startswith(record.as_info()["clustering"]["auto"]["choice"])
+    assert set(record.as_info()["timings"]) >= {"scan", "embed", "reduce", "cluster", "report"}
 
 
 def test_outputs_hold_every_image_with_cluster_probability_and_map(digits_run: imgcluster.Run) -> None:
@@ -70,15 +70,15 @@ def test_rerun_embeds_nothing_and_new_images_only_once(digits_dir: Path, tmp_pat
         shutil.copy(path, folder / path.name)
     workspace = tmp_path / "ws"
     first = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
-    assert first.record.info["embedding"] == {"new": 60, "cached": 0}
+    assert first.record.as_info()["embedding"] == {"new": 60, "cached": 0}
     again = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
-    assert again.record.info["embedding"] == {"new": 0, "cached": 60}
+    assert again.record.as_info()["embedding"] == {"new": 0, "cached": 60}
     extra = imgcluster.write_digits(tmp_path / "more", limit=DIGITS_FOR_TESTS + 10)
     for index in range(DIGITS_FOR_TESTS, DIGITS_FOR_TESTS + 10):  # new contents, not copies
         (path,) = extra.rglob(f"digit-{index:04d}.png")
         shutil.copy(path, folder / f"new-{path.name}")
     grown = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
-    assert grown.record.info["embedding"] == {"new": 10, "cached": 60}
+    assert grown.record.as_info()["embedding"] == {"new": 10, "cached": 60}
     assert grown.record.n_images == 70
     assert len({r.key for r in (first, again, grown)}) == 3
     changed = folder / "digit-0000.png"
@@ -86,4 +86,4 @@ def test_rerun_embeds_nothing_and_new_images_only_once(digits_dir: Path, tmp_pat
         turned = image.rotate(90)
     turned.save(changed)  # same path, new content: embedded again, the other 69 are not
     edited = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
-    assert edited.record.info["embedding"] == {"new": 1, "cached": 69}
+    assert edited.record.as_info()["embedding"] == {"new": 1, "cached": 69}

@@ -55,7 +55,7 @@ def test_every_digits_cluster_has_representatives_and_an_imagenet_name(digits_ru
         assert name.level in ("sure", "likely", "unsure")
         assert 1 <= len(name.candidates) <= 3 and name.candidates[0][0] == name.name
     assert len({n.name for n in digits_run.names.values()}) == len(digits_run.names)  # never two alike
-    assert digits_run.record.info["naming"] == {"namer": "imagenet"}
+    assert digits_run.record.as_info()["naming"] == {"namer": "imagenet"}
     with open(digits_run.outputs["csv"]) as handle:
         rows = list(csv.DictReader(handle))
     assert {row["name"] for row in rows if row["cluster"] != "-1"} == {n.name for n in digits_run.names.values()}

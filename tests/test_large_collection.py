@@ -32,7 +32,7 @@ def test_the_job_reads_a_large_collection_from_the_shards_with_the_same_results(
     monkeypatch.setattr(imgcluster.ShardedVectors, "__array__", lambda *_: pytest.fail("read every row at once"))
     from_shards = imgcluster.cluster(folder, config=config, run_key="from-shards")
 
-    assert from_shards.record.info["embedding"] == {"new": 0, "cached": 120}
+    assert from_shards.record.as_info()["embedding"] == {"new": 0, "cached": 120}
     assert [r.path for r in from_shards.images] == [r.path for r in in_memory.images]
     assert np.array_equal(from_shards.assignments.clusters, in_memory.assignments.clusters)
     # Filing batch sizes differ, so sums round differently and a near-tie among neighbours may flip.

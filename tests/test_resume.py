@@ -45,7 +45,7 @@ def test_killed_embedding_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert 16 <= done_before_kill < N_PHOTOS, "the kill should land mid-embedding"
 
     resumed = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=4)
-    assert resumed.record.info["embedding"] == {"new": N_PHOTOS - done_before_kill, "cached": done_before_kill}
+    assert resumed.record.as_info()["embedding"] == {"new": N_PHOTOS - done_before_kill, "cached": done_before_kill}
     assert resumed.record.n_images == N_PHOTOS
 
     ws = imgcluster.open_workspace(workspace=workspace)

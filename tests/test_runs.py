@@ -245,7 +245,7 @@ def test_rm_asks_first_then_removes_the_rows_and_the_folder(digits_dir: Path, di
         imgcluster.delete_run(key, workspace=workspace)
     again = imgcluster.cluster(digits_dir / "images", workspace=workspace, model="efficientnet-lite0", k=5,
                                namer="none")
-    assert again.record.info["embedding"]["new"] == 0  # the embeddings stayed
+    assert again.record.as_info()["embedding"]["new"] == 0  # the embeddings stayed
 
 
 def test_rm_removes_the_half_written_folder_a_killed_command_left(digits_run: imgcluster.Run, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     for digit in later.iterdir():
         shutil.copytree(digit, folder / digit.name)
     done = imgcluster.update(folder, workspace=workspace, run_key="with-8-9")
-    assert done.parent == "fit" and done.run.record.info["update"]["parent"] == "fit"
+    assert done.parent == "fit" and done.run.record.as_info()["update"]["parent"] == "fit"
     assert done.n_new == len(list(later.rglob("*.png"))) and done.n_removed == 0
 
     before, after = clusters_by_path(fit), clusters_by_path(done.run)
@@ -149,7 +149,7 @@ def test_force_assigns_every_held_image_with_its_reason(collection, tmp_path: Pa
     how = done.run.assignments.how_per_image()
     new = done.run.assignments.clusters[-done.n_new:]
     assert done.n_forced > 0 and HELD not in how[-done.n_new:] and (new >= 0).all()
-    reasons = done.run.record.info["update"]["reasons"]
+    reasons = done.run.record.as_info()["update"]["reasons"]
     assert any(r.startswith("forced: its nearest clustered image (similarity") for r in reasons.values())
 
 
@@ -209,7 +209,7 @@ def test_a_refit_that_follows_a_run_keeps_its_ids_and_manual_names(collection, t
                                  name=dataclasses.replace(config.name, namer="none"))
     refit = imgcluster.cluster(folder, workspace=workspace, config=config, run_key="refit", follow="fit")
 
-    follows = refit.record.info["clustering"]["follows"]
+    follows = refit.record.as_info()["clustering"]["follows"]
     assert follows["run"] == "fit" and follows["matched"]
     compared = imgcluster.compare_runs("fit", "refit", workspace=workspace)
     assert compared.matching and all(m.a == m.b for m in compared.matching)  # matched clusters share an id
@@ -247,6 +247,6 @@ def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_fail
                                                                                 "agreement", "unclustered", "group"}
     old_ids = set(fit.assignments.clusters.tolist()) - {-1}
     assert np.mean([placed[str(p)] in old_ids for p in added]) >= 0.8  # like the run: filed
-    reasons = {str(k): r for k, r in done.run.record.info["update"]["reasons"].items()}
+    reasons = {str(k): r for k, r in done.run.record.as_info()["update"]["reasons"].items()}
     stripes_id = next(r.id for r in done.run.images if r.path == str(stripes))
     assert reasons[str(stripes_id)].startswith(("held:", "unassigned: far"))

@@ -58,7 +58,7 @@ def test_default_scores_like_kmeans_given_the_true_k(digits_dir, digits_run) -> 
     ws = imgcluster.open_workspace(digits_dir / "images")
     vectors = ws.load_embeddings(digits_run.record.model_id, [r.content_hash for r in digits_run.images])
     ws.close()
-    auto = digits_run.record.info["clustering"]["auto"]
+    auto = digits_run.record.as_info()["clustering"]["auto"]
     assert digits_run.record.config["cluster"]["method"] == "auto"
     assert "embedding space" in auto["reason"]
     default_nmi, kmeans_nmi = [], []

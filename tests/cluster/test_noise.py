@@ -61,7 +61,7 @@ def test_attach_in_a_run_is_written_per_image(digits_dir: Path, digits_run: imgc
     assert attached, "some unclustered digits lean clearly towards a cluster"
     assert all(before[after.image_ids[i]] == -1 and after.clusters[i] >= 0 for i in attached)
     assert all(after.membership_probability[i] >= 0.3 for i in attached)
-    assert run.record.info["clustering"]["attached"] == len(attached)
+    assert run.record.as_info()["clustering"]["attached"] == len(attached)
     with open(run.outputs["csv"]) as handle:
         rows = list(csv.DictReader(handle))
     assert sum(row["how"] == "attached" for row in rows) == len(attached)

@@ -42,9 +42,9 @@ def test_similar_photos_are_closer_than_different_ones() -> None:
 
 def test_tiny_clip_from_a_local_folder_embeds_a_folder(tiny_clip_dir: Path, photos: Path) -> None:
     run = imgcluster.cluster(photos, model=str(tiny_clip_dir), k=3)
-    assert run.record.info["model"]["dim"] == 24  # the projection, not the hidden size
-    assert run.record.info["model"]["model_type"] == "clip"
-    assert run.record.info["model"]["text_tower"] is True
+    assert run.record.as_info()["model"]["dim"] == 24  # the projection, not the hidden size
+    assert run.record.as_info()["model"]["model_type"] == "clip"
+    assert run.record.as_info()["model"]["text_tower"] is True
     assert run.record.model_id.startswith("hf-dir:")
     assert run.record.n_images == 24
 

@@ -52,7 +52,7 @@ def test_zero_shot_names_every_cluster_through_the_text_tower(tiny_clip_with_tex
                                                                tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     run = imgcluster.cluster(photos, model=str(tiny_clip_with_text), k=4, workspace=workspace)
-    assert run.record.info["naming"] == {"namer": "zero-shot"}  # auto: the model has a text tower
+    assert run.record.as_info()["naming"] == {"namer": "zero-shot"}  # auto: the model has a text tower
     vocabulary = set(builtin_vocabulary())
     assert sorted(run.names) == [0, 1, 2, 3]
     for name in run.names.values():

@@ -134,7 +134,7 @@ def test_a_box_selection_opens_a_grid_and_moves_images_into_a_derived_run(page, 
     page.wait_for_function(f"document.querySelector('#run').value !== {digits_run.key!r}")
     page.wait_for_selector(f"#cluster-grid[data-cluster='{target}']")
     derived = imgcluster.load_run(page.input_value("#run"), workspace=web_workspace)
-    assert derived.record.info["edit"] == {"parent": digits_run.key, "action": "move", "cluster": target,
+    assert derived.record.as_info()["edit"] == {"parent": digits_run.key, "action": "move", "cluster": target,
                                            "image_ids": sorted(picked)}
     rows = np.isin(derived.assignments.image_ids, picked)
     assert (derived.assignments.clusters[rows] == target).all()

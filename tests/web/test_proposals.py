@@ -70,7 +70,7 @@ def test_the_api_lists_proposals_and_saves_each_verdict_as_a_new_run(live: LiveS
         after = {c["cluster"]: c for c in client.get("/api/clusters", params={"run": reviewed["run"]}).json()["clusters"]}
     assert proposed[0] in after and not after[proposed[0]]["proposed"]
     assert not set(proposed[1:]) & set(after)  # rejected images went back to held
-    assert imgcluster.load_run("grown", workspace=grown[0]).record.info["update"]["proposed"]  # parent untouched
+    assert imgcluster.load_run("grown", workspace=grown[0]).record.as_info()["update"]["proposed"]  # parent untouched
 
 
 def test_a_proposal_is_badged_and_accepted_in_the_page(live: LiveServer, grown, browser, tmp_path: Path) -> None:
@@ -93,5 +93,5 @@ def test_a_proposal_is_badged_and_accepted_in_the_page(live: LiveServer, grown, 
     assert page.locator(f"#clusters li[data-cluster='{cluster}'] .badge.proposed").count() == 0
     assert errors == []
     page.close()
-    info = imgcluster.load_run(new_run, workspace=grown[0]).record.info["update"]
+    info = imgcluster.load_run(new_run, workspace=grown[0]).record.as_info()["update"]
     assert info["reviewed"]["accepted"] == [cluster]
