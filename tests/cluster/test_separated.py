@@ -28,12 +28,12 @@ def _best_jaccard(found: np.ndarray, members: np.ndarray) -> float:
 
 
 def test_a_cluster_of_0_3_percent_fitted_on_a_sample_is_found():
-    # 30 of 10,000 images, about 15 of them in the 5,000-image fit sample: under auto mode's
-    # smallest grid size (0.25% of 5,000 = 12 at the search's scale, 25 at the fit's) and a
-    # handful in its 2,500-point score.
-    x, truth = _collection([1994] * 5 + [30])
+    # 36 of 12,000 images, about 18 of them in the 6,000-image fit sample: under auto mode's
+    # smallest grid size (0.5% of 6,000 = 30 at the fit's scale, 25 in its 5,000-point search)
+    # and about 8 in its 2,500-point score.
+    x, truth = _collection([2393] * 5 + [36])
     _, clustering = imgcluster.fit_clusters(
-        x, imgcluster.ReduceConfig(method="none", map_method="pca", fit_sample=5_000, seed=0),
+        x, imgcluster.ReduceConfig(method="none", map_method="pca", fit_sample=6_000, seed=0),
         imgcluster.ClusterConfig(seed=0))
     small = truth == 5
     assert _best_jaccard(clustering.labels, small) >= 0.8
@@ -59,3 +59,15 @@ def test_a_merged_separated_group_is_carved_out_and_a_piece_of_a_cluster_is_not(
     assert len(carved.groups) == 1 and carved.groups[0]["taken_from"] == 0
     assert _best_jaccard(carved.labels, truth == 1) >= 0.9
     assert _best_jaccard(carved.labels, truth == 0) >= 0.9  # the big one is not cut into pieces
+
+
+def test_an_absolute_min_cluster_size_keeps_enough_of_its_groups_in_the_fit_sample():
+    from imgcluster.cluster.settings import LARGEST_FIT_SAMPLE, SAMPLE_POINTS_OF_SMALLEST, fit_sample_for
+
+    at_150k = fit_sample_for(15_000, 150_000, imgcluster.ClusterConfig(min_cluster_size=300))
+    at_1m = fit_sample_for(15_000, 1_000_000, imgcluster.ClusterConfig(min_cluster_size=300))
+    assert at_150k == 15_000  # 300 of 150,000 already hold 30 of its points
+    assert 300 * at_1m / 1_000_000 >= SAMPLE_POINTS_OF_SMALLEST > 300 * 15_000 / 1_000_000
+    assert fit_sample_for(15_000, 100_000_000, imgcluster.ClusterConfig(min_cluster_size=300)) == LARGEST_FIT_SAMPLE
+    assert fit_sample_for(15_000, 1_000_000, imgcluster.ClusterConfig()) == 15_000  # auto mode: no minimum given
+    assert fit_sample_for(0, 1_000_000, imgcluster.ClusterConfig(min_cluster_size=300)) == 1_000_000  # 0: all
