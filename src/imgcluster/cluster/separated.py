@@ -10,6 +10,12 @@ at least ``SEPARATED`` (95%) of its members' ``NEIGHBOURS`` nearest neighbours a
 that really is apart keeps its neighbours, while a piece of a larger cluster shares them with the
 rest of it. Groups that already are a cluster of the coarse answer (Jaccard at least ``SAME``)
 are left alone, so on collections whose clusters the grid sees, nothing changes.
+
+Measured on bench/cluster.py's long tail (150,000 vectors, 20 large clusters and 20 of 0.1-0.5%):
+on the 15,000-point fit sample the grid chose k-means with k = 30 and kept 23 of the 34 clusters
+of >= 0.2% (Jaccard >= 0.8); carving took out 17 groups of 18-77 points and all 40 came out at
+Jaccard >= 0.99, in ~2 s on 2 loaded cores. Why not re-examine low-confidence filings or sample
+by density instead: docs/scale.md, "Small clusters".
 """
 
 from __future__ import annotations
