@@ -62,7 +62,11 @@ def test_a_merged_separated_group_is_carved_out_and_a_piece_of_a_cluster_is_not(
 
 
 def test_an_absolute_min_cluster_size_keeps_enough_of_its_groups_in_the_fit_sample():
-    from imgcluster.cluster.settings import LARGEST_FIT_SAMPLE, SAMPLE_POINTS_OF_SMALLEST, fit_sample_for
+    from imgcluster.cluster.settings import (
+        LARGEST_FIT_SAMPLE,
+        SAMPLE_POINTS_OF_SMALLEST,
+        fit_sample_for,
+    )
 
     at_150k = fit_sample_for(15_000, 150_000, imgcluster.ClusterConfig(min_cluster_size=300))
     at_1m = fit_sample_for(15_000, 1_000_000, imgcluster.ClusterConfig(min_cluster_size=300))
