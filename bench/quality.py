@@ -17,6 +17,7 @@ NMI and ARI count unclustered images as one more cluster (as `imgcluster evaluat
 
     python bench/quality.py [--seeds 3] [--data-dir /tmp/imgcluster-quality] [--digit-limits 300,500,1000]
     python bench/quality.py --class-subsets --seeds 2   # 16 collections of 2-5 digits / 4-10 photos
+    python bench/quality.py --seeds 2 --methods default  # only auto mode (the others do not move with it)
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ def main() -> None:
     parser.add_argument("--class-subsets", action="store_true",
                         help="only 16 collections of a few classes (2-5 digits, 4-10 photos): default vs k-means "
                              "told the true k")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, of {', '.join(METHODS)} (default: all)")
     args = parser.parse_args()
+    methods = tuple(filter(None, args.methods.split(",")))
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="imgcluster-quality-"))
     if args.class_subsets:
         return compare_on_subsets(write_class_subsets(base, write_digits(base / "digits"),
@@ -121,7 +125,7 @@ def main() -> None:
         sets[f"first {int(limit):,} digits"] = write_digits(base / f"digits-{int(limit)}", limit=int(limit))
     started = time.perf_counter()
     for title, folder in sets.items():
-        results = score(folder, folder.parent / "labels.csv", folder.parent / "workspace", args.seeds)
+        results = score(folder, folder.parent / "labels.csv", folder.parent / "workspace", args.seeds, methods)
         print(f"\n{title}, efficientnet-lite0, seeds 0-{args.seeds - 1}: NMI / ARI per seed, mean NMI")
         for name, rows in results.items():
             per_seed = "  ".join(f"{nmi:.3f}/{ari:.3f} ({k})" for nmi, ari, k in rows)

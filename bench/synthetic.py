@@ -91,3 +91,38 @@ def write_shards(n: int, folder: str | os.PathLike[str], shard_rows: int = 10_00
     np.save(folder / "truth.npy", truth[order])
     marker.write_text(json.dumps(meta))
     return shards, truth[order]
+
+
+def long_tail(n: int, d: int = 512, large: int = 20, small: int = 20, noise: float = 0.10,
+              bridged: float = 0.15, seed: int = 0):
+    """Unit vectors with a long tail: ``large`` clusters of falling sizes (as ``synthetic``) and
+    ``small`` clusters of 0.1% to 0.5% of ``n`` each (evenly spread), a ``bridged`` share of every
+    cluster's points pulled 10-45% of the way towards another cluster's centre (images between two
+    themes), and a ``noise`` share of uniform background (label -1).
+
+    Returns (x (n, d) float32, truth (n,)), truth numbering the large clusters first, largest first."""
+    rng = np.random.default_rng(seed)
+    small_sizes = np.round(np.linspace(0.001, 0.005, small) * n).astype(int)
+    weights = 0.885 ** np.arange(large)
+    large_sizes = np.floor(weights / weights.sum() * (n * (1 - noise) - small_sizes.sum())).astype(int)
+    sizes = np.concatenate([large_sizes, small_sizes])
+    centres = rng.normal(size=(len(sizes), d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.concatenate([np.full(size, c) for c, size in enumerate(sizes)] + [np.full(n - sizes.sum(), -1)])
+    x = np.empty((n, d), dtype=np.float32)
+    clustered = int(sizes.sum())
+    for start in range(0, clustered, _BLOCK):
+        stop = min(start + _BLOCK, clustered)
+        own = truth[start:stop]
+        anchor = centres[own]
+        pulled = rng.random(stop - start) < bridged
+        # Towards a different cluster: shift by 1..c-1 so a cluster is never pulled towards itself.
+        other = (own + rng.integers(1, len(sizes), size=stop - start)) % len(sizes)
+        pull = np.where(pulled, rng.uniform(0.10, 0.45, size=stop - start), 0.0)[:, None]
+        anchor = anchor + pull * (centres[other] - anchor)
+        x[start:stop] = _unit((anchor + rng.normal(scale=0.04, size=(stop - start, d))).astype(np.float32))
+    for start in range(clustered, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        x[start:stop] = _unit(rng.normal(size=(stop - start, d)).astype(np.float32))
+    order = rng.permutation(n)
+    return x[order], truth[order]

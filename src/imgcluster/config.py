@@ -190,7 +190,8 @@ class ReduceConfig:
     seed: int = _help("Random seed; the same seed gives the same result.", 0)
     fit_sample: int = _help(
         "Above this many images, reduce and cluster a random sample of this size and file the rest with "
-        "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000.", 15_000)
+        "the run's predictor (k-NN vote); 0 fits everything. 10,000-50,000. A given min_cluster_size grows "
+        "it until a group of that size holds 20 sample points (at most 100,000).", 15_000)
 
     def __post_init__(self) -> None:
         check_seed(self.seed)

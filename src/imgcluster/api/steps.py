@@ -19,6 +19,7 @@ import numpy as np
 from ..cluster import Clusterer, fit_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
+from ..cluster.settings import fit_sample_for
 from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
 from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
 from ..embed.base import Embedder
@@ -331,9 +332,11 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     disk as needed (the sample, then the other rows a batch at a time); results cover all n points.
 
     Above ``reduce_config.fit_sample`` points, UMAP and the clusterer are fitted on a seeded random
-    sample and every other point is filed by the k-NN predictor (cluster, probability, and its
-    clustering-space and map positions as similarity-weighted means of its neighbours'): the seed
-    article's "fit on a sample, transform the rest", without UMAP's slow transform.
+    sample (grown so that a group of a given ``min_cluster_size`` holds 20 of its points, up to
+    100,000: ``cluster.settings.fit_sample_for``) and every other point is filed by the k-NN
+    predictor (cluster, probability, and its clustering-space and map positions as
+    similarity-weighted means of its neighbours'): the seed article's "fit on a sample, transform
+    the rest", without UMAP's slow transform.
     With ``cluster_config.noise == "attach"``, unclustered points then join the cluster their nearest
     clustered points vote for, when that vote is at least ``attach_threshold`` sure. ``Clustering.how``
     says, per point, which of these placed it (fit, filed or attached).
@@ -341,8 +344,10 @@ def fit_clusters(vectors: np.ndarray, reduce_config: ReduceConfig = ReduceConfig
     timings = {} if timings is None else timings
     stage = stage_progress(progress)
     n = len(vectors)
-    sampled = 0 < reduce_config.fit_sample < n
-    rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, reduce_config.fit_sample, replace=False))
+    # Grown when the user's min_cluster_size would hold too few points of the sample (issue 25).
+    fit_sample = fit_sample_for(reduce_config.fit_sample, n, cluster_config)
+    sampled = fit_sample < n
+    rows = (np.sort(np.random.default_rng(reduce_config.seed).choice(n, fit_sample, replace=False))
             if sampled else np.arange(n))
     started = time.perf_counter()
     fitted = vectors[rows]  # read once: ShardedVectors come from disk

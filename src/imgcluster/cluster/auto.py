@@ -48,6 +48,12 @@ k moved the score landscape as much as the choice between k=8 and k=10 (all 1,79
 and trails by 0.001 and 0.012 on two; first 500 digits in scikit-learn's order 0.707 -> 0.699 against
 0.665; first 1,000 0.737 -> 0.742 against 0.738; photo crops 0.996 = 0.996).
 The graph and both distance matrices are computed once on a fixed sample of at most 2,500 points.
+
+Above ``SEARCH_SAMPLE`` points the grid searches a sample and the score sees a handful of points
+of a 0.3% group, so after the final fit ``separated.carve_separated`` looks for smaller groups
+(down to 0.1% of the points, at least 10) and makes a cluster of each one whose embedding-space
+neighbours stay inside it (issue 25; measured in that module's docstring and in docs/scale.md).
+Groups the grid already found are left as they are.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from ..params import Interval, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
 from .hdbscan import HdbscanClusterer
 from .kmeans import KMeansClusterer
+from .separated import Carved, carve_separated
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +159,19 @@ class AutoClusterer:
             self.model_ = KMeansClusterer(k=self.chosen_["k"], seed=self.seed).fit(x)
         else:
             self.model_ = HdbscanClusterer(alpha=self.alpha, **{key: self.chosen_[key] for key in _HDBSCAN_KEYS}).fit(x)
-        self.labels_, self.probabilities_ = self.model_.labels_, self.model_.probabilities_
+        # Up to SEARCH_SAMPLE points the grid saw every point at its own scale: carving there split
+        # digits by writing style and photos by region (bench/quality.py --seeds 2: digits NMI 0.789 ->
+        # 0.782, photo crops 0.996 -> 0.980), so the grid's answer stands.
+        carved = (carve_separated(x, self.model_.labels_, self.model_.probabilities_, embeddings) if n > SEARCH_SAMPLE
+                  else Carved(self.model_.labels_, self.model_.probabilities_, [], {}))
+        self.labels_, self.probabilities_, self.carved_ = carved.labels, carved.probabilities, carved.groups
+        if self.carved_:
+            self.reason_ += (f"; then {len(self.carved_)} well-separated group(s) of "
+                             f"{min(g['size'] for g in self.carved_)}-{max(g['size'] for g in self.carved_)} points "
+                             "that it had merged or left unclustered made clusters of their own")
+            # predict() needs these: the model's labels move to new numbers, and new points near a
+            # carved group join it.
+            self._renumbered, self._fit_space = carved.renumbered, np.asarray(x, dtype=np.float32)
         tick()
         return self
 
@@ -180,15 +199,28 @@ class AutoClusterer:
         log.info("auto mode: %s", self.reason_)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities of new points of the clustering space (m, c): the chosen model's,
+        except that after carving a point joins the cluster of its nearest fitted point when that
+        point is in a carved group or the model's cluster was emptied by carving."""
         require_fitted(self, "model_")
-        return self.model_.predict(x)
+        labels, probabilities = self.model_.predict(x)
+        if not getattr(self, "carved_", None):
+            return labels, probabilities
+        from sklearn.neighbors import NearestNeighbors
+
+        nearest = NearestNeighbors(n_neighbors=1).fit(self._fit_space).kneighbors(
+            np.asarray(x, dtype=np.float32), return_distance=False)[:, 0]
+        mapped = np.array([self._renumbered.get(int(label), -2) if label != NOISE else NOISE for label in labels])
+        carved = np.isin(self.labels_[nearest], [g["cluster"] for g in self.carved_]) | (mapped == -2)
+        probabilities = np.where(carved, self.probabilities_[nearest], probabilities)
+        return np.where(carved, self.labels_[nearest], mapped).astype(np.int64), probabilities
 
     def describe(self) -> dict[str, object]:
         described = dict(self.model_.describe()) if hasattr(self, "model_") else {}
         chosen = getattr(self, "chosen_", {})
         described.update({"method": "auto", "algorithm": chosen.get("algorithm"),
                           "auto": {"choice": getattr(self, "choice_", None), "reason": getattr(self, "reason_", None),
-                                   "table": getattr(self, "table_", [])}})
+                                   "table": getattr(self, "table_", []), "carved": getattr(self, "carved_", [])}})
         return described
 
 

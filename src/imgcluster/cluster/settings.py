@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 PIPELINE = ("method", "noise", "attach_threshold", "held_quantile")
 # Numbers of images: given for the whole collection, scaled to a fit on a sample.
 SIZES = ("min_cluster_size", "max_cluster_size")
+# A group of the user's min_cluster_size must hold this many points of the fit sample: HDBSCAN at
+# 20-30 points per smallest cluster found every 0.2%+ group of bench/cluster.py's long tail, while
+# a 1M collection with --min-cluster-size 300 would otherwise fit HDBSCAN at 4 (issue 25).
+SAMPLE_POINTS_OF_SMALLEST = 20
+# ... but the sample grows no further: UMAP on 100,000 points takes minutes on 2 cores.
+LARGEST_FIT_SAMPLE = 100_000
 
 
 def _registry() -> dict[str, type]:
@@ -121,6 +127,27 @@ def fit_clusterer(space: np.ndarray, config: ClusterConfig, *, embeddings: np.nd
         if progress is not None:
             progress(1, 1)
     return clusterer, in_collection(clusterer.describe(), n, collection)
+
+
+def fit_sample_for(fit_sample: int, n: int, config: ClusterConfig) -> int:
+    """How many of ``n`` images a fit uses: ``fit_sample`` (0: all), grown so that a group of the
+    ``min_cluster_size`` that ``config`` runs with holds ``SAMPLE_POINTS_OF_SMALLEST`` points of it,
+    up to ``LARGEST_FIT_SAMPLE``; n when that is at least n."""
+    if fit_sample <= 0 or fit_sample >= n:
+        return n
+    smallest = settle(config, lenient=True).min_cluster_size
+    if not smallest:
+        return fit_sample
+    needed = -(-SAMPLE_POINTS_OF_SMALLEST * n // smallest)
+    if needed > LARGEST_FIT_SAMPLE:
+        log.warning("min_cluster_size=%d of %d images would need a fit sample of %d; fitting on %d, so groups "
+                    "under about %d images may be missed", smallest, n, needed, LARGEST_FIT_SAMPLE,
+                    SAMPLE_POINTS_OF_SMALLEST * n // LARGEST_FIT_SAMPLE)
+    grown = min(max(fit_sample, needed), LARGEST_FIT_SAMPLE, n)
+    if grown > fit_sample:
+        log.info("fit sample grown from %d to %d images so that a group of min_cluster_size=%d holds %d of them",
+                 fit_sample, grown, smallest, SAMPLE_POINTS_OF_SMALLEST)
+    return max(grown, fit_sample)
 
 
 def sized_for_sample(config: ClusterConfig, sample: int, n: int) -> ClusterConfig:
