@@ -26,7 +26,8 @@ from ..cluster.cohesive import (TREE_UP_TO, cohesive_groups, mean_pairwise_simil
 from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Prediction, Predictor
 from ..cluster.settings import collection_min_cluster_size
-from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
+from ..config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
+from ..embed import recorded_settings
 from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..label import choose_names
 from ..represent import representatives
@@ -175,9 +176,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
 
 
 def _run_embed_config(parent: RunRecord, config: EmbedConfig) -> EmbedConfig:
-    pooling = parent.info.get("model", {}).get("pooling")
-    return dataclasses.replace(config, model=parent.model_name,
-                               pooling=pooling if pooling in POOLINGS else None)
+    return dataclasses.replace(config, model=parent.model_name, **recorded_settings(parent.info.get("model", {})))
 
 
 @dataclass

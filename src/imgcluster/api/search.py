@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
+from ..config import DedupConfig, EmbedConfig, RunConfig, ScanConfig
 from ..dedup import PERCEPTUAL_ALGORITHM, DuplicateFinder, perceptual_hash
-from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
+from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise, recorded_settings
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
 from ..label import choose_names
 from ..scan import hash_file, load_rgb
@@ -255,8 +255,7 @@ def _image_vector(ws: Workspace, row: dict[str, Any], image: Path, device: str) 
 
 def _load_for(row: dict[str, Any], device: str) -> Any:
     """The model that made ``row``'s embeddings, refusing one whose weights changed since."""
-    pooling = row["info"].get("pooling")
-    loaded = load_model(row["name"], device=device, pooling=pooling if pooling in POOLINGS else None)
+    loaded = load_model(row["name"], device=device, **recorded_settings(row["info"]))
     if loaded.model_id != row["model_id"]:
         raise ModelUnavailable(f"The embeddings here were made with {row['model_id']}, but {row['name']} now loads "
                                f"as {loaded.model_id}; its weights changed. Embed the folder again.")
