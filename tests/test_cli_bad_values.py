@@ -45,6 +45,7 @@ BAD_VALUES: dict[str, list[list[str]]] = {
               ["embed", "{images}", "--device", "cuda:x"], ["embed", "{images}", "--workspace", "{file}"],
               ["embed", "{images}", "--batch-size", "0"], ["embed", "{images}", "--set", "cluster.k=3"],
               ["embed", "{images}", "--backend", "fastest"],
+              ["embed", "{images}", "--engine", "ray", "--backend", "onnxruntime"],
               ["embed", "{images}", "--backend", "torch", "--set", "embed.precision=int4"]],
     "report": [["report", "{missing}"], ["report", "{images}", "--run", "no-such-run"],
                ["report", "--workspace", "{file}"]],

@@ -231,6 +231,9 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
         raise UnknownName(f"No engine called {engine!r}. Choose one of: {', '.join(ENGINES)}.")
     if engine == "local":  # Ray workers have devices of their own, which this machine may lack
         check_device(config.device)
+    elif config.backend != "torch":
+        raise ConfigError(f"--engine ray runs the model with PyTorch on each worker, not {config.backend}; leave "
+                          "--backend at torch, or use --engine local.")
     export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
     stage = _stage_progress(progress)
     if engine == "ray":
