@@ -151,8 +151,8 @@ class EmbedConfig:
         "unset uses the model's default (see `imgcluster models`). Each choice is cached separately.", None)
     backend: str = _help(
         "Who runs the model: torch (PyTorch, float32, any device), onnxruntime or openvino (the model exported "
-        "to ONNX once and run on the CPU, int8 where measured faster: 3-6x efficientnet-lite0, 2-3x CLIP on 2 "
-        "cores), or auto (the first of onnxruntime, openvino that is installed and matches float32 PyTorch "
+        "to ONNX once and run on the CPU, int8 where measured faster: 5x efficientnet-lite0, 3x CLIP ViT-B/32 on "
+        "2 busy cores), or auto (the first of onnxruntime, openvino that is installed and matches float32 PyTorch "
         "within tolerance, else torch). The optimised ones need `pip install 'imgcluster[fast]'`; each backend's "
         "vectors are cached separately.", "torch")
     precision: str = _help(
