@@ -124,3 +124,19 @@ def test_auto_takes_an_installed_backend_within_the_tolerance(tiny_clip_dir, cac
 def test_bad_backend_settings_are_refused_with_the_choices(settings, message):
     with pytest.raises(ConfigError, match=message):
         imgcluster.EmbedConfig(**settings)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+def test_a_run_made_by_a_backend_records_it_and_files_new_images_with_it(tiny_clip_dir, cache_dir, tmp_path):
+    from tests.conftest import write_photos
+
+    write_photos(tmp_path / "photos", 24)
+    new = write_photos(tmp_path / "new", 2, start=100)
+    run = imgcluster.cluster(tmp_path / "photos", model=str(tiny_clip_dir), workspace=tmp_path / "ws",
+                             method="kmeans", k=3, namer="none",
+                             overrides={"embed": {"backend": "onnxruntime", "device": "cpu"}})
+    assert run.record.info["model"]["backend"] == "onnxruntime"
+    assert run.record.config["embed"]["backend"] == "onnxruntime"  # auto choices resolved, as for the model
+    # predict reloads the run's model with its backend: another backend's model_id would be refused.
+    filed = imgcluster.predict(new, run=run.key, workspace=tmp_path / "ws", device="cpu")
+    assert len(filed) == len(new)

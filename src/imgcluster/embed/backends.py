@@ -189,7 +189,11 @@ def optimise(embedder: Embedder, backend_name: str, precision: str = "auto") -> 
                       input_size=embedder.input_size, backend=backend_name, backend_version=backend.version(),
                       precision=chosen, quantisation=quantisation(family, chosen))
     path, check = exported(spec)
-    return OptimisedEmbedder(embedder, backend, chosen, path, check)
+    try:
+        return OptimisedEmbedder(embedder, backend, chosen, path, check)
+    except Exception as error:  # a damaged or truncated cached file: the runtimes raise their own types
+        raise ModelUnavailable(f"{backend_name} could not load {path} ({str(error).splitlines()[0]}); delete "
+                               f"{path.parent} to export it again, or use --backend torch.") from error
 
 
 def within_tolerance(check: dict[str, Any]) -> bool:
