@@ -20,6 +20,8 @@ from imgcluster.embed import backends, load_model, recorded_settings
 from imgcluster.embed.onnx_export import ExportSpec, calibration_pixels, cosines
 from imgcluster.errors import ConfigError, ModelUnavailable
 
+from ..conftest import write_photos
+
 INSTALLED = [name for name in backends.BACKENDS if importlib.util.find_spec(name) is not None]
 needs_a_backend = pytest.mark.skipif(not INSTALLED, reason="no optimised backend installed ([fast] extra)")
 
@@ -128,8 +130,6 @@ def test_bad_backend_settings_are_refused_with_the_choices(settings, message):
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
 def test_a_run_made_by_a_backend_records_it_and_files_new_images_with_it(tiny_clip_dir, cache_dir, tmp_path):
-    from tests.conftest import write_photos
-
     write_photos(tmp_path / "photos", 24)
     new = write_photos(tmp_path / "new", 2, start=100)
     run = imgcluster.cluster(tmp_path / "photos", model=str(tiny_clip_dir), workspace=tmp_path / "ws",
