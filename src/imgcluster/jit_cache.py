@@ -22,11 +22,17 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "NUMBA_CACHE_DIR"  # numba's own setting: a folder the user set wins
 
 
+def user_cache_dir() -> Path:
+    """imgcluster's folder in the user's cache: ``$XDG_CACHE_HOME/imgcluster``, ``~/.cache/imgcluster``
+    when XDG_CACHE_HOME is unset (compiled kernels, exported models: all can be deleted at any time)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imgcluster"
+
+
 def numba_cache_dir() -> Path:
     """Where imgcluster asks numba to keep compiled code: ``$XDG_CACHE_HOME/imgcluster/numba``,
     ``~/.cache/imgcluster/numba`` when XDG_CACHE_HOME is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imgcluster" / "numba"
+    return user_cache_dir() / "numba"
 
 
 def use_numba_cache() -> Path | None:

@@ -177,7 +177,9 @@ def _settings_table(record: RunRecord, stability: Mapping[str, Any] | None = Non
     rows: list[tuple[str, Any]] = []
     model = record.model
     rows.append(("model", f"{model.get('name', record.model_name)} — {model.get('source', '')}"))
-    rows.append(("embedding", f"{model.get('dim', '?')}-d, {model.get('pooling', '')}, device {model.get('device', '?')}"))
+    backend = f", {model['backend']} {model.get('precision', '')}" if "backend" in model else ""
+    rows.append(("embedding", f"{model.get('dim', '?')}-d, {model.get('pooling', '')}, device {model.get('device', '?')}"
+                              f"{backend}"))
     for stage in ("reduce", "cluster", "scan"):
         values = record.config.get(stage, {})
         rows.append((stage, ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)))

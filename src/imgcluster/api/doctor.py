@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cluster.predictor import Predictor
-from ..config import POOLINGS
-from ..embed import check_device, load_model
+from ..embed import check_device, load_model, recorded_settings
 from ..embed.runner import embed_records
 from ..errors import ConfigError, ModelUnavailable, WorkspaceNotFound
 from ..store import Workspace, locate_workspace
@@ -70,8 +69,7 @@ def _reembed(ws: Workspace, model_id: str, hashes: Sequence[str], device: str) -
     row = next((m for m in ws.models() if m["model_id"] == model_id), None)
     if row is None:
         raise ModelUnavailable(f"the catalogue does not say which model made {model_id}")
-    pooling = row["info"].get("pooling")
-    embedder = load_model(row["name"], device=device, pooling=pooling if pooling in POOLINGS else None)
+    embedder = load_model(row["name"], device=device, **recorded_settings(row["info"]))
     if embedder.model_id != model_id:
         raise ModelUnavailable(f"{row['name']} now loads as {embedder.model_id}, not {model_id}; its weights changed")
     by_hash = ws.images_by_hash(hashes)

@@ -102,7 +102,9 @@ def cluster(path: str | os.PathLike[str], *, model: str | None = None, method: s
             reduction, clustering = fit_clusters(embedded.vectors, config.reduce, config.cluster, timings=timings,
                                                  progress=progress)
         resolved = dataclasses.replace(
-            config, embed=dataclasses.replace(config.embed, model=embedded.model["name"]),
+            config, embed=dataclasses.replace(  # auto resolved: the model and backend that made the vectors
+                config.embed, model=embedded.model["name"], backend=embedded.model.get("backend", "torch"),
+                precision=embedded.model.get("precision", "auto")),
             cluster=dataclasses.replace(config.cluster, **{
                 key: value for key, value in clustering.params.items()
                 if key in {f.name for f in dataclasses.fields(ClusterConfig)}}))

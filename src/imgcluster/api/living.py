@@ -23,7 +23,8 @@ from ..cluster import NOISE
 from ..cluster.cohesive import TREE_UP_TO
 from ..cluster.openset import check_held_quantile
 from ..cluster.predictor import Predictor
-from ..config import POOLINGS, ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
+from ..config import ClusterConfig, EmbedConfig, ReduceConfig, RunConfig
+from ..embed import recorded_settings
 from ..errors import ConfigError, ModelUnavailable, NoImages
 from ..run import REVIEW, UPDATE, ProposedCluster, Provenance, Run, filing, save_run
 from ..run.filing import ACCEPTED, FORCED, HELD, PROPOSED, Filed, file_new  # noqa: F401 -- their old home
@@ -146,9 +147,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
 
 
 def _run_embed_config(parent: RunRecord, config: EmbedConfig) -> EmbedConfig:
-    pooling = parent.model.get("pooling")
-    return dataclasses.replace(config, model=parent.model_name,
-                               pooling=pooling if pooling in POOLINGS else None)
+    return dataclasses.replace(config, model=parent.model_name, **recorded_settings(parent.model))
 
 
 def dense_groups(vectors: np.ndarray, min_size: int, reduce_config: ReduceConfig, min_similarity: float,

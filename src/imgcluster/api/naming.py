@@ -88,7 +88,9 @@ def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None
 
     @functools.cache
     def classifier() -> Embedder:
-        return embedder() if model.get("family") == "efficientnet" else load_model("efficientnet-lite0")
+        # The classifier head runs in PyTorch: a run embedded by another backend loads it apart (lazily, cheap).
+        torch_made = model.get("family") == "efficientnet" and model.get("backend", "torch") == "torch"
+        return embedder() if torch_made else load_model("efficientnet-lite0")
 
     return NamingContext(model, embedder, classifier, ws, api_key)
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import POOLINGS, DedupConfig, EmbedConfig, RunConfig, ScanConfig
+from ..config import DedupConfig, EmbedConfig, RunConfig, ScanConfig
 from ..dedup import PERCEPTUAL_ALGORITHM, UNVERIFIABLE, DuplicateFinder, Link, perceptual_hashes
-from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise
+from ..embed import MODELS, check_device, check_name, embed_records, load_model, normalise, recorded_settings
 from ..errors import ConfigError, ModelUnavailable, NoImages, WorkspaceBusy
 from ..geometry import GeometricVerifier, Match, opencv_available
 from ..label import choose_names
@@ -257,8 +257,7 @@ def _image_vector(ws: Workspace, row: dict[str, Any], image: Path, device: str) 
 
 def _load_for(row: dict[str, Any], device: str) -> Any:
     """The model that made ``row``'s embeddings, refusing one whose weights changed since."""
-    pooling = row["info"].get("pooling")
-    loaded = load_model(row["name"], device=device, pooling=pooling if pooling in POOLINGS else None)
+    loaded = load_model(row["name"], device=device, **recorded_settings(row["info"]))
     if loaded.model_id != row["model_id"]:
         raise ModelUnavailable(f"The embeddings here were made with {row['model_id']}, but {row['name']} now loads "
                                f"as {loaded.model_id}; its weights changed. Embed the folder again.")

@@ -20,8 +20,8 @@ from ..cluster import Clusterer, fit_clusterer
 from ..cluster.noise import attach_noise
 from ..cluster.predictor import Predictor
 from ..cluster.settings import fit_sample_for
-from ..config import POOLINGS, ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
-from ..embed import EmbedReport, check_device, check_name, embed_records, load_model
+from ..config import ClusterConfig, EmbedConfig, RayConfig, ReduceConfig, ScanConfig
+from ..embed import EmbedReport, check_device, check_name, embed_records, load_model, recorded_settings
 from ..embed.base import Embedder
 from ..errors import ConfigError, ModelUnavailable, NoImages, UnknownName
 from ..reduce import Reducer, effective_neighbors, fit_units, make_reducer, nearest_neighbors, reducer_settings
@@ -152,18 +152,16 @@ def embed(images: Sequence[ImageRecord] | ScanResult, *, workspace: Workspace,
 
 
 def load_embedder(config: EmbedConfig) -> Embedder:
-    """The embedding model ``config`` names, loaded on its device with its pooling."""
-    embedder = load_model(config.model, device=config.device, pooling=config.pooling)
+    """The embedding model ``config`` names, loaded on its device with its pooling and backend."""
+    embedder = load_model(config.model, device=config.device, pooling=config.pooling, backend=config.backend,
+                          precision=config.precision)
     log.info("model: %s (%s)", embedder.name, embedder.model_id)
     return embedder
 
 
 def reload_run_model(record: RunRecord, device: str = "auto") -> Embedder:
-    """The model that embedded ``record``, with the run's pooling, refusing weights that changed since."""
-    pooling = record.model.get("pooling")
-    if pooling not in POOLINGS:  # efficientnet describes its fixed pooling in words; older runs had none
-        pooling = None
-    loaded = load_model(record.model_name, device=device, pooling=pooling)
+    """The model that embedded ``record``, with the run's pooling and backend, refusing weights that changed since."""
+    loaded = load_model(record.model_name, device=device, **recorded_settings(record.model))
     if loaded.model_id != record.model_id:
         raise ModelUnavailable(f"Run {record.key} was made with {record.model_id}, but {record.model_name} now "
                                f"loads as {loaded.model_id}; its weights changed. Re-run `imgcluster cluster`.")
@@ -210,6 +208,9 @@ def embed_folder(path: str | os.PathLike[str], *, config: EmbedConfig = EmbedCon
         raise UnknownName(f"No engine called {engine!r}. Choose one of: {', '.join(ENGINES)}.")
     if engine == "local":  # Ray workers have devices of their own, which this machine may lack
         check_device(config.device)
+    elif config.backend != "torch":
+        raise ConfigError(f"--engine ray runs the model with PyTorch on each worker, not {config.backend}; leave "
+                          "--backend at torch, or use --engine local.")
     export = ShardExport(shards_to) if shards_to is not None else None  # a bad URL fails before any work
     stage = stage_progress(progress)
     if engine == "ray":

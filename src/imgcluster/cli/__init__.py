@@ -39,6 +39,7 @@ def cluster_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     model: Annotated[Optional[str], setting(EmbedConfig, "model")] = None,
     pooling: Annotated[Optional[str], setting(EmbedConfig, "pooling")] = None,
+    backend: Annotated[Optional[str], setting(EmbedConfig, "backend")] = None,
     method: Annotated[Optional[str], setting(ClusterConfig, "method")] = None,
     k: Annotated[Optional[int], setting(ClusterConfig, "k", "--k")] = None,
     min_cluster_size: Annotated[Optional[int], setting(ClusterConfig, "min_cluster_size")] = None,
@@ -78,7 +79,7 @@ def cluster_command(
     # Only the options given (not None) override: --preset ifunny --seed 3 keeps the preset's other settings.
     options = {
         "scan": {"min_side": min_side, "follow_symlinks": follow_links or None},
-        "embed": {"model": model, "batch_size": batch_size, "device": device, "pooling": pooling},
+        "embed": {"model": model, "batch_size": batch_size, "device": device, "pooling": pooling, "backend": backend},
         "reduce": {"seed": seed, "method": reduce, "map_method": map_method},
         "cluster": {"method": method, "k": k, "min_cluster_size": min_cluster_size, "seed": seed, "noise": noise,
                     "attach_threshold": attach_threshold, "max_cluster_size": max_cluster_size,
@@ -100,6 +101,7 @@ def embed_command(
     path: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     model: Annotated[Optional[str], setting(EmbedConfig, "model")] = None,
     pooling: Annotated[Optional[str], setting(EmbedConfig, "pooling")] = None,
+    backend: Annotated[Optional[str], setting(EmbedConfig, "backend")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Where imgcluster keeps its files "
                                                            "(default: PATH/.imgcluster).")] = None,
     batch_size: Annotated[Optional[int], setting(EmbedConfig, "batch_size")] = None,
@@ -124,8 +126,9 @@ def embed_command(
 ) -> None:
     """Scan and embed the images under PATH, without clustering; later `cluster` runs reuse the vectors."""
     on_ray = engine == "ray"
-    given = overrides({"embed": {"model": model, "pooling": pooling, "batch_size": batch_size, "device": device,
-                                 "commit_every": commit_every, "workers": None if on_ray else workers}},
+    given = overrides({"embed": {"model": model, "pooling": pooling, "backend": backend, "batch_size": batch_size,
+                                 "device": device, "commit_every": commit_every,
+                                 "workers": None if on_ray else workers}},
                       settings or ())
     other = next((stage for stage in given if stage not in ("scan", "embed")), None)
     if other is not None:
@@ -140,7 +143,8 @@ def embed_command(
                                 progress=on_progress, engine=engine,
                                 ray_config=ray_config, shards_to=shards_to)
     summary = {"root": done.root, "workspace": str(done.workspace), "model": done.model["name"],
-               "model_id": done.model["model_id"], "pooling": done.model.get("pooling"), "images": done.n_images, "embedded_now": done.n_embedded,
+               "model_id": done.model["model_id"], "pooling": done.model.get("pooling"),
+               "backend": done.model.get("backend", "torch"), "images": done.n_images, "embedded_now": done.n_embedded,
                "cached": done.n_cached, "seconds": round(done.seconds, 2), "engine": done.engine, "export": done.export,
                "skipped": [{"path": r.path, "stage": r.skip_stage, "reason": r.skip_reason} for r in done.skipped]}
     if as_json:

@@ -95,7 +95,8 @@ def runs_show_command(
     console.print(f"[bold]run {info['key']}[/] · {_date(info['created_at'])} · {info['n_images']:,} images · "
                   f"{info['n_clusters']} clusters\nfolder {info['root']}\nworkspace {info['workspace']}\n"
                   f"model [bold]{info['model_name']}[/] ({info['model_id']}), {model.get('dim', '?')}-d, "
-                  f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}", soft_wrap=True)
+                  f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}"
+                  + (f", backend {model['backend']} ({model.get('precision')})" if "backend" in model else ""), soft_wrap=True)
     for line in _lineage(info):
         console.print(line, soft_wrap=True)
     for warning in info.get("warnings", []):

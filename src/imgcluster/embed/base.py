@@ -58,6 +58,8 @@ def check_device(device: str = "auto") -> None:
 
 def pick_device(device: str = "auto") -> str:
     """Resolve ``auto`` to cuda, then mps, then cpu; ConfigError for a device this machine lacks."""
+    if device == "cpu":  # no torch import: an optimised backend's process may never need it
+        return device
     import torch
 
     if device != "auto":

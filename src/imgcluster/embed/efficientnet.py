@@ -91,6 +91,24 @@ class EfficientNetLite0:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._preprocess(image)
 
+    def network(self) -> Any:
+        """A fresh float32 CPU copy of the feature extractor as one torch module, pixels (n, 3, 224,
+        224) → features (n, 1280), ``embed``'s computation: what an optimised backend exports."""
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        class Features(torch.nn.Module):
+            def __init__(self, net: Any):
+                super().__init__()
+                self.net = net
+
+            def forward(self, pixels: Any) -> Any:
+                return self.net.extract_features(pixels).mean(dim=(2, 3))
+
+        net = EfficientNet.from_name(NAME)
+        net.load_state_dict(torch.load(self._path, map_location="cpu", weights_only=True))
+        return Features(net).eval()
+
     def embed(self, batch: np.ndarray) -> np.ndarray:
         import torch
 

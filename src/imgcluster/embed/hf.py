@@ -192,6 +192,31 @@ class HfImageModel:
             output = self._forward(batch, image_features=self.pooling == "image-features")
             return pool(output, self.pooling, self._prefix).float().cpu().numpy()
 
+    def network(self) -> Any:
+        """The forward pass and pooling as one float32 CPU torch module, pixels (n, 3, H, W) → raw
+        features (n, dim), ``embed``'s computation: what an optimised backend exports. Shares the
+        loaded weights (moved to the CPU when the model runs elsewhere)."""
+        import torch
+
+        owner = self
+
+        class Features(torch.nn.Module):
+            def __init__(self, model: Any):
+                super().__init__()
+                self.model = model
+
+            def forward(self, pixels: Any) -> Any:
+                if owner.pooling == "image-features":
+                    output = self.model.get_image_features(pixel_values=pixels)
+                else:
+                    tower = getattr(self.model, "vision_model", self.model)
+                    noise = ({"noise": _identity_noise(tower.config, pixels)} if owner.model_type == "vit_mae"
+                             else {})
+                    output = tower(pixel_values=pixels, **noise)
+                return pool(output, owner.pooling, owner._prefix)
+
+        return Features(self.model.float().to("cpu")).eval()
+
     def _forward(self, batch: np.ndarray, image_features: bool) -> Any:
         """get_image_features' output, or else the vision tower's (hidden states and pooler output)."""
         import torch

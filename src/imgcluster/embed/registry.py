@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..config import POOLINGS, check_backend
 from ..errors import UnknownName
 from . import efficientnet, hf
+from .backends import with_backend
 from .base import Embedder, check_device
 from .pooling import check_pooling, require_pooling
 
@@ -91,14 +94,32 @@ def check_name(name: str) -> None:
                       "a Hugging Face id such as facebook/dinov2-large, or a folder saved with save_pretrained.")
 
 
-def load_model(name: str = "auto", device: str = "auto", pooling: str | None = None) -> Embedder:
+def load_model(name: str = "auto", device: str = "auto", pooling: str | None = None, backend: str = "torch",
+               precision: str = "auto") -> Embedder:
     """Load a model by registry name, ``auto``, Hugging Face id or local folder, pooled with
-    ``pooling`` (one of ``config.POOLINGS``; None is the model's default). The pooling is part of
-    the model's ``model_id``, so vectors from different poolings are cached apart.
+    ``pooling`` (one of ``config.POOLINGS``; None is the model's default) and run by ``backend``
+    with ``precision`` (``EmbedConfig.backend``, ``embed/backends.py``). The pooling and the backend
+    are part of the model's ``model_id``, so vectors from different ones are cached apart.
 
     A model the user named explicitly may be downloaded when the machine is online; ``auto``
     never downloads. A pooling the model cannot give is a ConfigError, raised before any download.
     """
+    check_backend(backend, precision)
+    # A named optimised backend runs on the CPU: its PyTorch model (preprocessing, text tower) stays there too.
+    torch_device = "cpu" if backend in ("onnxruntime", "openvino") and device == "auto" else device
+    return with_backend(_load_torch(name, torch_device, pooling), backend, precision, device)
+
+
+def recorded_settings(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``load_model`` settings that reproduce a recorded model (a run record's ``model``, a
+    catalogue row's ``info``): its pooling and backend, so the reloaded ``model_id`` matches."""
+    pooling = model.get("pooling")
+    backend = model.get("backend", "torch")  # older runs: PyTorch made them
+    return {"pooling": pooling if pooling in POOLINGS else None,  # efficientnet's is words, not a choice
+            "backend": backend, "precision": model.get("precision", "auto") if backend != "torch" else "auto"}
+
+
+def _load_torch(name: str, device: str, pooling: str | None) -> Embedder:
     check_pooling(pooling)
     check_device(device)
     resolved = resolve_name(name)
