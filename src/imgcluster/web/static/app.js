@@ -24,19 +24,32 @@ async function api(path, options) {
 const getJSON = async (path, options) => (await api(path, options)).json();
 const sendJSON = (path, method, body) => getJSON(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
+// Progress and success go to the header's status line; an error gets its own banner, in full, until
+// closed (Esc or ×) or the next action starts: a failure must not read like a success.
 function status(text, isError = false) {
-  const node = $("#status");
-  node.textContent = text || "";
-  node.classList.toggle("error", isError);
+  if (isError) return showError(text);
+  $("#status").textContent = text || "";
+  hideError();
 }
-const fail = (error) => { console.error(error); status(error.message || String(error), true); };
+function showError(text) {
+  $("#status").textContent = "";
+  $("#error-text").textContent = text;
+  $("#error").hidden = false;
+}
+function hideError() { $("#error").hidden = true; }
+// A warning, not console.error: the banner is where the user reads it; the console keeps the trace.
+const fail = (error) => { console.warn(error); status(error.message || String(error), true); };
 
 // -- colours ---------------------------------------------------------------------------------------
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-  "#393b79", "#e6550d", "#31a354", "#a50f15", "#756bb1", "#d6616b", "#637939", "#7b4173", "#3182bd", "#fd8d3c", "#74c476"];
-const RGB = PALETTE.map((hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
-const NOISE_RGB = [160, 164, 170];
-const rgbOf = (cluster) => (cluster < 0 ? NOISE_RGB : RGB[cluster % RGB.length]);
+// The palette comes from the server (imgcluster/palette.py), so the report and the app colour a cluster alike.
+const hexToRGB = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+const PALETTE = { rgb: [[31, 119, 180]], noise: [169, 174, 182] };
+async function loadPalette() {
+  const data = await getJSON("/palette");
+  PALETTE.rgb = data.colours.map(hexToRGB);
+  PALETTE.noise = hexToRGB(data.noise);
+}
+const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : PALETTE.rgb[cluster % PALETTE.rgb.length]);
 const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
 
 // -- state -----------------------------------------------------------------------------------------
@@ -334,7 +347,10 @@ const Map2D = (() => {
     const image = tip.querySelector("img");
     const src = `/api/images/${id}/thumbnail`;
     if (image.getAttribute("src") !== src) image.src = src;
-    tip.querySelector("span").textContent = `#${id} · ${S.names.get(cluster) || "cluster " + cluster}`;
+    const label = tip.querySelector("span");
+    label.dataset.id = id;
+    const show = (name) => { if (label.dataset.id === String(id)) label.textContent = `${name} · ${clusterLabel(cluster)}`; };
+    show(fileNameOf(id, show));
     tip.hidden = false;
     const x = Math.min(point[0] + 14, canvas.clientWidth - 150), y = Math.min(point[1] + 14, canvas.clientHeight - 160);
     tip.style.left = x + "px"; tip.style.top = y + "px";
@@ -367,6 +383,23 @@ const Map2D = (() => {
     });
   }
   $("#reset").addEventListener("click", () => { Object.assign(cam, { k: 0.92, cx: 0, cy: 0 }); draw(); });
+
+  // Show a cluster whole: the camera frames its points' bounding box, with a margin.
+  function fitCluster(cluster) {
+    const map = S.map;
+    if (!map) return;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < map.n; i++) {
+      if (map.cluster[i] !== cluster) continue;
+      const x = map.x[i], y = map.y[i];
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+    if (x0 === Infinity) return;
+    const [ax, ay] = aspect();
+    const span = Math.max((x1 - x0) * ax, (y1 - y0) * ay, 0.02);
+    Object.assign(cam, { k: Math.min(5000, 0.85 * 2 / span), cx: (x0 + x1) / 2, cy: (y0 + y1) / 2 });
+    draw();
+  }
   window.addEventListener("resize", draw);
 
   // Mean milliseconds of one full redraw, waited for on the GPU (bench/web.py reads it).
@@ -383,8 +416,9 @@ const Map2D = (() => {
   }
 
   compile();
-  window.imgclusterMap = { timeRedraws };
-  return { load, recolour, draw, drawOverlay };
+  const camera = () => ({ ...cam });
+  window.imgclusterMap = { timeRedraws, camera, toScreen };
+  return { load, recolour, draw, drawOverlay, fitCluster };
 })();
 
 // A uniform grid over the world square: nearest point and points in a rectangle without scanning all n.
@@ -447,6 +481,26 @@ async function loadMap(key) {
   Map2D.load(S.map);
 }
 
+function clusterLabel(cluster) {
+  const name = S.names.get(cluster);
+  if (cluster < 0) return "unclustered";
+  return name && name !== `cluster ${cluster}` ? `${cluster} · ${name}` : `cluster ${cluster}`;
+}
+
+// An image's file name for the tooltip (the map carries only catalogue ids): cached, fetched once;
+// ``then(name)`` runs when it arrives.
+const fileNames = new Map();
+function fileNameOf(id, then) {
+  const known = fileNames.get(id);
+  if (typeof known === "string") return known;
+  if (!known) {
+    fileNames.set(id, getJSON(`/images/${id}?run=${encodeURIComponent(S.run)}`)
+      .then((image) => { fileNames.set(id, image.name); then(image.name); })
+      .catch(() => fileNames.delete(id)));
+  }
+  return "…";
+}
+
 function rowOfId(id) {
   if (!S.rowOfId) { S.rowOfId = new Map(); S.map.id.forEach((value, row) => S.rowOfId.set(value, row)); }
   return S.rowOfId.get(id);
@@ -472,6 +526,7 @@ async function openRun(key, then = {}) {
   $("#run").value = key;
   S.focus = null; S.selection = null; S.marker = null; S.picked.clear(); S.mergePick.clear();
   await Promise.all([loadClusters(), loadMap(key)]);
+  Map2D.recolour();
   writeHash(then);
   if (then.image) return showImage(Number(then.image));
   if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
@@ -494,6 +549,7 @@ function renderClusters() {
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
+    h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
     h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
     h("span", { class: "size" }, String(c.size)),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
@@ -614,11 +670,12 @@ function moveControls(after) {
 async function showCluster(cluster) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
+  Map2D.fitCluster(cluster);
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);
   const { controls, update } = moveControls();
-  const summary = info ? h("span", {}, `${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
+  const summary = info ? h("span", {}, `cluster ${cluster} · ${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
     (info.stability !== null ? ` · stability ${info.stability.toFixed(2)}` : "")) : null;
   const [grid, sentinel] = endlessGrid(async (offset) => {
     const page = await getJSON(`/clusters/${cluster}/images?run=${encodeURIComponent(S.run)}&offset=${offset}&limit=60`);
@@ -718,10 +775,20 @@ async function showCompare(other) {
       ...[["images in both", c.n_common], ["only in " + c.a, c.only_a], ["only in " + c.b, c.only_b], ["ARI", c.ari.toFixed(3)],
         ["NMI", c.nmi.toFixed(3)], ["variation of information", c.variation_of_information.toFixed(3)], ["moved images", c.n_moved]]
         .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
-    const table = h("table", { class: "data" }, h("tr", {}, h("th", {}, `cluster of ${c.a}`), h("th", {}, `best match in ${c.b}`), h("th", {}, "Jaccard")),
-      ...c.matching.map((m) => h("tr", {}, h("td", {}, String(m.cluster_a)), h("td", {}, String(m.cluster_b)), h("td", {}, m.jaccard.toFixed(2)))));
-    const parts = (title, list) => list.length ? [h("h3", {}, title), h("ul", {}, ...list.map((p) => h("li", {}, JSON.stringify(p))))] : [];
-    panel(`${c.a} vs ${c.b}`, [], facts, h("h3", {}, "Matching"), table, ...parts("Splits", c.splits), ...parts("Merges", c.merges));
+    const named = (names, cluster) => `${cluster} · ${names[String(cluster)] ?? (cluster < 0 ? "unclustered" : "cluster " + cluster)}`;
+    const inA = (cluster) => named(c.names_a, cluster), inB = (cluster) => named(c.names_b, cluster);
+    const row = (...cells) => h("tr", {}, ...cells.map((cell) => h("td", {}, String(cell))));
+    const table = h("table", { class: "data", id: "compare-matching" },
+      h("tr", {}, h("th", {}, `cluster of ${c.a}`), h("th", {}, `best match in ${c.b}`), h("th", {}, "images in both"), h("th", {}, "Jaccard")),
+      ...c.matching.map((m) => row(inA(m.a), inB(m.b), m.overlap.toLocaleString(), m.jaccard.toFixed(2))));
+    const list = (parts, name) => parts.map(([cluster, images]) => `${name(cluster)} (${images.toLocaleString()})`).join(", ");
+    const parts = (title, id, head, items, cells) => items.length ? [h("h3", {}, title), h("table", { class: "data", id },
+      h("tr", {}, ...head.map((text) => h("th", {}, text))), ...items.map((item) => row(...cells(item))))] : [];
+    const splits = parts("Splits", "compare-splits", [`cluster of ${c.a}`, `went to clusters of ${c.b} (images)`], c.splits,
+      (split) => [inA(split.cluster), list(split.parts, inB)]);
+    const merges = parts("Merges", "compare-merges", [`clusters of ${c.a} (images)`, `merged into cluster of ${c.b}`], c.merges,
+      (merge) => [list(merge.parts, inA), inB(merge.cluster)]);
+    panel(`${c.a} vs ${c.b}`, [], facts, h("h3", {}, "Matching"), table, ...splits, ...merges);
   } catch (error) { fail(error); }
 }
 
@@ -782,8 +849,23 @@ window.addEventListener("drop", (event) => {
   if (file) fileImage(file);
 });
 
+$("#error-close").addEventListener("click", hideError);
+// Esc closes what is open, innermost first: an error, the tooltip, a selection, an image or a cluster.
+window.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (!$("#error").hidden) return hideError();
+  if (event.target.closest("input, select, textarea")) return;  // a rename's Esc cancels the rename
+  $("#tip").hidden = true;
+  if (S.selection) { S.selection = null; Map2D.recolour(); }
+  S.marker = null;
+  Map2D.drawOverlay();
+  showOverview();
+  Map2D.recolour();
+});
+
 (async function start() {
   try {
+    await loadPalette();
     await loadRuns();
     if (!S.runs.length) return;
     const wanted = readHash();
