@@ -23,7 +23,7 @@ _LEVELS = 18              # candidates per sRGB channel: 5,832 colours, ~0.1 s f
 _FIRST = (31, 119, 180)   # a mid blue, as most plotting palettes start
 
 
-def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (D65) of sRGB colours (n, 3) in 0..255."""
     c = rgb / 255.0
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
@@ -37,18 +37,18 @@ def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 def _glasbey() -> tuple[str, ...]:
     levels = np.linspace(0, 255, _LEVELS).round()
     rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
-    lab = _srgb_to_lab(rgb)
+    lab = srgb_to_lab(rgb)
     chroma = np.hypot(lab[:, 1], lab[:, 2])
     keep = (lab[:, 0] >= _LIGHTNESS[0]) & (lab[:, 0] <= _LIGHTNESS[1]) & (chroma >= _MIN_CHROMA)
     rgb, lab = rgb[keep], lab[keep]
-    first = _srgb_to_lab(np.array([_FIRST], dtype=float))[0]
+    first = srgb_to_lab(np.array([_FIRST], dtype=float))[0]
     chosen = [int(np.argmin(((lab - first) ** 2).sum(axis=1)))]
     nearest = ((lab - lab[chosen[0]]) ** 2).sum(axis=1)
     while len(chosen) < MAX_COLOURS:
         pick = int(np.argmax(nearest))  # ties resolve to the lowest index: deterministic
         chosen.append(pick)
         nearest = np.minimum(nearest, ((lab - lab[pick]) ** 2).sum(axis=1))
-    return tuple("#%02x%02x%02x" % tuple(int(v) for v in rgb[i]) for i in chosen)
+    return tuple("#" + "".join(f"{int(v):02x}" for v in rgb[i]) for i in chosen)
 
 
 def palette(n: int = MAX_COLOURS) -> list[str]:

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from ... import api
-from ...store import RunRecord
-from ...store.records import EDIT, REVIEW, UPDATE
 from ...label import choose_names
+from ...store import RunRecord
 from ...store.browse import images_by_id
+from ...store.records import EDIT, REVIEW, UPDATE
 from ..atlas import PER_ROW, PER_SHEET, TILE, compose_sheet
 from ..state import cluster_label
 from .deps import RUN_KEY, ExplorerDep
