@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,11 +44,13 @@ def test_the_comparison_lists_matched_split_and_merged_clusters_by_id_and_name(c
     page, errors = console
     clusters = sorted((c for c in digits_run.clusters() if c.cluster != -1), key=lambda c: -c.size)
     a, b = clusters[0].cluster, clusters[1].cluster
-    merged = httpx.post(server.url + "/api/clusters/merge", json={"run": digits_run.key, "clusters": [a, b]},
-                        timeout=60).json()
-    open_app(page, server)
-    page.select_option("#run", merged["run"])
-    page.wait_for_function(f"S.run === {merged['run']!r} && document.querySelector('#clusters li')")
+    open_app(page, server, digits_run.key)
+    for cluster in (a, b):
+        page.check(f"#clusters li[data-cluster='{cluster}'] input.pick")
+    page.click("#merge")
+    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#clusters li')")
+    assert page.locator("#merge-bar").is_hidden()  # the merge is done: its bar goes
+    merged = {"run": page.evaluate("S.run")}
     page.select_option("#compare", digits_run.key)
     page.wait_for_selector("#compare-matching td")
 
@@ -162,3 +165,30 @@ def test_picking_a_cluster_zooms_to_it_and_esc_closes_it(console, server, digits
     assert page.inner_text("#panel-title") == "Clusters"
     assert page.locator("#clusters li.active").count() == 0
     assert errors == []
+
+
+def test_a_selection_names_its_images_by_file(console, server, digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    page.click("#tools [data-mode='box']")
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.9 * box["width"], box["y"] + 0.9 * box["height"], steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#selection-grid figure")
+    figures = page.locator("#selection-grid figure")
+    ids = [int(figures.nth(i).get_attribute("data-id")) for i in range(min(5, figures.count()))]
+    names = {r.id: Path(r.path).name for r in digits_run.images}
+    for i, image_id in enumerate(ids):
+        caption = figures.nth(i).locator("figcaption").inner_text()
+        assert caption.startswith(names[image_id] + " · ") and "#" not in caption, caption
+    assert errors == []
+
+
+def test_image_names_come_in_one_request_and_bad_ids_are_refused(server, digits_run: imgcluster.Run) -> None:
+    ids = [r.id for r in digits_run.images[:3]]
+    found = httpx.get(f"{server.url}/api/images", params={"ids": ",".join(map(str, [*ids, 10**12]))}).json()
+    assert found["images"] == [{"id": r.id, "name": Path(r.path).name} for r in digits_run.images[:3]]
+    for bad in ("", "1,,2", "a", ",".join(["1"] * 501)):
+        assert httpx.get(f"{server.url}/api/images", params={"ids": bad}).status_code == 422

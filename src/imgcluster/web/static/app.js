@@ -487,17 +487,20 @@ function clusterLabel(cluster) {
   return name && name !== `cluster ${cluster}` ? `${cluster} · ${name}` : `cluster ${cluster}`;
 }
 
-// An image's file name for the tooltip (the map carries only catalogue ids): cached, fetched once;
-// ``then(name)`` runs when it arrives.
-const fileNames = new Map();
-function fileNameOf(id, then) {
-  const known = fileNames.get(id);
-  if (typeof known === "string") return known;
-  if (!known) {
-    fileNames.set(id, getJSON(`/images/${id}?run=${encodeURIComponent(S.run)}`)
-      .then((image) => { fileNames.set(id, image.name); then(image.name); })
-      .catch(() => fileNames.delete(id)));
+// Images' file names (the map carries only catalogue ids, which read like file numbers but are not):
+// fetched in batches, cached for the session. ``fileNames(ids)`` resolves when all are known.
+const knownNames = new Map();
+async function fileNames(ids) {
+  const missing = [...new Set(ids)].filter((id) => !knownNames.has(id));
+  for (let start = 0; start < missing.length; start += 500) {
+    const found = await getJSON(`/images?ids=${missing.slice(start, start + 500).join(",")}`);
+    for (const image of found.images) knownNames.set(image.id, image.name);
   }
+  return ids.map((id) => knownNames.get(id) ?? `image ${id}`);
+}
+function fileNameOf(id, then) {
+  if (knownNames.has(id)) return knownNames.get(id);
+  fileNames([id]).then(([name]) => then(name)).catch(() => {});
   return "…";
 }
 
@@ -524,7 +527,8 @@ async function loadRuns() {
 async function openRun(key, then = {}) {
   S.run = key;
   $("#run").value = key;
-  S.focus = null; S.selection = null; S.marker = null; S.picked.clear(); S.mergePick.clear();
+  S.focus = null; S.selection = null; S.marker = null; S.picked.clear();
+  S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
   Map2D.recolour();
   writeHash(then);
@@ -712,8 +716,11 @@ function showSelection() {
   });
   const clear = h("button", { type: "button" }, "Clear selection");
   clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
-  const [grid, sentinel] = endlessGrid(async (offset) => Array.from(rows.slice(offset, offset + 60),
-    (row) => figure(S.map.id[row], `#${S.map.id[row]} · ${S.names.get(S.map.cluster[row]) || S.map.cluster[row]}`, update)));
+  const [grid, sentinel] = endlessGrid(async (offset) => {
+    const page = Array.from(rows.slice(offset, offset + 60));
+    const names = await fileNames(page.map((row) => S.map.id[row]));
+    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${clusterLabel(S.map.cluster[row])}`, update));
+  });
   grid.id = "selection-grid";
   panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
 }
