@@ -192,3 +192,33 @@ def test_image_names_come_in_one_request_and_bad_ids_are_refused(server, digits_
     assert found["images"] == [{"id": r.id, "name": Path(r.path).name} for r in digits_run.images[:3]]
     for bad in ("", "1,,2", "a", ",".join(["1"] * 501)):
         assert httpx.get(f"{server.url}/api/images", params={"ids": bad}).status_code == 422
+
+
+def test_the_map_labels_its_clusters_without_overlap_and_zooming_makes_them_bigger(console, server,
+                                                                                  digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    page.wait_for_selector("body[data-labels]")
+    labels = page.evaluate("window.imgclusterMap.labels()")
+    box = page.locator("#map").bounding_box()
+    names = digits_run.names
+    expected = {c.cluster: f"{c.cluster} · {names[c.cluster].name}" if c.cluster in names else f"cluster {c.cluster}"
+                for c in digits_run.clusters() if c.cluster != -1}
+    assert len(labels) >= 3
+    for i, label in enumerate(labels):
+        full = expected[label["cluster"]]
+        assert label["text"] == full or (label["text"].endswith("…") and full.startswith(label["text"][:-1]))
+        x0, y0, x1, y1 = label["box"]
+        assert 0 <= x0 < x1 <= box["width"] and 0 <= y0 < y1 <= box["height"]
+        for other in labels[i + 1:]:
+            u0, v0, u1, v1 = other["box"]
+            assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, (label, other)  # no two overlap
+    x0, y0, x1, y1 = labels[0]["box"]
+    page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + (y0 + y1) / 2)  # zoom on the biggest cluster's label
+    for _ in range(3):
+        page.mouse.wheel(0, -300)
+    page.wait_for_function(f"window.imgclusterMap.labels().length && "
+                           f"window.imgclusterMap.labels()[0].px > {labels[0]['px']}")
+    page.click("#labels")
+    assert page.evaluate("window.imgclusterMap.labels().length") == 0  # the button hides them
+    assert errors == []

@@ -251,6 +251,7 @@ const Map2D = (() => {
     } else {
       delete document.body.dataset.atlas;
     }
+    drawLabels();
     if (S.marker) {
       const [sx, sy] = toScreen(S.marker[0], S.marker[1]);
       ctx.lineWidth = 3; ctx.strokeStyle = "#111";
@@ -264,6 +265,39 @@ const Map2D = (() => {
       ctx.closePath(); ctx.fill(); ctx.stroke();
     }
   }
+
+  // Cluster names on the map, biggest clusters first; a label that would overlap one already placed
+  // (or leave the view) is skipped, so zooming in makes room for more. Text grows with the zoom.
+  let placed = [], labelsOn = true;
+  const LABEL_CHARS = 30;  // longer names ("mixed: a, b, c") are cut: the list and tooltip show them whole
+  function drawLabels() {
+    placed = [];
+    if (!labelsOn || !S.anchors) return;
+    const w = canvas.clientWidth, ht = canvas.clientHeight;
+    const px = Math.round(Math.min(20, Math.max(11, 10 + 2 * Math.log2(1 + cam.k))));
+    ctx.font = `600 ${px}px system-ui, sans-serif`;
+    ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+    for (const { cluster, x, y } of S.anchors) {
+      const [sx, sy] = toScreen(x, y);
+      const full = clusterLabel(cluster), text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
+      const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
+      if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
+      if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
+      const dim = S.focus !== null && cluster !== S.focus;
+      ctx.globalAlpha = dim ? 0.35 : 1;
+      ctx.lineWidth = 3.5; ctx.strokeStyle = "rgba(255,255,255,.92)"; ctx.strokeText(text, sx, sy);
+      ctx.fillStyle = "#1d232a"; ctx.fillText(text, sx, sy);
+      placed.push({ cluster, text, box, px });
+    }
+    ctx.globalAlpha = 1;
+    document.body.dataset.labels = String(placed.length);
+  }
+  const labelsButton = $("#labels");
+  labelsButton.addEventListener("click", () => {
+    labelsOn = !labelsOn;
+    labelsButton.classList.toggle("on", labelsOn);
+    drawOverlay();
+  });
 
   // Sprite sheets of the atlas (see web/atlas.py): map rows come in Z-order, sheet s holds rows s*256...
   const PER_ROW = 16, PER_SHEET = 256, TILE = 64;
@@ -417,7 +451,7 @@ const Map2D = (() => {
 
   compile();
   const camera = () => ({ ...cam });
-  window.imgclusterMap = { timeRedraws, camera, toScreen };
+  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })) };
   return { load, recolour, draw, drawOverlay, fitCluster };
 })();
 
@@ -477,6 +511,7 @@ async function loadMap(key) {
   const x = new Float32Array(n), y = new Float32Array(n);
   for (let i = 0; i < n; i++) { x[i] = (rawX[i] - mx) / half; y[i] = (rawY[i] - my) / half; }
   S.map = { n, x, y, cluster, id, grid: buildGrid(x, y, n), scale: { mx, my, half } };
+  S.anchors = labelAnchors(S.map);
   S.rowOfId = null;
   Map2D.load(S.map);
 }
@@ -502,6 +537,26 @@ function fileNameOf(id, then) {
   if (knownNames.has(id)) return knownNames.get(id);
   fileNames([id]).then(([name]) => then(name)).catch(() => {});
   return "…";
+}
+
+// Where each cluster's label goes: the median of (a sample of) its points, which, unlike the mean,
+// stays inside a curved or two-lobed cluster more often. Biggest clusters first: they win overlaps.
+function labelAnchors(map) {
+  const rows = new Map();
+  for (let i = 0; i < map.n; i++) {
+    const c = map.cluster[i];
+    if (c < 0) continue;
+    if (!rows.has(c)) rows.set(c, []);
+    rows.get(c).push(i);
+  }
+  const median = (values) => { values.sort((a, b) => a - b); return values[values.length >> 1]; };
+  const anchors = [];
+  for (const [cluster, members] of rows) {
+    const step = Math.max(1, Math.floor(members.length / 2000));
+    const sample = members.filter((_, k) => k % step === 0);
+    anchors.push({ cluster, size: members.length, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
+  }
+  return anchors.sort((a, b) => b.size - a.size || a.cluster - b.cluster);
 }
 
 function rowOfId(id) {
@@ -542,6 +597,7 @@ async function loadClusters() {
   S.clusters = data.clusters;
   S.names = new Map(S.clusters.map((c) => [c.cluster, c.name]));
   renderClusters();
+  Map2D.drawOverlay();  // the map's labels carry the names
 }
 
 function renderClusters() {
