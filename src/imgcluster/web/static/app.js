@@ -511,9 +511,16 @@ async function loadMap(key) {
   const x = new Float32Array(n), y = new Float32Array(n);
   for (let i = 0; i < n; i++) { x[i] = (rawX[i] - mx) / half; y[i] = (rawY[i] - my) / half; }
   S.map = { n, x, y, cluster, id, grid: buildGrid(x, y, n), scale: { mx, my, half } };
-  S.anchors = labelAnchors(S.map);
+  S.anchors = null;
   S.rowOfId = null;
   Map2D.load(S.map);
+  // Labels come after the first frame (this rAF runs after the map's own), so they never delay it.
+  const map = S.map;
+  requestAnimationFrame(() => setTimeout(() => {
+    if (S.map !== map) return;
+    S.anchors = labelAnchors(map);
+    Map2D.drawOverlay();
+  }));
 }
 
 function clusterLabel(cluster) {
@@ -542,8 +549,8 @@ function fileNameOf(id, then) {
 // Where each cluster's label goes: the median of (a sample of) its points, which, unlike the mean,
 // stays inside a curved or two-lobed cluster more often. Biggest clusters first: they win overlaps.
 function labelAnchors(map) {
-  const rows = new Map();
-  for (let i = 0; i < map.n; i++) {
+  const rows = new Map(), stride = Math.max(1, Math.floor(map.n / 200000));  // ~200k points are plenty
+  for (let i = 0; i < map.n; i += stride) {
     const c = map.cluster[i];
     if (c < 0) continue;
     if (!rows.has(c)) rows.set(c, []);
@@ -554,7 +561,7 @@ function labelAnchors(map) {
   for (const [cluster, members] of rows) {
     const step = Math.max(1, Math.floor(members.length / 2000));
     const sample = members.filter((_, k) => k % step === 0);
-    anchors.push({ cluster, size: members.length, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
+    anchors.push({ cluster, size: members.length * stride, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
   }
   return anchors.sort((a, b) => b.size - a.size || a.cluster - b.cluster);
 }
