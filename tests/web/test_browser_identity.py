@@ -222,3 +222,13 @@ def test_the_map_labels_its_clusters_without_overlap_and_zooming_makes_them_bigg
     page.click("#labels")
     assert page.evaluate("window.imgclusterMap.labels().length") == 0  # the button hides them
     assert errors == []
+
+
+def test_every_header_control_is_in_view_at_1024_px(console, server, digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    page.set_viewport_size({"width": 1024, "height": 720})
+    open_app(page, server, digits_run.key)
+    for control in ("#run", "#info-button", "#compare", "#search", "label[for='upload']"):
+        box = page.locator(control).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1024, control
+    assert errors == []
