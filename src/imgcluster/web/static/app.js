@@ -67,7 +67,10 @@ function readHash() { return Object.fromEntries(new URLSearchParams(location.has
 function writeHash(values) {
   const params = new URLSearchParams({ ...values, run: S.run });
   for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
-  history.replaceState(null, "", "#" + params.toString());
+  const hash = "#" + params.toString();
+  if (hash === location.hash) return;
+  // Each view the user opens is a history entry, so Back and Forward walk through them (see popstate).
+  if (S.ready) history.pushState(null, "", hash); else history.replaceState(null, "", hash);
 }
 
 // -- the map: WebGL points, one draw call ----------------------------------------------------------
@@ -933,6 +936,18 @@ window.addEventListener("keydown", (event) => {
   Map2D.recolour();
 });
 
+// Back and Forward: open the view the link names (run, then image, cluster or the overview).
+window.addEventListener("popstate", () => {
+  const wanted = readHash();
+  if (!wanted.run) return;
+  let going;
+  if (wanted.run !== S.run) going = openRun(wanted.run, wanted);
+  else if (wanted.image) going = showImage(Number(wanted.image));
+  else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster));
+  else { S.selection = null; showOverview(); Map2D.recolour(); }
+  Promise.resolve(going).catch(fail);
+});
+
 (async function start() {
   try {
     await loadPalette();
@@ -941,6 +956,7 @@ window.addEventListener("keydown", (event) => {
     const wanted = readHash();
     const key = S.runs.some((r) => r.key === wanted.run) ? wanted.run : S.runs[0].key;
     await openRun(key, wanted);
+    S.ready = true;
     document.body.dataset.ready = "1";
   } catch (error) { fail(error); }
 })();
