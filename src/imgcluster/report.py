@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .palette import NOISE_COLOUR, cluster_colours
 from .store import Assignments, ClusterName, ClusterSummary, ImageRecord, Representatives, RunRecord
 
 # Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
@@ -91,6 +92,9 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     data = {
         "run": record.key, "root": root, "points": points, "clusters": clusters, "thumbs": thumb_list,
         "links": links,
+        # The web app colours each cluster the same (palette.py): one colour per cluster id on both.
+        "colours": {str(c): colour for c, colour in cluster_colours([c.cluster for c in record.clusters]).items()},
+        "noise_colour": NOISE_COLOUR,
     }
     created = _dt.datetime.fromtimestamp(record.created_at).strftime("%Y-%m-%d %H:%M")
     noise = metrics.get("noise_fraction", 0.0)

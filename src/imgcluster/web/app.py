@@ -65,7 +65,7 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
         explorer.close()
 
     app = FastAPI(title="imgcluster", version="1", summary="Explore a workspace's runs: map, clusters, images, "
-                  "nearest neighbours, filing new images, text search.", docs_url="/api/docs",
+                  "nearest neighbours, filing new images, text search.", docs_url=None,
                   openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
     app.state.explorer = explorer
     app.state.max_upload_bytes = int(max_upload_mb * 2**20)
@@ -97,6 +97,17 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # Swagger UI loads from a CDN and is blank offline; this page lists the endpoints from the
+    # OpenAPI schema with the app's own script.
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> FileResponse:
+        return FileResponse(STATIC / "api-docs.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

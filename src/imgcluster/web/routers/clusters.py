@@ -14,6 +14,7 @@ from ... import api
 from ...cluster import NOISE
 from ...errors import ConfigError
 from ...label import choose_names
+from ...palette import NOISE_COLOUR, cluster_colour, palette
 from ...store.browse import images_by_id
 from ..state import cluster_label
 from .deps import RUN_KEY, ExplorerDep, RunQuery
@@ -23,6 +24,11 @@ ClusterId = Annotated[int, Path(ge=-1, le=2**31 - 1, description="Cluster id; -1
 # Bounds stop ids numpy cannot hold (int64) before they reach the arrays.
 ClusterNumber = Annotated[int, Field(ge=-1, le=2**31 - 1)]
 ImageNumber = Annotated[int, Field(ge=1, le=2**62)]
+
+
+@router.get("/palette", summary="Cluster colours: cluster c is colours[c % len(colours)], unclustered is noise")
+def cluster_palette() -> dict[str, Any]:
+    return {"colours": palette(), "noise": NOISE_COLOUR}
 
 
 @router.get("/clusters", summary="A run's clusters: name, size, mean membership probability, stability")
@@ -44,7 +50,8 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
                      "stability": stability.get(cluster, {}).get("stability"),
                      "unstable": stability.get(cluster, {}).get("unstable"),
                      "proposed": cluster in proposed,
-                     "representative": (summary.representatives or [None])[0]})
+                     "representative": (summary.representatives or [None])[0],
+                     "colour": cluster_colour(cluster)})  # as the report draws it
     return {"run": record.key, "clusters": rows}
 
 

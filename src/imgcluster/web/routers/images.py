@@ -33,13 +33,33 @@ def _record(ex: Explorer, image_id: int) -> ImageRecord:
     return record
 
 
+NAMES_AT_ONCE = 500  # a page of a grid is 60; the tooltip asks for one
+
+
+@router.get("/images", summary="The file names of several images, by catalogue id (ids absent from the catalogue are left out)")
+def image_names(ex: ExplorerDep, ids: Annotated[str, Query(pattern=r"^[0-9]{1,19}(,[0-9]{1,19})*$", max_length=10_000,
+                                                          description="Comma-separated catalogue ids, at most 500.")]
+                ) -> dict[str, Any]:
+    wanted = list(dict.fromkeys(int(i) for i in ids.split(",")))
+    if len(ids.split(",")) > NAMES_AT_ONCE:
+        raise HTTPException(422, f"At most {NAMES_AT_ONCE} ids at once; got {len(ids.split(','))}. Ask in pages.")
+    with ex.db() as ws:
+        records = images_by_id(ws, [i for i in wanted if 1 <= i <= 2**62])
+    return {"images": [{"id": i, "name": _file_name(records[i])} for i in wanted if i in records]}
+
+
+def _file_name(record: ImageRecord) -> str:
+    """How the app names an image: its file name (a key-frame: its video's, with the time)."""
+    return record.describe(os.path.basename(record.source_path or record.path))
+
+
 @router.get("/images/{image_id}", summary="An image and its place in a run: cluster, membership probability")
 def image(ex: ExplorerDep, image_id: ImageId, run: RunQuery = None) -> dict[str, Any]:
     record = _record(ex, image_id)
     view = ex.view(run)
     row = view.row_of(image_id)
     result: dict[str, Any] = {
-        "id": record.id, "name": record.describe(os.path.basename(record.source_path or record.path)),
+        "id": record.id, "name": _file_name(record),
         "path": record.path, "format": record.format,
         "width": record.width, "height": record.height, "size": record.size, "status": record.status,
         "run": view.record.key, "in_run": row is not None}

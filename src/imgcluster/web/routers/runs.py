@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from ... import api
+from ...label import choose_names
 from ...store import RunRecord
-from ...store.records import EDIT, REVIEW, UPDATE
 from ...store.browse import images_by_id
+from ...store.records import EDIT, REVIEW, UPDATE
 from ..atlas import PER_ROW, PER_SHEET, TILE, compose_sheet
+from ..state import cluster_label
 from .deps import RUN_KEY, ExplorerDep
 
 router = APIRouter(tags=["runs"])
@@ -87,4 +89,12 @@ def compare(ex: ExplorerDep, key: Key, other: Key) -> dict[str, Any]:
     result = api.compare_runs(key, other, workspace=ex.workspace).to_dict()
     result["n_moved"] = len(result["moved"])
     result["moved"] = result["moved"][:MOVED_SHOWN]
+    result["names_a"], result["names_b"] = (_names(ex, result[side], result[f"clusters_{side}"]) for side in "ab")
     return result
+
+
+def _names(ex: ExplorerDep, key: str, clusters: list[int]) -> dict[str, str]:
+    """``{cluster: name}`` of a run's clusters as the cluster list shows them (keys are JSON strings)."""
+    with ex.db() as ws:
+        names = choose_names(ws.names(key))
+    return {str(c): cluster_label(c, names[c].name if c in names else None) for c in clusters}

@@ -24,19 +24,32 @@ async function api(path, options) {
 const getJSON = async (path, options) => (await api(path, options)).json();
 const sendJSON = (path, method, body) => getJSON(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
+// Progress and success go to the header's status line; an error gets its own banner, in full, until
+// closed (Esc or ×) or the next action starts: a failure must not read like a success.
 function status(text, isError = false) {
-  const node = $("#status");
-  node.textContent = text || "";
-  node.classList.toggle("error", isError);
+  if (isError) return showError(text);
+  $("#status").textContent = text || "";
+  hideError();
 }
-const fail = (error) => { console.error(error); status(error.message || String(error), true); };
+function showError(text) {
+  $("#status").textContent = "";
+  $("#error-text").textContent = text;
+  $("#error").hidden = false;
+}
+function hideError() { $("#error").hidden = true; }
+// A warning, not console.error: the banner is where the user reads it; the console keeps the trace.
+const fail = (error) => { console.warn(error); status(error.message || String(error), true); };
 
 // -- colours ---------------------------------------------------------------------------------------
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-  "#393b79", "#e6550d", "#31a354", "#a50f15", "#756bb1", "#d6616b", "#637939", "#7b4173", "#3182bd", "#fd8d3c", "#74c476"];
-const RGB = PALETTE.map((hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
-const NOISE_RGB = [160, 164, 170];
-const rgbOf = (cluster) => (cluster < 0 ? NOISE_RGB : RGB[cluster % RGB.length]);
+// The palette comes from the server (imgcluster/palette.py), so the report and the app colour a cluster alike.
+const hexToRGB = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+const PALETTE = { rgb: [[31, 119, 180]], noise: [169, 174, 182] };
+async function loadPalette() {
+  const data = await getJSON("/palette");
+  PALETTE.rgb = data.colours.map(hexToRGB);
+  PALETTE.noise = hexToRGB(data.noise);
+}
+const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : PALETTE.rgb[cluster % PALETTE.rgb.length]);
 const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
 
 // -- state -----------------------------------------------------------------------------------------
@@ -54,7 +67,10 @@ function readHash() { return Object.fromEntries(new URLSearchParams(location.has
 function writeHash(values) {
   const params = new URLSearchParams({ ...values, run: S.run });
   for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
-  history.replaceState(null, "", "#" + params.toString());
+  const hash = "#" + params.toString();
+  if (hash === location.hash) return;
+  // Each view the user opens is a history entry, so Back and Forward walk through them (see popstate).
+  if (S.ready) history.pushState(null, "", hash); else history.replaceState(null, "", hash);
 }
 
 // -- the map: WebGL points, one draw call ----------------------------------------------------------
@@ -238,6 +254,7 @@ const Map2D = (() => {
     } else {
       delete document.body.dataset.atlas;
     }
+    drawLabels();
     if (S.marker) {
       const [sx, sy] = toScreen(S.marker[0], S.marker[1]);
       ctx.lineWidth = 3; ctx.strokeStyle = "#111";
@@ -251,6 +268,39 @@ const Map2D = (() => {
       ctx.closePath(); ctx.fill(); ctx.stroke();
     }
   }
+
+  // Cluster names on the map, biggest clusters first; a label that would overlap one already placed
+  // (or leave the view) is skipped, so zooming in makes room for more. Text grows with the zoom.
+  let placed = [], labelsOn = true;
+  const LABEL_CHARS = 30;  // longer names ("mixed: a, b, c") are cut: the list and tooltip show them whole
+  function drawLabels() {
+    placed = [];
+    if (!labelsOn || !S.anchors) return;
+    const w = canvas.clientWidth, ht = canvas.clientHeight;
+    const px = Math.round(Math.min(20, Math.max(11, 10 + 2 * Math.log2(1 + cam.k))));
+    ctx.font = `600 ${px}px system-ui, sans-serif`;
+    ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+    for (const { cluster, x, y } of S.anchors) {
+      const [sx, sy] = toScreen(x, y);
+      const full = clusterLabel(cluster), text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
+      const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
+      if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
+      if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
+      const dim = S.focus !== null && cluster !== S.focus;
+      ctx.globalAlpha = dim ? 0.35 : 1;
+      ctx.lineWidth = 3.5; ctx.strokeStyle = "rgba(255,255,255,.92)"; ctx.strokeText(text, sx, sy);
+      ctx.fillStyle = "#1d232a"; ctx.fillText(text, sx, sy);
+      placed.push({ cluster, text, box, px });
+    }
+    ctx.globalAlpha = 1;
+    document.body.dataset.labels = String(placed.length);
+  }
+  const labelsButton = $("#labels");
+  labelsButton.addEventListener("click", () => {
+    labelsOn = !labelsOn;
+    labelsButton.classList.toggle("on", labelsOn);
+    drawOverlay();
+  });
 
   // Sprite sheets of the atlas (see web/atlas.py): map rows come in Z-order, sheet s holds rows s*256...
   const PER_ROW = 16, PER_SHEET = 256, TILE = 64;
@@ -334,7 +384,10 @@ const Map2D = (() => {
     const image = tip.querySelector("img");
     const src = `/api/images/${id}/thumbnail`;
     if (image.getAttribute("src") !== src) image.src = src;
-    tip.querySelector("span").textContent = `#${id} · ${S.names.get(cluster) || "cluster " + cluster}`;
+    const label = tip.querySelector("span");
+    label.dataset.id = id;
+    const show = (name) => { if (label.dataset.id === String(id)) label.textContent = `${name} · ${clusterLabel(cluster)}`; };
+    show(fileNameOf(id, show));
     tip.hidden = false;
     const x = Math.min(point[0] + 14, canvas.clientWidth - 150), y = Math.min(point[1] + 14, canvas.clientHeight - 160);
     tip.style.left = x + "px"; tip.style.top = y + "px";
@@ -367,6 +420,23 @@ const Map2D = (() => {
     });
   }
   $("#reset").addEventListener("click", () => { Object.assign(cam, { k: 0.92, cx: 0, cy: 0 }); draw(); });
+
+  // Show a cluster whole: the camera frames its points' bounding box, with a margin.
+  function fitCluster(cluster) {
+    const map = S.map;
+    if (!map) return;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < map.n; i++) {
+      if (map.cluster[i] !== cluster) continue;
+      const x = map.x[i], y = map.y[i];
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+    if (x0 === Infinity) return;
+    const [ax, ay] = aspect();
+    const span = Math.max((x1 - x0) * ax, (y1 - y0) * ay, 0.02);
+    Object.assign(cam, { k: Math.min(5000, 0.85 * 2 / span), cx: (x0 + x1) / 2, cy: (y0 + y1) / 2 });
+    draw();
+  }
   window.addEventListener("resize", draw);
 
   // Mean milliseconds of one full redraw, waited for on the GPU (bench/web.py reads it).
@@ -383,8 +453,9 @@ const Map2D = (() => {
   }
 
   compile();
-  window.imgclusterMap = { timeRedraws };
-  return { load, recolour, draw, drawOverlay };
+  const camera = () => ({ ...cam });
+  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })) };
+  return { load, recolour, draw, drawOverlay, fitCluster };
 })();
 
 // A uniform grid over the world square: nearest point and points in a rectangle without scanning all n.
@@ -443,8 +514,59 @@ async function loadMap(key) {
   const x = new Float32Array(n), y = new Float32Array(n);
   for (let i = 0; i < n; i++) { x[i] = (rawX[i] - mx) / half; y[i] = (rawY[i] - my) / half; }
   S.map = { n, x, y, cluster, id, grid: buildGrid(x, y, n), scale: { mx, my, half } };
+  S.anchors = null;
   S.rowOfId = null;
   Map2D.load(S.map);
+  // Labels come after the first frame (this rAF runs after the map's own), so they never delay it.
+  const map = S.map;
+  requestAnimationFrame(() => setTimeout(() => {
+    if (S.map !== map) return;
+    S.anchors = labelAnchors(map);
+    Map2D.drawOverlay();
+  }));
+}
+
+function clusterLabel(cluster) {
+  const name = S.names.get(cluster);
+  if (cluster < 0) return "unclustered";
+  return name && name !== `cluster ${cluster}` ? `${cluster} · ${name}` : `cluster ${cluster}`;
+}
+
+// Images' file names (the map carries only catalogue ids, which read like file numbers but are not):
+// fetched in batches, cached for the session. ``fileNames(ids)`` resolves when all are known.
+const knownNames = new Map();
+async function fileNames(ids) {
+  const missing = [...new Set(ids)].filter((id) => !knownNames.has(id));
+  for (let start = 0; start < missing.length; start += 500) {
+    const found = await getJSON(`/images?ids=${missing.slice(start, start + 500).join(",")}`);
+    for (const image of found.images) knownNames.set(image.id, image.name);
+  }
+  return ids.map((id) => knownNames.get(id) ?? `image ${id}`);
+}
+function fileNameOf(id, then) {
+  if (knownNames.has(id)) return knownNames.get(id);
+  fileNames([id]).then(([name]) => then(name)).catch(() => {});
+  return "…";
+}
+
+// Where each cluster's label goes: the median of (a sample of) its points, which, unlike the mean,
+// stays inside a curved or two-lobed cluster more often. Biggest clusters first: they win overlaps.
+function labelAnchors(map) {
+  const rows = new Map(), stride = Math.max(1, Math.floor(map.n / 200000));  // ~200k points are plenty
+  for (let i = 0; i < map.n; i += stride) {
+    const c = map.cluster[i];
+    if (c < 0) continue;
+    if (!rows.has(c)) rows.set(c, []);
+    rows.get(c).push(i);
+  }
+  const median = (values) => { values.sort((a, b) => a - b); return values[values.length >> 1]; };
+  const anchors = [];
+  for (const [cluster, members] of rows) {
+    const step = Math.max(1, Math.floor(members.length / 2000));
+    const sample = members.filter((_, k) => k % step === 0);
+    anchors.push({ cluster, size: members.length * stride, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
+  }
+  return anchors.sort((a, b) => b.size - a.size || a.cluster - b.cluster);
 }
 
 function rowOfId(id) {
@@ -470,8 +592,10 @@ async function loadRuns() {
 async function openRun(key, then = {}) {
   S.run = key;
   $("#run").value = key;
-  S.focus = null; S.selection = null; S.marker = null; S.picked.clear(); S.mergePick.clear();
+  S.focus = null; S.selection = null; S.marker = null; S.picked.clear();
+  S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
+  Map2D.recolour();
   writeHash(then);
   if (then.image) return showImage(Number(then.image));
   if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
@@ -483,6 +607,7 @@ async function loadClusters() {
   S.clusters = data.clusters;
   S.names = new Map(S.clusters.map((c) => [c.cluster, c.name]));
   renderClusters();
+  Map2D.drawOverlay();  // the map's labels carry the names
 }
 
 function renderClusters() {
@@ -494,6 +619,7 @@ function renderClusters() {
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
+    h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
     h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
     h("span", { class: "size" }, String(c.size)),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
@@ -614,11 +740,12 @@ function moveControls(after) {
 async function showCluster(cluster) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
+  Map2D.fitCluster(cluster);
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);
   const { controls, update } = moveControls();
-  const summary = info ? h("span", {}, `${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
+  const summary = info ? h("span", {}, `cluster ${cluster} · ${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
     (info.stability !== null ? ` · stability ${info.stability.toFixed(2)}` : "")) : null;
   const [grid, sentinel] = endlessGrid(async (offset) => {
     const page = await getJSON(`/clusters/${cluster}/images?run=${encodeURIComponent(S.run)}&offset=${offset}&limit=60`);
@@ -655,8 +782,11 @@ function showSelection() {
   });
   const clear = h("button", { type: "button" }, "Clear selection");
   clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
-  const [grid, sentinel] = endlessGrid(async (offset) => Array.from(rows.slice(offset, offset + 60),
-    (row) => figure(S.map.id[row], `#${S.map.id[row]} · ${S.names.get(S.map.cluster[row]) || S.map.cluster[row]}`, update)));
+  const [grid, sentinel] = endlessGrid(async (offset) => {
+    const page = Array.from(rows.slice(offset, offset + 60));
+    const names = await fileNames(page.map((row) => S.map.id[row]));
+    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${clusterLabel(S.map.cluster[row])}`, update));
+  });
   grid.id = "selection-grid";
   panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
 }
@@ -718,10 +848,20 @@ async function showCompare(other) {
       ...[["images in both", c.n_common], ["only in " + c.a, c.only_a], ["only in " + c.b, c.only_b], ["ARI", c.ari.toFixed(3)],
         ["NMI", c.nmi.toFixed(3)], ["variation of information", c.variation_of_information.toFixed(3)], ["moved images", c.n_moved]]
         .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
-    const table = h("table", { class: "data" }, h("tr", {}, h("th", {}, `cluster of ${c.a}`), h("th", {}, `best match in ${c.b}`), h("th", {}, "Jaccard")),
-      ...c.matching.map((m) => h("tr", {}, h("td", {}, String(m.cluster_a)), h("td", {}, String(m.cluster_b)), h("td", {}, m.jaccard.toFixed(2)))));
-    const parts = (title, list) => list.length ? [h("h3", {}, title), h("ul", {}, ...list.map((p) => h("li", {}, JSON.stringify(p))))] : [];
-    panel(`${c.a} vs ${c.b}`, [], facts, h("h3", {}, "Matching"), table, ...parts("Splits", c.splits), ...parts("Merges", c.merges));
+    const named = (names, cluster) => `${cluster} · ${names[String(cluster)] ?? (cluster < 0 ? "unclustered" : "cluster " + cluster)}`;
+    const inA = (cluster) => named(c.names_a, cluster), inB = (cluster) => named(c.names_b, cluster);
+    const row = (...cells) => h("tr", {}, ...cells.map((cell) => h("td", {}, String(cell))));
+    const table = h("table", { class: "data", id: "compare-matching" },
+      h("tr", {}, h("th", {}, `cluster of ${c.a}`), h("th", {}, `best match in ${c.b}`), h("th", {}, "images in both"), h("th", {}, "Jaccard")),
+      ...c.matching.map((m) => row(inA(m.a), inB(m.b), m.overlap.toLocaleString(), m.jaccard.toFixed(2))));
+    const list = (parts, name) => parts.map(([cluster, images]) => `${name(cluster)} (${images.toLocaleString()})`).join(", ");
+    const parts = (title, id, head, items, cells) => items.length ? [h("h3", {}, title), h("table", { class: "data", id },
+      h("tr", {}, ...head.map((text) => h("th", {}, text))), ...items.map((item) => row(...cells(item))))] : [];
+    const splits = parts("Splits", "compare-splits", [`cluster of ${c.a}`, `went to clusters of ${c.b} (images)`], c.splits,
+      (split) => [inA(split.cluster), list(split.parts, inB)]);
+    const merges = parts("Merges", "compare-merges", [`clusters of ${c.a} (images)`, `merged into cluster of ${c.b}`], c.merges,
+      (merge) => [list(merge.parts, inA), inB(merge.cluster)]);
+    panel(`${c.a} vs ${c.b}`, [], facts, h("h3", {}, "Matching"), table, ...splits, ...merges);
   } catch (error) { fail(error); }
 }
 
@@ -782,13 +922,41 @@ window.addEventListener("drop", (event) => {
   if (file) fileImage(file);
 });
 
+$("#error-close").addEventListener("click", hideError);
+// Esc closes what is open, innermost first: an error, the tooltip, a selection, an image or a cluster.
+window.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (!$("#error").hidden) return hideError();
+  if (event.target.closest("input, select, textarea")) return;  // a rename's Esc cancels the rename
+  $("#tip").hidden = true;
+  if (S.selection) { S.selection = null; Map2D.recolour(); }
+  S.marker = null;
+  Map2D.drawOverlay();
+  showOverview();
+  Map2D.recolour();
+});
+
+// Back and Forward: open the view the link names (run, then image, cluster or the overview).
+window.addEventListener("popstate", () => {
+  const wanted = readHash();
+  if (!wanted.run) return;
+  let going;
+  if (wanted.run !== S.run) going = openRun(wanted.run, wanted);
+  else if (wanted.image) going = showImage(Number(wanted.image));
+  else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster));
+  else { S.selection = null; showOverview(); Map2D.recolour(); }
+  Promise.resolve(going).catch(fail);
+});
+
 (async function start() {
   try {
+    await loadPalette();
     await loadRuns();
     if (!S.runs.length) return;
     const wanted = readHash();
     const key = S.runs.some((r) => r.key === wanted.run) ? wanted.run : S.runs[0].key;
     await openRun(key, wanted);
+    S.ready = true;
     document.body.dataset.ready = "1";
   } catch (error) { fail(error); }
 })();
