@@ -148,6 +148,14 @@ class OptimisedEmbedder:
         self.model_id = f"{inner.model_id}:{backend.name}-{precision}"
         self._run = backend.load(path)
 
+    def settle(self) -> "OptimisedEmbedder":
+        """Chosen for good: free the PyTorch image tower, which this backend replaces (efficientnet-lite0
+        never built its own; a transformer's is most of its memory)."""
+        release = getattr(self.inner, "release_image_tower", None)
+        if release is not None:
+            release()
+        return self
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.inner.preprocess(image)
 
@@ -229,7 +237,7 @@ def with_backend(embedder: Embedder, backend: str = "torch", precision: str = "a
             log.warning("%s with %s (%s) is outside the tolerance (median cosine to float32 PyTorch %.4f, "
                         "lowest %.4f); using it as asked", embedder.name, backend, optimised.precision,
                         optimised.check["median_cosine"], optimised.check["min_cosine"])
-        return optimised
+        return optimised.settle()
     if not _runs_on_cpu(device):
         return embedder
     return _auto(embedder, precision)
@@ -249,7 +257,7 @@ def _auto(embedder: Embedder, precision: str) -> Embedder:
         if within_tolerance(optimised.check):
             log.info("backend: %s (%s) for %s; median cosine to float32 PyTorch %.4f", name, optimised.precision,
                      embedder.name, optimised.check["median_cosine"])
-            return optimised
+            return optimised.settle()
         reasons.append(f"{name} ({optimised.precision}) is outside the tolerance: median cosine "
                        f"{optimised.check['median_cosine']:.4f}, lowest {optimised.check['min_cosine']:.4f}")
     missing = all(reason.endswith("not installed") for reason in reasons)
