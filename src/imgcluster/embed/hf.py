@@ -207,21 +207,6 @@ class HfImageModel:
 
         return Features(self.model.float().to("cpu")).eval()
 
-    def release_image_tower(self) -> None:
-        """Free the image tower's weights when another backend embeds images for this model (its
-        ``embed`` no longer works); a text tower stays for ``embed_text``. CLIP ViT-B/32's image
-        tower is 350 MB of float32 weights, the difference between the optimised path's peak memory
-        and PyTorch's."""
-        if self.has_text_tower:
-            for part in ("vision_model", "visual_projection"):
-                if hasattr(self.model, part):
-                    setattr(self.model, part, None)
-        else:
-            self.model = None
-        import gc
-
-        gc.collect()
-
     def _forward(self, batch: np.ndarray, image_features: bool) -> Any:
         """get_image_features' output, or else the vision tower's (hidden states and pooler output)."""
         import torch
@@ -259,7 +244,7 @@ class HfImageModel:
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _why_no_text(self) -> str:
-        if self.model is not None and hasattr(self.model, "get_text_features"):
+        if hasattr(self.model, "get_text_features"):
             return (f"{self.name} pools images with {self.pooling!r}, a space its text tower does not share; "
                     "load it with pooling='image-features' (the default) to embed text.")
         return (f"{self.name} ({self.model_type}) has no text tower; only CLIP-like models such as "
