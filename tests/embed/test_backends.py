@@ -40,19 +40,23 @@ def _pixels(embedder, n: int = 6) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", INSTALLED)
-def test_an_installed_backend_exports_loads_and_embeds_like_pytorch(backend, tiny_clip_dir, cache_dir):
-    torch_model = load_model(str(tiny_clip_dir), device="cpu")
-    exact = load_model(str(tiny_clip_dir), device="cpu", backend=backend, precision="float32")
+def test_an_installed_backend_exports_loads_and_embeds_like_pytorch(backend, tiny_models, cache_dir):
+    folder = tiny_models["clip"]  # with a tokenizer: its text tower must keep working
+    torch_model = load_model(str(folder), device="cpu")
+    exact = load_model(str(folder), device="cpu", backend=backend, precision="float32")
     pixels = _pixels(torch_model)
     vectors = exact.embed(pixels)
     assert vectors.shape == (len(pixels), torch_model.dim) and vectors.dtype == np.float32
     assert cosines(vectors, torch_model.embed(pixels)).min() > 0.999  # float32: the same function
     assert exact.model_id == f"{torch_model.model_id}:{backend}-float32"
     assert exact.describe()["backend"] == backend and exact.check["median_cosine"] > 0.999
+    # The text tower still runs (in PyTorch) in the space of the backend's image vectors.
+    assert np.allclose(exact.embed_text(["a photo of a cat"]), torch_model.embed_text(["a photo of a cat"]),
+                       atol=1e-5)
     # The exported file is in the user's cache, and a second load uses it instead of exporting again.
     assert Path(exact.describe()["check"]["file"]).is_relative_to(cache_dir)
     files = sorted(cache_dir.rglob("model.onnx"))
-    again = load_model(str(tiny_clip_dir), device="cpu", backend=backend, precision="float32")
+    again = load_model(str(folder), device="cpu", backend=backend, precision="float32")
     assert sorted(cache_dir.rglob("model.onnx")) == files
     assert np.allclose(again.embed(pixels), vectors, atol=1e-5)
 

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -133,20 +134,37 @@ def quantisation(family: str, precision: str) -> str:
     return "static" if family == "efficientnet" else "dynamic"
 
 
+@dataclass(frozen=True)
+class Exported:
+    """A model exported for a backend: the file, its precision, and its check against PyTorch."""
+
+    backend: Backend
+    precision: str
+    path: Path
+    check: dict[str, Any]
+
+
 class OptimisedEmbedder:
     """A PyTorch embedder's model run by an optimised backend on the CPU. Preprocessing, names and
     everything but ``embed`` are the PyTorch embedder's (text towers and the ImageNet classifier
-    still run in PyTorch)."""
+    still run in PyTorch). A transformer's PyTorch model stays loaded beside the backend's (its
+    dimension, poolings and text tower come from it): CLIP's peak memory is above PyTorch's alone
+    (docs/benchmarks.md); efficientnet-lite0 never builds its PyTorch network here."""
 
     device = "cpu"  # never decoded on a GPU (gpu_decode asks)
 
-    def __init__(self, inner: Embedder, backend: Backend, precision: str, path: Path, check: dict[str, Any]):
-        self.inner, self.backend, self.precision, self.path, self.check = inner, backend, precision, path, check
+    def __init__(self, inner: Embedder, exported: Exported):
+        self.inner, self.backend, self.precision = inner, exported.backend, exported.precision
+        self.path, self.check = exported.path, exported.check
         self.name, self.dim, self.input_size = inner.name, inner.dim, inner.input_size
         self.batch_size = inner.batch_size
         # Its own cache key: int8 vectors are close to float32 ones, not equal, and must not mix.
-        self.model_id = f"{inner.model_id}:{backend.name}-{precision}"
-        self._run = backend.load(path)
+        self.model_id = f"{inner.model_id}:{self.backend.name}-{self.precision}"
+        try:
+            self._run = self.backend.load(self.path)
+        except Exception as error:  # a damaged or truncated cached file: the runtimes raise their own types
+            raise ModelUnavailable(f"{self.backend.name} could not load {self.path} ({str(error).splitlines()[0]}); "
+                                   f"delete {self.path.parent} to export it again, or use --backend torch.") from error
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.inner.preprocess(image)
@@ -171,8 +189,8 @@ def family_of(embedder: Embedder) -> str:
     return str(embedder.describe().get("family", "transformers"))
 
 
-def optimise(embedder: Embedder, backend_name: str, precision: str = "auto") -> OptimisedEmbedder:
-    """``embedder`` run by the named backend (exported and checked first when not cached).
+def export_for(embedder: Embedder, backend_name: str, precision: str = "auto") -> Exported:
+    """``embedder`` exported for the named backend and checked (or found in the cache).
 
     ``precision`` auto takes the backend's measured choice for the family. Raises ModelUnavailable
     when the backend is not installed or the export fails."""
@@ -189,11 +207,7 @@ def optimise(embedder: Embedder, backend_name: str, precision: str = "auto") -> 
                       input_size=embedder.input_size, backend=backend_name, backend_version=backend.version(),
                       precision=chosen, quantisation=quantisation(family, chosen))
     path, check = exported(spec)
-    try:
-        return OptimisedEmbedder(embedder, backend, chosen, path, check)
-    except Exception as error:  # a damaged or truncated cached file: the runtimes raise their own types
-        raise ModelUnavailable(f"{backend_name} could not load {path} ({str(error).splitlines()[0]}); delete "
-                               f"{path.parent} to export it again, or use --backend torch.") from error
+    return Exported(backend, chosen, path, check)
 
 
 def within_tolerance(check: dict[str, Any]) -> bool:
@@ -224,12 +238,12 @@ def with_backend(embedder: Embedder, backend: str = "torch", precision: str = "a
         if not _runs_on_cpu(device):
             raise ConfigError(f"The {backend} backend runs on the CPU; use --device cpu, or --backend torch "
                               f"to run on {device}.")
-        optimised = optimise(embedder, backend, precision)
-        if not within_tolerance(optimised.check):
+        found = export_for(embedder, backend, precision)
+        if not within_tolerance(found.check):
             log.warning("%s with %s (%s) is outside the tolerance (median cosine to float32 PyTorch %.4f, "
-                        "lowest %.4f); using it as asked", embedder.name, backend, optimised.precision,
-                        optimised.check["median_cosine"], optimised.check["min_cosine"])
-        return optimised
+                        "lowest %.4f); using it as asked", embedder.name, backend, found.precision,
+                        found.check["median_cosine"], found.check["min_cosine"])
+        return OptimisedEmbedder(embedder, found)
     if not _runs_on_cpu(device):
         return embedder
     return _auto(embedder, precision)
@@ -242,16 +256,20 @@ def _auto(embedder: Embedder, precision: str) -> Embedder:
             reasons.append(f"{name} is not installed")
             continue
         try:
-            optimised = optimise(embedder, name, precision)
+            found = export_for(embedder, name, precision)
         except ModelUnavailable as error:
             reasons.append(str(error))
             continue
-        if within_tolerance(optimised.check):
-            log.info("backend: %s (%s) for %s; median cosine to float32 PyTorch %.4f", name, optimised.precision,
-                     embedder.name, optimised.check["median_cosine"])
-            return optimised
-        reasons.append(f"{name} ({optimised.precision}) is outside the tolerance: median cosine "
-                       f"{optimised.check['median_cosine']:.4f}, lowest {optimised.check['min_cosine']:.4f}")
+        if within_tolerance(found.check):
+            log.info("backend: %s (%s) for %s; median cosine to float32 PyTorch %.4f", name, found.precision,
+                     embedder.name, found.check["median_cosine"])
+            try:
+                return OptimisedEmbedder(embedder, found)
+            except ModelUnavailable as error:  # a damaged cached file
+                reasons.append(str(error))
+                continue
+        reasons.append(f"{name} ({found.precision}) is outside the tolerance: median cosine "
+                       f"{found.check['median_cosine']:.4f}, lowest {found.check['min_cosine']:.4f}")
     missing = all(reason.endswith("not installed") for reason in reasons)
     log.log(logging.INFO if missing else logging.WARNING, "backend: torch for %s (%s)%s", embedder.name,
             "; ".join(reasons), f"; `{INSTALL_HINT}` adds the faster ones" if missing else "")
