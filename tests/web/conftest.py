@@ -19,6 +19,18 @@ pytest.importorskip("uvicorn")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def select_box(page, start: float, end: float) -> None:
+    """Drag the box tool over the map from ``start`` to ``end`` (fractions of its width and height),
+    and wait for the selection's grid."""
+    page.click("#tools [data-mode='box']")
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + start * box["width"], box["y"] + start * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + end * box["width"], box["y"] + end * box["height"], steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#selection-grid figure")
+
+
 def copy_workspace(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("lock"))
     return dest

@@ -11,6 +11,8 @@ from PIL import Image
 
 import imgcluster
 
+from .conftest import select_box
+
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -112,13 +114,7 @@ def test_an_uploaded_image_is_filed_into_a_cluster(page, unseen_digits: dict[int
 
 def test_a_box_selection_opens_a_grid_and_moves_images_into_a_derived_run(page, digits_run: imgcluster.Run,
                                                                           web_workspace: Path) -> None:
-    page.click("#tools [data-mode='box']")
-    box = page.locator("#map").bounding_box()
-    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.8 * box["width"], box["y"] + 0.8 * box["height"], steps=8)
-    page.mouse.up()
-    page.wait_for_selector("#selection-grid figure")
+    select_box(page, 0.2, 0.8)
     selected = int(page.inner_text("#panel-title").split()[0])
     assert 0 < selected < digits_run.record.n_images
 

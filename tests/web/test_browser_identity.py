@@ -14,6 +14,8 @@ import pytest
 
 import imgcluster
 
+from .conftest import select_box
+
 
 @pytest.fixture
 def console(browser, server) -> Iterator[tuple[object, list[str]]]:
@@ -172,13 +174,7 @@ def test_picking_a_cluster_zooms_to_it_and_esc_closes_it(console, server, digits
 def test_a_selection_names_its_images_by_file(console, server, digits_run: imgcluster.Run) -> None:
     page, errors = console
     open_app(page, server, digits_run.key)
-    page.click("#tools [data-mode='box']")
-    box = page.locator("#map").bounding_box()
-    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.9 * box["width"], box["y"] + 0.9 * box["height"], steps=8)
-    page.mouse.up()
-    page.wait_for_selector("#selection-grid figure")
+    select_box(page, 0.1, 0.9)
     figures = page.locator("#selection-grid figure")
     ids = [int(figures.nth(i).get_attribute("data-id")) for i in range(min(5, figures.count()))]
     names = {r.id: Path(r.path).name for r in digits_run.images}
