@@ -284,10 +284,11 @@ def backends_main(args: argparse.Namespace) -> None:
                             args.quality_seeds)
         if args.rss_images:
             rss_files = photo_jpegs(root / "rss", args.rss_images)
-            for model in args.rss_model.split(","):
+            for name in args.rss_model.split(","):
+                model = str(clip_b32_folder(root / "clip-b32")) if name == "clip-b32" else name
                 for variant in variants:
                     peak, seconds = peak_rss_child(model, len(rss_files), args.batch_size, root / "rss", *variant)
-                    print(f"peak RSS embedding {len(rss_files):,} JPEGs with {model}, {label(variant)}: {peak:,.0f} MiB, "
+                    print(f"peak RSS embedding {len(rss_files):,} JPEGs with {name}, {label(variant)}: {peak:,.0f} MiB, "
                           f"{len(rss_files) / seconds:.1f} img/s", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print("command: python bench/embed.py " + " ".join(sys.argv[1:]))

@@ -147,9 +147,8 @@ class Exported:
 class OptimisedEmbedder:
     """A PyTorch embedder's model run by an optimised backend on the CPU. Preprocessing, names and
     everything but ``embed`` are the PyTorch embedder's (text towers and the ImageNet classifier
-    still run in PyTorch). A transformer's PyTorch model stays loaded beside the backend's (its
-    dimension, poolings and text tower come from it): CLIP's peak memory is above PyTorch's alone
-    (docs/benchmarks.md); efficientnet-lite0 never builds its PyTorch network here."""
+    still run in PyTorch, loaded only when asked for: both inner embedders build their PyTorch
+    model lazily, so a process that only embeds images here never imports torch)."""
 
     device = "cpu"  # never decoded on a GPU (gpu_decode asks)
 
@@ -157,7 +156,8 @@ class OptimisedEmbedder:
         self.inner, self.backend, self.precision = inner, exported.backend, exported.precision
         self.path, self.check = exported.path, exported.check
         self.name, self.dim, self.input_size = inner.name, inner.dim, inner.input_size
-        self.batch_size = inner.batch_size
+        # The CPU's batch size without resolving the inner model's device (that imports torch).
+        self.batch_size = getattr(inner, "cpu_batch_size", None) or inner.batch_size
         # Its own cache key: int8 vectors are close to float32 ones, not equal, and must not mix.
         self.model_id = f"{inner.model_id}:{self.backend.name}-{self.precision}"
         try:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, ModelUnavailable
+from ..jit_cache import user_cache_dir
 from .base import autocast, model_input, pick_device
 from .pooling import available_poolings, check_pooling, default_pooling, pool, prefix_tokens, require_pooling
 from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
@@ -148,6 +149,12 @@ class HfImageModel:
     ViT-MAE runs with ``mask_ratio`` 0: at 224 px it sees all 196 patches, so ``sum`` adds 197 tokens
     (the GumGum article's 50 were 49 unmasked patches + CLS under its 0.75 training mask ratio,
     a random subset per call; we keep every patch so the vectors are deterministic).
+
+    Building it is lazy once the model has been seen: what the first load measured (poolings,
+    dimension, preprocessing) is kept in the user's cache (``model_facts``), and torch, transformers
+    and the weights are loaded on the first ``embed``, ``embed_text`` or ``network``. A process that
+    finds every image cached, or embeds through an optimised backend, never loads them (CLIP's
+    optimised path peaked above PyTorch's while both were loaded).
     """
 
     def __init__(self, source: str, name: str | None = None, device: str = "auto",
@@ -156,22 +163,70 @@ class HfImageModel:
         self.name = name or source
         self.source = source
         self.folder = locate(source, allow_download=allow_download)
-        self.device = pick_device(device)
-        config = _load_config(self.folder)
-        self.model_type = config.model_type
-        self.model = _load_weights(self.folder, config).eval().to(self.device)
-        self._prefix = prefix_tokens(config)
-        self._preprocess = _preprocess_for(self.folder, config)
+        self._requested_device = device
+        self._device: str | None = None
+        self._model: Any = None
+        self._config: Any = None
+        weights_id = _model_id(self.folder, source)
+        facts = read_facts(weights_id, pooling)
+        if facts is None:
+            facts = self._measure(pooling)
+            write_facts(weights_id, pooling, facts)
+        self.model_type = facts["model_type"]
+        self._prefix = int(facts["prefix"])
+        self._preprocess = Preprocess(**{**facts["preprocess"], "mean": tuple(facts["preprocess"]["mean"]),
+                                         "std": tuple(facts["preprocess"]["std"])})
         self.preprocess_spec = self._preprocess  # what GPU decoding reproduces (gpu_decode.py)
         self.input_size = self._preprocess.crop
-        # CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8, 19 at 16-64.
-        self.batch_size = 16 if self.device == "cpu" else 256
-        probe = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
-        self.poolings, self.pooling = self._choose_pooling(pooling, probe)
+        self.poolings, self.pooling = tuple(facts["poolings"]), facts["pooling"]
+        self._has_text_features = bool(facts["has_text_features"])
         # Text vectors share only the image-features space; with another pooling they mean nothing here.
-        self.has_text_tower = hasattr(self.model, "get_text_features") and self.pooling == "image-features"
-        self.model_id = f"{_model_id(self.folder, source)}:{self.pooling}"
-        self.dim = int(self.embed(probe).shape[1])
+        self.has_text_tower = self._has_text_features and self.pooling == "image-features"
+        self.model_id = f"{weights_id}:{self.pooling}"
+        self.dim = int(facts["dim"])
+
+    def _measure(self, pooling: str | None) -> dict[str, Any]:
+        """Load the model and find what ``model_facts`` keeps: poolings, the chosen one, the dimension."""
+        config = self._loaded_config()
+        self._prefix = prefix_tokens(config)
+        preprocess = _preprocess_for(self.folder, config)
+        probe = np.zeros((1, 3, preprocess.crop, preprocess.crop), dtype=np.float32)
+        self.model_type = config.model_type
+        poolings, self.pooling = self._choose_pooling(pooling, probe)
+        return {"model_type": config.model_type, "prefix": self._prefix,
+                "preprocess": {"resize": preprocess.resize, "crop": preprocess.crop, "mean": list(preprocess.mean),
+                               "std": list(preprocess.std), "resample": preprocess.resample},
+                "poolings": list(poolings), "pooling": self.pooling,
+                "has_text_features": hasattr(self.model, "get_text_features"),
+                "dim": int(self.embed(probe).shape[1])}
+
+    def _loaded_config(self) -> Any:
+        if self._config is None:
+            self._config = _load_config(self.folder)
+        return self._config
+
+    @property
+    def device(self) -> str:
+        """The device it runs on (``auto`` resolved, which imports torch)."""
+        if self._device is None:
+            self._device = pick_device(self._requested_device)
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass. CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8,
+        19 at 16-64."""
+        return self.cpu_batch_size if self.device == "cpu" else 256
+
+    cpu_batch_size = 16
+
+    @property
+    def model(self) -> Any:
+        """The transformers model with its weights, loaded on first use."""
+        if self._model is None:
+            self._model = _load_weights(self.folder, self._loaded_config()).eval().to(self.device)
+            log.debug("%s loaded on %s", self.name, self.device)
+        return self._model
 
     def _choose_pooling(self, asked: str | None, probe: np.ndarray) -> tuple[tuple[str, ...], str]:
         """(the poolings this model can give, the one it will use): ``asked``, else the model's default."""
@@ -254,7 +309,7 @@ class HfImageModel:
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _why_no_text(self) -> str:
-        if hasattr(self.model, "get_text_features"):
+        if self._has_text_features:
             return (f"{self.name} pools images with {self.pooling!r}, a space its text tower does not share; "
                     "load it with pooling='image-features' (the default) to embed text.")
         return (f"{self.name} ({self.model_type}) has no text tower; only CLIP-like models such as "
@@ -263,9 +318,49 @@ class HfImageModel:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_id": self.model_id, "family": "transformers",
                 "model_type": self.model_type, "source": str(self.folder), "dim": self.dim,
-                "pooling": self.pooling, "poolings": list(self.poolings), "device": self.device,
+                "pooling": self.pooling, "poolings": list(self.poolings),
+                # Not loaded: every image came from the cache or an optimised backend embedded them.
+                "device": self._device or "not loaded",
                 "text_tower": self.has_text_tower,
                 "preprocess": self._preprocess.describe()}
+
+
+FACTS_VERSION = 1  # bump when what ``_measure`` keeps changes
+
+
+def _facts_path(weights_id: str, pooling: str | None) -> Path:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # another transformers may pool or name outputs differently
+        transformers_version = version("transformers")
+    except PackageNotFoundError:
+        transformers_version = "none"
+    key = f"{FACTS_VERSION}|{weights_id}|{pooling}|{transformers_version}"
+    return user_cache_dir() / "model_facts" / f"{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}.json"
+
+
+def read_facts(weights_id: str, pooling: str | None) -> dict[str, Any] | None:
+    """What an earlier load of these weights measured (see ``HfImageModel._measure``), or None."""
+    path = _facts_path(weights_id, pooling)
+    try:
+        facts = json.loads(path.read_text())
+        Preprocess(**facts["preprocess"])
+        return facts if all(key in facts for key in ("model_type", "prefix", "poolings", "pooling", "dim",
+                                                      "has_text_features")) else None
+    except (OSError, ValueError, TypeError, KeyError):  # absent, or damaged: measure again
+        return None
+
+
+def write_facts(weights_id: str, pooling: str | None, facts: dict[str, Any]) -> None:
+    """Keep ``facts`` for the next process; a cache that cannot be written only costs a load next time."""
+    path = _facts_path(weights_id, pooling)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(facts))
+        partial.replace(path)
+    except OSError as error:
+        log.info("could not keep what %s measured in %s (%s)", weights_id, path.parent, error)
 
 
 def _load_config(folder: Path) -> Any:
