@@ -100,10 +100,10 @@ def agreement_with_exact_search(predictor: Predictor, vectors: np.ndarray, queri
     """Share of queries filed into the same cluster as by a brute-force inner-product search."""
     import copy
 
-    import faiss
+    from imgcluster.neighbours import exact_index
 
     exact = copy.copy(predictor)
-    exact.index_ = faiss.IndexFlatIP(vectors.shape[1])
+    exact.index_ = exact_index(vectors.shape[1])
     exact.index_.add(vectors)
     return float(np.mean(predictor.predict(queries).clusters == exact.predict(queries).clusters))
 

@@ -78,9 +78,9 @@ def save_fit(ws: Workspace, key: str, vectors: np.ndarray, image_ids: np.ndarray
     predictor = Predictor(seed=0).fit(vectors, clustering.labels, clustering.probabilities, reduction.map,
                                       image_ids)
     ws.write_predictor(key, *predictor.state())
-    record = RunRecord(key, time.time(), "/bench", MODEL_ID, MODEL_NAME, len(vectors),
-                       int(len(set(clustering.labels.tolist()) - {-1})), config.to_dict(),
-                       {"clustering": clustering.params, "model": {"name": MODEL_NAME, "model_id": MODEL_ID}})
+    record = RunRecord.from_info(key, time.time(), "/bench", MODEL_ID, MODEL_NAME, len(vectors),
+                                 int(len(set(clustering.labels.tolist()) - {-1})), config.to_dict(),
+                                 {"clustering": clustering.params, "model": {"name": MODEL_NAME, "model_id": MODEL_ID}})
     assignments = Assignments(image_ids, clustering.labels, clustering.probabilities, reduction.map[:, 0],
                               reduction.map[:, 1], clustering.how)
     fitted = time.perf_counter()

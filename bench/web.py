@@ -64,9 +64,10 @@ def build(folder: Path, n: int, with_predictor: bool, seed: int = 0) -> float:
         probabilities = np.where(labels >= 0, rng.uniform(0.5, 1.0, n), 0.0)
         summaries = summarise_clusters(ids, labels, probabilities, xy)
         key = f"synthetic-{n}"
-        record = RunRecord(key, time.time(), "/synthetic", model.model_id, "efficientnet-lite0", n, CLUSTERS,
-                           RunConfig().to_dict(), {"model": model.describe(), "clusters": [s.__dict__ for s in summaries],
-                                                   "metrics": {"n_clusters": CLUSTERS, "noise_fraction": NOISE_SHARE}})
+        record = RunRecord.from_info(
+            key, time.time(), "/synthetic", model.model_id, "efficientnet-lite0", n, CLUSTERS, RunConfig().to_dict(),
+            {"model": model.describe(), "clusters": [s.__dict__ for s in summaries],
+             "metrics": {"n_clusters": CLUSTERS, "noise_fraction": NOISE_SHARE}})
         if with_predictor:
             directions = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
             vectors = directions[np.maximum(labels, 0)] + rng.standard_normal((n, DIM), dtype=np.float32) * 0.7

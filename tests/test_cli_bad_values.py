@@ -134,7 +134,8 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ids = np.array(sorted(r.id for r in ws.known_files(str(images)).values()))
         info = {"clusters": [{"cluster": 0, "size": 2, "mean_membership_probability": 1.0,
                               "representatives": ids.tolist()}]}
-        ws.save_run(RunRecord("r1", time.time(), str(images), "m", "m", 2, 1, RunConfig().to_dict(), info),
+        ws.save_run(RunRecord.from_info("r1", time.time(), str(images), "m", "m", 2, 1, RunConfig().to_dict(),
+                                        info),
                     Assignments(ids, np.zeros(2, dtype=np.int64), np.ones(2), np.zeros(2), np.zeros(2)))
     finally:
         ws.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import imgcluster
-from imgcluster.cluster import predictor as predictor_module  # imgcluster.cluster is also a function
+from imgcluster import neighbours
 from imgcluster.store import Workspace
 
 from .conftest import write_photos
@@ -26,9 +26,9 @@ def test_the_job_reads_a_large_collection_from_the_shards_with_the_same_results(
     # index takes the projected + 8-bit re-ranking form it has at a million images.
     monkeypatch.setattr("imgcluster.api.steps.IN_MEMORY_UP_TO", 50)
     monkeypatch.setattr("imgcluster.api.steps._FILE_BATCH", 16)
-    monkeypatch.setattr(predictor_module, "EXACT_UP_TO", 50)
-    monkeypatch.setattr(predictor_module, "_ADD_BATCH", 32)
-    monkeypatch.setattr(predictor_module, "FP16_REFINE_UP_TO", 0)  # the 8-bit store of a million images
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 50)
+    monkeypatch.setattr(neighbours, "ADD_BATCH", 32)
+    monkeypatch.setattr(neighbours, "FP16_REFINE_UP_TO", 0)  # the 8-bit store of a million images
     monkeypatch.setattr(imgcluster.ShardedVectors, "__array__", lambda *_: pytest.fail("read every row at once"))
     from_shards = imgcluster.cluster(folder, config=config, run_key="from-shards")
 

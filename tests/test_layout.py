@@ -89,3 +89,18 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def _is_reexport(module: str, target: str) -> bool:
     """A package's __init__ importing its own module (or a module of a subpackage) to re-export it."""
     return target.startswith(module + ".")
+
+
+def test_faiss_is_imported_only_by_the_neighbours_module() -> None:
+    importers = set()
+    for name, text in _sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                found = any(a.name.split(".")[0] == "faiss" for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                found = not node.level and (node.module or "").split(".")[0] == "faiss"
+            else:
+                continue
+            if found:
+                importers.add(name)
+    assert importers == {"neighbours.py"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import imgcluster
 
 
@@ -50,6 +52,28 @@ def test_names_that_moved_still_import() -> None:
         warnings.simplefilter("always")
         assert record.info["metrics"] == {"n_clusters": 0} == record.metrics  # the old dict still reads
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_a_run_record_from_the_old_dict_is_built_by_from_info_and_copies_quietly() -> None:
+    import dataclasses
+    import warnings
+
+    old = {"metrics": {"n_clusters": 1}, "edit": {"parent": "p", "action": "merge", "clusters": [0, 1], "into": 0}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = imgcluster.RunRecord.from_info("r", 0.0, "/x", "m", "m", 1, 1, {}, old)
+        copied = dataclasses.replace(record, key="s")
+        by_keyword = imgcluster.RunRecord("r", 0.0, "/x", "m", "m", 1, 1, {}, metrics={"n_clusters": 1},
+                                          provenance=record.provenance)
+    assert caught == []  # neither building from the dict nor copying is a deprecated use
+    assert (record.metrics, record.parent, record.provenance.how) == ({"n_clusters": 1}, "p", "edit")
+    assert copied.key == "s" and dataclasses.replace(copied, key="r") == record  # every typed field copied
+    assert by_keyword == record
+    with pytest.warns(DeprecationWarning, match="from_info"):
+        legacy = imgcluster.RunRecord("r", 0.0, "/x", "m", "m", 1, 1, {}, old)  # the old ninth argument
+    with pytest.warns(DeprecationWarning, match="from_info"):
+        assert imgcluster.RunRecord("r", 0.0, "/x", "m", "m", 1, 1, {}, info=old) == legacy
+    assert legacy == record
 
 
 def test_the_pipeline_steps_are_public() -> None:

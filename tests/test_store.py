@@ -51,22 +51,31 @@ _OLD_RUNS = {
 }
 
 
-def test_runs_saved_before_the_typed_record_load_and_are_upgraded(tmp_path: Path) -> None:
+def _schema_7_workspace(path: Path) -> Path:
+    """A workspace as schema 7 left it: runs stored as loose dicts (``_OLD_RUNS``)."""
     import json
 
-    ws = Workspace.open(tmp_path / "ws")
+    ws = Workspace.open(path)
     ws._db.execute("UPDATE meta SET value='7' WHERE key='schema_version'")
     for n, (key, info) in enumerate(_OLD_RUNS.items()):
         ws._db.execute("INSERT INTO runs VALUES(?, ?, '/x', 'm', 'm', 3, 1, '{}', ?)", (key, float(n), json.dumps(info)))
     ws._db.commit()
     ws.close()
-    ws = Workspace.open(tmp_path / "ws")
+    return path
+
+
+def test_runs_saved_before_the_typed_record_load_and_are_upgraded(tmp_path: Path) -> None:
+    import json
+
+    ws = Workspace.open(_schema_7_workspace(tmp_path / "ws"))
     try:
         fit, followed, edited, updated, reviewed = (ws.run(key) for key in _OLD_RUNS)
+        ws.lock()  # a writer: the upgrade is written before anything else
         stored = json.loads(ws._db.execute("SELECT info FROM runs WHERE key='fit'").fetchone()[0])
+        version = ws._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     finally:
         ws.close()
-    assert stored["format"] == 2  # the upgrade rewrote the row, it did not only read it
+    assert stored["format"] == 2 and version == "8"  # the upgrade rewrote the row, it did not only read it
     assert (fit.provenance.how, fit.parent) == ("fit", None)
     assert fit.clusters[0].representatives == [1, 2] and fit.clusters[1].name == "unclustered"
     assert fit.representatives[0].ordered() == [(1, ("central",)), (2, ("probable",))]
@@ -97,3 +106,24 @@ def test_a_typed_run_record_survives_the_store(tmp_path: Path) -> None:
     with Workspace.open(tmp_path / "ws") as ws:
         ws.save_run(record, Assignments(np.array([1, 2]), np.array([0, 0]), np.ones(2), np.zeros(2), np.zeros(2)))
         assert ws.run("r") == record
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_reading_an_older_workspace_writes_nothing(tmp_path: Path) -> None:
+    import imgcluster
+
+    ws_path = _schema_7_workspace(tmp_path / "ws")
+    before = _files(ws_path)
+    listed = imgcluster.list_runs(workspace=ws_path)
+    shown = imgcluster.run_info("updated", workspace=ws_path)
+    with Workspace.open(ws_path, create=False) as ws:
+        edited = ws.run("edited")
+    assert _files(ws_path) == before  # the catalogue's bytes and times, and no file added or removed
+    # ...and it reads as the upgraded runs would.
+    assert sorted(r.key for r in listed) == sorted(_OLD_RUNS)
+    assert (shown["update"]["parent"], shown["update"]["proposed"][0]["cluster"]) == ("edited", 5)
+    assert (edited.provenance.how, edited.provenance.details["into"]) == ("edit", 0)

@@ -113,6 +113,26 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     assert all(placed[p] == c for p, c in clusters_by_path(reviewed).items() if c >= 0)
 
 
+def test_a_rejected_proposal_leaves_no_representatives_or_names_in_the_reviewed_run(collection,
+                                                                                   tmp_path: Path) -> None:
+    ws_copy = Path(shutil.copytree(collection[3], tmp_path / "ws"))
+    updated = imgcluster.load_run("with-8-9", workspace=ws_copy)  # made by the first test
+    proposed = sorted(p.cluster for p in updated.record.proposed)
+    old = min(c for c in set(updated.assignments.clusters.tolist()) if c >= 0 and c not in proposed)
+    for cluster in (*proposed, old):
+        imgcluster.name_cluster(cluster, f"named {cluster}", "with-8-9", workspace=ws_copy)
+    rejected, kept = proposed[0], proposed[1:]
+
+    reviewed = imgcluster.review_proposals(reject=[rejected], run="with-8-9", workspace=ws_copy, run_key="r")
+
+    assert rejected not in {r.cluster for r in reviewed.record.representatives}
+    assert rejected not in {n.cluster for n in imgcluster.cluster_names("r", workspace=ws_copy)}
+    assert rejected not in reviewed.names
+    # What was not rejected carries over: the kept proposals' representatives, every other name.
+    assert set(kept) <= {r.cluster for r in reviewed.record.representatives}
+    assert {c: n.name for c, n in reviewed.names.items()} == {c: f"named {c}" for c in (*kept, old)}
+
+
 def test_removed_files_leave_without_renumbering_and_runs_share_the_index(collection, tmp_path: Path) -> None:
     folder, _, _, workspace, _ = collection
     ws_copy = Path(shutil.copytree(workspace, tmp_path / "ws"))

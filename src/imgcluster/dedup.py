@@ -43,6 +43,7 @@ from PIL import Image
 
 from .config import DETECTORS
 from .geometry import Match
+from .neighbours import binary_index, exact_index, ivf_index
 
 # The stored hash set of one image: the picture, its mirror, then nine 90% crops (3x3 positions);
 # 11 x 64 bits as 176 hex digits. A new name, so hashes stored by earlier versions are not misread.
@@ -317,20 +318,11 @@ def cross_hamming_pairs(queries: np.ndarray, index: np.ndarray, max_distance: in
     and (m,) the least such distance. Up to ``EXACT_HASHES_UP_TO`` index hashes an exhaustive
     binary range search (faiss); beyond, a binary IVF index (√(n·k) lists, ``HASH_LISTS_PROBED``
     probed), so the cost grows ~n^1.5, not n², and a few near pairs may be missed."""
-    import faiss
-
     n, q, k = len(queries), queries.shape[1], index.shape[1]
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
     entries = np.ascontiguousarray(index.reshape(n * k, 8))
-    if len(entries) <= EXACT_HASHES_UP_TO:
-        search = faiss.IndexBinaryFlat(64)
-    else:
-        nlist = int(np.sqrt(len(entries)))
-        search = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, nlist)
-        sample = np.random.default_rng(seed).choice(len(entries), size=min(len(entries), 40 * nlist), replace=False)
-        search.train(entries[np.sort(sample)])
-        search.nprobe = HASH_LISTS_PROBED
+    search = binary_index(entries, EXACT_HASHES_UP_TO, HASH_LISTS_PROBED, seed)
     search.add(entries)
     flat = np.ascontiguousarray(queries.reshape(n * q, 8))
     pairs, distances = [], []
@@ -363,20 +355,14 @@ def nearest_per_row(pairs: np.ndarray, distances: np.ndarray, k: int) -> np.ndar
 
 def similar_pairs(vectors: np.ndarray, min_similarity: float, seed: int = 0) -> np.ndarray:
     """(m, 2) row pairs of L2-normalised ``vectors`` with cosine similarity ≥ ``min_similarity`` (i < j)."""
-    import faiss
-
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
     if n <= EXACT_PAIRS_UP_TO:
-        index = faiss.IndexFlatIP(d)
+        index = exact_index(d)
     else:
-        nlist = int(2 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False)
-        index.train(vectors[np.sort(sample)])
-        index.nprobe = 8
+        index = ivf_index(vectors, int(2 * np.sqrt(n)), nprobe=8, seed=seed)
     index.add(vectors)
     found = []
     for start in range(0, n, 2048):

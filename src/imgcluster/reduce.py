@@ -20,6 +20,7 @@ import numpy as np
 from .config import PRESETS, ReduceConfig
 from .errors import ConfigError, UnknownName
 from .jit_cache import cache_kernels, use_numba_cache
+from .neighbours import knn_graph
 from .params import (Anything, Interval, Parameters, check_parameters, not_applicable, refuse_undeclared,
                      require_fitted, takers)
 
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 EXACT_KNN_UP_TO = 50_000  # faiss brute force in 64-d stays within seconds up to here
-# Up to here faiss compares the full-width vectors: exact neighbours, and faster than the PCA-64
-# projection, whose fit dominates (1,797 x 1280-d: 0.2 s full width vs 0.9 s PCA + 0.07 s search;
-# 8,000: 3.0 s vs 4.4 s; 15,000: 11.9 s vs 6.6 s; 2 busy cores).
-FULL_WIDTH_KNN_UP_TO = 8_000
 TSNE_MIN_POINTS = 5  # fewer get PCA: a perplexity under n/3 would give each point one or two neighbours
 TSNE_ITERATIONS = 500  # t-SNE's optimisation iterations unless told otherwise
 TSNE_EARLY_ITERATIONS = 250  # openTSNE's early-exaggeration phase, run before those
@@ -329,10 +326,10 @@ def nearest_neighbors(x: np.ndarray, n_neighbors: int, metric: str = "cosine",
     """The k-NN graph UMAP would build, in the form ``UMAP(precomputed_knn=...)`` accepts:
     (n, k) indices, the point itself among them, and their distances; k is ``n_neighbors``, at most n.
 
-    Up to ``EXACT_KNN_UP_TO`` points with cosine or euclidean distance, faiss finds candidates,
-    re-ranked by the true distance: exact up to ``FULL_WIDTH_KNN_UP_TO`` points, beyond that
-    searched in a 64-d PCA projection. No search index is returned, so such a UMAP cannot
-    ``transform``. This skips pynndescent's numba compilation, measured at ~25 s in every new
+    Up to ``EXACT_KNN_UP_TO`` points with cosine or euclidean distance, ``neighbours.knn_graph``
+    finds candidates (faiss), re-ranked by the true distance: exact up to
+    ``neighbours.FULL_WIDTH_KNN_UP_TO`` points, beyond that searched in a 64-d PCA projection. No
+    search index is returned, so such a UMAP cannot ``transform``. This skips pynndescent's numba compilation, measured at ~25 s in every new
     process against ~1 s of actual work on 25,000 points, and, below 4,096 points, UMAP's own
     exact search, which calls a Python-level distance for every pair (25-35 s on 3,925 photos).
     Beyond ``EXACT_KNN_UP_TO``, umap-learn's own.
@@ -344,34 +341,7 @@ def nearest_neighbors(x: np.ndarray, n_neighbors: int, metric: str = "cosine",
         from umap.umap_ import nearest_neighbors as umap_knn
 
         return umap_knn(x, n_neighbors, metric, {}, False, np.random.RandomState(seed))
-    import faiss
-
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if x.shape[1] <= 64 or n <= FULL_WIDTH_KNN_UP_TO:  # exact: the re-ranking only settles rounding
-        projected, n_candidates = x, n_neighbors
-    else:
-        from sklearn.decomposition import PCA
-
-        projected = PCA(64, random_state=seed).fit_transform(x).astype(np.float32)
-        n_candidates = min(n, 3 * n_neighbors)
-    index = faiss.IndexFlatL2(projected.shape[1])
-    index.add(np.ascontiguousarray(projected))
-    _, candidates = index.search(np.ascontiguousarray(projected), n_candidates)
-    indices = np.empty((n, n_neighbors), dtype=np.int64)
-    distances = np.empty((n, n_neighbors), dtype=np.float32)
-    for start in range(0, n, 1000):  # bounded memory: (1000, 3k, d) at a time
-        rows = slice(start, start + 1000)
-        near = x[candidates[rows]]
-        if metric == "cosine":
-            true = np.clip(1.0 - np.einsum("nd,nkd->nk", x[rows], near), 0.0, None)
-        else:
-            true = np.linalg.norm(near - x[rows, None, :], axis=2)
-        true[candidates[rows] == np.arange(start, min(start + 1000, n))[:, None]] = 0.0  # self first
-        order = np.argsort(true, axis=1, kind="stable")[:, :n_neighbors]
-        indices[rows] = np.take_along_axis(candidates[rows], order, axis=1)
-        distances[rows] = np.take_along_axis(true, order, axis=1)
+    indices, distances = knn_graph(x, n_neighbors, metric, seed)
     return indices, distances, None
 
 

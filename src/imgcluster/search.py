@@ -1,6 +1,6 @@
 """Similar-image and text search: a vector index over one model's embeddings, keyed by content hash.
 
-Up to ``EXACT_UP_TO`` vectors the index is exact (faiss inner product over every vector: cosine
+Up to ``EXACT_UP_TO`` vectors the index is exact (inner product over every vector: cosine
 similarity, since embeddings are L2-normalised). Beyond, it is an inverted file (IVF) whose lists
 hold 8-bit scalar-quantised vectors: a query scans ``nprobe`` of ``nlist`` lists, a quarter of the
 memory of the float vectors. The chosen kind and its parameters are recorded with the index
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .neighbours import exact_index, index_from_bytes, index_to_bytes, ivf_index
 
 # One exact query over 100k 512-d vectors: 60 ms p50 on 2 shared cores, over 1M: 464 ms; IVF-SQ8 at
 # 1M: 1.6 ms, recall@10 0.98 (bench/search.py).
 EXACT_UP_TO = 250_000
-# IVF: lists ~ 2 sqrt(n), trained on 40 vectors per list (faiss warns below 39); a query scans
+# IVF: lists ~ 2 sqrt(n), trained on neighbours.TRAIN_PER_LIST vectors per list; a query scans
 # NPROBE_SHARE of the lists, at least MIN_NPROBE.
-TRAIN_PER_LIST = 40
 MIN_NPROBE = 16
 NPROBE_SHARE = 1 / 64
 # Rebuild when the collection has grown to this multiple of the rows the index was built with.
@@ -42,25 +42,18 @@ class VectorIndex:
         self.exact_up_to, self.nprobe, self.seed = exact_up_to, nprobe, seed
 
     def fit(self, vectors: np.ndarray, keys: Sequence[str]) -> "VectorIndex":
-        import faiss
-
         vectors = _as_rows(vectors)
         if len(vectors) != len(keys):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         n, d = vectors.shape
         started = time.perf_counter()
         if n <= self.exact_up_to:
-            self.index_ = faiss.IndexFlatIP(d)
+            self.index_ = exact_index(d)
             self.kind_, self.nlist_, self.nprobe_ = "exact", 0, 0
         else:
             self.nlist_ = int(2 * np.sqrt(n))
-            self.index_ = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, self.nlist_,
-                                                        faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-            sample = np.random.default_rng(self.seed).choice(n, size=min(n, TRAIN_PER_LIST * self.nlist_),
-                                                             replace=False)
-            self.index_.train(vectors[np.sort(sample)])
             self.nprobe_ = self.nprobe or max(MIN_NPROBE, int(self.nlist_ * NPROBE_SHARE))
-            self.index_.nprobe = self.nprobe_
+            self.index_ = ivf_index(vectors, self.nlist_, self.nprobe_, codes="sq8", seed=self.seed)
             self.kind_ = "ivf-sq8"
         self.index_.add(vectors)
         self.keys_ = list(keys)
@@ -105,16 +98,12 @@ class VectorIndex:
     # -- persistence: the faiss bytes, the row keys and the parameters; no pickle -------------------
 
     def state(self) -> tuple[bytes, list[str], dict[str, Any]]:
-        import faiss
-
-        return faiss.serialize_index(self.index_).tobytes(), list(self.keys_), self.describe()
+        return index_to_bytes(self.index_), list(self.keys_), self.describe()
 
     @classmethod
     def from_state(cls, index: bytes, keys: Sequence[str], params: dict[str, Any]) -> "VectorIndex":
-        import faiss
-
         loaded = cls(exact_up_to=int(params["exact_up_to"]), nprobe=params.get("nprobe") or None)
-        loaded.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
+        loaded.index_ = index_from_bytes(index)
         loaded.kind_, loaded.nlist_, loaded.nprobe_ = params["kind"], int(params["nlist"]), int(params["nprobe"])
         if loaded.kind_ != "exact":
             loaded.index_.nprobe = loaded.nprobe_

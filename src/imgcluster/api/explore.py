@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cluster import NOISE
-from ..cluster.predictor import search
 from ..embed import normalise
 from ..errors import ConfigError, ModelUnavailable
+from ..neighbours import search
 from ..scan import load_rgb
 from .predict import FiledImage, RunPredictor, scan_refusal, unusable_reason
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ConfigError
+from ..neighbours import kmeans_centroids, nearest_l2
 from ..params import Interval, Parameters, require_fitted
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,9 @@ class KMeansClusterer:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest centroid, and the assignment margin against the second nearest."""
-        import faiss
-
         require_fitted(self, "centroids_")
-        centroids = np.ascontiguousarray(self.centroids_, dtype=np.float32)
-        index = faiss.IndexFlatL2(centroids.shape[1])
-        index.add(centroids)
-        squared, nearest = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, len(centroids)))
+        centroids = self.centroids_
+        squared, nearest = nearest_l2(centroids, x, min(2, len(centroids)))
         distances = np.sqrt(np.maximum(squared, 0.0))
         margin = (np.ones(len(x)) if len(centroids) < 2 else
                   np.clip(1.0 - distances[:, 0] / np.maximum(distances[:, 1], 1e-12), 0.0, 1.0))
@@ -93,8 +90,6 @@ def restarts(n: int, dimensions: int, k: int) -> int:
 
 
 def _faiss_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    import faiss
-
     from sklearn.cluster import kmeans_plusplus
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -103,6 +98,4 @@ def _faiss_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(len(x), size=min(len(x), 256 * k), replace=False)]
     start, _ = kmeans_plusplus(sample, k, random_state=seed)
-    model = faiss.Kmeans(x.shape[1], k, niter=50, seed=seed, verbose=False)
-    model.train(x, init_centroids=np.ascontiguousarray(start, dtype=np.float32))
-    return model.centroids
+    return kmeans_centroids(x, start, seed, niter=50)

@@ -1,7 +1,7 @@
 """File new images into a fitted run's clusters without refitting anything.
 
-A new embedding is compared with the run's own embeddings (faiss: exact up to ``EXACT_UP_TO``
-images, beyond that candidates from a PCA projection re-ranked exactly; see ``build_index``), and takes the cluster its nearest neighbours vote for,
+A new embedding is compared with the run's own embeddings (exact up to ``neighbours.EXACT_UP_TO``
+images, beyond that candidates from a PCA projection re-ranked exactly; see ``neighbours.build_index``), and takes the cluster its nearest neighbours vote for,
 weighted by similarity and by their membership probabilities; its map position is the weighted mean
 of theirs. This needs no UMAP ``transform`` (whose numba JIT costs ~50 s in a fresh process) and
 works the same for every clusterer, including those with no ``predict`` of their own.
@@ -17,12 +17,13 @@ cluster's own members, and its membership probability is calibrated: see ``opens
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..neighbours import (build_index, copy_index, exact_index, index_from_bytes, is_index, read_index, search,
+                          set_nprobe)
 from ..params import require_fitted
 from .base import NOISE
 from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
@@ -31,10 +32,6 @@ from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSIT
                       combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value,
                       rows_to_measure, typicality, vote, without_self)
 
-EXACT_UP_TO = 5_000      # exact inner-product search up to this many images
-FLAT_UP_TO = 50_000      # projected but exhaustive search up to this many
-PROJECTED_DIM = 64
-REFINE_FACTOR = 4
 _TOLERANCE = 1e-5
 _SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
 
@@ -208,7 +205,8 @@ class Predictor:
         self._bars = None
 
     def _vectors_of(self, rows: np.ndarray) -> np.ndarray:
-        """The stored vectors of training ``rows`` (from the index: float16 or 8-bit above ``EXACT_UP_TO``)."""
+        """The stored vectors of training ``rows`` (from the index: float16 or 8-bit above
+        ``neighbours.EXACT_UP_TO``)."""
         fitted = self.index_.ntotal
         out = np.empty((len(rows), self.index_.d), dtype=np.float32)
         early = rows < fitted
@@ -275,10 +273,8 @@ class Predictor:
         return float(max(np.quantile(nearest, self.outlier_quantile), half_median)), half_median
 
     def _start_added(self, d: int) -> None:
-        import faiss
-
         self.added_ = np.zeros((0, d), dtype=np.float32)
-        self.extra_ = faiss.IndexFlatIP(d)
+        self.extra_ = exact_index(d)
 
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(cosine similarity, training row) of each vector's ``k`` nearest training rows, best
@@ -409,14 +405,12 @@ class Predictor:
         any cluster's (``openset.held_with_group``); ``clusters``, ``held_by`` and ``reasons`` in place.
         ``open_``: the images that may be held so (filed by the tests, not identical to a run image).
         Returns the factor on each image's membership probability (``openset.held_neighbour_scale``)."""
-        import faiss
-
         m, k = rows.shape
         scale = np.ones(m)
         filed = np.flatnonzero(open_)
         valid = (rows >= 0) & self.active_[np.maximum(rows, 0)]
         kth = np.where(valid, similarity, -1.0).min(axis=1, initial=1.0)
-        index = faiss.IndexFlatIP(vectors.shape[1])
+        index = exact_index(vectors.shape[1])
         index.add(vectors)
         # Only images with a held image of the batch nearer than their k-th image of the run can be
         # held with it or lose probability: a batch mostly filed (or mostly held) searches little.
@@ -470,16 +464,13 @@ class Predictor:
         """(arrays, faiss index, parameters) for the store to write: the whole index, rows added
         since the fit included. The index is the object itself (``faiss.write_index`` streams it to
         a file; serialising a million-image index to bytes would hold it twice more in memory)."""
-        import faiss
-
         arrays, params = self.delta_state()
         arrays["added_vectors"] = np.zeros((0, self.added_.shape[1]), dtype=np.float32)
         params["index_rows"] = len(self.clusters_)
         index = self.index_
         if len(self.added_):
-            # A copy that owns its memory (a loaded index is mapped read-only, and clone_index
-            # would keep the mapping) takes the added rows.
-            index = faiss.deserialize_index(faiss.serialize_index(self.index_))
+            # A copy that owns its memory (a loaded index is mapped read-only) takes the added rows.
+            index = copy_index(self.index_)
             index.add(self.added_)
         return arrays, index, params
 
@@ -504,8 +495,6 @@ class Predictor:
         """A predictor from ``state()``/``delta_state()`` output; ``index`` is a faiss index, its
         bytes, or the path of its file, which is memory-mapped (loading a 100k-image index then
         takes milliseconds, not a quarter of a second, and pages are read as searches need them)."""
-        import faiss
-
         # A predictor saved before the open-set tests existed gets them, measured on first use.
         predictor = cls(params["n_neighbors"], params["outlier_quantile"], params["seed"],
                         params.get("held_quantile", DEFAULT_HELD_QUANTILE))
@@ -514,14 +503,14 @@ class Predictor:
         predictor.map_ = np.asarray(arrays["map"], dtype=np.float32)
         predictor.image_ids_ = np.asarray(arrays["image_ids"], dtype=np.int64)
         predictor.active_ = np.asarray(arrays.get("active", np.ones(len(predictor.image_ids_), dtype=bool)), bool)
-        if isinstance(index, faiss.Index):
+        if is_index(index):
             predictor.index_ = index
         elif isinstance(index, (bytes, bytearray, memoryview)):
-            predictor.index_ = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
+            predictor.index_ = index_from_bytes(index)
         else:
             # Never add to this one: faiss aborts the process on a write to a mapped index.
-            predictor.index_ = faiss.read_index(os.fspath(index), faiss.IO_FLAG_MMAP_IFC)
-        _set_nprobe(predictor.index_)
+            predictor.index_ = read_index(index, mapped=True)
+        set_nprobe(predictor.index_)
         predictor._start_added(predictor.index_.d)
         added = arrays.get("added_vectors")
         if added is not None and len(added):
@@ -561,88 +550,3 @@ def _sample_mean(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
-    """Nearest-neighbour index over L2-normalised ``vectors`` (n, d), an array or a ``ShardedVectors``
-    view read ``_ADD_BATCH`` rows at a time; see ``search`` for its scores.
-
-    Small or low-dimensional sets get an exact inner-product index. Larger ones are searched in a
-    ``PROJECTED_DIM``-d PCA projection (exhaustively up to ``FLAT_UP_TO`` images, through IVF lists
-    beyond) and the ``REFINE_FACTOR`` x k candidates are re-ranked by their distance in the full
-    space (float16, or 8 bits a dimension above ``FP16_REFINE_UP_TO`` bytes: see ``_refine_store``),
-    so the k returned are those of exact search up to ~1e-4 in similarity when they are among the
-    candidates. Measured at 150k synthetic 512-d vectors: 5x faster than IVF over the full vectors,
-    the same votes as exact search.
-    """
-    import faiss
-
-    n, d = vectors.shape
-    if n <= EXACT_UP_TO or d <= 1.5 * PROJECTED_DIM:
-        index = faiss.IndexFlatIP(d)
-        _add_in_batches(index, vectors)
-        return index
-    if n <= FLAT_UP_TO:
-        coarse = faiss.IndexFlatL2(PROJECTED_DIM)
-    else:
-        nlist = int(4 * np.sqrt(n))
-        coarse = faiss.IndexIVFFlat(faiss.IndexFlatL2(PROJECTED_DIM), PROJECTED_DIM, nlist, faiss.METRIC_L2)
-    # For unit vectors, L2 order is inner-product order, and L2 survives PCA's centring.
-    projected = faiss.IndexPreTransform(faiss.PCAMatrix(d, PROJECTED_DIM), coarse)
-    index = faiss.IndexRefine(projected, _refine_store(n, d))
-    index.k_factor = REFINE_FACTOR
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, max(50_000, 40 * int(4 * np.sqrt(n)))), replace=False))
-    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-    _set_nprobe(index)
-    _add_in_batches(index, vectors)
-    return index
-
-
-_ADD_BATCH = 20_000
-FP16_REFINE_UP_TO = 512 * 2**20  # bytes of float16 vectors (200k images at 1,280-d, 500k at 512-d)
-_RANGE_MARGIN = 0.2
-
-
-def _refine_store(n: int, d: int) -> Any:
-    """The full-space vectors the candidates are re-ranked with. float16 needs no training and
-    holds any vector added later. Beyond ``FP16_REFINE_UP_TO`` it is 8 bits a dimension (a
-    million 1,280-d images: 1.3 GB instead of 2.6, which keeps the cluster job under 4 GiB),
-    each dimension's range learnt on the training sample and widened by ``_RANGE_MARGIN`` on each
-    side: a stored vector comes back at similarity > 0.9997, but rows added later whose values lie
-    far outside those ranges (content unlike anything in the fit) are clipped and lose precision."""
-    import faiss
-
-    if n * d * 2 <= FP16_REFINE_UP_TO:
-        return faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
-    store = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-    store.sq.rangestat, store.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, _RANGE_MARGIN
-    return store
-
-
-def _add_in_batches(index: Any, vectors: np.ndarray) -> None:
-    for start in range(0, len(vectors), _ADD_BATCH):
-        index.add(np.ascontiguousarray(vectors[start:start + _ADD_BATCH], dtype=np.float32))
-
-
-def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine similarity, row) of each query's ``k`` nearest rows, best first; rows are -1 where
-    fewer than k were found."""
-    import faiss
-
-    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    if index.metric_type == faiss.METRIC_L2:
-        scores = 1.0 - scores / 2.0  # squared distance between unit vectors
-    return scores, rows
-
-
-def _set_nprobe(index: Any) -> None:
-    import faiss
-
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:  # no IVF inside
-        return
-    # Measured at 150k noisy synthetic 512-d vectors (1,549 lists), against exact search: 8 lists
-    # per query agree on 98.4% of votes (55k queries/s), 16 on 99.8% (37k/s), 32 on 100% (25k/s).
-    ivf.nprobe = max(16, min(64, ivf.nlist // 48))

@@ -334,10 +334,12 @@ def draft(ws: Workspace, parent: RunRecord, result: Filed, predictor: Predictor,
     """``result`` as a draft of a run derived from ``parent`` (``provenance``: an update or a
     review). Cluster ids keep their meaning, so the parent's names carry over; ``name`` names the
     proposed clusters. ``catalogue`` holds the images' records by id when the caller has them (an
-    update's scan does); otherwise they are read from the store."""
+    update's scan does); otherwise they are read from the store. A review's rejected proposals
+    (``provenance.details["rejected"]``) leave nothing behind: no representatives, no names."""
     by_id = catalogue if catalogue is not None else {r.id: r for r in ws.images(ids=result.image_ids.tolist())}
     images: list[ImageRecord] = [by_id[i] for i in result.image_ids.tolist()]
-    chosen_images = carried_representatives(parent, result, set(c.cluster for c in proposed))
+    rejected = set(provenance.details.get("rejected", ()))
+    chosen_images = carried_representatives(parent, result, set(c.cluster for c in proposed) | rejected)
     chosen_images += [Representatives(p.cluster, p.representatives, p.representatives, []) for p in proposed]
     base = derived_record(
         parent, key, provenance, embedding=Embedded(provenance.details.get("new_images", 0), 0), skipped=skipped,
@@ -348,7 +350,8 @@ def draft(ws: Workspace, parent: RunRecord, result: Filed, predictor: Predictor,
     # The parent's clustering space is not kept; a derived run's silhouette is measured on the map
     # (on 2,000 points: on a 2-D map that is as telling as 5,000, and a sixth of the work).
     return Draft(base, images, assignments, result.xy,
-                 lambda ws, key: write_predictor(ws, parent.key, key, predictor), names=ws.names(parent.key),
+                 lambda ws, key: write_predictor(ws, parent.key, key, predictor),
+                 names=[n for n in ws.names(parent.key) if n.cluster not in rejected],
                  name=name, representatives=chosen_images, on_map=True, metrics_sample=2_000,
                  timings=dict(timings or {}))
 

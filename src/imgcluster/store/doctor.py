@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew
+from ..neighbours import read_index
 from .records import upgrade_results
 from .shards import shard_problem
 from .files import model_dirname
@@ -151,8 +152,6 @@ def _run_problems(ws: Workspace) -> list[Problem]:
 
 def predictor_problem(ws: Workspace, key: str) -> str | None:
     """What is wrong with run ``key``'s saved predictor, or None (also for a run saved before predictors)."""
-    import faiss
-
     folder = ws.run_dir(key) / "predictor"
     if not (folder / "predictor.json").exists() and not (folder / "index.faiss").exists():
         return None  # made by an older imgcluster: nothing to check
@@ -163,7 +162,7 @@ def predictor_problem(ws: Workspace, key: str) -> str | None:
     except Exception as error:  # RunNotFound: the parameters file is gone
         return f"the predictor cannot be read ({error})"
     try:
-        index = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP_IFC)
+        index = read_index(index_file, mapped=True)
     except RuntimeError as error:
         return f"the predictor index {index_file} cannot be read ({str(error).strip().splitlines()[0]})"
     added = arrays.get("added_vectors")

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..neighbours import write_index
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """``data`` written to a temporary file in ``path``'s folder, synced, then renamed over ``path``."""
@@ -20,10 +22,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def atomic_write_index(path: Path, index: Any) -> None:
-    """``faiss.write_index`` into a temporary file renamed into place: never a half-written index."""
-    import faiss
-
-    atomic_file(path, lambda _, tmp: faiss.write_index(index, tmp))
+    """``neighbours.write_index`` into a temporary file renamed into place: never a half-written index."""
+    atomic_file(path, lambda _, tmp: write_index(index, tmp))
 
 
 def atomic_file(path: Path, write: Any) -> None:

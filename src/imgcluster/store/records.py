@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import functools
 import warnings
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -169,8 +169,8 @@ class RunRecord:
     what is wrong with the answer; ``reasons`` why an image is where it is (by image id, derived
     runs); ``proposed`` the new clusters an update offers; ``provenance`` how the run was made.
 
-    The ninth argument, ``info``, is the results as the loose dict of imgcluster before 0.2
-    (deprecated: it fills the typed fields).
+    ``from_info`` builds one from the results as the loose dict of imgcluster before 0.2; that
+    dict as a ninth argument, ``info``, still fills the typed fields (deprecated).
     """
 
     key: str
@@ -181,7 +181,6 @@ class RunRecord:
     n_images: int
     n_clusters: int
     config: dict[str, Any]
-    info: InitVar[dict[str, Any] | None] = None
     requested_config: dict[str, Any] = field(default_factory=dict, kw_only=True)
     model: dict[str, Any] = field(default_factory=dict, kw_only=True)
     clustering: dict[str, Any] = field(default_factory=dict, kw_only=True)
@@ -199,11 +198,20 @@ class RunRecord:
     reasons: dict[int, str] = field(default_factory=dict, kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)  # stored keys this version does not know
 
-    def __post_init__(self, info: dict[str, Any] | None) -> None:
-        # dataclasses.replace passes the ``info`` view of the record it copies: the typed fields win.
-        if info and not isinstance(info, _InfoView):
-            for name, value in _results_from_dict(info).items():
-                object.__setattr__(self, name, value)
+    @classmethod
+    def from_info(cls, key: str, created_at: float, root: str, model_id: str, model_name: str, n_images: int,
+                  n_clusters: int, config: dict[str, Any], info: dict[str, Any]) -> RunRecord:
+        """A record from its columns and its results as one dict: the loose dict of imgcluster before
+        0.2 (``as_info()``'s keys) or the stored format."""
+        return cls(key, created_at, root, model_id, model_name, n_images, n_clusters, config,
+                   **_results_from_dict(info))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The results as one dict (deprecated: read the typed fields, or ``as_info()``)."""
+        warnings.warn("RunRecord.info is deprecated: read the record's typed fields (metrics, clusters, "
+                      "provenance, ...) or as_info().", DeprecationWarning, stacklevel=2)
+        return self.as_info()
 
     @property
     def parent(self) -> str | None:
@@ -257,20 +265,26 @@ class RunRecord:
         return info
 
 
-class _InfoView(dict):  # type: ignore[type-arg]
-    """What ``RunRecord.info`` returns: a copy of the results, never read back as a legacy dict."""
+def _taking_info(init: Any) -> Any:
+    """The dataclass's ``__init__``, still taking the old results dict as a ninth argument or as
+    ``info=`` (deprecated: ``RunRecord.from_info``). ``info`` is no field, so ``dataclasses.replace``
+    never reads the deprecated property."""
+
+    @functools.wraps(init)
+    def __init__(self: RunRecord, *args: Any, info: dict[str, Any] | None = None, **fields: Any) -> None:
+        if len(args) == 9:
+            *args, info = args
+        if info is not None:
+            warnings.warn("RunRecord(..., info) is deprecated: use RunRecord.from_info(..., info), or give the "
+                          "typed fields.", DeprecationWarning, stacklevel=2)
+            if info:  # as before: a dict fills every typed field, an empty one none
+                fields = {**fields, **_results_from_dict(info)}
+        init(self, *args, **fields)
+
+    return __init__
 
 
-def _deprecated_info(self: RunRecord) -> dict[str, Any]:
-    """The results as a dict (deprecated: read the typed fields, or ``as_info()``)."""
-    if sys._getframe(1).f_globals.get("__name__") != "dataclasses":  # replace() copies it: not a use
-        warnings.warn("RunRecord.info is deprecated: read the record's typed fields (metrics, clusters, "
-                      "provenance, ...) or as_info().", DeprecationWarning, stacklevel=2)
-    return _InfoView(self.as_info())
-
-
-# After the dataclass is made: ``info`` is its deprecated ninth argument and, on an instance, the view.
-RunRecord.info = property(_deprecated_info)  # type: ignore[assignment,method-assign]
+RunRecord.__init__ = _taking_info(RunRecord.__init__)  # type: ignore[method-assign]
 
 
 def _results_from_dict(stored: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 # Version 7: a run's assignments are written to runs/<key>/assignments.npz; the assignments table
 # holds only the rows of runs saved before.
 # Version 8: a run's results (runs.info, run.json's "info") are stored in the typed format of
-# records.RunRecord.to_stored; opening an older workspace rewrites its runs' rows.
+# records.RunRecord.to_stored; the first writer of an older workspace rewrites its runs' rows.
 SCHEMA_VERSION = 8
+# From this version on an older workspace differs only in its runs' rows, which read in either format
+# (RunRecord.from_stored): opening one to read writes nothing, and the first writer upgrades it on
+# disk. An older one lacks tables or columns, so opening it upgrades it at once.
+READS_AS_IS_FROM = 7
 
 # Columns added after version 1: (table, column, declaration). Opening an older workspace adds them.
 ADDED_COLUMNS = (

@@ -37,7 +37,7 @@ from ..errors import ConfigError, RunNotFound, WorkspaceBusy, WorkspaceDamaged, 
 from .derived import DerivedData
 from .records import Assignments, ClusterName, ImageRecord, RunRecord, ScannedFile, upgrade_results
 from .files import atomic_write, atomic_write_index, chunks, json_default, link_or_copy, model_dirname, npy_bytes
-from .schema import ADDED_COLUMNS, IMAGE_COLUMNS, SCHEMA, SCHEMA_VERSION
+from .schema import ADDED_COLUMNS, IMAGE_COLUMNS, READS_AS_IS_FROM, SCHEMA, SCHEMA_VERSION
 from .shards import ShardedVectors, shard_problem
 
 WORKSPACE_DIRNAME = ".imgcluster"
@@ -76,10 +76,12 @@ class Workspace(DerivedData):
     """All persistence of one workspace. Open with ``Workspace.open(path)``. Perceptual hashes and
     vector indexes are in ``DerivedData`` (derived.py)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection):
+    def __init__(self, path: Path, connection: sqlite3.Connection, upgrade_from: int | None = None):
         self.path = path
         self._db = connection
         self._lock_handle: Any = None
+        # An older schema read as it is (see schema.READS_AS_IS_FROM), upgraded by the first writer.
+        self._upgrade_from = upgrade_from
 
     # -- opening and locking -------------------------------------------------------------------
 
@@ -127,6 +129,10 @@ class Workspace(DerivedData):
             if version == str(SCHEMA_VERSION):
                 return cls(path, db)
             _check_version(path, version)
+            if version is not None and int(version) >= READS_AS_IS_FROM:
+                # A reader (`runs list`, `runs show`, the web app) writes nothing: the runs' rows read
+                # in either format, and the first writer (``lock``, ``save_run``) upgrades them.
+                return cls(path, db, upgrade_from=int(version))
             if version is None and not fresh and _holds_data(path):
                 # As a 0-byte catalogue: starting afresh would silently forget every run and vector.
                 state = "holds no tables" if existed else "is missing"
@@ -135,14 +141,7 @@ class Workspace(DerivedData):
             if version is None and not create:
                 raise WorkspaceNotFound(f"No imgcluster workspace at {path} (its catalogue holds no tables). "
                                         "Run `imgcluster cluster FOLDER` first.")
-            with db:
-                db.executescript(SCHEMA)
-                _add_missing_columns(db)
-                if version is not None and int(version) < 8:
-                    _upgrade_run_results(db)
-                db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
-                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
-                           (str(SCHEMA_VERSION),))
+            _upgrade(db, version)
         except BaseException:
             db.close()
             raise
@@ -177,6 +176,18 @@ class Workspace(DerivedData):
         handle.write(f"imgcluster pid {os.getpid()}")
         handle.flush()
         self._lock_handle = handle
+        self._finish_upgrade()
+
+    def _finish_upgrade(self) -> None:
+        """Write the schema upgrade an older workspace opened to read was spared, once, before the
+        first write that needs it (another writer may have done it since: then nothing)."""
+        if self._upgrade_from is None:
+            return
+        version = _schema_version(self._db)
+        if version != str(SCHEMA_VERSION):
+            _check_version(self.path, version)
+            _upgrade(self._db, version)
+        self._upgrade_from = None
 
     def unlock(self) -> None:
         if self._lock_handle is not None:
@@ -501,6 +512,7 @@ class Workspace(DerivedData):
 
         Assignments are a file of columns, not table rows: writing 100k of them takes 10 ms
         instead of half a second, and reading them back 5 ms instead of one second."""
+        self._finish_upgrade()  # a run's row in the new format needs the new schema
         self.write_run_file(run.key, "run.json", json.dumps(
             {"key": run.key, "created_at": run.created_at, "root": run.root, "model_id": run.model_id,
              "model_name": run.model_name, "n_images": run.n_images, "n_clusters": run.n_clusters,
@@ -820,6 +832,17 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
     return RunRecord.from_stored(data, json.loads(data.pop("info")))
+
+
+def _upgrade(db: sqlite3.Connection, version: str | None) -> None:
+    """Bring the catalogue from schema ``version`` (None: a new one) to ``SCHEMA_VERSION`` in one transaction."""
+    with db:
+        db.executescript(SCHEMA)
+        _add_missing_columns(db)
+        if version is not None and int(version) < 8:
+            _upgrade_run_results(db)
+        db.execute("CREATE INDEX IF NOT EXISTS images_source ON images(source_path)")
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
 def _upgrade_run_results(db: sqlite3.Connection) -> None:
