@@ -124,6 +124,19 @@ def test_the_typicality_factor_rises_from_zero_at_the_bar_and_follows_the_left_o
     assert fit_unseen(np.zeros(5), 0.03)(np.array([0.5]))[0] == 1.0  # too few to say anything
 
 
+def test_a_held_quantile_set_after_the_fit_files_as_one_fitted_with_it(diffuse_run) -> None:
+    """``update --held-quantile`` and ``predict --held-quantile`` set it on a fitted predictor."""
+    vectors, labels, odd, like = diffuse_run
+    queries = np.concatenate([odd, like])
+    changed = fitted(vectors, labels, held_quantile=0.03)
+    changed.predict(queries)
+    changed.held_quantile = 0.01
+    expected = fitted(vectors, labels, held_quantile=0.01).predict(queries)
+    now = changed.predict(queries)
+    assert np.array_equal(now.clusters, expected.clusters)
+    assert np.allclose(now.membership_probability, expected.membership_probability)
+
+
 def test_held_quantile_zero_is_the_filing_by_vote_alone(diffuse_run) -> None:
     vectors, labels, odd, _ = diffuse_run
     old = fitted(vectors, labels, held_quantile=None).predict(odd)

@@ -171,6 +171,7 @@ class Predictor:
         self.direction_ids_: np.ndarray | None = None  # clusters, and their centred mean directions
         self.directions_ = np.zeros((0, 0))
         self._bars: tuple[ClusterBars, Calibration] | None = None
+        self._bars_quantile: float | None = None
         # Run p-values of members filed with their own cluster left out (``unseen``); kept until the
         # clusters change (filed rows added by ``extend`` leave them as they are).
         self.left_out_: np.ndarray | None = None
@@ -231,7 +232,10 @@ class Predictor:
         """The per-cluster bars at ``held_quantile`` and the probability calibration, measuring
         clusters that lack measured members first (a predictor saved before these tests existed,
         clusters proposed by an update)."""
-        if self._bars is None:
+        # Measured afresh when the held quantile was changed since (it may be set after the fit, and
+        # the fit now measures the bars at once).
+        if self._bars is None or self._bars_quantile != self.held_quantile:
+            self._bars_quantile = self.held_quantile
             self._measure_members()
             self._directions()
             stats, usable = self.member_stats_, self.active_.copy()
@@ -243,7 +247,7 @@ class Predictor:
     def unseen(self) -> UnseenCalibration:
         """The factor on filed images' membership probabilities for how typical they are of the run
         (``openset.UnseenCalibration``), from members filed with their own cluster left out."""
-        if self.unseen_ is None:
+        if self.unseen_ is None or self.unseen_.quantile != (self.held_quantile or 0.0):
             bars, _ = self.bars()
             if self.left_out_ is None:
                 self.left_out_ = self._leave_clusters_out(bars)
