@@ -26,11 +26,12 @@ from ..neighbours import (build_index, copy_index, exact_index, index_from_bytes
                           set_nprobe)
 from ..params import require_fitted
 from .base import NOISE
-from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, EDGE_SHARE, HELD_AGREEMENT,
-                      HELD_DENSITY, HELD_FAR, HELD_GROUP, HELD_TYPICAL, HELD_UNCLUSTERED, N_STATS, TESTED, TYPICAL,
-                      Calibration, ClusterBars, centred_similarity, centred_units, check_held_quantile, cluster_bars,
-                      combined, density_rank, fit_calibration, held_neighbour_scale, held_with_group, rank_value,
-                      rows_to_measure, typicality, vote, without_self)
+from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSITY, HELD_AGREEMENT, HELD_DENSITY,
+                      HELD_FAR, HELD_GROUP, HELD_TYPICAL, HELD_UNCLUSTERED, LEFT_OUT_DEPTH, N_STATS, TESTED, TYPICAL,
+                      Calibration, ClusterBars, UnseenCalibration, centred_similarity, centred_units,
+                      check_held_quantile, cluster_bars, combined, density_rank, fit_calibration, fit_unseen,
+                      held_neighbour_scale, held_with_group, left_out_rows, others_only, rank_value, rows_to_measure,
+                      typicality, vote, without_self)
 
 _TOLERANCE = 1e-5
 _SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
@@ -94,6 +95,7 @@ class Predictor:
         self.mean_ = _sample_mean(vectors, self.seed)
         if self.held_quantile:
             self._measure_members()
+            self.unseen()  # measured once here and saved with the predictor, not in each process that files
         return self
 
     # -- a living collection: rows added, relabelled or retired without refitting -------------------
@@ -143,12 +145,14 @@ class Predictor:
             self.map_[rows] = map_xy
         self.member_stats_[changed] = np.nan  # measured again, as members of their new cluster, when needed
         self.direction_ids_, self._bars = None, None
+        self.left_out_, self.unseen_ = None, None
         return self
 
     def retire(self, rows: np.ndarray) -> "Predictor":
         """Stop ``rows`` from voting (their files were removed); faiss keeps them, unweighted."""
         self.active_[rows] = False
         self.direction_ids_, self._bars = None, None
+        self.left_out_, self.unseen_ = None, None
         return self
 
     # -- open-set tests: each cluster's members measured as if new (see ``openset``) ------------------
@@ -164,6 +168,11 @@ class Predictor:
         self.direction_ids_: np.ndarray | None = None  # clusters, and their centred mean directions
         self.directions_ = np.zeros((0, 0))
         self._bars: tuple[ClusterBars, Calibration] | None = None
+        self._bars_quantile: float | None = None
+        # Run p-values of members filed with their own cluster left out (``unseen``); kept until the
+        # clusters change (filed rows added by ``extend`` leave them as they are).
+        self.left_out_: np.ndarray | None = None
+        self.unseen_: UnseenCalibration | None = None
 
     def _mean(self) -> np.ndarray:
         if self.mean_ is None:  # a predictor saved before the centred tests: the mean of a sample
@@ -221,7 +230,10 @@ class Predictor:
         """The per-cluster bars at ``held_quantile`` and the probability calibration, measuring
         clusters that lack measured members first (a predictor saved before these tests existed,
         clusters proposed by an update)."""
-        if self._bars is None:
+        # Measured afresh when the held quantile was changed since (it may be set after the fit, and
+        # the fit now measures the bars at once).
+        if self._bars is None or self._bars_quantile != self.held_quantile:
+            self._bars_quantile = self.held_quantile
             self._measure_members()
             self._directions()
             stats, usable = self.member_stats_, self.active_.copy()
@@ -229,6 +241,45 @@ class Predictor:
             measured = usable & np.isfinite(stats).all(axis=1) & (self.clusters_ != NOISE)
             self._bars = bars, fit_calibration(stats[measured, AGREEMENT], stats[measured, CORRECT] > 0.5)
         return self._bars
+
+    def unseen(self) -> UnseenCalibration:
+        """The factor on filed images' membership probabilities for how typical they are of the run
+        (``openset.UnseenCalibration``), from members filed with their own cluster left out."""
+        if self.unseen_ is None or self.unseen_.quantile != (self.held_quantile or 0.0):
+            bars, _ = self.bars()
+            if self.left_out_ is None:
+                self.left_out_ = self._leave_clusters_out(bars)
+            self.unseen_ = fit_unseen(self.left_out_, self.held_quantile or 0.0)
+        return self.unseen_
+
+    def _leave_clusters_out(self, bars: ClusterBars) -> np.ndarray:
+        """Run p-values (``ClusterBars.run_p_value``) of up to ``LEFT_OUT_PER_CLUSTER`` members of each
+        cluster, filed among the other clusters' images as an image of a kind the run lacks would be;
+        0 for those such filing would hold as far, unclustered, or with no other image near."""
+        rows = left_out_rows(self.clusters_, self.active_, self.seed)
+        k = min(self.n_neighbors, len(self.clusters_) - 1)
+        out = np.zeros(len(rows))
+        if k < 1:
+            return out
+        for start in range(0, len(rows), 4096):
+            chunk = rows[start:start + 4096]
+            vectors = self._vectors_of(chunk)
+            similarity, found = self.neighbours(vectors, min(k + LEFT_OUT_DEPTH, len(self.clusters_)))
+            safe = np.maximum(found, 0)
+            usable = (found >= 0) & self.active_[safe] & (self.clusters_[safe] != self.clusters_[chunk][:, None])
+            similarity, found, enough = others_only(similarity, found, usable, k)
+            voted = vote(similarity, found, self.clusters_, self.probabilities_, self.active_,
+                         density_rank(self.n_neighbors))
+            stats = np.full((len(chunk), N_STATS), np.nan)
+            stats[:, DENSITY], stats[:, AGREEMENT] = voted.density, voted.share
+            stats[:, CENTRED] = self._centred_rank(vectors, similarity, voted.neighbours, found >= 0)
+            stats[:, TYPICAL] = self._typicality(vectors, voted.clusters)
+            position = bars.lookup(voted.clusters)
+            held = (~enough | (voted.clusters == NOISE) | (position < 0)
+                    | (similarity[:, 0] < self.far_similarity_))
+            p = bars.run_p_value(combined(bars.p_values(position, stats)))
+            out[start:start + len(chunk)] = np.where(held, 0.0, p)
+        return out
 
     def _directions(self) -> None:
         """Each cluster's centred mean direction from its measured members, and their typicality."""
@@ -309,13 +360,14 @@ class Predictor:
         held_by = np.full(m, "", dtype=object)
         held_by[clusters == NOISE] = HELD_UNCLUSTERED
         valid = (neighbours >= 0) & self.active_[safe]
+        typical = np.ones(m)  # the open-set factor on each probability (``openset.UnseenCalibration``)
         if self.held_quantile:
             stats = np.empty((m, N_STATS))
             stats[:, DENSITY], stats[:, AGREEMENT], stats[:, CORRECT] = voted.density, share, np.nan
             stats[:, CENTRED] = self._centred_rank(vectors, similarity, safe, valid)
             self.bars()
             stats[:, TYPICAL] = self._typicality(vectors, clusters)
-            probability, reasons = self._open_set(clusters, stats, held_by, k, names or {})
+            probability, typical, reasons = self._open_set(clusters, stats, held_by, k, names or {})
         probability[clusters == NOISE] = 0.0
 
         # The nearest neighbour that still votes (a removed image's row stays in faiss, retired).
@@ -333,8 +385,10 @@ class Predictor:
         clusters[far], probability[far], held_by[far] = NOISE, 0.0, HELD_FAR
         clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         if together and self.held_quantile and m > 1 and (held_by != "").any():
-            probability *= self._hold_groups(vectors, similarity, neighbours, clusters, held_by,
-                                             (held_by == "") & ~same, reasons)
+            scale = self._hold_groups(vectors, similarity, neighbours, clusters, held_by, (held_by == "") & ~same,
+                                      reasons)
+            # Both factors say "perhaps of a kind the run lacks": the smaller one counts, not both.
+            probability *= np.minimum(1.0, scale / np.maximum(typical, 1e-12))
             clusters[held_by != ""], probability[held_by != ""] = NOISE, 0.0
         for i in range(m):
             if same[i]:
@@ -349,11 +403,12 @@ class Predictor:
                           tuple(str(h) for h in held_by))
 
     def _open_set(self, clusters: np.ndarray, stats: np.ndarray, held_by: np.ndarray, k: int,
-                  names: dict[int, str]) -> tuple[np.ndarray, list[str]]:
+                  names: dict[int, str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Hold points whose combined score among their cluster's members is above the bar (``held_by``
         updated in place, by the test with the smallest p-value); the calibrated membership
-        probability and the reason of each point."""
+        probability, its typicality factor (``openset.UnseenCalibration``) and the reason of each point."""
         bars, calibration = self.bars()
+        unseen = self.unseen()
         position = bars.lookup(clusters)
         measured = (position >= 0) & (clusters != NOISE)
         p_values = bars.p_values(position, stats)
@@ -364,17 +419,24 @@ class Predictor:
         for column, code in codes.items():
             held_by[held & (worst == column)] = code
         share = stats[:, AGREEMENT]
-        # An image less typical than most members by some test says so in its probability too: images
-        # that slip past the test sit there (``openset.EDGE_SHARE``).
-        probability = calibration(share) * np.minimum(1.0, bars.least_typical(p_values) / EDGE_SHARE)
+        # How often the vote is right for an image of the run's kinds, times how likely this one is of
+        # them, given how typical it is.
+        run_p = bars.run_p_value(score)
+        typical = np.where(measured, unseen(run_p), 1.0)
+        probability = calibration(share) * typical
         reasons = []
         for i, cluster in enumerate(clusters.tolist()):
             if not measured[i]:
                 reasons.append(f"{share[i]:.0%} of the {k} nearest images (weighted) are in this cluster")
                 continue
             label = f"“{names[cluster]}”" if names.get(cluster) else f"cluster {cluster}"
-            reasons.append(self._reason(bars, int(position[i]), stats[i], int(worst[i]) if held[i] else -1, label, k))
-        return probability, reasons
+            reason = self._reason(bars, int(position[i]), stats[i], int(worst[i]) if held[i] else -1, label, k)
+            if not held[i] and typical[i] < 0.995:
+                reason += (f"; together its tests make it less typical than {1 - run_p[i]:.0%} of the run's members "
+                           f"are of their own clusters, as images of a kind the run lacks often are: its "
+                           f"probability is {typical[i]:.2f} × the vote's")
+            reasons.append(reason)
+        return probability, typical, reasons
 
     def _reason(self, bars: ClusterBars, position: int, stats: np.ndarray, failed: int, label: str, k: int) -> str:
         """Which test a point failed most (held), or how it sits among its cluster's own members (filed)."""
@@ -483,7 +545,8 @@ class Predictor:
                   "member_stats": self.member_stats_.astype(np.float32), "mean_dot": self.mean_dot_.astype(np.float32),
                   "mean": self.mean_ if self.mean_ is not None else np.zeros(0),
                   "direction_ids": self.direction_ids_ if self.direction_ids_ is not None else np.zeros(0, np.int64),
-                  "directions": self.directions_}
+                  "directions": self.directions_,
+                  "left_out": self.left_out_ if self.left_out_ is not None else np.zeros(0)}
         params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
                   "held_quantile": self.held_quantile,
                   "min_similarity": self.min_similarity_, "far_similarity": self.far_similarity_, "index": type(self.index_).__name__,
@@ -530,6 +593,9 @@ class Predictor:
         if ids is not None and directions is not None and len(ids) and np.shape(directions)[0] == len(ids):
             predictor.direction_ids_ = np.asarray(ids, dtype=np.int64)
             predictor.directions_ = np.asarray(directions, dtype=np.float64)
+        left_out = arrays.get("left_out")
+        if left_out is not None and len(left_out):
+            predictor.left_out_ = np.asarray(left_out, dtype=np.float64)
         mean, mean_dot = arrays.get("mean"), arrays.get("mean_dot")
         if mean is not None and len(mean) == predictor.index_.d:
             predictor.mean_ = np.asarray(mean, dtype=np.float64)
