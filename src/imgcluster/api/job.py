@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import settle
+from ..cluster import NOISE, settle
 from ..cluster.settings import clusterer_for
 from ..cluster.predictor import Predictor
 from ..config import ClusterConfig, RunConfig, configure
