@@ -390,6 +390,9 @@ def _print_run(run: api.Run) -> None:
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
                   f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
+    if record.tree is not None and len(record.tree.leaves) > 2:
+        console.print(f"These are the finest clusters of a tree whose coarse cut has {record.tree.coarse}: "
+                      "`imgcluster tree` shows it, --level moves along it.")
     print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
