@@ -15,7 +15,9 @@ evaluate`) against each level:
 - best cut: the best of the tree's cuts at every k;
 - cut at true k: the tree cut at the level's true number of clusters;
 - coarse/default: the tree's coarse cut and its default (the run's own clusters = today's auto mode);
-- k-means: imgcluster's k-means told the level's true k, in the same clustering space.
+- k-means: imgcluster's k-means told the level's true k, in the same clustering space;
+- finer leaves: a tree over k-means leaves at 4x the run's clusters (what leaves below the run's own
+  clusters would add; runs do not build these).
 ``--cost N[,N]`` times fit_clusters and the tree on N synthetic vectors (bench/synthetic.py) instead.
 
     python bench/hierarchy.py [--seeds 2] [--sets synthetic,photos,digits]
@@ -120,9 +122,17 @@ def score_set(name: str, x: np.ndarray, levels: dict[str, np.ndarray], seeds: in
                 add(f"{linkage} best cut / {level}", max(nmi(truth, c) for c in cuts.values()))
                 add(f"{linkage} cut at true k / {level}", nmi(truth, cuts[min(true_k, len(tree.leaves))]))
                 add(f"{linkage} coarse cut / {level}", nmi(truth, cuts[tree.coarse]))
+        # Leaves finer than the run's own clusters (k-means at 4x as many), to see what such leaves would add.
+        finer = np.asarray(imgcluster.cluster_points(reduction.space, imgcluster.ClusterConfig(
+            method="kmeans", k=4 * max(2, len(set(labels.tolist()) - {-1})), seed=seed)).labels)
+        finer_tree = build_tree(finer, reduction.space)
+        finer_cuts = [cut_labels(finer_tree, finer, k) for k in range(1, len(finer_tree.leaves) + 1)]
         for level, truth in levels.items():
             true_k = len(set(truth.tolist()))
             add(f"default (today's auto) / {level}", nmi(truth, labels))
+            add(f"finer leaves (4x k-means): best cut / {level}", max(nmi(truth, c) for c in finer_cuts))
+            add(f"finer leaves (4x k-means): cut at true k / {level}",
+                nmi(truth, finer_cuts[min(true_k, len(finer_cuts)) - 1]))
             kmeans = imgcluster.cluster_points(reduction.space, imgcluster.ClusterConfig(method="kmeans", k=true_k,
                                                                                           seed=seed))
             add(f"k-means, true k / {level}", nmi(truth, np.asarray(kmeans.labels)))

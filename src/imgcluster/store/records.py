@@ -154,7 +154,7 @@ class ClusterTree:
     n_leaves - k merges."""
 
     nodes: list[TreeNode]
-    linkage: str = "ward"
+    linkage: str = "average"
     space: str = "clustering"
     coarse: int = 1
     default_reason: str = ""
