@@ -78,10 +78,21 @@ def test_the_tree_recovers_the_super_clusters_and_the_coarse_level_finds_them(ru
     assert normalized_mutual_info_score(coarse[clustered], cut[clustered]) == pytest.approx(1.0)
 
 
-def test_ward_on_unit_weights_is_scipys_ward() -> None:
-    points = np.random.default_rng(3).normal(size=(25, 4))
-    heights = [h for _, _, h in merge_order(points, np.ones(len(points)), "ward")]
-    assert np.allclose(heights, linkage(points, "ward")[:, 2])
+@pytest.mark.parametrize("method", LINKAGES)
+def test_on_unit_weights_each_linkage_is_scipys(method) -> None:
+    points = np.random.default_rng(3).normal(size=(60, 4))
+    heights = [h for _, _, h in merge_order(points, np.ones(len(points)), method)]
+    assert np.allclose(heights, linkage(points, method)[:, 2])
+
+
+@pytest.mark.parametrize("method", LINKAGES)
+def test_a_leaf_weighs_as_many_images_as_it_holds(method) -> None:
+    # Leaves of 1-6 images each, as scipy sees them: each image a copy of its leaf's centroid.
+    rng = np.random.default_rng(4)
+    centroids, sizes = rng.normal(size=(30, 3)), rng.integers(1, 7, 30)
+    heights = [h for _, _, h in merge_order(centroids, sizes, method)]
+    expanded = linkage(np.repeat(centroids, sizes, axis=0), method)[:, 2]
+    assert np.allclose(heights, expanded[expanded > 1e-9])
 
 
 def test_levels_name_cuts_and_bad_ones_say_what_to_give(run_like) -> None:

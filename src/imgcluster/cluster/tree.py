@@ -50,17 +50,24 @@ def merge_order(centroids: np.ndarray, sizes: np.ndarray, linkage: str = "averag
     size-weighted mean distance between the centroids of the leaves merged."""
     n = np.asarray(sizes, dtype=np.float64).copy()
     count = len(n)
-    squared = np.maximum(((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2), 0.0)
+    c = np.asarray(centroids, dtype=np.float64)
+    norms = (c * c).sum(axis=1)
+    squared = np.maximum(norms[:, None] + norms[None, :] - 2 * c @ c.T, 0.0)  # no (L, L, d) array
     if linkage == "ward":
         dist = 2 * n[:, None] * n[None, :] / (n[:, None] + n[None, :]) * squared  # squared ward distance
     else:
         dist = np.sqrt(squared)
     np.fill_diagonal(dist, np.inf)
+    # Each row's nearest other row, kept up to date: a merge looks at one vector, not the L x L matrix
+    # (1,000 leaves at 150k points: 0.09 s, 1.9 s with an argmin over the matrix per merge, under
+    # load). Ties go to the lowest row, then column, as that argmin did.
+    nearest = np.argmin(dist, axis=1)
+    best = dist[np.arange(count), nearest]
     node_of = np.arange(count)
     merges = []
     for step in range(count - 1):
-        flat = int(np.argmin(dist))
-        i, j = sorted(divmod(flat, count))
+        i = int(np.argmin(best))
+        i, j = sorted((i, int(nearest[i])))
         height = float(dist[i, j])
         if linkage == "ward":
             total = n[i] + n[j] + n
@@ -74,6 +81,14 @@ def merge_order(centroids: np.ndarray, sizes: np.ndarray, linkage: str = "averag
         dist[i, i] = np.inf
         n[i] += n[j]
         node_of[i] = count + step
+        best[j] = np.inf
+        stale = np.flatnonzero((nearest == i) | (nearest == j))
+        stale = stale[np.isfinite(best[stale])]
+        closer = (dist[:, i] < best) | ((dist[:, i] == best) & (i < nearest))
+        nearest[closer], best[closer] = i, dist[closer, i]
+        for row in [*stale.tolist(), i]:
+            nearest[row] = np.argmin(dist[row])
+            best[row] = dist[row, nearest[row]]
     return merges
 
 
