@@ -56,7 +56,8 @@ def test_a_filed_image_lands_in_a_leaf_and_each_of_its_ancestors(digits_run: img
     images = [r.path for r in digits_run.images[:3]]
     for filed in imgcluster.predict(images, run=digits_run.key, workspace=workspace):
         assert filed.cluster in digits_run.tree.leaves
-        assert filed.ancestors == digits_run.tree.ancestors(filed.cluster) and filed.ancestors[-1] == digits_run.tree.root
+        assert filed.ancestors == digits_run.tree.ancestors(filed.cluster)
+        assert filed.ancestors[-1] == digits_run.tree.root
         for node in filed.ancestors:  # each ancestor's cluster at its own level holds the image's leaf
             cut = digits_run.cut(f"node:{node}")
             assert set(cut[np.asarray(digits_run.assignments.clusters) == filed.cluster].tolist()) == {node}

@@ -21,8 +21,8 @@ from .job import cluster, evaluate, report
 from .living import ProposedCluster, Update, review_proposals, update
 from .naming import cluster_names, export, name_cluster, name_clusters
 from .predict import FiledImage, RunPredictor, load_predictor, predict
-from .runs import (DefaultRun, MovedImage, RunComparison, RunSummary, Stability, cluster_tree, compare_runs, default_run,
-                   delete_run, discard_unsaved_run, list_runs, load_run, run_info, stability)
+from .runs import (DefaultRun, MovedImage, RunComparison, RunSummary, Stability, cluster_tree, compare_runs,
+                   default_run, delete_run, discard_unsaved_run, list_runs, load_run, run_info, stability)
 from .search import (DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, SearchResult, SimilarImage, duplicates, search_text,
                      similar, update_index)
 from .steps import (Clustering, Embeddings, EmbedSummary, Progress, Reduction, Run, StageProgress, cluster_points,

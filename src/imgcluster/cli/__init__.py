@@ -24,8 +24,8 @@ from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
-from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default, option_help,
-                     print_warnings, progress_bar, say_notes, setting, trust)
+from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default,
+                     option_help, print_warnings, progress_bar, say_notes, setting, trust)
 
 @app.callback(result_callback=say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
