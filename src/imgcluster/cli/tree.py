@@ -47,18 +47,20 @@ def tree_command(
     if tree["root"] is None:
         console.print("The run has no clusters, so its tree is empty.")
         return
-    shown = Tree(_label(nodes[tree["root"]]))
+    shown = Tree(_label(nodes[tree["root"]], nodes))
     _grow(shown, nodes[tree["root"]], nodes)
     console.print(shown)
 
 
-def _label(node: dict[str, Any]) -> str:
+def _label(node: dict[str, Any], nodes: dict[int, dict[str, Any]]) -> str:
     kind = "" if node["children"] else "[dim]cluster[/] "
+    coarsest = 1 if node["parent"] is None else nodes[node["parent"]]["k"] + 1
+    span = f"{node['k']}" if coarsest == node["k"] else f"{coarsest}-{node['k']}"
     return (f"{kind}[bold]{node['id']}[/] {escape(node['name'])} [dim]({node['size']:,} images, persistence "
-            f"{node['persistence']:.2f}, k≤{node['k']})[/]")
+            f"{node['persistence']:.2f}, in cuts of {span})[/]")
 
 
 def _grow(branch: Tree, node: dict[str, Any], nodes: dict[int, dict[str, Any]]) -> None:
     for child in sorted(node["children"], key=lambda c: -nodes[c]["size"]):
-        _grow(branch.add(_label(nodes[child])), nodes[child], nodes)
+        _grow(branch.add(_label(nodes[child], nodes)), nodes[child], nodes)
 

@@ -69,8 +69,10 @@ class Run:
         if level is None or level == "default":
             return self
         labels, named, leaves = self.cut(level), self.node_names(), set(self.tree.leaves)
+        # An inner node none of whose leaves is named stays unnamed, as an unnamed cluster does.
         names = {node: self.names[node] if node in self.names else ClusterName(node, named[node], "tree")
-                 for node in set(labels.tolist()) if node in self.names or (node in named and node not in leaves)}
+                 for node in set(labels.tolist()) if node in self.names
+                 or (node in named and node not in leaves and named[node] != f"node {node}")}
         seen = dataclasses.replace(self, assignments=dataclasses.replace(self.assignments, clusters=labels),
                                    names=names)
         seen.__dict__["tree"] = self.tree  # the same tree (a lazily built one is not built twice)
