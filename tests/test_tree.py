@@ -112,3 +112,13 @@ def test_tree_export_evaluate_and_compare_take_a_level(digits_dir: Path, digits_
     same = imgcluster.compare_runs(digits_run.key, digits_run.key, workspace=workspace, level="coarse")
     assert same.nmi == pytest.approx(1.0) and len(same.clusters_a) == digits_run.tree.coarse + (
         -1 in digits_run.assignments.clusters)
+
+
+def test_an_edited_run_gets_its_own_tree_over_the_clusters_it_keeps(digits_run: imgcluster.Run,
+                                                                    workspace: Path) -> None:
+    first, second = digits_run.tree.leaves[:2]
+    merged = imgcluster.merge_clusters([first, second], digits_run.key, workspace=workspace, run_key="merged")
+    loaded = imgcluster.load_run("merged", workspace=workspace)
+    assert loaded.record.tree is not None and loaded.tree.space == "map"  # a derived run measures on its map
+    assert loaded.tree.leaves == sorted(set(merged.assignments.clusters.tolist()) - {-1})
+    assert second not in loaded.tree.leaves and "edit" in loaded.tree.default_reason
