@@ -54,6 +54,8 @@ def test_new_digits_are_proposed_as_new_clusters_and_old_ids_never_move(collecti
     assert all(after[p] == before[p] for p in clustered)  # 100% of the old images keep their ids
     old_ids = set(before.values())
     assert done.proposed and all(p.cluster not in old_ids for p in done.proposed)
+    tree = done.run.tree  # each proposal is a leaf of the update's tree, and says the node it attaches under
+    assert all(p.parent is not None and p.parent == tree.node(p.cluster).parent for p in done.proposed)
 
     # Each proposal is new 8s and 9s only, mostly one digit, and together they hold at least half of
     # the new images that were not filed. Which 8s and 9s get filed into old clusters differs between

@@ -32,7 +32,7 @@ if _busy_cores():
 
 from .api import (Checkup, Clustering, DefaultRun, DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, EmbedSummary, Embeddings,
                   FiledImage, MovedImage, Reduction, RunComparison, RunPredictor, RunSummary, SearchResult,
-                  SimilarImage, Stability, Update, cluster, cluster_names, cluster_points, compare_runs,
+                  SimilarImage, Stability, Update, cluster, cluster_names, cluster_points, cluster_tree, compare_runs,
                   default_run, delete_run, discard_unsaved_run, doctor, duplicates, embed, embed_folder, evaluate,
                   export, fit_clusters, list_runs, load_predictor, load_run, merge_clusters, move_images, name_cluster,
                   name_clusters, open_workspace, predict, reduce, report, review_proposals, run_info, scan, search_text,
@@ -46,7 +46,8 @@ from .errors import (ConfigError, ImgclusterError, ModelUnavailable, NoImages, N
                      WorkspaceBusy, WorkspaceDamaged, WorkspaceNotFound, WorkspaceTooNew)
 from .export import ExportResult
 from .label import NAMERS
-from .run import ClusterSummary, Embedded, Naming, ProposedCluster, Provenance, Representatives, Run, RunRecord
+from .run import (ClusterSummary, ClusterTree, Embedded, Naming, ProposedCluster, Provenance, Representatives, Run,
+                  RunRecord, TreeNode)
 from .scan import ScanResult
 from .store import Assignments, ClusterName, ImageRecord
 from .store.shards import ShardedVectors
@@ -62,6 +63,7 @@ __all__ = [
     "ClusterConfig",
     "ClusterName",
     "ClusterSummary",
+    "ClusterTree",
     "Clustering",
     "ConfigError",
     "DedupConfig",
@@ -107,6 +109,7 @@ __all__ = [
     "ShardedVectors",
     "SimilarImage",
     "Stability",
+    "TreeNode",
     "UnknownName",
     "Update",
     "WorkerDied",
@@ -117,6 +120,7 @@ __all__ = [
     "cluster",
     "cluster_names",
     "cluster_points",
+    "cluster_tree",
     "compare_runs",
     "default_run",
     "delete_run",

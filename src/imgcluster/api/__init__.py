@@ -10,7 +10,7 @@ or all of it, with outputs written: ``run = cluster("photos/")``.
 
 The modules, one verb each (open the workspace, call the stages and ``imgcluster.run``, return):
 ``steps`` (the steps above), ``job`` (``cluster``, ``report``, ``evaluate``), ``runs`` (load, list,
-show, compare, stability), ``naming`` (names and exports), ``living`` (``update``, proposal review),
+show, the cluster tree, compare, stability), ``naming`` (names and exports), ``living`` (``update``, proposal review),
 ``edit`` (merge, move), ``predict`` (filing new images), ``search`` (similar, text search,
 duplicates), ``doctor``. A run is built and saved by ``imgcluster.run``'s one recipe.
 """
@@ -21,8 +21,8 @@ from .job import cluster, evaluate, report
 from .living import ProposedCluster, Update, review_proposals, update
 from .naming import cluster_names, export, name_cluster, name_clusters
 from .predict import FiledImage, RunPredictor, load_predictor, predict
-from .runs import (DefaultRun, MovedImage, RunComparison, RunSummary, Stability, compare_runs, default_run, delete_run,
-                   discard_unsaved_run, list_runs, load_run, run_info, stability)
+from .runs import (DefaultRun, MovedImage, RunComparison, RunSummary, Stability, cluster_tree, compare_runs,
+                   default_run, delete_run, discard_unsaved_run, list_runs, load_run, run_info, stability)
 from .search import (DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, SearchResult, SimilarImage, duplicates, search_text,
                      similar, update_index)
 from .steps import (Clustering, Embeddings, EmbedSummary, Progress, Reduction, Run, StageProgress, cluster_points,
@@ -33,7 +33,7 @@ __all__ = [
     "EmbedSummary",
     "Embeddings", "FiledImage", "MovedImage", "Progress", "ProposedCluster", "Reduction", "Run", "RunComparison",
     "RunPredictor", "RunSummary", "SearchResult", "SimilarImage", "Stability", "StageProgress", "Update", "cluster",
-    "cluster_names", "cluster_points", "compare_runs", "default_run", "delete_run", "discard_unsaved_run", "doctor",
+    "cluster_names", "cluster_points", "cluster_tree", "compare_runs", "default_run", "delete_run", "discard_unsaved_run", "doctor",
     "duplicates", "embed", "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_predictor",
     "load_run", "merge_clusters", "move_images", "name_cluster", "name_clusters", "open_workspace", "predict",
     "reduce", "report", "review_proposals", "run_info", "scan", "search_text", "similar", "stability", "update",

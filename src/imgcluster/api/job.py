@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import settle
+from ..cluster import NOISE, settle
 from ..cluster.settings import clusterer_for
 from ..cluster.predictor import Predictor
 from ..config import ClusterConfig, RunConfig, configure
@@ -173,11 +173,12 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
 
 
 def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
-             workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+             workspace: str | os.PathLike[str] | None = None, level: str | int | None = None) -> dict[str, Any]:
     """Score a run (the newest with clusters when ``key`` is None) against a CSV of ``path,label`` rows and store it.
 
     Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
-    without a label are left out and counted.
+    without a label are left out and counted. ``level`` scores the run's tree cut at that level (see
+    ``Run.cut``); the metrics then say which under "level" and "n_clusters".
     """
     import csv
 
@@ -186,6 +187,7 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
         what = "does not exist" if not labels_path.exists() else "is not a file"
         raise ConfigError(f"The labels file {labels_path} {what}. Give a CSV with the columns path,label.")
     run = load_run(key, path=path, workspace=workspace)
+    at_level = run.at_level(level)
     known: dict[str, str] = {}
     with open(labels_path, newline="") as handle:
         reader = csv.DictReader(handle)
@@ -199,8 +201,11 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
     if not labelled:
         raise ConfigError(f"None of the paths in {labels_path} matches an image of run {run.key}. Paths must be "
                           f"absolute or relative to {run.record.root}.")
-    metrics = external_metrics([known[run.images[i].path] for i in labelled], run.assignments.clusters[labelled])
+    clusters = np.asarray(at_level.assignments.clusters)
+    metrics = external_metrics([known[run.images[i].path] for i in labelled], clusters[labelled])
     metrics["unlabelled_images"] = len(run.images) - len(labelled)
+    if at_level is not run:
+        metrics["level"], metrics["n_clusters"] = str(level), len(set(clusters.tolist()) - {NOISE})
     ws = Workspace.open(run.workspace)
     try:
         ws.save_evaluation(run.key, str(labels_path), metrics)

@@ -139,7 +139,7 @@ def update(path: str | os.PathLike[str], *, run: str | None = None, workspace: s
         held = int(np.sum(result.how == HELD))
         return Update(derived, parent.key, len(embedded.images) - n_changed, n_removed,
                       int(np.sum(result.how[result.first_new:] == "filed")), held,
-                      int(np.sum(result.how[result.first_new:] == FORCED)), proposed,
+                      int(np.sum(result.how[result.first_new:] == FORCED)), list(derived.record.proposed),
                       filing.drift(held, len(derived.images), derived.record.key), dict(derived.record.timings),
                       n_changed=n_changed, held_by=dict(result.held_by))
     finally:

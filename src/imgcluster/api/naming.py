@@ -204,16 +204,18 @@ def _check_clusters(run: Run, clusters: Sequence[int]) -> None:
 
 
 def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "folders", mode: str = "link",
-           path: str | os.PathLike[str] | None = None,
-           workspace: str | os.PathLike[str] | None = None) -> export_stage.ExportResult:
+           path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
+           level: str | int | None = None) -> export_stage.ExportResult:
     """Export a run (the newest with clusters when ``key`` is None) to ``dest``, a new or empty folder (a new file
     for csv and parquet). ``to``: folders (one folder per cluster, '03-cats', links by default or
     copies with ``mode="copy"``, unclustered images in 'unclustered/'), fiftyone (data.json and
     labels.json of a FiftyOneImageClassificationDataset pointing at the images), csv or parquet
-    (the per-image table with cluster names). The user's images are never moved or deleted."""
+    (the per-image table with cluster names). The user's images are never moved or deleted. ``level``
+    exports the run's tree cut at that level (see ``Run.cut``): clusters are then tree nodes, named
+    from their leaves."""
     if to not in export_stage.FORMATS:
         raise UnknownName(f"No export format called {to!r}. Choose one of: {', '.join(export_stage.FORMATS)}.")
-    run = load_run(key, path=path, workspace=workspace)
+    run = load_run(key, path=path, workspace=workspace).at_level(level)
     names = {cluster: chosen.name for cluster, chosen in run.names.items()}
     ws = Workspace.open(run.workspace) if any(r.source_path is not None for r in run.images) else None
 

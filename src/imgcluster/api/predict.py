@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from ..embed import check_device, normalise
 from ..errors import ConfigError, WorkspaceDamaged
 from ..label import choose_names
 from ..scan import load_rgb, sniff
-from ..store import ClusterName, RunRecord, damage_message
+from ..run.tree import stored_tree
+from ..store import ClusterName, ClusterTree, RunRecord, damage_message
 from .steps import reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
@@ -26,7 +27,9 @@ from .steps import reload_run_model, check_has_clusters, open_workspace
 @dataclass(frozen=True)
 class FiledImage:
     """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
-    the name its cluster shows in the run (None when unclustered or unnamed). An unassigned image's
+    the name its cluster shows in the run (None when unclustered or unnamed); ``ancestors`` the nodes of
+    the run's cluster tree above that cluster, its parent first and the root last (so the image is in
+    each of them; empty when unassigned). An unassigned image's
     ``held_by`` names the test it failed (far, density, typicality, agreement, group or unclustered: see
     ``imgcluster.cluster.openset``), and ``reason`` says it in words."""
 
@@ -41,14 +44,16 @@ class FiledImage:
     reason: str
     name: str | None = None
     held_by: str = ""
+    ancestors: list[int] = field(default_factory=list)
 
 
 class RunPredictor:
     """A run's persisted predictor, with the run's model loaded on first use: load once, predict many."""
 
     def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto",
-                 names: Mapping[int, ClusterName] | None = None):
+                 names: Mapping[int, ClusterName] | None = None, tree: ClusterTree | None = None):
         self.record, self.predictor, self.paths_by_id, self.device = record, predictor, paths_by_id, device
+        self.tree = tree if tree is not None else record.tree  # None: no tree, filed images have no ancestors
         self.names = dict(names or {})
         self._embedder: Any = None
         # New images pass the checks the run's own images passed (format, size): a 1x1 PNG or an
@@ -113,7 +118,16 @@ class RunPredictor:
             float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
             self.paths_by_id.get(int(prediction.nearest_image_id[i])), float(prediction.nearest_similarity[i]),
             prediction.reasons[i], self.cluster_name(cluster_id),
-            prediction.held_by[i] if prediction.held_by else "")
+            prediction.held_by[i] if prediction.held_by else "", self.ancestors(cluster_id))
+
+    def ancestors(self, cluster: int) -> list[int]:
+        """The tree nodes above ``cluster``, its parent first, the root last (empty: unclustered, or no tree)."""
+        if self.tree is None or cluster == NOISE:
+            return []
+        try:
+            return self.tree.ancestors(cluster)
+        except KeyError:  # a cluster the tree does not know (an edit's since): no path to say
+            return []
 
 
 def scan_refusal(path: str, config: ScanConfig) -> str | None:
@@ -169,9 +183,10 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
             predictor.held_quantile = held_quantile
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
+        tree = record.tree if record.tree is not None else stored_tree(record, ws.assignments(record.key))
     finally:
         ws.close()
-    return RunPredictor(record, predictor, paths_by_id, device, names)
+    return RunPredictor(record, predictor, paths_by_id, device, names, tree)
 
 
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,

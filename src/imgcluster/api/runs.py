@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import settle
+from ..cluster import NOISE, settle
 from ..config import RunConfig
 from ..errors import ConfigError, ImgclusterError, WorkspaceNotFound
 from ..label import choose_names
@@ -31,6 +31,7 @@ from ..store import ImageRecord, RunRecord, Workspace
 from ..run import Run
 from ..run.outputs import write_report
 from ..run.record import stored_run
+from ..run.tree import tree_dict
 from .steps import StageProgress, fit_clusters, open_workspace, stage_progress
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,21 @@ def load_run(key: str | None = None, *, path: str | os.PathLike[str] | None = No
         return stored_run(ws, ws.run(key))
     finally:
         ws.close()
+
+
+def cluster_tree(key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+                 workspace: str | os.PathLike[str] | None = None, level: str | int | None = None) -> dict[str, Any]:
+    """A run's cluster tree (the newest run with clusters when ``key`` is None) as JSON-ready data:
+    ``run``, ``stored`` (False: a run saved before trees, whose tree is built now on its map),
+    ``linkage``, ``space``, ``default_reason``, ``default`` and ``coarse`` (the clusters of those cuts),
+    ``root``, and ``nodes`` (id, parent, children, size, height, persistence, name and ``k``, the
+    finest cut the node is a cluster of). ``level`` adds ``cut``: the node ids of that cut (see
+    ``Run.cut``). The same tree is ``load_run(key).tree``."""
+    run = load_run(key, path=path, workspace=workspace)
+    found = {"run": run.key, "stored": run.record.tree is not None, **tree_dict(run.tree, run.names)}
+    if level is not None:
+        found.update(level=str(level), cut=sorted(set(run.cut(level).tolist()) - {NOISE}))
+    return found
 
 
 @dataclass(frozen=True)
@@ -220,10 +236,12 @@ class RunComparison:
 
 
 def compare_runs(a: str, b: str, *, path: str | os.PathLike[str] | None = None,
-                 workspace: str | os.PathLike[str] | None = None) -> RunComparison:
+                 workspace: str | os.PathLike[str] | None = None, level: str | int | None = None) -> RunComparison:
     """Compare run ``a`` with run ``b`` over the images both clustered: ARI, NMI, variation of
-    information, contingency table, best one-to-one cluster matching, splits, merges and moved images."""
-    run_a, run_b = (load_run(key, path=path, workspace=workspace) for key in (a, b))
+    information, contingency table, best one-to-one cluster matching, splits, merges and moved images.
+    ``level`` compares both runs cut at that level of their trees (see ``Run.cut``; a number of
+    clusters must suit both)."""
+    run_a, run_b = (load_run(key, path=path, workspace=workspace).at_level(level) for key in (a, b))
     ids_a, ids_b = np.asarray(run_a.assignments.image_ids), np.asarray(run_b.assignments.image_ids)
     common, rows_a, rows_b = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
     if not len(common):

@@ -24,8 +24,8 @@ from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
-from .common import (SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default, option_help,
-                     print_warnings, progress_bar, say_notes, setting, trust)
+from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default,
+                     option_help, print_warnings, progress_bar, say_notes, setting, trust)
 
 @app.callback(result_callback=say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
@@ -246,12 +246,14 @@ def export_command(
     link: Annotated[bool, typer.Option("--link/--copy", help="folders: symbolic links to the images (copies "
                                                              "where links are impossible), or copies.")] = True,
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help=LEVEL_HELP)] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
 ) -> None:
     """Export a run's clusters with their names; never moves or deletes your images."""
     run = chosen_run(run, folder, workspace)
-    done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace)
+    done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace,
+                      level=level)
     how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
     console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
     if done.missing:
@@ -305,13 +307,14 @@ def evaluate_command(
     labels: Annotated[Path, typer.Option(help="CSV with columns path,label (paths absolute or relative to "
                                               "the clustered folder).")],
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help=LEVEL_HELP)] = None,
     folder: Annotated[Optional[Path], typer.Option(help="The clustered folder whose workspace to use.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Score a run against known labels: NMI, ARI, homogeneity, completeness, purity (with and without noise)."""
     run = chosen_run(run, folder, workspace)
-    metrics = api.evaluate(labels, run, path=folder, workspace=workspace)
+    metrics = api.evaluate(labels, run, path=folder, workspace=workspace, level=level)
     if as_json:
         console.print_json(json.dumps(metrics))
         return
@@ -321,7 +324,9 @@ def evaluate_command(
         table.add_row(label, str(row["n"]), *(f"{row.get(m, float('nan')):.3f}" for m in
                                                ("nmi", "ari", "homogeneity", "completeness", "purity")))
     console.print(table)
-    console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label.")
+    console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label."
+                  + (f" Level {escape(metrics['level'])}: {metrics['n_clusters']} clusters." if "level" in metrics
+                     else ""))
 
 
 @app.command("demo")
@@ -385,6 +390,9 @@ def _print_run(run: api.Run) -> None:
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
                   f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
                   f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
+    if record.tree is not None and len(record.tree.leaves) > 2:
+        console.print(f"These are the finest clusters of a tree whose coarse cut has {record.tree.coarse}: "
+                      "`imgcluster tree` shows it, --level moves along it.")
     print_warnings(run.warnings)
     if run.skipped:
         reasons = Counter(_reason_kind(r.skip_reason or "") for r in run.skipped)
@@ -438,6 +446,7 @@ from . import search as _search  # noqa: E402,F401
 from . import update as _update  # noqa: E402,F401
 from . import web as _web  # noqa: E402,F401
 from . import doctor as _doctor  # noqa: E402,F401
+from . import tree as _tree  # noqa: E402,F401
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -125,6 +125,11 @@ def chosen_run(run: str | None, path: Path | None = None, workspace: Path | None
 
 
 
+LEVEL_HELP = ("A level of the run's cluster tree: default (the run's own clusters), fine (the same: the leaves), "
+              "coarse, a number of clusters (1 to the run's), or a tree node as node:ID (see `imgcluster tree`). "
+              "Nothing is refitted.")
+
+
 def id_and_name(cluster: int, name: str | None) -> str:
     """A cluster as tables show it: its id, then its name when it has one."""
     return f"{cluster} {escape(name)}" if name else str(cluster)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from .common import app, chosen_run, console, id_and_name, progress_bar, trust
+from .common import LEVEL_HELP, app, chosen_run, console, id_and_name, progress_bar, trust
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -117,7 +117,8 @@ def runs_show_command(
     console.print(_clusters_table(info))
     for evaluation in info["evaluations"]:
         scores = evaluation["metrics"]["all"]
-        console.print(f"evaluation {_date(evaluation['created_at'])} against {evaluation['labels_source']}: "
+        level = f" at level {evaluation['metrics']['level']}" if evaluation["metrics"].get("level") else ""
+        console.print(f"evaluation {_date(evaluation['created_at'])} against {evaluation['labels_source']}{level}: "
                       f"NMI {scores.get('nmi', float('nan')):.3f}, ARI {scores.get('ari', float('nan')):.3f}",
                       soft_wrap=True)
     if info["stability"]:
@@ -215,10 +216,11 @@ def runs_compare_command(
     folder: FolderOption = None,
     workspace: WorkspaceOption = None,
     moved: Annotated[int, typer.Option(help="How many moved images to list (--json lists all).", min=0)] = 10,
+    level: Annotated[Optional[str], typer.Option("--level", help=LEVEL_HELP + " Both runs are cut at it.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Compare two runs: ARI, NMI, variation of information, cluster matching, splits, merges, moved images."""
-    result = api.compare_runs(a, b, path=folder, workspace=workspace)
+    result = api.compare_runs(a, b, path=folder, workspace=workspace, level=level)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return
@@ -226,8 +228,7 @@ def runs_compare_command(
                   + (f" ({result.only_a:,} only in A, {result.only_b:,} only in B)" if result.only_a or result.only_b
                      else "") + f": ARI {result.ari:.3f} · NMI {result.nmi:.3f} · variation of information "
                   f"{result.variation_of_information:.3f} nats", soft_wrap=True)
-    names_a, names_b = ({int(c): n["name"] for c, n in api.run_info(key, path=folder, workspace=workspace)["names"].items()}
-                        for key in (result.a, result.b))
+    names_a, names_b = (_shown_names(key, folder, workspace, level) for key in (result.a, result.b))
     matching = Table("A", "B", title="best one-to-one matching", title_justify="left")
     for column in ("overlap", "Jaccard"):
         matching.add_column(column, justify="right")
@@ -252,6 +253,13 @@ def runs_compare_command(
                   + (":" if result.moved and moved else "."))
     for image in result.moved[:moved]:
         console.print(f"  {image.path}: A {image.cluster_a} → B {image.cluster_b}", soft_wrap=True)
+
+
+def _shown_names(key: str, folder: Path | None, workspace: Path | None, level: str | None) -> dict[int, str]:
+    """The names a run's clusters show; at a level, its tree nodes' names."""
+    if level is None:
+        return {int(c): n["name"] for c, n in api.run_info(key, path=folder, workspace=workspace)["names"].items()}
+    return {n["id"]: n["name"] for n in api.cluster_tree(key, path=folder, workspace=workspace)["nodes"]}
 
 
 @app.command("stability")

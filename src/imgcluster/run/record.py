@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from ..cluster.tree import cut_labels
 from ..label import choose_names
-from ..store import Assignments, ClusterName, ClusterSummary, ImageRecord, Representatives, RunRecord, Workspace
+from ..store import (Assignments, ClusterName, ClusterSummary, ClusterTree, ImageRecord, Representatives, RunRecord,
+                     Workspace)
+from .tree import node_names, stored_tree
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,42 @@ class Run:
         """What is wrong with the run's answer (no cluster, one cluster, most images unclustered), each
         with what to try; empty when nothing is. Stored with the run."""
         return list(self.record.warnings)
+
+    @functools.cached_property
+    def tree(self) -> ClusterTree:
+        """The run's clusters at every scale: its clusters are the leaves (ids unchanged), inner nodes
+        merge them up to the whole collection, each with its size and persistence. A run saved before
+        imgcluster kept trees gets one built now on its 2-D map (``tree.space == "map"``), not stored."""
+        return stored_tree(self.record, self.assignments)
+
+    def cut(self, level: str | int | None = None) -> np.ndarray:
+        """Each image's cluster (aligned with ``images``) at ``level``: None or "default" (the run's own
+        clusters), "fine" (the same: the leaves), "coarse" (the tree's clearest coarser level), a number
+        of clusters (1 to the run's clusters), or a tree node as "node:ID" (the finest cut where that
+        node is one cluster). Clusters of a coarser cut carry their tree node's id; -1 stays
+        unclustered. Nothing is refitted."""
+        return cut_labels(self.tree, self.assignments.clusters, level)
+
+    def at_level(self, level: str | int | None) -> "Run":
+        """The run seen at ``level`` (see ``cut``): its assignments carry the cut's clusters and its
+        names the cut's nodes' (an inner node's source is "tree"); the record stays the run's own.
+        None or "default": the run itself. Exports, ``evaluate`` and ``compare_runs`` read runs so."""
+        if level is None or level == "default":
+            return self
+        labels, named, leaves = self.cut(level), self.node_names(), set(self.tree.leaves)
+        # An inner node none of whose leaves is named stays unnamed, as an unnamed cluster does.
+        names = {node: self.names[node] if node in self.names else ClusterName(node, named[node], "tree")
+                 for node in set(labels.tolist()) if node in self.names
+                 or (node in named and node not in leaves and named[node] != f"node {node}")}
+        seen = dataclasses.replace(self, assignments=dataclasses.replace(self.assignments, clusters=labels),
+                                   names=names)
+        seen.__dict__["tree"] = self.tree  # the same tree (a lazily built one is not built twice)
+        return seen
+
+    def node_names(self) -> dict[int, str]:
+        """A name for every node of the tree: leaves show their cluster's name, inner nodes a name their
+        leaves share (their common ImageNet class, or "mixed: ...")."""
+        return node_names(self.tree, self.names)
 
 
 def stored_run(ws: Workspace, record: RunRecord) -> Run:

@@ -1,6 +1,6 @@
 """The one recipe that turns a draft into a saved run, whatever made the draft (a fit, an update, a
-proposal review, an edit, a follow): summaries → metrics → representatives → record → predictor →
-names → outputs → ``Workspace.save_run``. Only this module calls the store's ``save_run``."""
+proposal review, an edit, a follow): summaries → metrics → cluster tree → representatives → record →
+predictor → names → outputs → ``Workspace.save_run``. Only this module calls the store's ``save_run``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..store import Assignments, ClusterName, ImageRecord, Naming, Representativ
 from .metrics import answer_warnings, internal_metrics, package_versions, summarise_clusters
 from .outputs import Progress, write_outputs
 from .record import Run
+from .tree import attach_proposals, run_tree
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,16 @@ def save_run(ws: Workspace, draft: Draft, *, naming_progress: Progress | None = 
         metrics["silhouette_on"] = "map"
     chosen_images = (draft.representatives if draft.representatives is not None
                      else representatives(ids, labels, probabilities, draft.space))
+    started = time.perf_counter()
+    tree = run_tree(labels, draft.space, draft.base, on_map=draft.on_map)
+    timings["tree"] = time.perf_counter() - started
     warnings = answer_warnings(len(ids), metrics, draft.base.clustering, draft.base.config.get("preset"))
     for warning in warnings:
         log.info("run %s: %s", key, warning)
     record = dataclasses.replace(
         draft.base, created_at=time.time(), n_images=len(ids), n_clusters=metrics["n_clusters"], metrics=metrics,
         warnings=warnings, clusters=summaries, representatives=list(chosen_images), versions=package_versions(),
-        timings=timings)
+        timings=timings, tree=tree, proposed=attach_proposals(list(draft.base.proposed), tree))
     if ws.discard_unsaved_run(key):
         log.info("removed the unfinished files of an earlier, interrupted run %s", key)
     started = time.perf_counter()

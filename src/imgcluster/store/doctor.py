@@ -396,6 +396,21 @@ def _readable_copy(damaged: Path, folder: Path) -> Path:
     return copy
 
 
+# JSON columns: a long value whose overflow pages were lost reads back padded with zeros, no error.
+_JSON_COLUMNS = {"runs": ("config", "info"), "evaluations": ("metrics",), "stability": ("result",)}
+
+
+def _whole_json(row: dict[str, object], columns: Sequence[str]) -> bool:
+    """Whether each of ``columns`` of ``row`` holds JSON that parses (a run's row that does not is
+    registered again from its run.json instead)."""
+    try:
+        for column in columns:
+            json.loads(str(row[column]))
+    except ValueError:
+        return False
+    return True
+
+
 def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> int:
     columns = [r[1] for r in target.execute(f"PRAGMA table_info({table})")]
     n = 0
@@ -406,7 +421,11 @@ def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection, table: st
             return 0
         cursor = source.execute(f"SELECT {', '.join(shared)} FROM {table}")
         insert = f"INSERT OR IGNORE INTO {table}({', '.join(shared)}) VALUES({', '.join('?' * len(shared))})"
+        checked = [c for c in _JSON_COLUMNS.get(table, ()) if c in shared]
         for row in cursor:  # a damaged page ends the table here; the rows before it are kept
+            if checked and not _whole_json(dict(zip(shared, row)), checked):
+                log.info("salvaging %s: left out a row whose JSON was cut short", table)
+                continue
             target.execute(insert, row)
             n += 1
     except sqlite3.Error as error:

@@ -123,6 +123,97 @@ class ProposedCluster:
     size: int
     new_images: int         # of them, images filed by this update
     representatives: list[int]
+    parent: int | None = None  # the cluster tree's node it attaches under (None: no tree, or the root alone)
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """One node of a run's cluster tree. A leaf (no ``children``) is one of the run's clusters, under
+    its id; an inner node is a merge of its children. ``height`` is the linkage distance at which the
+    node formed (0 for a leaf); ``persistence`` the span of heights over which it stays a cluster,
+    (parent's height - its own) over the root's height, in [0, 1] (the root: 1)."""
+
+    id: int
+    parent: int | None
+    children: list[int]
+    size: int
+    height: float
+    persistence: float
+
+
+@dataclass(frozen=True)
+class ClusterTree:
+    """A run's clusters at every scale: the run's clusters are the leaves (ids unchanged), inner nodes
+    merge them up to one root (ids after the largest cluster id, in merge order). Unclustered images
+    are in no node. ``linkage`` names how leaves were merged, ``space`` where (clustering or map);
+    ``coarse`` is the number of clusters of the coarse cut; ``default_reason`` why the default cut
+    (the run's own clusters) is what it is.
+
+    A cut at k clusters undoes the last k - 1 merges: the nodes that are clusters after the first
+    n_leaves - k merges."""
+
+    nodes: list[TreeNode]
+    linkage: str = "average"
+    space: str = "clustering"
+    coarse: int = 1
+    default_reason: str = ""
+
+    @property
+    def leaves(self) -> list[int]:
+        """The leaf ids (the run's clusters), ascending."""
+        return [n.id for n in self.nodes if not n.children]
+
+    @property
+    def merges(self) -> list[int]:
+        """The inner node ids in merge order (the root last)."""
+        return [n.id for n in self.nodes if n.children]
+
+    @property
+    def root(self) -> int | None:
+        """The node that holds every clustered image (None: a run without clusters)."""
+        return next((n.id for n in self.nodes if n.parent is None), None)
+
+    @functools.cached_property
+    def _by_id(self) -> dict[int, TreeNode]:
+        return {n.id: n for n in self.nodes}
+
+    def node(self, node: int) -> TreeNode:
+        """The node with id ``node`` (KeyError when none is)."""
+        return self._by_id[node]
+
+    def ancestors(self, node: int) -> list[int]:
+        """The nodes above ``node``, its parent first, the root last."""
+        path, at = [], self._by_id[node].parent
+        while at is not None:
+            path.append(at)
+            at = self._by_id[at].parent
+        return path
+
+    def cut(self, k: int) -> list[int]:
+        """The node ids that are the clusters of the cut at ``k`` clusters (1 <= k <= number of leaves)."""
+        leaves, merges = self.leaves, self.merges
+        if not 1 <= k <= max(1, len(leaves)):
+            raise ValueError(f"k must be between 1 and {len(leaves)}; got {k}")
+        alive = set(leaves)
+        for node in merges[:len(leaves) - k]:
+            alive -= set(self.node(node).children)
+            alive.add(node)
+        return sorted(alive)
+
+    def k_at(self, node: int) -> int:
+        """The largest number of clusters at which ``node`` is one of them (a leaf: every leaf)."""
+        merges = self.merges
+        return len(self.leaves) - (merges.index(node) + 1 if node in merges else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The tree as JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClusterTree":
+        """A tree from ``to_dict``'s data."""
+        fields = {k: v for k, v in data.items() if k != "nodes"}
+        return cls([TreeNode(**n) for n in data.get("nodes") or []], **fields)
 
 
 @dataclass(frozen=True)
@@ -167,7 +258,8 @@ class RunRecord:
     one asked for; ``model`` describes the embedder; ``clustering`` the fitted clusterer; ``metrics``
     the internal scores; ``clusters`` and ``representatives`` one entry per cluster; ``warnings``
     what is wrong with the answer; ``reasons`` why an image is where it is (by image id, derived
-    runs); ``proposed`` the new clusters an update offers; ``provenance`` how the run was made.
+    runs); ``proposed`` the new clusters an update offers; ``provenance`` how the run was made;
+    ``tree`` its clusters at every scale (None for a run saved before imgcluster kept trees).
 
     ``from_info`` builds one from the results as the loose dict of imgcluster before 0.2; that
     dict as a ninth argument, ``info``, still fills the typed fields (deprecated).
@@ -196,6 +288,7 @@ class RunRecord:
     provenance: Provenance = field(default_factory=Provenance, kw_only=True)
     proposed: list[ProposedCluster] = field(default_factory=list, kw_only=True)
     reasons: dict[int, str] = field(default_factory=dict, kw_only=True)
+    tree: ClusterTree | None = field(default=None, kw_only=True)  # None: a run saved before trees
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)  # stored keys this version does not know
 
     @classmethod
@@ -229,7 +322,8 @@ class RunRecord:
                 "skipped": self.skipped, "timings": self.timings, "versions": self.versions,
                 "provenance": dataclasses.asdict(self.provenance),
                 "proposed": [dataclasses.asdict(p) for p in self.proposed],
-                "reasons": {str(i): r for i, r in self.reasons.items()}, "extra": self.extra}
+                "reasons": {str(i): r for i, r in self.reasons.items()},
+                "tree": None if self.tree is None else self.tree.to_dict(), "extra": self.extra}
 
     @classmethod
     def from_stored(cls, row: dict[str, Any], results: dict[str, Any]) -> "RunRecord":
@@ -304,7 +398,8 @@ def _results_from_dict(stored: dict[str, Any]) -> dict[str, Any]:
         "skipped": int(data.get("skipped") or 0), "timings": data.get("timings") or {},
         "versions": data.get("versions") or {}, "provenance": Provenance(**(data.get("provenance") or {})),
         "proposed": [ProposedCluster(**p) for p in data.get("proposed") or []],
-        "reasons": {int(i): r for i, r in (data.get("reasons") or {}).items()}, "extra": data.get("extra") or {}}
+        "reasons": {int(i): r for i, r in (data.get("reasons") or {}).items()},
+        "tree": ClusterTree.from_dict(data["tree"]) if data.get("tree") else None, "extra": data.get("extra") or {}}
 
 
 _KNOWN = {"requested_config", "model", "clustering", "metrics", "warnings", "clusters", "representatives", "naming",

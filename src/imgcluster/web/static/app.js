@@ -49,7 +49,8 @@ async function loadPalette() {
   PALETTE.rgb = data.colours.map(hexToRGB);
   PALETTE.noise = hexToRGB(data.noise);
 }
-const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : PALETTE.rgb[cluster % PALETTE.rgb.length]);
+// LEVEL (static/tree.js): at a coarser level of the cluster tree a cluster shows its tree node's colour.
+const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : PALETTE.rgb[LEVEL.colourOf(cluster) % PALETTE.rgb.length]);
 const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
 
 // -- state -----------------------------------------------------------------------------------------
@@ -595,7 +596,7 @@ async function openRun(key, then = {}) {
   S.focus = null; S.selection = null; S.marker = null; S.picked.clear();
   S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
-  Map2D.recolour();
+  await LEVEL.reset(key);  // recolours the map at the finest level
   writeHash(then);
   if (then.image) return showImage(Number(then.image));
   if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));

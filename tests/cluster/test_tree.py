@@ -1,0 +1,127 @@
+"""The cluster tree on arrays: consistent, nested cuts, the levels a user names, names from leaves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import linkage
+from sklearn.metrics import normalized_mutual_info_score
+
+from imgcluster.cluster.tree import LINKAGES, build_tree, cut_labels, level_k, merge_order
+from imgcluster.errors import ConfigError
+from imgcluster.run.tree import common_name
+
+
+def nested_blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """3 super-clusters far apart, each of 3 clusters near one another: (points, fine, coarse)."""
+    rng = np.random.default_rng(seed)
+    points, fine, coarse = [], [], []
+    for top in range(3):
+        centre = rng.normal(scale=40, size=5)
+        for sub in range(3):
+            middle = centre + rng.normal(scale=6, size=5)
+            points.append(middle + rng.normal(size=(40, 5)))
+            fine += [top * 3 + sub] * 40
+            coarse += [top] * 40
+    return np.concatenate(points), np.array(fine), np.array(coarse)
+
+
+@pytest.fixture
+def run_like() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nested blobs clustered into their 9 fine clusters (as a run would; ids shuffled), a few unclustered."""
+    points, fine, coarse = nested_blobs()
+    labels = np.random.default_rng(1).permutation(9)[fine]
+    labels[::37] = -1
+    return points, labels, coarse
+
+
+@pytest.mark.parametrize("method", LINKAGES)
+def test_children_partition_their_parent_and_every_image_is_in_one_leaf(method, run_like) -> None:
+    points, labels, _ = run_like
+    tree = build_tree(labels, points, linkage=method)
+    assert sorted(tree.leaves) == sorted(set(labels.tolist()) - {-1})  # the run's clusters, ids unchanged
+    leaves_under = {leaf: {leaf} for leaf in tree.leaves}
+    for node_id in tree.merges:
+        node = tree.node(node_id)
+        parts = [leaves_under[c] for c in node.children]
+        assert len(parts) == 2 and not parts[0] & parts[1]
+        leaves_under[node_id] = parts[0] | parts[1]
+        assert node.size == sum(tree.node(c).size for c in node.children)
+        assert all(tree.node(c).parent == node_id for c in node.children)
+    root = tree.node(tree.root)
+    assert leaves_under[tree.root] == set(tree.leaves) and root.size == int(np.sum(labels != -1))
+    for leaf in tree.leaves:
+        assert tree.node(leaf).size == int(np.sum(labels == leaf))
+        assert 0 <= tree.node(leaf).persistence <= 1
+
+
+def test_a_cut_at_k_gives_k_clusters_each_a_union_of_the_finer_cuts(run_like) -> None:
+    points, labels, _ = run_like
+    tree = build_tree(labels, points)
+    finer = cut_labels(tree, labels, len(tree.leaves))
+    assert np.array_equal(finer, labels)  # the finest cut is the run itself
+    for k in range(len(tree.leaves) - 1, 0, -1):
+        cut = cut_labels(tree, labels, k)
+        assert len(set(cut.tolist()) - {-1}) == k
+        assert np.array_equal(cut == -1, labels == -1)  # unclustered stays unclustered
+        for cluster in set(finer.tolist()) - {-1}:  # nested: a finer cluster never splits
+            assert len(set(cut[finer == cluster].tolist())) == 1
+        finer = cut
+
+
+def test_the_tree_recovers_the_super_clusters_and_the_coarse_level_finds_them(run_like) -> None:
+    points, labels, coarse = run_like
+    tree = build_tree(labels, points)
+    clustered = labels != -1
+    assert tree.coarse == 3
+    cut = cut_labels(tree, labels, "coarse")
+    assert normalized_mutual_info_score(coarse[clustered], cut[clustered]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", LINKAGES)
+def test_on_unit_weights_each_linkage_is_scipys(method) -> None:
+    points = np.random.default_rng(3).normal(size=(60, 4))
+    heights = [h for _, _, h in merge_order(points, np.ones(len(points)), method)]
+    assert np.allclose(heights, linkage(points, method)[:, 2])
+
+
+@pytest.mark.parametrize("method", LINKAGES)
+def test_a_leaf_weighs_as_many_images_as_it_holds(method) -> None:
+    # Leaves of 1-6 images each, as scipy sees them: each image a copy of its leaf's centroid.
+    rng = np.random.default_rng(4)
+    centroids, sizes = rng.normal(size=(30, 3)), rng.integers(1, 7, 30)
+    heights = [h for _, _, h in merge_order(centroids, sizes, method)]
+    expanded = linkage(np.repeat(centroids, sizes, axis=0), method)[:, 2]
+    assert np.allclose(heights, expanded[expanded > 1e-9])
+
+
+def test_levels_name_cuts_and_bad_ones_say_what_to_give(run_like) -> None:
+    points, labels, _ = run_like
+    tree = build_tree(labels, points)
+    assert level_k(tree, None) == level_k(tree, "default") == level_k(tree, "fine") == len(tree.leaves)
+    assert level_k(tree, "coarse") == tree.coarse and level_k(tree, "4") == 4
+    for node in tree.merges:  # a node's level: the finest cut where that node is one cluster
+        assert node in tree.cut(level_k(tree, f"node:{node}"))
+        assert node not in tree.cut(level_k(tree, f"node:{node}") + 1)
+    with pytest.raises(ConfigError, match="give 1 to 9"):
+        level_k(tree, 10)
+    with pytest.raises(ConfigError, match="give 1 to 9"):
+        level_k(tree, "0")
+    with pytest.raises(ConfigError, match="No level called 'middle'. Give default"):
+        level_k(tree, "middle")
+    with pytest.raises(ConfigError, match="no node '999'.*imgcluster tree"):
+        level_k(tree, "node:999")
+
+
+def test_a_run_without_clusters_has_an_empty_tree() -> None:
+    tree = build_tree(np.full(5, -1), np.zeros((5, 2)))
+    assert tree.root is None and tree.leaves == []
+    assert np.array_equal(cut_labels(tree, np.full(5, -1), None), np.full(5, -1))
+
+
+def test_inner_nodes_are_named_by_what_their_leaves_share_or_as_mixed() -> None:
+    assert common_name([("Beagle", 3), ("collie", 5)]) == "dog"
+    assert common_name([("dog · Beagle", 3), ("dog · collie", 5)]) == "dog"
+    assert common_name([("collie", 5), ("sports car", 9), ("daisy", 1)]) == "mixed: sports car, collie, daisy"
+    assert common_name([("my cats", 2), ("my cats", 4)]) == "my cats"
+    assert common_name([]) is None

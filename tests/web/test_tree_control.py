@@ -1,0 +1,83 @@
+"""The coarse ↔ fine control: moving it recolours the map and the cluster list by a cut of the run's
+cluster tree, fetched once per run (no request per step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgcluster
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url)
+               else route.abort())
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("body[data-points]", timeout=30_000)
+    yield page
+    assert errors == []
+    page.close()
+
+
+def coloured_pixels(page, path: Path) -> np.ndarray:
+    """The saturated pixels of the map (cluster colours, not paper or grey noise), (m, 3)."""
+    page.locator("#map").screenshot(path=str(path))
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(float)
+    return pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 50]
+
+
+def share_near(pixels: np.ndarray, css: set[str]) -> float:
+    """The share of ``pixels`` near one of the ``css`` colours ("rgb(r, g, b)"), drawn opaque or at the
+    map's alpha over white paper."""
+    colours = np.array([[float(v) for v in c[4:-1].split(",")] for c in css])
+    colours = np.concatenate([colours, colours * 0.86 + 255 * 0.14])
+    distance = np.linalg.norm(pixels[:, None, :] - colours[None, :, :], axis=2).min(axis=1)
+    return float(np.mean(distance < 40))
+
+
+def swatches(page) -> dict[int, str]:
+    return page.eval_on_selector_all(
+        "#clusters li[data-cluster]",
+        "items => Object.fromEntries(items.filter(i => Number(i.dataset.cluster) >= 0)"
+        ".map(i => [i.dataset.cluster, i.querySelector('.sw').style.background]))")
+
+
+def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_step(
+        page, digits_run: imgcluster.Run, tmp_path: Path) -> None:
+    leaves = len(digits_run.tree.leaves)
+    assert page.get_attribute("body", "data-level") == str(leaves)  # the run's own clusters first
+    fine_map, fine_list = coloured_pixels(page, tmp_path / "fine.png"), swatches(page)
+    assert len(set(fine_list.values())) >= min(leaves, 5)
+
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/" in request.url else None)
+    for k in (leaves - 1, 4, 3, 2):  # coarse, step by step
+        page.locator("#level").fill(str(k))
+        page.wait_for_selector(f"body[data-level='{k}']")
+    coarse_map, coarse_list = coloured_pixels(page, tmp_path / "coarse.png"), swatches(page)
+    assert not [url for url in asked if "/api/tree" in url or "/api/clusters" in url]
+
+    cut = digits_run.cut(2)
+    clusters = np.asarray(digits_run.assignments.clusters)
+    node_of = {leaf: int(cut[clusters == leaf][0]) for leaf in digits_run.tree.leaves}
+    # The list: leaves of one node of the cut share its colour, the two nodes' colours differ.
+    by_node: dict[int, set[str]] = {}
+    for leaf, colour in coarse_list.items():
+        by_node.setdefault(node_of[int(leaf)], set()).add(colour)
+    assert len(by_node) == 2 and all(len(colours) == 1 for colours in by_node.values())
+    assert len({next(iter(c)) for c in by_node.values()}) == 2
+    # The map: drawn in those two colours now, where before most of it was in others.
+    two = {next(iter(c)) for c in by_node.values()}
+    assert share_near(coarse_map, two) > 0.8 and share_near(fine_map, two) < share_near(coarse_map, two) - 0.3
+
+    page.locator("#level").fill(str(leaves))
+    page.wait_for_selector(f"body[data-level='{leaves}']")
+    assert swatches(page) == fine_list
