@@ -254,16 +254,17 @@ def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hi
     sharing the text), a node no other cluster of the group took. ``scores``: each cluster's
     (n_nodes,) node scores of its mean class probabilities.
 
-    An unrecognised cluster's text carries a guess, its best class not taken by another unrecognised
-    cluster ("unrecognised (stopwatch?)"): what differs between clusters the classifier has no class
-    for is noise ("unrecognised · fox squirrel" for a digit), their own best guess is not."""
+    An unrecognised cluster's text carries a guess, the best of its five best classes not taken by
+    another unrecognised cluster ("unrecognised (stopwatch?)"): what differs between clusters the
+    classifier has no class for is noise ("unrecognised · fox squirrel" for a digit), their own
+    guesses are not; and five of the digits' twelve clusters guess "nematode" first."""
     texts = [n.text for n in names]
     # A node above the name (or above a part it lists) tells nothing apart: "nematode · animal".
     used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in hierarchy.ancestors(node)}
             for n in names]
     unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED]
     if unknown:
-        guesses = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]))
+        guesses = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]), min_ratio=0.0)
         for i, guess in zip(unknown, guesses.tolist()):
             texts[i] = f"{UNRECOGNISED} ({hierarchy.names[guess]}?)"
             used[i].update(hierarchy.ancestors(guess))
