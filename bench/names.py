@@ -48,7 +48,14 @@ from imgcluster.demo import write_digits, write_photo_crops
 from imgcluster.embed import load_model
 from imgcluster.label import ClusterView, ImageNetNamer
 from imgcluster.label.base import TOP, merge_by_name, names_from_scores, sample_by_hash
-from imgcluster.label.hierarchy import MIXED, UNRECOGNISED, HedgedName, distinct_names, hedge, imagenet_hierarchy
+from imgcluster.label.hierarchy import (
+    MIXED,
+    UNRECOGNISED,
+    HedgedName,
+    distinct_names,
+    hedge,
+    imagenet_hierarchy,
+)
 from imgcluster.store import ClusterName, Workspace
 
 # The ImageNet classes (indices) a crop of each sample photo may rightly be called; absent: none fits.

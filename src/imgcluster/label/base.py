@@ -31,7 +31,7 @@ class ClusterView:
     content_hashes: list[str]
     thumbnails: list[bytes | None] = field(default_factory=list)
     mean_embedding: np.ndarray | None = None
-    sample: "ClusterView | None" = None
+    sample: ClusterView | None = None
 
     def image(self, i: int, min_side: int | None = None) -> Image.Image:
         """Representative ``i`` decoded to RGB: the file when it is still readable, else its thumbnail."""
