@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,8 +54,8 @@ def sample_by_hash(content_hashes: Sequence[str | None], count: int = SAMPLE) ->
     drawn from them changed from one seed to the next on identical clusters: on the sample photos'
     crops 6 of 21 photos kept one name over seeds 0-3, 21 of 21 from this sample (bench/names.py).
     Like a min-hash, the sample of a cluster that gains or loses a few members barely changes."""
-    ranked = sorted((h, i) for i, h in enumerate(content_hashes) if h)
-    chosen = [i for _, i in ranked[:count]]
+    ranked = heapq.nsmallest(count, ((h, i) for i, h in enumerate(content_hashes) if h))
+    chosen = [i for _, i in ranked]
     return chosen + [i for i, h in enumerate(content_hashes) if not h][:count - len(chosen)]
 
 
