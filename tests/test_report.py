@@ -94,6 +94,8 @@ def test_report_leads_each_cluster_with_its_representatives_and_names_it(digits_
                 in grid.locator(".naming").inner_text())
     legend = page.locator("#legend").inner_text()
     assert all(f"{c} · {n.name}" in legend for c, n in digits_run.names.items())
+    for c, n in digits_run.names.items():  # the legend says how far to trust each name, too
+        assert page.locator(f"#legend .chip[data-cluster='{c}'] .level").inner_text() == n.level
 
 
 def _a_dot(image: np.ndarray) -> tuple[int, int]:

@@ -302,7 +302,9 @@ class NameConfig:
         "(the bundled CNN's ImageNet classes over each cluster's representatives), zero-shot (the run's CLIP "
         "text tower against a vocabulary), vlm (a vision-language model over an OpenAI-compatible API; only "
         "when asked) or none.", "auto")
-    images_per_cluster: int = _help("Representative images the imagenet namer classifies per cluster; 1-32.", 8)
+    images_per_cluster: int = _help(
+        "Images the imagenet namer classifies per cluster (members chosen by content hash, so that the same "
+        "members get the same name whatever the seed); 1-32. More: steadier names, slower first naming.", 16)
     vocabulary: str | None = _help(
         "Zero-shot: a text file of candidate names, one per line ('#' starts a comment), used instead of the "
         "built-in vocabulary (ImageNet's 1,000 classes plus broad words such as meme, screenshot, food).", None)

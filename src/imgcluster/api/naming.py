@@ -17,6 +17,7 @@ from ..embed import load_model, normalise
 from ..embed.base import Embedder
 from ..errors import ConfigError, UnknownName
 from ..label import MANUAL, ClusterView, NamingContext, check_namer, choose_names, make_namer, resolve_namer
+from ..label.base import sample_by_hash
 from ..label.vocabulary import load_vocabulary
 from ..run import Naming, Run
 from ..run.outputs import assignment_table, write_outputs
@@ -98,11 +99,15 @@ def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None
 def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
                    vectors: np.ndarray | None, clusters: Sequence[int] | None = None) -> list[ClusterView]:
     """What namers see of each clustered cluster: representatives first (central, probable and
-    diverse in turn), then the run's other best members; and the mean embedding when ``vectors``."""
+    diverse in turn), then the run's other best members; a sample of members by content hash; and
+    the mean embedding when ``vectors``."""
     chosen = {r.cluster: r for r in record.representatives}
     by_id = {r.id: r for r in images}
     labels = np.asarray(assignments.clusters)
     means = _cluster_means(vectors, labels) if vectors is not None else {}
+    everyone: dict[int, list[ImageRecord]] = {}
+    for image, label in zip(images, labels.tolist()):
+        everyone.setdefault(int(label), []).append(image)
     views = []
     for summary in record.clusters:
         cluster = summary.cluster
@@ -110,13 +115,18 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
             continue
         ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
         members = [by_id[i] for i in dict.fromkeys(ids + summary.representatives) if i in by_id]
-        thumbs = ws.thumbnails(r.content_hash for r in members if r.content_hash)
-        mean = means.get(cluster)
-        views.append(ClusterView(cluster, summary.size, [r.path for r in members],
-                                 [r.content_hash or "" for r in members],
-                                 [thumbs.get(r.content_hash or "") for r in members], mean))
+        pool = everyone.get(cluster, [])
+        sampled = [pool[i] for i in sample_by_hash([r.content_hash for r in pool])]
+        thumbs = ws.thumbnails({r.content_hash for r in members + sampled if r.content_hash})
+        views.append(dataclasses.replace(_view(cluster, summary.size, members, thumbs, means.get(cluster)),
+                                         sample=_view(cluster, summary.size, sampled, thumbs, None)))
     return views
 
+
+def _view(cluster: int, size: int, members: Sequence[ImageRecord], thumbs: dict[str, bytes],
+          mean: np.ndarray | None) -> ClusterView:
+    return ClusterView(cluster, size, [r.path for r in members], [r.content_hash or "" for r in members],
+                       [thumbs.get(r.content_hash or "") for r in members], mean)
 
 
 def _cluster_means(vectors: np.ndarray, labels: np.ndarray, batch: int = 20_000) -> dict[int, np.ndarray]:

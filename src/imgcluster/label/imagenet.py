@@ -21,17 +21,20 @@ _BATCH = 16
 
 
 class ImageNetNamer:
-    """Classifies each cluster's representative images with an ImageNet head (the bundled
-    efficientnet-lite0's, whatever model the run used), sums the class probabilities up ImageNet's
-    is-a tree and names the cluster by the most specific node the images are sure enough of on
-    average (see ``hierarchy``): a class when sure, a broader node when not, "mixed: …" when the
-    members agree on nothing meaningful. Clusters that would share a name are told apart by what
-    differs between them. Confidence is the named node's score: its mean probability beyond chance."""
+    """Classifies ``images_per_cluster`` members of each cluster (its sample by content hash, so that
+    the same members give the same name whatever the seed; its representatives where a view has no
+    sample) with an ImageNet head (the bundled efficientnet-lite0's, whatever model the run used),
+    sums the class probabilities up ImageNet's is-a tree and names the cluster by the most specific
+    node the images are sure enough of on average, narrowed to where most members' best classes
+    agree (see ``hierarchy``): a class when sure, a broader node when not, "mixed: …" when the members
+    are sure of different things, "unrecognised" when they are sure of nothing. Clusters that would
+    share a name are told apart by what differs between them. Confidence is the named node's score:
+    its mean probability beyond chance."""
 
     source = "imagenet"
     needs_embeddings = False
 
-    def __init__(self, classifier: Any, hierarchy: Hierarchy, images_per_cluster: int = 8,
+    def __init__(self, classifier: Any, hierarchy: Hierarchy, images_per_cluster: int = 16,
                  workspace: Workspace | None = None):
         self.classifier, self.hierarchy, self.images_per_cluster = classifier, hierarchy, images_per_cluster
         self.workspace = workspace  # caches each image's class probabilities, keyed by its content
@@ -69,12 +72,15 @@ class ImageNetNamer:
         return sorted(names + failed, key=lambda n: n.cluster)
 
     def class_probabilities(self, view: ClusterView) -> np.ndarray | None:
-        """(m, 1000) ImageNet probabilities of the cluster's first readable representatives, or None.
+        """(m, 1000) ImageNet probabilities of the first readable images of the cluster's sample (its
+        representatives where it has none), or None.
 
         Each image's probabilities are cached in the workspace under its content hash and the
         classifier's ``model_id``, so naming the same images again (a re-cluster, ``--follow``)
         needs neither the pictures nor the network: on the 1,797 digits that is most of naming's
         time and, in a fresh process, torch's import besides."""
+        if view.sample is not None and view.sample.paths:
+            view = view.sample
         count = min(self.images_per_cluster, len(view.paths))
         found: dict[int, np.ndarray] = {}
         for i in range(count):
