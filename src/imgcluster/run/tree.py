@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..cluster.tree import build_tree
-from ..label.hierarchy import MIXED, PARTS, imagenet_hierarchy
+from ..label.hierarchy import MIXED, PARTS, UNRECOGNISED, imagenet_hierarchy
 from ..store import Assignments, ClusterName, ClusterTree, ProposedCluster, RunRecord
 
 # A hedged namer tells clusters of one name apart as "dog · beagle": the part before is the name.
@@ -88,7 +88,9 @@ def common_name(named: list[tuple[str, int]]) -> str | None:
     """One name for leaves named ``named`` ((name, size) pairs): see the module docstring; None when empty."""
     if not named:
         return None
-    bases = [name.split(SUFFIX)[0].strip() for name, _ in named]
+    # "unrecognised (stopwatch?)": the guess is the leaf's own; above it only "unrecognised" holds.
+    bases = [UNRECOGNISED if base.startswith(UNRECOGNISED) else base
+             for base in (name.split(SUFFIX)[0].strip() for name, _ in named)]
     if len(set(bases)) == 1:
         return bases[0]
     found = _common_ancestor(bases)
