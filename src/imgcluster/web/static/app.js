@@ -65,7 +65,8 @@ const S = {
 
 function readHash() { return Object.fromEntries(new URLSearchParams(location.hash.slice(1))); }
 function writeHash(values) {
-  const params = new URLSearchParams({ ...values, run: S.run });
+  const view = typeof View === "undefined" ? {} : View.params();  // colouring and filters (view.js)
+  const params = new URLSearchParams({ ...values, run: S.run, ...view });
   for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
   const hash = "#" + params.toString();
   if (hash === location.hash) return;
@@ -162,12 +163,14 @@ const Map2D = (() => {
     const alpha = n > 300000 ? 150 : n > 50000 ? 190 : 220;
     const chosen = S.selection ? new Uint8Array(n) : null;
     if (chosen) for (const row of S.selection) chosen[row] = 1;
+    const colourOf = View.colourer(), mask = View.state.mask;  // colour by and filters (view.js)
     for (let i = 0; i < n; i++) {
-      const rgb = rgbOf(map.cluster[i]);
+      const rgb = colourOf(i);
       const dim = (S.focus !== null && map.cluster[i] !== S.focus) || (chosen && !chosen[i]);
       colours[4 * i] = rgb[0]; colours[4 * i + 1] = rgb[1]; colours[4 * i + 2] = rgb[2];
-      colours[4 * i + 3] = dim ? 28 : alpha;
+      colours[4 * i + 3] = mask && !mask[i] ? 0 : dim ? 28 : alpha;  // filtered out: not drawn
     }
+    document.body.dataset.colourBy = View.state.colourBy;
     gl.bindBuffer(gl.ARRAY_BUFFER, colBuffer);
     gl.bufferData(gl.ARRAY_BUFFER, colours, gl.STATIC_DRAW);
     draw();
@@ -241,7 +244,7 @@ const Map2D = (() => {
       const side = Math.max(24, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
       for (const row of rows) {
         const cluster = S.map.cluster[row];
-        if (S.focus !== null && cluster !== S.focus) continue;
+        if ((S.focus !== null && cluster !== S.focus) || !View.shows(row)) continue;
         const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
         const sheet = sheetImage(Math.floor(row / PER_SHEET)), tile = row % PER_SHEET;
         ctx.fillStyle = cssOf(cluster);
@@ -285,6 +288,7 @@ const Map2D = (() => {
       const full = clusterLabel(cluster), text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
       const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
       if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
+      if (View.countOf(cluster) === 0) continue;  // every point of it filtered out
       if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
       const dim = S.focus !== null && cluster !== S.focus;
       ctx.globalAlpha = dim ? 0.35 : 1;
@@ -373,7 +377,7 @@ const Map2D = (() => {
     if (!S.map) return null;
     const radius = Math.max(6, pointSize()) / pixelsPerUnit();
     const [wx, wy] = toWorld(px, py);
-    return S.map.grid.nearest(wx, wy, radius);
+    return S.map.grid.nearest(wx, wy, radius, View.shows);
   }
 
   function hover(point) {
@@ -396,7 +400,7 @@ const Map2D = (() => {
   function select(polygon) {
     const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
     const candidates = S.map.grid.within(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys), Infinity);
-    const rows = candidates.filter((row) => inside(S.map.x[row], S.map.y[row], polygon));
+    const rows = candidates.filter((row) => View.shows(row) && inside(S.map.x[row], S.map.y[row], polygon));
     rows.sort((a, b) => a - b);
     S.selection = Int32Array.from(rows);
     S.focus = null;
@@ -468,14 +472,14 @@ function buildGrid(x, y, n) {
   const start = counts.slice(), order = new Int32Array(n), fill = counts.slice();
   for (let i = 0; i < n; i++) order[fill[cells[i]]++] = i;
   return {
-    nearest(wx, wy, radius) {
+    nearest(wx, wy, radius, accept = () => true) {
       let best = null, bestD = radius * radius;
       for (let cy = cellOf(wy - radius); cy <= cellOf(wy + radius); cy++) {
         for (let cx = cellOf(wx - radius); cx <= cellOf(wx + radius); cx++) {
           const c = cy * G + cx;
           for (let k = start[c]; k < start[c + 1]; k++) {
             const i = order[k], d = (x[i] - wx) ** 2 + (y[i] - wy) ** 2;
-            if (d <= bestD) { bestD = d; best = i; }
+            if (d <= bestD && accept(i)) { bestD = d; best = i; }
           }
         }
       }
@@ -596,6 +600,9 @@ async function openRun(key, then = {}) {
   S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
   Map2D.recolour();
+  const facets = View.load(key).then(() => { if (S.run === key && View.readViewHash(then)) View.apply({ refresh: false }); });
+  if (then.colour || then.minp || then.how || then.folder || then.from || then.to || then.mins) await facets;  // a link's view
+  else facets.catch(fail);
   writeHash(then);
   if (then.image) return showImage(Number(then.image));
   if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
@@ -614,14 +621,15 @@ function renderClusters() {
   const list = $("#clusters");
   list.replaceChildren(...S.clusters.map((c) => {
     const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
-    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : ""), "data-cluster": c.cluster,
+    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : "") + (View.countOf(c.cluster) === 0 ? " empty" : ""), "data-cluster": c.cluster,
       title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}${c.name_level ? " · " + c.name_level : ""}` },
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
     h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
     h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
-    h("span", { class: "size" }, String(c.size)),
+    h("span", { class: "size", title: View.countOf(c.cluster) === null ? "images" : "images shown by the filters of all its images" },
+      View.countOf(c.cluster) === null ? String(c.size) : `${View.countOf(c.cluster)}/${c.size}`),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
     c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
       onclick: (event) => { event.stopPropagation(); startRename(item, c); } }, "✎") : h("span"));
@@ -737,21 +745,24 @@ function moveControls(after) {
   return { controls: [pickToggle, count, move, target], update };
 }
 
-async function showCluster(cluster) {
+async function showCluster(cluster, { zoom = true } = {}) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
-  Map2D.fitCluster(cluster);
+  if (zoom) Map2D.fitCluster(cluster);
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);
   const { controls, update } = moveControls();
   const summary = info ? h("span", {}, `cluster ${cluster} · ${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
     (info.stability !== null ? ` · stability ${info.stability.toFixed(2)}` : "")) : null;
-  const [grid, sentinel] = endlessGrid(async (offset) => {
+  // Under filters the grid is the cluster's shown images, from the map's rows; else the server pages it.
+  const filtered = View.active() ? View.rowsOf(cluster) : null;
+  const [grid, sentinel] = endlessGrid(filtered ? rowGrid(filtered, (row) => View.probability(row).toFixed(2), update) : async (offset) => {
     const page = await getJSON(`/clusters/${cluster}/images?run=${encodeURIComponent(S.run)}&offset=${offset}&limit=60`);
     return page.images.map((image) => figure(image.id, `${image.name} · ${image.membership_probability.toFixed(2)}`, update));
   });
   grid.id = "cluster-grid";
+  if (filtered) grid.dataset.filtered = String(filtered.length);
   grid.dataset.cluster = cluster;
   const review = info && info.proposed ? [
     h("button", { type: "button", id: "accept-proposal", onclick: () => reviewProposal(cluster, "accept") }, "Accept cluster"),
@@ -782,11 +793,7 @@ function showSelection() {
   });
   const clear = h("button", { type: "button" }, "Clear selection");
   clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
-  const [grid, sentinel] = endlessGrid(async (offset) => {
-    const page = Array.from(rows.slice(offset, offset + 60));
-    const names = await fileNames(page.map((row) => S.map.id[row]));
-    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${clusterLabel(S.map.cluster[row])}`, update));
-  });
+  const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row]), update));
   grid.id = "selection-grid";
   panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
 }
@@ -820,9 +827,25 @@ function showOverview() {
   renderClusters();
   writeHash({});
   const run = S.runs.find((r) => r.key === S.run);
+  if (View.active()) {  // the filtered view: its images, cluster by cluster
+    const rows = View.rowsOf(null);
+    const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row])));
+    grid.id = "filtered-grid";
+    grid.dataset.filtered = String(rows.length);
+    return panel(`${rows.length.toLocaleString()} images match the filters`, [], grid, sentinel);
+  }
   panel("Clusters", [], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
     "Click a cluster on the left to see its images, a point on the map to open its image; drag with Box or Lasso to select; " +
-    "drop an image anywhere to file it."));
+    "drop an image anywhere to file it; colour and filter the map with the box above the cluster list."));
+}
+
+// A page-by-page grid of map rows, captioned "file · what(row)".
+function rowGrid(rows, what, onPick) {
+  return async (offset) => {
+    const page = Array.from(rows.slice(offset, offset + 60));
+    const names = await fileNames(page.map((row) => S.map.id[row]));
+    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${what(row)}`, onPick));
+  };
 }
 
 async function showInfo() {

@@ -1,0 +1,52 @@
+"""What the web app colours and filters a run's map by, per point, in the map's order: membership
+probability, how the image was placed (fit, filed, held, proposed, duplicate, moved …), its folder
+and its file date. Stability is per cluster and comes with the cluster list.
+
+One binary body so that 1M points stay a few megabytes: a little-endian uint32 ``L``, ``L`` bytes of
+JSON (``{"n", "how": [values], "folders": [folders], "date": {"min", "max"} | null}``, padded with
+spaces to a multiple of 4), then ``n`` float32 membership probabilities, ``n`` float32 file dates
+(days since 1970, NaN where unknown), ``n`` int32 indexes into ``how`` and ``n`` int32 indexes into
+``folders``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..store import Workspace
+from ..store.browse import file_facts
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+def folder_of(path: str, root: str) -> str:
+    """An image's folder as the user knows it: relative to the clustered folder ('.' for the folder
+    itself), absolute when the image lies outside it."""
+    folder = os.path.dirname(path)
+    if root and (folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)):
+        return os.path.relpath(folder, root)
+    return folder
+
+
+def facet_bytes(ws: Workspace, key: str, root: str, image_ids: np.ndarray, probability: np.ndarray,
+                order: np.ndarray) -> bytes:
+    """The facets of run ``key`` whose images are ``image_ids`` (ascending, as the store returns
+    them), points in ``order`` (the map's Z-order); see the module docstring for the layout."""
+    how = ws.assignments(key).how
+    how = np.asarray(["fit"] * len(image_ids) if how is None else how, dtype=object)
+    paths, mtimes = file_facts(ws, image_ids)
+    folders = np.asarray([folder_of(p, root) for p in paths], dtype=object)
+    how_values, how_codes = np.unique(how.astype(str), return_inverse=True)
+    folder_values, folder_codes = np.unique(folders.astype(str), return_inverse=True)
+    days = np.where(mtimes >= 0, mtimes / NS_PER_DAY, np.nan)
+    known = days[~np.isnan(days)]
+    header = {"n": len(image_ids), "how": how_values.tolist(), "folders": folder_values.tolist(),
+              "date": {"min": float(known.min()), "max": float(known.max())} if len(known) else None}
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 4)
+    return b"".join([np.uint32(len(text)).astype("<u4").tobytes(), text] + [
+        np.ascontiguousarray(column[order]).astype(kind).tobytes() for column, kind in (
+            (probability, "<f4"), (days, "<f4"), (how_codes.reshape(-1), "<i4"), (folder_codes.reshape(-1), "<i4"))])

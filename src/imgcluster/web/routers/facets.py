@@ -1,0 +1,28 @@
+"""A run's facets: what the map can be coloured and filtered by, per point (see web/facets.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from ..facets import facet_bytes
+from .deps import ExplorerDep
+from .runs import Key
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/runs/{key}/facets", summary="Per point, in the map's order: membership probability, file date, "
+                                          "how it was placed, folder",
+            response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "uint32 L, L bytes of JSON (n, how, folders, date), then n float32 "
+                                            "membership probability, n float32 file date (days since 1970, NaN "
+                                            "unknown), n int32 index into how, n int32 index into folders."}})
+def run_facets(ex: ExplorerDep, key: Key) -> Response:
+    view = ex.view(key)
+    if view.facets is None:
+        with ex.db() as ws:
+            view.facets = facet_bytes(ws, view.record.key, view.record.root, view.image_ids,
+                                      view.membership_probability, view.order)
+    return Response(view.facets, media_type="application/octet-stream",
+                    headers={"Cache-Control": "private, max-age=86400"})

@@ -1,0 +1,112 @@
+"""The web app in Debian's Chromium, as a user colours and filters a run's map: colour-by changes the
+colours the map draws, filters compose and the map, the cluster list and the grids follow them. No
+page may log a console error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import imgcluster
+
+from .conftest import open_app
+
+# The map's pixels that are not background, and how many carry the most common colour (in-page,
+# from the WebGL canvas, which keeps its drawing buffer).
+DRAWN = """() => {
+  const map = document.querySelector('#map'), copy = document.createElement('canvas');
+  copy.width = map.width; copy.height = map.height;
+  const ctx = copy.getContext('2d');
+  ctx.drawImage(map, 0, 0);
+  const data = ctx.getImageData(0, 0, copy.width, copy.height).data, seen = new Map();
+  let drawn = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] > 245 && data[i + 1] > 245 && data[i + 2] > 245) continue;
+    drawn++;
+    const key = (data[i] >> 3) + ',' + (data[i + 1] >> 3) + ',' + (data[i + 2] >> 3);
+    seen.set(key, (seen.get(key) || 0) + 1);
+  }
+  return { drawn, top: Math.max(0, ...seen.values()) };
+}"""
+
+
+def drawn(page) -> dict[str, int]:
+    page.wait_for_timeout(400)  # the full frame after the level-of-detail one
+    return page.evaluate(DRAWN)
+
+
+def set_range(page, selector: str, value: float) -> None:
+    page.evaluate("([s, v]) => { const r = document.querySelector(s); r.value = v; r.dispatchEvent(new Event('change')); }",
+                  [selector, str(value)])
+
+
+def test_colour_by_changes_the_colours_the_map_draws(console, server, digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    page.wait_for_selector("#colour-by")
+    by_cluster = drawn(page)
+    assert by_cluster["drawn"] > 0
+    how = page.evaluate("imgclusterView.state().how")
+    page.select_option("#colour-by", "how")
+    page.wait_for_selector("body[data-colour-by='how']")
+    by_how = drawn(page)
+    # Every point keeps its place; with one way of placing images (or one far more common) one colour
+    # dominates, where ten clusters share the map by colour.
+    assert abs(by_how["drawn"] - by_cluster["drawn"]) < 0.1 * by_cluster["drawn"]
+    if len(how) == 1:
+        assert by_how["top"] > 2 * by_cluster["top"]
+    assert set(page.locator("#legend .key").all_inner_texts()) == set(how)
+    page.select_option("#colour-by", "probability")
+    page.wait_for_selector("body[data-colour-by='probability']")
+    assert drawn(page) != by_how
+    assert "colour=probability" in page.url  # the link keeps the colouring
+    assert errors == []
+
+
+def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    page.wait_for_selector("#filter-folder input", state="attached")
+    before = drawn(page)
+    folders = page.evaluate("imgclusterView.state().folders")
+    assert len(folders) == 10  # the digits lie in one folder per label
+    page.click("#view-controls summary")
+    for value in range(1, len(folders)):  # keep the first folder only
+        page.uncheck(f"#filter-folder input[value='{value}']")
+    kept = folders[0]
+    in_folder = [i for i, r in enumerate(digits_run.images) if Path(r.path).parent.name == kept]
+    state = page.evaluate("imgclusterView.state()")
+    assert state["shown"] == len(in_folder) and state["active"]
+    after = drawn(page)
+    assert after["drawn"] < 0.5 * before["drawn"]  # the map draws only the folder's points
+
+    # The overview lists the filtered images, each from the kept folder.
+    page.wait_for_selector("#filtered-grid figure")
+    assert int(page.get_attribute("#filtered-grid", "data-filtered")) == len(in_folder)
+    names = [c.split(" · ")[0] for c in page.locator("#filtered-grid figcaption").all_inner_texts()]
+    folder_names = {Path(digits_run.images[i].path).name for i in in_folder}
+    assert set(names) <= folder_names
+
+    # A second filter composes with the first: membership probability of at least 0.9.
+    set_range(page, "#filter-probability", 0.9)
+    probability = np.asarray(digits_run.assignments.membership_probability)
+    clusters = np.asarray(digits_run.assignments.clusters)
+    both = [i for i in in_folder if probability[i] >= np.float32(0.9)]
+    page.wait_for_function(f"imgclusterView.state().shown === {len(both)}")
+
+    # The cluster list counts what is shown; a cluster's grid shows only its shown images.
+    counts = {int(c): int((clusters[both] == c).sum()) for c in np.unique(clusters[both])}
+    top = max(counts, key=counts.get)
+    size = page.inner_text(f"#clusters li[data-cluster='{top}'] .size")
+    assert size.split("/")[0] == str(counts[top])
+    page.click(f"#clusters li[data-cluster='{top}']")
+    page.wait_for_selector("#cluster-grid figure")
+    assert int(page.get_attribute("#cluster-grid", "data-filtered")) == counts[top]
+    captions = page.locator("#cluster-grid figcaption").all_inner_texts()
+    assert all(float(c.split(" · ")[-1]) >= 0.9 for c in captions)
+
+    page.click("#filters-clear")
+    page.wait_for_function(f"imgclusterView.state().shown === {len(digits_run.images)}")
+    assert not page.evaluate("imgclusterView.state().active")
+    assert errors == []
