@@ -110,3 +110,87 @@ def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digi
     page.wait_for_function(f"imgclusterView.state().shown === {len(digits_run.images)}")
     assert not page.evaluate("imgclusterView.state().active")
     assert errors == []
+
+
+def export_from_panel(page, to: str, dest: Path) -> str:
+    """Press the panel's Export…, export as ``to`` into ``dest``; the message the page shows."""
+    page.click("#export-open")
+    page.select_option("#export-to", to)
+    page.fill("#export-dest", str(dest))
+    page.click("#export-go")
+    page.wait_for_selector("#export-result[data-dest]")
+    return page.inner_text("#export-result")
+
+
+def test_export_writes_a_cluster_a_selection_and_the_filtered_view(console, server, digits_run: imgcluster.Run,
+                                                                   tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from .conftest import select_box
+
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    clusters = np.asarray(digits_run.assignments.clusters)
+    ids = np.asarray(digits_run.assignments.image_ids)
+    top = int(np.bincount(clusters[clusters >= 0]).argmax())
+
+    # A cluster as CSV: its images, with its id on every row.
+    page.click(f"#clusters li[data-cluster='{top}']")
+    page.wait_for_selector("#cluster-grid figure")
+    shown = export_from_panel(page, "csv", tmp_path / "cluster.csv")
+    table = pacsv.read_csv(tmp_path / "cluster.csv").to_pydict()
+    assert len(table["path"]) == int((clusters == top).sum()) and set(table["cluster"]) == {top}
+    assert f"Exported {len(table['path'])} images" in shown
+    # ... and as a Parquet download, through the same code.
+    page.select_option("#export-to", "parquet")
+    with page.expect_download() as download:
+        page.click("#export-download")
+    saved = tmp_path / "download.parquet"
+    download.value.save_as(saved)
+    assert pq.read_table(saved).to_pydict()["path"] == table["path"]
+
+    # A selection on the map as a folder of links, one sub-folder per cluster.
+    select_box(page, 0.3, 0.7)
+    selected = page.evaluate("Array.from(S.selection, (row) => S.map.id[row])")
+    export_from_panel(page, "folders", tmp_path / "selection")
+    links = [p for p in (tmp_path / "selection").rglob("*") if p.is_symlink()]
+    assert len(links) == len(selected) > 0
+    paths = {r.id: Path(r.path).resolve() for r in digits_run.images}
+    assert {p.resolve() for p in links} == {paths[i] for i in selected}
+
+    # The filtered view as a FiftyOne dataset: its images only.
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#filter-probability", state="attached")
+    set_range(page, "#filter-probability", 0.95)
+    page.wait_for_selector("#filtered-grid")
+    shown_ids = set(page.evaluate("View.rowsOf(null).map((row) => S.map.id[row])"))
+    probability = np.asarray(digits_run.assignments.membership_probability)
+    assert shown_ids == set(ids[probability >= np.float32(0.95)].tolist())
+    export_from_panel(page, "fiftyone", tmp_path / "fiftyone")
+    data = json.loads((tmp_path / "fiftyone" / "data.json").read_text())
+    assert {int(key) for key in data} == shown_ids
+    assert errors == []
+
+
+def test_export_refuses_places_that_make_no_sense(server, digits_run: imgcluster.Run, tmp_path: Path) -> None:
+    import httpx
+
+    def export(dest: str, **extra: object) -> httpx.Response:
+        return httpx.post(f"{server.url}/api/export", json={"run": digits_run.key, "to": "csv", "dest": dest, **extra},
+                          timeout=60)
+
+    for dest, says in [("exports/cats.csv", "relative path"), ("/etc/imgcluster.csv", "Exports go under"),
+                       (str(server.app.state.explorer.workspace / "x.csv"), "inside the workspace"),
+                       ("", "Give the folder")]:
+        answer = export(dest)
+        assert answer.status_code == 400 and says in answer.json()["detail"], (dest, answer.text)
+    (tmp_path / "taken.csv").write_text("mine")
+    answer = export(str(tmp_path / "taken.csv"))
+    assert answer.status_code == 400 and "never overwrite" in answer.json()["detail"]
+    assert (tmp_path / "taken.csv").read_text() == "mine"
+    answer = export(str(tmp_path / "none.csv"), image_ids=[10**9])
+    assert answer.status_code == 400 and "no image with id" in answer.json()["detail"]
+    assert not (tmp_path / "none.csv").exists()

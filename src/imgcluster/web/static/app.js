@@ -768,7 +768,9 @@ async function showCluster(cluster, { zoom = true } = {}) {
     h("button", { type: "button", id: "accept-proposal", onclick: () => reviewProposal(cluster, "accept") }, "Accept cluster"),
     h("button", { type: "button", id: "reject-proposal", onclick: () => reviewProposal(cluster, "reject") }, "Reject (back to held)"),
   ] : [];
-  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls], grid, sentinel);
+  const exporting = Export.button(() => ({ cluster, label: `cluster-${cluster}`,
+    image_ids: filtered ? filtered.map((row) => S.map.id[row]) : undefined }));
+  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls, exporting], grid, sentinel);
 }
 
 async function reviewProposal(cluster, verdict) {
@@ -795,7 +797,8 @@ function showSelection() {
   clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
   const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row]), update));
   grid.id = "selection-grid";
-  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
+  const exporting = Export.button(() => ({ label: "selection", image_ids: Array.from(rows, (row) => S.map.id[row]) }));
+  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls, exporting], grid, sentinel);
 }
 
 async function showImage(id) {
@@ -832,9 +835,10 @@ function showOverview() {
     const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row])));
     grid.id = "filtered-grid";
     grid.dataset.filtered = String(rows.length);
-    return panel(`${rows.length.toLocaleString()} images match the filters`, [], grid, sentinel);
+    const exporting = Export.button(() => ({ label: "filtered", image_ids: rows.map((row) => S.map.id[row]) }));
+    return panel(`${rows.length.toLocaleString()} images match the filters`, [exporting], grid, sentinel);
   }
-  panel("Clusters", [], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
+  panel("Clusters", [Export.button(() => ({ label: "all" }))], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
     "Click a cluster on the left to see its images, a point on the map to open its image; drag with Box or Lasso to select; " +
     "drop an image anywhere to file it; colour and filter the map with the box above the cluster list."));
 }
