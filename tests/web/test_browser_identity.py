@@ -24,6 +24,7 @@ def test_the_comparison_lists_matched_split_and_merged_clusters_by_id_and_name(c
     for cluster in (a, b):
         page.check(f"#clusters li[data-cluster='{cluster}'] input.pick")
     page.click("#merge")
+    page.click("#merge-go")
     page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#clusters li')")
     assert page.locator("#merge-bar").is_hidden()  # the merge is done: its bar goes
     merged = {"run": page.evaluate("S.run")}

@@ -194,3 +194,90 @@ def test_export_refuses_places_that_make_no_sense(server, digits_run: imgcluster
     answer = export(str(tmp_path / "none.csv"), image_ids=[10**9])
     assert answer.status_code == 400 and "no image with id" in answer.json()["detail"]
     assert not (tmp_path / "none.csv").exists()
+
+
+def runs_by_key(server) -> dict[str, dict]:
+    import httpx
+
+    return {r["key"]: r for r in httpx.get(f"{server.url}/api/runs", timeout=60).json()}
+
+
+def test_split_gives_a_derived_run_and_undo_goes_back(console, server, digits_run: imgcluster.Run,
+                                                      web_workspace: Path) -> None:
+    page, errors = console
+    clusters = np.asarray(digits_run.assignments.clusters)
+    top = int(np.bincount(clusters[clusters >= 0]).argmax())
+    open_app(page, server, digits_run.key)
+    page.click(f"#clusters li[data-cluster='{top}']")
+    page.fill("#split-k", "3")
+    page.click("#split")
+    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    key = page.evaluate("S.run")
+    made = runs_by_key(server)[key]
+    assert made["parent"] == digits_run.key and made["edit"]["action"] == "split" and made["edit"]["k"] == 3
+    split = imgcluster.load_run(key, workspace=web_workspace)
+    after = np.asarray(split.assignments.clusters)
+    assert np.array_equal(np.asarray(split.assignments.image_ids), np.asarray(digits_run.assignments.image_ids))
+    assert np.array_equal(after[clusters != top], clusters[clusters != top])  # the rest stays
+    parts = set(after[clusters == top].tolist())
+    assert len(parts) == 3 and top in parts and not parts - {top} & set(clusters.tolist())
+    assert split.record.n_clusters == digits_run.record.n_clusters + 2
+    assert page.locator(f"#clusters li[data-cluster='{max(parts)}']").count() == 1  # the new parts are listed
+    page.click("#undo")
+    page.wait_for_function(f"S.run === {digits_run.key!r}")
+    assert key in runs_by_key(server)  # undo goes back; the edit stays a run of its own
+    assert errors == []
+
+
+def test_merge_keeps_the_chosen_cluster_after_confirming(console, server, digits_run: imgcluster.Run,
+                                                        web_workspace: Path) -> None:
+    import httpx
+
+    page, errors = console
+    clusters = np.asarray(digits_run.assignments.clusters)
+    sizes = np.bincount(clusters[clusters >= 0])
+    big, small = (int(c) for c in np.argsort(-sizes)[:2])
+    # A cluster someone named is what the merge keeps by default, even when ticked last and smaller.
+    assert httpx.put(f"{server.url}/api/clusters/{small}/name?run={digits_run.key}", json={"name": "my sevens"},
+                     timeout=60).status_code == 200
+    open_app(page, server, digits_run.key)
+    page.check(f"#clusters li[data-cluster='{big}'] input.pick")
+    page.check(f"#clusters li[data-cluster='{small}'] input.pick")
+    assert page.input_value("#merge-into") == str(small)
+    page.click("#merge")
+    assert "my sevens" in page.inner_text("#merge-confirm-text")
+    page.click("#merge-cancel")  # nothing happens without confirming
+    assert page.locator("#merge-confirm").is_hidden() and page.evaluate("S.run") == digits_run.key
+    page.select_option("#merge-into", str(big))  # the user chooses which one stays
+    page.select_option("#merge-into", str(small))
+    page.click("#merge")
+    page.click("#merge-go")
+    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    key = page.evaluate("S.run")
+    assert runs_by_key(server)[key]["parent"] == digits_run.key
+    merged = imgcluster.load_run(key, workspace=web_workspace)
+    after = np.asarray(merged.assignments.clusters)
+    assert set(after[np.isin(clusters, [big, small])].tolist()) == {small} and big not in after
+    assert merged.names[small].name == "my sevens"
+    assert page.inner_text("#panel-title") == "my sevens"
+    page.click("#undo")
+    page.wait_for_function(f"S.run === {digits_run.key!r}")
+    assert errors == []
+
+
+def test_split_refuses_what_it_cannot_do(server, digits_run: imgcluster.Run) -> None:
+    import httpx
+
+    url = f"{server.url}/api/clusters/%d/split"
+    clusters = np.asarray(digits_run.assignments.clusters)
+    smallest = int(np.argmin(np.where(np.bincount(clusters[clusters >= 0]) > 0, np.bincount(clusters[clusters >= 0]),
+                                      10**9)))
+    size = int((clusters == smallest).sum())
+    assert httpx.post(url % smallest, json={"run": digits_run.key, "k": 1}, timeout=60).status_code == 422
+    answer = httpx.post(url % 999, json={"run": digits_run.key, "k": 2}, timeout=60)
+    assert answer.status_code == 400 and "no cluster 999" in answer.json()["detail"]
+    answer = httpx.post(url % -1, json={"run": digits_run.key, "k": 2}, timeout=60)
+    assert answer.status_code == 400
+    if size < 50:
+        answer = httpx.post(url % smallest, json={"run": digits_run.key, "k": size + 1}, timeout=60)
+        assert answer.status_code == 400 and "cannot be split" in answer.json()["detail"]

@@ -638,10 +638,33 @@ function renderClusters() {
   }));
 }
 
+// The merge bar: which picked cluster survives (its id and name) is chosen, not implied by the order
+// of the ticks; the default is a cluster someone named, else the biggest. Merging asks to confirm.
 function togglePick(cluster, on) {
   if (on) S.mergePick.add(cluster); else S.mergePick.delete(cluster);
+  if (!S.mergePick.size) delete $("#merge-into").dataset.chosen;
   $("#merge-bar").hidden = S.mergePick.size < 2;
-  $("#merge").textContent = `Merge clusters ${[...S.mergePick].join(", ")}`;
+  $("#merge-confirm").hidden = true;
+  const picked = S.clusters.filter((c) => S.mergePick.has(c.cluster));
+  const into = $("#merge-into"), before = into.dataset.chosen ? Number(into.dataset.chosen) : null;  // the user's choice
+  const best = [...picked].sort((a, b) => (b.named_by === "manual") - (a.named_by === "manual") || b.size - a.size)[0];
+  into.replaceChildren(...picked.map((c) => h("option", { value: c.cluster, selected: S.mergePick.has(before) ? c.cluster === before : best && c.cluster === best.cluster },
+    `${c.cluster} · ${c.name} (${c.size})`)));
+  $("#merge").textContent = `Merge ${S.mergePick.size} clusters…`;
+}
+
+// After an edit: the header says what was made, with Undo (back to the run it was derived from).
+function offerUndo(text, parent) {
+  status(text);
+  const undo = h("button", { type: "button", id: "undo", title: `back to run ${parent}; the edited run stays in the list` }, "Undo");
+  undo.addEventListener("click", async () => {
+    try {
+      const edited = S.run;
+      await openRun(parent);
+      status(`back on run ${parent} (the edit stays as run ${edited})`);
+    } catch (error) { fail(error); }
+  });
+  $("#status").prepend(undo, " ");  // first: a long message is cut off at its end
 }
 
 function startRename(item, c) {
@@ -663,14 +686,23 @@ function startRename(item, c) {
   });
 }
 
-$("#merge").addEventListener("click", async () => {
-  const clusters = [...S.mergePick];
+$("#merge").addEventListener("click", () => {
+  const into = Number($("#merge-into").value), others = [...S.mergePick].filter((c) => c !== into);
+  const sizes = S.clusters.filter((c) => S.mergePick.has(c.cluster)).reduce((sum, c) => sum + c.size, 0);
+  $("#merge-confirm-text").textContent = `Merge ${others.map(clusterLabel).join(", ")} into ${clusterLabel(into)} ` +
+    `(${sizes} images)? It becomes a new run derived from ${S.run}, which stays as it is.`;
+  $("#merge-confirm").hidden = false;
+});
+$("#merge-into").addEventListener("change", (event) => { event.target.dataset.chosen = event.target.value; $("#merge-confirm").hidden = true; });
+$("#merge-cancel").addEventListener("click", () => { $("#merge-confirm").hidden = true; });
+$("#merge-go").addEventListener("click", async () => {
+  const clusters = [...S.mergePick], into = Number($("#merge-into").value), name = clusterLabel(into);
   try {
     status("merging…");
-    const result = await sendJSON("/clusters/merge", "POST", { run: S.run, clusters });
+    const result = await sendJSON("/clusters/merge", "POST", { run: S.run, clusters, into });
     await loadRuns();
-    await openRun(result.run, { cluster: clusters[0] });
-    status(`merged into cluster ${clusters[0]}: new run ${result.run} (from ${result.parent})`);
+    await openRun(result.run, { cluster: into });
+    offerUndo(`merged into ${name}: new run ${result.run} (from ${result.parent})`, result.parent);
   } catch (error) { fail(error); }
 });
 $("#merge-clear").addEventListener("click", () => { S.mergePick.clear(); togglePick(null, false); renderClusters(); });
@@ -768,9 +800,26 @@ async function showCluster(cluster, { zoom = true } = {}) {
     h("button", { type: "button", id: "accept-proposal", onclick: () => reviewProposal(cluster, "accept") }, "Accept cluster"),
     h("button", { type: "button", id: "reject-proposal", onclick: () => reviewProposal(cluster, "reject") }, "Reject (back to held)"),
   ] : [];
+  const splitting = cluster >= 0 ? splitControl(cluster, info ? info.size : 0) : null;
   const exporting = Export.button(() => ({ cluster, label: `cluster-${cluster}`,
     image_ids: filtered ? filtered.map((row) => S.map.id[row]) : undefined }));
-  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls, exporting], grid, sentinel);
+  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls, splitting, exporting], grid, sentinel);
+}
+
+// Split a cluster into k parts (k-means on its images' embeddings): a new derived run, with Undo.
+function splitControl(cluster, size) {
+  const k = h("input", { type: "number", id: "split-k", min: "2", max: String(Math.max(2, Math.min(50, size))), value: "2", "aria-label": "parts to split into" });
+  const go = h("button", { type: "button", id: "split", title: "Re-cluster this cluster's images into k parts; saved as a new run" }, "Split into");
+  go.addEventListener("click", async () => {
+    try {
+      status(`splitting cluster ${cluster}…`);
+      const result = await sendJSON(`/clusters/${cluster}/split`, "POST", { run: S.run, k: Number(k.value) });
+      await loadRuns();
+      await openRun(result.run, { cluster });
+      offerUndo(`split ${clusterLabel(cluster)} into clusters ${result.clusters.join(", ")}: new run ${result.run} (from ${result.parent})`, result.parent);
+    } catch (error) { fail(error); }
+  });
+  return h("span", { class: "split" }, go, k);
 }
 
 async function reviewProposal(cluster, verdict) {
