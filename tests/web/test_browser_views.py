@@ -281,3 +281,37 @@ def test_split_refuses_what_it_cannot_do(server, digits_run: imgcluster.Run) -> 
     if size < 50:
         answer = httpx.post(url % smallest, json={"run": digits_run.key, "k": size + 1}, timeout=60)
         assert answer.status_code == 400 and "cannot be split" in answer.json()["detail"]
+
+
+def test_arrow_keys_move_the_focus_through_a_grid_and_an_images_neighbours(console, server,
+                                                                         digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    clusters = np.asarray(digits_run.assignments.clusters)
+    top = int(np.bincount(clusters[clusters >= 0]).argmax())
+    open_app(page, server, digits_run.key)
+    page.click(f"#clusters li[data-cluster='{top}']")
+    page.wait_for_function("document.querySelectorAll('#cluster-grid figure').length >= 12")
+    ids = page.eval_on_selector_all("#cluster-grid figure", "nodes => nodes.map((n) => n.dataset.id)")
+    focused = lambda: page.evaluate("document.activeElement.dataset.id || null")  # noqa: E731
+    columns = page.evaluate("""() => { const f = [...document.querySelectorAll('#cluster-grid figure')];
+                                       return f.filter((n) => n.offsetTop === f[0].offsetTop).length; }""")
+    assert 1 < columns < len(ids)
+    page.keyboard.press("ArrowRight")  # nothing focused yet: the first image takes the focus
+    assert focused() == ids[0]
+    page.keyboard.press("ArrowRight")
+    assert focused() == ids[1]
+    page.keyboard.press("ArrowDown")
+    assert focused() == ids[1 + columns]
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowUp")
+    assert focused() == ids[0]
+    page.keyboard.press("Enter")  # opens the image; its nearest images take the keys
+    page.wait_for_selector("#neighbours figure")
+    page.wait_for_function(f"location.hash.includes('image={ids[0]}')")
+    near = page.eval_on_selector_all("#neighbours figure", "nodes => nodes.map((n) => n.dataset.id)")
+    assert focused() == near[0]
+    page.keyboard.press("ArrowRight")
+    assert focused() == near[1]
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"location.hash.includes('image={near[1]}')")
+    assert errors == []

@@ -716,7 +716,7 @@ function panel(title, actions = [], ...body) {
 }
 
 function figure(id, caption, onPick) {
-  const node = h("figure", { "data-id": id, class: S.picked.has(id) ? "picked" : null },
+  const node = h("figure", { "data-id": id, class: S.picked.has(id) ? "picked" : null, tabindex: "0" },
     h("img", { src: `/api/images/${id}/thumbnail`, loading: "lazy", alt: caption }),
     h("figcaption", { title: caption }, caption));
   node.addEventListener("click", (event) => {
@@ -725,8 +725,12 @@ function figure(id, caption, onPick) {
       node.classList.toggle("picked", S.picked.has(id));
       if (onPick) onPick();
     } else {
+      S.byKeyboard = event.detail === 0;  // Enter (a click without a pointer): the keys go on in the next page
       showImage(id);
     }
+  });
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); node.click(); }
   });
   return node;
 }
@@ -871,6 +875,8 @@ async function showImage(id) {
     panel(image.name, [back], h("div", { class: "image-page" },
       h("img", { class: "large", src: `/api/images/${id}/file`, alt: image.name }), facts,
       h("h3", {}, "Nearest images"), grid));
+    if (S.byKeyboard) { const first = grid.querySelector("figure"); if (first) first.focus(); }
+    S.byKeyboard = false;
   } catch (error) { fail(error); }
 }
 
@@ -1010,6 +1016,27 @@ window.addEventListener("keydown", (event) => {
   Map2D.drawOverlay();
   showOverview();
   Map2D.recolour();
+});
+
+// Arrow keys move the focus through a grid of images (the cluster's, a selection's, an image's nearest
+// images): left/right to the previous/next, up/down a row; Enter opens the image, whose nearest images
+// then take the keys. An arrow with nothing focused starts at the panel's first image.
+function gridStep(figure, key) {
+  const figures = [...figure.parentElement.querySelectorAll(":scope > figure")], at = figures.indexOf(figure);
+  const top = figures[0].offsetTop, columns = Math.max(1, figures.findIndex((f) => f.offsetTop !== top) === -1 ? figures.length : figures.findIndex((f) => f.offsetTop !== top));
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns }[key];
+  return figures[Math.min(figures.length - 1, Math.max(0, at + step))];
+}
+window.addEventListener("keydown", (event) => {
+  if (!event.key.startsWith("Arrow") || event.altKey || event.ctrlKey || event.metaKey) return;
+  const target = event.target;
+  if (target.closest && target.closest("input, select, textarea, canvas")) return;
+  const current = target.closest && target.closest(".grid > figure");
+  const next = current ? gridStep(current, event.key) : $("#panel-body .grid > figure");
+  if (!next) return;
+  event.preventDefault();
+  next.focus();
+  next.scrollIntoView({ block: "nearest" });
 });
 
 // Back and Forward: open the view the link names (run, then image, cluster or the overview).
