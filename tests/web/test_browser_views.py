@@ -315,3 +315,27 @@ def test_arrow_keys_move_the_focus_through_a_grid_and_an_images_neighbours(conso
     page.keyboard.press("Enter")
     page.wait_for_function(f"location.hash.includes('image={near[1]}')")
     assert errors == []
+
+
+def test_thumbnails_on_the_map_never_overlap(console, server, digits_run: imgcluster.Run) -> None:
+    page, errors = console
+    clusters = np.asarray(digits_run.assignments.clusters)
+    top = int(np.bincount(clusters[clusters >= 0]).argmax())
+    open_app(page, server, digits_run.key)
+    page.click(f"#clusters li[data-cluster='{top}']")  # zooms to the cluster: its points become images
+    page.wait_for_function("Number(document.body.dataset.atlas) > 0")
+    for _ in range(4):  # and as the map zooms out, fewer images, still apart
+        thumbs = page.evaluate("imgclusterMap.thumbnails()")
+        assert thumbs
+        for i, a in enumerate(thumbs):
+            for b in thumbs[i + 1:]:
+                assert abs(a["x"] - b["x"]) >= a["side"] or abs(a["y"] - b["y"]) >= a["side"], (a, b)
+        ids = {t["id"] for t in thumbs}
+        assert ids <= set(np.asarray(digits_run.assignments.image_ids)[clusters == top].tolist())
+        box = page.locator("#map").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.wheel(0, 400)
+        page.wait_for_timeout(150)
+        if not page.get_attribute("body", "data-atlas"):
+            break
+    assert errors == []

@@ -226,8 +226,36 @@ const Map2D = (() => {
     drawOverlay();
   }
 
-  // Zoomed in far enough that few points are in view, points become their thumbnails.
-  const ATLAS_MAX = 250;
+  // Zoomed in until at most ATLAS_MAX points are in view, some points become their thumbnails: picked
+  // in a fixed pseudo-random order (so they stay put while the map pans), each only where its square
+  // overlaps none already placed; the others stay dots.
+  const ATLAS_MAX = 4000, THUMBS_MAX = 400;
+  let thumbs = [];
+  const rank = (row) => Math.imul(S.map.id[row], 2654435761) >>> 0;
+  function pickThumbnails(rows, side) {
+    const w = canvas.clientWidth, ht = canvas.clientHeight, gap = side + 4, cells = new Map(), placed = [];
+    const order = rows.filter((row) => View.shows(row) && (S.focus === null || S.map.cluster[row] === S.focus));
+    order.sort((a, b) => rank(a) - rank(b));
+    for (const row of order) {
+      const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
+      if (sx < -side / 2 || sy < -side / 2 || sx > w + side / 2 || sy > ht + side / 2) continue;
+      const cx = Math.floor(sx / gap) + 4096, cy = Math.floor(sy / gap) + 4096;
+      let free = true;
+      for (let dx = -1; dx <= 1 && free; dx++) {
+        for (let dy = -1; dy <= 1 && free; dy++) {
+          const near = cells.get((cx + dx) * 16384 + cy + dy);
+          if (near && near.some(([px, py]) => Math.abs(px - sx) < gap && Math.abs(py - sy) < gap)) free = false;
+        }
+      }
+      if (!free) continue;
+      const key = cx * 16384 + cy;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push([sx, sy]);
+      placed.push({ row, sx, sy });
+      if (placed.length >= THUMBS_MAX) break;
+    }
+    return placed;
+  }
   function visibleRows(limit) {
     const map = S.map;
     if (!map) return [];
@@ -240,23 +268,22 @@ const Map2D = (() => {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     const rows = visibleRows(ATLAS_MAX);
+    thumbs = [];
     if (rows.length && rows.length <= ATLAS_MAX && pixelsPerUnit() > 0) {
-      const side = Math.max(24, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
-      for (const row of rows) {
-        const cluster = S.map.cluster[row];
-        if ((S.focus !== null && cluster !== S.focus) || !View.shows(row)) continue;
-        const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
+      const side = Math.max(40, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
+      const colourOf = View.colourer();
+      thumbs = pickThumbnails(rows, side);
+      for (const { row, sx, sy } of thumbs) {
         const sheet = sheetImage(Math.floor(row / PER_SHEET)), tile = row % PER_SHEET;
-        ctx.fillStyle = cssOf(cluster);
+        ctx.fillStyle = `rgb(${colourOf(row).join(",")})`;  // the frame carries the point's colour
         ctx.fillRect(sx - side / 2 - 2, sy - side / 2 - 2, side + 4, side + 4);
         if (sheet.complete && sheet.naturalWidth) {
           ctx.drawImage(sheet, (tile % PER_ROW) * TILE, Math.floor(tile / PER_ROW) * TILE, TILE, TILE, sx - side / 2, sy - side / 2, side, side);
         }
       }
-      document.body.dataset.atlas = String(rows.length);
-    } else {
-      delete document.body.dataset.atlas;
+      for (const t of thumbs) t.side = side;
     }
+    if (thumbs.length) document.body.dataset.atlas = String(thumbs.length); else delete document.body.dataset.atlas;
     drawLabels();
     if (S.marker) {
       const [sx, sy] = toScreen(S.marker[0], S.marker[1]);
@@ -458,7 +485,9 @@ const Map2D = (() => {
 
   compile();
   const camera = () => ({ ...cam });
-  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })) };
+  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })),
+    thumbnails: () => thumbs.map(({ row, sx, sy, side }) => ({ id: S.map.id[row], x: sx, y: sy, side })),
+    inView: () => visibleRows(ATLAS_MAX).length };
   return { load, recolour, draw, drawOverlay, fitCluster };
 })();
 
