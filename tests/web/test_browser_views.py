@@ -292,7 +292,10 @@ def test_arrow_keys_move_the_focus_through_a_grid_and_an_images_neighbours(conso
     page.click(f"#clusters li[data-cluster='{top}']")
     page.wait_for_function("document.querySelectorAll('#cluster-grid figure').length >= 12")
     ids = page.eval_on_selector_all("#cluster-grid figure", "nodes => nodes.map((n) => n.dataset.id)")
-    focused = lambda: page.evaluate("document.activeElement.dataset.id || null")  # noqa: E731
+
+    def focused() -> str | None:
+        return page.evaluate("document.activeElement.dataset.id || null")
+
     columns = page.evaluate("""() => { const f = [...document.querySelectorAll('#cluster-grid figure')];
                                        return f.filter((n) => n.offsetTop === f[0].offsetTop).length; }""")
     assert 1 < columns < len(ids)
