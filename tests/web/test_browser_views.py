@@ -342,3 +342,28 @@ def test_thumbnails_on_the_map_never_overlap(console, server, digits_run: imgclu
         if not page.get_attribute("body", "data-atlas"):
             break
     assert errors == []
+
+
+def test_the_facets_follow_the_maps_order(server, digits_run: imgcluster.Run) -> None:
+    import json
+    import os
+
+    import httpx
+
+    body = httpx.get(f"{server.url}/api/runs/{digits_run.key}/facets", timeout=60).content
+    points = httpx.get(f"{server.url}/api/runs/{digits_run.key}/map", timeout=60).content
+    length = int(np.frombuffer(body[:4], "<u4")[0])
+    head = json.loads(body[4:4 + length])
+    n = head["n"]
+    assert n == len(digits_run.images) and len(body) == 4 + length + 16 * n
+    probability, days = (np.frombuffer(body, "<f4", n, 4 + length + 4 * n * k) for k in (0, 1))
+    how, folder = (np.frombuffer(body, "<i4", n, 4 + length + 4 * n * k) for k in (2, 3))
+    ids = np.frombuffer(points, "<i4", n, 12 * n)  # the map's order
+    by_id = {r.id: r for r in digits_run.images}
+    row = {int(i): k for k, i in enumerate(np.asarray(digits_run.assignments.image_ids))}
+    expected = np.asarray(digits_run.assignments.membership_probability)[[row[int(i)] for i in ids]]
+    assert np.allclose(probability, expected, atol=1e-6)
+    assert [head["folders"][f] for f in folder] == [os.path.basename(os.path.dirname(by_id[int(i)].path)) for i in ids]
+    assert set(head["how"]) <= {"fit", "filed", "attached", "duplicate"} and how.max() < len(head["how"])
+    mtimes = np.asarray([by_id[int(i)].mtime_ns for i in ids]) / 86_400e9
+    assert np.allclose(days, mtimes, atol=1e-3) and head["date"]["min"] <= days.min() + 1e-3
