@@ -115,6 +115,7 @@ def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digi
 def export_from_panel(page, to: str, dest: Path) -> str:
     """Press the panel's Export…, export as ``to`` into ``dest``; the message the page shows."""
     page.click("#export-open")
+    page.wait_for_function("document.querySelector('#export-dest').value !== ''")  # the suggested place came
     page.select_option("#export-to", to)
     page.fill("#export-dest", str(dest))
     page.click("#export-go")

@@ -866,7 +866,7 @@ async function reviewProposal(cluster, verdict) {
 }
 
 function showSelection() {
-  const rows = S.selection;
+  const rows = S.selection.filter(View.shows);  // the selection under the filters; loosening them brings back the rest
   S.picked.clear(); S.picking = false;
   const { controls, update } = moveControls();
   const pickAll = h("button", { type: "button" }, "Pick all");

@@ -29,7 +29,7 @@ const Export = (() => {
     const result = h("p", { id: "export-result", role: "status" }, "");
     const count = scope.image_ids ? scope.image_ids.length : null;
     const suggest = () => {
-      if (!places || !places.length) return;
+      if (!places || !places.length || dest.dataset.typed) return;  // never over what the user typed
       const suffix = to.value === "csv" || to.value === "parquet" ? "." + to.value : "";
       dest.value = `${places[0]}/imgcluster-${S.run}-${scope.label}${suffix}`;
     };
@@ -37,7 +37,7 @@ const Export = (() => {
       const table = to.value === "csv" || to.value === "parquet";
       download.disabled = !table;
       mode.hidden = to.value !== "folders";
-      if (!dest.dataset.typed) suggest();
+      suggest();
     });
     dest.addEventListener("input", () => { dest.dataset.typed = "1"; });
     const body = () => ({ run: S.run, to: to.value, mode: mode.value, dest: dest.value || null,

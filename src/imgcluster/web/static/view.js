@@ -89,7 +89,6 @@ const View = (() => {
     } else {
       state.mask = null; state.clusterCounts = null; state.shown = state.facets.n;
     }
-    if (S.selection) S.selection = S.selection.filter((row) => shows(row));
     Map2D.recolour();
     renderClusters();
     renderControls();
