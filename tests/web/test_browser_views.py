@@ -368,3 +368,26 @@ def test_the_facets_follow_the_maps_order(server, digits_run: imgcluster.Run) ->
     assert set(head["how"]) <= {"fit", "filed", "attached", "duplicate"} and how.max() < len(head["how"])
     mtimes = np.asarray([by_id[int(i)].mtime_ns for i in ids]) / 86_400e9
     assert np.allclose(days, mtimes, atol=1e-3) and head["date"]["min"] <= days.min() + 1e-3
+
+
+def test_a_lasso_splits_off_a_new_cluster_in_a_derived_run(console, server, digits_run: imgcluster.Run,
+                                                           web_workspace: Path) -> None:
+    from .conftest import select_box
+
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    select_box(page, 0.4, 0.6)
+    selected = set(page.evaluate("Array.from(S.selection, (row) => S.map.id[row])"))
+    page.click("#split-off")
+    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    key = page.evaluate("S.run")
+    assert runs_by_key(server)[key]["parent"] == digits_run.key
+    split = imgcluster.load_run(key, workspace=web_workspace)
+    ids, after = np.asarray(split.assignments.image_ids), np.asarray(split.assignments.clusters)
+    new = int(after.max())
+    assert new > int(np.asarray(digits_run.assignments.clusters).max())
+    assert set(ids[after == new].tolist()) == selected
+    assert np.array_equal(after[~np.isin(ids, list(selected))],
+                          np.asarray(digits_run.assignments.clusters)[~np.isin(ids, list(selected))])
+    assert page.get_attribute("#cluster-grid", "data-cluster") == str(new)
+    assert errors == []

@@ -117,6 +117,31 @@ def split_cluster(cluster: int, k: int = 2, key: str | None = None, *, seed: int
                       edit, dropped=set(), run_key=run_key)
 
 
+def split_off(image_ids: Sequence[int], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
+              workspace: str | os.PathLike[str] | None = None, run_key: str | None = None) -> Run:
+    """Put images of a run (a lasso or box on the map, picked images) in a new cluster of their own, the id
+    after the run's largest, saved as a new derived run (``how`` = split; membership probability 1)."""
+    parent = load_run(key, path=path, workspace=workspace)
+    ids = np.asarray(parent.assignments.image_ids, dtype=np.int64)
+    wanted = np.unique(np.asarray(list(image_ids), dtype=np.int64))
+    if not len(wanted):
+        raise ConfigError("Choose at least one image to split off.")
+    rows = np.flatnonzero(np.isin(ids, wanted))
+    if len(rows) != len(wanted):
+        missing = np.setdiff1d(wanted, ids)[:10].tolist()
+        raise ConfigError(f"Run {parent.key} has no image with id {', '.join(map(str, missing))}.")
+    labels = np.asarray(parent.assignments.clusters, dtype=np.int64).copy()
+    new = int(labels.max(initial=NOISE)) + 1
+    probabilities = np.asarray(parent.assignments.membership_probability, dtype=np.float64).copy()
+    how = parent.assignments.how_per_image()
+    labels[rows] = new
+    probabilities[rows] = 1.0
+    for row in rows.tolist():
+        how[row] = SPLIT
+    edit = {"action": "split", "cluster": new, "image_ids": wanted.tolist(), "into": [new]}
+    return _save_edit(parent, labels, probabilities, how, edit, dropped=set(), run_key=run_key)
+
+
 def _check_known(run: Run, clusters: Sequence[int], *, allow_noise: bool) -> None:
     known = set(np.unique(np.asarray(run.assignments.clusters)).tolist()) - {NOISE}
     unknown = [c for c in clusters if c not in known and not (allow_noise and c == NOISE)]

@@ -116,6 +116,20 @@ def split(ex: ExplorerDep, cluster: ClusterId, body: Split) -> dict[str, Any]:
             "clusters": edit["into"]}
 
 
+class SplitOff(BaseModel):
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
+    image_ids: list[ImageNumber] = Field(min_length=1, max_length=1_000_000,
+                                         description="Catalogue ids of the images that become a new cluster.")
+
+
+@router.post("/clusters/new", summary="Split chosen images off into a new cluster; saved as a new derived run")
+def split_off(ex: ExplorerDep, body: SplitOff) -> dict[str, Any]:
+    parent = ex.record(body.run)
+    derived = api.split_off(body.image_ids, parent.key, workspace=ex.workspace)
+    return {"run": derived.key, "parent": parent.key, "n_clusters": derived.record.n_clusters,
+            "cluster": derived.record.provenance.details["cluster"]}
+
+
 class Move(BaseModel):
     run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
     image_ids: list[ImageNumber] = Field(min_length=1, max_length=1_000_000,

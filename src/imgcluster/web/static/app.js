@@ -880,7 +880,18 @@ function showSelection() {
   const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row]), update));
   grid.id = "selection-grid";
   const exporting = Export.button(() => ({ label: "selection", image_ids: Array.from(rows, (row) => S.map.id[row]) }));
-  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls, exporting], grid, sentinel);
+  // Split by lasso: the selected images become a cluster of their own, in a new derived run.
+  const splitOff = h("button", { type: "button", id: "split-off", title: "Make the selected images a new cluster (a new run; Undo goes back)" }, "Split off as a new cluster");
+  splitOff.addEventListener("click", async () => {
+    try {
+      status("splitting off…");
+      const result = await sendJSON("/clusters/new", "POST", { run: S.run, image_ids: Array.from(rows, (row) => S.map.id[row]) });
+      await loadRuns();
+      await openRun(result.run, { cluster: result.cluster });
+      offerUndo(`${rows.length} images split off as cluster ${result.cluster}: new run ${result.run} (from ${result.parent})`, result.parent);
+    } catch (error) { fail(error); }
+  });
+  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls, splitOff, exporting], grid, sentinel);
 }
 
 async function showImage(id) {
