@@ -94,6 +94,9 @@ def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digi
     clusters = np.asarray(digits_run.assignments.clusters)
     both = [i for i in in_folder if probability[i] >= np.float32(0.9)]
     page.wait_for_function(f"imgclusterView.state().shown === {len(both)}")
+    page.reload()  # the link holds the filters: a reload (or a shared link) shows the same view
+    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_function(f"imgclusterView.state().shown === {len(both)}")
 
     # The cluster list counts what is shown; a cluster's grid shows only its shown images.
     counts = {int(c): int((clusters[both] == c).sum()) for c in np.unique(clusters[both])}
@@ -105,6 +108,9 @@ def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digi
     assert int(page.get_attribute("#cluster-grid", "data-filtered")) == counts[top]
     captions = page.locator("#cluster-grid figcaption").all_inner_texts()
     assert all(float(c.split(" · ")[-1]) >= 0.9 for c in captions)
+    page.go_back()  # Back to the overview keeps the filters it had
+    page.wait_for_selector("#filtered-grid")
+    assert page.evaluate("imgclusterView.state().shown") == len(both)
 
     page.click("#filters-clear")
     page.wait_for_function(f"imgclusterView.state().shown === {len(digits_run.images)}")

@@ -1084,6 +1084,7 @@ window.addEventListener("popstate", () => {
   const wanted = readHash();
   if (!wanted.run) return;
   let going;
+  if (wanted.run === S.run && View.readViewHash(wanted, { reset: true })) View.apply({ refresh: false });
   if (wanted.run !== S.run) going = openRun(wanted.run, wanted);
   else if (wanted.image) going = showImage(Number(wanted.image));
   else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster));

@@ -214,7 +214,11 @@ const View = (() => {
     history.replaceState(null, "", "#" + params.toString());
   }
   // A link's colouring and filters (after load): unknown values are ignored.
-  function readViewHash(wanted) {
+  function readViewHash(wanted, { reset = false } = {}) {
+    if (reset) {  // Back or Forward: the link's view whole, not added to the current one
+      state.colourBy = "cluster";
+      state.filter = { minProbability: 0, how: null, folder: null, dateFrom: null, dateTo: null, minStability: 0 };
+    }
     const d = state.facets, f = state.filter;
     if (!d) return false;
     if (wanted.colour) state.colourBy = wanted.colour;
@@ -224,7 +228,7 @@ const View = (() => {
     if (wanted.from) f.dateFrom = dayOf(wanted.from);
     if (wanted.to) f.dateTo = dayOf(wanted.to);
     if (wanted.mins) f.minStability = Number(wanted.mins) || 0;
-    return Boolean(wanted.colour || active());
+    return Boolean(reset || wanted.colour || active());
   }
 
   // Rows the open grid shows under the filters, most probable first (as the server pages a cluster).
