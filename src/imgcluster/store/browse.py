@@ -56,23 +56,21 @@ def assignment_how(ws: Workspace, key: str, image_ids: Sequence[int]) -> dict[in
     return {int(i): str(assignments.how[r]) for i, r in zip(wanted, rows) if len(ids) and ids[r] == i}
 
 
-def file_facts(ws: Workspace, ids: Sequence[int]) -> tuple[list[str], np.ndarray]:
-    """Where each of ``ids`` lives and when its file last changed: (path, or a key-frame's video; its
-    mtime in ns, -1 where unknown), aligned with ``ids``. One pass over the table, not a query per id:
-    the web app's filters want every image of a run at once (1M ids in ~2 s)."""
+def file_facts(ws: Workspace, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``ids`` lives and when its file last changed: (path, or a key-frame's video, as
+    an object array, "" where unknown; mtime in ns, -1 where unknown), aligned with ``ids``. One pass
+    over the table, not a query per id: the web app's filters want every image of a run at once
+    (1M ids in ~1.5 s on a loaded 2-core machine)."""
     wanted = np.asarray(ids, dtype=np.int64)
-    paths = [""] * len(wanted)
-    mtimes = np.full(len(wanted), -1, dtype=np.int64)
-    if not len(wanted):
-        return paths, mtimes
-    rows = ws._db.execute("SELECT id, COALESCE(source_path, path), COALESCE(mtime_ns, -1) FROM images").fetchall()
-    if not rows:
-        return paths, mtimes
-    table_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    by_id = np.argsort(table_ids, kind="stable")
-    at = np.clip(np.searchsorted(table_ids[by_id], wanted), 0, len(rows) - 1)
-    found = table_ids[by_id[at]] == wanted
-    for row, index in zip(np.flatnonzero(found).tolist(), by_id[at[found]].tolist()):
-        paths[row] = rows[index][1]
-        mtimes[row] = rows[index][2]
-    return paths, mtimes
+    rows = ws._db.execute("SELECT id, COALESCE(source_path, path), COALESCE(mtime_ns, -1) FROM images "
+                          "ORDER BY id").fetchall()
+    if not len(wanted) or not rows:
+        return np.full(len(wanted), "", dtype=object), np.full(len(wanted), -1, dtype=np.int64)
+    table_ids, paths, mtimes = zip(*rows)
+    table_ids = np.asarray(table_ids, dtype=np.int64)
+    at = np.clip(np.searchsorted(table_ids, wanted), 0, len(rows) - 1)
+    found = table_ids[at] == wanted
+    path_column = np.empty(len(rows), dtype=object)
+    path_column[:] = paths
+    return (np.where(found, path_column[at], ""),
+            np.where(found, np.asarray(mtimes, dtype=np.int64)[at], -1))
