@@ -17,11 +17,13 @@ const View = (() => {
     held: "#e15759", proposed: "#edc948", accepted: "#76b7b2", forced: "#9c755f", split: "#bab0ac" };
   const VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"].map(hexToRGB);
   const GREY = [200, 203, 208];
-  const ramp = (t) => {
-    if (!Number.isFinite(t)) return GREY;
-    const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - i;
+  const blend = (t) => {
+    const x = t * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - i;
     return VIRIDIS[i].map((v, k) => Math.round(v + (VIRIDIS[i + 1][k] - v) * f));
   };
+  // 256 steps, looked up: blending per point took 1.8 s at 1M points.
+  const RAMP = Array.from({ length: 256 }, (_, i) => blend(i / 255));
+  const ramp = (t) => (Number.isFinite(t) ? RAMP[Math.round(Math.min(1, Math.max(0, t)) * 255)] : GREY);
   const dayText = (day) => new Date(day * 86400000).toISOString().slice(0, 10);
   const dayOf = (text) => (text ? Date.parse(text + "T00:00:00Z") / 86400000 : null);
 
@@ -115,8 +117,8 @@ const View = (() => {
     }
     if (by === "folder") return (i) => PALETTE.rgb[d.folder_code[i] % PALETTE.rgb.length];
     if (by === "stability") {
-      const stability = stabilityOf();
-      return (i) => (stability.has(S.map.cluster[i]) ? ramp(stability.get(S.map.cluster[i])) : GREY);
+      const colours = new Map([...stabilityOf()].map(([cluster, value]) => [cluster, ramp(value)]));
+      return (i) => colours.get(S.map.cluster[i]) || GREY;
     }
     return (i) => rgbOf(S.map.cluster[i]);
   }
@@ -231,12 +233,18 @@ const View = (() => {
     return Boolean(reset || wanted.colour || active());
   }
 
-  // Rows the open grid shows under the filters, most probable first (as the server pages a cluster).
+  // Rows the open grid shows under the filters: cluster by cluster (the filtered view), most probable
+  // first (as the server pages a cluster). Sorted as packed numbers, (cluster, 1 - probability to 1/1024,
+  // row): a comparator sort took seconds at 1M rows.
   function rowsOf(cluster) {
-    const rows = [], d = state.facets;
-    for (let i = 0; i < S.map.n; i++) if ((cluster === null || S.map.cluster[i] === cluster) && shows(i)) rows.push(i);
-    rows.sort((a, b) => (cluster === null ? S.map.cluster[a] - S.map.cluster[b] : 0) || d.probability[b] - d.probability[a] || S.map.id[a] - S.map.id[b]);
-    return rows;
+    const d = state.facets, keys = [], ROW = 2 ** Math.max(21, Math.ceil(Math.log2(S.map.n + 1)));
+    for (let i = 0; i < S.map.n; i++) {
+      if ((cluster !== null && S.map.cluster[i] !== cluster) || !shows(i)) continue;
+      const p = Number.isFinite(d.probability[i]) ? d.probability[i] : 0;
+      keys.push(((cluster === null ? S.map.cluster[i] + 1 : 0) * 1024 + Math.round((1 - p) * 1023)) * ROW + i);
+    }
+    const sorted = Float64Array.from(keys).sort();
+    return Array.from(sorted, (key) => key % ROW);
   }
 
   window.imgclusterView = {
