@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import APIRouter, Response
 
+from ...store import Workspace
 from ..facets import facet_bytes
 from .deps import ExplorerDep
 from .runs import Key
 
 router = APIRouter(tags=["runs"])
+_building = threading.Lock()
 
 
 @router.get("/runs/{key}/facets", summary="Per point, in the map's order: membership probability, file date, "
@@ -20,9 +24,12 @@ router = APIRouter(tags=["runs"])
                                             "unknown), n int32 index into how, n int32 index into folders."}})
 def run_facets(ex: ExplorerDep, key: Key) -> Response:
     view = ex.view(key)
-    if view.facets is None:
-        with ex.db() as ws:
-            view.facets = facet_bytes(ws, view.record.key, view.record.root, view.image_ids,
-                                      view.membership_probability, view.order)
+    with _building:  # two tabs opening one run build its facets once
+        if view.facets is None:
+            # Its own read connection: the shared one would hold every other request (a cluster's
+            # grid, the map's thumbnails) for the 4-6 s the facets of 1M images take.
+            with Workspace.open(ex.workspace, create=False) as ws:
+                view.facets = facet_bytes(ws, view.record.key, view.record.root, view.image_ids,
+                                          view.membership_probability, view.order)
     return Response(view.facets, media_type="application/octet-stream",
                     headers={"Cache-Control": "private, max-age=86400"})
