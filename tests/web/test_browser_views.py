@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import imgcluster
 
@@ -362,9 +363,10 @@ def test_the_facets_follow_the_maps_order(server, digits_run: imgcluster.Run) ->
     length = int(np.frombuffer(body[:4], "<u4")[0])
     head = json.loads(body[4:4 + length])
     n = head["n"]
-    assert n == len(digits_run.images) and len(body) == 4 + length + 16 * n
+    assert n == len(digits_run.images) and len(body) == 4 + length + 20 * n
     probability, days = (np.frombuffer(body, "<f4", n, 4 + length + 4 * n * k) for k in (0, 1))
-    how, folder = (np.frombuffer(body, "<i4", n, 4 + length + 4 * n * k) for k in (2, 3))
+    how, folder, video = (np.frombuffer(body, "<i4", n, 4 + length + 4 * n * k) for k in (2, 3, 4))
+    assert head["videos"] == [""] and not video.any()  # no key-frames among the digits
     ids = np.frombuffer(points, "<i4", n, 12 * n)  # the map's order
     by_id = {r.id: r for r in digits_run.images}
     row = {int(i): k for k, i in enumerate(np.asarray(digits_run.assignments.image_ids))}
@@ -397,3 +399,35 @@ def test_a_lasso_splits_off_a_new_cluster_in_a_derived_run(console, server, digi
                           np.asarray(digits_run.assignments.clusters)[~np.isin(ids, list(selected))])
     assert page.get_attribute("#cluster-grid", "data-cluster") == str(new)
     assert errors == []
+
+
+def test_key_frames_carry_their_video_as_a_facet(tmp_path: Path) -> None:
+    """A folder of photos and a video: the facets name each key-frame's video, still images none."""
+    import json
+
+    pytest.importorskip("av")
+    from fastapi.testclient import TestClient
+
+    from imgcluster.web.app import create_app
+
+    from ..conftest import write_photos
+    from ..test_video import write_video
+
+    folder = tmp_path / "mixed"
+    write_photos(folder / "photos", 8)
+    (folder / "clips").mkdir()
+    write_video(folder / "clips" / "trip.mkv", (2.0, 2.0))
+    run = imgcluster.cluster(folder, model="efficientnet-lite0", k=2, namer="none", config=imgcluster.RunConfig(
+        reduce=imgcluster.ReduceConfig(method="pca", map_method="pca")))
+    with TestClient(create_app(run.workspace)) as client:
+        body = client.get(f"/api/runs/{run.key}/facets").content
+        points = client.get(f"/api/runs/{run.key}/map").content
+    length = int(np.frombuffer(body[:4], "<u4")[0])
+    head = json.loads(body[4:4 + length])
+    n = head["n"]
+    video = np.frombuffer(body, "<i4", n, 4 + length + 16 * n)
+    ids = np.frombuffer(points, "<i4", n, 12 * n)
+    frames = {r.id for r in run.images if r.source_path is not None}
+    assert frames and head["videos"] == ["", "clips/trip.mkv"]
+    assert [bool(v) for v in video] == [int(i) in frames for i in ids]
+    assert sorted(head["folders"]) == ["clips", "photos"]

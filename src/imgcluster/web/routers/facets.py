@@ -16,12 +16,13 @@ _building = threading.Lock()
 
 
 @router.get("/runs/{key}/facets", summary="Per point, in the map's order: membership probability, file date, "
-                                          "how it was placed, folder",
+                                          "how it was placed, folder, video",
             response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "uint32 L, L bytes of JSON (n, how, folders, date), then n float32 "
-                                            "membership probability, n float32 file date (days since 1970, NaN "
-                                            "unknown), n int32 index into how, n int32 index into folders."}})
+                             "description": "uint32 L, L bytes of JSON (n, how, folders, videos, date), then n "
+                                            "float32 membership probability, n float32 file date (days since 1970, "
+                                            "NaN unknown), n int32 index into how, n int32 index into folders, n "
+                                            "int32 index into videos (0: not a key-frame)."}})
 def run_facets(ex: ExplorerDep, key: Key) -> Response:
     view = ex.view(key)
     with _building:  # two tabs opening one run build its facets once

@@ -630,7 +630,7 @@ async function openRun(key, then = {}) {
   await Promise.all([loadClusters(), loadMap(key)]);
   Map2D.recolour();
   const facets = View.load(key).then(() => { if (S.run === key && View.readViewHash(then)) View.apply({ refresh: false }); });
-  if (then.colour || then.minp || then.how || then.folder || then.from || then.to || then.mins) await facets;  // a link's view
+  if (then.colour || then.minp || then.how || then.folder || then.video !== undefined || then.from || then.to || then.mins) await facets;  // a link's view
   else facets.catch(fail);
   writeHash(then);
   if (then.image) return showImage(Number(then.image));

@@ -1,5 +1,5 @@
 // Colour by and filter by what a run knows (web/facets.py): cluster, membership probability, how an
-// image was placed, folder, file date, the cluster's stability. Filters compose; the map, the cluster
+// image was placed, folder, file date, video (key-frames), the cluster's stability. Filters compose; the map, the cluster
 // list, the labels and the grids follow them (crossfilter). Loaded after app.js: it uses S, Map2D, h, $.
 "use strict";
 
@@ -7,7 +7,7 @@ const View = (() => {
   const state = {
     facets: null,          // {n, how, folders, date, probability, day, how_code, folder_code} in map order
     colourBy: "cluster",
-    filter: { minProbability: 0, how: null, folder: null, dateFrom: null, dateTo: null, minStability: 0 },
+    filter: { minProbability: 0, how: null, folder: null, video: null, dateFrom: null, dateTo: null, minStability: 0 },
     mask: null,            // Uint8Array(n): 1 = shown; null = every point shown
     shown: 0,
     clusterCounts: null,   // Map cluster -> points shown, when a filter is on
@@ -24,19 +24,21 @@ const View = (() => {
   // 256 steps, looked up: blending per point took 1.8 s at 1M points.
   const RAMP = Array.from({ length: 256 }, (_, i) => blend(i / 255));
   const ramp = (t) => (Number.isFinite(t) ? RAMP[Math.round(Math.min(1, Math.max(0, t)) * 255)] : GREY);
+  const STILLS = "(stills)";  // still images in a link's video= (an empty value would be dropped)
   const dayText = (day) => new Date(day * 86400000).toISOString().slice(0, 10);
   const dayOf = (text) => (text ? Date.parse(text + "T00:00:00Z") / 86400000 : null);
 
   async function load(key) {
     state.facets = null; state.mask = null; state.clusterCounts = null;
-    state.filter = { minProbability: 0, how: null, folder: null, dateFrom: null, dateTo: null, minStability: 0 };
+    state.filter = { minProbability: 0, how: null, folder: null, video: null, dateFrom: null, dateTo: null, minStability: 0 };
     const buffer = await (await api(`/runs/${encodeURIComponent(key)}/facets`)).arrayBuffer();
     if (S.run !== key) return;
     const length = new DataView(buffer).getUint32(0, true);
     const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
     const n = head.n, at = 4 + length;
     state.facets = { ...head, probability: new Float32Array(buffer, at, n), day: new Float32Array(buffer, at + 4 * n, n),
-      how_code: new Int32Array(buffer, at + 8 * n, n), folder_code: new Int32Array(buffer, at + 12 * n, n) };
+      how_code: new Int32Array(buffer, at + 8 * n, n), folder_code: new Int32Array(buffer, at + 12 * n, n),
+      video_code: new Int32Array(buffer, at + 16 * n, n) };
     state.shown = n;
     renderControls();
     if (state.colourBy !== "cluster") Map2D.recolour();
@@ -44,7 +46,7 @@ const View = (() => {
 
   function active() {
     const f = state.filter;
-    return Boolean(state.facets) && (f.minProbability > 0 || f.how !== null || f.folder !== null || f.dateFrom !== null ||
+    return Boolean(state.facets) && (f.minProbability > 0 || f.how !== null || f.folder !== null || f.video !== null || f.dateFrom !== null ||
       f.dateTo !== null || f.minStability > 0);
   }
 
@@ -60,6 +62,7 @@ const View = (() => {
       if (f.minProbability > 0 && skip !== "probability" && !(d.probability[i] >= f.minProbability)) continue;
       if (f.how !== null && skip !== "how" && !f.how.has(d.how_code[i])) continue;
       if (f.folder !== null && skip !== "folder" && !f.folder.has(d.folder_code[i])) continue;
+      if (f.video !== null && skip !== "video" && !f.video.has(d.video_code[i])) continue;
       if (f.dateFrom !== null && skip !== "date" && !(d.day[i] >= f.dateFrom)) continue;
       if (f.dateTo !== null && skip !== "date" && !(d.day[i] < f.dateTo + 1)) continue;
       if (stability && skip !== "stability" && !((stability.get(S.map.cluster[i]) ?? -1) >= f.minStability)) continue;
@@ -116,6 +119,7 @@ const View = (() => {
       return (i) => colours[d.how_code[i]];
     }
     if (by === "folder") return (i) => PALETTE.rgb[d.folder_code[i] % PALETTE.rgb.length];
+    if (by === "video") return (i) => (d.video_code[i] ? PALETTE.rgb[d.video_code[i] % PALETTE.rgb.length] : GREY);
     if (by === "stability") {
       const colours = new Map([...stabilityOf()].map(([cluster, value]) => [cluster, ramp(value)]));
       return (i) => colours.get(S.map.cluster[i]) || GREY;
@@ -131,9 +135,9 @@ const View = (() => {
     const f = state.filter, hasStability = S.clusters.some((c) => c.stability !== null && c.stability !== undefined);
     const choice = h("select", { id: "colour-by", "aria-label": "colour by" }, ...[
       ["cluster", "cluster"], ["probability", "membership probability"], ["how", "how it was placed"], ["folder", "folder"],
-      ["date", d.date ? "file date" : "file date (not recorded)"], ["stability", hasStability ? "cluster stability" : "stability (not measured)"]]
+      ["video", d.videos.length > 1 ? "video" : "video (no key-frames)"], ["date", d.date ? "file date" : "file date (not recorded)"], ["stability", hasStability ? "cluster stability" : "stability (not measured)"]]
       .map(([value, text]) => h("option", { value, selected: value === state.colourBy,
-        disabled: (value === "date" && !d.date) || (value === "stability" && !hasStability) }, text)));
+        disabled: (value === "date" && !d.date) || (value === "stability" && !hasStability) || (value === "video" && d.videos.length < 2) }, text)));
     choice.addEventListener("change", () => { state.colourBy = choice.value; Map2D.recolour(); renderControls(); writeViewHash(); });
 
     const probability = h("input", { type: "range", id: "filter-probability", min: "0", max: "1", step: "0.05", value: String(f.minProbability),
@@ -153,7 +157,7 @@ const View = (() => {
               apply();
             } }),
           key === "how" ? h("span", { class: "sw", style: `background:${HOW_COLOURS[value] || "#bbb"}` }) : null,
-          ` ${value || "."} `, h("span", { class: "count" }, found[k].toLocaleString()))));
+          ` ${value || (key === "video" ? "(still images)" : ".")} `, h("span", { class: "count" }, found[k].toLocaleString()))));
       return list;
     };
 
@@ -169,7 +173,7 @@ const View = (() => {
 
     const clear = h("button", { type: "button", id: "filters-clear", disabled: !active() }, "Clear filters");
     clear.addEventListener("click", () => {
-      state.filter = { minProbability: 0, how: null, folder: null, dateFrom: null, dateTo: null, minStability: 0 };
+      state.filter = { minProbability: 0, how: null, folder: null, video: null, dateFrom: null, dateTo: null, minStability: 0 };
       apply();
     });
     box.replaceChildren(
@@ -179,6 +183,7 @@ const View = (() => {
         h("label", { class: "row" }, "membership ≥ ", probability, probabilityText),
         h("div", { class: "facet" }, "placed by", checklist("filter-how", d.how, d.how_code, f.how, "how")),
         h("div", { class: "facet" }, "folder", checklist("filter-folder", d.folders, d.folder_code, f.folder, "folder")),
+        d.videos.length > 1 ? h("div", { class: "facet" }, "video", checklist("filter-video", d.videos, d.video_code, f.video, "video")) : null,
         h("div", { class: "row" }, d.date ? "file date " : "file date: not recorded ", date("filter-date-from", f.dateFrom, "dateFrom", "from date"), "–",
           date("filter-date-to", f.dateTo, "dateTo", "to date")),
         h("label", { class: "row", title: hasStability ? "" : "measure it with `imgcluster stability`" }, "stability ≥ ", stability,
@@ -192,6 +197,8 @@ const View = (() => {
     if (by === "how") return h("div", { class: "legend", id: "legend" }, ...d.how.map((value) => swatch(hexToRGB(HOW_COLOURS[value] || "#bbbbbb"), value)));
     if (by === "folder") return h("div", { class: "legend", id: "legend" }, ...d.folders.slice(0, 12).map((value, k) => swatch(PALETTE.rgb[k % PALETTE.rgb.length], value || ".")),
       d.folders.length > 12 ? ` … ${d.folders.length - 12} more` : "");
+    if (by === "video") return h("div", { class: "legend", id: "legend" }, swatch(GREY, "still images"),
+      ...d.videos.slice(1, 12).map((value, k) => swatch(PALETTE.rgb[(k + 1) % PALETTE.rgb.length], value)));
     if (by === "cluster") return h("div", { class: "legend", id: "legend" }, "the cluster's colour, as in the list");
     const [low, high] = by === "probability" ? ["0", "1"] : by === "stability" ? ["0", "1"] : [dayText(d.date.min), dayText(d.date.max)];
     return h("div", { class: "legend", id: "legend" }, low, h("span", { class: "ramp" }), high);
@@ -204,6 +211,7 @@ const View = (() => {
     if (f.minProbability > 0) out.minp = f.minProbability;
     if (f.how !== null && state.facets) out.how = [...f.how].map((k) => state.facets.how[k]).join(",");
     if (f.folder !== null && state.facets) out.folder = [...f.folder].map((k) => state.facets.folders[k]).join("|");
+    if (f.video !== null && state.facets) out.video = [...f.video].map((k) => state.facets.videos[k] || STILLS).join("|");
     if (f.dateFrom !== null) out.from = dayText(f.dateFrom);
     if (f.dateTo !== null) out.to = dayText(f.dateTo);
     if (f.minStability > 0) out.mins = f.minStability;
@@ -211,7 +219,7 @@ const View = (() => {
   }
   function writeViewHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    for (const key of ["colour", "minp", "how", "folder", "from", "to", "mins"]) params.delete(key);
+    for (const key of ["colour", "minp", "how", "folder", "video", "from", "to", "mins"]) params.delete(key);
     for (const [key, value] of Object.entries(viewParams())) params.set(key, value);
     history.replaceState(null, "", "#" + params.toString());
   }
@@ -219,7 +227,7 @@ const View = (() => {
   function readViewHash(wanted, { reset = false } = {}) {
     if (reset) {  // Back or Forward: the link's view whole, not added to the current one
       state.colourBy = "cluster";
-      state.filter = { minProbability: 0, how: null, folder: null, dateFrom: null, dateTo: null, minStability: 0 };
+      state.filter = { minProbability: 0, how: null, folder: null, video: null, dateFrom: null, dateTo: null, minStability: 0 };
     }
     const d = state.facets, f = state.filter;
     if (!d) return false;
@@ -227,6 +235,7 @@ const View = (() => {
     if (wanted.minp) f.minProbability = Number(wanted.minp) || 0;
     if (wanted.how) f.how = new Set(wanted.how.split(",").map((v) => d.how.indexOf(v)).filter((k) => k >= 0));
     if (wanted.folder) f.folder = new Set(wanted.folder.split("|").map((v) => d.folders.indexOf(v)).filter((k) => k >= 0));
+    if (wanted.video !== undefined) f.video = new Set(wanted.video.split("|").map((v) => d.videos.indexOf(v === STILLS ? "" : v)).filter((k) => k >= 0));
     if (wanted.from) f.dateFrom = dayOf(wanted.from);
     if (wanted.to) f.dateTo = dayOf(wanted.to);
     if (wanted.mins) f.minStability = Number(wanted.mins) || 0;
@@ -249,7 +258,8 @@ const View = (() => {
 
   window.imgclusterView = {
     state: () => ({ colourBy: state.colourBy, shown: state.shown, n: state.facets ? state.facets.n : 0, active: active(),
-      filters: viewParams(), how: state.facets ? state.facets.how : [], folders: state.facets ? state.facets.folders : [] }),
+      filters: viewParams(), how: state.facets ? state.facets.how : [], folders: state.facets ? state.facets.folders : [],
+      videos: state.facets ? state.facets.videos : [] }),
   };
   return { load, apply, active, colourer, shows, rowsOf, renderControls, readViewHash, state, params: viewParams,
     probability: (row) => (state.facets ? state.facets.probability[row] : NaN),
