@@ -334,6 +334,9 @@ def test_thumbnails_on_the_map_never_overlap(console, server, digits_run: imgclu
     top = int(np.bincount(clusters[clusters >= 0]).argmax())
     open_app(page, server, digits_run.key)
     page.click(f"#clusters li[data-cluster='{top}']")  # zooms to the cluster: its points become images
+    page.wait_for_function(f"S.focus === {top}")
+    next_frame = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    page.evaluate(next_frame)  # the overview's images (the whole map has fewer points than 4,000) are gone
     page.wait_for_function("Number(document.body.dataset.atlas) > 0")
     for _ in range(4):  # and as the map zooms out, fewer images, still apart
         thumbs = page.evaluate("imgclusterMap.thumbnails()")
@@ -346,7 +349,7 @@ def test_thumbnails_on_the_map_never_overlap(console, server, digits_run: imgclu
         box = page.locator("#map").bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.wheel(0, 400)
-        page.wait_for_timeout(150)
+        page.evaluate(next_frame)
         if not page.get_attribute("body", "data-atlas"):
             break
     assert errors == []
