@@ -36,7 +36,7 @@ from .api import (Checkup, Clustering, DefaultRun, DuplicateGroup, DuplicateImag
                   default_run, delete_run, discard_unsaved_run, doctor, duplicates, embed, embed_folder, evaluate,
                   export, fit_clusters, list_runs, load_predictor, load_run, merge_clusters, move_images, name_cluster,
                   name_clusters, open_workspace, predict, reduce, report, review_proposals, run_info, scan, search_text,
-                  similar, stability, update, update_index)
+                  similar, split_cluster, split_off, stability, update, update_index)
 from .config import (PRESETS, ClusterConfig, DedupConfig, EmbedConfig, NameConfig, RayConfig, ReduceConfig, RunConfig,
                      ScanConfig)
 from .demo import write_digits, write_photo_crops
@@ -150,6 +150,8 @@ __all__ = [
     "scan",
     "search_text",
     "similar",
+    "split_cluster",
+    "split_off",
     "stability",
     "update",
     "update_index",

@@ -110,3 +110,29 @@ def unseen_digits(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             if index >= 600:
                 found.setdefault(int(row["label"]), root / "images" / row["path"])
     return found
+
+
+@pytest.fixture
+def console(browser, server) -> Iterator[tuple[object, list[str]]]:
+    """A page that may reach only the app (and file:// reports), with every console error and
+    failed or 4xx/5xx request collected."""
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+    page.on("console", lambda message: errors.append(f"console: {message.text}") if message.type == "error" else None)
+    # ERR_ABORTED: the page dropped a request itself (a grid replaced before its thumbnails came).
+    page.on("requestfailed", lambda request: errors.append(f"failed: {request.url} {request.failure}")
+            if request.failure != "net::ERR_ABORTED" else None)
+    page.on("response", lambda response: errors.append(f"{response.status}: {response.url}")
+            if response.status >= 400 else None)
+    page.route("**/*", lambda route: route.continue_()
+               if route.request.url.startswith((server.url, "file:")) else route.abort())
+    yield page, errors
+    page.close()
+
+
+def open_app(page, server, run: str | None = None) -> None:
+    """The app on ``run`` (by its link), else on the newest run."""
+    page.goto(server.url + "/" + (f"#run={run}" if run else ""))
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("body[data-points]", timeout=30_000)

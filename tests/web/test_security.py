@@ -224,6 +224,7 @@ def test_non_finite_numbers_and_lone_surrogates_get_422_not_500(small_run: imgcl
         for method, url, payload in (("POST", "/api/clusters/merge", body),
                                      ("POST", "/api/clusters/0/images", body.replace("clusters", "image_ids")),
                                      ("POST", "/api/clusters/proposals", body.replace("clusters", "accept")),
+                                     ("POST", "/api/export", body.replace("clusters", "image_ids")),
                                      ("PUT", "/api/clusters/0/name", body.replace('"clusters": [1, 2], "run"', '"name"')
                                       .replace('"clusters"', '"name"'))):
             answer = client.request(method, url, content=payload, headers={"content-type": "application/json"})

@@ -16,7 +16,7 @@ duplicates), ``doctor``. A run is built and saved by ``imgcluster.run``'s one re
 """
 
 from .doctor import Checkup, doctor
-from .edit import merge_clusters, move_images
+from .edit import merge_clusters, move_images, split_cluster, split_off
 from .job import cluster, evaluate, report
 from .living import ProposedCluster, Update, review_proposals, update
 from .naming import cluster_names, export, name_cluster, name_clusters
@@ -36,6 +36,8 @@ __all__ = [
     "cluster_names", "cluster_points", "cluster_tree", "compare_runs", "default_run", "delete_run", "discard_unsaved_run", "doctor",
     "duplicates", "embed", "embed_folder", "evaluate", "export", "fit_clusters", "list_runs", "load_predictor",
     "load_run", "merge_clusters", "move_images", "name_cluster", "name_clusters", "open_workspace", "predict",
-    "reduce", "report", "review_proposals", "run_info", "scan", "search_text", "similar", "stability", "update",
+    "reduce", "report", "review_proposals", "run_info", "scan", "search_text", "similar", "split_cluster", "split_off",
+    "stability",
+    "update",
     "update_index",
 ]

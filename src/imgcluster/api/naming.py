@@ -16,7 +16,15 @@ from ..config import NameConfig
 from ..embed import load_model, normalise
 from ..embed.base import Embedder
 from ..errors import ConfigError, UnknownName
-from ..label import MANUAL, ClusterView, NamingContext, check_namer, choose_names, make_namer, resolve_namer
+from ..label import (
+    MANUAL,
+    ClusterView,
+    NamingContext,
+    check_namer,
+    choose_names,
+    make_namer,
+    resolve_namer,
+)
 from ..label.base import sample_by_hash
 from ..label.vocabulary import load_vocabulary
 from ..run import Naming, Run
@@ -214,15 +222,17 @@ def _check_clusters(run: Run, clusters: Sequence[int]) -> None:
 
 
 def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "folders", mode: str = "link",
-           path: str | os.PathLike[str] | None = None, workspace: str | os.PathLike[str] | None = None,
+           image_ids: Sequence[int] | None = None, path: str | os.PathLike[str] | None = None,
+           workspace: str | os.PathLike[str] | None = None,
            level: str | int | None = None) -> export_stage.ExportResult:
     """Export a run (the newest with clusters when ``key`` is None) to ``dest``, a new or empty folder (a new file
     for csv and parquet). ``to``: folders (one folder per cluster, '03-cats', links by default or
     copies with ``mode="copy"``, unclustered images in 'unclustered/'), fiftyone (data.json and
     labels.json of a FiftyOneImageClassificationDataset pointing at the images), csv or parquet
-    (the per-image table with cluster names). The user's images are never moved or deleted. ``level``
-    exports the run's tree cut at that level (see ``Run.cut``): clusters are then tree nodes, named
-    from their leaves."""
+    (the per-image table with cluster names). ``image_ids``: only these images of the run (a cluster,
+    a selection or a filtered view in the web app); unknown ids are refused. ``level`` exports the
+    run's tree cut at that level (see ``Run.cut``): clusters are then tree nodes, named from their
+    leaves. The user's images are never moved or deleted."""
     if to not in export_stage.FORMATS:
         raise UnknownName(f"No export format called {to!r}. Choose one of: {', '.join(export_stage.FORMATS)}.")
     run = load_run(key, path=path, workspace=workspace).at_level(level)
@@ -234,18 +244,40 @@ def export(dest: str | os.PathLike[str], key: str | None = None, *, to: str = "f
             return None
         return functools.partial(ws.frame_jpeg, record.content_hash)
 
+    images, assignments = _only(run, image_ids)
     rows = [export_stage.ExportRow(r.id, r.path, int(c), float(p), frame(r)) for r, c, p in zip(
-        run.images, np.asarray(run.assignments.clusters).tolist(), run.assignments.membership_probability)]
+        images, np.asarray(assignments.clusters).tolist(), assignments.membership_probability)]
     writers: dict[str, Callable[[], export_stage.ExportResult]] = {
         "folders": lambda: export_stage.export_folders(rows, names, dest, mode),
         "fiftyone": lambda: export_stage.export_fiftyone(rows, names, dest),
         "csv": lambda: export_stage.export_table(
-            assignment_table(run.images, run.assignments, run.names), dest, "csv"),
+            assignment_table(images, assignments, run.names), dest, "csv"),
         "parquet": lambda: export_stage.export_table(
-            assignment_table(run.images, run.assignments, run.names), dest, "parquet"),
+            assignment_table(images, assignments, run.names), dest, "parquet"),
     }
     try:
         return writers[to]()
     finally:
         if ws is not None:
             ws.close()
+
+
+def _only(run: Run, image_ids: Sequence[int] | None) -> tuple[list[ImageRecord], Assignments]:
+    """The run's images and assignments, or only those of ``image_ids`` (ConfigError names an id the
+    run does not hold, or an empty choice)."""
+    if image_ids is None:
+        return list(run.images), run.assignments
+    wanted = np.unique(np.asarray(list(image_ids), dtype=np.int64))
+    ids = np.asarray(run.assignments.image_ids, dtype=np.int64)
+    unknown = np.setdiff1d(wanted, ids)
+    if len(unknown):
+        raise ConfigError(f"Run {run.key} has no image with id {', '.join(map(str, unknown[:10].tolist()))}; "
+                          "export images of the run.")
+    if not len(wanted):
+        raise ConfigError("Choose at least one image to export.")
+    rows = np.flatnonzero(np.isin(ids, wanted))
+    a = run.assignments
+    how = None if a.how is None else np.asarray(a.how, dtype=object)[rows]
+    return [run.images[r] for r in rows.tolist()], Assignments(
+        ids[rows], np.asarray(a.clusters)[rows], np.asarray(a.membership_probability)[rows],
+        np.asarray(a.x)[rows], np.asarray(a.y)[rows], how)

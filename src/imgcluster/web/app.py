@@ -27,7 +27,7 @@ from ..errors import (
     WorkspaceTooNew,
 )
 from ..store import damage_message, is_corruption
-from .routers import clusters, images, runs, search, tree
+from .routers import clusters, export, facets, images, runs, search, tree
 from .security import (
     DEFAULT_MAX_UPLOAD_MB,
     BodyLimit,
@@ -91,7 +91,8 @@ def create_app(workspace: str | os.PathLike[str], *, device: str = "auto", token
     async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_problems(error)}, status_code=422)
 
-    for router in (runs.router, clusters.router, images.router, search.router, tree.router):
+    for router in (runs.router, clusters.router, images.router, search.router, facets.router, export.router,
+                   tree.router):
         app.include_router(router, prefix="/api")
 
     @app.get("/", include_in_schema=False)

@@ -37,6 +37,7 @@ class RunView:
     _members: dict[int, np.ndarray] = field(default_factory=dict)
     _map: bytes | None = None
     _order: np.ndarray | None = None
+    facets: bytes | None = None  # web/facets.py's body, built on first request
 
     def row_of(self, image_id: int) -> int | None:
         row = int(np.searchsorted(self.image_ids, image_id))

@@ -1,5 +1,5 @@
 """Clusters of a run: list (names, sizes, stability, proposed or not), their images page by page,
-and edits: rename, merge, move images, accept or reject proposed clusters (all but rename save a
+and edits: rename, merge, split, move images, accept or reject proposed clusters (all but rename save a
 new derived run)."""
 
 from __future__ import annotations
@@ -99,6 +99,35 @@ def merge(ex: ExplorerDep, body: Merge) -> dict[str, Any]:
     parent = ex.record(body.run)
     derived = api.merge_clusters(body.clusters, parent.key, into=body.into, workspace=ex.workspace)
     return {"run": derived.key, "parent": parent.key, "n_clusters": derived.record.n_clusters}
+
+
+class Split(BaseModel):
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
+    k: int = Field(2, ge=2, le=50, description="How many parts to re-cluster the cluster's images into.")
+
+
+@router.post("/clusters/{cluster}/split", summary="Split a cluster into k (k-means on its images' embeddings); "
+                                                  "saved as a new derived run")
+def split(ex: ExplorerDep, cluster: ClusterId, body: Split) -> dict[str, Any]:
+    parent = ex.record(body.run)
+    derived = api.split_cluster(cluster, body.k, parent.key, workspace=ex.workspace)
+    edit = derived.record.provenance.details
+    return {"run": derived.key, "parent": parent.key, "n_clusters": derived.record.n_clusters,
+            "clusters": edit["into"]}
+
+
+class SplitOff(BaseModel):
+    run: str | None = Field(None, pattern=RUN_KEY, description="The run to edit; the newest with clusters when absent.")
+    image_ids: list[ImageNumber] = Field(min_length=1, max_length=1_000_000,
+                                         description="Catalogue ids of the images that become a new cluster.")
+
+
+@router.post("/clusters/new", summary="Split chosen images off into a new cluster; saved as a new derived run")
+def split_off(ex: ExplorerDep, body: SplitOff) -> dict[str, Any]:
+    parent = ex.record(body.run)
+    derived = api.split_off(body.image_ids, parent.key, workspace=ex.workspace)
+    return {"run": derived.key, "parent": parent.key, "n_clusters": derived.record.n_clusters,
+            "cluster": derived.record.provenance.details["cluster"]}
 
 
 class Move(BaseModel):

@@ -66,7 +66,8 @@ const S = {
 
 function readHash() { return Object.fromEntries(new URLSearchParams(location.hash.slice(1))); }
 function writeHash(values) {
-  const params = new URLSearchParams({ ...values, run: S.run });
+  const view = typeof View === "undefined" ? {} : View.params();  // colouring and filters (view.js)
+  const params = new URLSearchParams({ ...values, run: S.run, ...view });
   for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
   const hash = "#" + params.toString();
   if (hash === location.hash) return;
@@ -163,12 +164,14 @@ const Map2D = (() => {
     const alpha = n > 300000 ? 150 : n > 50000 ? 190 : 220;
     const chosen = S.selection ? new Uint8Array(n) : null;
     if (chosen) for (const row of S.selection) chosen[row] = 1;
+    const colourOf = View.colourer(), mask = View.state.mask;  // colour by and filters (view.js)
     for (let i = 0; i < n; i++) {
-      const rgb = rgbOf(map.cluster[i]);
+      const rgb = colourOf(i);
       const dim = (S.focus !== null && map.cluster[i] !== S.focus) || (chosen && !chosen[i]);
       colours[4 * i] = rgb[0]; colours[4 * i + 1] = rgb[1]; colours[4 * i + 2] = rgb[2];
-      colours[4 * i + 3] = dim ? 28 : alpha;
+      colours[4 * i + 3] = mask && !mask[i] ? 0 : dim ? 28 : alpha;  // filtered out: not drawn
     }
+    document.body.dataset.colourBy = View.state.colourBy;
     gl.bindBuffer(gl.ARRAY_BUFFER, colBuffer);
     gl.bufferData(gl.ARRAY_BUFFER, colours, gl.STATIC_DRAW);
     draw();
@@ -224,8 +227,36 @@ const Map2D = (() => {
     drawOverlay();
   }
 
-  // Zoomed in far enough that few points are in view, points become their thumbnails.
-  const ATLAS_MAX = 250;
+  // Zoomed in until at most ATLAS_MAX points are in view, some points become their thumbnails: picked
+  // in a fixed pseudo-random order (so they stay put while the map pans), each only where its square
+  // overlaps none already placed; the others stay dots.
+  const ATLAS_MAX = 4000, THUMBS_MAX = 400;
+  let thumbs = [];
+  const rank = (row) => Math.imul(S.map.id[row], 2654435761) >>> 0;
+  function pickThumbnails(rows, side) {
+    const w = canvas.clientWidth, ht = canvas.clientHeight, gap = side + 4, cells = new Map(), placed = [];
+    const order = rows.filter((row) => View.shows(row) && (S.focus === null || S.map.cluster[row] === S.focus));
+    order.sort((a, b) => rank(a) - rank(b));
+    for (const row of order) {
+      const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
+      if (sx < -side / 2 || sy < -side / 2 || sx > w + side / 2 || sy > ht + side / 2) continue;
+      const cx = Math.floor(sx / gap) + 4096, cy = Math.floor(sy / gap) + 4096;
+      let free = true;
+      for (let dx = -1; dx <= 1 && free; dx++) {
+        for (let dy = -1; dy <= 1 && free; dy++) {
+          const near = cells.get((cx + dx) * 16384 + cy + dy);
+          if (near && near.some(([px, py]) => Math.abs(px - sx) < gap && Math.abs(py - sy) < gap)) free = false;
+        }
+      }
+      if (!free) continue;
+      const key = cx * 16384 + cy;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push([sx, sy]);
+      placed.push({ row, sx, sy });
+      if (placed.length >= THUMBS_MAX) break;
+    }
+    return placed;
+  }
   function visibleRows(limit) {
     const map = S.map;
     if (!map) return [];
@@ -238,23 +269,22 @@ const Map2D = (() => {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     const rows = visibleRows(ATLAS_MAX);
+    thumbs = [];
     if (rows.length && rows.length <= ATLAS_MAX && pixelsPerUnit() > 0) {
-      const side = Math.max(24, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
-      for (const row of rows) {
-        const cluster = S.map.cluster[row];
-        if (S.focus !== null && cluster !== S.focus) continue;
-        const [sx, sy] = toScreen(S.map.x[row], S.map.y[row]);
+      const side = Math.max(40, Math.min(96, 0.5 * Math.sqrt(canvas.clientWidth * canvas.clientHeight / rows.length)));
+      const colourOf = View.colourer();
+      thumbs = pickThumbnails(rows, side);
+      for (const { row, sx, sy } of thumbs) {
         const sheet = sheetImage(Math.floor(row / PER_SHEET)), tile = row % PER_SHEET;
-        ctx.fillStyle = cssOf(cluster);
+        ctx.fillStyle = `rgb(${colourOf(row).join(",")})`;  // the frame carries the point's colour
         ctx.fillRect(sx - side / 2 - 2, sy - side / 2 - 2, side + 4, side + 4);
         if (sheet.complete && sheet.naturalWidth) {
           ctx.drawImage(sheet, (tile % PER_ROW) * TILE, Math.floor(tile / PER_ROW) * TILE, TILE, TILE, sx - side / 2, sy - side / 2, side, side);
         }
       }
-      document.body.dataset.atlas = String(rows.length);
-    } else {
-      delete document.body.dataset.atlas;
+      for (const t of thumbs) t.side = side;
     }
+    if (thumbs.length) document.body.dataset.atlas = String(thumbs.length); else delete document.body.dataset.atlas;
     drawLabels();
     if (S.marker) {
       const [sx, sy] = toScreen(S.marker[0], S.marker[1]);
@@ -286,6 +316,7 @@ const Map2D = (() => {
       const full = clusterLabel(cluster), text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
       const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
       if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
+      if (View.countOf(cluster) === 0) continue;  // every point of it filtered out
       if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
       const dim = S.focus !== null && cluster !== S.focus;
       ctx.globalAlpha = dim ? 0.35 : 1;
@@ -374,7 +405,7 @@ const Map2D = (() => {
     if (!S.map) return null;
     const radius = Math.max(6, pointSize()) / pixelsPerUnit();
     const [wx, wy] = toWorld(px, py);
-    return S.map.grid.nearest(wx, wy, radius);
+    return S.map.grid.nearest(wx, wy, radius, View.shows);
   }
 
   function hover(point) {
@@ -397,7 +428,7 @@ const Map2D = (() => {
   function select(polygon) {
     const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
     const candidates = S.map.grid.within(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys), Infinity);
-    const rows = candidates.filter((row) => inside(S.map.x[row], S.map.y[row], polygon));
+    const rows = candidates.filter((row) => View.shows(row) && inside(S.map.x[row], S.map.y[row], polygon));
     rows.sort((a, b) => a - b);
     S.selection = Int32Array.from(rows);
     S.focus = null;
@@ -455,7 +486,9 @@ const Map2D = (() => {
 
   compile();
   const camera = () => ({ ...cam });
-  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })) };
+  window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })),
+    thumbnails: () => thumbs.map(({ row, sx, sy, side }) => ({ id: S.map.id[row], x: sx, y: sy, side })),
+    inView: () => visibleRows(ATLAS_MAX).length };
   return { load, recolour, draw, drawOverlay, fitCluster };
 })();
 
@@ -469,14 +502,14 @@ function buildGrid(x, y, n) {
   const start = counts.slice(), order = new Int32Array(n), fill = counts.slice();
   for (let i = 0; i < n; i++) order[fill[cells[i]]++] = i;
   return {
-    nearest(wx, wy, radius) {
+    nearest(wx, wy, radius, accept = () => true) {
       let best = null, bestD = radius * radius;
       for (let cy = cellOf(wy - radius); cy <= cellOf(wy + radius); cy++) {
         for (let cx = cellOf(wx - radius); cx <= cellOf(wx + radius); cx++) {
           const c = cy * G + cx;
           for (let k = start[c]; k < start[c + 1]; k++) {
             const i = order[k], d = (x[i] - wx) ** 2 + (y[i] - wy) ** 2;
-            if (d <= bestD) { bestD = d; best = i; }
+            if (d <= bestD && accept(i)) { bestD = d; best = i; }
           }
         }
       }
@@ -597,6 +630,9 @@ async function openRun(key, then = {}) {
   S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
   await LEVEL.reset(key);  // recolours the map at the finest level
+  const facets = View.load(key).then(() => { if (S.run === key && View.readViewHash(then)) View.apply({ refresh: false }); });
+  if (then.colour || then.minp || then.how || then.folder || then.video !== undefined || then.from || then.to || then.mins) await facets;  // a link's view
+  else facets.catch(fail);
   writeHash(then);
   if (then.image) return showImage(Number(then.image));
   if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
@@ -615,14 +651,15 @@ function renderClusters() {
   const list = $("#clusters");
   list.replaceChildren(...S.clusters.map((c) => {
     const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
-    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : ""), "data-cluster": c.cluster,
+    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : "") + (View.countOf(c.cluster) === 0 ? " empty" : ""), "data-cluster": c.cluster,
       title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}${c.name_level ? " · " + c.name_level : ""}` },
     h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
     c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
       onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
     h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
     h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
-    h("span", { class: "size" }, String(c.size)),
+    h("span", { class: "size", title: View.countOf(c.cluster) === null ? "images" : "images shown by the filters of all its images" },
+      View.countOf(c.cluster) === null ? String(c.size) : `${View.countOf(c.cluster)}/${c.size}`),
     h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
     c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
       onclick: (event) => { event.stopPropagation(); startRename(item, c); } }, "✎") : h("span"));
@@ -631,10 +668,33 @@ function renderClusters() {
   }));
 }
 
+// The merge bar: which picked cluster survives (its id and name) is chosen, not implied by the order
+// of the ticks; the default is a cluster someone named, else the biggest. Merging asks to confirm.
 function togglePick(cluster, on) {
   if (on) S.mergePick.add(cluster); else S.mergePick.delete(cluster);
+  if (!S.mergePick.size) delete $("#merge-into").dataset.chosen;
   $("#merge-bar").hidden = S.mergePick.size < 2;
-  $("#merge").textContent = `Merge clusters ${[...S.mergePick].join(", ")}`;
+  $("#merge-confirm").hidden = true;
+  const picked = S.clusters.filter((c) => S.mergePick.has(c.cluster));
+  const into = $("#merge-into"), before = into.dataset.chosen ? Number(into.dataset.chosen) : null;  // the user's choice
+  const best = [...picked].sort((a, b) => (b.named_by === "manual") - (a.named_by === "manual") || b.size - a.size)[0];
+  into.replaceChildren(...picked.map((c) => h("option", { value: c.cluster, selected: S.mergePick.has(before) ? c.cluster === before : best && c.cluster === best.cluster },
+    `${c.cluster} · ${c.name} (${c.size})`)));
+  $("#merge").textContent = `Merge ${S.mergePick.size} clusters…`;
+}
+
+// After an edit: the header says what was made, with Undo (back to the run it was derived from).
+function offerUndo(text, parent) {
+  status(text);
+  const undo = h("button", { type: "button", id: "undo", title: `back to run ${parent}; the edited run stays in the list` }, "Undo");
+  undo.addEventListener("click", async () => {
+    try {
+      const edited = S.run;
+      await openRun(parent);
+      status(`back on run ${parent} (the edit stays as run ${edited})`);
+    } catch (error) { fail(error); }
+  });
+  $("#status").prepend(undo, " ");  // first: a long message is cut off at its end
 }
 
 function startRename(item, c) {
@@ -656,14 +716,23 @@ function startRename(item, c) {
   });
 }
 
-$("#merge").addEventListener("click", async () => {
-  const clusters = [...S.mergePick];
+$("#merge").addEventListener("click", () => {
+  const into = Number($("#merge-into").value), others = [...S.mergePick].filter((c) => c !== into);
+  const sizes = S.clusters.filter((c) => S.mergePick.has(c.cluster)).reduce((sum, c) => sum + c.size, 0);
+  $("#merge-confirm-text").textContent = `Merge ${others.map(clusterLabel).join(", ")} into ${clusterLabel(into)} ` +
+    `(${sizes} images)? It becomes a new run derived from ${S.run}, which stays as it is.`;
+  $("#merge-confirm").hidden = false;
+});
+$("#merge-into").addEventListener("change", (event) => { event.target.dataset.chosen = event.target.value; $("#merge-confirm").hidden = true; });
+$("#merge-cancel").addEventListener("click", () => { $("#merge-confirm").hidden = true; });
+$("#merge-go").addEventListener("click", async () => {
+  const clusters = [...S.mergePick], into = Number($("#merge-into").value), name = clusterLabel(into);
   try {
     status("merging…");
-    const result = await sendJSON("/clusters/merge", "POST", { run: S.run, clusters });
+    const result = await sendJSON("/clusters/merge", "POST", { run: S.run, clusters, into });
     await loadRuns();
-    await openRun(result.run, { cluster: clusters[0] });
-    status(`merged into cluster ${clusters[0]}: new run ${result.run} (from ${result.parent})`);
+    await openRun(result.run, { cluster: into });
+    offerUndo(`merged into ${name}: new run ${result.run} (from ${result.parent})`, result.parent);
   } catch (error) { fail(error); }
 });
 $("#merge-clear").addEventListener("click", () => { S.mergePick.clear(); togglePick(null, false); renderClusters(); });
@@ -677,7 +746,7 @@ function panel(title, actions = [], ...body) {
 }
 
 function figure(id, caption, onPick) {
-  const node = h("figure", { "data-id": id, class: S.picked.has(id) ? "picked" : null },
+  const node = h("figure", { "data-id": id, class: S.picked.has(id) ? "picked" : null, tabindex: "0" },
     h("img", { src: `/api/images/${id}/thumbnail`, loading: "lazy", alt: caption }),
     h("figcaption", { title: caption }, caption));
   node.addEventListener("click", (event) => {
@@ -686,8 +755,12 @@ function figure(id, caption, onPick) {
       node.classList.toggle("picked", S.picked.has(id));
       if (onPick) onPick();
     } else {
+      S.byKeyboard = event.detail === 0;  // Enter (a click without a pointer): the keys go on in the next page
       showImage(id);
     }
+  });
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); node.click(); }
   });
   return node;
 }
@@ -738,27 +811,49 @@ function moveControls(after) {
   return { controls: [pickToggle, count, move, target], update };
 }
 
-async function showCluster(cluster) {
+async function showCluster(cluster, { zoom = true } = {}) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
-  Map2D.fitCluster(cluster);
+  if (zoom) Map2D.fitCluster(cluster);
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);
   const { controls, update } = moveControls();
   const summary = info ? h("span", {}, `cluster ${cluster} · ${info.size} images · mean membership ${info.mean_membership_probability.toFixed(2)}` +
     (info.stability !== null ? ` · stability ${info.stability.toFixed(2)}` : "")) : null;
-  const [grid, sentinel] = endlessGrid(async (offset) => {
+  // Under filters the grid is the cluster's shown images, from the map's rows; else the server pages it.
+  const filtered = View.active() ? View.rowsOf(cluster) : null;
+  const [grid, sentinel] = endlessGrid(filtered ? rowGrid(filtered, (row) => View.probability(row).toFixed(2), update) : async (offset) => {
     const page = await getJSON(`/clusters/${cluster}/images?run=${encodeURIComponent(S.run)}&offset=${offset}&limit=60`);
     return page.images.map((image) => figure(image.id, `${image.name} · ${image.membership_probability.toFixed(2)}`, update));
   });
   grid.id = "cluster-grid";
+  if (filtered) grid.dataset.filtered = String(filtered.length);
   grid.dataset.cluster = cluster;
   const review = info && info.proposed ? [
     h("button", { type: "button", id: "accept-proposal", onclick: () => reviewProposal(cluster, "accept") }, "Accept cluster"),
     h("button", { type: "button", id: "reject-proposal", onclick: () => reviewProposal(cluster, "reject") }, "Reject (back to held)"),
   ] : [];
-  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls], grid, sentinel);
+  const splitting = cluster >= 0 ? splitControl(cluster, info ? info.size : 0) : null;
+  const exporting = Export.button(() => ({ cluster, label: `cluster-${cluster}`,
+    image_ids: filtered ? filtered.map((row) => S.map.id[row]) : undefined }));
+  panel(S.names.get(cluster) || `cluster ${cluster}`, [summary, ...review, ...controls, splitting, exporting], grid, sentinel);
+}
+
+// Split a cluster into k parts (k-means on its images' embeddings): a new derived run, with Undo.
+function splitControl(cluster, size) {
+  const k = h("input", { type: "number", id: "split-k", min: "2", max: String(Math.max(2, Math.min(50, size))), value: "2", "aria-label": "parts to split into" });
+  const go = h("button", { type: "button", id: "split", title: "Re-cluster this cluster's images into k parts; saved as a new run" }, "Split into");
+  go.addEventListener("click", async () => {
+    try {
+      status(`splitting cluster ${cluster}…`);
+      const result = await sendJSON(`/clusters/${cluster}/split`, "POST", { run: S.run, k: Number(k.value) });
+      await loadRuns();
+      await openRun(result.run, { cluster });
+      offerUndo(`split ${clusterLabel(cluster)} into clusters ${result.clusters.join(", ")}: new run ${result.run} (from ${result.parent})`, result.parent);
+    } catch (error) { fail(error); }
+  });
+  return h("span", { class: "split" }, go, k);
 }
 
 async function reviewProposal(cluster, verdict) {
@@ -772,7 +867,7 @@ async function reviewProposal(cluster, verdict) {
 }
 
 function showSelection() {
-  const rows = S.selection;
+  const rows = S.selection.filter(View.shows);  // the selection under the filters; loosening them brings back the rest
   S.picked.clear(); S.picking = false;
   const { controls, update } = moveControls();
   const pickAll = h("button", { type: "button" }, "Pick all");
@@ -783,13 +878,21 @@ function showSelection() {
   });
   const clear = h("button", { type: "button" }, "Clear selection");
   clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
-  const [grid, sentinel] = endlessGrid(async (offset) => {
-    const page = Array.from(rows.slice(offset, offset + 60));
-    const names = await fileNames(page.map((row) => S.map.id[row]));
-    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${clusterLabel(S.map.cluster[row])}`, update));
-  });
+  const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row]), update));
   grid.id = "selection-grid";
-  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls], grid, sentinel);
+  const exporting = Export.button(() => ({ label: "selection", image_ids: Array.from(rows, (row) => S.map.id[row]) }));
+  // Split by lasso: the selected images become a cluster of their own, in a new derived run.
+  const splitOff = h("button", { type: "button", id: "split-off", title: "Make the selected images a new cluster (a new run; Undo goes back)" }, "Split off as a new cluster");
+  splitOff.addEventListener("click", async () => {
+    try {
+      status("splitting off…");
+      const result = await sendJSON("/clusters/new", "POST", { run: S.run, image_ids: Array.from(rows, (row) => S.map.id[row]) });
+      await loadRuns();
+      await openRun(result.run, { cluster: result.cluster });
+      offerUndo(`${rows.length} images split off as cluster ${result.cluster}: new run ${result.run} (from ${result.parent})`, result.parent);
+    } catch (error) { fail(error); }
+  });
+  panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls, splitOff, exporting], grid, sentinel);
 }
 
 async function showImage(id) {
@@ -813,6 +916,8 @@ async function showImage(id) {
     panel(image.name, [back], h("div", { class: "image-page" },
       h("img", { class: "large", src: `/api/images/${id}/file`, alt: image.name }), facts,
       h("h3", {}, "Nearest images"), grid));
+    if (S.byKeyboard) { const first = grid.querySelector("figure"); if (first) first.focus(); }
+    S.byKeyboard = false;
   } catch (error) { fail(error); }
 }
 
@@ -821,9 +926,26 @@ function showOverview() {
   renderClusters();
   writeHash({});
   const run = S.runs.find((r) => r.key === S.run);
-  panel("Clusters", [], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
+  if (View.active()) {  // the filtered view: its images, cluster by cluster
+    const rows = View.rowsOf(null);
+    const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row])));
+    grid.id = "filtered-grid";
+    grid.dataset.filtered = String(rows.length);
+    const exporting = Export.button(() => ({ label: "filtered", image_ids: rows.map((row) => S.map.id[row]) }));
+    return panel(`${rows.length.toLocaleString()} images match the filters`, [exporting], grid, sentinel);
+  }
+  panel("Clusters", [Export.button(() => ({ label: "all" }))], h("p", {}, `${run ? run.n_images : "?"} images in ${S.clusters.filter((c) => c.cluster >= 0).length} clusters. ` +
     "Click a cluster on the left to see its images, a point on the map to open its image; drag with Box or Lasso to select; " +
-    "drop an image anywhere to file it."));
+    "drop an image anywhere to file it; colour and filter the map with the box above the cluster list."));
+}
+
+// A page-by-page grid of map rows, captioned "file · what(row)".
+function rowGrid(rows, what, onPick) {
+  return async (offset) => {
+    const page = Array.from(rows.slice(offset, offset + 60));
+    const names = await fileNames(page.map((row) => S.map.id[row]));
+    return page.map((row, i) => figure(S.map.id[row], `${names[i]} · ${what(row)}`, onPick));
+  };
 }
 
 async function showInfo() {
@@ -937,11 +1059,33 @@ window.addEventListener("keydown", (event) => {
   Map2D.recolour();
 });
 
+// Arrow keys move the focus through a grid of images (the cluster's, a selection's, an image's nearest
+// images): left/right to the previous/next, up/down a row; Enter opens the image, whose nearest images
+// then take the keys. An arrow with nothing focused starts at the panel's first image.
+function gridStep(figure, key) {
+  const figures = [...figure.parentElement.querySelectorAll(":scope > figure")], at = figures.indexOf(figure);
+  const top = figures[0].offsetTop, columns = Math.max(1, figures.findIndex((f) => f.offsetTop !== top) === -1 ? figures.length : figures.findIndex((f) => f.offsetTop !== top));
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns }[key];
+  return figures[Math.min(figures.length - 1, Math.max(0, at + step))];
+}
+window.addEventListener("keydown", (event) => {
+  if (!event.key.startsWith("Arrow") || event.altKey || event.ctrlKey || event.metaKey) return;
+  const target = event.target;
+  if (target.closest && target.closest("input, select, textarea, canvas")) return;
+  const current = target.closest && target.closest(".grid > figure");
+  const next = current ? gridStep(current, event.key) : $("#panel-body .grid > figure");
+  if (!next) return;
+  event.preventDefault();
+  next.focus();
+  next.scrollIntoView({ block: "nearest" });
+});
+
 // Back and Forward: open the view the link names (run, then image, cluster or the overview).
 window.addEventListener("popstate", () => {
   const wanted = readHash();
   if (!wanted.run) return;
   let going;
+  if (wanted.run === S.run && View.readViewHash(wanted, { reset: true })) View.apply({ refresh: false });
   if (wanted.run !== S.run) going = openRun(wanted.run, wanted);
   else if (wanted.image) going = showImage(Number(wanted.image));
   else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster));
