@@ -13,7 +13,7 @@ times, the speed-up, ARI/NMI against the truth (background noise is one more lab
 the mean pairwise ARI of the default over several seeds.
 
     python bench/cluster.py [--n 150000] [--seeds 5] [--skip-baseline]
-    python bench/cluster.py --variant long-tail [--n 150000] [--baseline-labels FILE.npz]
+    python bench/cluster.py --variant long-tail [--n 150000] [--baseline-labels FILE.npz] [--min-cluster-size 300]
 
 ``--variant long-tail`` (issue 25): 20 large clusters plus 20 small ones of 0.1-0.5% of the
 collection, 15% of every cluster's points pulled part-way towards another cluster, 10% noise
@@ -51,17 +51,18 @@ def run_baseline(x: np.ndarray) -> np.ndarray:
     return model.labels_
 
 
-def run_default(x: np.ndarray, seed: int = 0) -> np.ndarray:
+def run_default(x: np.ndarray, seed: int = 0, min_cluster_size: int | None = None) -> np.ndarray:
     import imgcluster
 
-    _, clustering = imgcluster.fit_clusters(x, imgcluster.ReduceConfig(seed=seed), imgcluster.ClusterConfig(seed=seed))
+    _, clustering = imgcluster.fit_clusters(x, imgcluster.ReduceConfig(seed=seed),
+                                            imgcluster.ClusterConfig(seed=seed, min_cluster_size=min_cluster_size))
     return clustering.labels
 
 
-def _child(name: str, n: int, seed: int, variant: str, queue: mp.Queue) -> None:
+def _child(name: str, n: int, seed: int, variant: str, queue: mp.Queue, min_cluster_size: int | None = None) -> None:
     x, _ = VARIANTS[variant](n)
     started = time.perf_counter()
-    labels = run_baseline(x) if name == "baseline" else run_default(x, seed)
+    labels = run_baseline(x) if name == "baseline" else run_default(x, seed, min_cluster_size)
     seconds = time.perf_counter() - started
     peak_mib = peak_rss_mib()
     queue.put({"seconds": seconds, "peak_rss_mib": peak_mib, "labels": labels.tolist()})
@@ -81,10 +82,10 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(name: str, n: int, seed: int = 0, variant: str = "standard") -> dict:
+def measure(name: str, n: int, seed: int = 0, variant: str = "standard", min_cluster_size: int | None = None) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(name, n, seed, variant, queue))
+    process = context.Process(target=_child, args=(name, n, seed, variant, queue, min_cluster_size))
     process.start()
     result = queue.get()
     process.join()
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--baseline-labels", help="an .npz holding the recipe's result: reused when there, "
                                                   "written when not")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--min-cluster-size", type=int, default=None,
+                        help="give imgcluster's default this minimum (images, whole collection), as --min-cluster-size does")
     args = parser.parse_args()
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -146,7 +149,8 @@ def main() -> None:
     methods = ([] if args.skip_baseline else ["baseline"]) + ([] if args.only_baseline else ["default"])
     results = {}
     for name in methods:
-        result = _baseline(args) if name == "baseline" else measure(name, args.n, variant=args.variant)
+        result = (_baseline(args) if name == "baseline"
+                  else measure(name, args.n, variant=args.variant, min_cluster_size=args.min_cluster_size))
         labels = result["labels"]
         result.update(ari=adjusted_rand_score(truth, labels), nmi=normalized_mutual_info_score(truth, labels),
                       clusters=int(len(set(labels.tolist()) - {-1})), noise=float(np.mean(labels < 0)))
@@ -162,7 +166,8 @@ def main() -> None:
               f"{results['default']['peak_rss_mib'] / results['baseline']['peak_rss_mib']:.2f} of the recipe's")
     pairwise: list[float] = []
     if "default" in results:
-        runs = [results["default"]["labels"]] + [measure("default", args.n, seed, args.variant)["labels"]
+        runs = [results["default"]["labels"]] + [measure("default", args.n, seed, args.variant,
+                                                         args.min_cluster_size)["labels"]
                                                  for seed in range(1, args.seeds)]
         pairwise = [adjusted_rand_score(a, b) for a, b in itertools.combinations(runs, 2)]
         if pairwise:

@@ -75,3 +75,28 @@ def test_an_absolute_min_cluster_size_keeps_enough_of_its_groups_in_the_fit_samp
     assert fit_sample_for(15_000, 100_000_000, imgcluster.ClusterConfig(min_cluster_size=300)) == LARGEST_FIT_SAMPLE
     assert fit_sample_for(15_000, 1_000_000, imgcluster.ClusterConfig()) == 15_000  # auto mode: no minimum given
     assert fit_sample_for(0, 1_000_000, imgcluster.ClusterConfig(min_cluster_size=300)) == 1_000_000  # 0: all
+
+
+def test_a_given_min_cluster_size_never_merges_a_separated_group_above_it():
+    # 80 images around a centre near one of five large groups: HDBSCAN at min_cluster_size=40 folds
+    # them into that group (1,280 images); the neighbour graph keeps them apart, so the run must not.
+    rng = np.random.default_rng(0)
+    centres = np.linalg.qr(rng.normal(size=(16, 6)))[0].T
+    centres[5] = centres[0] + 1.8 * centres[5]
+    centres[5] /= np.linalg.norm(centres[5])
+    truth = np.repeat(np.arange(6), [1200] * 5 + [80])
+    x = centres[truth] + rng.normal(scale=0.12, size=(len(truth), 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    order = rng.permutation(len(truth))
+    x, truth = x[order], truth[order]
+    _, clustering = imgcluster.fit_clusters(
+        x, imgcluster.ReduceConfig(method="none", map_method="pca", seed=0),
+        imgcluster.ClusterConfig(min_cluster_size=40, seed=0))
+    small = truth == 5
+    assert clustering.params["method"] == "hdbscan" and clustering.params["carved"]
+    assert _best_jaccard(clustering.labels, small) >= 0.8
+    for big in range(5):
+        assert _best_jaccard(clustering.labels, truth == big) >= 0.9
+    found = np.bincount(clustering.labels[small & (clustering.labels >= 0)]).argmax()
+    predicted, _ = clustering.clusterer.predict(x[small])
+    assert np.mean(predicted == found) >= 0.8

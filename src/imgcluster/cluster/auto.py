@@ -69,7 +69,7 @@ from ..params import Interval, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
 from .hdbscan import HdbscanClusterer
 from .kmeans import KMeansClusterer
-from .separated import Carved, carve_separated
+from .separated import Carved, carve_separated, predict_carved
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +206,8 @@ class AutoClusterer:
         labels, probabilities = self.model_.predict(x)
         if not getattr(self, "carved_", None):
             return labels, probabilities
-        from sklearn.neighbors import NearestNeighbors
-
-        nearest = NearestNeighbors(n_neighbors=1).fit(self._fit_space).kneighbors(
-            np.asarray(x, dtype=np.float32), return_distance=False)[:, 0]
-        mapped = np.array([self._renumbered.get(int(label), -2) if label != NOISE else NOISE for label in labels])
-        carved = np.isin(self.labels_[nearest], [g["cluster"] for g in self.carved_]) | (mapped == -2)
-        probabilities = np.where(carved, self.probabilities_[nearest], probabilities)
-        return np.where(carved, self.labels_[nearest], mapped).astype(np.int64), probabilities
+        return predict_carved(labels, probabilities, x, self._fit_space, self.labels_, self.probabilities_,
+                              self.carved_, self._renumbered)
 
     def describe(self) -> dict[str, object]:
         described = dict(self.model_.describe()) if hasattr(self, "model_") else {}

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..params import Interval, Options, Parameters, require_fitted
 from .base import NOISE, auto_min_cluster_size
+from .separated import carve_separated, predict_carved
 
 
 class HdbscanClusterer:
@@ -57,10 +58,30 @@ class HdbscanClusterer:
         if self.model_ is None:
             return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x))
         labels, strengths = hdbscan.approximate_predict(self.model_, np.asarray(x, dtype=np.float64))
-        return labels.astype(np.int64), np.asarray(strengths, dtype=np.float64)
+        labels, strengths = labels.astype(np.int64), np.asarray(strengths, dtype=np.float64)
+        if not getattr(self, "carved_", None):
+            return labels, strengths
+        return predict_carved(labels, strengths, x, self._fit_space, self.labels_, self.probabilities_,
+                              self.carved_, self._renumbered)
+
+    def carve(self, x: np.ndarray, embeddings: np.ndarray | None = None) -> "HdbscanClusterer":
+        """After ``fit(x)``: make each well-separated group of at least ``min_cluster_size`` points
+        that the fit merged into a larger cluster or left unclustered a cluster of its own
+        (``separated.carve_separated``; ``embeddings``, same rows, measure the separation). What a
+        user's minimum promises: no group above it that the neighbour graph keeps apart is merged."""
+        require_fitted(self, "labels_")
+        if self.model_ is None:
+            return self
+        carved = carve_separated(x, self.labels_, self.probabilities_, embeddings, min_size=self.min_cluster_size_,
+                                 max_size=self.max_cluster_size)
+        self.labels_, self.probabilities_, self.carved_ = carved.labels, carved.probabilities, carved.groups
+        if self.carved_:
+            self._renumbered, self._fit_space = carved.renumbered, np.asarray(x, dtype=np.float32)
+        return self
 
     def describe(self) -> dict[str, object]:
         return {"method": "hdbscan", "min_cluster_size": getattr(self, "min_cluster_size_", self.min_cluster_size),
                 "min_samples": getattr(self, "min_samples_", self.min_samples),
                 "cluster_selection_method": self.cluster_selection_method, "alpha": self.alpha,
-                "max_cluster_size": self.max_cluster_size}
+                "max_cluster_size": self.max_cluster_size,
+                **({"carved": self.carved_} if getattr(self, "carved_", None) else {})}

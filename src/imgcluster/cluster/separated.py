@@ -139,3 +139,20 @@ def _nearest(reference: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarra
         similarity[np.arange(len(block)), block] = -np.inf  # not its own neighbour
         found[start:start + len(block)] = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
     return found
+
+
+def predict_carved(labels: np.ndarray, probabilities: np.ndarray, x: np.ndarray, fit_space: np.ndarray,
+                   fitted_labels: np.ndarray, fitted_probabilities: np.ndarray, groups: list[dict],
+                   renumbered: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """New points' ``labels`` and ``probabilities`` from the coarse model, after carving: a point
+    joins the cluster of its nearest fitted point (``fit_space``, labelled ``fitted_labels``) when
+    that point is in a carved group or the model's cluster was emptied by carving; the others keep
+    the model's answer, renumbered as the carving renumbered the clusters."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nearest = NearestNeighbors(n_neighbors=1).fit(fit_space).kneighbors(
+        np.asarray(x, dtype=np.float32), return_distance=False)[:, 0]
+    mapped = np.array([renumbered.get(int(label), -2) if label != NOISE else NOISE for label in labels])
+    carved = np.isin(fitted_labels[nearest], [g["cluster"] for g in groups]) | (mapped == -2)
+    probabilities = np.where(carved, fitted_probabilities[nearest], probabilities)
+    return np.where(carved, fitted_labels[nearest], mapped).astype(np.int64), probabilities

@@ -21,8 +21,9 @@ import numpy as np
 from ..config import PRESETS, ClusterConfig
 from ..errors import ConfigError, UnknownName
 from ..params import not_applicable, takers
-from .auto import AutoClusterer
+from .auto import SEARCH_SAMPLE, AutoClusterer
 from .base import Clusterer
+from .hdbscan import HdbscanClusterer
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,18 @@ def fit_clusterer(space: np.ndarray, config: ClusterConfig, *, embeddings: np.nd
         if progress is not None:
             progress(0, 1)
         clusterer.fit(space)
+        if carves_given_minimum(config, clusterer, n):
+            clusterer.carve(space, embeddings)
         if progress is not None:
             progress(1, 1)
     return clusterer, in_collection(clusterer.describe(), n, collection)
+
+
+def carves_given_minimum(config: ClusterConfig, clusterer: Clusterer, n: int) -> bool:
+    """Whether auto mode, turned into HDBSCAN by a given ``min_cluster_size``, carves out the
+    well-separated groups above that minimum its fit merged: as auto mode does without one, only on
+    more than ``SEARCH_SAMPLE`` points (below, carving split digits by writing style; see auto.py)."""
+    return config.method == "auto" and isinstance(clusterer, HdbscanClusterer) and n > SEARCH_SAMPLE
 
 
 def fit_sample_for(fit_sample: int, n: int, config: ClusterConfig) -> int:
