@@ -230,7 +230,9 @@ def test_split_gives_a_derived_run_and_undo_goes_back(console, server, digits_ru
     parts = set(after[clusters == top].tolist())
     assert len(parts) == 3 and top in parts and not parts - {top} & set(clusters.tolist())
     assert split.record.n_clusters == digits_run.record.n_clusters + 2
-    assert page.locator(f"#clusters li[data-cluster='{max(parts)}']").count() == 1  # the new parts are listed
+    # The new parts are listed (the list is drawn after S.run changes: wait for it).
+    page.wait_for_selector(f"#clusters li[data-cluster='{max(parts)}']", timeout=30_000)
+    assert page.locator(f"#clusters li[data-cluster='{max(parts)}']").count() == 1
     page.click("#undo")
     page.wait_for_function(f"S.run === {digits_run.key!r}")
     assert key in runs_by_key(server)  # undo goes back; the edit stays a run of its own

@@ -28,8 +28,11 @@ def page(browser, server):
 
 
 def coloured_pixels(page, path: Path) -> np.ndarray:
-    """The saturated pixels of the map (cluster colours, not paper or grey noise), (m, 3)."""
+    """The saturated pixels of the map's points (cluster colours, not paper or grey noise), (m, 3): the
+    overlay (thumbnails on a small run, labels) is hidden for the picture."""
+    page.evaluate("document.querySelector('#overlay').style.visibility = 'hidden'")
     page.locator("#map").screenshot(path=str(path))
+    page.evaluate("document.querySelector('#overlay').style.visibility = ''")
     pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(float)
     return pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 50]
 
