@@ -120,7 +120,11 @@ class Server:
 
     def close(self) -> None:
         self.process.terminate()
-        self.process.wait(20)
+        try:  # uvicorn lets requests in flight finish: a million-point run's facets take seconds under load
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(20)
 
 
 ZOOMED_IN_VIEW = 4000  # the page shows images from this many points in view (app.js ATLAS_MAX)
