@@ -11,12 +11,18 @@ images. The server is `imgcluster serve` in a child process; the browser is Debi
   server reading that cache, "warm" a second browser context (no HTTP cache) on the same server.
 - redraw: the mean time of one redraw of the map (a pan or zoom step), waited for: with every
   point, and while moving, when the page draws a random subset sized from its first frame's cost.
+  Each redraw includes the overlay: the cluster labels (on, as the page opens) and, zoomed in, images.
+- zoomed in: the wheel zooms on the biggest cluster's label until at most 4,000 points are in view
+  (where the page starts showing points as their images), the sprite sheets load, then the same
+  redraws are timed there; the images and labels drawn are counted. The zoom and the count of points
+  in view are worked out by this script, so an older page (`--map-only` with PYTHONPATH at an older
+  checkout) is timed at the same place.
 - /api/clusters/{id}/images: 300 requests, random cluster and offset, 60 images each, one at a time.
 - /api/predict: 30 uploads of 96x72 noise JPEGs (embedded by efficientnet-lite0 on the CPU, then searched
   in the run's predictor, fitted on synthetic 1280-d vectors) into the smallest run only: a
   1M x 1280-d predictor would need 10 GB.
 
-    python bench/web.py [--sizes 100000 1000000] [--keep DIR]
+    python bench/web.py [--sizes 100000 1000000] [--keep DIR] [--map-only]
 """
 
 from __future__ import annotations
@@ -114,12 +120,30 @@ class Server:
 
     def close(self) -> None:
         self.process.terminate()
-        self.process.wait(20)
+        try:  # uvicorn lets requests in flight finish: a million-point run's facets take seconds under load
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(20)
 
 
-def first_render(browser, url: str) -> tuple[float, int, float, float]:
+ZOOMED_IN_VIEW = 4000  # the page shows images from this many points in view (app.js ATLAS_MAX)
+IN_VIEW = """() => {  // points inside the canvas, counted here so that any version of the page can be asked
+  const map = S.map, canvas = document.querySelector('#map');
+  const w = canvas.clientWidth, h = canvas.clientHeight, toScreen = window.imgclusterMap.toScreen;
+  let count = 0;
+  for (let i = 0; i < map.n; i++) {
+    const [sx, sy] = toScreen(map.x[i], map.y[i]);
+    if (sx >= 0 && sy >= 0 && sx <= w && sy <= h) count++;
+  }
+  return count;
+}"""
+
+
+def first_render(browser, url: str, zoom: bool = False) -> tuple:
     """Milliseconds from navigation start to the map's first full frame, the points drawn, and the
-    mean milliseconds of a redraw afterwards: every point, and while the map moves (level of detail)."""
+    mean milliseconds of a redraw afterwards: every point, and while the map moves (level of detail).
+    With ``zoom``, also zoomed in until images show: (points in view, images, labels, redraw ms)."""
     context = browser.new_context(viewport={"width": 1400, "height": 860})  # no HTTP cache carried over
     page = context.new_page()
     page.goto(url + "/")
@@ -127,8 +151,31 @@ def first_render(browser, url: str) -> tuple[float, int, float, float]:
     ready, points = float(page.get_attribute("body", "data-map-ready")), int(page.get_attribute("body", "data-points"))
     full = float(page.evaluate("window.imgclusterMap.timeRedraws(10)"))
     moving = float(page.evaluate("window.imgclusterMap.timeRedraws(10, true)"))
+    zoomed = zoomed_in(page) if zoom else None
     context.close()
-    return ready, points, full, moving
+    return ready, points, full, moving, zoomed
+
+
+def zoomed_in(page) -> tuple[int, int, int, float]:
+    """Wheel in on the biggest cluster's label until images show; then points in view, images drawn,
+    labels drawn and the mean milliseconds of a full redraw (points, labels, images) there."""
+    page.wait_for_function("window.imgclusterMap.labels().length > 0", timeout=120_000)
+    x0, y0, x1, y1 = page.evaluate("window.imgclusterMap.labels()[0].box")
+    canvas = page.locator("#map").bounding_box()
+    page.mouse.move(canvas["x"] + (x0 + x1) / 2, canvas["y"] + (y0 + y1) / 2)
+    for _ in range(60):
+        if page.evaluate(IN_VIEW) <= ZOOMED_IN_VIEW:
+            break
+        page.mouse.wheel(0, -240)
+        page.wait_for_timeout(60)
+    page.wait_for_timeout(300)
+    page.wait_for_load_state("networkidle")  # the sprite sheets of the images in view
+    page.evaluate("window.imgclusterMap.timeRedraws(2)")  # draws the loaded images once
+    in_view = int(page.evaluate(IN_VIEW))
+    redraw = float(page.evaluate("window.imgclusterMap.timeRedraws(10)"))
+    images = int(page.get_attribute("body", "data-atlas") or 0)
+    labels = int(page.get_attribute("body", "data-labels") or 0)
+    return in_view, images, labels, redraw
 
 
 def latencies(call, count: int) -> tuple[float, float]:
@@ -144,6 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--keep", type=Path, help="Build the workspaces here and keep them.")
+    parser.add_argument("--map-only", action="store_true",
+                        help="Time the map only (first frames, redraws, zoomed in), not the API calls.")
     args = parser.parse_args()
     if CHROMIUM is None:
         sys.exit("chromium is not installed (apt-get install chromium)")
@@ -168,7 +217,11 @@ def main() -> None:
             server = Server(folder)
             try:
                 restart = first_render(browser, server.url)
-                warm = first_render(browser, server.url)
+                warm = first_render(browser, server.url, zoom=True)
+                if args.map_only:
+                    rows.append((n, built, cold, restart, warm, None, None))
+                    print(f"n={n:,}: " + _map_line(cold, restart, warm), flush=True)
+                    continue
                 rng = np.random.default_rng(1)
                 with httpx.Client(base_url=server.url, timeout=120) as client:
                     sizes = {c["cluster"]: c["size"] for c in client.get("/api/clusters").json()["clusters"]}
@@ -199,9 +252,7 @@ def main() -> None:
                 server.close()
             rows.append((n, built, cold, restart, warm, grid, filed))
             print(f"n={n:,}: " + (f"built in {built:.0f} s" if built else "workspace reused") +
-                  f"; first render: first view {cold[0] / 1000:.2f} s, server restarted {restart[0] / 1000:.2f} s, "
-                  f"warm {warm[0] / 1000:.2f} s ({cold[1]:,} points); "
-                  f"redraw {warm[2]:.0f} ms, while moving {warm[3]:.0f} ms; /api/clusters/{{id}}/images p50 {grid[0]:.1f} ms "
+                  "; " + _map_line(cold, restart, warm) + f"; /api/clusters/{{id}}/images p50 {grid[0]:.1f} ms "
                   f"p95 {grid[1]:.1f} ms" + (f"; /api/predict p50 {filed[0]:.0f} ms p95 {filed[1]:.0f} ms"
                                               if filed else ""), flush=True)
         browser.close()
@@ -209,15 +260,28 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print("| images | first render: first view / server restarted / warm | redraw: all / moving | "
-          "cluster images p50 / p95 | predict p50 / p95 |")
-    print("|---:|---:|---:|---:|---:|")
+          "zoomed in: redraw (points in view, images, labels) | cluster images p50 / p95 | predict p50 / p95 |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for n, _, cold, restart, warm, grid, filed in rows:
+        in_view, images, labels, redraw = warm[4]
         print(f"| {n:,} | {cold[0] / 1000:.2f} / {restart[0] / 1000:.2f} / {warm[0] / 1000:.2f} s | "
-              f"{warm[2]:.0f} / {warm[3]:.0f} ms | "
-              f"{grid[0]:.1f} / {grid[1]:.1f} ms | "
+              f"{warm[2]:.0f} / {warm[3]:.0f} ms | {redraw:.0f} ms ({in_view:,}, {images}, {labels}) | "
+              + (f"{grid[0]:.1f} / {grid[1]:.1f} ms | " if grid else "— | ")
               + (f"{filed[0]:.0f} / {filed[1]:.0f} ms |" if filed else "— |"))
     print(f"\n{os.cpu_count()} CPUs; Chromium WebGL on SwiftShader (CPU)")
     print("command: python " + " ".join(sys.argv))
+    import imgcluster
+
+    print(f"imgcluster from {Path(imgcluster.__file__).parent}; load average {os.getloadavg()[0]:.1f}")
+
+
+def _map_line(cold: tuple, restart: tuple, warm: tuple) -> str:
+    """The map's figures of one size as a line of text."""
+    in_view, images, labels, redraw = warm[4]
+    return (f"first render: first view {cold[0] / 1000:.2f} s, server restarted {restart[0] / 1000:.2f} s, "
+            f"warm {warm[0] / 1000:.2f} s ({cold[1]:,} points); redraw {warm[2]:.0f} ms, while moving "
+            f"{warm[3]:.0f} ms; zoomed in ({in_view:,} points in view, {images} images, {labels} labels) "
+            f"redraw {redraw:.0f} ms; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
