@@ -682,9 +682,9 @@ function renderClusters() {
   const list = $("#clusters"), rows = new Map(S.clusters.map((c) => [c.cluster, clusterRow(c)]));
   const groups = LEVEL.groups(LEVEL.k);
   if (!groups) return list.replaceChildren(...rows.values());
-  const order = S.clusters.map((c) => c.cluster), grouped = new Set();
+  const order = new Map(S.clusters.map((c, i) => [c.cluster, i])), grouped = new Set();
   const items = groups.flatMap(({ node, leaves }) => {
-    const members = leaves.filter((leaf) => rows.has(leaf)).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+    const members = leaves.filter((leaf) => rows.has(leaf)).sort((a, b) => order.get(a) - order.get(b));
     members.forEach((leaf) => grouped.add(leaf));
     if (leaves.length === 1) return members.map((leaf) => rows.get(leaf));  // a cluster on its own at this level
     if (members.includes(S.focus)) LEVEL.open.add(node.id);  // the picked cluster stays in view
