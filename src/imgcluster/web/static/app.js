@@ -687,7 +687,6 @@ function renderClusters() {
     const members = leaves.filter((leaf) => rows.has(leaf)).sort((a, b) => order.get(a) - order.get(b));
     members.forEach((leaf) => grouped.add(leaf));
     if (leaves.length === 1) return members.map((leaf) => rows.get(leaf));  // a cluster on its own at this level
-    if (members.includes(S.focus)) LEVEL.open.add(node.id);  // the picked cluster stays in view
     const open = LEVEL.open.has(node.id);
     for (const leaf of members) { rows.get(leaf).hidden = !open; rows.get(leaf).classList.add("leaf"); }
     return [nodeRow(node, members, open), ...members.map((leaf) => rows.get(leaf))];
@@ -882,6 +881,7 @@ async function showCluster(cluster, { zoom = true } = {}) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
   if (zoom) Map2D.fitCluster(cluster);
+  LEVEL.reveal(cluster);  // its tree node opens in the list
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);

@@ -56,6 +56,12 @@ const LEVEL = {
       .sort((a, b) => b.node.size - a.node.size || a.node.id - b.node.id);
   },
 
+  // Open, in the cluster list, the node a cluster is in at the slider's level (a cluster being shown).
+  reveal(cluster) {
+    const group = (LEVEL.groups(LEVEL.k) || []).find((g) => g.leaves.includes(cluster));
+    if (group && group.leaves.length > 1) LEVEL.open.add(group.node.id);
+  },
+
   // The level the map's large labels name: the slider's when coarser than the leaves, else the tree's coarse cut.
   labelLevel() {
     const t = LEVEL.tree;
@@ -69,6 +75,7 @@ const LEVEL = {
     LEVEL.k = k;
     const owner = t ? LEVEL.cut(k) : null;
     if (t) LEVEL.colourOf = (cluster) => (owner.has(cluster) ? t.leafOf.get(owner.get(cluster)) : cluster);
+    if (S.focus !== null) LEVEL.reveal(S.focus);
     renderClusters();  // grouped by the cut's nodes when coarser than the leaves (app.js)
     if (t) {
       const node = (cluster) => t.nodes.get(owner.get(cluster));
