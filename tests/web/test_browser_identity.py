@@ -175,21 +175,29 @@ def test_the_map_labels_its_clusters_without_overlap_and_zooming_makes_them_bigg
     names = digits_run.names
     expected = {c.cluster: f"{c.cluster} · {names[c.cluster].name}" if c.cluster in names else f"cluster {c.cluster}"
                 for c in digits_run.clusters() if c.cluster != -1}
-    assert len(labels) >= 3
-    for i, label in enumerate(labels):
-        full = expected[label["cluster"]]
-        assert label["text"] == full or (label["text"].endswith("…") and full.startswith(label["text"][:-1]))
-        x0, y0, x1, y1 = label["box"]
-        assert 0 <= x0 < x1 <= box["width"] and 0 <= y0 < y1 <= box["height"]
-        for other in labels[i + 1:]:
-            u0, v0, u1, v1 = other["box"]
-            assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, (label, other)  # no two overlap
+
+    def check(labels: list[dict]) -> None:
+        for i, label in enumerate(labels):
+            if label["cluster"] is not None:  # else a coarser tree node's name (tests/web/test_tree_levels.py)
+                full = expected[label["cluster"]]
+                assert label["text"] == full or (label["text"].endswith("…") and full.startswith(label["text"][:-1]))
+            x0, y0, x1, y1 = label["box"]
+            assert 0 <= x0 < x1 <= box["width"] and 0 <= y0 < y1 <= box["height"]
+            for other in labels[i + 1:]:
+                u0, v0, u1, v1 = other["box"]
+                assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, (label, other)  # no two overlap
+
+    assert labels  # the whole map: the tree's coarse level names its parts; the clusters' names come closer
+    check(labels)
     x0, y0, x1, y1 = labels[0]["box"]
-    page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + (y0 + y1) / 2)  # zoom on the biggest cluster's label
+    page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + (y0 + y1) / 2)  # zoom on the biggest label
     for _ in range(3):
         page.mouse.wheel(0, -300)
     page.wait_for_function(f"window.imgclusterMap.labels().length && "
                            f"window.imgclusterMap.labels()[0].px > {labels[0]['px']}")
+    zoomed = page.evaluate("window.imgclusterMap.labels()")
+    assert len(zoomed) >= 3 and any(label["level"] == "fine" for label in zoomed)
+    check(zoomed)
     page.click("#labels")
     assert page.evaluate("window.imgclusterMap.labels().length") == 0  # the button hides them
     assert errors == []

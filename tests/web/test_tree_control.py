@@ -3,6 +3,7 @@ cluster tree, fetched once per run (no request per step)."""
 
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +29,26 @@ def page(browser, server):
 
 
 def coloured_pixels(page, path: Path) -> np.ndarray:
-    """The saturated pixels of the map's points (cluster colours, not paper or grey noise), (m, 3): the
-    overlay (thumbnails on a small run, labels) is hidden for the picture."""
-    page.evaluate("document.querySelector('#overlay').style.visibility = 'hidden'")
-    page.locator("#map").screenshot(path=str(path))
-    page.evaluate("document.querySelector('#overlay').style.visibility = ''")
+    """The saturated pixels of the map (cluster colours, not paper or grey noise), (m, 3), below the
+    tools over its top (the slider's blue is no cluster's)."""
+    box, tools = page.locator("#map").bounding_box(), page.locator("#tools").bounding_box()
+    top = tools["y"] + tools["height"] + 2
+    page.screenshot(path=str(path), clip={"x": box["x"], "y": top, "width": box["width"],
+                                          "height": box["y"] + box["height"] - top})
     pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(float)
     return pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 50]
 
 
 def share_near(pixels: np.ndarray, css: set[str]) -> float:
-    """The share of ``pixels`` near one of the ``css`` colours ("rgb(r, g, b)"), drawn opaque or at the
-    map's alpha over white paper."""
+    """The share of ``pixels`` of the hue of one of the ``css`` colours ("rgb(r, g, b)"): a colour
+    keeps its hue drawn opaque, at the map's alpha over the paper, or blended into the edge of a
+    thumbnail's frame."""
+    def hue(rgb: np.ndarray) -> np.ndarray:
+        return np.array([colorsys.rgb_to_hsv(*(row / 255))[0] for row in rgb])
+
     colours = np.array([[float(v) for v in c[4:-1].split(",")] for c in css])
-    colours = np.concatenate([colours, colours * 0.86 + 255 * 0.14])
-    distance = np.linalg.norm(pixels[:, None, :] - colours[None, :, :], axis=2).min(axis=1)
-    return float(np.mean(distance < 40))
+    apart = np.abs(hue(pixels)[:, None] - hue(colours)[None, :])
+    return float(np.mean(np.minimum(apart, 1 - apart).min(axis=1) < 12 / 360))
 
 
 def swatches(page) -> dict[int, str]:

@@ -302,30 +302,59 @@ const Map2D = (() => {
 
   // Cluster names on the map, biggest clusters first; a label that would overlap one already placed
   // (or leave the view) is skipped, so zooming in makes room for more. Text grows with the zoom.
-  let placed = [], labelsOn = true;
+  // With a coarser level of the tree (LEVEL.labelLevel, tree.js) its nodes' names come first, larger;
+  // the clusters' own names, smaller, join them once zoomed in past FINE_ZOOM.
+  let placed = [], labelsOn = true, coarseCache = null;
   const LABEL_CHARS = 30;  // longer names ("mixed: a, b, c") are cut: the list and tooltip show them whole
+  const FINE_ZOOM = 1.8;   // about twice the whole map's zoom (0.92)
   function drawLabels() {
     placed = [];
     if (!labelsOn || !S.anchors) return;
-    const w = canvas.clientWidth, ht = canvas.clientHeight;
-    const px = Math.round(Math.min(20, Math.max(11, 10 + 2 * Math.log2(1 + cam.k))));
-    ctx.font = `600 ${px}px system-ui, sans-serif`;
-    ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
-    for (const { cluster, x, y } of S.anchors) {
-      const [sx, sy] = toScreen(x, y);
-      const full = clusterLabel(cluster), text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
-      const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
-      if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
-      if (View.countOf(cluster) === 0) continue;  // every point of it filtered out
-      if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
-      const dim = S.focus !== null && cluster !== S.focus;
-      ctx.globalAlpha = dim ? 0.35 : 1;
-      ctx.lineWidth = 3.5; ctx.strokeStyle = "rgba(255,255,255,.92)"; ctx.strokeText(text, sx, sy);
-      ctx.fillStyle = "#1d232a"; ctx.fillText(text, sx, sy);
-      placed.push({ cluster, text, box, px });
+    const level = LEVEL.labelLevel(), coarse = level ? coarseAnchors(level) : [];
+    const zoom = Math.log2(1 + cam.k);
+    const alone = new Set(coarse.filter((a) => a.leaves.length === 1).map((a) => a.leaves[0]));  // a cluster that is a node of the cut
+    placeLabels(coarse, Math.round(Math.min(28, Math.max(15, 14 + 2 * zoom))), "coarse");
+    if (!coarse.length || cam.k >= FINE_ZOOM) {
+      placeLabels(S.anchors.filter((a) => !alone.has(a.cluster)), Math.round(Math.min(20, Math.max(11, 10 + 2 * zoom))), "fine");
     }
     ctx.globalAlpha = 1;
     document.body.dataset.labels = String(placed.length);
+    document.body.dataset.labelLevel = level ? String(level) : "";
+  }
+  function placeLabels(anchors, px, level) {
+    const w = canvas.clientWidth, ht = canvas.clientHeight;
+    ctx.font = `${level === "coarse" ? 700 : 600} ${px}px system-ui, sans-serif`;
+    ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+    for (const { cluster, leaves, name, node, x, y } of anchors) {
+      const [sx, sy] = toScreen(x, y);
+      const members = leaves || [cluster], full = name || clusterLabel(cluster);
+      const text = full.length > LABEL_CHARS ? full.slice(0, LABEL_CHARS - 1) + "…" : full, half = ctx.measureText(text).width / 2 + 3;
+      const box = [sx - half, sy - px * 0.7, sx + half, sy + px * 0.7];
+      if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > ht) continue;
+      if (members.every((c) => View.countOf(c) === 0)) continue;  // every point of it filtered out
+      if (placed.some((b) => b.box[0] < box[2] && box[0] < b.box[2] && b.box[1] < box[3] && box[1] < b.box[3])) continue;
+      const dim = S.focus !== null && !members.includes(S.focus);
+      ctx.globalAlpha = dim ? 0.35 : 1;
+      ctx.lineWidth = level === "coarse" ? 4.5 : 3.5; ctx.strokeStyle = "rgba(255,255,255,.92)"; ctx.strokeText(text, sx, sy);
+      ctx.fillStyle = "#1d232a"; ctx.fillText(text, sx, sy);
+      placed.push({ cluster: members.length === 1 ? members[0] : null, node: node ?? null, clusters: members, text, box, px, level });
+    }
+  }
+  // The cut's nodes placed as labelAnchors places clusters: at the median of their leaves' sampled points.
+  function coarseAnchors(k) {
+    if (coarseCache && coarseCache.k === k && coarseCache.tree === LEVEL.tree && coarseCache.anchors === S.anchors) return coarseCache.list;
+    const rowsOf = new Map(S.anchors.map((a) => [a.cluster, a.rows]));
+    const median = (values) => { values.sort((a, b) => a - b); return values[values.length >> 1]; };
+    const list = [];
+    for (const { node, leaves } of LEVEL.groups(k)) {
+      const rows = leaves.flatMap((leaf) => rowsOf.get(leaf) || []);
+      if (!rows.length) continue;
+      const step = Math.max(1, Math.floor(rows.length / 2000)), sample = rows.filter((_, i) => i % step === 0);
+      list.push({ node: node.id, leaves, name: leaves.length === 1 ? clusterLabel(leaves[0]) : node.name,
+        x: median(sample.map((i) => S.map.x[i])), y: median(sample.map((i) => S.map.y[i])) });
+    }
+    coarseCache = { k, tree: LEVEL.tree, anchors: S.anchors, list };
+    return list;
   }
   const labelsButton = $("#labels");
   labelsButton.addEventListener("click", () => {
@@ -598,7 +627,7 @@ function labelAnchors(map) {
   for (const [cluster, members] of rows) {
     const step = Math.max(1, Math.floor(members.length / 2000));
     const sample = members.filter((_, k) => k % step === 0);
-    anchors.push({ cluster, size: members.length * stride, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
+    anchors.push({ cluster, size: members.length * stride, rows: members, x: median(sample.map((i) => map.x[i])), y: median(sample.map((i) => map.y[i])) });
   }
   return anchors.sort((a, b) => b.size - a.size || a.cluster - b.cluster);
 }
@@ -647,25 +676,62 @@ async function loadClusters() {
   Map2D.drawOverlay();  // the map's labels carry the names
 }
 
+// The cluster list: a row per cluster; at a coarser level of the tree (LEVEL, tree.js), a row per node
+// of the cut, collapsed by default, that opens (click, Enter) onto its clusters' rows.
 function renderClusters() {
-  const list = $("#clusters");
-  list.replaceChildren(...S.clusters.map((c) => {
-    const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
-    const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : "") + (View.countOf(c.cluster) === 0 ? " empty" : ""), "data-cluster": c.cluster,
-      title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}${c.name_level ? " · " + c.name_level : ""}` },
-    h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
-    c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
-      onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
-    h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
-    h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
-    h("span", { class: "size", title: View.countOf(c.cluster) === null ? "images" : "images shown by the filters of all its images" },
-      View.countOf(c.cluster) === null ? String(c.size) : `${View.countOf(c.cluster)}/${c.size}`),
-    h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
-    c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
-      onclick: (event) => { event.stopPropagation(); startRename(item, c); } }, "✎") : h("span"));
-    item.addEventListener("click", () => showCluster(c.cluster));
-    return item;
-  }));
+  const list = $("#clusters"), rows = new Map(S.clusters.map((c) => [c.cluster, clusterRow(c)]));
+  const groups = LEVEL.groups(LEVEL.k);
+  if (!groups) return list.replaceChildren(...rows.values());
+  const order = new Map(S.clusters.map((c, i) => [c.cluster, i])), grouped = new Set();
+  const items = groups.flatMap(({ node, leaves }) => {
+    const members = leaves.filter((leaf) => rows.has(leaf)).sort((a, b) => order.get(a) - order.get(b));
+    members.forEach((leaf) => grouped.add(leaf));
+    if (leaves.length === 1) return members.map((leaf) => rows.get(leaf));  // a cluster on its own at this level
+    const open = LEVEL.open.has(node.id);
+    for (const leaf of members) { rows.get(leaf).hidden = !open; rows.get(leaf).classList.add("leaf"); }
+    return [nodeRow(node, members, open), ...members.map((leaf) => rows.get(leaf))];
+  });
+  list.replaceChildren(...items, ...[...rows].filter(([cluster]) => !grouped.has(cluster)).map(([, row]) => row));
+}
+
+function nodeRow(node, members, open) {
+  const counts = members.map(View.countOf), shown = counts.includes(null) ? null : counts.reduce((a, b) => a + b, 0);
+  const toggle = () => { if (LEVEL.open.has(node.id)) LEVEL.open.delete(node.id); else LEVEL.open.add(node.id); renderClusters(); };
+  const item = h("li", { class: "cluster node" + (shown === 0 ? " empty" : ""), "data-node": node.id, tabindex: "0", role: "button", "aria-expanded": String(open),
+    title: `tree node ${node.id} · ${node.name} · ${node.size} images in ${members.length} clusters · click or Enter to ${open ? "close" : "open"}` },
+  h("span", { class: "sw", style: `background:${cssOf(LEVEL.tree.leafOf.get(node.id))}` }),
+  h("span", { class: "twisty", "aria-hidden": "true" }, open ? "▾" : "▸"),
+  h("span", { class: "cid" }),
+  h("span", { class: "name" }, node.name),
+  h("span", { class: "size" }, shown === null ? String(node.size) : `${shown}/${node.size}`),
+  h("span"), h("span"));
+  item.addEventListener("click", toggle);
+  item.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault();
+    toggle();
+    const again = $(`#clusters li.node[data-node="${node.id}"]`);
+    if (again) again.focus();  // the list was drawn anew: the keys stay on this row
+  });
+  return item;
+}
+
+function clusterRow(c) {
+  const stab = c.stability === null || c.stability === undefined ? "" : `stab ${c.stability.toFixed(2)}`;
+  const item = h("li", { class: "cluster" + (S.focus === c.cluster ? " active" : "") + (View.countOf(c.cluster) === 0 ? " empty" : ""), "data-cluster": c.cluster,
+    title: `${c.name} · ${c.size} images · mean membership ${c.mean_membership_probability.toFixed(2)}${c.named_by ? " · named by " + c.named_by : ""}${c.name_level ? " · " + c.name_level : ""}` },
+  h("span", { class: "sw", style: `background:${cssOf(c.cluster)}` }),
+  c.cluster >= 0 ? h("input", { type: "checkbox", class: "pick", "aria-label": `pick cluster ${c.cluster} to merge`, checked: S.mergePick.has(c.cluster),
+    onclick: (event) => { event.stopPropagation(); togglePick(c.cluster, event.target.checked); } }) : h("span"),
+  h("span", { class: "cid", title: `cluster id ${c.cluster}` }, c.cluster >= 0 ? String(c.cluster) : "–"),
+  h("span", { class: "name" }, c.name, c.name_level === "unsure" ? h("span", { class: "badge unsure", title: "the namer is unsure of this name" }, "unsure") : "", c.proposed ? h("span", { class: "badge proposed", title: "proposed by an update: accept or reject it in its panel" }, "proposed") : ""),
+  h("span", { class: "size", title: View.countOf(c.cluster) === null ? "images" : "images shown by the filters of all its images" },
+    View.countOf(c.cluster) === null ? String(c.size) : `${View.countOf(c.cluster)}/${c.size}`),
+  h("span", { class: "stab" + (c.unstable ? " unstable" : "") }, stab),
+  c.cluster >= 0 ? h("button", { type: "button", class: "ren", title: "Rename", "aria-label": `rename cluster ${c.cluster}`,
+    onclick: (event) => { event.stopPropagation(); startRename(item, c); } }, "✎") : h("span"));
+  item.addEventListener("click", () => showCluster(c.cluster));
+  return item;
 }
 
 // The merge bar: which picked cluster survives (its id and name) is chosen, not implied by the order
@@ -815,6 +881,7 @@ async function showCluster(cluster, { zoom = true } = {}) {
   S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
   if (zoom) Map2D.fitCluster(cluster);
+  LEVEL.reveal(cluster);  // its tree node opens in the list
   renderClusters();
   writeHash({ cluster });
   const info = S.clusters.find((c) => c.cluster === cluster);

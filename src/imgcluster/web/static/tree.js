@@ -6,10 +6,13 @@
 const LEVEL = {
   colourOf: (cluster) => cluster,  // the cluster whose palette colour a leaf shows at the chosen level
   tree: null,                      // {leaves, merges, nodes (id → node), leafOf (node → its largest leaf)}
+  k: 1,                            // the slider's level: clusters in the cut
+  open: new Set(),                 // tree nodes expanded in the cluster list
 
   async reset(key) {
     const control = document.getElementById("level");
     LEVEL.tree = null;
+    LEVEL.open.clear();
     LEVEL.colourOf = (cluster) => cluster;
     try {
       const data = await getJSON(`/tree?run=${encodeURIComponent(key)}`);
@@ -39,11 +42,42 @@ const LEVEL = {
     return owner;
   },
 
+  // The cut's nodes, largest first, each with its leaves: the cluster list's groups and the map's coarse
+  // labels. Null at the leaves (or with no tree): then a cluster is its own group.
+  groups(k) {
+    const t = LEVEL.tree;
+    if (!t || k >= t.leaves.length) return null;
+    const members = new Map();
+    for (const [leaf, id] of LEVEL.cut(k)) {
+      if (!members.has(id)) members.set(id, []);
+      members.get(id).push(leaf);
+    }
+    return [...members].map(([id, leaves]) => ({ node: t.nodes.get(id), leaves }))
+      .sort((a, b) => b.node.size - a.node.size || a.node.id - b.node.id);
+  },
+
+  // Open, in the cluster list, the node a cluster is in at the slider's level (a cluster being shown).
+  reveal(cluster) {
+    const group = (LEVEL.groups(LEVEL.k) || []).find((g) => g.leaves.includes(cluster));
+    if (group && group.leaves.length > 1) LEVEL.open.add(group.node.id);
+  },
+
+  // The level the map's large labels name: the slider's when coarser than the leaves, else the tree's coarse cut.
+  labelLevel() {
+    const t = LEVEL.tree;
+    if (!t) return null;
+    const k = LEVEL.k < t.leaves.length ? LEVEL.k : t.coarse;
+    return k && k < t.leaves.length ? k : null;
+  },
+
   show(k) {
     const t = LEVEL.tree;
+    LEVEL.k = k;
+    const owner = t ? LEVEL.cut(k) : null;
+    if (t) LEVEL.colourOf = (cluster) => (owner.has(cluster) ? t.leafOf.get(owner.get(cluster)) : cluster);
+    if (S.focus !== null) LEVEL.reveal(S.focus);
+    renderClusters();  // grouped by the cut's nodes when coarser than the leaves (app.js)
     if (t) {
-      const owner = LEVEL.cut(k);
-      LEVEL.colourOf = (cluster) => (owner.has(cluster) ? t.leafOf.get(owner.get(cluster)) : cluster);
       const node = (cluster) => t.nodes.get(owner.get(cluster));
       for (const item of document.querySelectorAll("#clusters li[data-cluster]")) {
         const cluster = Number(item.dataset.cluster), at = owner.has(cluster) ? node(cluster) : null;
