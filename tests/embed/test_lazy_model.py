@@ -64,3 +64,17 @@ def test_a_fresh_process_embedding_through_onnxruntime_never_imports_torch(tiny_
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["False", "False"]
     assert np.allclose(np.load(user_cache / "out.npy"), exact.embed(pixels), atol=1e-5)
+
+
+def test_changed_preprocessing_settings_are_read_again(tiny_models, user_cache, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models["clip"], folder)
+    first = load_model(str(folder), device="cpu")
+    settings_file = folder / "preprocessor_config.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    settings["image_mean"] = [0.25, 0.25, 0.25]
+    settings_file.write_text(json.dumps(settings))
+    assert first.preprocess_spec.mean != (0.25, 0.25, 0.25)
+    assert load_model(str(folder), device="cpu").preprocess_spec.mean == (0.25, 0.25, 0.25)

@@ -168,10 +168,11 @@ class HfImageModel:
         self._model: Any = None
         self._config: Any = None
         weights_id = _model_id(self.folder, source)
-        facts = read_facts(weights_id, pooling)
+        facts_key = _facts_key(self.folder, weights_id)
+        facts = read_facts(facts_key, pooling)
         if facts is None:
             facts = self._measure(pooling)
-            write_facts(weights_id, pooling, facts)
+            write_facts(facts_key, pooling, facts)
         self.model_type = facts["model_type"]
         self._prefix = int(facts["prefix"])
         self._preprocess = Preprocess(**{**facts["preprocess"], "mean": tuple(facts["preprocess"]["mean"]),
@@ -326,6 +327,14 @@ class HfImageModel:
 
 
 FACTS_VERSION = 1  # bump when what ``_measure`` keeps changes
+
+
+def _facts_key(folder: Path, weights_id: str) -> str:
+    """What ``model_facts`` are keyed by: the weights' id and the preprocessing settings' bytes (a
+    local folder's preprocessor_config.json can change without its weights)."""
+    processor = folder / "preprocessor_config.json"
+    settings = processor.read_bytes() if processor.exists() else b""
+    return f"{weights_id}|{hashlib.blake2b(settings, digest_size=8).hexdigest()}"
 
 
 def _facts_path(weights_id: str, pooling: str | None) -> Path:
