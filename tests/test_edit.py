@@ -52,3 +52,20 @@ def test_split_off_makes_chosen_images_a_new_cluster(edit_run: imgcluster.Run) -
     assert split.record.n_clusters == len(set(after.tolist()) - {-1})
     with pytest.raises(imgcluster.ConfigError, match="no image with id"):
         imgcluster.split_off([10**9], edit_run.key, workspace=edit_run.workspace)
+
+
+def test_a_cluster_emptied_by_an_edit_leaves_no_name_for_the_next_cluster_with_its_id(
+        edit_run: imgcluster.Run) -> None:
+    labels = np.asarray(edit_run.assignments.clusters)
+    ids = np.asarray(edit_run.assignments.image_ids)
+    top = int(np.bincount(labels[labels >= 0]).argmax())
+    chosen = ids[labels == top][:20].tolist()
+    off = imgcluster.split_off(chosen, edit_run.key, workspace=edit_run.workspace)
+    new = int(np.asarray(off.assignments.clusters).max())
+    imgcluster.name_cluster(new, "receipts", off.key, workspace=edit_run.workspace)
+    back = imgcluster.move_images(chosen, top, off.key, workspace=edit_run.workspace)
+    assert new not in set(np.asarray(back.assignments.clusters).tolist())
+    assert new not in back.names  # emptied: its name went with it
+    again = imgcluster.split_off(chosen[:10], back.key, workspace=edit_run.workspace)
+    assert int(np.asarray(again.assignments.clusters).max()) == new  # the id is given again ...
+    assert again.names.get(new) is None or again.names[new].name != "receipts"  # ... without the old name

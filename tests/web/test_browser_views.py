@@ -192,6 +192,7 @@ def test_export_refuses_places_that_make_no_sense(server, digits_run: imgcluster
 
     for dest, says in [("exports/cats.csv", "relative path"), ("/etc/imgcluster.csv", "Exports go under"),
                        (str(server.app.state.explorer.workspace / "x.csv"), "inside the workspace"),
+                       (str(Path(digits_run.record.root) / "exported"), "inside the clustered folder"),
                        ("", "Give the folder")]:
         answer = export(dest)
         assert answer.status_code == 400 and says in answer.json()["detail"], (dest, answer.text)

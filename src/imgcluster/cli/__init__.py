@@ -381,6 +381,11 @@ def _print_run(run: api.Run) -> None:
     if auto:
         # Runs made before auto could choose k-means have no "choice"; their reason starts with the score.
         console.print(f"auto mode chose {auto['reason']}." if auto.get("choice") else f"auto mode: {auto['reason']}.")
+    carved = record.clustering.get("carved")  # HDBSCAN at a given --min-cluster-size (auto's are in its reason)
+    if carved:
+        console.print(f"{len(carved)} well-separated group(s) of {min(g['size'] for g in carved)}-"
+                      f"{max(g['size'] for g in carved)} fitted images, at least --min-cluster-size, that HDBSCAN had "
+                      "merged or left unclustered made clusters of their own.")
     dedup = _dedup_summary(record.clustering.get("dedup"))
     if dedup:
         console.print(f"--dedup: {dedup['duplicates']:,} duplicate image(s) set aside ({dedup['groups']:,} group(s), "

@@ -31,6 +31,9 @@ class HdbscanClusterer:
         import hdbscan
 
         n = len(x)
+        self.carved_ = []  # a new fit forgets an earlier carving (predict follows carved_)
+        self.__dict__.pop("_renumbered", None)
+        self.__dict__.pop("_fit_space", None)
         self.min_cluster_size_ = self.min_cluster_size or auto_min_cluster_size(n)
         # min_samples below min_cluster_size keeps fewer points as noise; the cap keeps it
         # meaningful on large collections.
@@ -70,7 +73,7 @@ class HdbscanClusterer:
         (``separated.carve_separated``; ``embeddings``, same rows, measure the separation). What a
         user's minimum promises: no group above it that the neighbour graph keeps apart is merged."""
         require_fitted(self, "labels_")
-        if self.model_ is None:
+        if self.model_ is None or self.carved_:  # once per fit: labels_ are already renumbered
             return self
         carved = carve_separated(x, self.labels_, self.probabilities_, embeddings, min_size=self.min_cluster_size_,
                                  max_size=self.max_cluster_size)

@@ -70,8 +70,9 @@ class Run:
             return self
         labels, named, leaves = self.cut(level), self.node_names(), set(self.tree.leaves)
         # An inner node none of whose leaves is named stays unnamed, as an unnamed cluster does.
-        names = {node: self.names[node] if node in self.names else ClusterName(node, named[node], "tree")
-                 for node in set(labels.tolist()) if node in self.names
+        # Inner node ids follow the largest leaf id, so self.names (the clusters') applies to leaves only.
+        names = {node: self.names[node] if node in leaves else ClusterName(node, named[node], "tree")
+                 for node in set(labels.tolist()) if (node in leaves and node in self.names)
                  or (node in named and node not in leaves and named[node] != f"node {node}")}
         seen = dataclasses.replace(self, assignments=dataclasses.replace(self.assignments, clusters=labels),
                                    names=names)

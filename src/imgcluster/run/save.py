@@ -94,6 +94,9 @@ def save_run(ws: Workspace, draft: Draft, *, naming_progress: Progress | None = 
         names = names + named
         if naming is not None:
             record = dataclasses.replace(record, naming=naming, timings=timings)
+    # A cluster an edit emptied keeps no name: a later cluster given its id must not inherit it.
+    present = set(labels[labels >= 0].tolist())
+    names = [name for name in names if name.cluster in present]
     chosen = choose_names(names)
     started = time.perf_counter()
     outputs = write_outputs(ws, record, draft.images, assignments, draft.skipped, chosen, progress=report_progress)

@@ -71,6 +71,12 @@ def check_dest(ex: Explorer, dest: str | None) -> Path:
     if path == ex.workspace or ex.workspace in path.parents:
         raise ConfigError(f"{path} is inside the workspace ({ex.workspace}), which only imgcluster writes. Choose "
                           "another folder.")
+    with ex.db() as ws:
+        clustered = {Path(r.root).resolve() for r in ws.runs() if r.root}
+    inside = next((root for root in sorted(clustered) if path == root or root in path.parents), None)
+    if inside is not None:
+        raise ConfigError(f"{path} is inside the clustered folder {inside}: the next scan or update would take the "
+                          f"exported images for new ones. Choose a folder beside it, e.g. {inside.parent / 'exports'}.")
     places = allowed_places(ex)
     temp = Path(tempfile.gettempdir()).resolve()
     system = any(path == Path(s) or Path(s) in path.parents for s in SYSTEM) and temp not in path.parents
