@@ -16,6 +16,7 @@ const LEVEL = {
     LEVEL.colourOf = (cluster) => cluster;
     try {
       const data = await getJSON(`/tree?run=${encodeURIComponent(key)}`);
+      if (S.run !== key) return;  // another run was opened meanwhile: its own reset draws its tree
       const nodes = new Map(data.nodes.map((n) => [n.id, n]));
       const leaves = data.nodes.filter((n) => !n.children.length).map((n) => n.id);
       const merges = data.nodes.filter((n) => n.children.length).map((n) => n.id);  // in merge order
