@@ -136,3 +136,15 @@ def open_app(page, server, run: str | None = None) -> None:
     page.goto(server.url + "/" + (f"#run={run}" if run else ""))
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
     page.wait_for_selector("body[data-points]", timeout=30_000)
+
+
+def wait_until_opened(page, *, not_key: str | None = None, key: str | None = None) -> str:
+    """Wait until the app has finished opening a run (its list, map, tree and view drawn): ``key``, or
+    any run but ``not_key``; returns the run's key. S.run changes at the start of opening, so waiting
+    on it alone races the rest of the opening."""
+    if key is not None:
+        page.wait_for_function(f"document.body.dataset.opened === {key!r}", timeout=60_000)
+        return key
+    page.wait_for_function(f"document.body.dataset.opened && document.body.dataset.opened !== {not_key!r} "
+                           "&& document.body.dataset.opened === S.run", timeout=60_000)
+    return page.evaluate("S.run")

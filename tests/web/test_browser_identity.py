@@ -12,7 +12,7 @@ import httpx
 
 import imgcluster
 
-from .conftest import open_app, select_box
+from .conftest import open_app, select_box, wait_until_opened
 
 
 def test_the_comparison_lists_matched_split_and_merged_clusters_by_id_and_name(console, server,
@@ -25,7 +25,7 @@ def test_the_comparison_lists_matched_split_and_merged_clusters_by_id_and_name(c
         page.check(f"#clusters li[data-cluster='{cluster}'] input.pick")
     page.click("#merge")
     page.click("#merge-go")
-    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#clusters li')")
+    wait_until_opened(page, not_key=digits_run.key)
     assert page.locator("#merge-bar").is_hidden()  # the merge is done: its bar goes
     merged = {"run": page.evaluate("S.run")}
     page.select_option("#compare", digits_run.key)

@@ -11,7 +11,7 @@ import pytest
 
 import imgcluster
 
-from .conftest import open_app
+from .conftest import open_app, wait_until_opened
 
 # The map's pixels that are not background, and how many carry the most common colour (in-page,
 # from the WebGL canvas, which keeps its drawing buffer).
@@ -220,7 +220,7 @@ def test_split_gives_a_derived_run_and_undo_goes_back(console, server, digits_ru
     page.click(f"#clusters li[data-cluster='{top}']")
     page.fill("#split-k", "3")
     page.click("#split")
-    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    wait_until_opened(page, not_key=digits_run.key)
     key = page.evaluate("S.run")
     made = runs_by_key(server)[key]
     assert made["parent"] == digits_run.key and made["edit"]["action"] == "split" and made["edit"]["k"] == 3
@@ -235,7 +235,7 @@ def test_split_gives_a_derived_run_and_undo_goes_back(console, server, digits_ru
     page.wait_for_selector(f"#clusters li[data-cluster='{max(parts)}']", timeout=30_000)
     assert page.locator(f"#clusters li[data-cluster='{max(parts)}']").count() == 1
     page.click("#undo")
-    page.wait_for_function(f"S.run === {digits_run.key!r}")
+    wait_until_opened(page, key=digits_run.key)
     assert key in runs_by_key(server)  # undo goes back; the edit stays a run of its own
     assert errors == []
 
@@ -263,7 +263,7 @@ def test_merge_keeps_the_chosen_cluster_after_confirming(console, server, digits
     page.select_option("#merge-into", str(small))
     page.click("#merge")
     page.click("#merge-go")
-    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    wait_until_opened(page, not_key=digits_run.key)
     key = page.evaluate("S.run")
     assert runs_by_key(server)[key]["parent"] == digits_run.key
     merged = imgcluster.load_run(key, workspace=web_workspace)
@@ -272,7 +272,7 @@ def test_merge_keeps_the_chosen_cluster_after_confirming(console, server, digits
     assert merged.names[small].name == "my sevens"
     assert page.inner_text("#panel-title") == "my sevens"
     page.click("#undo")
-    page.wait_for_function(f"S.run === {digits_run.key!r}")
+    wait_until_opened(page, key=digits_run.key)
     assert errors == []
 
 
@@ -393,7 +393,7 @@ def test_a_lasso_splits_off_a_new_cluster_in_a_derived_run(console, server, digi
     select_box(page, 0.4, 0.6)
     selected = set(page.evaluate("Array.from(S.selection, (row) => S.map.id[row])"))
     page.click("#split-off")
-    page.wait_for_function(f"S.run !== {digits_run.key!r} && document.querySelector('#cluster-grid')")
+    wait_until_opened(page, not_key=digits_run.key)
     key = page.evaluate("S.run")
     assert runs_by_key(server)[key]["parent"] == digits_run.key
     split = imgcluster.load_run(key, workspace=web_workspace)

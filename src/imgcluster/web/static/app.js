@@ -663,9 +663,10 @@ async function openRun(key, then = {}) {
   if (then.colour || then.minp || then.how || then.folder || then.video !== undefined || then.from || then.to || then.mins) await facets;  // a link's view
   else facets.catch(fail);
   writeHash(then);
-  if (then.image) return showImage(Number(then.image));
-  if (then.cluster !== undefined && then.cluster !== "") return showCluster(Number(then.cluster));
-  showOverview();
+  if (then.image) await showImage(Number(then.image));
+  else if (then.cluster !== undefined && then.cluster !== "") await showCluster(Number(then.cluster));
+  else await showOverview();
+  if (S.run === key) document.body.dataset.opened = key;  // the run's list, map, tree and view are drawn
 }
 
 async function loadClusters() {
