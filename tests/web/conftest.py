@@ -148,3 +148,20 @@ def wait_until_opened(page, *, not_key: str | None = None, key: str | None = Non
     page.wait_for_function(f"document.body.dataset.opened && document.body.dataset.opened !== {not_key!r} "
                            "&& document.body.dataset.opened === S.run", timeout=60_000)
     return page.evaluate("S.run")
+
+
+@pytest.fixture
+def page(browser, server):
+    """The app's first page, its map drawn; fails the test on any page error (nothing but the app is
+    fetched: no CDN)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url)
+               else route.abort())  # everything comes from the app itself: no CDN
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("body[data-points]", timeout=30_000)  # the map's first frame comes after ready
+    yield page
+    assert errors == []
+    page.close()

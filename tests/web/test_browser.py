@@ -19,21 +19,6 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("web-screenshots")
 
 
-@pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 860})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url)
-               else route.abort())  # everything comes from the app itself: no CDN
-    page.goto(server.url + "/")
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.wait_for_selector("body[data-points]", timeout=30_000)  # the map's first frame comes after ready
-    yield page
-    assert errors == []
-    page.close()
-
-
 def coloured_pixels(png: Path) -> np.ndarray:
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
     return pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 50]  # saturated: cluster colours, not paper

@@ -7,25 +7,9 @@ import colorsys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import imgcluster
-
-
-@pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 860})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url)
-               else route.abort())
-    page.goto(server.url + "/")
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.wait_for_selector("body[data-points]", timeout=30_000)
-    yield page
-    assert errors == []
-    page.close()
 
 
 def coloured_pixels(page, path: Path) -> np.ndarray:

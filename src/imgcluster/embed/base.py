@@ -56,6 +56,28 @@ def check_device(device: str = "auto") -> None:
             raise ConfigError("No Apple GPU (mps) here; use --device cpu or auto.")
 
 
+class LazyDevice:
+    """For embedders that load lazily: ``device`` is resolved on first use (``auto`` imports torch),
+    and ``batch_size`` is the class's ``cpu_batch_size`` on the CPU, 256 on a GPU. Subclasses set
+    ``_requested_device`` and ``_device = None`` in their ``__init__``."""
+
+    _requested_device: str = "auto"
+    _device: str | None = None
+    cpu_batch_size = 16
+
+    @property
+    def device(self) -> str:
+        """The device it runs on (``auto`` resolved, which imports torch)."""
+        if self._device is None:
+            self._device = pick_device(self._requested_device)
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass: ``cpu_batch_size`` on the CPU (measured per model), 256 on a GPU."""
+        return self.cpu_batch_size if self.device == "cpu" else 256
+
+
 def pick_device(device: str = "auto") -> str:
     """Resolve ``auto`` to cuda, then mps, then cpu; ConfigError for a device this machine lacks."""
     if device == "cpu":  # no torch import: an optimised backend's process may never need it

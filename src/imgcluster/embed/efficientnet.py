@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelUnavailable
-from .base import autocast, model_input, pick_device
+from .base import LazyDevice, autocast, model_input
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def weights_path() -> str | None:
     return path if os.path.exists(path) else None
 
 
-class EfficientNetLite0:
+class EfficientNetLite0(LazyDevice):
     """The bundled CNN: 1280-d global-average-pooled features at 224×224.
 
     Building it is lazy: its ``model_id`` comes from the weights file alone, and torch, the device
@@ -61,20 +61,8 @@ class EfficientNetLite0:
         self._preprocess = Preprocess(resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.preprocess_spec = self._preprocess  # what GPU decoding reproduces (gpu_decode.py)
 
-    @property
-    def device(self) -> str:
-        """The device it runs on (``auto`` resolved, which imports torch)."""
-        if self._device is None:
-            self._device = pick_device(self._requested_device)
-        return self._device
-
-    @property
-    def batch_size(self) -> int:
-        """Images per forward pass. Channels-last and small batches: measured on 2 CPU cores, 174
-        images/s at batch 4 against 36 at batch 32 in the default layout (the depthwise convolutions
-        are memory-bound)."""
-        return self.cpu_batch_size if self.device == "cpu" else 256
-
+    # Channels-last and small batches: measured on 2 CPU cores, 174 images/s at batch 4 against 36 at
+    # batch 32 in the default layout (the depthwise convolutions are memory-bound).
     cpu_batch_size = 4
 
     @property

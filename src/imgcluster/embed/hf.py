@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..errors import ConfigError, ModelUnavailable
 from ..jit_cache import user_cache_dir
-from .base import autocast, model_input, pick_device
+from .base import LazyDevice, autocast, model_input
 from .pooling import available_poolings, check_pooling, default_pooling, pool, prefix_tokens, require_pooling
 from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -141,7 +141,7 @@ def _edge(value: Any, default: int) -> int:
     return int(default)
 
 
-class HfImageModel:
+class HfImageModel(LazyDevice):
     """Any transformers image model, pooled as ``pooling`` says (see ``config.POOLINGS``).
 
     Unset, the pooling is the model's default: CLIP/SigLIP ``image-features``, DINOv2 ``cls``,
@@ -206,20 +206,7 @@ class HfImageModel:
             self._config = _load_config(self.folder)
         return self._config
 
-    @property
-    def device(self) -> str:
-        """The device it runs on (``auto`` resolved, which imports torch)."""
-        if self._device is None:
-            self._device = pick_device(self._requested_device)
-        return self._device
-
-    @property
-    def batch_size(self) -> int:
-        """Images per forward pass. CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8,
-        19 at 16-64."""
-        return self.cpu_batch_size if self.device == "cpu" else 256
-
-    cpu_batch_size = 16
+    cpu_batch_size = 16  # CLIP ViT-B/32 on 2 CPU cores: 13 images/s at batch 1, 21 at 8, 19 at 16-64
 
     @property
     def model(self) -> Any:
