@@ -331,7 +331,11 @@ def _facts_path(weights_id: str, pooling: str | None) -> Path:
         transformers_version = version("transformers")
     except PackageNotFoundError:
         transformers_version = "none"
-    key = f"{FACTS_VERSION}|{weights_id}|{pooling}|{transformers_version}"
+    try:  # another imgcluster may choose poolings differently
+        own_version = version("imgcluster")
+    except PackageNotFoundError:
+        own_version = "source"
+    key = f"{FACTS_VERSION}|{weights_id}|{pooling}|{transformers_version}|{own_version}"
     return user_cache_dir() / "model_facts" / f"{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}.json"
 
 

@@ -12,7 +12,13 @@ from .deps import ExplorerDep
 from .runs import Key
 
 router = APIRouter(tags=["runs"])
-_building = threading.Lock()
+_locks: dict[str, threading.Lock] = {}  # one per run: a run's facets never wait for another run's
+_locks_guard = threading.Lock()
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
 
 
 @router.get("/runs/{key}/facets", summary="Per point, in the map's order: membership probability, file date, "
@@ -25,7 +31,7 @@ _building = threading.Lock()
                                             "int32 index into videos (0: not a key-frame)."}})
 def run_facets(ex: ExplorerDep, key: Key) -> Response:
     view = ex.view(key)
-    with _building:  # two tabs opening one run build its facets once
+    with _lock_for(view.record.key):  # two tabs opening one run build its facets once
         if view.facets is None:
             # Its own read connection: the shared one would hold every other request (a cluster's
             # grid, the map's thumbnails) for the 4-6 s the facets of 1M images take.
