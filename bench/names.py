@@ -55,6 +55,7 @@ from imgcluster.label.hierarchy import (
     distinct_names,
     hedge,
     imagenet_hierarchy,
+    mixed_parts,
 )
 from imgcluster.store import ClusterName, Workspace
 
@@ -157,15 +158,7 @@ def first_hedged_name(probabilities: np.ndarray) -> HedgedName:
         return HedgedName(HIERARCHY.names[node], node, float(scores[node]))
     said = [hedge(row, HIERARCHY) for row in per_image]
     said = [int(np.argmax(row[:1000])) if n is None else n for row, n in zip(per_image, said)]
-    counts = Counter(said)
-    by_score = sorted(counts, key=lambda n: (-float(scores[n]), n))
-    often = [n for n in by_score if counts[n] >= max(2, len(said) / 4)]
-    ranked = often + [n for n in by_score if n not in often][:max(0, 2 - len(often))]
-    ranked = [n for n in ranked if not any(o != n and o in HIERARCHY.ancestors(n) for o in ranked)]
-    distinct: dict[str, int] = {}
-    for n in ranked:
-        distinct.setdefault(HIERARCHY.names[n], n)
-    parts = sorted(list(distinct.values())[:3], key=lambda n: HIERARCHY.names[n].casefold())
+    parts = mixed_parts(said, scores, HIERARCHY)  # the first pass listed mixed parts as today's namer does
     text = MIXED + ", ".join(HIERARCHY.names[p] for p in parts) if len(parts) > 1 else HIERARCHY.names[parts[0]]
     return HedgedName(text, None, float(np.where(HIERARCHY.general, -1.0, scores).max()), tuple(parts))
 

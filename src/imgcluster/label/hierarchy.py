@@ -197,7 +197,7 @@ def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: flo
     if len(sure) < SURE_MEMBERS * len(said):
         return HedgedName(UNRECOGNISED, None, best,
                           candidates=_candidates([(UNRECOGNISED, best), (hierarchy.names[top_class], scores[top_class])]))
-    parts = _mixed_parts(sure, scores, hierarchy)
+    parts = mixed_parts(sure, scores, hierarchy)
     names = [hierarchy.names[p] for p in parts]
     text = MIXED + ", ".join(names) if len(parts) > 1 else names[0]
     return HedgedName(text, None, best, tuple(parts),
@@ -219,7 +219,7 @@ def narrow(node: int, support: np.ndarray, hierarchy: Hierarchy, agree: float = 
     return int(min(under, key=lambda n: (int(hierarchy.class_counts[n]), -float(support[n]), int(n))))
 
 
-def _mixed_parts(said: Sequence[int], scores: np.ndarray, hierarchy: Hierarchy) -> list[int]:
+def mixed_parts(said: Sequence[int], scores: np.ndarray, hierarchy: Hierarchy) -> list[int]:
     """What the members that are sure of something say (each image's own hedged node), kept when a
     quarter of them (at least two) say it, best cluster score first, topped up to two parts by the
     best of the rest.
