@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,21 @@ def test_auto_prefers_clip_when_its_weights_are_in_the_hf_cache(tiny_clip_dir: P
     model = load_model("auto")
     assert model.name == "clip-vit-b32"
     assert model.model_id.startswith("hf:openai/clip-vit-base-patch32@0123456789ab")
+
+
+def test_a_local_folder_under_a_snapshots_folder_is_named_by_its_content(tiny_clip_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    # Only the HF cache's models--ORG--NAME/snapshots/COMMIT layout is named by its commit; a user's
+    # own folder that happens to sit under "snapshots" must change its id when its weights change
+    # (else embeddings cached for the old weights would be served for the new ones).
+    folder = tmp_path / "snapshots" / "my-clip"
+    shutil.copytree(tiny_clip_dir, folder)
+    first = load_model(str(folder)).model_id
+    assert first.startswith("hf-dir:")
+    weights = next(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin"})
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # weights written again
+    assert load_model(str(folder)).model_id != first
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,9 +100,11 @@ def weights_present(source: str) -> bool:
 
 
 def _model_id(folder: Path, source: str) -> str:
-    parts = folder.parts
-    if "snapshots" in parts:  # HF cache: the commit names the weights exactly
-        return f"hf:{source}@{parts[parts.index('snapshots') + 1][:12]}"
+    # The HF cache's layout is models--ORG--NAME/snapshots/COMMIT: there the commit names the weights
+    # exactly. Any other folder (one merely having "snapshots" somewhere in its path included) is
+    # named by a digest of its config and weights' sizes and times, so a change to it is seen.
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return f"hf:{source}@{folder.name[:12]}"
     digest = hashlib.blake2b(digest_size=6)
     digest.update((folder / "config.json").read_bytes())
     for name in _WEIGHT_FILES:
