@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cluster import recall_line
 from synthetic import write_shards
 
 GIB = 2**30
@@ -106,20 +107,24 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=10_000)
     parser.add_argument("--fit-sample", type=int, help="ReduceConfig.fit_sample; unset keeps the default (15,000)")
     parser.add_argument("--method", help="ClusterConfig.method; unset keeps the library's default")
+    parser.add_argument("--variant", choices=["standard", "long-tail"], default="standard",
+                        help="long-tail: 20 large and 20 small (0.1-0.5%%) clusters with bridges (bench/synthetic.py)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"synthetic 512-d unit vectors (bench/synthetic.py: 20 clusters, 10% background noise) as float16 "
+    described = ("20 clusters" if args.variant == "standard"
+                 else "long tail: 20 large and 20 small clusters, 15% bridged")
+    print(f"synthetic 512-d unit vectors (bench/synthetic.py: {described}, 10% background noise) as float16 "
           f"shards of {args.shard_rows:,} rows in {args.data}; {os.cpu_count()} CPUs; "
           f"1-min load average at start {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for n in sizes:
-        folder = Path(args.data) / f"n{n}"
+        folder = Path(args.data) / (f"n{n}" if args.variant == "standard" else f"{args.variant}-n{n}")
         started = time.perf_counter()
         existed = (folder / "meta.json").exists()
-        _, truth = write_shards(n, folder, args.shard_rows)
+        _, truth = write_shards(n, folder, args.shard_rows, variant=args.variant)
         made = None if existed else time.perf_counter() - started
         result = measure(folder, args.fit_sample, args.method)
         labels = result.pop("labels")
@@ -135,6 +140,8 @@ def main() -> None:
               f"{result['clusters']} clusters, {result['noise']:.0%} unclustered, ARI {result['ari']:.3f}, "
               f"NMI {result['nmi']:.3f}  [{stages}]  "
               f"(shards {'reused' if made is None else f'written in {made:.0f} s'})", flush=True)
+        if args.variant == "long-tail":
+            print(f"    {recall_line(truth, labels)}", flush=True)
     print()
     print("| N | method | wall time | peak RSS | clusters | unclustered | ARI | NMI |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")

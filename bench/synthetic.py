@@ -60,19 +60,33 @@ def _unit(block: np.ndarray) -> np.ndarray:
 
 
 def write_shards(n: int, folder: str | os.PathLike[str], shard_rows: int = 10_000, dtype: str = "float16",
-                 d: int = 512, seed: int = 0) -> tuple[list[Path], np.ndarray]:
-    """``synthetic(n, d, seed=seed)`` as ``shard-00000.npy`` … of ``shard_rows`` rows each (``dtype``
-    on disk) and ``truth.npy``, in ``folder``; reused when a complete set (``meta.json``) is there.
+                 d: int = 512, seed: int = 0, variant: str = "standard") -> tuple[list[Path], np.ndarray]:
+    """``synthetic(n, d, seed=seed)`` (or ``long_tail(n, d, seed=seed)`` for ``variant="long-tail"``)
+    as ``shard-00000.npy`` … of ``shard_rows`` rows each (``dtype`` on disk) and ``truth.npy``, in
+    ``folder``; reused when a complete set (``meta.json``) is there.
 
     Returns the shard paths, in row order, and the labels (n,)."""
     folder = Path(folder)
     meta = {"n": n, "d": d, "seed": seed, "shard_rows": shard_rows, "dtype": dtype, "generator": "bench/synthetic.py"}
+    if variant != "standard":
+        meta["variant"] = variant
     marker = folder / "meta.json"
     shards = [folder / f"shard-{i:05d}.npy" for i in range(-(-n // shard_rows))]
     if marker.exists() and json.loads(marker.read_text()) == meta:
         return shards, np.load(folder / "truth.npy")
     folder.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
+    if variant == "long-tail":
+        # long_tail draws its bridges per row, so it is generated whole (n x d float32 in this
+        # process: 2 GiB at 1M) and only then cut into shards; the process that reads them does not
+        # hold it.
+        x, truth = long_tail(n, d, seed=seed)
+        for i, path in enumerate(shards):
+            np.save(path, x[i * shard_rows:(i + 1) * shard_rows].astype(dtype))
+        del x
+        np.save(folder / "truth.npy", truth)
+        marker.write_text(json.dumps(meta))
+        return shards, truth
     rng, centres, truth = _layout(n, d, 20, 0.10, seed)
     # Generation order first, on disk (the shuffle needs every row drawn before it), then shuffled
     # into shards a shard at a time.
