@@ -18,6 +18,8 @@ Sets, the first two tuned on, the others not:
 - digits: 600 of scikit-learn's digit scans (no ImageNet class fits);
 - photos-new: 60 other crops of each photo (another crop seed), not looked at while tuning;
 - digits-all: all 1,797 digit scans;
+- crop groups: 3 disjoint groups of 16 of the photos-new crops of each photo, named as true groups
+  without clustering (held out: more draws of members than the clusters give);
 - views: 8 views of each whole ImageNet-like photo (80-100% of it, every other one mirrored), plus
   scikit-image's motorcycle, named as true groups without clustering: one photo per group (a class
   at the leaves), then two (cat+horse: "placental"; clock+camera: "device"; rocket+motorcycle:
@@ -295,7 +297,8 @@ class Tally:
             parts.append(f"ImageNet-like {c['in']}: right {c['in right']}/{claims} claims"
                          f" ({c['in right'] / max(claims, 1):.0%}), coverage {c['in right'] / c['in']:.0%},"
                          f" {c['in class']} right at a class, {c['in unsure']} unsure"
-                         f" ({c['in mixed']} mixed, {c['in unrecognised']} unrecognised)")
+                         f" ({c['in mixed']} mixed, {c['in unrecognised']} unrecognised,"
+                         f" {c['in unsure'] - c['in mixed'] - c['in unrecognised']} a node below its bar)")
         if c["out"]:
             parts.append(f"no ImageNet class {c['out']}: {c['out wrong']} claims (all wrong),"
                          f" {c['out unsure']} unsure ({c['out mixed']} mixed, {c['out unrecognised']} unrecognised)")
@@ -325,6 +328,22 @@ def name_all(namers: dict[str, ImageNetNamer], views: list[ClusterView], truth: 
             print(f"  {truth_label:20s} {flat.name[:22]:22s} | {first.name[:34]:34s} | {now[1].name[:44]:44s}"
                   f" {now[1].level or '':6s} {now[2]:6s} classes {now[3] if now[3] is not None else '-'}")
     return named
+
+
+def crop_groups(labels: dict[str, str], hashes: dict[str, str], groups: int = 3, size: int = 16
+                ) -> tuple[list[ClusterView], dict[int, str]]:
+    """Disjoint groups of ``size`` crops of each photo (first by path), as clusters a namer sees."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for path, label in sorted(labels.items()):
+        by_label[label].append(path)
+    views, truth = [], {}
+    for label, paths in sorted(by_label.items()):
+        for g in range(groups):
+            chunk = paths[g * size:(g + 1) * size]
+            cluster = len(views)
+            views.append(ClusterView(cluster, len(chunk), chunk, [hashes.get(p, "") for p in chunk]))
+            truth[cluster] = label
+    return views, truth
 
 
 def count(named: dict[str, list], judged: list[tuple[str, str, bool]], overall: dict[str, Counter],
@@ -363,6 +382,7 @@ def main() -> None:
     specific: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
     calibration: dict[str, list[tuple[str, str, bool]]] = defaultdict(list)  # tuned on / held out
     overall: dict[str, Counter] = defaultdict(Counter)
+    hashes: dict[str, str] = {}  # path → content hash, for the class probabilities' cache
     for set_name, folder in sets.items():
         labels = dict(labelled(folder.parent))
         tallies = {label: Tally() for label in NAMERS}
@@ -389,6 +409,18 @@ def main() -> None:
         print(f"\n## {set_name}, seeds 0-{args.seeds - 1}")
         for label in NAMERS:
             print(f"{label:8s} {tallies[label].line(args.seeds)}")
+        hashes.update({r.path: r.content_hash or "" for r in run.images})
+    ws = Workspace.open(workspace)
+    views, truth = crop_groups(dict(labelled(sets["photos-new"].parent)), hashes)
+    namers = {"flat": FlatNamer(classifier, HIERARCHY, 8, ws), "main": MainNamer(classifier, HIERARCHY, 16, ws),
+              "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
+    tallies = {label: Tally() for label in NAMERS}
+    print("\n## crop groups: 3 groups of 16 of the other crops of each photo, as true groups (held out)")
+    named = name_all(namers, views, truth, {c: truth_nodes(t) for c, t in truth.items()}, tallies, 0, inside, args.show)
+    ws.close()
+    for label in NAMERS:
+        print(f"{label:8s} {tallies[label].line(None)}")
+    count(named, calibration["held out"], overall, inside)
     whole = write_whole_views(base / "views")
     groups = {label: [label] for label in TRUTH} | GROUPS
     views, truth, allowed = [], {}, {}

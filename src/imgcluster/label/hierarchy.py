@@ -393,8 +393,8 @@ def _telling_nodes(group: Sequence[int], names: Sequence[HedgedName], scores: Se
         others = np.delete(stacked, row, axis=0).max(axis=0)
         difference = stacked[row] - others
         candidates = set(np.argsort(-stacked[row][:hierarchy.n_classes], kind="stable")[:TELLING_CLASSES].tolist())
-        if names[i].node is not None:  # what differs below the name: "dog · beagle"
-            candidates.update(hierarchy.under(names[i].node))
+        for named in (names[i].node,) if names[i].node is not None else names[i].parts:
+            candidates.update(hierarchy.under(named))  # what differs below the name: "dog · beagle"
         candidates = {n for n in candidates if n not in used[i] and not hierarchy.general[n]
                       and difference[n] >= TELLS_APART}
         if not candidates:
