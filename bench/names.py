@@ -402,9 +402,10 @@ def main() -> None:
             named = name_all(namers, views, truth, {c: truth_nodes(t) for c, t in truth.items()}, tallies, seed,
                              inside, args.show)
             ws.close()
-            for (label, _, flat_verdict, _), (_, name, verdict, classes) in zip(named["flat"], named["now"]):
+            for (label, _, flat_verdict, _), before, now in zip(named["flat"], named["main"], named["now"]):
                 if label in TRUTH and flat_verdict == "right":
-                    specific[set_name].append((verdict, classes_if_right(name, truth_nodes(label))))
+                    specific[set_name].append(tuple((row[2], classes_if_right(row[1], truth_nodes(label)))
+                                                    for row in (before, now)))
             count(named, calibration[HELD_OUT.get(set_name, "tuned on")], overall, inside)
         print(f"\n## {set_name}, seeds 0-{args.seeds - 1}")
         for label in NAMERS:
@@ -436,9 +437,10 @@ def main() -> None:
     named = name_all(namers, views, truth, allowed, tallies, 0, inside, True)
     for label in NAMERS:
         print(f"{label:8s} {tallies[label].line(None)}")
-    for (label, _, flat_verdict, _), (_, name, verdict, classes) in zip(named["flat"], named["now"]):
+    for (label, _, flat_verdict, _), before, now in zip(named["flat"], named["main"], named["now"]):
         if label in TRUTH and flat_verdict == "right":
-            specific["views"].append((verdict, classes_if_right(name, allowed[name.cluster])))
+            specific["views"].append(tuple((row[2], classes_if_right(row[1], allowed[row[1].cluster]))
+                                           for row in (before, now)))
     count(named, calibration["tuned on"], overall, inside)
     print()
     for label in NAMERS:
@@ -446,11 +448,11 @@ def main() -> None:
         print(f"{label:8s} over every set: {c['right']}/{c['claims']} claims right ({c['right'] / max(c['claims'], 1):.0%}),"
               f" {c['wrong']} wrong; ImageNet-like clusters named right: {c['right']}/{c['inside']}"
               f" ({c['right'] / max(c['inside'], 1):.0%})")
-    for set_name, pairs in specific.items():
-        claimed = sum(1 for verdict, classes in pairs if verdict == "right" and classes == 1)
-        named = sum(1 for _, classes in pairs if classes == 1)
-        print(f"{set_name}: of the ImageNet-like clusters flat named right, now named right by a class: "
-              f"{named}/{len(pairs)}, {claimed} of them likely or sure")
+    for set_name, rows in specific.items():
+        print(f"{set_name}: of the {len(rows)} ImageNet-like clusters flat named right, named right by a class "
+              "(of them likely or sure): " + ", ".join(
+                  f"{label} {sum(1 for row in rows if row[i][1] == 1)}"
+                  f" ({sum(1 for row in rows if row[i] == ('right', 1))})" for i, label in enumerate(("main", "now"))))
     for group, judged in calibration.items():
         print(f"names of a node right per kind and word (now, sets {group}): " + "; ".join(
             f"{kind} {word} {sum(r for k, w, r in judged if (k, w) == (kind, word))}/"

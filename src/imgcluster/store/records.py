@@ -455,9 +455,9 @@ class Assignments:
 
 # A name's confidence in words. The ImageNet namer calibrates its confidences per kind of node so
 # that these bars fall where bench/names.py measured its names right often enough (label/hierarchy.py,
-# BARS; docs/guide/names.md): class names scoring 0.5-0.65 were right 7 of 15 on the sets the rules
-# were chosen on and 4 of 8 held out (the clock it calls a spotlight, the moon it calls a nematode),
-# so they read unsure; from 0.9 every name was right, too few to say more, so sure starts there.
+# BARS; docs/guide/names.md): class names that read unsure were right 1 of 5 on the sets the rules
+# were chosen on and 0 of 6 held out (the clock it calls a spotlight, the moon it calls a nematode),
+# likely 7 of 9 and 6 of 6; from 0.9 every name was right, too few to say more, so sure starts there.
 CONFIDENCE_LEVELS = ((0.9, "sure"), (0.65, "likely"))
 
 
