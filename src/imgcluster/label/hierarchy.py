@@ -66,7 +66,8 @@ class Bars:
     sure: float
 
 
-# Measured with bench/names.py on the sets the rules were chosen on (the photo crops, 600 digits,
+# Read off bench/names.py's sets, every node from a cluster's name up counted as the name it would
+# be if its bar allowed: chosen on the sets the rules were chosen on (the photo crops, 600 digits,
 # views of whole photos), checked on the held-out ones (other crops, all digits, groups of 16
 # crops). A class scoring 0.65 or more was right 8 of 10 times (wrong: the clock the classifier
 # calls "spotlight" at 0.81, the horse silhouette "Flat-Coated Retriever" at 0.75, whose members
