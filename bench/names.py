@@ -51,7 +51,13 @@ import imgcluster
 from imgcluster.demo import write_digits, write_photo_crops
 from imgcluster.embed import load_model
 from imgcluster.label import ClusterView, ImageNetNamer
-from imgcluster.label.base import TOP, distinct_choice, merge_by_name, names_from_scores, sample_by_hash
+from imgcluster.label.base import (
+    TOP,
+    distinct_choice,
+    merge_by_name,
+    names_from_scores,
+    sample_by_hash,
+)
 from imgcluster.label.hierarchy import (
     MIXED,
     UNRECOGNISED,
