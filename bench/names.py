@@ -4,11 +4,13 @@ Sets built here (cached under --data-dir), each clustered with imgcluster's defa
 efficientnet-lite0 (seeds 0..--seeds-1), then every cluster named three ways:
 - flat: the most probable class of 8 representatives, kept distinct by taking one of the five best
   (the namer before issue 26);
-- hedged-1: the first hedged namer (issue 26, first pass): 8 representatives, their mean class
-  probabilities summed up ImageNet's is-a tree, the most specific node scoring >= 0.5, else
-  "mixed: ..." listing what the members say (its rule is kept below, as it was);
-- now: the namer as shipped (imgcluster.label.ImageNetNamer): 16 members chosen by content hash,
-  the sure node narrowed to where 3 in 4 members' best classes agree, else mixed or unrecognised.
+- main: the hedged namer before its confidence was calibrated per kind of node (main at 55e7df2,
+  kept below as it was): 16 members chosen by content hash, their mean class probabilities summed
+  up ImageNet's is-a tree, the most specific node scoring >= 0.5, narrowed to where 3 in 4 members'
+  best classes agree, else mixed or unrecognised; likely from a score of 0.65;
+- now: the namer as shipped (imgcluster.label.ImageNetNamer): as main, then hedged up the tree to
+  the most specific node whose score reaches the bar measured for its kind (a class, a narrow node,
+  a broad one), its confidence word from that kind's measured accuracy.
 Sets, the first two tuned on, the others not:
 - photos: 30 crops of each of 21 sample photographs; 8 of them show something ImageNet has a class for
   (cat, clock, coffee cup, horse drawing, rocket, temple, flower, cameraman's tripod), 13 do not
@@ -16,11 +18,13 @@ Sets, the first two tuned on, the others not:
 - digits: 600 of scikit-learn's digit scans (no ImageNet class fits);
 - photos-new: 60 other crops of each photo (another crop seed), not looked at while tuning;
 - digits-all: all 1,797 digit scans;
+- crop groups: 3 disjoint groups of 16 of the photos-new crops of each photo, named as true groups
+  without clustering (held out: more draws of members than the clusters give);
 - views: 8 views of each whole ImageNet-like photo (80-100% of it, every other one mirrored), plus
   scikit-image's motorcycle, named as true groups without clustering: one photo per group (a class
   at the leaves), then two (cat+horse: "placental"; clock+camera: "device"; rocket+motorcycle:
   "vehicle"; coffee+temple: nothing shared, a mixed name), to see the name climb the tree.
-How a name is scored: a name *claims* when it reads likely or sure (score >= 0.5) and names a node;
+How a name is scored: a name *claims* when it reads likely or sure and names a node;
 a claim is right when its node is one of the label's classes or above one. A name that claims
 nothing (unsure: mixed, unrecognised, a lone guess below the bar) is neither right nor wrong, and is
 counted apart: it costs coverage (right claims / clusters), not accuracy (right claims / claims).
@@ -47,15 +51,23 @@ import imgcluster
 from imgcluster.demo import write_digits, write_photo_crops
 from imgcluster.embed import load_model
 from imgcluster.label import ClusterView, ImageNetNamer
-from imgcluster.label.base import TOP, merge_by_name, names_from_scores, sample_by_hash
+from imgcluster.label.base import (
+    TOP,
+    distinct_choice,
+    merge_by_name,
+    names_from_scores,
+    sample_by_hash,
+)
 from imgcluster.label.hierarchy import (
     MIXED,
     UNRECOGNISED,
     HedgedName,
-    distinct_names,
+    agreement,
     hedge,
     imagenet_hierarchy,
+    kind_of,
     mixed_parts,
+    narrow,
 )
 from imgcluster.store import ClusterName, Workspace
 
@@ -66,7 +78,7 @@ TRUTH = {"chelsea": [281, 282, 285], "clock": [409, 892], "coffee": [967, 968, 5
 GROUPS = {"cat+horse": ["chelsea", "horse"], "clock+camera": ["clock", "camera"],
           "rocket+motorcycle": ["rocket", "motorcycle"], "coffee+china": ["coffee", "china"]}
 HIERARCHY = imagenet_hierarchy()
-NAMERS = ("flat", "hedged-1", "now")
+NAMERS = ("flat", "main", "now")
 HELD_OUT = {"photos-new": "held out", "digits-all": "held out"}  # not looked at while choosing the rules
 
 
@@ -88,8 +100,8 @@ def node_of(text: str) -> int | None:
 
 
 # From which confidence each namer's names claimed something: the flat namer showed no confidence
-# word (each name claimed), the first hedged one read likely from 0.5, the namer now from 0.65.
-CLAIMS_FROM = {"flat": 0.0, "hedged-1": 0.5}
+# word (each name claimed), main read likely from a score of 0.65; the namer now: its own word.
+CLAIMS_FROM = {"flat": 0.0, "main": 0.65}
 
 
 def judge(name: ClusterName, allowed: set[int], hedges: bool = True, claims_from: float | None = None
@@ -126,41 +138,83 @@ class FlatNamer(ImageNetNamer):
         return self.class_probabilities(ClusterView(view.cluster, view.size, view.paths, view.content_hashes))
 
 
-class FirstHedgedNamer(FlatNamer):
-    """The first hedged namer (commit e6b286d), kept here as it was to measure against."""
+class MainNamer(ImageNetNamer):
+    """The hedged namer before this change (main at 55e7df2), kept here as it was to measure against:
+    16 members by content hash, the sure node (>= 0.5) narrowed where 3 in 4 members' best classes
+    agree, else mixed or unrecognised; confidence the node's score, read likely from 0.65."""
 
     def name(self, clusters, progress=None):
         hedged, scores = [], []
         for view in clusters:
-            probabilities = self.representatives(view)
-            hedged.append(first_hedged_name(probabilities))
-            scores.append(first_scores(probabilities.mean(axis=0, keepdims=True))[0])
-        texts = distinct_names(hedged, scores, self.hierarchy)
+            probabilities = self.class_probabilities(view)
+            hedged.append(main_name_cluster(probabilities))
+            scores.append(HIERARCHY.scores(probabilities.mean(axis=0, keepdims=True))[0])
+        texts = main_distinct_names(hedged, scores)
         return [ClusterName(view.cluster, text, self.source, round(name.confidence, 4),
                             [(text, round(name.confidence, 4))][:TOP])
                 for view, text, name in zip(clusters, texts, hedged)]
 
 
-def first_scores(probabilities: np.ndarray) -> np.ndarray:
-    """Node scores as the first hedged namer had them (no twin classes)."""
-    share = HIERARCHY.class_counts / HIERARCHY.n_classes
-    room = np.where(share < 1, 1 - share, 1.0)
-    return np.clip((HIERARCHY.aggregate(probabilities) - share) / room, 0, 1) * (share < 1)
-
-
-def first_hedged_name(probabilities: np.ndarray) -> HedgedName:
-    """The first pass's rule: the sure node of the mean, else what at least a quarter of the
-    members (two at least) say, each image's own sure node or its top class."""
-    per_image = first_scores(probabilities)
-    scores = first_scores(probabilities.mean(axis=0, keepdims=True))[0]
+def main_name_cluster(probabilities: np.ndarray) -> HedgedName:
+    """name_cluster as it was on main (55e7df2)."""
+    per_image = HIERARCHY.scores(probabilities)
+    scores = HIERARCHY.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
     node = hedge(scores, HIERARCHY)
     if node is not None:
-        return HedgedName(HIERARCHY.names[node], node, float(scores[node]))
+        support = agreement(per_image, HIERARCHY)
+        named = narrow(node, support, HIERARCHY)
+        confidence = float(scores[node]) if named == node else min(float(scores[node]), float(support[named]))
+        return HedgedName(HIERARCHY.names[named], named, confidence)
+    best = float(np.where(HIERARCHY.general, -1.0, scores).max())
     said = [hedge(row, HIERARCHY) for row in per_image]
-    said = [int(np.argmax(row[:1000])) if n is None else n for row, n in zip(per_image, said)]
-    parts = mixed_parts(said, scores, HIERARCHY)  # the first pass listed mixed parts as today's namer does
+    sure = [n for n in said if n is not None]
+    if len(sure) < 0.5 * len(said):
+        return HedgedName(UNRECOGNISED, None, best)
+    parts = mixed_parts(sure, scores, HIERARCHY)
     text = MIXED + ", ".join(HIERARCHY.names[p] for p in parts) if len(parts) > 1 else HIERARCHY.names[parts[0]]
-    return HedgedName(text, None, float(np.where(HIERARCHY.general, -1.0, scores).max()), tuple(parts))
+    return HedgedName(text, None, best, tuple(parts))
+
+
+def main_distinct_names(names: list[HedgedName], scores: list[np.ndarray], rounds: int = 3) -> list[str]:
+    """distinct_names as it was on main (55e7df2): a guess for unrecognised clusters, then the node
+    whose score differs most (any node, however broad: "unrecognised (stopwatch?) · covering")."""
+    texts = [n.text for n in names]
+    used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in HIERARCHY.ancestors(node)}
+            for n in names]
+    unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED]
+    if unknown:
+        guesses = distinct_choice(np.stack([scores[i][:1000] for i in unknown]), min_ratio=0.0)
+        for i, guess in zip(unknown, guesses.tolist()):
+            texts[i] = f"{UNRECOGNISED} ({HIERARCHY.names[guess]}?)"
+            used[i].update(HIERARCHY.ancestors(guess))
+    for _ in range(rounds):
+        groups: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            groups.setdefault(text, []).append(i)
+        clashes = [group for group in groups.values() if len(group) > 1]
+        if not clashes:
+            break
+        for group in clashes:
+            stacked = np.stack([scores[i] for i in group])
+            pairs = []
+            for row, i in enumerate(group):
+                difference = np.where(HIERARCHY.general, -np.inf, stacked[row] - np.delete(stacked, row, axis=0).max(axis=0))
+                difference[list(used[i])] = -np.inf
+                best = float(difference.max())
+                ranked = sorted(np.argsort(-difference, kind="stable")[:len(group) + 64],
+                                key=lambda n: (difference[n] < best - 0.1 * abs(best), int(HIERARCHY.class_counts[n]),
+                                               -float(difference[n]), int(n)))
+                pairs += [(rank, -float(difference[node]), row, int(node)) for rank, node in enumerate(ranked[:len(group) + 8])]
+            chosen: dict[int, int] = {}
+            taken: set[str] = set()
+            for _, _, row, node in sorted(pairs):
+                if group[row] not in chosen and HIERARCHY.names[node] not in taken:
+                    chosen[group[row]] = node
+                    taken.add(HIERARCHY.names[node])
+            for i, node in chosen.items():
+                texts[i] += " · " + HIERARCHY.names[node]
+                used[i].add(node)
+    return texts
 
 
 def write_whole_views(dest: Path, per_photo: int = 8) -> dict[str, list[str]]:
@@ -249,7 +303,8 @@ class Tally:
             parts.append(f"ImageNet-like {c['in']}: right {c['in right']}/{claims} claims"
                          f" ({c['in right'] / max(claims, 1):.0%}), coverage {c['in right'] / c['in']:.0%},"
                          f" {c['in class']} right at a class, {c['in unsure']} unsure"
-                         f" ({c['in mixed']} mixed, {c['in unrecognised']} unrecognised)")
+                         f" ({c['in mixed']} mixed, {c['in unrecognised']} unrecognised,"
+                         f" {c['in unsure'] - c['in mixed'] - c['in unrecognised']} a node below its bar)")
         if c["out"]:
             parts.append(f"no ImageNet class {c['out']}: {c['out wrong']} claims (all wrong),"
                          f" {c['out unsure']} unsure ({c['out mixed']} mixed, {c['out unrecognised']} unrecognised)")
@@ -275,10 +330,43 @@ def name_all(namers: dict[str, ImageNetNamer], views: list[ClusterView], truth: 
         named[label] = rows
     if show:
         for i, (truth_label, flat, _, _) in enumerate(named["flat"]):
-            first, now = named["hedged-1"][i][1], named["now"][i]
+            first, now = named["main"][i][1], named["now"][i]
             print(f"  {truth_label:20s} {flat.name[:22]:22s} | {first.name[:34]:34s} | {now[1].name[:44]:44s}"
                   f" {now[1].level or '':6s} {now[2]:6s} classes {now[3] if now[3] is not None else '-'}")
     return named
+
+
+def crop_groups(labels: dict[str, str], hashes: dict[str, str], groups: int = 3, size: int = 16
+                ) -> tuple[list[ClusterView], dict[int, str]]:
+    """Disjoint groups of ``size`` crops of each photo (first by path), as clusters a namer sees."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for path, label in sorted(labels.items()):
+        by_label[label].append(path)
+    views, truth = [], {}
+    for label, paths in sorted(by_label.items()):
+        for g in range(groups):
+            chunk = paths[g * size:(g + 1) * size]
+            cluster = len(views)
+            views.append(ClusterView(cluster, len(chunk), chunk, [hashes.get(p, "") for p in chunk]))
+            truth[cluster] = label
+    return views, truth
+
+
+def count(named: dict[str, list], judged: list[tuple[str, str, bool]], overall: dict[str, Counter],
+          inside: set[str]) -> None:
+    """Add one naming's verdicts to the totals over every set, and the namer now's names of a node
+    (their kind, word, and whether the node is right whatever the word) to ``judged``."""
+    for label, rows in named.items():
+        for truth_label, _, verdict, _ in rows:
+            overall[label]["claims"] += verdict != "unsure"
+            overall[label][verdict] += 1
+            overall[label]["inside"] += truth_label in inside
+    for truth_label, name, _, _ in named["now"]:
+        node = node_of(name.name.split(" · ")[0])
+        if node is not None:
+            right = node in (truth_nodes(truth_label) if truth_label in TRUTH else set.intersection(
+                *(truth_nodes(m) for m in GROUPS[truth_label])) if truth_label in GROUPS else set())
+            judged.append((kind_of(node, HIERARCHY), name.level or "", right))
 
 
 def main() -> None:
@@ -298,7 +386,9 @@ def main() -> None:
     inside = set(TRUTH) | set(GROUPS)
     # (verdict now, classes under the node now when it is right whatever its level, else None)
     specific: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
-    calibration: dict[str, list[tuple[float, bool]]] = defaultdict(list)  # tuned on / held out
+    calibration: dict[str, list[tuple[str, str, bool]]] = defaultdict(list)  # tuned on / held out
+    overall: dict[str, Counter] = defaultdict(Counter)
+    hashes: dict[str, str] = {}  # path → content hash, for the class probabilities' cache
     for set_name, folder in sets.items():
         labels = dict(labelled(folder.parent))
         tallies = {label: Tally() for label in NAMERS}
@@ -309,24 +399,35 @@ def main() -> None:
             run = imgcluster.cluster(folder, model="efficientnet-lite0", workspace=workspace, config=config)
             ws = Workspace.open(workspace)  # the class probabilities' cache: naming again is cheap
             namers = {"flat": FlatNamer(classifier, HIERARCHY, 8, ws),
-                      "hedged-1": FirstHedgedNamer(classifier, HIERARCHY, 8, ws),
+                      "main": MainNamer(classifier, HIERARCHY, 16, ws),
                       "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
             truth = majority(run, labels)
             views = views_of(run)
             if args.show:
-                print(f"\n{set_name}, seed {seed}: flat | hedged-1 | now")
+                print(f"\n{set_name}, seed {seed}: flat | main | now")
             named = name_all(namers, views, truth, {c: truth_nodes(t) for c, t in truth.items()}, tallies, seed,
                              inside, args.show)
             ws.close()
-            for (label, _, flat_verdict, _), (_, name, verdict, classes) in zip(named["flat"], named["now"]):
+            for (label, _, flat_verdict, _), before, now in zip(named["flat"], named["main"], named["now"]):
                 if label in TRUTH and flat_verdict == "right":
-                    specific[set_name].append((verdict, classes_if_right(name, truth_nodes(label))))
-                if (name.confidence or 0.0) >= 0.5:
-                    calibration[HELD_OUT.get(set_name, "tuned on")].append(
-                        (name.confidence or 0.0, judge(name, truth_nodes(label), hedges=False)[0] == "right"))
+                    specific[set_name].append(tuple((row[2], classes_if_right(row[1], truth_nodes(label)))
+                                                    for row in (before, now)))
+            count(named, calibration[HELD_OUT.get(set_name, "tuned on")], overall, inside)
         print(f"\n## {set_name}, seeds 0-{args.seeds - 1}")
         for label in NAMERS:
             print(f"{label:8s} {tallies[label].line(args.seeds)}")
+        hashes.update({r.path: r.content_hash or "" for r in run.images})
+    ws = Workspace.open(workspace)
+    views, truth = crop_groups(dict(labelled(sets["photos-new"].parent)), hashes)
+    namers = {"flat": FlatNamer(classifier, HIERARCHY, 8, ws), "main": MainNamer(classifier, HIERARCHY, 16, ws),
+              "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
+    tallies = {label: Tally() for label in NAMERS}
+    print("\n## crop groups: 3 groups of 16 of the other crops of each photo, as true groups (held out)")
+    named = name_all(namers, views, truth, {c: truth_nodes(t) for c, t in truth.items()}, tallies, 0, inside, args.show)
+    ws.close()
+    for label in NAMERS:
+        print(f"{label:8s} {tallies[label].line(None)}")
+    count(named, calibration["held out"], overall, inside)
     whole = write_whole_views(base / "views")
     groups = {label: [label] for label in TRUTH} | GROUPS
     views, truth, allowed = [], {}, {}
@@ -335,29 +436,35 @@ def main() -> None:
         views.append(ClusterView(cluster, len(paths), paths, [""] * len(paths)))
         truth[cluster] = group
         allowed[cluster] = set.intersection(*(truth_nodes(m) for m in members))
-    namers = {"flat": FlatNamer(classifier, HIERARCHY, 8), "hedged-1": FirstHedgedNamer(classifier, HIERARCHY, 8),
+    namers = {"flat": FlatNamer(classifier, HIERARCHY, 8), "main": MainNamer(classifier, HIERARCHY, 16),
               "now": ImageNetNamer(classifier, HIERARCHY, 16)}
     tallies = {label: Tally() for label in NAMERS}
     print("\n## views of whole photos: true groups of one photo (a class) or two (a broader node)")
     named = name_all(namers, views, truth, allowed, tallies, 0, inside, True)
     for label in NAMERS:
         print(f"{label:8s} {tallies[label].line(None)}")
-    for (label, _, flat_verdict, _), (_, name, verdict, classes) in zip(named["flat"], named["now"]):
+    for (label, _, flat_verdict, _), before, now in zip(named["flat"], named["main"], named["now"]):
         if label in TRUTH and flat_verdict == "right":
-            specific["views"].append((verdict, classes_if_right(name, allowed[name.cluster])))
-        if (name.confidence or 0.0) >= 0.5:
-            calibration["tuned on"].append((name.confidence or 0.0, judge(name, allowed[name.cluster], hedges=False)[0] == "right"))
+            specific["views"].append(tuple((row[2], classes_if_right(row[1], allowed[row[1].cluster]))
+                                           for row in (before, now)))
+    count(named, calibration["tuned on"], overall, inside)
     print()
-    for set_name, pairs in specific.items():
-        claimed = sum(1 for verdict, classes in pairs if verdict == "right" and classes == 1)
-        named = sum(1 for _, classes in pairs if classes == 1)
-        print(f"{set_name}: of the ImageNet-like clusters flat named right, now named right by a class: "
-              f"{named}/{len(pairs)}, {claimed} of them likely or sure")
-    bins = ((0.9, 1.01), (0.8, 0.9), (0.65, 0.8), (0.5, 0.65))
-    for group, pairs in calibration.items():
-        print(f"names scoring >= 0.5 right per confidence (now, sets {group}): " + ", ".join(
-            f"[{lo:.2f}, {min(hi, 1):.2f}) {sum(r for c, r in pairs if lo <= c < hi)}/"
-            f"{sum(1 for c, _ in pairs if lo <= c < hi)}" for lo, hi in bins))
+    for label in NAMERS:
+        c = overall[label]
+        print(f"{label:8s} over every set: {c['right']}/{c['claims']} claims right ({c['right'] / max(c['claims'], 1):.0%}),"
+              f" {c['wrong']} wrong; ImageNet-like clusters named right: {c['right']}/{c['inside']}"
+              f" ({c['right'] / max(c['inside'], 1):.0%})")
+    for set_name, rows in specific.items():
+        print(f"{set_name}: of the {len(rows)} ImageNet-like clusters flat named right, named right by a class "
+              "(of them likely or sure): " + ", ".join(
+                  f"{label} {sum(1 for row in rows if row[i][1] == 1)}"
+                  f" ({sum(1 for row in rows if row[i] == ('right', 1))})" for i, label in enumerate(("main", "now"))))
+    for group, judged in calibration.items():
+        print(f"names of a node right per kind and word (now, sets {group}): " + "; ".join(
+            f"{kind} {word} {sum(r for k, w, r in judged if (k, w) == (kind, word))}/"
+            f"{sum(1 for k, w, _ in judged if (k, w) == (kind, word))}"
+            for kind in ("class", "narrow", "broad") for word in ("sure", "likely", "unsure")
+            if any((k, w) == (kind, word) for k, w, _ in judged)))
     print(f"time: {time.perf_counter() - started:.0f} s (2 shared cores, under load)")
 
 

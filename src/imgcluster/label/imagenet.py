@@ -26,10 +26,11 @@ class ImageNetNamer:
     sample) with an ImageNet head (the bundled efficientnet-lite0's, whatever model the run used),
     sums the class probabilities up ImageNet's is-a tree and names the cluster by the most specific
     node the images are sure enough of on average, narrowed to where most members' best classes
-    agree (see ``hierarchy``): a class when sure, a broader node when not, "mixed: …" when the members
-    are sure of different things, "unrecognised" when they are sure of nothing. Clusters that would
-    share a name are told apart by what differs between them. Confidence is the named node's score:
-    its mean probability beyond chance."""
+    agree and hedged up to where names of its kind were measured right (see ``hierarchy``): a class
+    when sure, a broader node when not, "mixed: …" when the members are sure of different things,
+    "unrecognised" when they are sure of nothing. Clusters that would share a name are told apart by
+    what differs between them. Confidence is the named node's score (its mean probability beyond
+    chance) calibrated for its kind of node, so that its word (sure, likely, unsure) is the measured one."""
 
     source = "imagenet"
     needs_embeddings = False

@@ -453,11 +453,11 @@ class Assignments:
         return [str(h) for h in self.how]
 
 
-# A name's confidence in words, from how often bench/names.py found the ImageNet namer's names right
-# (docs/guide/names.md, 2026-12-07): names scoring 0.5-0.65 were right 7 of 15 on the sets the rules
-# were chosen on and 4 of 8 on sets held out (the clock it calls a spotlight, the moon it calls a
-# nematode), so they read unsure; 0.65-0.9 right 11 of 14 and 8 of 8; 0.9 and more 2 of 2, too few to
-# say more, so sure starts there.
+# A name's confidence in words. The ImageNet namer calibrates its confidences per kind of node so
+# that these bars fall where bench/names.py measured its names right often enough (label/hierarchy.py,
+# BARS; docs/guide/names.md): class names that read unsure were right 1 of 5 on the sets the rules
+# were chosen on and 0 of 6 held out (the clock it calls a spotlight, the moon it calls a nematode),
+# likely 7 of 9 and 6 of 6; from 0.9 every name was right, too few to say more, so sure starts there.
 CONFIDENCE_LEVELS = ((0.9, "sure"), (0.65, "likely"))
 
 
