@@ -44,7 +44,7 @@ def swatches(page) -> dict[int, str]:
 
 def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_step(
         page, digits_run: imgcluster.Run, tmp_path: Path) -> None:
-    leaves = len(digits_run.tree.leaves)
+    leaves = len(digits_run.tree.clusters)
     assert page.get_attribute("body", "data-level") == str(leaves)  # the run's own clusters first
     fine_map, fine_list = coloured_pixels(page, tmp_path / "fine.png"), swatches(page)
     assert len(set(fine_list.values())) >= min(leaves, 5)
@@ -59,7 +59,7 @@ def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_
 
     cut = digits_run.cut(2)
     clusters = np.asarray(digits_run.assignments.clusters)
-    node_of = {leaf: int(cut[clusters == leaf][0]) for leaf in digits_run.tree.leaves}
+    node_of = {leaf: int(cut[clusters == leaf][0]) for leaf in digits_run.tree.clusters}
     # The list: leaves of one node of the cut share its colour, the two nodes' colours differ.
     by_node: dict[int, set[str]] = {}
     for leaf, colour in coarse_list.items():

@@ -1,0 +1,83 @@
+"""Leaves finer than a run's clusters: each cluster split into parts where measurement supports it.
+
+Auto mode keeps one partition; when it keeps a few large clusters that each hold clear groups (six
+super-clusters of four clusters each, bench/hierarchy.py), a tree whose leaves are those clusters
+cannot go below them. So each cluster is split by k-means in the space it was found in, at the k
+(2 to ``MAX_PARTS``) whose split has the best silhouette, and the split is kept only when that
+silhouette beats the same search on a featureless stand-in for the cluster by ``MARGIN``: as many
+points drawn from one Gaussian with the cluster's mean and covariance. A fixed silhouette bar
+cannot do it: k-means splits one elongated blob with a silhouette of 0.4-0.56 (a Gaussian 3:1, a
+line segment), as high as it splits clusters that are truly apart; the stand-in has the cluster's
+shape, so only parts beyond what its shape gives count. Every part must also hold ``MIN_PART``
+images. The measurements behind both numbers are in docs/benchmarks.md#clusters-at-every-scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import NOISE
+
+MAX_PARTS = 6      # the most parts one cluster is split into
+MARGIN = 0.2       # how much the split's silhouette must beat the Gaussian stand-in's
+MIN_PART = 10      # the fewest images a part holds
+FIT_SAMPLE = 500   # k-means and the silhouettes measured on at most this many of a cluster's points
+
+
+def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, margin: float = MARGIN) -> np.ndarray:
+    """Each point's leaf (n,): its cluster's id where the cluster stays whole, else a new id (after
+    the largest cluster id; a split cluster's parts numbered in turn, largest first). Noise stays -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    leaves = labels.copy()
+    clusters = sorted(set(labels.tolist()) - {NOISE})
+    next_id = (max(clusters) + 1) if clusters else 0
+    for cluster in clusters:
+        rows = np.flatnonzero(labels == cluster)
+        parts = split_one(np.asarray(space)[rows], seed=seed + cluster, margin=margin)
+        if parts is None:
+            continue
+        order = np.argsort(-np.bincount(parts), kind="stable")  # largest part first
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        leaves[rows] = next_id + rank[parts]
+        next_id += len(order)
+    return leaves
+
+
+def split_one(x: np.ndarray, *, seed: int = 0, margin: float = MARGIN) -> np.ndarray | None:
+    """The parts (m,) of one cluster's points ``x`` (m, d) when their best k-means split beats the
+    Gaussian stand-in's by ``margin`` (see the module docstring), else None."""
+    if len(x) < 2 * MIN_PART:
+        return None
+    rng = np.random.default_rng(seed)
+    sample = x[np.sort(rng.choice(len(x), FIT_SAMPLE, replace=False))] if len(x) > FIT_SAMPLE else x
+    sample = np.asarray(sample, dtype=np.float64)
+    floor = MIN_PART * len(sample) / len(x)  # a part's share of the sample, at the fewest images
+    parts, score = best_split(sample, floor, seed)
+    if parts is None:
+        return None
+    stand_in = rng.multivariate_normal(sample.mean(axis=0), np.atleast_2d(np.cov(sample.T)), size=len(sample),
+                                       method="eigh")
+    _, baseline = best_split(stand_in, floor, seed)
+    if score < baseline + margin:
+        return None
+    centres = np.stack([sample[parts == part].mean(axis=0) for part in range(parts.max() + 1)])
+    squared = ((np.asarray(x, dtype=np.float64)[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    return np.argmin(squared, axis=1)
+
+
+def best_split(x: np.ndarray, floor: float, seed: int) -> tuple[np.ndarray | None, float]:
+    """The k-means split of ``x`` (k from 2 to ``MAX_PARTS``, every part at least ``floor`` points)
+    with the best silhouette, and that silhouette (None, -1: no split qualifies)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    best, best_score = None, -1.0
+    for k in range(2, min(MAX_PARTS, int(len(x) // max(floor, 1))) + 1):
+        parts = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(x).labels_
+        if np.bincount(parts, minlength=k).min() < floor:
+            continue
+        score = float(silhouette_score(x, parts))
+        if score > best_score:
+            best, best_score = parts, score
+    return best, best_score
