@@ -188,3 +188,14 @@ def test_a_run_saved_before_finer_leaves_still_loads_and_files(split_run: imgclu
     assert np.array_equal(loaded.cut("fine"), loaded.assignments.clusters)
     [filed] = imgcluster.predict([split_run.images[0].path], run="flat", workspace=split_run.workspace)
     assert filed.leaf == filed.cluster and filed.ancestors == [loaded.tree.root]
+
+
+def test_a_level_one_of_two_compared_runs_cannot_give_is_refused_naming_that_run(digits_run: imgcluster.Run,
+                                                                                 split_run: imgcluster.Run) -> None:
+    where = split_run.workspace  # a copy of the digits' workspace: it holds digits_run too
+    first, second = digits_run.tree.clusters[:2]
+    imgcluster.merge_clusters([first, second], digits_run.key, workspace=where, run_key="fewer")
+    finest = len(digits_run.tree.leaves)  # one more than "fewer" can give: it lost a cluster and is not split
+    with pytest.raises(imgcluster.ConfigError, match=f"^Run fewer: A cut at {finest} clusters is impossible"):
+        imgcluster.compare_runs(digits_run.key, "fewer", workspace=where, level=finest)
+    assert imgcluster.compare_runs(digits_run.key, "fewer", workspace=where, level=2).nmi > 0

@@ -160,7 +160,7 @@ def test_leaves_finer_than_the_run_clusters_partition_them(coarse_run) -> None:
 
 
 def test_a_cut_at_k_above_the_run_clusters_gives_k_nested_clusters(coarse_run) -> None:
-    points, labels, fine, leaves = coarse_run
+    points, labels, _, leaves = coarse_run
     tree = build_tree(labels, points, leaves=leaves)
     coarser = labels
     for k in range(tree.n_clusters, len(tree.leaves) + 1):

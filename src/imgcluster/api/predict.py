@@ -60,6 +60,8 @@ class RunPredictor:
         self.tree = tree if tree is not None else record.tree  # None: no tree, filed images have no ancestors
         # Each predictor row's leaf when the tree's leaves are finer than the clusters (else None).
         self.leaf_by_row = leaf_by_row
+        self._parts = ({c: set(self.tree.leaves_under(c)) for c in self.tree.clusters}
+                       if leaf_by_row is not None and self.tree is not None else {})
         self.names = dict(names or {})
         self._embedder: Any = None
         # New images pass the checks the run's own images passed (format, size): a 1x1 PNG or an
@@ -131,13 +133,13 @@ class RunPredictor:
         """The leaf the ``i``-th point of ``prediction`` lands in: its cluster when that is a leaf, else
         the part its nearest images of the cluster vote for, by similarity (-1: unassigned)."""
         cluster = int(prediction.clusters[i])
-        if cluster == NOISE or self.leaf_by_row is None or self.tree is None:
+        inside = self._parts.get(cluster)
+        if inside is None or len(inside) == 1 or self.leaf_by_row is None:  # unassigned, or a cluster not split
             return cluster
         rows, weights = prediction.neighbours[i], prediction.weights[i]
         known = rows >= 0
         leaves = np.where(known, self.leaf_by_row[np.where(known, rows, 0)], NOISE)
         votes: dict[int, float] = {}
-        inside = set(self.tree.leaves_under(cluster)) if cluster in self.tree.clusters else {cluster}
         for leaf, weight in zip(leaves.tolist(), weights.tolist()):
             if leaf in inside:
                 votes[leaf] = votes.get(leaf, 0.0) + weight + 1e-12

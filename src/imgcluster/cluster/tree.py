@@ -1,12 +1,14 @@
 """A run's clusters at every scale: the cluster tree, its cuts and the levels a user names.
 
-The run's own clusters are the leaves, so every cut is a union of them and moving along the tree
-never refits. Leaves are merged by a size-weighted linkage of their centroids in the space they were
-found in (Lance-Williams updates, one matrix of leaf distances): it works for every run, whichever
-method made its clusters and whether or not it was edited since, where HDBSCAN's condensed tree
-describes only an HDBSCAN fit's own clusters. Average linkage is the default: on bench/hierarchy.py
-it matched Ward's best cuts on every set and beat its cuts at the true number of clusters on three
-of six (docs/benchmarks.md#clusters-at-every-scale).
+The leaves are the run's clusters, or their parts where a cluster holds well separated ones
+(``leaves.split_clusters``); a split cluster is the node its parts merge up to, and all merges
+inside clusters come before any between them, so the cut at the run's number of clusters is the
+run itself and moving along the tree never refits. Leaves are merged by a size-weighted linkage of
+their centroids in the space they were found in (Lance-Williams updates, one matrix of leaf
+distances): it works for every run, whichever method made its clusters and whether or not it was
+edited since, where HDBSCAN's condensed tree describes only an HDBSCAN fit's own clusters. Average
+linkage is the default: on bench/hierarchy.py it matched Ward's best cuts on every set and beat its
+cuts at the true number of clusters on three of six (docs/benchmarks.md#clusters-at-every-scale).
 """
 
 from __future__ import annotations

@@ -166,14 +166,14 @@ class ClusterTree:
         """The number of the run's clusters: the clusters of the default cut."""
         return len(self.leaves) if self.default is None else self.default
 
-    @property
+    @functools.cached_property
     def clusters(self) -> list[int]:
         """The run's clusters (the default cut's node ids), ascending."""
         return self.cut(self.n_clusters) if self.nodes else []
 
     @property
     def leaves(self) -> list[int]:
-        """The leaf ids (the run's clusters), ascending."""
+        """The leaf ids (the run's clusters, or their parts where a cluster was split), ascending."""
         return [n.id for n in self.nodes if not n.children]
 
     @property
