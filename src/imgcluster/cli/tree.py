@@ -56,7 +56,7 @@ def tree_command(
 
 
 def _label(node: dict[str, Any], nodes: dict[int, dict[str, Any]], clusters: set[int]) -> str:
-    kind = "[dim]cluster[/] " if node["id"] in clusters else "" if node["children"] else "[dim]part[/] "
+    kind = "[dim]cluster[/] " if node["id"] in clusters else ""  # a part says so in its name
     coarsest = 1 if node["parent"] is None else nodes[node["parent"]]["k"] + 1
     span = f"{node['k']}" if coarsest == node["k"] else f"{coarsest}-{node['k']}"
     return (f"{kind}[bold]{node['id']}[/] {escape(node['name'])} [dim]({node['size']:,} images, persistence "

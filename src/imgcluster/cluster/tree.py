@@ -29,7 +29,7 @@ def build_tree(labels: np.ndarray, space: np.ndarray, *, leaves: np.ndarray | No
                space_name: str = "clustering", default_reason: str = "") -> ClusterTree:
     """The cluster tree of ``labels`` (n,), the run's clusters, measured in ``space`` (n, d).
 
-    ``leaves`` (n,) are each point's leaf (``leaf.split_clusters``): a cluster's own id where it is
+    ``leaves`` (n,) are each point's leaf (``leaves.split_clusters``): a cluster's own id where it is
     one leaf, else ids of its parts, each part inside one cluster; None: every cluster is a leaf.
     A split cluster's parts merge up to a node with the cluster's id, all such merges before any
     between clusters: the cut at the number of clusters (``ClusterTree.default``) is the run's clusters.
