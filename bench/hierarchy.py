@@ -10,14 +10,16 @@ Sets with a fine and a coarse truth:
 Photos and digits are read from workspaces where they are already embedded with efficientnet-lite0
 (``--photos``/``--digits``: the image folders, with labels.csv beside them). For each seed, one fit
 as ``imgcluster cluster`` makes it (``fit_clusters``: UMAP 5-d, auto mode), then its tree (each
-linkage in ``LINKAGES``), scored by NMI (unclustered images one more label, as `imgcluster
-evaluate`) against each level:
+linkage in ``LINKAGES``) over its leaves (its clusters, split where they
+hold well separated parts: ``cluster/leaves.py``), scored by NMI (unclustered images one more label,
+as `imgcluster evaluate`) against each level:
 - best cut: the best of the tree's cuts at every k;
 - cut at true k: the tree cut at the level's true number of clusters;
-- coarse/default: the tree's coarse cut and its default (the run's own clusters = today's auto mode);
+- coarse/fine/default: the tree's coarse cut, its leaves, its default (the run's own clusters =
+  today's auto mode);
 - k-means: imgcluster's k-means told the level's true k, in the same clustering space;
-- finer leaves: a tree over k-means leaves at 4x the run's clusters (what leaves below the run's own
-  clusters would add; runs do not build these).
+- before: the tree whose leaves are the run's clusters (this script's first version), with the
+  coarse rule of then ("earlier coarse rule") and of now.
 ``--cost N[,N]`` times fit_clusters and the tree on N synthetic vectors (bench/synthetic.py) instead.
 
     python bench/hierarchy.py [--seeds 2] [--sets synthetic,photos,digits]
@@ -38,6 +40,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
 import imgcluster
+from imgcluster.cluster.leaves import split_clusters
 from imgcluster.cluster.tree import LINKAGES, build_tree, cut_labels
 from imgcluster.store import Workspace
 
@@ -96,7 +99,7 @@ def nmi(truth: np.ndarray, found: np.ndarray) -> float:
 
 
 def score_set(name: str, x: np.ndarray, levels: dict[str, np.ndarray], seeds: int) -> dict[str, list[float]]:
-    """NMI per (linkage or method, level, what) over the seeds; the fit's and the tree's times."""
+    """NMI per (tree or method, level, what) over the seeds; the fit's and the tree's times."""
     scores: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
@@ -109,39 +112,53 @@ def score_set(name: str, x: np.ndarray, levels: dict[str, np.ndarray], seeds: in
             x, imgcluster.ReduceConfig(seed=seed), imgcluster.ClusterConfig(seed=seed), timings=timings)
         add("fit seconds", time.perf_counter() - started)
         labels = np.asarray(clustering.labels)
-        add("leaves", float(len(set(labels.tolist()) - {-1})))
+        started = time.perf_counter()
+        leaves = split_clusters(labels, reduction.space, seed=seed)  # as a run's tree is built (run/tree.py)
+        add("split seconds", time.perf_counter() - started)
+        add("clusters", float(len(set(labels.tolist()) - {-1})))
+        add("leaves", float(len(set(leaves.tolist()) - {-1})))
+        trees = {"before: clusters as leaves": (build_tree(labels, reduction.space), labels)}
         for linkage in LINKAGES:
             started = time.perf_counter()
-            tree = build_tree(labels, reduction.space, linkage=linkage)
+            trees[f"{linkage}"] = (build_tree(labels, reduction.space, leaves=leaves, linkage=linkage), leaves)
             add(f"{linkage} tree seconds", time.perf_counter() - started)
-            cuts = {k: cut_labels(tree, labels, k) for k in range(1, len(tree.leaves) + 1)}
-            if linkage == LINKAGES[0]:
-                add("coarse k", float(tree.coarse))
+        for what, (tree, per_image) in trees.items():
+            cuts = {k: cut_labels(tree, per_image, k) for k in range(1, len(tree.leaves) + 1)}
+            add(f"{what}: coarse k", float(tree.coarse))
             for level, truth in levels.items():
                 true_k = len(set(truth.tolist()))
-                add(f"{linkage} best cut / {level}", max(nmi(truth, c) for c in cuts.values()))
-                add(f"{linkage} cut at true k / {level}", nmi(truth, cuts[min(true_k, len(tree.leaves))]))
-                add(f"{linkage} coarse cut / {level}", nmi(truth, cuts[tree.coarse]))
-        # Leaves finer than the run's own clusters (k-means at 4x as many), to see what such leaves would add.
-        finer = np.asarray(imgcluster.cluster_points(reduction.space, imgcluster.ClusterConfig(
-            method="kmeans", k=4 * max(2, len(set(labels.tolist()) - {-1})), seed=seed)).labels)
-        finer_tree = build_tree(finer, reduction.space)
-        finer_cuts = [cut_labels(finer_tree, finer, k) for k in range(1, len(finer_tree.leaves) + 1)]
+                add(f"{what}: best cut / {level}", max(nmi(truth, c) for c in cuts.values()))
+                add(f"{what}: cut at true k / {level}", nmi(truth, cuts[min(true_k, len(tree.leaves))]))
+                add(f"{what}: coarse cut / {level}", nmi(truth, cuts[tree.coarse]))
+                if what == "before: clusters as leaves":
+                    add(f"{what}: earlier coarse rule / {level}", nmi(truth, cuts[earlier_coarse(tree)]))
+                else:
+                    add(f"{what}: fine cut (the leaves) / {level}", nmi(truth, cuts[len(tree.leaves)]))
         for level, truth in levels.items():
             true_k = len(set(truth.tolist()))
             add(f"default (today's auto) / {level}", nmi(truth, labels))
-            add(f"finer leaves (4x k-means): best cut / {level}", max(nmi(truth, c) for c in finer_cuts))
-            add(f"finer leaves (4x k-means): cut at true k / {level}",
-                nmi(truth, finer_cuts[min(true_k, len(finer_cuts)) - 1]))
             kmeans = imgcluster.cluster_points(reduction.space, imgcluster.ClusterConfig(method="kmeans", k=true_k,
                                                                                           seed=seed))
             add(f"k-means, true k / {level}", nmi(truth, np.asarray(kmeans.labels)))
-        print(f"  {name} seed {seed}: {len(set(labels.tolist()) - {-1})} leaves", flush=True)
+        print(f"  {name} seed {seed}: {len(set(labels.tolist()) - {-1})} clusters, "
+              f"{len(set(leaves.tolist()) - {-1})} leaves", flush=True)
     return scores
 
 
+def earlier_coarse(tree) -> int:
+    """The coarse rule before this script's second version: the largest relative jump between merge
+    heights among cuts of 2 to half the leaves (a tree whose leaves are the run's clusters)."""
+    n = len(tree.leaves)
+    if n <= 3:
+        return min(n, 2)
+    heights = [tree.node(m).height for m in tree.merges]
+    gaps = {k: np.log((heights[n - k] + 1e-12) / (heights[n - k - 1] + 1e-12)) for k in range(2, n // 2 + 1)}
+    return max(gaps, key=lambda k: (gaps[k], -k))
+
+
 def cost(sizes: list[int]) -> None:
-    """fit_clusters and the tree on n synthetic vectors: the tree's own time against the fit's."""
+    """fit_clusters and the tree (split into leaves, then merged) on n synthetic vectors: the tree's
+    own time against the fit's."""
     sys.path.insert(0, str(Path(__file__).parent))
     from synthetic import synthetic
 
@@ -151,10 +168,13 @@ def cost(sizes: list[int]) -> None:
         reduction, clustering = imgcluster.fit_clusters(x)
         fit = time.perf_counter() - started
         started = time.perf_counter()
-        tree = build_tree(clustering.labels, reduction.space)
+        leaves = split_clusters(clustering.labels, reduction.space)
+        split = time.perf_counter() - started
+        tree = build_tree(clustering.labels, reduction.space, leaves=leaves)
         made = time.perf_counter() - started
-        print(f"n={n:,}: fit_clusters {fit:.1f} s, tree {made * 1000:.1f} ms over {len(tree.leaves)} leaves "
-              f"({made / fit:.3%} of the fit); load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"n={n:,}: fit_clusters {fit:.1f} s, tree {made * 1000:.1f} ms (of it the split {split * 1000:.1f} ms) "
+              f"over {tree.n_clusters} clusters, {len(tree.leaves)} leaves ({made / fit:.2%} of the fit); "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main() -> None:

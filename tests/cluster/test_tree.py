@@ -1,4 +1,5 @@
-"""The cluster tree on arrays: consistent, nested cuts, the levels a user names, names from leaves."""
+"""The cluster tree on arrays: consistent, nested cuts, leaves finer than the clusters, the levels a user
+names, names from leaves."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 from sklearn.metrics import normalized_mutual_info_score
 
+from imgcluster.cluster.leaves import split_clusters
 from imgcluster.cluster.tree import LINKAGES, build_tree, cut_labels, level_k, merge_order
 from imgcluster.errors import ConfigError
-from imgcluster.run.tree import common_name
+from imgcluster.run.tree import common_name, node_names
 
 
 def nested_blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,3 +130,65 @@ def test_inner_nodes_are_named_by_what_their_leaves_share_or_as_mixed() -> None:
     # Leaves the namer did not recognise keep their own guesses; above them only "unrecognised" holds.
     assert common_name([("unrecognised (stopwatch?)", 4), ("unrecognised (hook?)", 6)]) == "unrecognised"
     assert common_name([("unrecognised (hook?)", 6), ("daisy", 2)]) == "mixed: unrecognised, daisy"
+
+
+@pytest.fixture
+def coarse_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nested blobs clustered into their 3 super-clusters only (as auto mode may keep), a few unclustered:
+    (points, labels, fine truth, leaves from split_clusters)."""
+    points, fine, coarse = nested_blobs()
+    labels = coarse.copy()
+    labels[::37] = -1
+    return points, labels, fine, split_clusters(labels, points)
+
+
+def test_leaves_finer_than_the_run_clusters_partition_them(coarse_run) -> None:
+    points, labels, fine, leaves = coarse_run
+    assert np.array_equal(leaves == -1, labels == -1)
+    for leaf in set(leaves.tolist()) - {-1}:  # each leaf inside one cluster
+        assert len(set(labels[leaves == leaf].tolist())) == 1
+    clustered = labels != -1
+    # The clusters' well separated parts are found: the leaves are the 9 fine clusters.
+    assert normalized_mutual_info_score(fine[clustered], leaves[clustered]) == pytest.approx(1.0)
+    tree = build_tree(labels, points, leaves=leaves)
+    assert tree.clusters == [0, 1, 2] and tree.n_clusters == 3 and len(tree.leaves) == 9
+    for cluster in tree.clusters:  # a split cluster is the node its parts merge up to
+        assert tree.leaves_under(cluster) == sorted(set(leaves[labels == cluster].tolist()))
+        assert tree.node(cluster).size == int(np.sum(labels == cluster))
+    assert np.array_equal(cut_labels(tree, leaves, "default"), labels)  # the default cut is the run
+    assert np.array_equal(cut_labels(tree, leaves, "fine"), leaves)
+
+
+def test_a_cut_at_k_above_the_run_clusters_gives_k_nested_clusters(coarse_run) -> None:
+    points, labels, _, leaves = coarse_run
+    tree = build_tree(labels, points, leaves=leaves)
+    coarser = labels
+    for k in range(tree.n_clusters, len(tree.leaves) + 1):
+        cut = cut_labels(tree, leaves, k)
+        assert len(set(cut.tolist()) - {-1}) == k and np.array_equal(cut == -1, labels == -1)
+        for cluster in set(cut.tolist()) - {-1}:  # a finer cut splits the coarser one's clusters, never mixes them
+            assert len(set(coarser[cut == cluster].tolist())) == 1
+        coarser = cut
+    with pytest.raises(ConfigError, match="3 clusters and its tree 9 leaves.*give 1 to 9"):
+        level_k(tree, 10)
+
+
+def test_clean_clusters_stay_single_leaves() -> None:
+    rng = np.random.default_rng(5)
+    points = np.concatenate([rng.normal(loc=20 * i, size=(150, 5)) for i in range(4)])
+    labels = np.repeat(np.arange(4), 150)
+    leaves = split_clusters(labels, points)
+    assert np.array_equal(leaves, labels)
+    tree = build_tree(labels, points, leaves=leaves)
+    assert tree.leaves == tree.clusters == [0, 1, 2, 3]
+
+
+def test_parts_of_a_cluster_are_named_after_it(coarse_run) -> None:
+    points, labels, _, leaves = coarse_run
+    tree = build_tree(labels, points, leaves=leaves)
+    names = node_names(tree, {0: "my dogs", 1: "my cats"})
+    assert names[0] == "my dogs" and names[2] == "cluster 2"
+    parts = sorted(tree.leaves_under(0), key=lambda leaf: -tree.node(leaf).size)
+    assert [names[p] for p in parts] == [f"my dogs · part {i}" for i in range(1, len(parts) + 1)]
+    # Above the clusters, names come from the clusters' names, not their parts'.
+    assert names[tree.root].startswith("mixed: ") and set(names[tree.root][7:].split(", ")) == {"my dogs", "my cats"}

@@ -44,7 +44,7 @@ def swatches(page) -> dict[int, str]:
 
 def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_step(
         page, digits_run: imgcluster.Run, tmp_path: Path) -> None:
-    leaves = len(digits_run.tree.leaves)
+    leaves = len(digits_run.tree.clusters)
     assert page.get_attribute("body", "data-level") == str(leaves)  # the run's own clusters first
     fine_map, fine_list = coloured_pixels(page, tmp_path / "fine.png"), swatches(page)
     assert len(set(fine_list.values())) >= min(leaves, 5)
@@ -59,7 +59,7 @@ def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_
 
     cut = digits_run.cut(2)
     clusters = np.asarray(digits_run.assignments.clusters)
-    node_of = {leaf: int(cut[clusters == leaf][0]) for leaf in digits_run.tree.leaves}
+    node_of = {leaf: int(cut[clusters == leaf][0]) for leaf in digits_run.tree.clusters}
     # The list: leaves of one node of the cut share its colour, the two nodes' colours differ.
     by_node: dict[int, set[str]] = {}
     for leaf, colour in coarse_list.items():
@@ -73,3 +73,25 @@ def test_the_level_control_recolours_the_map_and_the_list_without_a_request_per_
     page.locator("#level").fill(str(leaves))
     page.wait_for_selector(f"body[data-level='{leaves}']")
     assert swatches(page) == fine_list
+
+
+def test_an_export_from_the_page_is_of_the_cut_the_slider_shows(console, server, digits_run: imgcluster.Run,
+                                                                tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    from .conftest import open_app
+    from .test_browser_views import export_from_panel
+
+    page, errors = console
+    open_app(page, server, digits_run.key)
+    clusters = np.asarray(digits_run.assignments.clusters)
+    top = int(np.bincount(clusters[clusters >= 0]).argmax())
+    page.click(f"#clusters li[data-cluster='{top}']")
+    page.wait_for_selector("#cluster-grid figure")
+    page.locator("#level").fill("2")  # the cluster stays open; the slider now shows 2 clusters
+    page.wait_for_selector("body[data-level='2']")
+    export_from_panel(page, "csv", tmp_path / "two.csv")
+    table = pacsv.read_csv(tmp_path / "two.csv").to_pydict()
+    node = int(digits_run.cut(2)[clusters == top][0])  # the cluster's node at 2 clusters
+    assert len(table["path"]) == int((clusters == top).sum()) and set(table["cluster"]) == {node} != {top}
+    assert errors == []

@@ -23,7 +23,7 @@ def groups_at(run: imgcluster.Run, k: int) -> dict[int, set[int]]:
     """The cut at k clusters: each node's id and the run's clusters (leaves) under it."""
     cut, clusters = np.asarray(run.cut(k)), np.asarray(run.assignments.clusters)
     groups: dict[int, set[int]] = {}
-    for leaf in run.tree.leaves:
+    for leaf in run.tree.clusters:
         groups.setdefault(int(cut[clusters == leaf][0]), set()).add(int(leaf))
     return groups
 
@@ -45,7 +45,7 @@ def test_a_coarser_level_groups_the_cluster_list_under_nodes_that_open(console, 
     page, errors = console
     open_app(page, server, digits_run.key)
     nodes, _ = tree_of(server, digits_run)
-    leaves = len(digits_run.tree.leaves)
+    leaves = len(digits_run.tree.clusters)
     fine = page.locator("#clusters").inner_text()
     assert page.locator("#clusters li.node").count() == 0  # at the leaves the list is the run's clusters
     assert all(row.startswith("cluster") for row in visible_rows(page))
@@ -129,7 +129,7 @@ def test_the_map_labels_the_coarse_level_large_and_the_clusters_smaller_as_you_z
     page, errors = console
     open_app(page, server, digits_run.key)
     nodes, coarse = tree_of(server, digits_run)
-    leaves = len(digits_run.tree.leaves)
+    leaves = len(digits_run.tree.clusters)
     assert 1 < coarse < leaves  # the digits' tree has a coarser level than its clusters
 
     def coarse_names(k: int) -> set[str]:
@@ -162,7 +162,7 @@ def test_the_map_labels_the_coarse_level_large_and_the_clusters_smaller_as_you_z
     assert fine and not overlaps(near)
     if big:
         assert max(label["px"] for label in fine) < min(label["px"] for label in big)
-    assert all(label["cluster"] in digits_run.tree.leaves for label in fine)
+    assert all(label["cluster"] in digits_run.tree.clusters for label in fine)
 
     # The slider's level, when coarser than the leaves, is the level the large labels name.
     page.click("#reset")

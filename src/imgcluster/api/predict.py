@@ -19,7 +19,7 @@ from ..errors import ConfigError, WorkspaceDamaged
 from ..label import choose_names
 from ..scan import load_rgb, sniff
 from ..run.tree import stored_tree
-from ..store import ClusterName, ClusterTree, RunRecord, damage_message
+from ..store import Assignments, ClusterName, ClusterTree, RunRecord, damage_message
 from .steps import reload_run_model, check_has_clusters, open_workspace
 
 # -- filing new images ----------------------------------------------------------------------------
@@ -27,9 +27,11 @@ from .steps import reload_run_model, check_has_clusters, open_workspace
 @dataclass(frozen=True)
 class FiledImage:
     """Where a new image goes in a run: ``status`` is assigned, unassigned or skipped; ``name`` is
-    the name its cluster shows in the run (None when unclustered or unnamed); ``ancestors`` the nodes of
-    the run's cluster tree above that cluster, its parent first and the root last (so the image is in
-    each of them; empty when unassigned). An unassigned image's
+    the name its cluster shows in the run (None when unclustered or unnamed); ``leaf`` the leaf of the
+    run's cluster tree it lands in (its cluster, or the part of it its nearest images of the cluster
+    vote for; -1 when unassigned); ``ancestors`` the nodes above that leaf, its parent first and the
+    root last (so the image is in each of them, its cluster among them when the leaf is a part of
+    it; empty when unassigned). An unassigned image's
     ``held_by`` names the test it failed (far, density, typicality, agreement, group or unclustered: see
     ``imgcluster.cluster.openset``), and ``reason`` says it in words."""
 
@@ -45,15 +47,21 @@ class FiledImage:
     name: str | None = None
     held_by: str = ""
     ancestors: list[int] = field(default_factory=list)
+    leaf: int = NOISE
 
 
 class RunPredictor:
     """A run's persisted predictor, with the run's model loaded on first use: load once, predict many."""
 
     def __init__(self, record: RunRecord, predictor: Predictor, paths_by_id: dict[int, str], device: str = "auto",
-                 names: Mapping[int, ClusterName] | None = None, tree: ClusterTree | None = None):
+                 names: Mapping[int, ClusterName] | None = None, tree: ClusterTree | None = None,
+                 leaf_by_row: np.ndarray | None = None):
         self.record, self.predictor, self.paths_by_id, self.device = record, predictor, paths_by_id, device
         self.tree = tree if tree is not None else record.tree  # None: no tree, filed images have no ancestors
+        # Each predictor row's leaf when the tree's leaves are finer than the clusters (else None).
+        self.leaf_by_row = leaf_by_row
+        self._parts = ({c: set(self.tree.leaves_under(c)) for c in self.tree.clusters}
+                       if leaf_by_row is not None and self.tree is not None else {})
         self.names = dict(names or {})
         self._embedder: Any = None
         # New images pass the checks the run's own images passed (format, size): a 1x1 PNG or an
@@ -113,19 +121,38 @@ class RunPredictor:
     def filed_image(self, path: str, prediction: Prediction, i: int) -> FiledImage:
         """The ``i``-th point of ``prediction`` as a FiledImage named ``path``."""
         cluster_id = int(prediction.clusters[i])
+        leaf = self.leaf(prediction, i)
         return FiledImage(
             path, "assigned" if cluster_id != NOISE else "unassigned", cluster_id,
             float(prediction.membership_probability[i]), float(prediction.x[i]), float(prediction.y[i]),
             self.paths_by_id.get(int(prediction.nearest_image_id[i])), float(prediction.nearest_similarity[i]),
             prediction.reasons[i], self.cluster_name(cluster_id),
-            prediction.held_by[i] if prediction.held_by else "", self.ancestors(cluster_id))
+            prediction.held_by[i] if prediction.held_by else "", self.ancestors(leaf), leaf)
 
-    def ancestors(self, cluster: int) -> list[int]:
-        """The tree nodes above ``cluster``, its parent first, the root last (empty: unclustered, or no tree)."""
-        if self.tree is None or cluster == NOISE:
+    def leaf(self, prediction: Prediction, i: int) -> int:
+        """The leaf the ``i``-th point of ``prediction`` lands in: its cluster when that is a leaf, else
+        the part its nearest images of the cluster vote for, by similarity (-1: unassigned)."""
+        cluster = int(prediction.clusters[i])
+        inside = self._parts.get(cluster)
+        if inside is None or len(inside) == 1 or self.leaf_by_row is None:  # unassigned, or a cluster not split
+            return cluster
+        rows, weights = prediction.neighbours[i], prediction.weights[i]
+        known = rows >= 0
+        leaves = np.where(known, self.leaf_by_row[np.where(known, rows, 0)], NOISE)
+        votes: dict[int, float] = {}
+        for leaf, weight in zip(leaves.tolist(), weights.tolist()):
+            if leaf in inside:
+                votes[leaf] = votes.get(leaf, 0.0) + weight + 1e-12
+        if not votes:  # none of its neighbours is in the cluster it was filed to: the cluster's largest part
+            return max(inside, key=lambda leaf: (self.tree.node(leaf).size, -leaf))  # type: ignore[union-attr]
+        return max(votes, key=lambda leaf: (votes[leaf], -leaf))
+
+    def ancestors(self, node: int) -> list[int]:
+        """The tree nodes above ``node``, its parent first, the root last (empty: unclustered, or no tree)."""
+        if self.tree is None or node == NOISE:
             return []
         try:
-            return self.tree.ancestors(cluster)
+            return self.tree.ancestors(node)
         except KeyError:  # a cluster the tree does not know (an edit's since): no path to say
             return []
 
@@ -184,9 +211,19 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
         tree = record.tree if record.tree is not None else stored_tree(record, ws.assignments(record.key))
+        leaf_by_row = rows_leaves(predictor, ws.assignments(record.key)) if len(tree.leaves) > tree.n_clusters \
+            else None
     finally:
         ws.close()
-    return RunPredictor(record, predictor, paths_by_id, device, names, tree)
+    return RunPredictor(record, predictor, paths_by_id, device, names, tree, leaf_by_row)
+
+
+def rows_leaves(predictor: Predictor, assignments: Assignments) -> np.ndarray:
+    """Each predictor row's leaf of the run's cluster tree (-1: an image the run no longer holds)."""
+    ids, leaves = np.asarray(assignments.image_ids), np.asarray(assignments.leaf_per_image())
+    at = np.clip(np.searchsorted(ids, predictor.image_ids_), 0, max(len(ids) - 1, 0))  # ids are sorted
+    found = (ids[at] == predictor.image_ids_) if len(ids) else np.zeros(len(predictor.image_ids_), bool)
+    return np.where(found, leaves[at] if len(ids) else NOISE, NOISE)
 
 
 def predict(paths: Sequence[str | os.PathLike[str]], *, run: str | None = None,

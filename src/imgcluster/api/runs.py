@@ -55,8 +55,9 @@ def cluster_tree(key: str | None = None, *, path: str | os.PathLike[str] | None 
                  workspace: str | os.PathLike[str] | None = None, level: str | int | None = None) -> dict[str, Any]:
     """A run's cluster tree (the newest run with clusters when ``key`` is None) as JSON-ready data:
     ``run``, ``stored`` (False: a run saved before trees, whose tree is built now on its map),
-    ``linkage``, ``space``, ``default_reason``, ``default`` and ``coarse`` (the clusters of those cuts),
-    ``root``, and ``nodes`` (id, parent, children, size, height, persistence, name and ``k``, the
+    ``linkage``, ``space``, ``default_reason``, ``default``, ``fine`` and ``coarse`` (the clusters of
+    those cuts: ``fine`` is the leaves, the run's clusters split where they hold well separated
+    parts), ``clusters`` (the run's clusters' node ids), ``root``, and ``nodes`` (id, parent, children, size, height, persistence, name and ``k``, the
     finest cut the node is a cluster of). ``level`` adds ``cut``: the node ids of that cut (see
     ``Run.cut``). The same tree is ``load_run(key).tree``."""
     run = load_run(key, path=path, workspace=workspace)

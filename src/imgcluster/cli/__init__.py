@@ -396,7 +396,10 @@ def _print_run(run: api.Run) -> None:
                   f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
                   f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
     if record.tree is not None and len(record.tree.leaves) > 2:
-        console.print(f"These are the finest clusters of a tree whose coarse cut has {record.tree.coarse}: "
+        tree = record.tree
+        finer = (f"its fine level splits them into {len(tree.leaves)}" if len(tree.leaves) > tree.n_clusters
+                 else "they are its finest level")
+        console.print(f"These clusters are one level of a tree whose coarse cut has {tree.coarse} and {finer}: "
                       "`imgcluster tree` shows it, --level moves along it.")
     print_warnings(run.warnings)
     if run.skipped:

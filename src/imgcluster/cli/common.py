@@ -125,9 +125,9 @@ def chosen_run(run: str | None, path: Path | None = None, workspace: Path | None
 
 
 
-LEVEL_HELP = ("A level of the run's cluster tree: default (the run's own clusters), fine (the same: the leaves), "
-              "coarse, a number of clusters (1 to the run's), or a tree node as node:ID (see `imgcluster tree`). "
-              "Nothing is refitted.")
+LEVEL_HELP = ("A level of the run's cluster tree: default (the run's own clusters), fine (the leaves: clusters "
+              "split where they hold well separated parts), coarse, a number of clusters (1 to the leaves), or a "
+              "tree node as node:ID (see `imgcluster tree`). Nothing is refitted.")
 
 
 def id_and_name(cluster: int, name: str | None) -> str:

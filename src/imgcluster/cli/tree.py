@@ -24,15 +24,17 @@ def tree_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show a run's cluster tree: its clusters are the leaves, merged up to the whole collection; ids,
-    names, sizes and persistence. Move along it with --level here, in export, evaluate and runs compare."""
+    """Show a run's cluster tree: its clusters (split into parts where they hold well separated ones)
+    merged up to the whole collection; ids, names, sizes and persistence. Move along it with --level here, in export, evaluate and runs compare."""
     key = chosen_run(run, folder, workspace)
     tree = api.cluster_tree(key, path=folder, workspace=workspace, level=level)
     if as_json:
         console.print_json(json.dumps(tree))
         return
+    finer = (f"fine level {tree['fine']} leaves (clusters split where they hold well separated parts)"
+             if tree["fine"] > tree["default"] else "fine level the same (no cluster holds well separated parts)")
     console.print(f"run {tree['run']}: {tree['default']} clusters by default ({escape(tree['default_reason'])}); "
-                  f"coarse cut {tree['coarse']} clusters; {tree['linkage']} linkage in the {tree['space']} space"
+                  f"{finer}; coarse cut {tree['coarse']} clusters; {tree['linkage']} linkage in the {tree['space']} space"
                   + ("" if tree["stored"] else " (a run saved before trees: built now, not stored)"), soft_wrap=True)
     nodes = {n["id"]: n for n in tree["nodes"]}
     cut = tree.get("cut")
@@ -47,20 +49,21 @@ def tree_command(
     if tree["root"] is None:
         console.print("The run has no clusters, so its tree is empty.")
         return
-    shown = Tree(_label(nodes[tree["root"]], nodes))
-    _grow(shown, nodes[tree["root"]], nodes)
+    clusters = set(tree["clusters"])
+    shown = Tree(_label(nodes[tree["root"]], nodes, clusters))
+    _grow(shown, nodes[tree["root"]], nodes, clusters)
     console.print(shown)
 
 
-def _label(node: dict[str, Any], nodes: dict[int, dict[str, Any]]) -> str:
-    kind = "" if node["children"] else "[dim]cluster[/] "
+def _label(node: dict[str, Any], nodes: dict[int, dict[str, Any]], clusters: set[int]) -> str:
+    kind = "[dim]cluster[/] " if node["id"] in clusters else ""  # a part says so in its name
     coarsest = 1 if node["parent"] is None else nodes[node["parent"]]["k"] + 1
     span = f"{node['k']}" if coarsest == node["k"] else f"{coarsest}-{node['k']}"
     return (f"{kind}[bold]{node['id']}[/] {escape(node['name'])} [dim]({node['size']:,} images, persistence "
             f"{node['persistence']:.2f}, in cuts of {span})[/]")
 
 
-def _grow(branch: Tree, node: dict[str, Any], nodes: dict[int, dict[str, Any]]) -> None:
+def _grow(branch: Tree, node: dict[str, Any], nodes: dict[int, dict[str, Any]], clusters: set[int]) -> None:
     for child in sorted(node["children"], key=lambda c: -nodes[c]["size"]):
-        _grow(branch.add(_label(nodes[child], nodes)), nodes[child], nodes)
+        _grow(branch.add(_label(nodes[child], nodes, clusters)), nodes[child], nodes, clusters)
 

@@ -1,12 +1,14 @@
 """A run's clusters at every scale: the cluster tree, its cuts and the levels a user names.
 
-The run's own clusters are the leaves, so every cut is a union of them and moving along the tree
-never refits. Leaves are merged by a size-weighted linkage of their centroids in the space they were
-found in (Lance-Williams updates, one matrix of leaf distances): it works for every run, whichever
-method made its clusters and whether or not it was edited since, where HDBSCAN's condensed tree
-describes only an HDBSCAN fit's own clusters. Average linkage is the default: on bench/hierarchy.py
-it matched Ward's best cuts on every set and beat its cuts at the true number of clusters on three
-of six (docs/benchmarks.md#clusters-at-every-scale).
+The leaves are the run's clusters, or their parts where a cluster holds well separated ones
+(``leaves.split_clusters``); a split cluster is the node its parts merge up to, and all merges
+inside clusters come before any between them, so the cut at the run's number of clusters is the
+run itself and moving along the tree never refits. Leaves are merged by a size-weighted linkage of
+their centroids in the space they were found in (Lance-Williams updates, one matrix of leaf
+distances): it works for every run, whichever method made its clusters and whether or not it was
+edited since, where HDBSCAN's condensed tree describes only an HDBSCAN fit's own clusters. Average
+linkage is the default: on bench/hierarchy.py it matched Ward's best cuts on every set and beat its
+cuts at the true number of clusters on three of six (docs/benchmarks.md#clusters-at-every-scale).
 """
 
 from __future__ import annotations
@@ -23,24 +25,31 @@ NAMED_LEVELS = ("default", "fine", "coarse")
 NODE_PREFIX = "node:"
 
 
-def build_tree(labels: np.ndarray, space: np.ndarray, *, linkage: str = "average", space_name: str = "clustering",
-               default_reason: str = "") -> ClusterTree:
-    """The cluster tree of ``labels`` (n,) measured in ``space`` (n, d): leaves are the clusters (noise
-    left out), inner nodes their merges up to one root."""
+def build_tree(labels: np.ndarray, space: np.ndarray, *, leaves: np.ndarray | None = None, linkage: str = "average",
+               space_name: str = "clustering", default_reason: str = "") -> ClusterTree:
+    """The cluster tree of ``labels`` (n,), the run's clusters, measured in ``space`` (n, d).
+
+    ``leaves`` (n,) are each point's leaf (``leaves.split_clusters``): a cluster's own id where it is
+    one leaf, else ids of its parts, each part inside one cluster; None: every cluster is a leaf.
+    A split cluster's parts merge up to a node with the cluster's id, all such merges before any
+    between clusters: the cut at the number of clusters (``ClusterTree.default``) is the run's clusters.
+    Noise is left out; clusters merge up to one root."""
     if linkage not in LINKAGES:
         raise ConfigError(f"No linkage called {linkage!r}. Choose one of: {', '.join(LINKAGES)}.")
     labels = np.asarray(labels)
+    leaves = labels if leaves is None else np.asarray(leaves)
     clustered = labels != NOISE
-    leaves, inverse = np.unique(labels[clustered], return_inverse=True)
-    if not len(leaves):
+    leaf_ids, inverse = np.unique(leaves[clustered], return_inverse=True)
+    if not len(leaf_ids):
         return ClusterTree([], linkage, space_name, 0, default_reason)
-    sizes = np.bincount(inverse.ravel(), minlength=len(leaves)).astype(np.float64)
+    sizes = np.bincount(inverse.ravel(), minlength=len(leaf_ids)).astype(np.float64)
     points = np.asarray(space)[clustered]
     # One bincount per dimension: np.add.at took 0.4 s for 150,000 5-d points, this a few ms.
-    centroids = np.column_stack([np.bincount(inverse.ravel(), weights=points[:, j], minlength=len(leaves))
+    centroids = np.column_stack([np.bincount(inverse.ravel(), weights=points[:, j], minlength=len(leaf_ids))
                                  for j in range(points.shape[1])]) / sizes[:, None]
-    merges = merge_order(centroids, sizes, linkage)
-    return _tree(leaves.astype(int).tolist(), sizes.astype(int).tolist(), merges, linkage, space_name, default_reason)
+    cluster_of = np.zeros(len(leaf_ids), dtype=np.int64)
+    cluster_of[inverse.ravel()] = labels[clustered]
+    return _tree(leaf_ids.astype(int).tolist(), sizes, centroids, cluster_of, linkage, space_name, default_reason)
 
 
 def merge_order(centroids: np.ndarray, sizes: np.ndarray, linkage: str = "average") -> list[tuple[int, int, float]]:
@@ -92,51 +101,102 @@ def merge_order(centroids: np.ndarray, sizes: np.ndarray, linkage: str = "averag
     return merges
 
 
-def _tree(leaves: list[int], sizes: list[int], merges: list[tuple[int, int, float]], linkage: str,
+def _tree(leaves: list[int], sizes: np.ndarray, centroids: np.ndarray, cluster_of: np.ndarray, linkage: str,
           space_name: str, default_reason: str) -> ClusterTree:
-    """The ClusterTree of ``merge_order``'s answer: inner ids after the largest leaf id."""
-    first = max(leaves) + 1
-    ids = leaves + [first + i for i in range(len(merges))]
-    size = sizes + [0] * len(merges)
-    height = [0.0] * len(leaves) + [h for _, _, h in merges]
-    # Ward heights never fall along a merge order; average's can by rounding: keep them monotone so
-    # a cut at k is a level of the tree.
-    height = np.maximum.accumulate(np.asarray(height)).tolist()
-    parent: list[int | None] = [None] * len(ids)
-    children: list[list[int]] = [[] for _ in ids]
-    for step, (a, b, _) in enumerate(merges):
-        at = len(leaves) + step
-        parent[a], parent[b] = ids[at], ids[at]
-        children[at] = sorted([ids[a], ids[b]])
-        size[at] = size[a] + size[b]
-    top = height[-1] or 1.0
-    index = {node: i for i, node in enumerate(ids)}
+    """The ClusterTree over ``leaves`` (ids ascending), each in the cluster ``cluster_of`` says.
+
+    Merges: first those inside split clusters (all clusters' in one order of height, each cluster's
+    last merge taking the cluster's id), then ``merge_order`` of the clusters' centroids. Other
+    inner ids follow the largest leaf id, in merge order."""
+    clusters = np.unique(cluster_of)
+    members = {int(c): np.flatnonzero(cluster_of == c) for c in clusters}
+    taken = set(leaves) & {int(c) for c in clusters if len(members[int(c)]) > 1}
+    if taken:  # a split cluster's node takes the cluster's id
+        raise ValueError(f"leaf ids {sorted(taken)} are also ids of split clusters: give a split cluster's parts new ids")
+    inner = [(float(h), int(c), step, a, b) for c in clusters for step, (a, b, h) in
+             enumerate(_monotone(merge_order(centroids[members[int(c)]], sizes[members[int(c)]], linkage)))]
+    inner.sort(key=lambda m: (m[0], m[1], m[2]))  # each cluster's own merges keep their order
+    ids: list[int] = list(leaves)
+    size = sizes.astype(np.int64).tolist()
+    height = [0.0] * len(leaves)
+    parent: list[int | None] = [None] * len(leaves)
+    children: list[list[int]] = [[] for _ in leaves]
+    at_of = {int(c): {local: int(row) for local, row in enumerate(members[int(c)])} for c in clusters}
+    made = {int(c): len(members[int(c)]) for c in clusters}  # local index of a cluster's next merge
+    fresh = max(leaves) + 1
+    node_of_cluster = {int(c): int(members[int(c)][0]) for c in clusters if len(members[int(c)]) == 1}
+
+    def add(a: int, b: int, h: float, node_id: int) -> int:
+        at = len(ids)
+        ids.append(node_id)
+        size.append(size[a] + size[b])
+        height.append(max(h, height[a], height[b]))  # a node is never below its children
+        parent.append(None)
+        children.append(sorted([ids[a], ids[b]]))
+        parent[a], parent[b] = node_id, node_id
+        return at
+
+    for h, c, _, a, b in inner:
+        local = at_of[c]
+        last = made[c] == 2 * len(members[c]) - 2
+        node_id = c if last else fresh
+        fresh += 0 if last else 1
+        local[made[c]] = add(local[a], local[b], h, node_id)
+        made[c] += 1
+        if last:
+            node_of_cluster[c] = local[made[c] - 1]
+    top = [node_of_cluster[int(c)] for c in clusters]
+    for a, b, h in _monotone(merge_order(centroids_of(centroids, sizes, members, clusters),
+                                         np.asarray([sizes[members[int(c)]].sum() for c in clusters]), linkage)):
+        top.append(add(top[a], top[b], h, fresh))
+        fresh += 1
+    highest = max(height) or 1.0
+    position = {node: i for i, node in enumerate(ids)}
     nodes = [TreeNode(ids[i], parent[i], children[i], int(size[i]), float(height[i]),
-                      1.0 if parent[i] is None else float((height[index[parent[i]]] - height[i]) / top))
+                      1.0 if parent[i] is None else float((height[position[parent[i]]] - height[i]) / highest))
              for i in range(len(ids))]
-    return ClusterTree(nodes, linkage, space_name, coarse_k(height[len(leaves):], len(leaves)), default_reason)
+    return ClusterTree(nodes, linkage, space_name, coarse_k(height[len(leaves):], len(leaves), len(clusters)),
+                       default_reason, default=len(clusters))
 
 
-def coarse_k(heights: list[float], n_leaves: int) -> int:
-    """The number of clusters of the coarse cut: the largest relative jump between consecutive merge
-    heights, among cuts of 2 to half the leaves (coarse is coarser than fine); 1 leaf: 1, 2-3: 2."""
-    if n_leaves <= 3:
-        return min(n_leaves, 2)
-    best, best_gap = 2, -np.inf
-    for k in range(2, n_leaves // 2 + 1):
-        done, following = heights[n_leaves - k - 1], heights[n_leaves - k]  # last merge made, first undone
-        gap = np.log((following + 1e-12) / (done + 1e-12))
-        if gap > best_gap:
-            best, best_gap = k, gap
-    return best
+def _monotone(merges: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """``merges`` with heights that never fall along the order (average linkage's can, by rounding):
+    a cut at k is then a level of the tree."""
+    heights = np.maximum.accumulate([h for _, _, h in merges]) if merges else []
+    return [(a, b, float(h)) for (a, b, _), h in zip(merges, heights)]
+
+
+def centroids_of(centroids: np.ndarray, sizes: np.ndarray, members: dict[int, np.ndarray],
+                 clusters: np.ndarray) -> np.ndarray:
+    """Each cluster's centroid: the size-weighted mean of its leaves' centroids."""
+    return np.stack([(centroids[members[int(c)]] * sizes[members[int(c)], None]).sum(axis=0)
+                     / sizes[members[int(c)]].sum() for c in clusters])
+
+
+def coarse_k(heights: list[float], n_leaves: int, n_clusters: int) -> int:
+    """The number of clusters of the coarse cut: of the cuts from 2 clusters to the run's
+    ``n_clusters`` (that one only when the tree has finer leaves below it), the one before the largest
+    relative jump in merge height, ``heights`` being the node heights in merge order. Measured on
+    bench/hierarchy.py against the rule it replaced (cuts of 2 to half the clusters), it found each
+    set's coarse truth as well as the cut at the true number or better, where the old rule fell below
+    it on every set (docs/benchmarks.md#clusters-at-every-scale)."""
+    highest = n_clusters if n_leaves > n_clusters else n_clusters - 1
+    if highest < 2:
+        return min(n_clusters, 2)
+    gaps = {k: np.log((heights[n_leaves - k] + 1e-12) / (heights[n_leaves - k - 1] + 1e-12))  # first undone / last made
+            for k in range(2, highest + 1)}
+    return max(gaps, key=lambda k: (gaps[k], -k))
 
 
 def level_k(tree: ClusterTree, level: str | int | None) -> int:
-    """The number of clusters of the cut ``level`` names: None or default (the run's own clusters, the
-    leaves), fine (the same), coarse, a number of clusters, or a node ("node:12": the finest cut where
-    that node is one cluster)."""
+    """The number of clusters of the cut ``level`` names: None or default (the run's own clusters),
+    fine (the leaves: the run's clusters, split where they hold well separated parts), coarse, a
+    number of clusters (1 to the leaves), or a node ("node:12": the finest cut where that node is one
+    cluster)."""
     n_leaves = len(tree.leaves)
-    if level is None or level in ("default", "fine"):
+    if level is None or level == "default":
+        return tree.n_clusters
+    if level == "fine":
         return n_leaves
     if level == "coarse":
         return tree.coarse
@@ -152,31 +212,40 @@ def level_k(tree: ClusterTree, level: str | int | None) -> int:
         k = int(text)
     except ValueError:
         raise ConfigError(f"No level called {level!r}. Give default, fine, coarse, a number of clusters "
-                          "(1 to the run's clusters) or a tree node as node:ID.") from None
+                          "(1 to the tree's leaves) or a tree node as node:ID.") from None
     if not 1 <= k <= max(n_leaves, 1) or not n_leaves:
-        raise ConfigError(f"A cut at {k} clusters is impossible: the run has {n_leaves} clusters, so give "
-                          f"1 to {n_leaves} (the run's own clusters are the finest level).")
+        raise ConfigError(f"A cut at {k} clusters is impossible: {_finest(tree)}, so give 1 to {n_leaves}.")
     return k
 
 
-def cut_labels(tree: ClusterTree, labels: np.ndarray, level: str | int | None) -> np.ndarray:
-    """``labels`` (n,) of the run's clusters → the node ids of the cut ``level`` names (noise stays -1)."""
-    labels = np.asarray(labels)
+def _finest(tree: ClusterTree) -> str:
+    """The tree's finest level in words."""
+    n_leaves = len(tree.leaves)
+    if n_leaves == tree.n_clusters:
+        return f"the run has {n_leaves} clusters and they are its tree's leaves (the finest level)"
+    return f"the run has {tree.n_clusters} clusters and its tree {n_leaves} leaves (the finest level)"
+
+
+def cut_labels(tree: ClusterTree, leaves: np.ndarray, level: str | int | None) -> np.ndarray:
+    """Each image's leaf (n,; ``Assignments.leaf_per_image``) → the node ids of the cut ``level``
+    names (noise stays -1). An id of a node above the cut (a run's cluster given for its leaves, at
+    a level finer than the clusters) stays itself."""
+    leaves = np.asarray(leaves)
     if not tree.leaves:
-        return labels.copy()
-    owner = leaf_owner(tree, tree.cut(level_k(tree, level)))
-    return np.asarray([owner.get(int(c), NOISE) for c in labels.tolist()], dtype=np.int64)
+        return leaves.copy()
+    owner = node_owner(tree, tree.cut(level_k(tree, level)))
+    ids, inverse = np.unique(leaves, return_inverse=True)  # noise (-1) is no node: it stays -1
+    return np.asarray([owner.get(int(c), int(c)) for c in ids.tolist()], dtype=np.int64)[inverse.ravel()]
 
 
-def leaf_owner(tree: ClusterTree, cut: list[int]) -> dict[int, int]:
-    """Each leaf's node among the cut's."""
-    chosen = set(cut)
+def node_owner(tree: ClusterTree, cut: list[int]) -> dict[int, int]:
+    """Each node at or below the cut's nodes → its node among the cut's."""
     owner = {}
-    for leaf in tree.leaves:
-        node = leaf
-        while node not in chosen:
-            node = tree.node(node).parent  # type: ignore[assignment]
-        owner[leaf] = node
+    todo = [(node, node) for node in cut]
+    while todo:
+        node, top = todo.pop()
+        owner[node] = top
+        todo.extend((child, top) for child in tree.node(node).children)
     return owner
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cluster.base import NOISE
 from ..cluster.tree import cut_labels
+from ..errors import ConfigError
 from ..label import choose_names
 from ..store import (Assignments, ClusterName, ClusterSummary, ClusterTree, ImageRecord, Representatives, RunRecord,
                      Workspace)
-from .tree import node_names, stored_tree
+from .tree import image_leaves, node_names, stored_tree
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,24 @@ class Run:
 
     @functools.cached_property
     def tree(self) -> ClusterTree:
-        """The run's clusters at every scale: its clusters are the leaves (ids unchanged), inner nodes
-        merge them up to the whole collection, each with its size and persistence. A run saved before
-        imgcluster kept trees gets one built now on its 2-D map (``tree.space == "map"``), not stored."""
+        """The run's clusters at every scale: its leaves are the clusters, or parts of a cluster where
+        it holds well separated ones (the cluster is then the node its parts merge up to, id
+        unchanged); inner nodes merge the clusters up to the whole collection, each with its size and
+        persistence. A run saved before imgcluster kept trees gets one built now on its 2-D map
+        (``tree.space == "map"``), not stored."""
         return stored_tree(self.record, self.assignments)
 
     def cut(self, level: str | int | None = None) -> np.ndarray:
         """Each image's cluster (aligned with ``images``) at ``level``: None or "default" (the run's own
-        clusters), "fine" (the same: the leaves), "coarse" (the tree's clearest coarser level), a number
-        of clusters (1 to the run's clusters), or a tree node as "node:ID" (the finest cut where that
-        node is one cluster). Clusters of a coarser cut carry their tree node's id; -1 stays
-        unclustered. Nothing is refitted."""
-        return cut_labels(self.tree, self.assignments.clusters, level)
+        clusters), "fine" (the tree's leaves: finer than the clusters where they hold well separated
+        parts), "coarse" (the tree's clearest coarser level), a number of clusters (1 to the leaves),
+        or a tree node as "node:ID" (the finest cut where that node is one cluster). Each cluster of
+        the cut carries its tree node's id (the run's clusters keep theirs); -1 stays unclustered.
+        Nothing is refitted."""
+        try:
+            return cut_labels(self.tree, image_leaves(self.assignments, self.tree), level)
+        except ConfigError as error:  # runs compare cuts two runs: say whose tree refused
+            raise ConfigError(f"Run {self.key}: {error}") from None
 
     def at_level(self, level: str | int | None) -> "Run":
         """The run seen at ``level`` (see ``cut``): its assignments carry the cut's clusters and its
@@ -68,12 +76,17 @@ class Run:
         None or "default": the run itself. Exports, ``evaluate`` and ``compare_runs`` read runs so."""
         if level is None or level == "default":
             return self
-        labels, named, leaves = self.cut(level), self.node_names(), set(self.tree.leaves)
-        # An inner node none of whose leaves is named stays unnamed, as an unnamed cluster does.
-        # Inner node ids follow the largest leaf id, so self.names (the clusters') applies to leaves only.
-        names = {node: self.names[node] if node in leaves else ClusterName(node, named[node], "tree")
-                 for node in set(labels.tolist()) if (node in leaves and node in self.names)
-                 or (node in named and node not in leaves and named[node] != f"node {node}")}
+        labels, named, clusters = self.cut(level), self.node_names(), set(self.tree.clusters)
+        # A node none of whose clusters is named stays unnamed, as an unnamed cluster does. Other
+        # node ids follow the largest leaf id, so self.names (the clusters') applies to clusters only.
+        names = {}
+        for node in set(labels.tolist()) - {NOISE}:
+            inside = next((c for c in self.tree.ancestors(node) if c in clusters), None)  # a part of a cluster
+            if node in clusters and node in self.names:
+                names[node] = self.names[node]
+            elif (inside in self.names) if inside is not None else (node not in clusters
+                                                                      and named[node] != f"node {node}"):
+                names[node] = ClusterName(node, named[node], "tree")
         seen = dataclasses.replace(self, assignments=dataclasses.replace(self.assignments, clusters=labels),
                                    names=names)
         seen.__dict__["tree"] = self.tree  # the same tree (a lazily built one is not built twice)

@@ -1,7 +1,10 @@
-"""A run's cluster tree: built when the run is saved, named from its leaves' names, cut at a level.
+"""A run's cluster tree: built when the run is saved, named from its clusters' names, cut at a level.
 
-Inner nodes are named from the names their leaves show, simply: one name when every named leaf
-shows it; else the most specific ImageNet node above all of them (the namer's is-a tree,
+A fitted run's clusters are split into leaves where they hold well separated parts
+(``cluster/leaves.py``); a derived run's (an update, edit, review or follow, measured on its 2-D
+map) are its leaves. A part of a cluster is named "<its cluster's name> · part N" (largest first).
+Nodes above the clusters are named from the names their clusters show, simply: one name when every
+named cluster shows it; else the most specific ImageNet node above all of them (the namer's is-a tree,
 ``label/hierarchy.py``) when each is a node of it and that node is not too general to say anything
 ("dog" over "beagle" and "collie"); else ``mixed:`` and the largest leaves' names.
 """
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..cluster.leaves import split_clusters
 from ..cluster.tree import build_tree
 from ..label.hierarchy import MIXED, PARTS, UNRECOGNISED, imagenet_hierarchy
 from ..store import Assignments, ClusterName, ClusterTree, ProposedCluster, RunRecord
@@ -21,11 +25,17 @@ from ..store import Assignments, ClusterName, ClusterTree, ProposedCluster, RunR
 SUFFIX = " · "
 
 
-def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *, on_map: bool = False) -> ClusterTree:
+def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *,
+             on_map: bool = False) -> tuple[ClusterTree, np.ndarray | None]:
     """The tree of a run about to be saved (``record``: its base record) in the space its clusters are
-    measured in (a derived run's: the 2-D map)."""
-    return build_tree(labels, space, space_name="map" if on_map else "clustering",
+    measured in (a derived run's: the 2-D map), and each image's leaf (None: the leaves are the
+    clusters). Only a fit's clusters are split: the parts are measured in the clustering space,
+    which a derived run does not keep."""
+    seed = int((record.config.get("cluster") or {}).get("seed") or 0)
+    leaves = None if on_map else split_clusters(labels, space, seed=seed)
+    tree = build_tree(labels, space, leaves=leaves, space_name="map" if on_map else "clustering",
                       default_reason=default_reason(record))
+    return tree, leaves
 
 
 def stored_tree(record: RunRecord, assignments: Assignments) -> ClusterTree:
@@ -37,12 +47,20 @@ def stored_tree(record: RunRecord, assignments: Assignments) -> ClusterTree:
     return build_tree(assignments.clusters, xy, space_name="map", default_reason=default_reason(record))
 
 
+def image_leaves(assignments: Assignments, tree: ClusterTree) -> np.ndarray:
+    """Each image's leaf of ``tree``: its cluster where the tree's leaves are the clusters (a run
+    saved before finer leaves, a derived run), else the leaves stored with the assignments."""
+    return assignments.clusters if len(tree.leaves) == tree.n_clusters else assignments.leaf_per_image()
+
+
 def tree_dict(tree: ClusterTree, names: Mapping[int, ClusterName | str]) -> dict[str, object]:
-    """The tree as JSON-ready data: how it was built, the default and coarse cuts' sizes, and every
-    node (leaves first, then merges in order) with its name and ``k``, the finest cut it is a cluster of."""
+    """The tree as JSON-ready data: how it was built, the default, fine and coarse cuts' sizes, the
+    run's clusters (the default cut's nodes), and every node (leaves first, then merges in order)
+    with its name and ``k``, the finest cut it is a cluster of."""
     named = node_names(tree, names)
     return {"linkage": tree.linkage, "space": tree.space, "default_reason": tree.default_reason,
-            "default": len(tree.leaves), "coarse": tree.coarse, "root": tree.root,
+            "default": tree.n_clusters, "fine": len(tree.leaves), "coarse": tree.coarse, "root": tree.root,
+            "clusters": tree.clusters,
             "nodes": [{**dataclasses.asdict(n), "name": named[n.id], "k": tree.k_at(n.id)} for n in tree.nodes]}
 
 
@@ -59,29 +77,44 @@ def default_reason(record: RunRecord) -> str:
 
 
 def attach_proposals(proposed: list[ProposedCluster], tree: ClusterTree) -> list[ProposedCluster]:
-    """Each proposed cluster (a leaf of ``tree``) with the node it attaches under."""
-    leaves = set(tree.leaves)
-    return [dataclasses.replace(p, parent=tree.node(p.cluster).parent if p.cluster in leaves else None)
+    """Each proposed cluster (one of the run's clusters in ``tree``) with the node it attaches under."""
+    clusters = set(tree.clusters)
+    return [dataclasses.replace(p, parent=tree.node(p.cluster).parent if p.cluster in clusters else None)
             for p in proposed]
 
 
 def node_names(tree: ClusterTree, names: Mapping[int, ClusterName | str]) -> dict[int, str]:
-    """A name for every node of ``tree``: a leaf's is the name its cluster shows (``names``, by cluster;
-    unnamed: "cluster N"); an inner node's comes from its leaves' (see the module docstring), and is
-    "node N" when none of them is named."""
+    """A name for every node of ``tree``: a run's cluster's is the name it shows (``names``, by
+    cluster; unnamed: "cluster N"), a part of it "<that name> · part N"; a node above the clusters
+    gets one from its clusters' (see the module docstring), "node N" when none of them is named."""
     shown = {c: (n.name if isinstance(n, ClusterName) else n) for c, n in names.items()}
+    clusters = set(tree.clusters)
     result: dict[int, str] = {}
-    under: dict[int, list[int]] = {}
+    for cluster in clusters:
+        result[cluster] = shown.get(cluster) or f"cluster {cluster}"
+        parts = sorted(tree.leaves_under(cluster), key=lambda leaf: (-tree.node(leaf).size, leaf))
+        if len(parts) > 1:
+            result.update({leaf: f"{result[cluster]}{SUFFIX}part {i}" for i, leaf in enumerate(parts, 1)})
+    under: dict[int, list[int]] = {c: [c] for c in clusters}
     for node in tree.nodes:  # leaves first, merges in order: children are named before parents
-        if not node.children:
-            under[node.id] = [node.id]
-            result[node.id] = shown.get(node.id) or f"cluster {node.id}"
+        if node.id in result and node.id not in clusters:  # a part of a cluster
             continue
-        under[node.id] = [leaf for child in node.children for leaf in under[child]]
-        sizes = {leaf: tree.node(leaf).size for leaf in under[node.id]}
-        result[node.id] = common_name([(shown[leaf], sizes[leaf]) for leaf in under[node.id] if shown.get(leaf)]) \
+        if node.id in clusters or not node.children:
+            continue
+        if not all(child in under for child in node.children):  # inside a cluster: its name
+            result[node.id] = result[_cluster_above(tree, node.id, clusters)]
+            continue
+        under[node.id] = [c for child in node.children for c in under[child]]
+        result[node.id] = common_name([(shown[c], tree.node(c).size) for c in under[node.id] if shown.get(c)]) \
             or f"node {node.id}"
     return result
+
+
+def _cluster_above(tree: ClusterTree, node: int, clusters: set[int]) -> int:
+    """The run's cluster that ``node`` (inside a split cluster) is part of."""
+    while node not in clusters:
+        node = tree.node(node).parent  # type: ignore[assignment]
+    return node
 
 
 def common_name(named: list[tuple[str, int]]) -> str | None:

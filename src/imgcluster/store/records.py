@@ -143,24 +143,37 @@ class TreeNode:
 
 @dataclass(frozen=True)
 class ClusterTree:
-    """A run's clusters at every scale: the run's clusters are the leaves (ids unchanged), inner nodes
-    merge them up to one root (ids after the largest cluster id, in merge order). Unclustered images
-    are in no node. ``linkage`` names how leaves were merged, ``space`` where (clustering or map);
-    ``coarse`` is the number of clusters of the coarse cut; ``default_reason`` why the default cut
-    (the run's own clusters) is what it is.
+    """A run's clusters at every scale. The leaves are the run's clusters, or parts of them where a
+    cluster was split (a split cluster is the inner node its parts merge up to, under the cluster's
+    id); inner nodes merge them up to one root (other ids after the largest leaf id, in merge order).
+    Unclustered images are in no node. ``linkage`` names how leaves were merged, ``space`` where
+    (clustering or map); ``default`` is the number of the run's clusters (None: a tree saved before
+    leaves finer than them, whose leaves are the clusters); ``coarse`` the number of clusters of the
+    coarse cut; ``default_reason`` why the default cut (the run's own clusters) is what it is.
 
     A cut at k clusters undoes the last k - 1 merges: the nodes that are clusters after the first
-    n_leaves - k merges."""
+    n_leaves - k merges. Merges inside clusters come first, so the cut at ``default`` is the run's clusters."""
 
     nodes: list[TreeNode]
     linkage: str = "average"
     space: str = "clustering"
     coarse: int = 1
     default_reason: str = ""
+    default: int | None = None
+
+    @property
+    def n_clusters(self) -> int:
+        """The number of the run's clusters: the clusters of the default cut."""
+        return len(self.leaves) if self.default is None else self.default
+
+    @functools.cached_property
+    def clusters(self) -> list[int]:
+        """The run's clusters (the default cut's node ids), ascending."""
+        return self.cut(self.n_clusters) if self.nodes else []
 
     @property
     def leaves(self) -> list[int]:
-        """The leaf ids (the run's clusters), ascending."""
+        """The leaf ids (the run's clusters, or their parts where a cluster was split), ascending."""
         return [n.id for n in self.nodes if not n.children]
 
     @property
@@ -180,6 +193,15 @@ class ClusterTree:
     def node(self, node: int) -> TreeNode:
         """The node with id ``node`` (KeyError when none is)."""
         return self._by_id[node]
+
+    def leaves_under(self, node: int) -> list[int]:
+        """The leaves at or below ``node``, ascending."""
+        found, todo = [], [node]
+        while todo:
+            at = self._by_id[todo.pop()]
+            found.extend([at.id] if not at.children else [])
+            todo.extend(at.children)
+        return sorted(found)
 
     def ancestors(self, node: int) -> list[int]:
         """The nodes above ``node``, its parent first, the root last."""
@@ -211,8 +233,9 @@ class ClusterTree:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ClusterTree":
-        """A tree from ``to_dict``'s data."""
-        fields = {k: v for k, v in data.items() if k != "nodes"}
+        """A tree from ``to_dict``'s data (keys a later version added are left out)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"nodes"}
+        fields = {k: v for k, v in data.items() if k in known}
         return cls([TreeNode(**n) for n in data.get("nodes") or []], **fields)
 
 
@@ -445,6 +468,11 @@ class Assignments:
     x: Any                # (n,) float, 2-D map
     y: Any
     how: Any = None       # (n,) str: fit | filed | attached | duplicate (see schema.py); None: all "fit"
+    leaves: Any = None    # (n,) int64: the cluster tree's leaf of each image (-1 = unclustered); None: its cluster
+
+    def leaf_per_image(self) -> Any:
+        """Each image's leaf of the run's cluster tree: ``leaves``, or its cluster where none are stored."""
+        return self.clusters if self.leaves is None else self.leaves
 
     def how_per_image(self) -> list[str]:
         """How each image got its cluster, as a list aligned with ``image_ids``."""

@@ -688,11 +688,12 @@ class Workspace(DerivedData):
 def read_assignments(path: Path) -> Assignments:
     """The assignments file ``path`` (see ``_assignment_bytes``); ValueError when its columns disagree."""
     with np.load(path, allow_pickle=False) as data:
+        # "leaf": each image's cluster tree leaf, kept since leaves finer than the clusters (absent: its cluster).
         read = Assignments(image_ids=data["image_id"], clusters=data["cluster"],
                            membership_probability=data["membership_probability"], x=data["x"], y=data["y"],
-                           how=data["how"].astype(object))
+                           how=data["how"].astype(object), leaves=data["leaf"] if "leaf" in data.files else None)
     lengths = {len(read.image_ids), len(read.clusters), len(read.membership_probability), len(read.x),
-               len(read.y), len(read.how)}
+               len(read.y), len(read.how), len(read.leaf_per_image())}
     if len(lengths) != 1:
         raise ValueError(f"its columns have different lengths {sorted(lengths)}")
     return read
@@ -705,7 +706,8 @@ def _assignment_bytes(assignments: Assignments) -> bytes:
     ids = np.asarray(assignments.image_ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     buffer = io.BytesIO()
-    np.savez(buffer, image_id=ids[order], cluster=np.asarray(assignments.clusters, dtype=np.int64)[order],
+    leaves = {} if assignments.leaves is None else {"leaf": np.asarray(assignments.leaves, dtype=np.int64)[order]}
+    np.savez(buffer, **leaves, image_id=ids[order], cluster=np.asarray(assignments.clusters, dtype=np.int64)[order],
              membership_probability=np.asarray(assignments.membership_probability, dtype=np.float64)[order],
              x=np.asarray(assignments.x, dtype=np.float64)[order], y=np.asarray(assignments.y, dtype=np.float64)[order],
              how=np.asarray(assignments.how_per_image(), dtype=str)[order] if len(ids) else np.zeros(0, "U8"))

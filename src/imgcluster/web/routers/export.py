@@ -35,6 +35,9 @@ class Export(BaseModel):
     cluster: ClusterNumber | None = Field(None, description="Only this cluster's images.")
     image_ids: list[ImageNumber] | None = Field(None, max_length=2_000_000,
                                                 description="Only these images (a selection or a filtered view).")
+    level: str | None = Field(None, max_length=32, description="The run's cluster tree cut at this level (default, "
+                              "fine, coarse, a number of clusters or node:ID), as the page's coarse-fine control "
+                              "shows it; absent: the run's own clusters.")
 
 
 def export_ids(ex: Explorer, body: Export) -> list[int] | None:
@@ -96,7 +99,8 @@ def export(ex: ExplorerDep, body: Export) -> dict[str, Any]:
     record = ex.record(body.run)
     ids = export_ids(ex, body)
     dest = check_dest(ex, body.dest)
-    done = api.export(dest, record.key, to=body.to, mode=body.mode, image_ids=ids, workspace=ex.workspace)
+    done = api.export(dest, record.key, to=body.to, mode=body.mode, image_ids=ids, workspace=ex.workspace,
+                       level=body.level)
     return {"run": record.key, "dest": str(done.dest), "format": done.format, "images": done.images,
             "linked": done.linked, "copied": done.copied, "missing": done.missing}
 
@@ -110,7 +114,8 @@ def download(ex: ExplorerDep, body: Export) -> Response:
     ids = export_ids(ex, body)
     name = f"{record.key}" + (f"-cluster-{body.cluster}" if body.cluster is not None else "") + f".{body.to}"
     with tempfile.TemporaryDirectory(prefix="imgcluster-export-") as folder:
-        done = api.export(Path(folder) / name, record.key, to=body.to, image_ids=ids, workspace=ex.workspace)
+        done = api.export(Path(folder) / name, record.key, to=body.to, image_ids=ids, workspace=ex.workspace,
+                          level=body.level)
         data = Path(done.dest).read_bytes()
     media = "text/csv" if body.to == "csv" else "application/vnd.apache.parquet"
     return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

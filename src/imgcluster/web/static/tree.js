@@ -18,8 +18,11 @@ const LEVEL = {
       const data = await getJSON(`/tree?run=${encodeURIComponent(key)}`);
       if (S.run !== key) return;  // another run was opened meanwhile: its own reset draws its tree
       const nodes = new Map(data.nodes.map((n) => [n.id, n]));
-      const leaves = data.nodes.filter((n) => !n.children.length).map((n) => n.id);
-      const merges = data.nodes.filter((n) => n.children.length).map((n) => n.id);  // in merge order
+      // The map's images carry the run's clusters: the slider moves from them up (parts of a split cluster,
+      // the tree's fine level, are below them; older servers send no "clusters": the leaves are the clusters).
+      const clusters = new Set(data.clusters || data.nodes.filter((n) => !n.children.length).map((n) => n.id));
+      const leaves = data.nodes.filter((n) => clusters.has(n.id)).map((n) => n.id);
+      const merges = data.nodes.filter((n) => n.children.length && n.k < clusters.size).map((n) => n.id);  // in merge order
       const under = new Map(leaves.map((leaf) => [leaf, [leaf]]));
       const leafOf = new Map(leaves.map((leaf) => [leaf, leaf]));
       for (const id of merges) {  // children come before their parent
