@@ -167,6 +167,13 @@ def test_the_bars_persist_and_a_predictor_saved_without_them_measures_them(diffu
     assert np.array_equal(old.predict(odd).clusters, expected.clusters)
     assert np.isfinite(old.member_stats_[:, 0]).sum() == np.isfinite(predictor.member_stats_[:, 0]).sum()
 
+    # Saved by the round that ranked each statistic among its own cluster's members only: the left-out
+    # members' run p-values depend on how p-values are made, so they are measured again.
+    ranked = Predictor.from_state({**arrays, "left_out": np.full(len(predictor.left_out_), 0.5)}, index,
+                                  {k: v for k, v in params.items() if k != "p_values"})
+    assert ranked.left_out_ is None
+    assert np.allclose(ranked.predict(odd).membership_probability, expected.membership_probability)
+
 
 def test_a_cluster_formed_after_the_fit_is_measured_before_it_takes_images(diffuse_run) -> None:
     """Rows relabelled into a new cluster (an accepted proposal) get their own bars."""
