@@ -227,8 +227,8 @@ def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles
     for (quantile, together), result in results.items():
         label = f"{quantile:g}" + (" (before)" if quantile == 0 else " batch" if together else " alone")
         for part, (share, of_clustered, fitted, by_class, calibration, held) in result["rows"].items():
-            print(f"  {label:>13} | {part:>15} | {share:6.1%} | {of_clustered:14.1%} | {fitted:10.1%} | {by_class:10.1%} | "
-                  f"{calibration:5.3f} | " + ", ".join(f"{k} {v}" for k, v in sorted(held.items())))
+            print(f"  {label:>13} | {part:>15} | {share:6.1%} | {of_clustered:14.1%} | {fitted:10.1%} | "
+                  f"{by_class:10.1%} | {calibration:5.3f} | " + ", ".join(f"{k} {v}" for k, v in sorted(held.items())))
         print(f"  {'':>13} | {'all filed':>15} | ECE {result['ece_all']:.3f}; share filed as the fit by stated "
               f"probability: {result['reliability']}")
     return results
