@@ -6,18 +6,24 @@ workspace under --data-dir), each fitted with imgcluster's default and then file
   photos. Filed: (a) crops 30-59 of the same 15 photos (in distribution), (b) scikit-learn's 1,797
   digits (far out of distribution), (c) all crops of the 6 photos left out of the fit (near);
 - digits: fitted on the even-numbered scans of 0-7. Filed: the odd-numbered scans of 0-7 (in
-  distribution), the photo crops (far), and the 8s and 9s (near).
+  distribution), the photo crops (far), and the 8s and 9s (near);
+- checks for rules chosen on the two above (``--collections``): photos-b and photos-c (5 other
+  photos left out of the fit), digits-0-4 and digits-5-9 (fitted on the even-numbered scans of
+  those; the other five digits near).
 Each rule files the same vectors through the run's persisted predictor: held quantile 0 is the
 filing before issue 24 (nearest-image vote, one global similarity bar), the others the per-cluster
 open-set tests, each set filed one image at a time ("alone": as the web app's upload files) and as
 one batch (as `predict` on a folder and `update` file; an image among held images of its batch is
 held with them). An image is filed correctly when it joins the cluster that holds most of the fit's
 images of its class. ECE: expected calibration error of the membership probability over filed
-images (10 equal-width bins), in distribution and over all three sets together.
+images (10 equal-width bins), in distribution and over all three sets together. "… of clustered":
+the share filed of the in-distribution images the clusterer itself put in a cluster (one it left
+unclustered is held by a filing that reproduces the fit).
 Then `update` on the digits 0-7 run with the 8s and 9s added: how many 8/9s each rule files into
 the old clusters, holds, and proposes as new clusters.
 
     python bench/open_set.py [--data-dir /tmp/imgcluster-open-set] [--quantiles 0,0.01,0.03]
+                             [--collections photos,digits,photos-b,digits-0-4,photos-c,digits-5-9]
 """
 
 from __future__ import annotations
@@ -50,17 +56,27 @@ def number(path: str) -> int:
 def collections(base: Path) -> dict[str, dict[str, list[tuple[str, str]]]]:
     photos = labelled(write_photo_crops(base / "photos", per_photo=60).parent)
     digits = labelled(write_digits(base / "digits").parent)
-    left_out = sorted({label for _, label in photos})[::4]  # 6 of 21 photos
-    return {
-        "photos": {"fit": [(p, lab) for p, lab in photos if lab not in left_out and number(p) < 30],
-                   "in-distribution": [(p, lab) for p, lab in photos if lab not in left_out and number(p) >= 30],
-                   "far OOD": digits,
-                   "near OOD": [(p, lab) for p, lab in photos if lab in left_out]},
-        "digits": {"fit": [(p, lab) for p, lab in digits if int(lab) < 8 and number(p) % 2 == 0],
-                   "in-distribution": [(p, lab) for p, lab in digits if int(lab) < 8 and number(p) % 2 == 1],
-                   "far OOD": photos,
-                   "near OOD": [(p, lab) for p, lab in digits if int(lab) >= 8]},
-    }
+    subjects = sorted({label for _, label in photos})
+
+    def photo_sets(left_out: list[str]) -> dict[str, list[tuple[str, str]]]:
+        return {"fit": [(p, lab) for p, lab in photos if lab not in left_out and number(p) < 30],
+                "in-distribution": [(p, lab) for p, lab in photos if lab not in left_out and number(p) >= 30],
+                "far OOD": digits,
+                "near OOD": [(p, lab) for p, lab in photos if lab in left_out]}
+
+    def digit_sets(seen: range) -> dict[str, list[tuple[str, str]]]:
+        return {"fit": [(p, lab) for p, lab in digits if int(lab) in seen and number(p) % 2 == 0],
+                "in-distribution": [(p, lab) for p, lab in digits if int(lab) in seen and number(p) % 2 == 1],
+                "far OOD": photos,
+                "near OOD": [(p, lab) for p, lab in digits if int(lab) not in seen]}
+
+    # The others are checks for rules chosen on the first two.
+    return {"photos": photo_sets(subjects[::4]),  # 6 of 21 photos left out
+            "digits": digit_sets(range(8)),
+            "photos-b": photo_sets(subjects[2::4]),  # 5 others left out
+            "digits-0-4": digit_sets(range(5)),
+            "photos-c": photo_sets(subjects[1::4]),
+            "digits-5-9": digit_sets(range(5, 10))}
 
 
 def link(folder: Path, items: list[tuple[str, str]]) -> Path:
@@ -190,7 +206,11 @@ def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles
             filed = prediction.clusters >= 0
             by_class = np.array([home.get(lab, -2) == c for lab, c in zip(labels, prediction.clusters.tolist())])
             as_fitted = prediction.clusters == reference if reference is not None else np.zeros(len(filed), bool)
-            rows[part] = (filed.mean(), as_fitted[filed].mean() if filed.any() else float("nan"),
+            # In distribution, also the share filed of the images the clusterer put in a cluster: one it
+            # left unclustered is held by a filing that reproduces the fit.
+            clustered = reference >= 0 if reference is not None else np.ones(len(filed), bool)
+            rows[part] = (filed.mean(), filed[clustered].mean() if clustered.any() else float("nan"),
+                          as_fitted[filed].mean() if filed.any() else float("nan"),
                           by_class[filed].mean() if filed.any() else float("nan"),
                           ece(prediction.membership_probability[filed], as_fitted[filed]),
                           Counter(h for h in prediction.held_by if h))
@@ -202,13 +222,13 @@ def score(name: str, sets: dict, run: imgcluster.Run, workspace: Path, quantiles
     print(f"\n{name}: the run fitted on {is_fit.sum()} + {(~is_fit).sum()} in-distribution images, "
           f"{run.record.n_clusters} clusters ({np.mean(clusters < 0):.0%} unclustered); filed by a predictor "
           f"on the {is_fit.sum()} only")
-    print(f"  {'held quantile':>13} | {'set':>15} | {'filed':>6} | {'as the fit':>10} | {'with class':>10} | "
-          f"{'ECE':>5} | held by")
+    print(f"  {'held quantile':>13} | {'set':>15} | {'filed':>6} | {'… of clustered':>14} | {'as the fit':>10} | "
+          f"{'with class':>10} | {'ECE':>5} | held by")
     for (quantile, together), result in results.items():
         label = f"{quantile:g}" + (" (before)" if quantile == 0 else " batch" if together else " alone")
-        for part, (share, fitted, by_class, calibration, held) in result["rows"].items():
-            print(f"  {label:>13} | {part:>15} | {share:6.1%} | {fitted:10.1%} | {by_class:10.1%} | "
-                  f"{calibration:5.3f} | " + ", ".join(f"{k} {v}" for k, v in sorted(held.items())))
+        for part, (share, of_clustered, fitted, by_class, calibration, held) in result["rows"].items():
+            print(f"  {label:>13} | {part:>15} | {share:6.1%} | {of_clustered:14.1%} | {fitted:10.1%} | "
+                  f"{by_class:10.1%} | {calibration:5.3f} | " + ", ".join(f"{k} {v}" for k, v in sorted(held.items())))
         print(f"  {'':>13} | {'all filed':>15} | ECE {result['ece_all']:.3f}; share filed as the fit by stated "
               f"probability: {result['reliability']}")
     return results
@@ -244,6 +264,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/imgcluster-open-set"))
     parser.add_argument("--quantiles", default="0,0.01,0.03",
                         help="held quantiles to compare; 0 is the filing before issue 24")
+    parser.add_argument("--collections", default="photos,digits",
+                        help="which of photos, digits, photos-b, photos-c (5 other photos left out), "
+                             "digits-0-4, digits-5-9 (the other five digits near)")
     parser.add_argument("--no-update", action="store_true", help="skip the update on the digits")
     parser.add_argument("--plot", type=Path, default=None, help="write a reliability plot (PNG) here")
     args = parser.parse_args()
@@ -251,7 +274,10 @@ def main() -> None:
     base, workspace = args.data_dir, args.data_dir / "workspace"
     started = time.perf_counter()
     curves = {}
+    chosen = args.collections.split(",")
     for name, sets in collections(base).items():
+        if name not in chosen:
+            continue
         folder = base / "sets" / f"{name}-with-in-distribution"
         link(folder / "fit", sets["fit"])
         link(folder / "in-distribution", sets["in-distribution"])
@@ -262,7 +288,7 @@ def main() -> None:
                                  run_key=f"{name}-{int(time.time())}")
         results = score(name, sets, run, workspace, quantiles)
         for key in ((0, False), (DEFAULT_HELD_QUANTILE, False), (DEFAULT_HELD_QUANTILE, True)):
-            if key in results:
+            if key in results and name in ("photos", "digits"):  # the plot's six colours
                 label = f"{name}, " + ("before (vote only)" if not key[0] else
                                        f"held quantile {key[0]:g}, {'as a batch' if key[1] else 'one by one'}")
                 curves[label] = results[key]["bins"]

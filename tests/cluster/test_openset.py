@@ -167,6 +167,13 @@ def test_the_bars_persist_and_a_predictor_saved_without_them_measures_them(diffu
     assert np.array_equal(old.predict(odd).clusters, expected.clusters)
     assert np.isfinite(old.member_stats_[:, 0]).sum() == np.isfinite(predictor.member_stats_[:, 0]).sum()
 
+    # Saved by the round that ranked each statistic among its own cluster's members only: the left-out
+    # members' run p-values depend on how p-values are made, so they are measured again.
+    ranked = Predictor.from_state({**arrays, "left_out": np.full(len(predictor.left_out_), 0.5)}, index,
+                                  {k: v for k, v in params.items() if k != "p_values"})
+    assert ranked.left_out_ is None
+    assert np.allclose(ranked.predict(odd).membership_probability, expected.membership_probability)
+
 
 def test_a_cluster_formed_after_the_fit_is_measured_before_it_takes_images(diffuse_run) -> None:
     """Rows relabelled into a new cluster (an accepted proposal) get their own bars."""
@@ -197,3 +204,23 @@ def test_images_of_a_batch_among_its_held_images_are_held_with_them_round_by_rou
     assert share[2] == pytest.approx(0.2 / 1.1)
     assert held_neighbour_scale(share)[2] == pytest.approx(1 - 0.4 / 1.1)
     assert held_neighbour_scale(np.array([0.0, 0.5, 0.7])).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_small_cluster_holds_images_far_less_dense_than_all_its_members() -> None:
+    """A 15-member cluster: new images about it, but spread as widely as the large clusters' members,
+    are held (ranked among its own 15 members alone, an image could not score below 1/16 on any
+    test, and these were all filed); new images like its members are filed."""
+    rng = np.random.default_rng(3)
+    common = np.abs(rng.standard_normal(64))
+    centres = 4.0 * common / np.linalg.norm(common) + rng.standard_normal((3, 64))
+    large, _ = blobs(rng, centres[:2], 200, 0.6)
+    small, _ = blobs(rng, centres[2:], 15, 0.25)
+    vectors, labels = np.concatenate([large, small]), np.repeat([0, 1, 2], [200, 200, 15])
+    loose, _ = blobs(rng, centres[2:], 40, 0.6)
+    like, _ = blobs(rng, centres[2:], 40, 0.25)
+    predictor = fitted(vectors, labels, held_quantile=0.03)
+    assert (predictor.predict(loose, together=False).nearest_similarity > predictor.far_similarity_).all()
+    held = predictor.predict(loose, names={2: "moon"}, together=False)
+    assert (held.clusters == -1).mean() >= 0.9
+    assert all("“moon”'s own members" in held.reasons[i] for i in np.flatnonzero(held.clusters == -1))
+    assert (predictor.predict(like, together=False).clusters == 2).mean() >= 0.9

@@ -34,6 +34,9 @@ from .openset import (AGREEMENT, CENTRED, CORRECT, DEFAULT_HELD_QUANTILE, DENSIT
                       typicality, vote, without_self)
 
 _TOLERANCE = 1e-5
+# How member statistics become p-values (saved with the left-out members' run p-values, which
+# depend on it): "lower spread" since statistics are standardised per cluster (openset.lower_spreads).
+P_VALUES = "lower spread"
 _SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
 
 
@@ -548,7 +551,7 @@ class Predictor:
                   "directions": self.directions_,
                   "left_out": self.left_out_ if self.left_out_ is not None else np.zeros(0)}
         params = {"n_neighbors": self.n_neighbors, "outlier_quantile": self.outlier_quantile, "seed": self.seed,
-                  "held_quantile": self.held_quantile,
+                  "held_quantile": self.held_quantile, "p_values": P_VALUES,
                   "min_similarity": self.min_similarity_, "far_similarity": self.far_similarity_, "index": type(self.index_).__name__,
                   "index_rows": len(self.clusters_) - len(self.added_)}
         return arrays, params
@@ -594,7 +597,8 @@ class Predictor:
             predictor.direction_ids_ = np.asarray(ids, dtype=np.int64)
             predictor.directions_ = np.asarray(directions, dtype=np.float64)
         left_out = arrays.get("left_out")
-        if left_out is not None and len(left_out):
+        # Run p-values saved by a predictor that ranked statistics another way are measured again.
+        if left_out is not None and len(left_out) and params.get("p_values") == P_VALUES:
             predictor.left_out_ = np.asarray(left_out, dtype=np.float64)
         mean, mean_dot = arrays.get("mean"), arrays.get("mean_dot")
         if mean is not None and len(mean) == predictor.index_.d:
