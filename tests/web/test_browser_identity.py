@@ -74,6 +74,8 @@ def test_the_cluster_list_shows_ids_and_the_tooltip_names_the_file(console, serv
     text = page.inner_text("#tip span")
     assert text.startswith(image["name"] + " · ") and f"#{shown_id}" not in text
     assert str(image["cluster"]) in text
+    page.mouse.move(box["x"] - 20, box["y"] + y)  # the pointer leaves the map: the tooltip goes
+    page.wait_for_selector("#tip", state="hidden")
     assert errors == []
 
 
