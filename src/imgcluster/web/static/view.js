@@ -128,7 +128,7 @@ const View = (() => {
     // Looked up per cluster once, not per point through the tree's maps (1M points).
     const table = [];
     for (const c of S.clusters) if (c.cluster >= 0) table[c.cluster] = rgbOf(c.cluster);
-    return (i) => { const c = S.map.cluster[i]; return c < 0 ? PALETTE.noise : table[c] || rgbOf(c); };
+    return (i) => { const c = S.map.cluster[i]; return c < 0 ? PALETTE.noise : table[c] || (table[c] = rgbOf(c)); };
   }
 
   // -- the controls: a "View" box at the top of the sidebar ---------------------------------------------
