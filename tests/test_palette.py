@@ -97,3 +97,6 @@ def test_touching_is_read_from_the_map_and_few_clusters_keep_their_own_colours()
     assert map_colours(points[:, 0], points[:, 1], labels) == {c: cluster_colour(c) for c in range(3)}
     assert map_colours(points[:, 0], points[:, 1], np.full(600, -1)) == {}
     assert map_colours(points[:, 0], points[:, 1], np.zeros(600, dtype=int)) == {0: cluster_colour(0)}
+    far_apart = labels * 10**9 + labels  # ids too sparse to count in an array: sorted instead, same answer
+    assert map_colours(points[:, 0], points[:, 1], far_apart) == {c * 10**9 + c: cluster_colour(c) for c in range(3)}
+    assert map_adjacency(points[:, 0], points[:, 1], far_apart)[2].tolist() == [[0, 1]]
