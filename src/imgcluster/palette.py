@@ -1,10 +1,15 @@
-"""Cluster colours shared by the report and the web app: one Glasbey-style palette, so cluster 7 has
-the same colour in both, and colours that follow each other differ as much as possible.
+"""Cluster colours shared by the report and the web app: one Glasbey-style palette, and one choice of
+colour per cluster made from the run's 2-D map, so cluster 7 has the same colour in both and clusters
+that touch on the map look different at any k.
 
 The palette is made, not hand-picked: greedy farthest-point sampling in CIELAB (Glasbey et al., 2007)
 over a fixed grid of sRGB candidates, starting from a fixed colour. It is deterministic, and each
-palette is a prefix of every longer one, so a cluster's colour never depends on how many clusters
-the run has.
+palette is a prefix of every longer one.
+
+``map_colours`` gives each cluster a palette colour: its own (``cluster_colour``, by id) unless a
+cluster next to it on the map already looks too alike, then the free colour that stands out most
+from its neighbours (greedy colouring of the map's adjacency graph, biggest clusters first). Only the
+map and the assignments go in, so the report and the app, which call it on the same run, agree.
 """
 
 from __future__ import annotations
@@ -68,5 +73,98 @@ def cluster_colour(cluster: int) -> str:
 
 
 def cluster_colours(clusters: list[int]) -> dict[int, str]:
-    """``{cluster: colour}`` for the given cluster ids."""
+    """``{cluster: colour}`` for the given cluster ids, by id alone (``map_colours`` also looks at the map)."""
     return {int(c): cluster_colour(int(c)) for c in clusters}
+
+
+# Two clusters touch when their points fall within REACH cells of each other on a GRID x GRID raster of
+# the map (square cells; about 2% of the map's width at REACH 2 of 128): what reads as "next to" at the
+# whole map's zoom. Zoomed in, neighbours are far apart on screen and matter less.
+GRID, REACH = 128, 2
+# Colours at least this far apart in CIELAB (~2.3 is just noticeable) count as plainly different: among
+# those, a cluster keeps its own colour, else takes one no other cluster has.
+DISTINCT = 30.0
+
+
+def map_adjacency(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, grid: int = GRID,
+                  reach: int = REACH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which clusters touch on the 2-D map: (ids (k,) sorted, sizes (k,), pairs (m, 2) of indexes into
+    ids, each pair once, lower first). Unclustered points (< 0) take no part.
+
+    Each raster cell is won by its most common cluster (ties: the lower id); clusters whose cells lie
+    within ``reach`` cells touch, as do clusters that share a cell. Independent of the points' order."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    keep = clusters >= 0
+    kept = clusters[keep]
+    if len(kept) and kept.max() < 4 * len(kept) + 1024:  # the usual small ids: counted, not sorted (1M points)
+        counts = np.bincount(kept)
+        ids = np.flatnonzero(counts)
+        sizes = counts[ids]
+        rank = np.cumsum(counts > 0)[kept] - 1
+    else:
+        ids, rank, sizes = np.unique(kept, return_inverse=True, return_counts=True)
+    if len(ids) < 2:
+        return ids, sizes, np.zeros((0, 2), dtype=np.int64)
+    xs, ys = np.asarray(x, dtype=np.float64)[keep], np.asarray(y, dtype=np.float64)[keep]
+    low_x, low_y = float(xs.min()), float(ys.min())
+    span = max(float(xs.max()) - low_x, float(ys.max()) - low_y, 1e-12)  # square cells, as the map is drawn
+
+    def cell(v: np.ndarray, low: float) -> np.ndarray:
+        return np.clip(np.floor((v - low) / span * grid), 0, grid - 1).astype(np.int64)
+
+    k = len(ids)
+    codes = (cell(ys, low_y) * grid + cell(xs, low_x)) * k + rank.reshape(-1)
+    if grid * grid * k <= 1 << 22:  # counted in place: sorting 1M codes took most of the time
+        tally = np.bincount(codes, minlength=grid * grid * k)
+        present = np.flatnonzero(tally)
+        counts = tally[present]
+    else:
+        present, counts = np.unique(codes, return_counts=True)
+    cells, members = present // k, present % k
+    first = np.lexsort((members, -counts, cells))  # per cell: most points, then lowest id
+    leaders = first[np.r_[True, cells[first][1:] != cells[first][:-1]]]
+    owner = np.full(grid * grid, -1, dtype=np.int64)
+    owner[cells[leaders]] = members[leaders]
+    found = [np.stack([members, owner[cells]], axis=1)]  # sharing a cell with its winner
+    raster = owner.reshape(grid, grid)
+    padded = np.pad(raster, reach, constant_values=-1)
+    for dy in range(0, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if dy or dx > 0:  # half the window: the other half gives the same pairs reversed
+                shifted = padded[reach + dy:reach + dy + grid, reach + dx:reach + dx + grid]
+                found.append(np.stack([raster.reshape(-1), shifted.reshape(-1)], axis=1))
+    pairs = np.concatenate(found)
+    pairs = pairs[(pairs[:, 0] >= 0) & (pairs[:, 1] >= 0) & (pairs[:, 0] != pairs[:, 1])]
+    codes = np.unique(pairs.min(axis=1) * k + pairs.max(axis=1))  # 1-D: np.unique(axis=0) is several times slower
+    return ids, sizes, np.stack([codes // k, codes % k], axis=1)
+
+
+def map_colours(x: np.ndarray, y: np.ndarray, clusters: np.ndarray) -> dict[int, str]:
+    """``{cluster: colour}`` for every cluster of a run (not -1), from its map positions ``x``, ``y``
+    and ``clusters`` (n each): clusters that touch on the map differ by at least DISTINCT in CIELAB
+    where the palette allows (see the module docstring). Deterministic; the points' order is irrelevant."""
+    ids, sizes, pairs = map_adjacency(x, y, clusters)
+    if not len(ids):
+        return {}
+    colours = _glasbey()
+    lab = srgb_to_lab(np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=float))
+    gaps = np.sqrt(((lab[:, None] - lab[None]) ** 2).sum(-1))  # (256, 256)
+    neighbours: list[list[int]] = [[] for _ in ids]
+    for a, b in pairs.tolist():
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    own = ids % len(colours)
+    owned = np.zeros(len(colours), dtype=np.int64)
+    np.add.at(owned, own, 1)  # a colour that is another cluster's own is taken last
+    used = np.zeros(len(colours), dtype=np.int64)
+    chosen = np.full(len(ids), -1, dtype=np.int64)
+    index = np.arange(len(colours))
+    for c in np.lexsort((ids, -sizes)).tolist():  # biggest first: they keep their own colours
+        near = [chosen[n] for n in neighbours[c] if chosen[n] >= 0]
+        apart = np.minimum(gaps[:, near].min(axis=1) if near else np.full(len(colours), np.inf), DISTINCT)
+        is_own = index == own[c]
+        # Plainly different first; then the least used; its own colour; nobody's own; the palette's order.
+        best = np.lexsort((index, owned - is_own, ~is_own, used, -apart))[0]
+        chosen[c] = best
+        used[best] += 1
+    return {int(cluster): colours[int(pick)] for cluster, pick in zip(ids.tolist(), chosen.tolist())}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .palette import NOISE_COLOUR, cluster_colours
+from .palette import NOISE_COLOUR, cluster_colour, map_colours
 from .store import Assignments, ClusterName, ClusterSummary, ImageRecord, Representatives, RunRecord
 
 # Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
@@ -92,8 +92,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     data = {
         "run": record.key, "root": root, "points": points, "clusters": clusters, "thumbs": thumb_list,
         "links": links,
-        # The web app colours each cluster the same (palette.py): one colour per cluster id on both.
-        "colours": {str(c): colour for c, colour in cluster_colours([c.cluster for c in record.clusters]).items()},
+        "colours": _colours(record, assignments),
         "noise_colour": NOISE_COLOUR,
     }
     created = _dt.datetime.fromtimestamp(record.created_at).strftime("%Y-%m-%d %H:%M")
@@ -120,6 +119,13 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     for marker, value in replacements.items():
         template = template.replace(marker, value)
     return template
+
+
+def _colours(record: RunRecord, assignments: Assignments) -> dict[str, str]:
+    """Each cluster's colour, as the web app draws it: both call palette.map_colours on the run's map,
+    so neighbouring clusters differ and a cluster looks the same in both."""
+    chosen = map_colours(np.asarray(assignments.x), np.asarray(assignments.y), np.asarray(assignments.clusters))
+    return {str(c.cluster): chosen.get(c.cluster, cluster_colour(c.cluster)) for c in record.clusters}
 
 
 def _warnings(warnings: Sequence[str]) -> str:

@@ -9,8 +9,10 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 import imgcluster
+from imgcluster.palette import map_colours
 
 from .conftest import open_app, select_box, wait_until_opened
 
@@ -72,6 +74,8 @@ def test_the_cluster_list_shows_ids_and_the_tooltip_names_the_file(console, serv
     text = page.inner_text("#tip span")
     assert text.startswith(image["name"] + " · ") and f"#{shown_id}" not in text
     assert str(image["cluster"]) in text
+    page.mouse.move(box["x"] - 20, box["y"] + y)  # the pointer leaves the map: the tooltip goes
+    page.wait_for_selector("#tip", state="hidden")
     assert errors == []
 
 
@@ -87,6 +91,11 @@ def test_the_report_and_the_app_colour_each_cluster_alike_and_distinctly(console
                         "[c.dataset.cluster, getComputedStyle(c.querySelector('.sw')).backgroundColor]))")
     assert report == app and len(app) == len(digits_run.clusters())
     assert len(set(app.values())) == len(app)  # no two clusters share a colour
+    # Both are the colours chosen from the run's map, so that clusters next to each other differ.
+    chosen = map_colours(np.asarray(digits_run.assignments.x), np.asarray(digits_run.assignments.y),
+                         np.asarray(digits_run.assignments.clusters))
+    rgb = {str(c): "rgb({}, {}, {})".format(*(int(hexa[i:i + 2], 16) for i in (1, 3, 5))) for c, hexa in chosen.items()}
+    assert {c: v for c, v in app.items() if c != "-1"} == rgb
     assert errors == []
 
 

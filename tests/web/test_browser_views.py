@@ -1,6 +1,7 @@
 """The web app in Debian's Chromium, as a user colours and filters a run's map: colour-by changes the
-colours the map draws, filters compose and the map, the cluster list and the grids follow them. No
-page may log a console error."""
+colours the map draws, filters compose and the map, the cluster list and the grids (a cluster's, the
+filtered view's, an image's nearest images, text search results) follow them. No page may log a
+console error."""
 
 from __future__ import annotations
 
@@ -116,6 +117,64 @@ def test_filters_compose_and_the_map_list_and_grids_follow(console, server, digi
     page.click("#filters-clear")
     page.wait_for_function(f"imgclusterView.state().shown === {len(digits_run.images)}")
     assert not page.evaluate("imgclusterView.state().active")
+    assert errors == []
+
+
+def test_nearest_images_and_search_results_follow_the_filters(console, server, digits_run: imgcluster.Run) -> None:
+    import json
+
+    import httpx
+
+    page, errors = console
+    by_id = {r.id: r for r in digits_run.images}
+    kept = sorted({Path(r.path).parent.name for r in digits_run.images})[0]
+    in_folder = {r.id for r in digits_run.images if Path(r.path).parent.name == kept}
+    image = min(in_folder)
+    pool = httpx.get(f"{server.url}/api/images/{image}/neighbours", params={"run": digits_run.key, "k": 100},
+                     timeout=60).json()["neighbours"]
+    # The digits' model has no text tower: the search's answer is made up here, as the server would send it.
+    asked: list[int] = []
+
+    def search(route) -> None:
+        k = int(dict(p.split("=", 1) for p in route.request.url.split("?", 1)[1].split("&"))["k"])
+        asked.append(k)
+        found = [{"id": r.id, "similarity": 0.5, "cluster": -1, "cluster_name": "unclustered"}
+                 for r in sorted(digits_run.images, key=lambda r: r.id)[:k]]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({"run": digits_run.key, "results": found}))
+
+    page.route("**/api/search?*", search)
+    page.goto(f"{server.url}/#run={digits_run.key}&image={image}")
+    page.wait_for_selector("#neighbours figure")
+
+    def shown(grid: str) -> list[int]:
+        return [int(i) for i in page.eval_on_selector_all(f"#{grid} figure", "f => f.map((n) => n.dataset.id)")]
+
+    assert shown("neighbours") == [n["id"] for n in pool[:12]]
+
+    page.wait_for_selector("#filter-folder input", state="attached")
+    folders = page.evaluate("imgclusterView.state().folders")
+    page.click("#view-controls summary")
+    for value in range(1, len(folders)):  # the image's page stays open and its grid follows each change
+        page.uncheck(f"#filter-folder input[value='{value}']")
+    page.wait_for_function(f"imgclusterView.state().shown === {len(in_folder)}")
+    expected = [n["id"] for n in pool if n["id"] in in_folder][:12]
+    page.wait_for_function(f"(() => {{ const g = document.querySelector('#neighbours'); return g && "
+                           f"[...g.querySelectorAll('figure')].map((f) => Number(f.dataset.id)).join() === {','.join(map(str, expected))!r}; }})()")
+    assert int(page.get_attribute("#neighbours", "data-hidden")) == sum(n["id"] not in in_folder for n in pool) > 0
+    assert "hidden by the filters" in page.inner_text("#panel-body")
+    assert page.inner_text("#panel-title") == Path(by_id[image].path).name  # still the image's page
+
+    page.fill("#search", "a curly digit")
+    page.press("#search", "Enter")
+    page.wait_for_selector("#search-results figure")
+    assert asked[-1] > 48  # a pool beyond what is shown: the filters hide some
+    matching = [r.id for r in sorted(digits_run.images, key=lambda r: r.id)[:asked[-1]] if r.id in in_folder]
+    assert shown("search-results") == matching[:48]
+    assert set(shown("search-results")) <= in_folder
+    page.click("#filters-clear")  # the results page stays, now unfiltered
+    page.wait_for_function("document.querySelector('#search-results') && "
+                           "Number(document.querySelector('#search-results').dataset.hidden) === 0")
+    assert shown("search-results") == [r.id for r in sorted(digits_run.images, key=lambda r: r.id)[:48]]
     assert errors == []
 
 
@@ -351,9 +410,11 @@ def test_thumbnails_on_the_map_never_overlap(console, server, digits_run: imgclu
         assert ids <= set(np.asarray(digits_run.assignments.image_ids)[clusters == top].tolist())
         box = page.locator("#map").bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert not page.is_visible("#hint")  # the map's hint would sit on the images
         page.mouse.wheel(0, 400)
         page.evaluate(next_frame)
         if not page.get_attribute("body", "data-atlas"):
+            assert page.is_visible("#hint")  # dots only: the hint says to zoom in
             break
     assert errors == []
 

@@ -39,6 +39,9 @@ from .security import (
 from .state import Explorer
 
 STATIC = Path(__file__).parent / "static"
+# On SIGTERM or Ctrl-C, requests in flight get this long to finish; then those that wait (a run's
+# facets being built, routers/facets.py) are cancelled, so the server exits promptly.
+GRACE_S = 3
 
 # How each error of the tree reaches the browser; the message already says what to do. A model the
 # run cannot use (no text tower, weights not here) is the run's state, not a server fault: 409, not 5xx.
@@ -183,4 +186,5 @@ def serve(path: str | os.PathLike[str] | None = None, *, workspace: str | os.Pat
     import uvicorn
 
     app = create_app(folder, device=device, token=token, max_upload_mb=max_upload_mb, local_only=not token)
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=header_deadline_protocol())
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=header_deadline_protocol(),
+                timeout_graceful_shutdown=GRACE_S)

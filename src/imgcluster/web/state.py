@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ import numpy as np
 from ..api import RunPredictor, load_predictor
 from ..cluster import NOISE
 from ..errors import WorkspaceDamaged, WorkspaceTooNew
+from ..palette import map_colours
 from ..store import RunRecord, Workspace
 from ..store.browse import assignment_arrays, assignment_how
 from .atlas import PER_SHEET, tile_order
@@ -38,6 +39,8 @@ class RunView:
     _map: bytes | None = None
     _order: np.ndarray | None = None
     facets: bytes | None = None  # web/facets.py's body, built on first request
+    facets_build: Future[bytes] | None = None  # that build while it runs (routers/facets.py)
+    _colours: dict[int, str] | None = None
 
     def row_of(self, image_id: int) -> int | None:
         row = int(np.searchsorted(self.image_ids, image_id))
@@ -56,6 +59,13 @@ class RunView:
         if self._order is None:
             self._order = tile_order(self.x, self.y)
         return self._order
+
+    @property
+    def colours(self) -> dict[int, str]:
+        """Each cluster's colour, chosen from the map as the report chooses it (palette.map_colours)."""
+        if self._colours is None:
+            self._colours = map_colours(self.x, self.y, self.clusters)
+        return self._colours
 
     def map_bytes(self) -> bytes:
         """The map as one binary body, points in Z-order: x, y (float32, n each), cluster, image id

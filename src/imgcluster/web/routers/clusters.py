@@ -26,14 +26,16 @@ ClusterNumber = Annotated[int, Field(ge=-1, le=2**31 - 1)]
 ImageNumber = Annotated[int, Field(ge=1, le=2**62)]
 
 
-@router.get("/palette", summary="Cluster colours: cluster c is colours[c % len(colours)], unclustered is noise")
+@router.get("/palette", summary="The palette the clusters' colours come from (each cluster's own colour is in "
+                                "/api/clusters), unclustered is noise")
 def cluster_palette() -> dict[str, Any]:
     return {"colours": palette(), "noise": NOISE_COLOUR}
 
 
 @router.get("/clusters", summary="A run's clusters: name, size, mean membership probability, stability")
 def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
-    record = ex.record(run)
+    view = ex.view(run)
+    record, colours = view.record, view.colours
     with ex.db() as ws:
         names = choose_names(ws.names(record.key))
         measured = ws.stability(record.key)
@@ -51,7 +53,7 @@ def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
                      "unstable": stability.get(cluster, {}).get("unstable"),
                      "proposed": cluster in proposed,
                      "representative": (summary.representatives or [None])[0],
-                     "colour": cluster_colour(cluster)})  # as the report draws it
+                     "colour": NOISE_COLOUR if cluster == NOISE else colours.get(cluster, cluster_colour(cluster))})
     return {"run": record.key, "clusters": rows}
 
 

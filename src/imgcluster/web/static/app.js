@@ -41,16 +41,19 @@ function hideError() { $("#error").hidden = true; }
 const fail = (error) => { console.warn(error); status(error.message || String(error), true); };
 
 // -- colours ---------------------------------------------------------------------------------------
-// The palette comes from the server (imgcluster/palette.py), so the report and the app colour a cluster alike.
+// The colours come from the server (imgcluster/palette.py): each cluster's with the cluster list, chosen
+// from the run's map so that neighbours differ, as the report chooses them; the palette for the rest
+// (folders, videos) and for a cluster the list does not know.
 const hexToRGB = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-const PALETTE = { rgb: [[31, 119, 180]], noise: [169, 174, 182] };
+const PALETTE = { rgb: [[31, 119, 180]], noise: [169, 174, 182], byCluster: new Map() };
 async function loadPalette() {
   const data = await getJSON("/palette");
   PALETTE.rgb = data.colours.map(hexToRGB);
   PALETTE.noise = hexToRGB(data.noise);
 }
+const ownRGB = (cluster) => PALETTE.byCluster.get(cluster) || PALETTE.rgb[cluster % PALETTE.rgb.length];
 // LEVEL (static/tree.js): at a coarser level of the cluster tree a cluster shows its tree node's colour.
-const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : PALETTE.rgb[LEVEL.colourOf(cluster) % PALETTE.rgb.length]);
+const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : ownRGB(LEVEL.colourOf(cluster)));
 const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
 
 // -- state -----------------------------------------------------------------------------------------
@@ -59,18 +62,25 @@ const S = {
   map: null,            // {n, x, y (world, -1..1), cluster (Int32Array), id (Int32Array), grid}
   focus: null,          // cluster shown highlighted, or null
   selection: null,      // Int32Array of map rows selected on the map
+  shape: null,          // the polygon (world coordinates) that selected them: the link's sel=
   marker: null,         // [x, y] world position of an uploaded image
   picked: new Set(),    // image ids picked in the grid (to move)
   mergePick: new Set(), // clusters picked to merge
 };
 
+// The link holds the view: run=, then image=, cluster= or sel= (the selection's polygon), camera= (the
+// map's centre and zoom) and the colouring and filters (view.js). Opening it shows that view again.
+const sameLink = (a, b) => {
+  const sorted = (hash) => [...new URLSearchParams(hash.replace(/^#/, ""))].map(([k, v]) => `${k}=${v}`).sort().join("&");
+  return sorted(a) === sorted(b);
+};
 function readHash() { return Object.fromEntries(new URLSearchParams(location.hash.slice(1))); }
 function writeHash(values) {
   const view = typeof View === "undefined" ? {} : View.params();  // colouring and filters (view.js)
-  const params = new URLSearchParams({ ...values, run: S.run, ...view });
+  const params = new URLSearchParams({ ...values, run: S.run, camera: Map2D.cameraParam(), ...view });
   for (const [key, value] of [...params]) if (value === "" || value === "null" || value === "undefined") params.delete(key);
   const hash = "#" + params.toString();
-  if (hash === location.hash) return;
+  if (sameLink(hash, location.hash)) return;
   // Each view the user opens is a history entry, so Back and Forward walk through them (see popstate).
   if (S.ready) history.pushState(null, "", hash); else history.replaceState(null, "", hash);
 }
@@ -133,6 +143,32 @@ const Map2D = (() => {
   }
   function pixelsPerUnit() { return cam.k * Math.min(canvas.clientWidth, canvas.clientHeight) / 2; }
 
+  // The camera as the link writes it (cx,cy,k; rounded, so a link reproduces it), "" at the whole map.
+  const HOME = { k: 0.92, cx: 0, cy: 0 };
+  function cameraParam() {
+    if (cam.k === HOME.k && cam.cx === HOME.cx && cam.cy === HOME.cy) return "";
+    return [cam.cx.toFixed(5), cam.cy.toFixed(5), cam.k.toPrecision(5)].join(",");
+  }
+  function setCamera(text) {
+    const [cx, cy, k] = String(text || "").split(",").map(Number);
+    if ([cx, cy, k].every(Number.isFinite) && k > 0) Object.assign(cam, { cx, cy, k: Math.min(5000, Math.max(0.2, k)) });
+    else Object.assign(cam, HOME);
+    draw();
+  }
+  // Panning and zooming replace the camera in the current history entry (a new entry per view, not per step).
+  let savedCamera = null, saveTimer = null;
+  function saveCamera() {
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => {
+      const now = cameraParam(), params = new URLSearchParams(location.hash.slice(1));
+      if (params.get("run") !== S.run) return;  // a run is being opened: its own link comes
+      savedCamera = now;
+      if ((params.get("camera") || "") === now) return;
+      if (now) params.set("camera", now); else params.delete("camera");
+      history.replaceState(history.state, "", "#" + params.toString());
+    }, 250);
+  }
+
   function pointSize() {
     const base = n > 300000 ? 1.6 : n > 50000 ? 2.4 : n > 5000 ? 3.5 : 6;
     return Math.min(24, base * Math.sqrt(cam.k));
@@ -153,7 +189,8 @@ const Map2D = (() => {
       gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, order, gl.STATIC_DRAW);
     }
     recolour();
-    Object.assign(cam, { k: 0.92, cx: 0, cy: 0 });
+    Object.assign(cam, HOME);
+    savedCamera = "";
     draw();
   }
 
@@ -178,6 +215,7 @@ const Map2D = (() => {
   }
 
   function draw() {
+    if (cameraParam() !== savedCamera) saveCamera();
     if (queued) return;
     queued = true;
     requestAnimationFrame(() => {
@@ -454,16 +492,30 @@ const Map2D = (() => {
     tip.style.left = x + "px"; tip.style.top = y + "px";
   }
 
+  // Select what lies in a polygon (world coordinates), every point of it: the filters decide what is
+  // shown of it. The polygon is first thinned to 64 corners and rounded as the link writes it, so a
+  // link's sel= selects the same points.
+  const SHAPE_CORNERS = 64;
   function select(polygon) {
-    const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
+    const step = Math.ceil(polygon.length / SHAPE_CORNERS);
+    const shape = polygon.filter((_, i) => i % step === 0).map(([x, y]) => [Number(x.toFixed(5)), Number(y.toFixed(5))]);
+    if (shape.length < 3 || !S.map) return;
+    const xs = shape.map((p) => p[0]), ys = shape.map((p) => p[1]);
     const candidates = S.map.grid.within(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys), Infinity);
-    const rows = candidates.filter((row) => View.shows(row) && inside(S.map.x[row], S.map.y[row], polygon));
+    const rows = candidates.filter((row) => inside(S.map.x[row], S.map.y[row], shape));
     rows.sort((a, b) => a - b);
     S.selection = Int32Array.from(rows);
+    S.shape = shape;
     S.focus = null;
     recolour();
+    renderClusters();  // no cluster is the open one now
     showSelection();
   }
+  const selectParam = (text) => {
+    const values = String(text || "").split(",").map(Number), shape = [];
+    for (let i = 0; i + 1 < values.length; i += 2) shape.push([values[i], values[i + 1]]);
+    if (shape.length >= 3 && values.every(Number.isFinite)) select(shape);
+  };
 
   function inside(x, y, polygon) {
     let hit = false;
@@ -480,7 +532,7 @@ const Map2D = (() => {
       for (const other of document.querySelectorAll("#tools [data-mode]")) other.classList.toggle("on", other === button);
     });
   }
-  $("#reset").addEventListener("click", () => { Object.assign(cam, { k: 0.92, cx: 0, cy: 0 }); draw(); });
+  $("#reset").addEventListener("click", () => { Object.assign(cam, HOME); draw(); });
 
   // Show a cluster whole: the camera frames its points' bounding box, with a margin.
   function fitCluster(cluster) {
@@ -518,7 +570,7 @@ const Map2D = (() => {
   window.imgclusterMap = { timeRedraws, camera, toScreen, labels: () => placed.map((p) => ({ ...p })),
     thumbnails: () => thumbs.map(({ row, sx, sy, side }) => ({ id: S.map.id[row], x: sx, y: sy, side })),
     inView: () => visibleRows(ATLAS_MAX).length };
-  return { load, recolour, draw, drawOverlay, fitCluster };
+  return { load, recolour, draw, drawOverlay, fitCluster, cameraParam, setCamera, select: selectParam };
 })();
 
 // A uniform grid over the world square: nearest point and points in a rectangle without scanning all n.
@@ -655,16 +707,18 @@ async function loadRuns() {
 async function openRun(key, then = {}) {
   S.run = key;
   $("#run").value = key;
-  S.focus = null; S.selection = null; S.marker = null; S.picked.clear();
+  S.focus = null; S.selection = null; S.shape = null; S.marker = null; S.picked.clear();
   S.mergePick.clear(); togglePick(null, false);  // the merge bar goes with the picks
   await Promise.all([loadClusters(), loadMap(key)]);
   await LEVEL.reset(key);  // recolours the map at the finest level
   const facets = View.load(key).then(() => { if (S.run === key && View.readViewHash(then)) View.apply({ refresh: false }); });
   if (then.colour || then.minp || then.how || then.folder || then.video !== undefined || then.from || then.to || then.mins) await facets;  // a link's view
   else facets.catch(fail);
+  if (then.camera) Map2D.setCamera(then.camera);  // before the page: a cluster's then keeps the link's zoom
   writeHash(then);
   if (then.image) await showImage(Number(then.image));
-  else if (then.cluster !== undefined && then.cluster !== "") await showCluster(Number(then.cluster));
+  else if (then.cluster !== undefined && then.cluster !== "") await showCluster(Number(then.cluster), { zoom: !then.camera });
+  else if (then.sel) Map2D.select(then.sel);
   else await showOverview();
   if (S.run === key) document.body.dataset.opened = key;  // the run's list, map, tree and view are drawn
 }
@@ -673,6 +727,7 @@ async function loadClusters() {
   const data = await getJSON(`/clusters?run=${encodeURIComponent(S.run)}`);
   S.clusters = data.clusters;
   S.names = new Map(S.clusters.map((c) => [c.cluster, c.name]));
+  PALETTE.byCluster = new Map(S.clusters.map((c) => [c.cluster, hexToRGB(c.colour)]));
   renderClusters();
   Map2D.drawOverlay();  // the map's labels carry the names
 }
@@ -806,6 +861,7 @@ $("#merge-clear").addEventListener("click", () => { S.mergePick.clear(); toggleP
 
 // -- the panel: cluster grid, selection, image page, run info, comparison, search, upload ----------
 function panel(title, actions = [], ...body) {
+  S.again = null;  // a page that redraws itself under new filters sets it again after this
   $("#panel-title").textContent = title;
   $("#panel-actions").replaceChildren(...actions);
   $("#panel-body").replaceChildren(...body);
@@ -879,7 +935,7 @@ function moveControls(after) {
 }
 
 async function showCluster(cluster, { zoom = true } = {}) {
-  S.focus = cluster; S.selection = null; S.picked.clear(); S.picking = false;
+  S.focus = cluster; S.selection = null; S.shape = null; S.picked.clear(); S.picking = false;
   Map2D.recolour();
   if (zoom) Map2D.fitCluster(cluster);
   LEVEL.reveal(cluster);  // its tree node opens in the list
@@ -936,6 +992,7 @@ async function reviewProposal(cluster, verdict) {
 
 function showSelection() {
   const rows = S.selection.filter(View.shows);  // the selection under the filters; loosening them brings back the rest
+  writeHash(S.shape ? { sel: S.shape.flat().join(",") } : {});
   S.picked.clear(); S.picking = false;
   const { controls, update } = moveControls();
   const pickAll = h("button", { type: "button" }, "Pick all");
@@ -945,7 +1002,7 @@ function showSelection() {
     update();
   });
   const clear = h("button", { type: "button" }, "Clear selection");
-  clear.addEventListener("click", () => { S.selection = null; Map2D.recolour(); showOverview(); });
+  clear.addEventListener("click", () => { S.selection = null; S.shape = null; Map2D.recolour(); showOverview(); });
   const [grid, sentinel] = endlessGrid(rowGrid(rows, (row) => clusterLabel(S.map.cluster[row]), update));
   grid.id = "selection-grid";
   const exporting = Export.button(() => ({ label: "selection", image_ids: Array.from(rows, (row) => S.map.id[row]) }));
@@ -963,12 +1020,25 @@ function showSelection() {
   panel(`${rows.length} images selected on the map`, [pickAll, clear, ...controls, splitOff, exporting], grid, sentinel);
 }
 
+// The nearest images a page shows, and under filters only those the filters show (crossfilter): a
+// larger pool is asked for then, and the grid says how many of it the filters hid.
+const NEAREST = 12, POOL = 100;
+function shownOf(found, wanted) {
+  if (!View.active()) return { shown: found.slice(0, wanted), hidden: 0 };
+  const shown = found.filter((item) => { const row = rowOfId(item.id); return row !== undefined && View.shows(row); });
+  return { shown: shown.slice(0, wanted), hidden: found.length - shown.length };
+}
+function filteredNote(hidden) {
+  return hidden ? h("p", { class: "muted filtered-note" }, `${hidden} of the nearest hidden by the filters`) : null;
+}
+
 async function showImage(id) {
   writeHash({ image: id });
   try {
     const [image, near] = await Promise.all([
       getJSON(`/images/${id}?run=${encodeURIComponent(S.run)}`),
-      getJSON(`/images/${id}/neighbours?run=${encodeURIComponent(S.run)}&k=12`)]);
+      getJSON(`/images/${id}/neighbours?run=${encodeURIComponent(S.run)}&k=${View.active() ? POOL : NEAREST}`)]);
+    const { shown, hidden } = shownOf(near.neighbours, NEAREST);
     const row = rowOfId(id);
     if (row !== undefined) { S.marker = [S.map.x[row], S.map.y[row]]; Map2D.drawOverlay(); }
     const facts = h("dl", { class: "facts" },
@@ -979,11 +1049,12 @@ async function showImage(id) {
       h("dt", {}, "path"), h("dd", {}, image.path));
     const back = image.in_run ? h("button", { type: "button" }, "Show its cluster") : null;
     if (back) back.addEventListener("click", () => showCluster(image.cluster));
-    const grid = h("div", { class: "grid", id: "neighbours" }, ...near.neighbours.map((n) =>
+    const grid = h("div", { class: "grid", id: "neighbours", "data-hidden": hidden }, ...shown.map((n) =>
       figure(n.id, `${n.similarity.toFixed(2)} · ${S.names.get(n.cluster) || n.cluster}`)));
     panel(image.name, [back], h("div", { class: "image-page" },
       h("img", { class: "large", src: `/api/images/${id}/file`, alt: image.name }), facts,
-      h("h3", {}, "Nearest images"), grid));
+      h("h3", {}, "Nearest images"), filteredNote(hidden), grid));
+    S.again = () => showImage(id);  // the filters change: the same page, its grid under them
     if (S.byKeyboard) { const first = grid.querySelector("figure"); if (first) first.focus(); }
     S.byKeyboard = false;
   } catch (error) { fail(error); }
@@ -1056,13 +1127,16 @@ async function showCompare(other) {
   } catch (error) { fail(error); }
 }
 
+const SEARCHED = 48;  // images a text search shows
 async function textSearch(query) {
   try {
     status("searching…");
-    const found = await getJSON(`/search?run=${encodeURIComponent(S.run)}&q=${encodeURIComponent(query)}&k=48`);
+    const found = await getJSON(`/search?run=${encodeURIComponent(S.run)}&q=${encodeURIComponent(query)}&k=${View.active() ? 4 * SEARCHED : SEARCHED}`);
     status("");
-    panel(`“${query}”`, [], h("div", { class: "grid", id: "search-results" }, ...found.results.map((r) =>
+    const { shown, hidden } = shownOf(found.results, SEARCHED);
+    panel(`“${query}”`, [], filteredNote(hidden), h("div", { class: "grid", id: "search-results", "data-hidden": hidden }, ...shown.map((r) =>
       figure(r.id, `${r.similarity.toFixed(2)} · ${r.cluster_name}`))));
+    S.again = () => textSearch(query);
   } catch (error) { fail(error); panel(`“${query}”`, [], h("p", { class: "error" }, error.message)); }
 }
 
@@ -1073,29 +1147,38 @@ async function fileImage(file) {
   form.append("file", file, file.name);
   try {
     status(`filing ${file.name}…`);
-    const result = await getJSON(`/predict?run=${encodeURIComponent(S.run)}&k=12`, { method: "POST", body: form });
+    // A pool beyond the 12 shown: the filters may hide some, now or once changed.
+    const result = await getJSON(`/predict?run=${encodeURIComponent(S.run)}&k=${POOL}`, { method: "POST", body: form });
     status("");
-    if (result.x !== null && S.map) {
-      const { mx, my, half } = S.map.scale;
-      S.marker = [(result.x - mx) / half, (result.y - my) / half];
-      Map2D.drawOverlay();
-    }
-    // Doubt shows: a held image says so first; a filed one below DOUBTFUL says "with doubt"; a meter for both.
-    const p = result.membership_probability;
-    const doubt = result.status !== "assigned" ? "held" : p < DOUBTFUL ? "doubtful" : "sure";
-    const verdict = result.status === "assigned"
-      ? `Filed into ${result.cluster_name} (cluster ${result.cluster})${doubt === "doubtful" ? ", with doubt" : ""} · membership probability ${p.toFixed(2)}`
-      : result.status === "unassigned" ? "Held, not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
-    const open = result.status === "assigned" ? h("button", { type: "button" }, "Show the cluster") : null;
-    if (open) open.addEventListener("click", () => showCluster(result.cluster));
-    panel(`Filed: ${file.name}`, [open], h("div", { class: "image-page", id: "predict-result", "data-status": result.status, "data-cluster": result.cluster, "data-doubt": doubt },
-      h("img", { class: "large", src: URL.createObjectURL(file), alt: file.name }),
-      h("p", { class: `verdict ${doubt}` }, verdict),
-      result.status === "skipped" ? null : h("meter", { min: "0", max: "1", low: String(DOUBTFUL), optimum: "1", value: String(p), title: `membership probability ${p.toFixed(2)}` }),
-      h("p", { class: "reason" }, result.reason),
-      h("h3", {}, "Nearest images"), h("div", { class: "grid" }, ...result.neighbours.map((n) =>
-        figure(n.id, `${n.similarity.toFixed(2)} · ${n.cluster_name}`)))));
+    showFiled(file, result);
   } catch (error) { fail(error); }
+}
+
+// The filed upload's page; again under the filters when they change (no new upload).
+function showFiled(file, result) {
+  const { shown, hidden } = shownOf(result.neighbours, NEAREST);
+  result.src = result.src || URL.createObjectURL(file);
+  if (result.x !== null && S.map) {
+    const { mx, my, half } = S.map.scale;
+    S.marker = [(result.x - mx) / half, (result.y - my) / half];
+    Map2D.drawOverlay();
+  }
+  // Doubt shows: a held image says so first; a filed one below DOUBTFUL says "with doubt"; a meter for both.
+  const p = result.membership_probability;
+  const doubt = result.status !== "assigned" ? "held" : p < DOUBTFUL ? "doubtful" : "sure";
+  const verdict = result.status === "assigned"
+    ? `Filed into ${result.cluster_name} (cluster ${result.cluster})${doubt === "doubtful" ? ", with doubt" : ""} · membership probability ${p.toFixed(2)}`
+    : result.status === "unassigned" ? "Held, not filed: it is unlike the run's clusters" : `Skipped: ${result.reason}`;
+  const open = result.status === "assigned" ? h("button", { type: "button" }, "Show the cluster") : null;
+  if (open) open.addEventListener("click", () => showCluster(result.cluster));
+  panel(`Filed: ${file.name}`, [open], h("div", { class: "image-page", id: "predict-result", "data-status": result.status, "data-cluster": result.cluster, "data-doubt": doubt },
+    h("img", { class: "large", src: result.src, alt: file.name }),
+    h("p", { class: `verdict ${doubt}` }, verdict),
+    result.status === "skipped" ? null : h("meter", { min: "0", max: "1", low: String(DOUBTFUL), optimum: "1", value: String(p), title: `membership probability ${p.toFixed(2)}` }),
+    h("p", { class: "reason" }, result.reason),
+    h("h3", {}, "Nearest images"), filteredNote(hidden), h("div", { class: "grid", id: "filed-neighbours", "data-hidden": hidden }, ...shown.map((n) =>
+      figure(n.id, `${n.similarity.toFixed(2)} · ${n.cluster_name}`)))));
+  S.again = () => showFiled(file, result);
 }
 
 // -- wiring ------------------------------------------------------------------------------------------
@@ -1120,7 +1203,7 @@ window.addEventListener("keydown", (event) => {
   if (!$("#error").hidden) return hideError();
   if (event.target.closest("input, select, textarea")) return;  // a rename's Esc cancels the rename
   $("#tip").hidden = true;
-  if (S.selection) { S.selection = null; Map2D.recolour(); }
+  if (S.selection) { S.selection = null; S.shape = null; Map2D.recolour(); }
   S.marker = null;
   Map2D.drawOverlay();
   showOverview();
@@ -1148,16 +1231,20 @@ window.addEventListener("keydown", (event) => {
   next.scrollIntoView({ block: "nearest" });
 });
 
-// Back and Forward: open the view the link names (run, then image, cluster or the overview).
+// Back and Forward: open the view the link names (run, then image, cluster, selection or the overview; its camera).
 window.addEventListener("popstate", () => {
   const wanted = readHash();
   if (!wanted.run) return;
   let going;
   if (wanted.run === S.run && View.readViewHash(wanted, { reset: true })) View.apply({ refresh: false });
   if (wanted.run !== S.run) going = openRun(wanted.run, wanted);
-  else if (wanted.image) going = showImage(Number(wanted.image));
-  else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster));
-  else { S.selection = null; showOverview(); Map2D.recolour(); }
+  else {
+    Map2D.setCamera(wanted.camera);  // first: the page's own link then matches this entry's (no new entry)
+    if (wanted.image) going = showImage(Number(wanted.image));
+    else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster), { zoom: false });
+    else if (wanted.sel) Map2D.select(wanted.sel);
+    else { S.selection = null; S.shape = null; showOverview(); Map2D.recolour(); }
+  }
   Promise.resolve(going).catch(fail);
 });
 

@@ -1,6 +1,6 @@
 // Colour by and filter by what a run knows (web/facets.py): cluster, membership probability, how an
 // image was placed, folder, file date, video (key-frames), the cluster's stability. Filters compose; the map, the cluster
-// list, the labels and the grids follow them (crossfilter). Loaded after app.js: it uses S, Map2D, h, $.
+// list, the labels and the grids (a cluster's, a selection's, nearest images, search results) follow them (crossfilter). Loaded after app.js: it uses S, Map2D, h, $.
 "use strict";
 
 const View = (() => {
@@ -99,7 +99,8 @@ const View = (() => {
     renderControls();
     writeViewHash();
     if (!refresh) return;
-    if (S.selection && S.selection.length) showSelection();
+    if (S.again) S.again();  // an image's page, a search, a filed upload: their grids of nearest images
+    else if (S.selection && S.selection.length) showSelection();
     else if (S.focus !== null) showCluster(S.focus, { zoom: false });
     else showOverview();
   }
@@ -124,7 +125,10 @@ const View = (() => {
       const colours = new Map([...stabilityOf()].map(([cluster, value]) => [cluster, ramp(value)]));
       return (i) => colours.get(S.map.cluster[i]) || GREY;
     }
-    return (i) => rgbOf(S.map.cluster[i]);
+    // Looked up per cluster once, not per point through the tree's maps (1M points).
+    const table = [];
+    for (const c of S.clusters) if (c.cluster >= 0) table[c.cluster] = rgbOf(c.cluster);
+    return (i) => { const c = S.map.cluster[i]; return c < 0 ? PALETTE.noise : table[c] || (table[c] = rgbOf(c)); };
   }
 
   // -- the controls: a "View" box at the top of the sidebar ---------------------------------------------
