@@ -103,3 +103,78 @@ def _a_dot(image: np.ndarray) -> tuple[int, int]:
     ys, xs = np.nonzero(saturated)
     middle = len(xs) // 2
     return int(xs[middle]), int(ys[middle])
+
+
+def test_every_point_of_a_few_thousand_images_has_a_hover_picture(digits_run: imgcluster.Run) -> None:
+    from imgcluster.report import HOVER_SAMPLE, thumbnail_ids
+    from imgcluster.store import Assignments
+
+    # A run of 4,000 images (the 3,925 photos showed a picture for only 41% of their points).
+    n = 4000
+    assert n <= HOVER_SAMPLE
+    ids = np.arange(1, n + 1)
+    many = Assignments(ids, np.zeros(n, dtype=np.int64), np.ones(n), np.zeros(n), np.zeros(n),
+                       np.asarray(["fit"] * n, dtype=object))
+    assert set(thumbnail_ids(digits_run.record, many)) >= set(ids.tolist())
+    # Above the bound a spread sample keeps a million-image report a file a browser opens.
+    n = HOVER_SAMPLE * 3
+    ids = np.arange(1, n + 1)
+    huge = Assignments(ids, np.zeros(n, dtype=np.int64), np.ones(n), np.zeros(n), np.zeros(n),
+                       np.asarray(["fit"] * n, dtype=object))
+    assert HOVER_SAMPLE <= len(thumbnail_ids(digits_run.record, huge)) < 2 * HOVER_SAMPLE
+
+
+def test_hover_pictures_are_small_jpegs(digits_run: imgcluster.Run) -> None:
+    import io
+
+    from PIL import Image
+
+    from imgcluster.report import HOVER_SIDE, hover_thumbnail
+
+    photo = Image.new("RGB", (128, 96), (200, 30, 30))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=95)
+    small = hover_thumbnail(buffer.getvalue())
+    with Image.open(io.BytesIO(small)) as image:
+        assert image.format == "JPEG" and max(image.size) <= HOVER_SIDE
+        assert image.getpixel((image.width // 2, image.height // 2))[0] > 150  # still the red picture
+    assert hover_thumbnail(b"not a jpeg") == b"not a jpeg"  # a damaged thumbnail stays as it was
+
+
+def test_the_report_map_zooms_and_moves_and_double_click_shows_it_whole(digits_run: imgcluster.Run,
+                                                                       browser, tmp_path: Path) -> None:
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(digits_run.outputs["report"].as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    canvas = page.locator("#map")
+    box = canvas.bounding_box()
+
+    def coloured_share() -> float:
+        path = tmp_path / "map.png"
+        canvas.screenshot(path=str(path))
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).mean())
+
+    whole = coloured_share()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.move(*middle)
+    for _ in range(6):
+        page.mouse.wheel(0, -300)
+    page.wait_for_function("Number(document.getElementById('map').dataset.zoom) > 2", timeout=10_000)
+    zoomed = coloured_share()
+    assert zoomed != whole  # the map was drawn again at another scale
+    before = float(canvas.get_attribute("data-zoom"))
+    page.mouse.move(*middle)
+    page.mouse.down()
+    page.mouse.move(middle[0] + 120, middle[1] + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    assert float(canvas.get_attribute("data-zoom")) == before  # dragging moves, it does not zoom
+    page.mouse.dblclick(*middle)
+    page.wait_for_function("Number(document.getElementById('map').dataset.zoom) === 1", timeout=10_000)
+    assert abs(coloured_share() - whole) < 0.002  # the whole map again
+    assert errors == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .palette import NOISE_COLOUR, cluster_colour, map_colours
 from .store import Assignments, ClusterName, ClusterSummary, ImageRecord, Representatives, RunRecord
 
-# Hover thumbnails beyond the representatives: enough to feel complete, bounded for 1M-image runs.
-HOVER_SAMPLE = 1500
+# Hover pictures beyond the representatives: every image up to this many (a 4,000-photo run shows a
+# picture for every point), a spread sample of this many above it, so a 1M-image report stays a file
+# a browser opens. They are re-encoded smaller than the grids' thumbnails (HOVER_SIDE px, ~1-2 KB
+# each instead of ~5): 5,000 hover pictures add about 8 MB.
+HOVER_SAMPLE = 5000
+HOVER_SIDE = 72
+HOVER_QUALITY = 70
 SHOWN_PER_KIND = 4   # central, probable and diverse images leading each cluster's grid
 GRID = 16            # images per cluster grid, representatives included
 # How the map caption names each 2-D map method (ReduceConfig.map_method).
@@ -43,6 +50,21 @@ def thumbnail_ids(record: RunRecord, assignments: Assignments, hover_sample: int
     return list(dict.fromkeys(int(i) for i in wanted))
 
 
+def hover_thumbnail(jpeg: bytes, side: int = HOVER_SIDE) -> bytes:
+    """A stored thumbnail re-encoded at most ``side`` pixels a side for the map's hover (a JPEG that
+    cannot be read is kept as it is)."""
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            image.draft("RGB", (side, side))  # JPEG decodes at a fraction of its size: fast
+            small = image.convert("RGB")
+            small.thumbnail((side, side))
+            buffer = io.BytesIO()
+            small.save(buffer, "JPEG", quality=HOVER_QUALITY)
+            return buffer.getvalue()
+    except (OSError, ValueError):
+        return jpeg
+
+
 def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
            thumbnails: Mapping[str, bytes], skipped: Sequence[ImageRecord],
            names: Mapping[int, ClusterName] | None = None, stability: Mapping[str, Any] | None = None) -> str:
@@ -51,17 +73,20 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
     measurement as stored (its clusters below the threshold are flagged unstable)."""
     root = record.root
     hash_of = {r.id: r.content_hash for r in images}
-    thumb_index: dict[str, int] = {}
+    thumb_index: dict[tuple[str, bool], int] = {}
     thumb_list: list[str] = []
 
-    def thumb_ref(image_id: int) -> int:
+    def thumb_ref(image_id: int, small: bool = False) -> int:
         content_hash = hash_of.get(image_id)
         if content_hash is None or content_hash not in thumbnails:
             return -1
-        if content_hash not in thumb_index:
-            thumb_index[content_hash] = len(thumb_list)
-            thumb_list.append("data:image/jpeg;base64," + base64.b64encode(thumbnails[content_hash]).decode())
-        return thumb_index[content_hash]
+        if (content_hash, False) in thumb_index:  # a grid's full thumbnail serves the hover too
+            return thumb_index[(content_hash, False)]
+        if (content_hash, small) not in thumb_index:
+            jpeg = hover_thumbnail(thumbnails[content_hash]) if small else thumbnails[content_hash]
+            thumb_index[(content_hash, small)] = len(thumb_list)
+            thumb_list.append("data:image/jpeg;base64," + base64.b64encode(jpeg).decode())
+        return thumb_index[(content_hash, small)]
 
     position = {int(i): n for n, i in enumerate(np.asarray(assignments.image_ids).tolist())}
     names = names or {}
@@ -83,7 +108,7 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
         "cluster": np.asarray(assignments.clusters).tolist(),
         "probability": np.round(np.asarray(assignments.membership_probability, dtype=float), 3).tolist(),
         "name": _shown_names(images, root),  # a path under the root, or "frame of VIDEO at mm:ss"
-        "thumb": [thumb_ref(r.id) for r in images],
+        "thumb": [thumb_ref(r.id, small=True) for r in images],
     }
     metrics = record.metrics
     # A video key-frame's caption opens its video at its time (a media fragment, file:// like the report).
