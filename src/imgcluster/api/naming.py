@@ -132,8 +132,10 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
     labels = np.asarray(assignments.clusters)
     means = _cluster_means(vectors, labels) if vectors is not None else {}
     everyone: dict[int, list[ImageRecord]] = {}
-    for image, label in zip(images, labels.tolist()):
+    rows: dict[int, list[int]] = {}
+    for row, (image, label) in enumerate(zip(images, labels.tolist())):
         everyone.setdefault(int(label), []).append(image)
+        rows.setdefault(int(label), []).append(row)
     views = []
     for summary in record.clusters:
         cluster = summary.cluster
@@ -142,10 +144,18 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
         ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
         members = [by_id[i] for i in dict.fromkeys(ids + summary.representatives) if i in by_id]
         pool = everyone.get(cluster, [])
-        sampled = [pool[i] for i in sample_by_hash([r.content_hash for r in pool])]
+        chosen_rows = sample_by_hash([r.content_hash for r in pool])
+        sampled = [pool[i] for i in chosen_rows]
         thumbs = ws.thumbnails({r.content_hash for r in members + sampled if r.content_hash})
+        sample = _view(cluster, summary.size, sampled, thumbs, None)
+        if vectors is not None and chosen_rows:  # the sample's own embeddings: a zero-shot namer reads each member
+            at = [rows[cluster][i] for i in chosen_rows]
+            order = np.argsort(at)  # a view on the shards reads in order
+            embedded = np.empty((len(at), vectors.shape[1]), dtype=np.float32)
+            embedded[order] = np.asarray(vectors[np.asarray(at)[order]], dtype=np.float32)
+            sample = dataclasses.replace(sample, embeddings=embedded)
         views.append(dataclasses.replace(_view(cluster, summary.size, members, thumbs, means.get(cluster)),
-                                         sample=_view(cluster, summary.size, sampled, thumbs, None)))
+                                         sample=sample))
     return views
 
 

@@ -30,9 +30,10 @@ from importlib import resources
 
 import numpy as np
 
+from ..store import ClusterName
 from ..store.records import CONFIDENCE_LEVELS
 from .appearance import Looks, telling_words
-from .base import distinct_choice
+from .base import TOP, distinct_choice
 
 # A node is sure enough to name a cluster from this score on (its mean probability beyond chance, see
 # ``Hierarchy.scores``): above one half the nodes that qualify lie on one path from the root, so "the
@@ -94,6 +95,7 @@ class Hierarchy:
     names: tuple[str, ...]
     parents: tuple[int, ...]
     n_classes: int
+    too_general: frozenset[str] = TOO_GENERAL  # names of nodes too broad to name a cluster
 
     @functools.cached_property
     def membership(self) -> np.ndarray:
@@ -119,7 +121,7 @@ class Hierarchy:
     @functools.cached_property
     def general(self) -> np.ndarray:
         """(n_nodes,) True where a node is too broad to name a cluster."""
-        return np.array([name in TOO_GENERAL for name in self.names])
+        return np.array([name in self.too_general for name in self.names])
 
     def ancestors(self, node: int) -> list[int]:
         """The node and every node above it, the node first."""
@@ -180,6 +182,46 @@ def imagenet_hierarchy() -> Hierarchy:
     text = resources.files("imgcluster").joinpath("data/imagenet_hierarchy.json").read_text(encoding="utf-8")
     nodes = json.loads(text)["nodes"]
     return Hierarchy(tuple(str(n[1]) for n in nodes), tuple(int(n[2]) for n in nodes), 1000)
+
+
+# A section of the zero-shot vocabulary too wide to name a cluster by: cities, cars and weapons.
+TOO_GENERAL_SECTIONS = frozenset({"places and things"})
+
+
+def vocabulary_hierarchy(terms: Sequence[str], sections: Mapping[str, str]) -> Hierarchy:
+    """A zero-shot vocabulary's is-a tree: its terms first, in order (the classifier's classes), then
+    WordNet's nodes above ImageNet's classes, then one node per section. A term that is an ImageNet
+    class takes the class's place in WordNet ("espresso" under "beverage"); one that names a WordNet
+    node sits under that node ("food" under WordNet's "food", with "pizza" and "espresso"); one in a
+    section (``sections``: casefolded term → heading, see ``vocabulary.read_sections``) under its
+    section, itself under the root ("meme" under "screens, documents and art"); any other term
+    under the root."""
+    wordnet = imagenet_hierarchy()
+    inner = range(wordnet.n_classes, len(wordnet.names))
+    at = {old: len(terms) + i for i, old in enumerate(inner)}  # WordNet's inner nodes come after the terms
+    classes: dict[str, int] = {}
+    for leaf in range(wordnet.n_classes):
+        classes.setdefault(wordnet.names[leaf].casefold(), leaf)
+    named = {}
+    for old in sorted(inner, key=lambda n: (int(wordnet.class_counts[n]), n)):  # the most specific of a name
+        named.setdefault(wordnet.names[old].casefold(), old)
+    root = at[wordnet.ancestors(wordnet.n_classes)[-1]]
+    heads: dict[str, int] = {}
+    parents = []
+    for term in terms:
+        key = term.casefold()
+        if key in classes:
+            parents.append(at[wordnet.parents[classes[key]]])
+        elif key in named:
+            parents.append(at[named[key]])
+        elif key in sections:
+            parents.append(heads.setdefault(sections[key], len(terms) + len(inner) + len(heads)))
+        else:
+            parents.append(root)
+    parents += [at[wordnet.parents[old]] if wordnet.parents[old] >= 0 else -1 for old in inner]
+    parents += [root] * len(heads)
+    names = list(terms) + [wordnet.names[old] for old in inner] + list(heads)
+    return Hierarchy(tuple(names), tuple(parents), len(terms), too_general=TOO_GENERAL | TOO_GENERAL_SECTIONS)
 
 
 def hedge(scores: np.ndarray, hierarchy: Hierarchy, threshold: float = SURE_ENOUGH) -> int | None:
@@ -245,6 +287,20 @@ def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: flo
     return HedgedName(text, None, unsure, tuple(parts), _candidates(
         [(text, unsure)] + [(hierarchy.names[p], calibrate(float(scores[p]), kind_of(p, hierarchy))) for p in parts]),
         score=best)
+
+
+def hedged_cluster_names(clusters: Sequence[int], hedged: Sequence[HedgedName], scores: Sequence[np.ndarray],
+                         hierarchy: Hierarchy, source: str, keep: Mapping[int, str] | None = None,
+                         looks: Callable[[int], Looks | None] | None = None) -> list[ClusterName]:
+    """``clusters``' names from their hedged names and node scores, no two alike (``distinct_names``,
+    the names in ``keep`` fixed: clusters keeping a name from an earlier run get none here);
+    confidence and candidates from the hedged names, the shown text first."""
+    keep = keep or {}
+    fixed = {i: keep[cluster] for i, cluster in enumerate(clusters) if cluster in keep}
+    texts = distinct_names(hedged, scores, hierarchy, fixed=fixed, looks=looks)
+    return [ClusterName(cluster, text, source, round(name.confidence, 4),
+                        ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
+            for cluster, text, name in zip(clusters, texts, hedged) if cluster not in keep]
 
 
 def kind_of(node: int, hierarchy: Hierarchy) -> str:

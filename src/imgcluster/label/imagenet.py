@@ -14,8 +14,8 @@ from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName, Workspace
 from .appearance import looks
-from .base import TOP, ClusterView, NamingContext
-from .hierarchy import Hierarchy, distinct_names, imagenet_hierarchy, name_cluster
+from .base import ClusterView, NamingContext
+from .hierarchy import Hierarchy, hedged_cluster_names, imagenet_hierarchy, name_cluster
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,8 @@ class ImageNetNamer:
             progress(len(clusters), len(clusters))
         if not named:
             return failed
-        fixed = {i: keep[cluster] for i, cluster in enumerate(named) if cluster in keep}
-        texts = distinct_names(hedged, scores, self.hierarchy, fixed=fixed, looks=functools.cache(
-            lambda i: looks(views[i])))
-        names = [ClusterName(cluster, text, self.source, round(name.confidence, 4),
-                             ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
-                 for cluster, text, name in zip(named, texts, hedged) if cluster not in keep]
+        names = hedged_cluster_names(named, hedged, scores, self.hierarchy, self.source, keep,
+                                     functools.cache(lambda i: looks(views[i])))
         return sorted(names + failed, key=lambda n: n.cluster)
 
     def class_probabilities(self, view: ClusterView) -> np.ndarray | None:
