@@ -17,7 +17,12 @@ from ..errors import ConfigError
 from ..store import ClusterName, Workspace
 from .appearance import looks
 from .base import TOP, ClusterView, NamingContext, softmax
-from .hierarchy import Hierarchy, hedged_cluster_names, name_cluster, vocabulary_hierarchy
+from .hierarchy import (
+    Hierarchy,
+    hedged_cluster_names,
+    name_cluster,
+    vocabulary_hierarchy,
+)
 from .vocabulary import TEMPLATES, load_sections, load_vocabulary
 
 log = logging.getLogger(__name__)
