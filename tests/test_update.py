@@ -291,6 +291,32 @@ def test_a_follow_keeps_the_automatic_names_of_clusters_that_barely_changed_and_
     assert {c: n.name for c, n in reloaded.names.items()} == {c: n.name for c, n in again.names.items()}
 
 
+def test_naming_some_clusters_tells_their_names_apart_from_the_names_the_others_show(
+        collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An update's proposals, or `imgcluster names --clusters`: the namer sees the other clusters'
+    # names as kept, and returns names for the asked clusters only.
+    from imgcluster.label import ImageNetNamer
+    from imgcluster.store import ClusterName
+
+    _, _, _, workspace, fit = collection
+    workspace = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    first, second = sorted(set(fit.assignments.clusters.tolist()) - {-1})[:2]
+    imgcluster.name_cluster(second, "daisy", "fit", workspace=workspace)
+    seen: list[tuple[list[int], dict[int, str]]] = []
+
+    def namer(self, views, progress=None, keep=None):
+        seen.append(([v.cluster for v in views], dict(keep or {})))
+        return [ClusterName(v.cluster, "tulip", "imagenet", 0.9, [("tulip", 0.9)]) for v in views]
+
+    monkeypatch.setattr(ImageNetNamer, "from_config", classmethod(lambda cls, config, context: cls(None, None)))
+    monkeypatch.setattr(ImageNetNamer, "name", namer)
+    names = imgcluster.name_clusters("fit", namer="imagenet", clusters=[first], workspace=workspace)
+    assert [n.cluster for n in names] == [first]
+    [(views, keep)] = seen
+    assert keep == {second: "daisy"} and first not in keep and {first, second} <= set(views)
+    assert imgcluster.load_run("fit", workspace=workspace).names[second].name == "daisy"
+
+
 def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_failed(collection, tmp_path: Path) -> None:
     from .conftest import photo
 

@@ -199,6 +199,18 @@ def test_an_unsure_name_ends_in_a_question_mark(tmp_path: Path) -> None:
     assert sure.name(views_of(tmp_path, [[colour] * 4]))[0].name == "espresso"
 
 
+def test_a_new_name_is_told_apart_from_a_kept_one_and_the_kept_one_never_changes() -> None:
+    tree = imagenet_hierarchy()
+    kept, new = probabilities([{DAISY: 0.85, CHAINSAW: 0.1}]), probabilities([{DAISY: 0.85, ESPRESSO: 0.1}])
+    named = [name_cluster(p, tree) for p in (kept, new)]
+    scores = [tree.scores(p.mean(axis=0, keepdims=True))[0] for p in (kept, new)]
+    assert [n.text for n in named] == ["daisy", "daisy"]
+    texts = distinct_names(named, scores, tree, fixed={0: "daisy"})
+    assert texts[0] == "daisy" and texts[1] != "daisy" and texts[1].startswith("daisy · ")
+    # a kept unsure name ("daisy?") and a new sure "daisy" read alike too
+    assert distinct_names(named, scores, tree, fixed={0: "daisy?"})[1].startswith("daisy · ")
+
+
 def test_unrecognised_clusters_sharing_a_guess_are_told_apart_by_a_second_guess_of_their_own() -> None:
     # Seven clusters the classifier has no class for, all guessing among the same five classes (the
     # digits' "stopwatch", "nematode" …): five guesses go round, the rest must share one. What tells

@@ -84,17 +84,34 @@ def run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], a
                progress: Progress | None = None, keep: Mapping[int, str] | None = None) -> list[ClusterName]:
     """``namer_name``'s names for ``record``'s clusters (``clusters``: only those). ``keep`` maps
     clusters to texts they keep (see ``name_new_run``): they get no new name, and a namer that can
-    (one whose ``name`` takes ``keep``) tells its names apart from theirs."""
+    (one whose ``name`` takes ``keep``) tells its names apart from theirs. Naming only some clusters
+    (an update's proposals, ``imgcluster names --clusters``), such a namer keeps the names the
+    others show (``_shown_names``) and tells its new names apart from them."""
     namer = make_namer(namer_name, config, _naming_context(ws, record, api_key))
     if not getattr(namer, "needs_embeddings", False):
         vectors = None
     elif vectors is None:
         vectors = ws.load_embeddings(record.model_id, [r.content_hash for r in images])  # type: ignore[misc]
     keep = dict(keep or {})
-    told = {"keep": keep} if keep and _takes(namer.name, "keep") else {}
+    takes_keep = _takes(namer.name, "keep")
+    if clusters is not None and takes_keep:
+        others = {c: text for c, text in _shown_names(ws, record).items() if c not in clusters}
+        keep = others | keep
+        present = {s.cluster for s in record.clusters}
+        clusters = sorted(set(clusters) | (set(keep) & present))  # seen, to be told apart from
+    told = {"keep": keep} if keep and takes_keep else {}
     names = namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters),
                        **progress_for(namer.name, progress), **told)
     return [name for name in names if name.cluster not in keep]
+
+
+def _shown_names(ws: Workspace, record: RunRecord) -> dict[int, str]:
+    """The names ``record``'s clusters show: its own stored ones, or for a run not saved yet (an
+    update naming its proposals), those of the run it derives from, which it carries over."""
+    stored = ws.names(record.key)
+    if not stored and record.provenance.parent is not None:
+        stored = ws.names(record.provenance.parent)
+    return {cluster: name.name for cluster, name in choose_names(stored).items()}
 
 
 def _takes(method: Callable[..., object], argument: str) -> bool:
