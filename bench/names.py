@@ -1,7 +1,7 @@
 """Are the ImageNet namer's names right, specific when sure, steady over seeds and never two alike?
 
 Sets built here (cached under --data-dir), each clustered with imgcluster's defaults on
-efficientnet-lite0 (seeds 0..--seeds-1), then every cluster named three ways:
+efficientnet-lite0 (seeds 0..--seeds-1), then every cluster named four ways:
 - flat: the most probable class of 8 representatives, kept distinct by taking one of the five best
   (the namer before issue 26);
 - main: the hedged namer before its confidence was calibrated per kind of node (main at 55e7df2,
@@ -10,7 +10,9 @@ efficientnet-lite0 (seeds 0..--seeds-1), then every cluster named three ways:
   best classes agree, else mixed or unrecognised; likely from a score of 0.65;
 - now: the namer as shipped (imgcluster.label.ImageNetNamer): as main, then hedged up the tree to
   the most specific node whose score reaches the bar measured for its kind (a class, a narrow node,
-  a broad one), its confidence word from that kind's measured accuracy.
+  a broad one), its confidence word from that kind's measured accuracy; clusters no class tells
+  apart are told apart by how their pictures look (darker, greyer, reddish …), an unsure name ends in "?";
+- before: now, but counted out ("daisy · 1 of 2") where no class tells clusters apart (names26b).
 Sets, the first two tuned on, the others not:
 - photos: 30 crops of each of 21 sample photographs; 8 of them show something ImageNet has a class for
   (cat, clock, coffee cup, horse drawing, rocket, temple, flower, cameraman's tripod), 13 do not
@@ -30,7 +32,8 @@ nothing (unsure: mixed, unrecognised, a lone guess below the bar) is neither rig
 counted apart: it costs coverage (right claims / clusters), not accuracy (right claims / claims).
 For a label with no ImageNet class every claim is wrong; what counts there is that names are unsure.
 Specificity: classes under the named node (1 = a class). Steady: labels whose clusters get exactly
-the same names (text included) on every seed.
+the same names (text included) on every seed. Counted out: names ending "· k of n"; told apart by
+looks: names ending in a word of ``label.appearance``.
 
     python bench/names.py [--data-dir /tmp/imgcluster-names] [--seeds 4]
 """
@@ -39,10 +42,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -51,6 +56,8 @@ import imgcluster
 from imgcluster.demo import write_digits, write_photo_crops
 from imgcluster.embed import load_model
 from imgcluster.label import ClusterView, ImageNetNamer
+from imgcluster.label import imagenet as imagenet_namer
+from imgcluster.label.appearance import HUES, SCALES
 from imgcluster.label.base import (
     TOP,
     distinct_choice,
@@ -78,7 +85,7 @@ TRUTH = {"chelsea": [281, 282, 285], "clock": [409, 892], "coffee": [967, 968, 5
 GROUPS = {"cat+horse": ["chelsea", "horse"], "clock+camera": ["clock", "camera"],
           "rocket+motorcycle": ["rocket", "motorcycle"], "coffee+china": ["coffee", "china"]}
 HIERARCHY = imagenet_hierarchy()
-NAMERS = ("flat", "main", "now")
+NAMERS = ("flat", "main", "before", "now")
 HELD_OUT = {"photos-new": "held out", "digits-all": "held out"}  # not looked at while choosing the rules
 
 
@@ -94,7 +101,7 @@ def truth_nodes(label: str) -> set[int]:
 
 def node_of(text: str) -> int | None:
     try:
-        return HIERARCHY.find(text)
+        return HIERARCHY.find(text.rstrip("?"))  # an unsure name ends in "?"
     except KeyError:
         return None
 
@@ -153,6 +160,20 @@ class MainNamer(ImageNetNamer):
         return [ClusterName(view.cluster, text, self.source, round(name.confidence, 4),
                             [(text, round(name.confidence, 4))][:TOP])
                 for view, text, name in zip(clusters, texts, hedged)]
+
+
+class BeforeNamer(ImageNetNamer):
+    """The namer now as it was before clusters were told apart by how they look (names26b): where
+    no class tells same-named clusters apart, they are counted out ("daisy · 1 of 2")."""
+
+    def name(self, clusters, progress=None):
+        with mock.patch.object(imagenet_namer, "looks", lambda view: None):
+            return super().name(clusters)
+
+
+COUNTED = re.compile(r" · \d+ of \d+$")
+LOOKS = {word for _, _, pair, ends in SCALES for word in pair + ends} | {word for _, word in HUES} | {
+    "smaller", "larger", "smallest", "largest"}
 
 
 def main_name_cluster(probabilities: np.ndarray) -> HedgedName:
@@ -289,6 +310,8 @@ class Tally:
         self.counts[f"{key} mixed"] += verdict == "unsure" and name.name.startswith(MIXED)
         self.counts[f"{key} unrecognised"] += verdict == "unsure" and name.name.startswith(UNRECOGNISED)
         self.counts[f"{key} class"] += verdict == "right" and classes == 1
+        self.counts["counted"] += bool(COUNTED.search(name.name))
+        self.counts["looks"] += name.name.split(" · ")[-1] in LOOKS
 
     def steady(self, seeds: int) -> tuple[int, int]:
         kept = [label for label, by_seed in self.names_by_seed.items()
@@ -308,7 +331,7 @@ class Tally:
         if c["out"]:
             parts.append(f"no ImageNet class {c['out']}: {c['out wrong']} claims (all wrong),"
                          f" {c['out unsure']} unsure ({c['out mixed']} mixed, {c['out unrecognised']} unrecognised)")
-        parts.append(f"alike {c['alike']}")
+        parts.append(f"alike {c['alike']}, counted out {c['counted']}, told apart by looks {c['looks']}")
         if seeds:
             kept, labels = self.steady(seeds)
             parts.append(f"steady {kept}/{labels} labels")
@@ -400,6 +423,7 @@ def main() -> None:
             ws = Workspace.open(workspace)  # the class probabilities' cache: naming again is cheap
             namers = {"flat": FlatNamer(classifier, HIERARCHY, 8, ws),
                       "main": MainNamer(classifier, HIERARCHY, 16, ws),
+                      "before": BeforeNamer(classifier, HIERARCHY, 16, ws),
                       "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
             truth = majority(run, labels)
             views = views_of(run)
@@ -420,7 +444,7 @@ def main() -> None:
     ws = Workspace.open(workspace)
     views, truth = crop_groups(dict(labelled(sets["photos-new"].parent)), hashes)
     namers = {"flat": FlatNamer(classifier, HIERARCHY, 8, ws), "main": MainNamer(classifier, HIERARCHY, 16, ws),
-              "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
+              "before": BeforeNamer(classifier, HIERARCHY, 16, ws), "now": ImageNetNamer(classifier, HIERARCHY, 16, ws)}
     tallies = {label: Tally() for label in NAMERS}
     print("\n## crop groups: 3 groups of 16 of the other crops of each photo, as true groups (held out)")
     named = name_all(namers, views, truth, {c: truth_nodes(t) for c, t in truth.items()}, tallies, 0, inside, args.show)
@@ -437,7 +461,7 @@ def main() -> None:
         truth[cluster] = group
         allowed[cluster] = set.intersection(*(truth_nodes(m) for m in members))
     namers = {"flat": FlatNamer(classifier, HIERARCHY, 8), "main": MainNamer(classifier, HIERARCHY, 16),
-              "now": ImageNetNamer(classifier, HIERARCHY, 16)}
+              "before": BeforeNamer(classifier, HIERARCHY, 16), "now": ImageNetNamer(classifier, HIERARCHY, 16)}
     tallies = {label: Tally() for label in NAMERS}
     print("\n## views of whole photos: true groups of one photo (a class) or two (a broader node)")
     named = name_all(namers, views, truth, allowed, tallies, 0, inside, True)

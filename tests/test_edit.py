@@ -69,3 +69,16 @@ def test_a_cluster_emptied_by_an_edit_leaves_no_name_for_the_next_cluster_with_i
     again = imgcluster.split_off(chosen[:10], back.key, workspace=edit_run.workspace)
     assert int(np.asarray(again.assignments.clusters).max()) == new  # the id is given again ...
     assert again.names.get(new) is None or again.names[new].name != "receipts"  # ... without the old name
+
+
+def test_an_edit_keeps_the_automatic_names_of_the_clusters(edit_run: imgcluster.Run) -> None:
+    # Nothing is named again after an edit: the clusters moved from or to keep what they were called.
+    labels = np.asarray(edit_run.assignments.clusters)
+    ids = np.asarray(edit_run.assignments.image_ids)
+    present = sorted(set(labels.tolist()) - {-1})
+    source, target = present[0], present[1]
+    moved = imgcluster.move_images(ids[labels == source][:5].tolist(), target, edit_run.key,
+                                   workspace=edit_run.workspace)
+    assert edit_run.names and all(n.source != "manual" for n in edit_run.names.values())
+    assert {c: (n.name, n.source, n.confidence) for c, n in moved.names.items()} == {
+        c: (n.name, n.source, n.confidence) for c, n in edit_run.names.items()}

@@ -245,6 +245,78 @@ def test_a_refit_that_follows_a_run_keeps_its_ids_and_manual_names(collection, t
     assert refit.names[biggest].name == "the big one" and refit.names[biggest].source == "manual"
 
 
+def test_a_follow_keeps_the_automatic_names_of_clusters_that_barely_changed_and_renames_the_rest(
+        collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Followed run: a cluster matched at a Jaccard of 0.8 or more keeps its automatic name even
+    when the namer would now say something else; one that changed (half split off) is named anew."""
+    from imgcluster.label import ImageNetNamer
+    from imgcluster.run.derive import KEEP_NAME
+    from imgcluster.store import ClusterName, Workspace
+
+    folder, _, _, workspace, fit = collection
+    workspace = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    biggest = Counter(c for c in fit.assignments.clusters.tolist() if c >= 0).most_common(1)[0][0]
+    halved = imgcluster.split_cluster(biggest, 2, "fit", workspace=workspace, run_key="halved")
+    ws = Workspace.open(workspace)
+    try:
+        clusters = sorted(set(halved.assignments.clusters.tolist()) - {-1})
+        ws.save_names("halved", [ClusterName(c, f"old {c}", "imagenet", 0.7, [(f"old {c}", 0.7)]) for c in clusters])
+    finally:
+        ws.close()
+    asked: list[dict[int, str]] = []
+
+    def other_names(self, views, progress=None, keep=None):  # a namer that now names every cluster otherwise
+        asked.append(dict(keep or {}))
+        return [ClusterName(v.cluster, f"new {v.cluster}", "imagenet", 0.95, [(f"new {v.cluster}", 0.95)])
+                for v in views]
+
+    monkeypatch.setattr(ImageNetNamer, "from_config", classmethod(lambda cls, config, context: cls(None, None)))
+    monkeypatch.setattr(ImageNetNamer, "name", other_names)
+    config = dataclasses.replace(imgcluster.RunConfig(), name=dataclasses.replace(imgcluster.RunConfig().name,
+                                                                                  namer="imagenet"))
+    again = imgcluster.cluster(folder, workspace=workspace, config=config, run_key="again", follow="halved")
+
+    matched = {m["cluster"]: m["jaccard"] for m in again.record.as_info()["clustering"]["follows"]["matched"]}
+    kept = {c for c, jaccard in matched.items() if jaccard >= KEEP_NAME}
+    assert asked and set(asked[0]) == kept and all(asked[0][c] == f"old {c}" for c in kept)
+    assert matched[biggest] < KEEP_NAME  # whole again, it was half of itself in the followed run
+    for cluster in set(again.assignments.clusters.tolist()) - {-1}:
+        name = again.names[cluster]
+        if cluster in kept:
+            assert (name.name, name.source, name.confidence) == (f"old {cluster}", "imagenet", 0.7)
+        else:
+            assert name.name == f"new {cluster}"
+    assert kept  # the clusters no edit touched barely moved
+    reloaded = imgcluster.load_run("again", workspace=workspace)  # as stored, not only as returned
+    assert {c: n.name for c, n in reloaded.names.items()} == {c: n.name for c, n in again.names.items()}
+
+
+def test_naming_some_clusters_tells_their_names_apart_from_the_names_the_others_show(
+        collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An update's proposals, or `imgcluster names --clusters`: the namer sees the other clusters'
+    # names as kept, and returns names for the asked clusters only.
+    from imgcluster.label import ImageNetNamer
+    from imgcluster.store import ClusterName
+
+    _, _, _, workspace, fit = collection
+    workspace = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    first, second = sorted(set(fit.assignments.clusters.tolist()) - {-1})[:2]
+    imgcluster.name_cluster(second, "daisy", "fit", workspace=workspace)
+    seen: list[tuple[list[int], dict[int, str]]] = []
+
+    def namer(self, views, progress=None, keep=None):
+        seen.append(([v.cluster for v in views], dict(keep or {})))
+        return [ClusterName(v.cluster, "tulip", "imagenet", 0.9, [("tulip", 0.9)]) for v in views]
+
+    monkeypatch.setattr(ImageNetNamer, "from_config", classmethod(lambda cls, config, context: cls(None, None)))
+    monkeypatch.setattr(ImageNetNamer, "name", namer)
+    names = imgcluster.name_clusters("fit", namer="imagenet", clusters=[first], workspace=workspace)
+    assert [n.cluster for n in names] == [first]
+    [(views, keep)] = seen
+    assert keep == {second: "daisy"} and first not in keep and {first, second} <= set(views)
+    assert imgcluster.load_run("fit", workspace=workspace).names[second].name == "daisy"
+
+
 def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_failed(collection, tmp_path: Path) -> None:
     from .conftest import photo
 

@@ -164,6 +164,53 @@ def test_distinct_names_never_leave_two_alike_even_for_identical_clusters() -> N
     assert texts == ["daisy · 1 of 3", "daisy · 2 of 3", "daisy · 3 of 3"]
 
 
+def test_clusters_of_the_same_class_that_no_class_tells_apart_are_told_apart_by_how_they_look(
+        tmp_path: Path) -> None:
+    # Daisies by day and by night: the classifier says the same of both, their pictures do not.
+    dark, bright, grey = (40, 40, 40), (220, 220, 220), (128, 128, 128)
+    daisy = probabilities([{DAISY: 0.9}])[0]
+    namer = ImageNetNamer(ColourClassifier({dark: daisy, bright: daisy, grey: daisy}), imagenet_hierarchy())
+    texts = [n.name for n in namer.name(views_of(tmp_path, [[dark] * 3, [bright] * 3]))]
+    assert texts == ["daisy · darker", "daisy · brighter"]
+    # three alike but for brightness: the two ends say so, the middle one is the plain name
+    texts = [n.name for n in namer.name(views_of(tmp_path, [[dark] * 3, [grey] * 3, [bright] * 3]))]
+    assert texts == ["daisy · darkest", "daisy", "daisy · brightest"]
+
+
+def test_a_colour_no_other_cluster_has_tells_clusters_apart_and_alike_ones_are_counted(tmp_path: Path) -> None:
+    red, green = (200, 30, 30), (30, 160, 30)
+    daisy = probabilities([{DAISY: 0.9}])[0]
+    namer = ImageNetNamer(ColourClassifier({red: daisy, green: daisy}), imagenet_hierarchy())
+    texts = [n.name for n in namer.name(views_of(tmp_path, [[red] * 3, [green] * 3]))]
+    assert len(set(texts)) == 2 and {t.split(" · ")[1] for t in texts} <= {"reddish", "greenish", "darker",
+                                                                         "brighter", "greyer", "more colourful"}
+    # pictures alike in every way measured: only then counted out
+    assert [n.name for n in namer.name(views_of(tmp_path, [[red] * 3, [red] * 3]))] == ["daisy · 1 of 2",
+                                                                                        "daisy · 2 of 2"]
+
+
+def test_an_unsure_name_ends_in_a_question_mark(tmp_path: Path) -> None:
+    colour = (90, 10, 10)
+    below = min(bars.likely for bars in BARS.values()) - 0.04
+    namer = ImageNetNamer(ColourClassifier({colour: probabilities([{ESPRESSO: below}])[0]}), imagenet_hierarchy())
+    [name] = namer.name(views_of(tmp_path, [[colour] * 4]))
+    assert name.name == "espresso?" and name.level == "unsure" and name.candidates[0][0] == "espresso?"
+    sure = ImageNetNamer(ColourClassifier({colour: probabilities([{ESPRESSO: 0.95}])[0]}), imagenet_hierarchy())
+    assert sure.name(views_of(tmp_path, [[colour] * 4]))[0].name == "espresso"
+
+
+def test_a_new_name_is_told_apart_from_a_kept_one_and_the_kept_one_never_changes() -> None:
+    tree = imagenet_hierarchy()
+    kept, new = probabilities([{DAISY: 0.85, CHAINSAW: 0.1}]), probabilities([{DAISY: 0.85, ESPRESSO: 0.1}])
+    named = [name_cluster(p, tree) for p in (kept, new)]
+    scores = [tree.scores(p.mean(axis=0, keepdims=True))[0] for p in (kept, new)]
+    assert [n.text for n in named] == ["daisy", "daisy"]
+    texts = distinct_names(named, scores, tree, fixed={0: "daisy"})
+    assert texts[0] == "daisy" and texts[1] != "daisy" and texts[1].startswith("daisy · ")
+    # a kept unsure name ("daisy?") and a new sure "daisy" read alike too
+    assert distinct_names(named, scores, tree, fixed={0: "daisy?"})[1].startswith("daisy · ")
+
+
 def test_unrecognised_clusters_sharing_a_guess_are_told_apart_by_a_second_guess_of_their_own() -> None:
     # Seven clusters the classifier has no class for, all guessing among the same five classes (the
     # digits' "stopwatch", "nematode" …): five guesses go round, the rest must share one. What tells

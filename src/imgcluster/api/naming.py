@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ..label import (
 from ..label.base import sample_by_hash
 from ..label.vocabulary import load_vocabulary
 from ..run import Naming, Run
+from ..run.derive import kept_names
 from ..run.outputs import assignment_table, write_outputs
 from ..store import Assignments, ClusterName, ImageRecord, RunRecord, Workspace
 from .runs import load_run
@@ -46,8 +47,10 @@ def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignm
     recorded in the returned ``Naming`` (kept with the run), and never costs the run.
 
     ``progress(done, total)`` starts at (0, clusters to name), follows the namer (clusters named, or
-    its own steps) and ends at its total whatever the namer did."""
+    its own steps) and ends at its total whatever the namer did. A run that follows another keeps
+    the names of clusters that barely changed (``run.derive.kept_names``): they are not named again."""
     namer = resolve_namer(config.namer, embedded.model)
+    keep = {cluster: name.name for cluster, name in choose_names(kept_names(ws, record.provenance)).items()}
     errors: dict[str, str] = {}
     names: list[ClusterName] = []
     latest = [sum(1 for c in record.clusters if c.cluster != NOISE)]  # the total shown last
@@ -61,7 +64,7 @@ def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignm
     for attempt in [namer] + (["imagenet"] if config.namer == "auto" and namer == "zero-shot" else []):
         try:
             names = run_namer(ws, record, embedded.images, assignments, config, attempt, vectors=embedded.vectors,
-                               progress=report)
+                               progress=report, keep=keep)
             break
         except Exception as error:  # hours of embedding must not be lost to a namer
             log.warning("Naming the clusters with %s failed (%s).", attempt, error,
@@ -78,14 +81,46 @@ def name_new_run(ws: Workspace, record: RunRecord, embedded: Embeddings, assignm
 def run_namer(ws: Workspace, record: RunRecord, images: Sequence[ImageRecord], assignments: Assignments,
                config: NameConfig, namer_name: str, vectors: np.ndarray | None = None,
                clusters: Sequence[int] | None = None, api_key: str | None = None,
-               progress: Progress | None = None) -> list[ClusterName]:
+               progress: Progress | None = None, keep: Mapping[int, str] | None = None) -> list[ClusterName]:
+    """``namer_name``'s names for ``record``'s clusters (``clusters``: only those). ``keep`` maps
+    clusters to texts they keep (see ``name_new_run``): they get no new name, and a namer that can
+    (one whose ``name`` takes ``keep``) tells its names apart from theirs. Naming only some clusters
+    (an update's proposals, ``imgcluster names --clusters``), such a namer keeps the names the
+    others show (``_shown_names``) and tells its new names apart from them."""
     namer = make_namer(namer_name, config, _naming_context(ws, record, api_key))
     if not getattr(namer, "needs_embeddings", False):
         vectors = None
     elif vectors is None:
         vectors = ws.load_embeddings(record.model_id, [r.content_hash for r in images])  # type: ignore[misc]
-    return namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters),
-                      **progress_for(namer.name, progress))
+    keep = dict(keep or {})
+    takes_keep = _takes(namer.name, "keep")
+    if clusters is not None and takes_keep:
+        others = {c: text for c, text in _shown_names(ws, record).items() if c not in clusters}
+        keep = others | keep
+        present = {s.cluster for s in record.clusters}
+        clusters = sorted(set(clusters) | (set(keep) & present))  # seen, to be told apart from
+    told = {"keep": keep} if keep and takes_keep else {}
+    names = namer.name(_cluster_views(ws, record, images, assignments, vectors, clusters),
+                       **progress_for(namer.name, progress), **told)
+    return [name for name in names if name.cluster not in keep]
+
+
+def _shown_names(ws: Workspace, record: RunRecord) -> dict[int, str]:
+    """The names ``record``'s clusters show: its own stored ones, or for a run not saved yet (an
+    update naming its proposals), those of the run it derives from, which it carries over."""
+    stored = ws.names(record.key)
+    if not stored and record.provenance.parent is not None:
+        stored = ws.names(record.provenance.parent)
+    return {cluster: name.name for cluster, name in choose_names(stored).items()}
+
+
+def _takes(method: Callable[..., object], argument: str) -> bool:
+    import inspect
+
+    try:
+        return argument in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _naming_context(ws: Workspace, record: RunRecord, api_key: str | None = None) -> NamingContext:
@@ -114,8 +149,10 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
     labels = np.asarray(assignments.clusters)
     means = _cluster_means(vectors, labels) if vectors is not None else {}
     everyone: dict[int, list[ImageRecord]] = {}
-    for image, label in zip(images, labels.tolist()):
+    rows: dict[int, list[int]] = {}
+    for row, (image, label) in enumerate(zip(images, labels.tolist())):
         everyone.setdefault(int(label), []).append(image)
+        rows.setdefault(int(label), []).append(row)
     views = []
     for summary in record.clusters:
         cluster = summary.cluster
@@ -124,10 +161,18 @@ def _cluster_views(ws: Workspace, record: RunRecord, images: Sequence[ImageRecor
         ids = [i for i, _ in chosen[cluster].ordered()] if cluster in chosen else []
         members = [by_id[i] for i in dict.fromkeys(ids + summary.representatives) if i in by_id]
         pool = everyone.get(cluster, [])
-        sampled = [pool[i] for i in sample_by_hash([r.content_hash for r in pool])]
+        chosen_rows = sample_by_hash([r.content_hash for r in pool])
+        sampled = [pool[i] for i in chosen_rows]
         thumbs = ws.thumbnails({r.content_hash for r in members + sampled if r.content_hash})
+        sample = _view(cluster, summary.size, sampled, thumbs, None)
+        if vectors is not None and chosen_rows:  # the sample's own embeddings: a zero-shot namer reads each member
+            at = [rows[cluster][i] for i in chosen_rows]
+            order = np.argsort(at)  # a view on the shards reads in order
+            embedded = np.empty((len(at), vectors.shape[1]), dtype=np.float32)
+            embedded[order] = np.asarray(vectors[np.asarray(at)[order]], dtype=np.float32)
+            sample = dataclasses.replace(sample, embeddings=embedded)
         views.append(dataclasses.replace(_view(cluster, summary.size, members, thumbs, means.get(cluster)),
-                                         sample=_view(cluster, summary.size, sampled, thumbs, None)))
+                                         sample=sample))
     return views
 
 

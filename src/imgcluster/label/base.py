@@ -24,7 +24,9 @@ class ClusterView:
     hashes and stored JPEG thumbnails, aligned) and the mean of its members' L2-normalised embeddings.
 
     ``sample``: a view of up to ``SAMPLE`` members chosen by content hash (see ``sample_by_hash``),
-    which depends only on who is in the cluster; None where the caller has none to give."""
+    which depends only on who is in the cluster; None where the caller has none to give.
+    ``embeddings``: the view's members' embeddings (aligned with ``paths``), given in a sample to a
+    namer that needs embeddings."""
 
     cluster: int
     size: int
@@ -33,6 +35,7 @@ class ClusterView:
     thumbnails: list[bytes | None] = field(default_factory=list)
     mean_embedding: np.ndarray | None = None
     sample: ClusterView | None = None
+    embeddings: np.ndarray | None = None
 
     def image(self, i: int, min_side: int | None = None) -> Image.Image:
         """Representative ``i`` decoded to RGB: the file when it is still readable, else its thumbnail."""

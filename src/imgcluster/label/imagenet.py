@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ import numpy as np
 from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName, Workspace
-from .base import TOP, ClusterView, NamingContext
-from .hierarchy import Hierarchy, distinct_names, imagenet_hierarchy, name_cluster
+from .appearance import looks
+from .base import ClusterView, NamingContext
+from .hierarchy import Hierarchy, hedged_cluster_names, imagenet_hierarchy, name_cluster
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ class ImageNetNamer:
     agree and hedged up to where names of its kind were measured right (see ``hierarchy``): a class
     when sure, a broader node when not, "mixed: …" when the members are sure of different things,
     "unrecognised" when they are sure of nothing. Clusters that would share a name are told apart by
-    what differs between them. Confidence is the named node's score (its mean probability beyond
+    what differs between them (a class, else how their pictures look). A name that reads unsure ends
+    in "?". Confidence is the named node's score (its mean probability beyond
     chance) calibrated for its kind of node, so that its word (sure, likely, unsure) is the measured one."""
 
     source = "imagenet"
@@ -48,28 +51,31 @@ class ImageNetNamer:
                               "Use --namer zero-shot (CLIP-like models) or --namer vlm.")
         return cls(classifier, imagenet_hierarchy(), config.images_per_cluster, context.workspace)
 
-    def name(self, clusters: Sequence[ClusterView],
-             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
-        hedged, scores, named, failed = [], [], [], []
+    def name(self, clusters: Sequence[ClusterView], progress: Callable[[int, int], None] | None = None,
+             keep: Mapping[int, str] | None = None) -> list[ClusterName]:
+        """Names for ``clusters``; ``keep`` maps clusters to texts they keep (a followed run's names,
+        see ``run.derive``): those get no new name, and the others' names are told apart from theirs."""
+        keep = keep or {}
+        hedged, scores, named, failed, views = [], [], [], [], []
         for done, view in enumerate(clusters):
             if progress is not None:
                 progress(done, len(clusters))
             probabilities = self.class_probabilities(view)
             if probabilities is None:
-                failed.append(ClusterName(view.cluster, "", self.source,
-                                          error="none of its representative images could be read"))
+                if view.cluster not in keep:
+                    failed.append(ClusterName(view.cluster, "", self.source,
+                                              error="none of its representative images could be read"))
                 continue
             hedged.append(name_cluster(probabilities, self.hierarchy))
             scores.append(self.hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0])
             named.append(view.cluster)
+            views.append(view)
         if progress is not None:
             progress(len(clusters), len(clusters))
         if not named:
             return failed
-        texts = distinct_names(hedged, scores, self.hierarchy)
-        names = [ClusterName(cluster, text, self.source, round(name.confidence, 4),
-                             ([(text, round(name.confidence, 4))] + [c for c in name.candidates[1:] if c[0] != text])[:TOP])
-                 for cluster, text, name in zip(named, texts, hedged)]
+        names = hedged_cluster_names(named, hedged, scores, self.hierarchy, self.source, keep,
+                                     functools.cache(lambda i: looks(views[i])))
         return sorted(names + failed, key=lambda n: n.cluster)
 
     def class_probabilities(self, view: ClusterView) -> np.ndarray | None:

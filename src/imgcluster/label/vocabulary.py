@@ -16,6 +16,7 @@ from ..errors import ConfigError, ModelUnavailable
 
 # Prompt ensembling as in CLIP's zero-shot recipe: each word is scored through several sentences.
 TEMPLATES = ("a photo of a {}.", "a picture of {}.", "an image showing {}.")
+SECTION = "# -- "  # a vocabulary line starting so opens a section: "# -- food and drink"
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,10 +45,33 @@ def read_vocabulary(lines: str) -> list[str]:
     return list(terms.values())
 
 
+def read_sections(lines: str) -> dict[str, str]:
+    """Each term's section (casefolded term → the heading of the ``SECTION`` line above it); terms
+    before any heading have none."""
+    sections: dict[str, str] = {}
+    section = None
+    for line in lines.splitlines():
+        if line.startswith(SECTION):
+            section = line[len(SECTION):].strip() or None
+            continue
+        term = line.split("#", 1)[0].strip()
+        if term and section is not None:
+            sections.setdefault(term.casefold(), section)
+    return sections
+
+
+def _broad_words() -> str:
+    return resources.files("imgcluster").joinpath("data/vocabulary.txt").read_text(encoding="utf-8")
+
+
+def load_sections(path: str | os.PathLike[str] | None) -> dict[str, str]:
+    """The sections of the user's vocabulary file (see ``read_sections``), or of the built-in one."""
+    return read_sections(_broad_words() if path is None else Path(path).expanduser().read_text(encoding="utf-8"))
+
+
 def builtin_vocabulary() -> list[str]:
     """ImageNet's classes followed by the broad words, each term once (case-insensitively)."""
-    broad = resources.files("imgcluster").joinpath("data/vocabulary.txt").read_text(encoding="utf-8")
-    return read_vocabulary("\n".join(imagenet_class_names()) + "\n" + broad)
+    return read_vocabulary("\n".join(imagenet_class_names()) + "\n" + _broad_words())
 
 
 def load_vocabulary(path: str | os.PathLike[str] | None) -> list[str]:

@@ -1,11 +1,13 @@
-"""Zero-shot names: a CLIP/SigLIP text tower scores a vocabulary against each cluster's mean embedding."""
+"""Zero-shot names: a CLIP/SigLIP text tower scores a vocabulary against a cluster's members, hedged up
+the vocabulary's hierarchy."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,15 @@ import numpy as np
 from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName, Workspace
-from .base import TOP, ClusterView, NamingContext, names_from_scores, softmax
-from .vocabulary import TEMPLATES, load_vocabulary
+from .appearance import looks
+from .base import TOP, ClusterView, NamingContext, softmax
+from .hierarchy import (
+    Hierarchy,
+    hedged_cluster_names,
+    name_cluster,
+    vocabulary_hierarchy,
+)
+from .vocabulary import TEMPLATES, load_sections, load_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +46,26 @@ def score(means: np.ndarray, terms: np.ndarray, scale: float = LOGIT_SCALE) -> n
 
 
 class ZeroShotNamer:
-    """Names each cluster by the vocabulary term whose prompts (``TEMPLATES``) lie nearest its mean
-    image embedding in the run's own CLIP-like model; confidence is the softmax probability over
-    the vocabulary; names are kept distinct across clusters where scores allow (see
-    ``distinct_choice``). The vocabulary's text embeddings are cached in the workspace per model."""
+    """Scores the vocabulary against each of ``images_per_cluster`` members of a cluster (its sample
+    by content hash; the cluster's mean embedding where a view has no sample): each term's
+    probability is the softmax over the vocabulary of the cosine between the member and the term's
+    prompts (``TEMPLATES``) in the run's own CLIP-like model. The probabilities are hedged up the
+    vocabulary's hierarchy as the ImageNet namer's are up WordNet (see ``hierarchy``): ImageNet's
+    classes sit in WordNet, the broad words under their section of the vocabulary ("food and
+    drink"), so a cluster is named by a term when sure, a broader node when not, "mixed: …" or
+    "unrecognised" else, never two alike. Its bars and confidence words are the ImageNet head's,
+    carried over, not measured for CLIP. The vocabulary's text embeddings are cached in the
+    workspace per model."""
 
     source = "zero-shot"
     needs_embeddings = True
 
     def __init__(self, embedder: Any, vocabulary: Sequence[str], templates: Sequence[str] = TEMPLATES,
-                 workspace: Workspace | None = None, top: int = TOP):
+                 workspace: Workspace | None = None, top: int = TOP, sections: Mapping[str, str] | None = None,
+                 images_per_cluster: int = 16):
         self.embedder, self.vocabulary, self.templates = embedder, list(vocabulary), tuple(templates)
-        self.workspace, self.top = workspace, top
+        self.workspace, self.top, self.images_per_cluster = workspace, top, images_per_cluster
+        self.sections = dict(sections or {})  # casefolded term → its section's heading
 
     @classmethod
     def from_config(cls, config: NameConfig, context: NamingContext) -> "ZeroShotNamer":
@@ -57,25 +74,45 @@ class ZeroShotNamer:
             raise ConfigError(f"The run's model {context.model.get('name')} has no text tower, so it cannot name "
                               "clusters zero-shot. Use --namer imagenet or --namer vlm, or cluster with a "
                               "CLIP/SigLIP model.")
-        return cls(embedder, load_vocabulary(config.vocabulary), workspace=context.workspace)
+        return cls(embedder, load_vocabulary(config.vocabulary), workspace=context.workspace,
+                   sections=load_sections(config.vocabulary), images_per_cluster=config.images_per_cluster)
 
-    def name(self, clusters: Sequence[ClusterView],
-             progress: Callable[[int, int], None] | None = None) -> list[ClusterName]:
+    @functools.cached_property
+    def hierarchy(self) -> Hierarchy:
+        """The vocabulary's is-a tree (see ``hierarchy.vocabulary_hierarchy``)."""
+        return vocabulary_hierarchy(self.vocabulary, self.sections)
+
+    def name(self, clusters: Sequence[ClusterView], progress: Callable[[int, int], None] | None = None,
+             keep: Mapping[int, str] | None = None) -> list[ClusterName]:
         """Name ``clusters``; ``progress(done, total)`` counts the batches of vocabulary prompts
-        embedded (none when the workspace has them cached), the slow part; scoring is one step."""
+        embedded (none when the workspace has them cached), the slow part; scoring is one step.
+        ``keep``: clusters keeping a name from an earlier run (see ``ImageNetNamer.name``)."""
         usable = [view for view in clusters if view.mean_embedding is not None]
         names = [ClusterName(view.cluster, "", self.source, error="no embeddings for this cluster")
-                 for view in clusters if view.mean_embedding is None]
+                 for view in clusters if view.mean_embedding is None and view.cluster not in (keep or {})]
         if not usable:
             return names
         terms = self.term_embeddings(progress)
-        means = np.stack([np.asarray(view.mean_embedding, dtype=np.float32) for view in usable])
-        if means.shape[1] != terms.shape[1]:
-            raise ConfigError(f"The run's embeddings are {means.shape[1]}-d but the text tower gives "
-                              f"{terms.shape[1]}-d vectors; zero-shot naming needs the run's own CLIP-like model.")
-        names += names_from_scores([view.cluster for view in usable], score(means, terms), self.vocabulary,
-                                   self.source, self.top)
+        if usable[0].mean_embedding.shape[-1] != terms.shape[1]:  # type: ignore[union-attr]
+            raise ConfigError(f"The run's embeddings are {usable[0].mean_embedding.shape[-1]}-d but the text "  # type: ignore[union-attr]
+                              f"tower gives {terms.shape[1]}-d vectors; zero-shot naming needs the run's own "
+                              "CLIP-like model.")
+        hedged, scores = [], []
+        for view in usable:
+            probabilities = score(self.members(view), terms)
+            hedged.append(name_cluster(probabilities, self.hierarchy))
+            scores.append(self.hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0])
+        names += hedged_cluster_names([view.cluster for view in usable], hedged, scores, self.hierarchy, self.source,
+                                      keep, functools.cache(lambda i: looks(usable[i])))
         return sorted(names, key=lambda n: n.cluster)
+
+    def members(self, view: ClusterView) -> np.ndarray:
+        """(m, d) embeddings of the first ``images_per_cluster`` members of the view's sample, or
+        (1, d), the cluster's mean embedding, where the view has none."""
+        sample = view.sample.embeddings if view.sample is not None else None
+        if sample is not None and len(sample):
+            return np.asarray(sample[:self.images_per_cluster], dtype=np.float32)
+        return np.asarray(view.mean_embedding, dtype=np.float32).reshape(1, -1)
 
     def term_embeddings(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(n_terms, d) unit vectors of the vocabulary, from the workspace cache when it has them;

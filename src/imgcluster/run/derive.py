@@ -36,7 +36,8 @@ def follow(ws: Workspace, earlier: RunRecord, image_ids: np.ndarray,
            labels: np.ndarray) -> tuple[np.ndarray, Provenance, list[ClusterName]]:
     """``labels`` (aligned with ``image_ids``) renumbered to the ids of ``earlier``'s clusters
     (Hungarian matching on Jaccard over the images both runs hold, as ``compare_runs`` matches them),
-    the matching as the new run's provenance, and ``earlier``'s manual names of the matched clusters.
+    the matching as the new run's provenance, and ``earlier``'s names the new run keeps: the manual
+    names of the matched clusters, the automatic ones of those that barely changed (``kept_names``).
     Clusters with no counterpart get ids above every earlier one: an id never means two things."""
     old = ws.assignments(earlier.key)
     ids = np.asarray(image_ids, dtype=np.int64)
@@ -58,9 +59,32 @@ def follow(ws: Workspace, earlier: RunRecord, image_ids: np.ndarray,
                "ended": sorted(int(c) for c in old_clusters if c != NOISE and int(c) not in kept)}
     log.info("following run %s: %d clusters keep its ids, %d are new, %d of its clusters have no counterpart",
              earlier.key, len(matches), len(unmatched), len(details["ended"]))
+    provenance = Provenance(FOLLOW, earlier.key, details)
     carried = [dataclasses.replace(n, created_at=time.time()) for n in ws.names(earlier.key)
-               if n.source == MANUAL and n.cluster in kept]
-    return relabelled, Provenance(FOLLOW, earlier.key, details), carried
+               if n.source == MANUAL and n.cluster in kept] + kept_names(ws, provenance)
+    return relabelled, provenance, carried
+
+
+# A followed run keeps a matched cluster's automatic name from this Jaccard with its counterpart on.
+# Hennig (2007) reads a cluster found again at a mean Jaccard of 0.75 as stable and 0.85 as highly
+# stable; and the namer reads members chosen by content hash (``label.base.sample_by_hash``, a
+# min-hash), so at 0.8 about four in five of the members it looks at are the same ones: a new name
+# would be the namer's wobble (an unrecognised cluster at 0.95 went from "nematode or corkscrew?" to
+# "cleaver?" because the other clusters changed), not a different cluster.
+KEEP_NAME = 0.8
+
+
+def kept_names(ws: Workspace, provenance: Provenance) -> list[ClusterName]:
+    """The automatic names a followed run keeps (none for another kind of run): those of the
+    followed run's clusters matched at a Jaccard of at least ``KEEP_NAME`` (over the images both runs
+    hold), with their text, source, confidence and candidates; the namer names only the others, and
+    tells its names apart from these."""
+    if provenance.how != FOLLOW or provenance.parent is None:
+        return []
+    alike = {int(m["cluster"]) for m in provenance.details.get("matched", ()) if m["jaccard"] >= KEEP_NAME}
+    # Their times stay as they were: of two sources' names the newer is still the one shown.
+    return [n for n in ws.names(provenance.parent)
+            if n.source != MANUAL and n.cluster in alike and n.name and n.error is None]
 
 
 def edit(ws: Workspace, parent: Run, key: str, labels: np.ndarray, probabilities: np.ndarray,
