@@ -8,7 +8,7 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 from sklearn.metrics import normalized_mutual_info_score
 
-from imgcluster.cluster.leaves import split_clusters
+from imgcluster.cluster.leaves import split_clusters, split_one
 from imgcluster.cluster.tree import LINKAGES, build_tree, cut_labels, level_k, merge_order
 from imgcluster.errors import ConfigError
 from imgcluster.run.tree import common_name, node_names
@@ -192,3 +192,16 @@ def test_parts_of_a_cluster_are_named_after_it(coarse_run) -> None:
     assert [names[p] for p in parts] == [f"my dogs · part {i}" for i in range(1, len(parts) + 1)]
     # Above the clusters, names come from the clusters' names, not their parts'.
     assert names[tree.root].startswith("mixed: ") and set(names[tree.root][7:].split(", ")) == {"my dogs", "my cats"}
+
+
+def test_a_small_featureless_cluster_is_never_split_and_two_apart_always_are() -> None:
+    # A cluster of a few dozen points whose Gaussian stand-in has no split of MIN_PART-point parts
+    # once passed any split of its own (the stand-in scored -1): one blob was cut in two ~1 time in 5.
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        for size in (20, 22, 25, 30, 39, 45, 60):
+            assert split_one(rng.normal(size=(size, 5)), seed=seed) is None, (seed, size)
+        apart = np.concatenate([rng.normal(size=(20, 5)), rng.normal(loc=30, size=(20, 5))])
+        parts = split_one(apart, seed=seed)
+        assert parts is not None and len(set(parts[:20].tolist())) == len(set(parts[20:].tolist())) == 1
+        assert parts[0] != parts[-1]
