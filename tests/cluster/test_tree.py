@@ -205,3 +205,23 @@ def test_a_small_featureless_cluster_is_never_split_and_two_apart_always_are() -
         parts = split_one(apart, seed=seed)
         assert parts is not None and len(set(parts[:20].tolist())) == len(set(parts[20:].tolist())) == 1
         assert parts[0] != parts[-1]
+
+
+def test_a_large_cluster_in_the_full_embedding_space_splits_in_little_memory() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(2, 1280))
+    x = np.concatenate([c + 0.2 * rng.normal(size=(3000, 1280)) for c in centres]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tracemalloc.start()
+    try:
+        parts = split_one(x, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parts is not None and len(set(parts[:3000].tolist())) == len(set(parts[3000:].tolist())) == 1
+    assert parts[0] != parts[-1]
+    # Well under one float64 copy of the cluster (6,000 x 1,280: 59 MiB); an (m, k, d) array was 117 MiB.
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert np.array_equal(split_one(x, seed=0), parts)  # the same cluster, the same parts
