@@ -132,14 +132,19 @@ def test_inner_nodes_are_named_by_what_their_leaves_share_or_as_mixed() -> None:
     assert common_name([("unrecognised (hook?)", 6), ("daisy", 2)]) == "mixed: unrecognised, daisy"
 
 
-@pytest.fixture
-def coarse_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def nested_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nested blobs clustered into their 3 super-clusters only (as auto mode may keep), a few unclustered:
     (points, labels, fine truth, leaves from split_clusters)."""
     points, fine, coarse = nested_blobs()
     labels = coarse.copy()
     labels[::37] = -1
     return points, labels, fine, split_clusters(labels, points)
+
+
+@pytest.fixture
+def coarse_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``nested_run()``."""
+    return nested_run()
 
 
 def test_leaves_finer_than_the_run_clusters_partition_them(coarse_run) -> None:
@@ -225,3 +230,32 @@ def test_a_large_cluster_in_the_full_embedding_space_splits_in_little_memory() -
     # Well under one float64 copy of the cluster (6,000 x 1,280: 59 MiB); an (m, k, d) array was 117 MiB.
     assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB"
     assert np.array_equal(split_one(x, seed=0), parts)  # the same cluster, the same parts
+
+
+def pairs_of_split_clusters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """6 clusters in 3 pairs (a pair's clusters 10 apart, two pairs 60 apart, the third 150 away),
+    each cluster of two parts 50 apart: merges inside clusters higher than the first between them."""
+    rng = np.random.default_rng(4)
+    pairs = [(0.0, 0.0), (60.0, 0.0), (30.0, 150.0)]
+    points, labels, leaves = [], [], []
+    for cluster in range(6):
+        x, y = pairs[cluster // 2]
+        x += 5.0 if cluster % 2 else -5.0
+        for part, dy in enumerate((-25.0, 25.0)):
+            points.append(np.array([x, y + dy]) + 0.5 * rng.normal(size=(20, 2)))
+            labels += [cluster] * 20
+            leaves += [10 + 2 * cluster + part] * 20
+    return np.concatenate(points), np.array(labels), np.array(leaves)
+
+
+def test_the_coarse_cut_is_measured_on_the_merges_between_clusters_and_is_coarser_than_the_run() -> None:
+    points, labels, leaves = pairs_of_split_clusters()
+    tree = build_tree(labels, points, leaves=leaves)
+    assert tree.n_clusters == 6 and len(tree.leaves) == 12
+    # The pairs are the coarse level (60 over 10), though each cluster's parts lie 50 apart.
+    assert tree.coarse == 3
+    coarse = cut_labels(tree, leaves, "coarse")
+    assert normalized_mutual_info_score(labels // 2, coarse) == pytest.approx(1.0)
+    points, labels, _, leaves = nested_run()
+    tree = build_tree(labels, points, leaves=leaves)  # the run's 3 clusters are its clearest level
+    assert tree.n_clusters == 3 and 2 <= tree.coarse < tree.n_clusters  # coarse is coarser than the default
