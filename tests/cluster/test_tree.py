@@ -259,3 +259,21 @@ def test_the_coarse_cut_is_measured_on_the_merges_between_clusters_and_is_coarse
     points, labels, _, leaves = nested_run()
     tree = build_tree(labels, points, leaves=leaves)  # the run's 3 clusters are its clearest level
     assert tree.n_clusters == 3 and 2 <= tree.coarse < tree.n_clusters  # coarse is coarser than the default
+
+
+def test_a_clusters_parts_follow_its_images_not_its_id() -> None:
+    # A --follow fit renumbers clusters: the same cluster, under another id, is split the same way.
+    # Its groups are only just apart, so whether and where it splits depends on the seed.
+    rng = np.random.default_rng(6)
+    points = np.concatenate([rng.normal(loc=(6 * (i % 2), 40 * (i // 2), 0, 0, 0), size=(600, 5)) for i in range(4)])
+    labels = np.repeat([0, 1], 1200)
+    ids = np.arange(len(points)) * 3 + 7
+    split = 0
+    for seed in range(6):
+        first = split_clusters(labels, points, seed=seed, ids=ids)
+        renumbered = split_clusters(np.where(labels == 0, 5, 2), points, seed=seed, ids=ids)
+        for cluster in (0, 1):
+            rows = labels == cluster
+            assert normalized_mutual_info_score(first[rows], renumbered[rows]) == pytest.approx(1.0)
+            split += len(set(first[rows].tolist())) > 1
+    assert 0 < split < 12  # some splits, some not: the seed mattered

@@ -32,12 +32,16 @@ MAX_DIMS = 64      # above this many dimensions a split is measured on the sampl
 AXES = 32
 
 
-def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, margin: float = MARGIN) -> np.ndarray:
+def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, margin: float = MARGIN,
+                   ids: np.ndarray | None = None) -> np.ndarray:
     """Each point's leaf (n,): its cluster's id where the cluster stays whole, else a new id (after
-    the largest cluster id; a split cluster's parts numbered in turn, largest first). Noise stays -1."""
+    the largest cluster id; a split cluster's parts numbered in turn, largest first). Noise stays -1.
+    ``ids`` (n,): the points' image ids (None: their rows); a cluster's split is seeded by ``seed`` and
+    its smallest id, so a cluster keeps its parts when a refit (``--follow``) renumbers it."""
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
     labels = np.asarray(labels, dtype=np.int64)
+    ids = np.arange(len(labels)) if ids is None else np.asarray(ids, dtype=np.int64)
     leaves = labels.copy()
     clusters = sorted(set(labels.tolist()) - {NOISE})
     next_id = (max(clusters) + 1) if clusters else 0
@@ -47,7 +51,8 @@ def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, marg
     with threadpool_limits(limits=1, user_api="blas"):
         for cluster in clusters:
             rows = np.flatnonzero(labels == cluster)
-            parts = split_one(np.asarray(space)[rows], seed=seed + cluster, margin=margin)
+            own_seed = int(np.random.SeedSequence([seed, int(ids[rows].min())]).generate_state(1)[0])
+            parts = split_one(np.asarray(space)[rows], seed=own_seed, margin=margin)
             if parts is None:
                 continue
             order = np.argsort(-np.bincount(parts), kind="stable")  # largest part first

@@ -25,14 +25,15 @@ from ..store import Assignments, ClusterName, ClusterTree, ProposedCluster, RunR
 SUFFIX = " · "
 
 
-def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *,
-             on_map: bool = False) -> tuple[ClusterTree, np.ndarray | None]:
+def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *, on_map: bool = False,
+             ids: np.ndarray | None = None) -> tuple[ClusterTree, np.ndarray | None]:
     """The tree of a run about to be saved (``record``: its base record) in the space its clusters are
     measured in (a derived run's: the 2-D map), and each image's leaf (None: the leaves are the
     clusters). Only a fit's clusters are split: the parts are measured in the clustering space,
-    which a derived run does not keep."""
+    which a derived run does not keep. ``ids``: the images' ids, which seed each cluster's split
+    (``split_clusters``)."""
     seed = int((record.config.get("cluster") or {}).get("seed") or 0)
-    leaves = None if on_map else split_clusters(labels, space, seed=seed)
+    leaves = None if on_map else split_clusters(labels, space, seed=seed, ids=ids)
     tree = build_tree(labels, space, leaves=leaves, space_name="map" if on_map else "clustering",
                       default_reason=default_reason(record))
     return tree, leaves
