@@ -277,3 +277,17 @@ def test_a_clusters_parts_follow_its_images_not_its_id() -> None:
             assert normalized_mutual_info_score(first[rows], renumbered[rows]) == pytest.approx(1.0)
             split += len(set(first[rows].tolist())) > 1
     assert 0 < split < 12  # some splits, some not: the seed mattered
+
+
+def test_a_leaf_id_the_tree_does_not_know_is_cut_as_unclustered_with_a_warning(coarse_run, caplog) -> None:
+    points, labels, _, leaves = coarse_run
+    tree = build_tree(labels, points, leaves=leaves)
+    stray = leaves.copy()
+    unknown = max(n.id for n in tree.nodes) + 1
+    stray[:5] = unknown  # not a node of the tree: a damaged or mismatched leaf column
+    with caplog.at_level("WARNING", logger="imgcluster.cluster.tree"):
+        cut = cut_labels(tree, stray, 2)
+    assert (cut[:5] == -1).all() and np.array_equal(cut[5:], cut_labels(tree, leaves, 2)[5:])
+    assert str(unknown) in caplog.text and "unclustered" in caplog.text
+    # A node above the cut given for its images (a run's cluster, at its leaves' level) stays itself.
+    assert set(cut_labels(tree, labels, "fine").tolist()) == set(labels.tolist())

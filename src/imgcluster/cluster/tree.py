@@ -13,11 +13,15 @@ cuts at the true number of clusters on three of six (docs/benchmarks.md#clusters
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import ConfigError
 from ..store import ClusterTree, TreeNode
 from .base import NOISE
+
+log = logging.getLogger(__name__)
 
 LINKAGES = ("average", "ward")  # the first is the default
 # Levels a user names besides a number of clusters and a node ("node:ID").
@@ -232,13 +236,20 @@ def _finest(tree: ClusterTree) -> str:
 def cut_labels(tree: ClusterTree, leaves: np.ndarray, level: str | int | None) -> np.ndarray:
     """Each image's leaf (n,; ``Assignments.leaf_per_image``) → the node ids of the cut ``level``
     names (noise stays -1). An id of a node above the cut (a run's cluster given for its leaves, at
-    a level finer than the clusters) stays itself."""
+    a level finer than the clusters) stays itself; an id that is no node of the tree is cut as -1,
+    with a warning."""
     leaves = np.asarray(leaves)
     if not tree.leaves:
         return leaves.copy()
     owner = node_owner(tree, tree.cut(level_k(tree, level)))
-    ids, inverse = np.unique(leaves, return_inverse=True)  # noise (-1) is no node: it stays -1
-    return np.asarray([owner.get(int(c), int(c)) for c in ids.tolist()], dtype=np.int64)[inverse.ravel()]
+    ids, inverse = np.unique(leaves, return_inverse=True)
+    known = {n.id for n in tree.nodes}
+    strays = sorted(int(c) for c in ids.tolist() if c != NOISE and int(c) not in known)
+    if strays:  # passed through, they would look like clusters of the cut
+        log.warning("cutting the cluster tree: %d leaf id(s) are no node of it (%s); their images are cut as "
+                    "unclustered", len(strays), ", ".join(map(str, strays[:10])))
+    cut = {int(c): owner.get(int(c), int(c) if int(c) in known else NOISE) for c in ids.tolist()}
+    return np.asarray([cut[int(c)] for c in ids.tolist()], dtype=np.int64)[inverse.ravel()]
 
 
 def node_owner(tree: ClusterTree, cut: list[int]) -> dict[int, int]:
