@@ -195,6 +195,14 @@ def test_parts_of_a_cluster_are_named_after_it(coarse_run) -> None:
     assert names[0] == "my dogs" and names[2] == "cluster 2"
     parts = sorted(tree.leaves_under(0), key=lambda leaf: -tree.node(leaf).size)
     assert [names[p] for p in parts] == [f"my dogs · part {i}" for i in range(1, len(parts) + 1)]
+    # A node between a cluster split in 3+ parts and its parts is named for the parts it holds, not
+    # exactly like the cluster (one name for two levels of the tree).
+    between = [n.id for n in tree.nodes if n.children and n.id not in tree.clusters and n.parent in tree.clusters]
+    assert between
+    for node in between:
+        held = sorted(int(names[leaf].rsplit(" ", 1)[1]) for leaf in tree.leaves_under(node))
+        cluster = names[tree.node(node).parent]
+        assert names[node] in (f"{cluster} · parts {held[0]}-{held[-1]}", f"{cluster} · parts {', '.join(map(str, held))}")
     # Above the clusters, names come from the clusters' names, not their parts'.
     assert names[tree.root].startswith("mixed: ") and set(names[tree.root][7:].split(", ")) == {"my dogs", "my cats"}
 
