@@ -219,9 +219,11 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
             predictor.held_quantile = held_quantile
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
-        tree = record.tree if record.tree is not None else stored_tree(record, ws.assignments(record.key))
-        leaf_by_row = rows_leaves(predictor, ws.assignments(record.key)) if len(tree.leaves) > tree.n_clusters \
-            else None
+        tree, leaf_by_row = record.tree, None
+        if tree is None:  # the assignments read once, and only when needed
+            tree = stored_tree(record, ws.assignments(record.key))  # built on the map: no finer leaves
+        elif len(tree.leaves) > tree.n_clusters:
+            leaf_by_row = rows_leaves(predictor, ws.assignments(record.key))
     finally:
         ws.close()
     return RunPredictor(record, predictor, paths_by_id, device, names, tree, leaf_by_row)
