@@ -202,7 +202,8 @@ def test_parts_of_a_cluster_are_named_after_it(coarse_run) -> None:
     for node in between:
         held = sorted(int(names[leaf].rsplit(" ", 1)[1]) for leaf in tree.leaves_under(node))
         cluster = names[tree.node(node).parent]
-        assert names[node] in (f"{cluster} · parts {held[0]}-{held[-1]}", f"{cluster} · parts {', '.join(map(str, held))}")
+        assert names[node] in (f"{cluster} · parts {held[0]}-{held[-1]}",
+                               f"{cluster} · parts {', '.join(map(str, held))}")
     # Above the clusters, names come from the clusters' names, not their parts'.
     assert names[tree.root].startswith("mixed: ") and set(names[tree.root][7:].split(", ")) == {"my dogs", "my cats"}
 

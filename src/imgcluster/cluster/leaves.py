@@ -10,7 +10,8 @@ cannot do it: k-means splits one elongated blob with a silhouette of 0.4-0.56 (a
 line segment), as high as it splits clusters that are truly apart; the stand-in has the cluster's
 shape, so only parts beyond what its shape gives count. Every part must also hold ``MIN_PART``
 images and a cluster split ``MIN_POINTS``; a stand-in with no such split is measured with half the
-floor, and with none even then the cluster stays whole. The measurements behind both numbers are in docs/benchmarks.md#clusters-at-every-scale.
+floor, and with none even then the cluster stays whole. The measurements behind ``MARGIN`` and
+``MIN_PART`` are in docs/benchmarks.md#clusters-at-every-scale.
 """
 
 from __future__ import annotations
