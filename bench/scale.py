@@ -9,7 +9,8 @@ plus the 2-D map for every image). Prints per N: wall time, peak RSS, each stage
 clusters found and ARI/NMI against the truth; then the growth exponents of time and RSS (slope of
 a log-log least-squares fit over the sizes) and its own command line.
 
-    python bench/scale.py [--sizes 100000,300000,1000000] [--data DIR] [--method M] [--fit-sample S] [--json FILE]
+    python bench/scale.py [--sizes 100000,300000,1000000] [--variant standard|long-tail] [--data DIR] [--method M]
+                          [--fit-sample S] [--json FILE]
 """
 
 from __future__ import annotations

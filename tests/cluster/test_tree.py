@@ -8,7 +8,7 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 from sklearn.metrics import normalized_mutual_info_score
 
-from imgcluster.cluster.leaves import split_clusters
+from imgcluster.cluster.leaves import split_clusters, split_one
 from imgcluster.cluster.tree import LINKAGES, build_tree, cut_labels, level_k, merge_order
 from imgcluster.errors import ConfigError
 from imgcluster.run.tree import common_name, node_names
@@ -132,14 +132,19 @@ def test_inner_nodes_are_named_by_what_their_leaves_share_or_as_mixed() -> None:
     assert common_name([("unrecognised (hook?)", 6), ("daisy", 2)]) == "mixed: unrecognised, daisy"
 
 
-@pytest.fixture
-def coarse_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def nested_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nested blobs clustered into their 3 super-clusters only (as auto mode may keep), a few unclustered:
     (points, labels, fine truth, leaves from split_clusters)."""
     points, fine, coarse = nested_blobs()
     labels = coarse.copy()
     labels[::37] = -1
     return points, labels, fine, split_clusters(labels, points)
+
+
+@pytest.fixture
+def coarse_run() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``nested_run()``."""
+    return nested_run()
 
 
 def test_leaves_finer_than_the_run_clusters_partition_them(coarse_run) -> None:
@@ -190,5 +195,108 @@ def test_parts_of_a_cluster_are_named_after_it(coarse_run) -> None:
     assert names[0] == "my dogs" and names[2] == "cluster 2"
     parts = sorted(tree.leaves_under(0), key=lambda leaf: -tree.node(leaf).size)
     assert [names[p] for p in parts] == [f"my dogs · part {i}" for i in range(1, len(parts) + 1)]
+    # A node between a cluster split in 3+ parts and its parts is named for the parts it holds, not
+    # exactly like the cluster (one name for two levels of the tree).
+    between = [n.id for n in tree.nodes if n.children and n.id not in tree.clusters and n.parent in tree.clusters]
+    assert between
+    for node in between:
+        held = sorted(int(names[leaf].rsplit(" ", 1)[1]) for leaf in tree.leaves_under(node))
+        cluster = names[tree.node(node).parent]
+        assert names[node] in (f"{cluster} · parts {held[0]}-{held[-1]}",
+                               f"{cluster} · parts {', '.join(map(str, held))}")
     # Above the clusters, names come from the clusters' names, not their parts'.
     assert names[tree.root].startswith("mixed: ") and set(names[tree.root][7:].split(", ")) == {"my dogs", "my cats"}
+
+
+def test_a_small_featureless_cluster_is_never_split_and_two_apart_always_are() -> None:
+    # A cluster of a few dozen points whose Gaussian stand-in has no split of MIN_PART-point parts
+    # once passed any split of its own (the stand-in scored -1): one blob was cut in two ~1 time in 5.
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        for size in (20, 22, 25, 30, 39, 45, 60):
+            assert split_one(rng.normal(size=(size, 5)), seed=seed) is None, (seed, size)
+        apart = np.concatenate([rng.normal(size=(20, 5)), rng.normal(loc=30, size=(20, 5))])
+        parts = split_one(apart, seed=seed)
+        assert parts is not None and len(set(parts[:20].tolist())) == len(set(parts[20:].tolist())) == 1
+        assert parts[0] != parts[-1]
+
+
+def test_a_large_cluster_in_the_full_embedding_space_splits_in_little_memory() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(2, 1280))
+    x = np.concatenate([c + 0.2 * rng.normal(size=(3000, 1280)) for c in centres]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tracemalloc.start()
+    try:
+        parts = split_one(x, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parts is not None and len(set(parts[:3000].tolist())) == len(set(parts[3000:].tolist())) == 1
+    assert parts[0] != parts[-1]
+    # Well under one float64 copy of the cluster (6,000 x 1,280: 59 MiB); an (m, k, d) array was 117 MiB.
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert np.array_equal(split_one(x, seed=0), parts)  # the same cluster, the same parts
+
+
+def pairs_of_split_clusters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """6 clusters in 3 pairs (a pair's clusters 10 apart, two pairs 60 apart, the third 150 away),
+    each cluster of two parts 50 apart: merges inside clusters higher than the first between them."""
+    rng = np.random.default_rng(4)
+    pairs = [(0.0, 0.0), (60.0, 0.0), (30.0, 150.0)]
+    points, labels, leaves = [], [], []
+    for cluster in range(6):
+        x, y = pairs[cluster // 2]
+        x += 5.0 if cluster % 2 else -5.0
+        for part, dy in enumerate((-25.0, 25.0)):
+            points.append(np.array([x, y + dy]) + 0.5 * rng.normal(size=(20, 2)))
+            labels += [cluster] * 20
+            leaves += [10 + 2 * cluster + part] * 20
+    return np.concatenate(points), np.array(labels), np.array(leaves)
+
+
+def test_the_coarse_cut_is_measured_on_the_merges_between_clusters_and_is_coarser_than_the_run() -> None:
+    points, labels, leaves = pairs_of_split_clusters()
+    tree = build_tree(labels, points, leaves=leaves)
+    assert tree.n_clusters == 6 and len(tree.leaves) == 12
+    # The pairs are the coarse level (60 over 10), though each cluster's parts lie 50 apart.
+    assert tree.coarse == 3
+    coarse = cut_labels(tree, leaves, "coarse")
+    assert normalized_mutual_info_score(labels // 2, coarse) == pytest.approx(1.0)
+    points, labels, _, leaves = nested_run()
+    tree = build_tree(labels, points, leaves=leaves)  # the run's 3 clusters are its clearest level
+    assert tree.n_clusters == 3 and 2 <= tree.coarse < tree.n_clusters  # coarse is coarser than the default
+
+
+def test_a_clusters_parts_follow_its_images_not_its_id() -> None:
+    # A --follow fit renumbers clusters: the same cluster, under another id, is split the same way.
+    # Its groups are only just apart, so whether and where it splits depends on the seed.
+    rng = np.random.default_rng(6)
+    points = np.concatenate([rng.normal(loc=(6 * (i % 2), 40 * (i // 2), 0, 0, 0), size=(600, 5)) for i in range(4)])
+    labels = np.repeat([0, 1], 1200)
+    ids = np.arange(len(points)) * 3 + 7
+    split = 0
+    for seed in range(6):
+        first = split_clusters(labels, points, seed=seed, ids=ids)
+        renumbered = split_clusters(np.where(labels == 0, 5, 2), points, seed=seed, ids=ids)
+        for cluster in (0, 1):
+            rows = labels == cluster
+            assert normalized_mutual_info_score(first[rows], renumbered[rows]) == pytest.approx(1.0)
+            split += len(set(first[rows].tolist())) > 1
+    assert 0 < split < 12  # some splits, some not: the seed mattered
+
+
+def test_a_leaf_id_the_tree_does_not_know_is_cut_as_unclustered_with_a_warning(coarse_run, caplog) -> None:
+    points, labels, _, leaves = coarse_run
+    tree = build_tree(labels, points, leaves=leaves)
+    stray = leaves.copy()
+    unknown = max(n.id for n in tree.nodes) + 1
+    stray[:5] = unknown  # not a node of the tree: a damaged or mismatched leaf column
+    with caplog.at_level("WARNING", logger="imgcluster.cluster.tree"):
+        cut = cut_labels(tree, stray, 2)
+    assert (cut[:5] == -1).all() and np.array_equal(cut[5:], cut_labels(tree, leaves, 2)[5:])
+    assert str(unknown) in caplog.text and "unclustered" in caplog.text
+    # A node above the cut given for its images (a run's cluster, at its leaves' level) stays itself.
+    assert set(cut_labels(tree, labels, "fine").tolist()) == set(labels.tolist())

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..cluster import NOISE
 from ..cluster.openset import check_held_quantile
-from ..cluster.predictor import Prediction, Predictor
+from ..cluster.predictor import SAME_IMAGE, Prediction, Predictor
 from ..config import ScanConfig
 from ..embed import check_device, normalise
 from ..errors import ConfigError, WorkspaceDamaged
@@ -130,14 +130,23 @@ class RunPredictor:
             prediction.held_by[i] if prediction.held_by else "", self.ancestors(leaf), leaf)
 
     def leaf(self, prediction: Prediction, i: int) -> int:
-        """The leaf the ``i``-th point of ``prediction`` lands in: its cluster when that is a leaf, else
-        the part its nearest images of the cluster vote for, by similarity (-1: unassigned)."""
+        """The leaf the ``i``-th point of ``prediction`` lands in: its cluster when that is a leaf, the
+        stored leaf of the run image it is identical to, else the part its nearest images of the
+        cluster vote for, by similarity (-1: unassigned)."""
         cluster = int(prediction.clusters[i])
         inside = self._parts.get(cluster)
         if inside is None or len(inside) == 1 or self.leaf_by_row is None:  # unassigned, or a cluster not split
             return cluster
         rows, weights = prediction.neighbours[i], prediction.weights[i]
         known = rows >= 0
+        if prediction.nearest_similarity[i] >= SAME_IMAGE:
+            # Identical to a run image: it got that image's stored cluster, so it gets its stored leaf,
+            # not a vote of its neighbours, which can differ from it (digits, k-means k=2: 1 in ~100).
+            same = np.flatnonzero(known & (self.predictor.image_ids_[np.where(known, rows, 0)]
+                                           == prediction.nearest_image_id[i]))
+            stored = int(self.leaf_by_row[rows[same[0]]]) if len(same) else NOISE
+            if stored in inside:
+                return stored
         leaves = np.where(known, self.leaf_by_row[np.where(known, rows, 0)], NOISE)
         votes: dict[int, float] = {}
         for leaf, weight in zip(leaves.tolist(), weights.tolist()):
@@ -210,9 +219,11 @@ def load_predictor(key: str | None = None, *, path: str | os.PathLike[str] | Non
             predictor.held_quantile = held_quantile
         paths_by_id = {r.id: r.path for r in ws.images(ids=predictor.image_ids_.tolist())}
         names = choose_names(ws.names(record.key))
-        tree = record.tree if record.tree is not None else stored_tree(record, ws.assignments(record.key))
-        leaf_by_row = rows_leaves(predictor, ws.assignments(record.key)) if len(tree.leaves) > tree.n_clusters \
-            else None
+        tree, leaf_by_row = record.tree, None
+        if tree is None:  # the assignments read once, and only when needed
+            tree = stored_tree(record, ws.assignments(record.key))  # built on the map: no finer leaves
+        elif len(tree.leaves) > tree.n_clusters:
+            leaf_by_row = rows_leaves(predictor, ws.assignments(record.key))
     finally:
         ws.close()
     return RunPredictor(record, predictor, paths_by_id, device, names, tree, leaf_by_row)

@@ -9,10 +9,14 @@ points drawn from one Gaussian with the cluster's mean and covariance. A fixed s
 cannot do it: k-means splits one elongated blob with a silhouette of 0.4-0.56 (a Gaussian 3:1, a
 line segment), as high as it splits clusters that are truly apart; the stand-in has the cluster's
 shape, so only parts beyond what its shape gives count. Every part must also hold ``MIN_PART``
-images. The measurements behind both numbers are in docs/benchmarks.md#clusters-at-every-scale.
+images and a cluster split ``MIN_POINTS``; a stand-in with no such split is measured with half the
+floor, and with none even then the cluster stays whole. The measurements behind ``MARGIN`` and
+``MIN_PART`` are in docs/benchmarks.md#clusters-at-every-scale.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,14 +26,23 @@ MAX_PARTS = 6      # the most parts one cluster is split into
 MARGIN = 0.2       # how much the split's silhouette must beat the Gaussian stand-in's
 MIN_PART = 10      # the fewest images a part holds
 FIT_SAMPLE = 500   # k-means and the silhouettes measured on at most this many of a cluster's points
+# The fewest images a cluster split is tried on: with two parts of MIN_PART each, k-means on its
+# Gaussian stand-in rarely finds parts that large, and chance parts are then all there is to see.
+MIN_POINTS = 4 * MIN_PART
+MAX_DIMS = 64      # above this many dimensions a split is measured on the sample's top AXES principal axes
+AXES = 32
 
 
-def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, margin: float = MARGIN) -> np.ndarray:
+def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, margin: float = MARGIN,
+                   ids: np.ndarray | None = None) -> np.ndarray:
     """Each point's leaf (n,): its cluster's id where the cluster stays whole, else a new id (after
-    the largest cluster id; a split cluster's parts numbered in turn, largest first). Noise stays -1."""
+    the largest cluster id; a split cluster's parts numbered in turn, largest first). Noise stays -1.
+    ``ids`` (n,): the points' image ids (None: their rows); a cluster's split is seeded by ``seed`` and
+    its smallest id, so a cluster keeps its parts when a refit (``--follow``) renumbers it."""
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
     labels = np.asarray(labels, dtype=np.int64)
+    ids = np.arange(len(labels)) if ids is None else np.asarray(ids, dtype=np.int64)
     leaves = labels.copy()
     clusters = sorted(set(labels.tolist()) - {NOISE})
     next_id = (max(clusters) + 1) if clusters else 0
@@ -39,7 +52,8 @@ def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, marg
     with threadpool_limits(limits=1, user_api="blas"):
         for cluster in clusters:
             rows = np.flatnonzero(labels == cluster)
-            parts = split_one(np.asarray(space)[rows], seed=seed + cluster, margin=margin)
+            own_seed = int(np.random.SeedSequence([seed, int(ids[rows].min())]).generate_state(1)[0])
+            parts = split_one(np.asarray(space)[rows], seed=own_seed, margin=margin)
             if parts is None:
                 continue
             order = np.argsort(-np.bincount(parts), kind="stable")  # largest part first
@@ -53,23 +67,50 @@ def split_clusters(labels: np.ndarray, space: np.ndarray, *, seed: int = 0, marg
 def split_one(x: np.ndarray, *, seed: int = 0, margin: float = MARGIN) -> np.ndarray | None:
     """The parts (m,) of one cluster's points ``x`` (m, d) when their best k-means split beats the
     Gaussian stand-in's by ``margin`` (see the module docstring), else None."""
-    if len(x) < 2 * MIN_PART:
+    if len(x) < MIN_POINTS:
         return None
     rng = np.random.default_rng(seed)
     sample = x[np.sort(rng.choice(len(x), FIT_SAMPLE, replace=False))] if len(x) > FIT_SAMPLE else x
     sample = np.asarray(sample, dtype=np.float64)
+    project = principal_axes(sample)
+    sample = project(sample)
     floor = MIN_PART * len(sample) / len(x)  # a part's share of the sample, at the fewest images
     parts, score = best_split(sample, floor, seed)
     if parts is None:
         return None
     stand_in = rng.multivariate_normal(sample.mean(axis=0), np.atleast_2d(np.cov(sample.T)), size=len(sample),
                                        method="eigh")
-    _, baseline = best_split(stand_in, floor, seed)
-    if score < baseline + margin:
+    stand_in_parts, baseline = best_split(stand_in, floor, seed)
+    if stand_in_parts is None:
+        # Its "score" of -1 is no measurement (a bar of -0.8 split one Gaussian blob of 22-25 points
+        # ~1 time in 5): measure the stand-in's best split with half the floor; none even then, no split.
+        stand_in_parts, baseline = best_split(stand_in, floor / 2, seed)
+    if stand_in_parts is None or score < baseline + margin:
         return None
     centres = np.stack([sample[parts == part].mean(axis=0) for part in range(parts.max() + 1)])
-    squared = ((np.asarray(x, dtype=np.float64)[:, None, :] - centres[None]) ** 2).sum(axis=2)
-    return np.argmin(squared, axis=1)
+    return nearest_centre(x, centres, project)
+
+
+def principal_axes(sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of points (m, d) into the space a split is measured in: the points themselves up to
+    ``MAX_DIMS`` dimensions, else their coordinates on the sample's top ``AXES`` principal axes. In
+    the full embedding space (1,280-d) the stand-in's covariance, the distances and the final
+    assignment grow with d; the parts that matter lie along the axes of most variance."""
+    if sample.shape[1] <= MAX_DIMS:
+        return lambda points: np.asarray(points, dtype=np.float64)
+    mean = sample.mean(axis=0)
+    _, _, axes = np.linalg.svd(sample - mean, full_matrices=False)  # deterministic: LAPACK, one thread
+    axes = axes[:AXES]
+    return lambda points: (np.asarray(points, dtype=np.float64) - mean) @ axes.T
+
+
+def nearest_centre(x: np.ndarray, centres: np.ndarray, project: Callable[[np.ndarray], np.ndarray],
+                   chunk: int = 1024) -> np.ndarray:
+    """Each point's nearest centre (m,), by |c|^2 - 2 x.c (|x|^2 is every centre's) a chunk of points
+    at a time: no (m, k, d) array (a 20,000-image cluster in 1,280-d made one of 694 MiB)."""
+    squared = (centres * centres).sum(axis=1)
+    return np.concatenate([np.argmin(squared[None, :] - 2 * project(x[start:start + chunk]) @ centres.T, axis=1)
+                           for start in range(0, len(x), chunk)]) if len(x) else np.zeros(0, dtype=np.int64)
 
 
 def best_split(x: np.ndarray, floor: float, seed: int) -> tuple[np.ndarray | None, float]:

@@ -37,7 +37,7 @@ _TOLERANCE = 1e-5
 # How member statistics become p-values (saved with the left-out members' run p-values, which
 # depend on it): "lower spread" since statistics are standardised per cluster (openset.lower_spreads).
 P_VALUES = "lower spread"
-_SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
+SAME_IMAGE = 0.9995  # embeddings are stored as float16: a file's own vector comes back within ~2e-4
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ class Predictor:
         found = valid[np.arange(m), first]
         top = np.where(found, similarity[np.arange(m), first], -1.0)
         nearest = safe[np.arange(m), first]
-        same = top >= _SAME_IMAGE
+        same = top >= SAME_IMAGE
         clusters[same] = self.clusters_[nearest[same]]
         probability[same] = self.probabilities_[nearest[same]]
         x[same], y[same] = self.map_[nearest[same], 0], self.map_[nearest[same], 1]

@@ -13,11 +13,15 @@ cuts at the true number of clusters on three of six (docs/benchmarks.md#clusters
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import ConfigError
 from ..store import ClusterTree, TreeNode
 from .base import NOISE
+
+log = logging.getLogger(__name__)
 
 LINKAGES = ("average", "ward")  # the first is the default
 # Levels a user names besides a number of clusters and a node ("node:ID").
@@ -146,8 +150,9 @@ def _tree(leaves: list[int], sizes: np.ndarray, centroids: np.ndarray, cluster_o
         if last:
             node_of_cluster[c] = local[made[c] - 1]
     top = [node_of_cluster[int(c)] for c in clusters]
-    for a, b, h in _monotone(merge_order(centroids_of(centroids, sizes, members, clusters),
-                                         np.asarray([sizes[members[int(c)]].sum() for c in clusters]), linkage)):
+    between = _monotone(merge_order(centroids_of(centroids, sizes, members, clusters),
+                                    np.asarray([sizes[members[int(c)]].sum() for c in clusters]), linkage))
+    for a, b, h in between:
         top.append(add(top[a], top[b], h, fresh))
         fresh += 1
     highest = max(height) or 1.0
@@ -155,7 +160,9 @@ def _tree(leaves: list[int], sizes: np.ndarray, centroids: np.ndarray, cluster_o
     nodes = [TreeNode(ids[i], parent[i], children[i], int(size[i]), float(height[i]),
                       1.0 if parent[i] is None else float((height[position[parent[i]]] - height[i]) / highest))
              for i in range(len(ids))]
-    return ClusterTree(nodes, linkage, space_name, coarse_k(height[len(leaves):], len(leaves), len(clusters)),
+    # The merges between clusters at their own heights: a node's height is raised to its children's,
+    # and a cluster's parts may lie further apart than the clusters do.
+    return ClusterTree(nodes, linkage, space_name, coarse_k([h for _, _, h in between], len(clusters)),
                        default_reason, default=len(clusters))
 
 
@@ -173,18 +180,18 @@ def centroids_of(centroids: np.ndarray, sizes: np.ndarray, members: dict[int, np
                      / sizes[members[int(c)]].sum() for c in clusters])
 
 
-def coarse_k(heights: list[float], n_leaves: int, n_clusters: int) -> int:
-    """The number of clusters of the coarse cut: of the cuts from 2 clusters to the run's
-    ``n_clusters`` (that one only when the tree has finer leaves below it), the one before the largest
-    relative jump in merge height, ``heights`` being the node heights in merge order. Measured on
+def coarse_k(heights: list[float], n_clusters: int) -> int:
+    """The number of clusters of the coarse cut: of the cuts from 2 clusters to one fewer than the
+    run's ``n_clusters`` (coarse is coarser than the run's own clusters; 2 when it has 2 or fewer),
+    the one before the largest relative jump in merge height, ``heights`` being the linkage heights
+    of the merges between the run's clusters, in merge order (n_clusters - 1 of them). Measured on
     bench/hierarchy.py against the rule it replaced (cuts of 2 to half the clusters), it found each
     set's coarse truth as well as the cut at the true number or better, where the old rule fell below
     it on every set (docs/benchmarks.md#clusters-at-every-scale)."""
-    highest = n_clusters if n_leaves > n_clusters else n_clusters - 1
-    if highest < 2:
+    if n_clusters <= 3:
         return min(n_clusters, 2)
-    gaps = {k: np.log((heights[n_leaves - k] + 1e-12) / (heights[n_leaves - k - 1] + 1e-12))  # first undone / last made
-            for k in range(2, highest + 1)}
+    gaps = {k: np.log((heights[n_clusters - k] + 1e-12) / (heights[n_clusters - k - 1] + 1e-12))  # undone / made
+            for k in range(2, n_clusters)}
     return max(gaps, key=lambda k: (gaps[k], -k))
 
 
@@ -229,13 +236,20 @@ def _finest(tree: ClusterTree) -> str:
 def cut_labels(tree: ClusterTree, leaves: np.ndarray, level: str | int | None) -> np.ndarray:
     """Each image's leaf (n,; ``Assignments.leaf_per_image``) → the node ids of the cut ``level``
     names (noise stays -1). An id of a node above the cut (a run's cluster given for its leaves, at
-    a level finer than the clusters) stays itself."""
+    a level finer than the clusters) stays itself; an id that is no node of the tree is cut as -1,
+    with a warning."""
     leaves = np.asarray(leaves)
     if not tree.leaves:
         return leaves.copy()
     owner = node_owner(tree, tree.cut(level_k(tree, level)))
-    ids, inverse = np.unique(leaves, return_inverse=True)  # noise (-1) is no node: it stays -1
-    return np.asarray([owner.get(int(c), int(c)) for c in ids.tolist()], dtype=np.int64)[inverse.ravel()]
+    ids, inverse = np.unique(leaves, return_inverse=True)
+    known = {n.id for n in tree.nodes}
+    strays = sorted(int(c) for c in ids.tolist() if c != NOISE and int(c) not in known)
+    if strays:  # passed through, they would look like clusters of the cut
+        log.warning("cutting the cluster tree: %d leaf id(s) are no node of it (%s); their images are cut as "
+                    "unclustered", len(strays), ", ".join(map(str, strays[:10])))
+    cut = {int(c): owner.get(int(c), int(c) if int(c) in known else NOISE) for c in ids.tolist()}
+    return np.asarray([cut[int(c)] for c in ids.tolist()], dtype=np.int64)[inverse.ravel()]
 
 
 def node_owner(tree: ClusterTree, cut: list[int]) -> dict[int, int]:

@@ -72,7 +72,7 @@ def save_run(ws: Workspace, draft: Draft, *, naming_progress: Progress | None = 
     chosen_images = (draft.representatives if draft.representatives is not None
                      else representatives(ids, labels, probabilities, draft.space))
     started = time.perf_counter()
-    tree, leaves = run_tree(labels, draft.space, draft.base, on_map=draft.on_map)
+    tree, leaves = run_tree(labels, draft.space, draft.base, on_map=draft.on_map, ids=ids)
     timings["tree"] = time.perf_counter() - started
     assignments = dataclasses.replace(assignments, leaves=leaves)  # stored with them (None: the clusters)
     warnings = answer_warnings(len(ids), metrics, draft.base.clustering, draft.base.config.get("preset"))

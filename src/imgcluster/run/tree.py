@@ -2,7 +2,8 @@
 
 A fitted run's clusters are split into leaves where they hold well separated parts
 (``cluster/leaves.py``); a derived run's (an update, edit, review or follow, measured on its 2-D
-map) are its leaves. A part of a cluster is named "<its cluster's name> · part N" (largest first).
+map) are its leaves. A part of a cluster is named "<its cluster's name> · part N" (largest first),
+a node between a cluster and its parts "<its cluster's name> · parts 1-2".
 Nodes above the clusters are named from the names their clusters show, simply: one name when every
 named cluster shows it; else the most specific ImageNet node above all of them (the namer's is-a tree,
 ``label/hierarchy.py``) when each is a node of it and that node is not too general to say anything
@@ -25,14 +26,15 @@ from ..store import Assignments, ClusterName, ClusterTree, ProposedCluster, RunR
 SUFFIX = " · "
 
 
-def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *,
-             on_map: bool = False) -> tuple[ClusterTree, np.ndarray | None]:
+def run_tree(labels: np.ndarray, space: np.ndarray, record: RunRecord, *, on_map: bool = False,
+             ids: np.ndarray | None = None) -> tuple[ClusterTree, np.ndarray | None]:
     """The tree of a run about to be saved (``record``: its base record) in the space its clusters are
     measured in (a derived run's: the 2-D map), and each image's leaf (None: the leaves are the
     clusters). Only a fit's clusters are split: the parts are measured in the clustering space,
-    which a derived run does not keep."""
+    which a derived run does not keep. ``ids``: the images' ids, which seed each cluster's split
+    (``split_clusters``)."""
     seed = int((record.config.get("cluster") or {}).get("seed") or 0)
-    leaves = None if on_map else split_clusters(labels, space, seed=seed)
+    leaves = None if on_map else split_clusters(labels, space, seed=seed, ids=ids)
     tree = build_tree(labels, space, leaves=leaves, space_name="map" if on_map else "clustering",
                       default_reason=default_reason(record))
     return tree, leaves
@@ -101,13 +103,21 @@ def node_names(tree: ClusterTree, names: Mapping[int, ClusterName | str]) -> dic
             continue
         if node.id in clusters or not node.children:
             continue
-        if not all(child in under for child in node.children):  # inside a cluster: its name
-            result[node.id] = result[_cluster_above(tree, node.id, clusters)]
+        if not all(child in under for child in node.children):  # inside a cluster: the parts it holds
+            result[node.id] = _parts_name(tree, node.id, result[_cluster_above(tree, node.id, clusters)], result)
             continue
         under[node.id] = [c for child in node.children for c in under[child]]
         result[node.id] = common_name([(shown[c], tree.node(c).size) for c in under[node.id] if shown.get(c)]) \
             or f"node {node.id}"
     return result
+
+
+def _parts_name(tree: ClusterTree, node: int, cluster_name: str, result: Mapping[int, str]) -> str:
+    """"<cluster's name> · parts 1-2" (or "parts 1, 3"): a node between a split cluster and its parts,
+    named apart from the cluster it is inside (``result``: the parts' names, "<name> · part N")."""
+    held = sorted(int(result[leaf].rsplit(" ", 1)[1]) for leaf in tree.leaves_under(node))
+    run = held == list(range(held[0], held[-1] + 1))
+    return f"{cluster_name}{SUFFIX}parts " + (f"{held[0]}-{held[-1]}" if run else ", ".join(map(str, held)))
 
 
 def _cluster_above(tree: ClusterTree, node: int, clusters: set[int]) -> int:
