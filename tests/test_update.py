@@ -344,3 +344,22 @@ def test_update_holds_a_picture_unlike_the_run_and_counts_it_by_the_test_it_fail
     reasons = {str(k): r for k, r in done.run.record.as_info()["update"]["reasons"].items()}
     stripes_id = next(r.id for r in done.run.images if r.path == str(stripes))
     assert reasons[str(stripes_id)].startswith(("held:", "unassigned: far"))
+
+
+def test_a_followed_cluster_that_grew_by_many_new_images_is_named_anew() -> None:
+    """Matched at Jaccard 1.0 over the images both runs hold, but 50 daisies + 400 new images is not
+    the 50-daisy cluster any more: its automatic name is not kept (a manual name still would be)."""
+    from imgcluster.run.derive import FOLLOW, kept_names
+    from imgcluster.store import ClusterName, Provenance
+
+    class Names:
+        def names(self, key: str) -> list[ClusterName]:
+            return [ClusterName(0, "daisy", "imagenet", 0.9), ClusterName(1, "tulip", "imagenet", 0.9)]
+
+    provenance = Provenance(FOLLOW, "earlier", {"matched": [
+        {"cluster": 0, "jaccard": 1.0, "shared": 50, "jaccard_all": round(50 / 450, 3)},  # grew 9-fold
+        {"cluster": 1, "jaccard": 0.95, "shared": 95, "jaccard_all": 0.9}]})
+    assert [n.name for n in kept_names(Names(), provenance)] == ["tulip"]
+    # a follow recorded before the whole-cluster Jaccard was kept reads as before
+    old = Provenance(FOLLOW, "earlier", {"matched": [{"cluster": 0, "jaccard": 1.0, "shared": 50}]})
+    assert [n.name for n in kept_names(Names(), old)] == ["daisy"]

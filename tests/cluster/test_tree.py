@@ -127,6 +127,9 @@ def test_inner_nodes_are_named_by_what_their_leaves_share_or_as_mixed() -> None:
     assert common_name([("collie", 5), ("sports car", 9), ("daisy", 1)]) == "mixed: sports car, collie, daisy"
     assert common_name([("my cats", 2), ("my cats", 4)]) == "my cats"
     assert common_name([]) is None
+    # Unsure leaves ("beagle?") are still nodes of the hierarchy; the node above reads unsure too.
+    assert common_name([("Beagle?", 3), ("collie", 5)]) == "dog?"
+    assert common_name([("dog?", 5), ("dog", 5)]) == "dog?"
     # Leaves the namer did not recognise keep their own guesses; above them only "unrecognised" holds.
     assert common_name([("unrecognised (stopwatch?)", 4), ("unrecognised (hook?)", 6)]) == "unrecognised"
     assert common_name([("unrecognised (hook?)", 6), ("daisy", 2)]) == "mixed: unrecognised, daisy"

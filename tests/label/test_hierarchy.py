@@ -211,6 +211,17 @@ def test_a_new_name_is_told_apart_from_a_kept_one_and_the_kept_one_never_changes
     assert distinct_names(named, scores, tree, fixed={0: "daisy?"})[1].startswith("daisy · ")
 
 
+def test_new_clusters_counted_out_beside_kept_counted_ones_take_counts_of_their_own() -> None:
+    # --follow kept "daisy · 1 of 2" and "daisy · 2 of 2"; two new daisies like them must not repeat them.
+    tree = imagenet_hierarchy()
+    probs = probabilities([{DAISY: 0.9}])
+    named = [name_cluster(probs, tree)] * 4
+    scores = [tree.scores(probs.mean(axis=0, keepdims=True))[0]] * 4
+    texts = distinct_names(named, scores, tree, fixed={0: "daisy · 1 of 2", 1: "daisy · 2 of 2"})
+    assert texts[:2] == ["daisy · 1 of 2", "daisy · 2 of 2"]
+    assert len(set(texts)) == 4 and all(t.startswith("daisy · ") for t in texts)
+
+
 def test_unrecognised_clusters_sharing_a_guess_are_told_apart_by_a_second_guess_of_their_own() -> None:
     # Seven clusters the classifier has no class for, all guessing among the same five classes (the
     # digits' "stopwatch", "nematode" …): five guesses go round, the rest must share one. What tells

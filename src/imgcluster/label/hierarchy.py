@@ -446,11 +446,29 @@ def distinct_names(names: Sequence[HedgedName], scores: Sequence[np.ndarray], hi
         for i, word in zip(group, telling_words(seen, [i in fixed for i in group])):
             if word is not None:
                 suffixes[i].append(word)
-    texts = [render(i, marked=True) for i in range(len(names))]
-    for group in clashes():
-        for rank, i in enumerate(group, start=1):
-            if i not in fixed:
-                texts[i] += f" · {rank} of {len(group)}"
+    return _counted_out([render(i, marked=True) for i in range(len(names))], set(fixed))
+
+
+def _counted_out(texts: list[str], fixed: set[int]) -> list[str]:
+    """``texts`` with every new text that still reads like another ("?" aside) counted out
+    ("daisy · 1 of 2"), never taking a count a kept text (``fixed``) already shows: kept "daisy · 1 of
+    2" and "daisy · 2 of 2" beside two new daisies give "daisy · 3 of 4" and "daisy · 4 of 4"."""
+    texts = list(texts)
+    for group in _clashes([text.replace("?", "") for text in texts]):
+        fresh = [i for i in group if i not in fixed]
+        if not fresh:
+            continue
+        stem = texts[fresh[0]].replace("?", "")
+        taken = {texts[i].replace("?", "") for i in range(len(texts)) if i not in fresh}
+        ranks, rank = [], 0
+        for _ in fresh:
+            rank += 1
+            while any(text.startswith(f"{stem} · {rank} of ") for text in taken):
+                rank += 1
+            ranks.append(rank)
+        total = max(len(group), ranks[-1])
+        for i, rank in zip(fresh, ranks):
+            texts[i] += f" · {rank} of {total}"
     return texts
 
 

@@ -53,8 +53,18 @@ def follow(ws: Workspace, earlier: RunRecord, image_ids: np.ndarray,
     present, inverse = np.unique(labels, return_inverse=True)
     relabelled = np.asarray([rename[int(c)] for c in present], dtype=np.int64)[inverse.reshape(-1)]
     kept = {m.b for m in matches}
+    new_sizes = dict(zip(*(a.tolist() for a in np.unique(labels, return_counts=True))))
+    old_sizes = dict(zip(*(a.tolist() for a in np.unique(np.asarray(old.clusters), return_counts=True))))
+
+    def whole(m: Any) -> float:
+        # Over every image of both clusters, the ones only one run holds included: a cluster that
+        # grew by many new images (50 daisies + 400 new tulips) has changed, whatever the shared part says.
+        union = new_sizes.get(m.a, 0) + old_sizes.get(m.b, 0) - m.overlap
+        return m.overlap / union if union else 0.0
+
     details = {"shared_images": int(shared.sum()),
-               "matched": [{"cluster": m.b, "jaccard": round(m.jaccard, 3), "shared": m.overlap} for m in matches],
+               "matched": [{"cluster": m.b, "jaccard": round(m.jaccard, 3), "shared": m.overlap,
+                            "jaccard_all": round(whole(m), 3)} for m in matches],
                "new_clusters": sorted(rename[c] for c in unmatched),
                "ended": sorted(int(c) for c in old_clusters if c != NOISE and int(c) not in kept)}
     log.info("following run %s: %d clusters keep its ids, %d are new, %d of its clusters have no counterpart",
@@ -76,12 +86,13 @@ KEEP_NAME = 0.8
 
 def kept_names(ws: Workspace, provenance: Provenance) -> list[ClusterName]:
     """The automatic names a followed run keeps (none for another kind of run): those of the
-    followed run's clusters matched at a Jaccard of at least ``KEEP_NAME`` (over the images both runs
-    hold), with their text, source, confidence and candidates; the namer names only the others, and
+    followed run's clusters matched at a Jaccard of at least ``KEEP_NAME``, both over the images both
+    runs hold and over all of each cluster's images (a cluster that grew by many new images changed), with their text, source, confidence and candidates; the namer names only the others, and
     tells its names apart from these."""
     if provenance.how != FOLLOW or provenance.parent is None:
         return []
-    alike = {int(m["cluster"]) for m in provenance.details.get("matched", ()) if m["jaccard"] >= KEEP_NAME}
+    alike = {int(m["cluster"]) for m in provenance.details.get("matched", ())
+             if min(m["jaccard"], m.get("jaccard_all", m["jaccard"])) >= KEEP_NAME}
     # Their times stay as they were: of two sources' names the newer is still the one shown.
     return [n for n in ws.names(provenance.parent)
             if n.source != MANUAL and n.cluster in alike and n.name and n.error is None]

@@ -134,11 +134,16 @@ def common_name(named: list[tuple[str, int]]) -> str | None:
     # "unrecognised (stopwatch?)": the guess is the leaf's own; above it only "unrecognised" holds.
     bases = [UNRECOGNISED if base.startswith(UNRECOGNISED) else base
              for base in (name.split(SUFFIX)[0].strip() for name, _ in named)]
+    # An unsure name reads "beagle?": the node is "beagle", and a node above an unsure leaf reads
+    # unsure too ("dog?" above "beagle?" and "collie").
+    unsure = any(base.endswith("?") and not base.startswith((UNRECOGNISED, MIXED)) for base in bases)
+    bases = [base if base.startswith((UNRECOGNISED, MIXED)) else base.rstrip("?") for base in bases]
+    mark = "?" if unsure else ""
     if len(set(bases)) == 1:
-        return bases[0]
+        return bases[0] + ("" if bases[0].startswith((UNRECOGNISED, MIXED)) else mark)
     found = _common_ancestor(bases)
     if found is not None:
-        return found
+        return found + mark
     by_size: dict[str, int] = {}
     for base, (_, size) in zip(bases, named):
         base = base[len(MIXED):].split(",")[0].strip() if base.startswith(MIXED) else base
