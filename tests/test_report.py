@@ -167,13 +167,17 @@ def test_the_report_map_zooms_and_moves_and_double_click_shows_it_whole(digits_r
     page.wait_for_function("Number(document.getElementById('map').dataset.zoom) > 2", timeout=10_000)
     zoomed = coloured_share()
     assert zoomed != whole  # the map was drawn again at another scale
+    zoomed_pixels = np.asarray(Image.open(tmp_path / "map.png").convert("RGB")).astype(int)
     before = float(canvas.get_attribute("data-zoom"))
     page.mouse.move(*middle)
     page.mouse.down()
     page.mouse.move(middle[0] + 120, middle[1] + 60, steps=5)
     page.mouse.up()
-    page.wait_for_timeout(200)
+    page.wait_for_timeout(300)
     assert float(canvas.get_attribute("data-zoom")) == before  # dragging moves, it does not zoom
+    coloured_share()
+    moved = np.asarray(Image.open(tmp_path / "map.png").convert("RGB")).astype(int)
+    assert not np.array_equal(moved, zoomed_pixels)  # the map moved under the pointer
     page.mouse.dblclick(*middle)
     page.wait_for_function("Number(document.getElementById('map').dataset.zoom) === 1", timeout=10_000)
     assert abs(coloured_share() - whole) < 0.002  # the whole map again

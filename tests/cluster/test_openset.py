@@ -224,3 +224,21 @@ def test_a_small_cluster_holds_images_far_less_dense_than_all_its_members() -> N
     assert (held.clusters == -1).mean() >= 0.9
     assert all("“moon”'s own members" in held.reasons[i] for i in np.flatnonzero(held.clusters == -1))
     assert (predictor.predict(like, together=False).clusters == 2).mean() >= 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_new_images_of_a_small_loose_cluster_are_filed_into_it(seed: int) -> None:
+    """Eight tight clusters and one of 15 members four times as spread: new images drawn like that
+    small cluster's members belong to it and are filed there (its spread, measured on 15 members,
+    must not be pooled down towards the tight clusters', which held up to half of them), while far
+    images stay held."""
+    rng = np.random.default_rng(seed)
+    common = np.abs(rng.standard_normal(64))
+    centres = 4.0 * common / np.linalg.norm(common) + rng.standard_normal((9, 64))
+    tight, _ = blobs(rng, centres[:8], 150, 0.25)
+    loose, _ = blobs(rng, centres[8:], 15, 1.0)
+    predictor = fitted(np.concatenate([tight, loose]), np.repeat(np.arange(9), [150] * 8 + [15]), held_quantile=0.03)
+    new, _ = blobs(rng, centres[8:], 40, 1.0)
+    assert (predictor.predict(new, together=False).clusters == 8).mean() >= 0.85
+    far, _ = blobs(rng, 3 * rng.standard_normal((1, 64)), 40, 0.25)
+    assert (predictor.predict(far, together=False).clusters == -1).all()

@@ -126,3 +126,16 @@ def test_every_page_opens_without_a_console_error(console, server, digits_run: i
     page.goto(Path(digits_run.outputs["report"]).as_uri())
     page.wait_for_selector("#legend .chip")
     assert errors == []
+
+
+def test_a_link_with_a_malformed_selection_opens_the_overview(console, server, digits_run: imgcluster.Run) -> None:
+    """A hand-edited or cut-off link (sel= with too few or non-numeric points) shows the run's
+    overview, not an empty panel."""
+    page, errors = console
+    for sel in ("1,2,3", "a,b,c,d,e,f"):
+        page.goto("about:blank")
+        page.goto(f"{server.url}/#run={digits_run.key}&sel={sel}")
+        page.wait_for_function(f"document.body.dataset.opened === {digits_run.key!r}", timeout=60_000)
+        assert page.inner_text("#panel-title") == "Clusters"
+        assert page.evaluate("S.selection") is None
+    assert errors == []

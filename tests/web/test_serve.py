@@ -64,9 +64,15 @@ def test_serve_exits_promptly_on_sigterm_while_a_runs_facets_are_built(web_works
 
         threading.Thread(target=open_the_run, daemon=True).start()
         assert server.stdout is not None
-        for line in server.stdout:
-            if "building facets" in line:
-                break
+        building = threading.Event()
+
+        def watch(stdout) -> None:  # on a thread: a server that never says it builds must not hang the test
+            for line in stdout:
+                if "building facets" in line:
+                    building.set()
+
+        threading.Thread(target=watch, args=(server.stdout,), daemon=True).start()
+        assert building.wait(timeout=90), "the server never started building the run's facets"
         started = time.monotonic()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=GRACE_S + 30)

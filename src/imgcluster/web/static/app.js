@@ -511,10 +511,13 @@ const Map2D = (() => {
     renderClusters();  // no cluster is the open one now
     showSelection();
   }
+  // A link's sel= outline: true when it selected, false for a malformed one (the caller shows the overview).
   const selectParam = (text) => {
     const values = String(text || "").split(",").map(Number), shape = [];
     for (let i = 0; i + 1 < values.length; i += 2) shape.push([values[i], values[i + 1]]);
-    if (shape.length >= 3 && values.every(Number.isFinite)) select(shape);
+    if (shape.length < 3 || !values.every(Number.isFinite)) return false;
+    select(shape);
+    return true;
   };
 
   function inside(x, y, polygon) {
@@ -718,8 +721,7 @@ async function openRun(key, then = {}) {
   writeHash(then);
   if (then.image) await showImage(Number(then.image));
   else if (then.cluster !== undefined && then.cluster !== "") await showCluster(Number(then.cluster), { zoom: !then.camera });
-  else if (then.sel) Map2D.select(then.sel);
-  else await showOverview();
+  else if (!(then.sel && Map2D.select(then.sel))) await showOverview();  // a malformed sel= too
   if (S.run === key) document.body.dataset.opened = key;  // the run's list, map, tree and view are drawn
 }
 
@@ -1242,8 +1244,7 @@ window.addEventListener("popstate", () => {
     Map2D.setCamera(wanted.camera);  // first: the page's own link then matches this entry's (no new entry)
     if (wanted.image) going = showImage(Number(wanted.image));
     else if (wanted.cluster !== undefined && wanted.cluster !== "") going = showCluster(Number(wanted.cluster), { zoom: false });
-    else if (wanted.sel) Map2D.select(wanted.sel);
-    else { S.selection = null; S.shape = null; showOverview(); Map2D.recolour(); }
+    else if (!(wanted.sel && Map2D.select(wanted.sel))) { S.selection = null; S.shape = null; showOverview(); Map2D.recolour(); }
   }
   Promise.resolve(going).catch(fail);
 });
