@@ -55,6 +55,22 @@ def image_leaves(assignments: Assignments, tree: ClusterTree) -> np.ndarray:
     return assignments.clusters if len(tree.leaves) == tree.n_clusters else assignments.leaf_per_image()
 
 
+def leaf_parts(tree: ClusterTree, leaves: np.ndarray) -> np.ndarray:
+    """Each image's leaf as its place among its cluster's leaves (n,) uint8: the leaf is
+    ``tree.leaves_under(cluster)[part]`` (ascending ids); 0 for a cluster that is one leaf and for
+    unclustered images. One byte per image, where a leaf id takes four: a cluster is split into at most
+    ``cluster.leaves.MAX_PARTS`` parts. ``leaves``: ``image_leaves``'s."""
+    leaves = np.asarray(leaves, dtype=np.int64)
+    place = np.zeros(max([*tree.leaves, 0]) + 2, dtype=np.int64)  # by leaf id + 1: unclustered (-1) reads 0
+    for cluster in tree.clusters:
+        parts = tree.leaves_under(cluster)
+        if len(parts) > 256:
+            raise ValueError(f"Cluster {cluster} has {len(parts)} leaves; a leaf's place among its cluster's is "
+                             "one byte, so at most 256.")
+        place[np.asarray(parts) + 1] = np.arange(len(parts))
+    return place[leaves + 1].astype(np.uint8)
+
+
 def tree_dict(tree: ClusterTree, names: Mapping[int, ClusterName | str]) -> dict[str, object]:
     """The tree as JSON-ready data: how it was built, the default, fine and coarse cuts' sizes, the
     run's clusters (the default cut's nodes), and every node (leaves first, then merges in order)

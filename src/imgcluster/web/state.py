@@ -18,6 +18,7 @@ from ..api import RunPredictor, load_predictor
 from ..cluster import NOISE
 from ..errors import WorkspaceDamaged, WorkspaceTooNew
 from ..palette import map_colours
+from ..run.tree import image_leaves, leaf_parts, stored_tree
 from ..store import RunRecord, Workspace
 from ..store.browse import assignment_arrays, assignment_how
 from .atlas import PER_SHEET, tile_order
@@ -37,6 +38,7 @@ class RunView:
     y: np.ndarray
     _members: dict[int, np.ndarray] = field(default_factory=dict)
     _map: bytes | None = None
+    leaves: bytes | None = None  # each map point's leaf (run/tree.py leaf_parts, map order), built on first request
     _order: np.ndarray | None = None
     facets: bytes | None = None  # web/facets.py's body, built on first request
     facets_build: Future[bytes] | None = None  # that build while it runs (routers/facets.py)
@@ -130,6 +132,17 @@ class Explorer:
                 self._views[record.key] = RunView(record, table["image_id"], table["cluster"],
                                                   table["membership_probability"], table["x"], table["y"])
             return self._views[record.key]
+
+    def leaf_bytes(self, key: str | None) -> bytes:
+        """Each point's leaf of the run's tree, in the map's order, as its place among its cluster's
+        leaves (one uint8 a point; see ``leaf_parts``): what the page needs to cut below the clusters."""
+        view = self.view(key)
+        with self.db() as ws:
+            if view.leaves is None:
+                assignments = ws.assignments(view.record.key)
+                tree = stored_tree(view.record, assignments)
+                view.leaves = leaf_parts(tree, image_leaves(assignments, tree))[view.order].tobytes()
+            return view.leaves
 
     def how(self, view: RunView, image_ids: list[int]) -> dict[int, str]:
         """How each image got its cluster in the run (fit, filed, attached, moved …)."""
