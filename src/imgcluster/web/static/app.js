@@ -51,7 +51,7 @@ async function loadPalette() {
   PALETTE.rgb = data.colours.map(hexToRGB);
   PALETTE.noise = hexToRGB(data.noise);
 }
-const ownRGB = (cluster) => PALETTE.byCluster.get(cluster) || PALETTE.rgb[cluster % PALETTE.rgb.length];
+const ownRGB = (cluster) => PALETTE.byCluster.get(cluster) || LEVEL.partRGB.get(cluster) || PALETTE.rgb[cluster % PALETTE.rgb.length];
 // LEVEL (static/tree.js): at a coarser level of the cluster tree a cluster shows its tree node's colour.
 const rgbOf = (cluster) => (cluster < 0 ? PALETTE.noise : ownRGB(LEVEL.colourOf(cluster)));
 const cssOf = (cluster) => `rgb(${rgbOf(cluster).join(",")})`;
@@ -485,7 +485,8 @@ const Map2D = (() => {
     if (image.getAttribute("src") !== src) image.src = src;
     const label = tip.querySelector("span");
     label.dataset.id = id;
-    const show = (name) => { if (label.dataset.id === String(id)) label.textContent = `${name} · ${clusterLabel(cluster)}`; };
+    const part = LEVEL.partName(row);  // below the run's clusters: the part of its cluster it is in
+    const show = (name) => { if (label.dataset.id === String(id)) label.textContent = `${name} · ${part ? `${cluster} · ${part}` : clusterLabel(cluster)}`; };
     show(fileNameOf(id, show));
     tip.hidden = false;
     const x = Math.min(point[0] + 14, canvas.clientWidth - 150), y = Math.min(point[1] + 14, canvas.clientHeight - 160);
@@ -738,7 +739,11 @@ async function loadClusters() {
 // of the cut, collapsed by default, that opens (click, Enter) onto its clusters' rows.
 function renderClusters() {
   const list = $("#clusters"), rows = new Map(S.clusters.map((c) => [c.cluster, clusterRow(c)]));
-  const groups = LEVEL.groups(LEVEL.k);
+  const groups = LEVEL.groups(LEVEL.k), parts = LEVEL.parts(LEVEL.k);
+  if (parts) {  // below the run's clusters: a split cluster's row, then a row per part of it at this level
+    return list.replaceChildren(...[...rows].flatMap(([cluster, row]) =>
+      [row, ...(parts.get(cluster) || []).map((node) => partRow(node, cluster))]));
+  }
   if (!groups) return list.replaceChildren(...rows.values());
   const order = new Map(S.clusters.map((c, i) => [c.cluster, i])), grouped = new Set();
   const items = groups.flatMap(({ node, leaves }) => {
@@ -771,6 +776,22 @@ function nodeRow(node, members, open) {
     const again = $(`#clusters li.node[data-node="${node.id}"]`);
     if (again) again.focus();  // the list was drawn anew: the keys stay on this row
   });
+  return item;
+}
+
+// A node of the slider's cut inside a cluster (a part, or parts of it): named as the tree names it, in
+// the colour its points show; it opens its cluster.
+function partRow(node, cluster) {
+  const whole = LEVEL.tree.nodes.get(cluster).name;
+  const item = h("li", { class: "cluster part leaf", "data-node": node.id, "data-in": cluster,
+    title: `tree node ${node.id} · ${node.name} · ${node.size} images, a part of cluster ${cluster} · click to open the cluster` },
+  h("span", { class: "sw", style: `background:${cssOf(LEVEL.tree.leafOf.get(node.id))}` }),
+  h("span"), h("span", { class: "cid" }),
+  // "<cluster's name> · part 1" cut short would read as its cluster: the row, under its cluster's, shows the part.
+  h("span", { class: "name", "data-name": node.name }, node.name.startsWith(whole) ? "… " + node.name.slice(whole.length).trim() : node.name),
+  h("span", { class: "size" }, String(node.size)),
+  h("span"), h("span"));
+  item.addEventListener("click", () => showCluster(cluster));
   return item;
 }
 

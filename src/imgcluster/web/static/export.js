@@ -42,7 +42,7 @@ const Export = (() => {
     dest.addEventListener("input", () => { dest.dataset.typed = "1"; });
     const body = () => ({ run: S.run, to: to.value, mode: mode.value, dest: dest.value || null,
       cluster: scope.cluster ?? null, image_ids: scope.image_ids ?? null,
-      level: LEVEL.tree && LEVEL.k < LEVEL.tree.leaves.length ? String(LEVEL.k) : null });  // the cut the slider shows
+      level: LEVEL.tree && LEVEL.k !== LEVEL.tree.clusters.length ? String(LEVEL.k) : null });  // the cut the slider shows, coarser or finer
     go.addEventListener("click", async () => {
       try {
         status("exporting…");

@@ -125,10 +125,11 @@ const View = (() => {
       const colours = new Map([...stabilityOf()].map(([cluster, value]) => [cluster, ramp(value)]));
       return (i) => colours.get(S.map.cluster[i]) || GREY;
     }
-    // Looked up per cluster once, not per point through the tree's maps (1M points).
-    const table = [];
+    // Looked up per cluster (or leaf) once, not per point through the tree's maps (1M points). Below the
+    // run's clusters a point shows its leaf's node (tree.js).
+    const table = [], of = LEVEL.pointLeaves() || S.map.cluster;
     for (const c of S.clusters) if (c.cluster >= 0) table[c.cluster] = rgbOf(c.cluster);
-    return (i) => { const c = S.map.cluster[i]; return c < 0 ? PALETTE.noise : table[c] || (table[c] = rgbOf(c)); };
+    return (i) => { const c = of[i]; return c < 0 ? PALETTE.noise : table[c] || (table[c] = rgbOf(c)); };
   }
 
   // -- the controls: a "View" box at the top of the sidebar ---------------------------------------------
