@@ -1,5 +1,5 @@
 """`python -m imgcluster.cli` runs the command, as the `imgcluster` script does."""
 
-from . import main
+from . import script
 
-main()
+script()
