@@ -4,7 +4,8 @@ save by sharing one neighbour graph between the two UMAP fits?
 On collections whose embeddings are already cached in their workspace:
 (a) fresh processes running `imgcluster cluster FOLDER` with NUMBA_CACHE_DIR set to an empty folder:
     the first compiles umap-learn's kernels into it, the later ones load them (what a user sees
-    from the second run on a machine);
+    from the second run on a machine); each round also runs one ending the ordinary way (`main()` and
+    the interpreter's full teardown, as the script did before it ended with os._exit);
 (b) the same clustering (`imgcluster.cluster(FOLDER)`) in this process: after its first call, each
     call is the already-warm figure; (a)'s later runs alternate with these calls, so a change in
     the machine's load falls on both;
@@ -45,10 +46,16 @@ def embedded(folder: Path) -> np.ndarray:
         return np.asarray(imgcluster.embed(found, workspace=ws).vectors)
 
 
-def fresh(*args: str, cache: Path) -> float:
-    """Wall seconds of a new process running `imgcluster ARGS` with numba's cache in ``cache``."""
+# The command as before the script skipped the interpreter's teardown: main() and an ordinary exit.
+ORDINARY_EXIT = ["-c", "from imgcluster.cli import main; main()"]
+
+
+def fresh(*args: str, cache: Path, ordinary: bool = False) -> float:
+    """Wall seconds of a new process running `imgcluster ARGS` with numba's cache in ``cache``
+    (``ordinary``: ending with the interpreter's full teardown, as the script did before)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "imgcluster.cli", *args], env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)),
+    entry = ORDINARY_EXIT if ordinary else ["-m", "imgcluster.cli"]
+    subprocess.run([sys.executable, *entry, *args], env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
@@ -61,12 +68,15 @@ def timed_cluster(folder: Path) -> float:
 
 
 def fresh_against_warm(folder: Path, rounds: int, cache: Path) -> dict[str, object]:
-    """The first fresh process on ``folder``, this process's first call, then ``rounds`` pairs of a
-    fresh process and a warm call, interleaved so that a change in the machine's load hits both."""
+    """The first fresh process on ``folder``, this process's first call, then ``rounds`` of a fresh
+    process, a warm call and a fresh process ending the ordinary way, interleaved so that a change in
+    the machine's load hits all three."""
     cold = fresh("cluster", str(folder), "--json", cache=cache)
     first = timed_cluster(folder)
-    pairs = [(fresh("cluster", str(folder), "--json", cache=cache), timed_cluster(folder)) for _ in range(rounds)]
-    return {"cold": cold, "first": first, "pairs": pairs}
+    rounds_ = [(fresh("cluster", str(folder), "--json", cache=cache), timed_cluster(folder),
+                fresh("cluster", str(folder), "--json", cache=cache, ordinary=True)) for _ in range(rounds)]
+    return {"cold": cold, "first": first, "pairs": [(f, w) for f, w, _ in rounds_],
+            "ordinary": [(o, w) for _, w, o in rounds_]}
 
 
 def reduce_both_ways(vectors: np.ndarray) -> tuple[float, float, float]:
@@ -137,6 +147,9 @@ def main() -> None:
         ratios = sorted(f / w for f, w in pairs)
         print(f"{name:<12}{len(vectors[name]):>7}{row['cold']:>11.1f}{row['first']:>16.1f}  "
               f"{'  '.join(f'{f:.1f}/{w:.1f}' for f, w in pairs):<44}{ratios[len(ratios) // 2]:>12.2f}x")
+        before = sorted(o / w for o, w in row["ordinary"])
+        print(f"{'  the same, ending the ordinary way (before)':<48}"
+              f"{'  '.join(f'{o:.1f}/{w:.1f}' for o, w in row['ordinary']):<44}{before[len(before) // 2]:>12.2f}x")
     print(f"`make run` a second time (fresh `imgcluster demo` + fresh `imgcluster cluster` on the digits): "
           f"{make_run:.1f} s")
     print("\n(c) reduce() (UMAP 5-d space + 2-D map) in this warm process")
