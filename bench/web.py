@@ -28,6 +28,7 @@ images. The server is `imgcluster serve` in a child process; the browser is Debi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -43,6 +44,7 @@ import numpy as np
 from imgcluster.cluster.predictor import Predictor
 from imgcluster.config import RunConfig
 from imgcluster.embed import load_model
+from imgcluster.palette import map_colours
 from imgcluster.run.metrics import summarise_clusters
 from imgcluster.store import Assignments, RunRecord, ScannedFile, Workspace
 
@@ -74,6 +76,8 @@ def build(folder: Path, n: int, with_predictor: bool, seed: int = 0) -> float:
             key, time.time(), "/synthetic", model.model_id, "efficientnet-lite0", n, CLUSTERS, RunConfig().to_dict(),
             {"model": model.describe(), "clusters": [s.__dict__ for s in summaries],
              "metrics": {"n_clusters": CLUSTERS, "noise_fraction": NOISE_SHARE}})
+        # Stored as run/save.py stores them; an older imgcluster ignores them and chooses its own.
+        record = dataclasses.replace(record, colours=map_colours(xy[:, 0], xy[:, 1], labels))
         if with_predictor:
             directions = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
             vectors = directions[np.maximum(labels, 0)] + rng.standard_normal((n, DIM), dtype=np.float32) * 0.7
