@@ -3,8 +3,10 @@ points, and p50/p95 latency of /api/clusters/{id}/images and /api/predict.
 
 A synthetic workspace per size, written through the store directly (no embedding): n catalogued
 images, 50 Gaussian clusters on the 2-D map plus 5% unclustered, a thumbnail for the first 2,000
-images. The server is `imgcluster serve` in a child process; the browser is Debian's Chromium
-(WebGL on SwiftShader, i.e. on the CPU: a real GPU draws faster).
+images, the clusters' colours stored with the run as a saved run stores them (a workspace kept by
+an older version of this script has none: the server then chooses them from the map on demand).
+The server is `imgcluster serve` in a child process; the browser is Debian's Chromium (WebGL on
+SwiftShader, i.e. on the CPU: a real GPU draws faster).
 - first render: from navigation start to the first frame with every point drawn (the page reads a
   pixel back to be sure), measured by the page itself; "first view" is a fresh server on a run never
   viewed (its arrays read from SQLite, then cached in the workspace), "server restarted" a fresh
