@@ -3,8 +3,10 @@ points, and p50/p95 latency of /api/clusters/{id}/images and /api/predict.
 
 A synthetic workspace per size, written through the store directly (no embedding): n catalogued
 images, 50 Gaussian clusters on the 2-D map plus 5% unclustered, a thumbnail for the first 2,000
-images. The server is `imgcluster serve` in a child process; the browser is Debian's Chromium
-(WebGL on SwiftShader, i.e. on the CPU: a real GPU draws faster).
+images, the clusters' colours stored with the run as a saved run stores them (a workspace kept by
+an older version of this script has none: the server then chooses them from the map on demand).
+The server is `imgcluster serve` in a child process; the browser is Debian's Chromium (WebGL on
+SwiftShader, i.e. on the CPU: a real GPU draws faster).
 - first render: from navigation start to the first frame with every point drawn (the page reads a
   pixel back to be sure), measured by the page itself; "first view" is a fresh server on a run never
   viewed (its arrays read from SQLite, then cached in the workspace), "server restarted" a fresh
@@ -28,6 +30,7 @@ images. The server is `imgcluster serve` in a child process; the browser is Debi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -43,6 +46,7 @@ import numpy as np
 from imgcluster.cluster.predictor import Predictor
 from imgcluster.config import RunConfig
 from imgcluster.embed import load_model
+from imgcluster.palette import map_colours
 from imgcluster.run.metrics import summarise_clusters
 from imgcluster.store import Assignments, RunRecord, ScannedFile, Workspace
 
@@ -74,6 +78,8 @@ def build(folder: Path, n: int, with_predictor: bool, seed: int = 0) -> float:
             key, time.time(), "/synthetic", model.model_id, "efficientnet-lite0", n, CLUSTERS, RunConfig().to_dict(),
             {"model": model.describe(), "clusters": [s.__dict__ for s in summaries],
              "metrics": {"n_clusters": CLUSTERS, "noise_fraction": NOISE_SHARE}})
+        # Stored as run/save.py stores them; an older imgcluster ignores them and chooses its own.
+        record = dataclasses.replace(record, colours=map_colours(xy[:, 0], xy[:, 1], labels))
         if with_predictor:
             directions = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
             vectors = directions[np.maximum(labels, 0)] + rng.standard_normal((n, DIM), dtype=np.float32) * 0.7

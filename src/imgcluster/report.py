@@ -147,9 +147,12 @@ def render(record: RunRecord, images: Sequence[ImageRecord], assignments: Assign
 
 
 def _colours(record: RunRecord, assignments: Assignments) -> dict[str, str]:
-    """Each cluster's colour, as the web app draws it: both call palette.map_colours on the run's map,
-    so neighbouring clusters differ and a cluster looks the same in both."""
-    chosen = map_colours(np.asarray(assignments.x), np.asarray(assignments.y), np.asarray(assignments.clusters))
+    """Each cluster's colour, as the web app draws it: both read the run's stored colours (or, for a
+    run saved before they were kept, call palette.map_colours on its map), so neighbouring clusters
+    differ and a cluster looks the same in both."""
+    chosen = record.colours
+    if chosen is None:
+        chosen = map_colours(np.asarray(assignments.x), np.asarray(assignments.y), np.asarray(assignments.clusters))
     return {str(c.cluster): chosen.get(c.cluster, cluster_colour(c.cluster)) for c in record.clusters}
 
 

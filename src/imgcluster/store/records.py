@@ -282,7 +282,9 @@ class RunRecord:
     the internal scores; ``clusters`` and ``representatives`` one entry per cluster; ``warnings``
     what is wrong with the answer; ``reasons`` why an image is where it is (by image id, derived
     runs); ``proposed`` the new clusters an update offers; ``provenance`` how the run was made;
-    ``tree`` its clusters at every scale (None for a run saved before imgcluster kept trees).
+    ``tree`` its clusters at every scale (None for a run saved before imgcluster kept trees);
+    ``colours`` each cluster's colour on the map and in the report (``palette.map_colours``, chosen
+    when the run is saved; None for a run saved before imgcluster kept them).
 
     ``from_info`` builds one from the results as the loose dict of imgcluster before 0.2; that
     dict as a ninth argument, ``info``, still fills the typed fields (deprecated).
@@ -312,6 +314,7 @@ class RunRecord:
     proposed: list[ProposedCluster] = field(default_factory=list, kw_only=True)
     reasons: dict[int, str] = field(default_factory=dict, kw_only=True)
     tree: ClusterTree | None = field(default=None, kw_only=True)  # None: a run saved before trees
+    colours: dict[int, str] | None = field(default=None, kw_only=True)  # None: a run saved before colours
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)  # stored keys this version does not know
 
     @classmethod
@@ -346,7 +349,9 @@ class RunRecord:
                 "provenance": dataclasses.asdict(self.provenance),
                 "proposed": [dataclasses.asdict(p) for p in self.proposed],
                 "reasons": {str(i): r for i, r in self.reasons.items()},
-                "tree": None if self.tree is None else self.tree.to_dict(), "extra": self.extra}
+                "tree": None if self.tree is None else self.tree.to_dict(),
+                "colours": None if self.colours is None else {str(c): v for c, v in self.colours.items()},
+                "extra": self.extra}
 
     @classmethod
     def from_stored(cls, row: dict[str, Any], results: dict[str, Any]) -> "RunRecord":
@@ -422,7 +427,9 @@ def _results_from_dict(stored: dict[str, Any]) -> dict[str, Any]:
         "versions": data.get("versions") or {}, "provenance": Provenance(**(data.get("provenance") or {})),
         "proposed": [ProposedCluster(**p) for p in data.get("proposed") or []],
         "reasons": {int(i): r for i, r in (data.get("reasons") or {}).items()},
-        "tree": ClusterTree.from_dict(data["tree"]) if data.get("tree") else None, "extra": data.get("extra") or {}}
+        "tree": ClusterTree.from_dict(data["tree"]) if data.get("tree") else None,
+        "colours": None if data.get("colours") is None else {int(c): v for c, v in data["colours"].items()},
+        "extra": data.get("extra") or {}}
 
 
 _KNOWN = {"requested_config", "model", "clustering", "metrics", "warnings", "clusters", "representatives", "naming",

@@ -64,9 +64,11 @@ class RunView:
 
     @property
     def colours(self) -> dict[int, str]:
-        """Each cluster's colour, chosen from the map as the report chooses it (palette.map_colours)."""
+        """Each cluster's colour, as the report colours it: the run's stored colours, or for a run
+        saved before they were kept, palette.map_colours on its map (once per server)."""
         if self._colours is None:
-            self._colours = map_colours(self.x, self.y, self.clusters)
+            self._colours = (self.record.colours if self.record.colours is not None
+                             else map_colours(self.x, self.y, self.clusters))
         return self._colours
 
     def map_bytes(self) -> bytes:
@@ -143,6 +145,11 @@ class Explorer:
                 tree = stored_tree(view.record, assignments)
                 view.leaves = leaf_parts(tree, image_leaves(assignments, tree))[view.order].tobytes()
             return view.leaves
+
+    def colours(self, record: RunRecord) -> dict[int, str]:
+        """Each cluster's colour in the run: stored with it, so a fresh server's cluster list reads no
+        per-image arrays (a run saved before colours were kept reads them, see ``RunView.colours``)."""
+        return record.colours if record.colours is not None else self.view(record.key).colours
 
     def how(self, view: RunView, image_ids: list[int]) -> dict[int, str]:
         """How each image got its cluster in the run (fit, filed, attached, moved …)."""

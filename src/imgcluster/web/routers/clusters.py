@@ -34,8 +34,8 @@ def cluster_palette() -> dict[str, Any]:
 
 @router.get("/clusters", summary="A run's clusters: name, size, mean membership probability, stability")
 def list_clusters(ex: ExplorerDep, run: RunQuery = None) -> dict[str, Any]:
-    view = ex.view(run)
-    record, colours = view.record, view.colours
+    record = ex.record(run)
+    colours = ex.colours(record)
     with ex.db() as ws:
         names = choose_names(ws.names(record.key))
         measured = ws.stability(record.key)
