@@ -9,8 +9,9 @@ The server is `imgcluster serve` in a child process; the browser is Debian's Chr
 SwiftShader, i.e. on the CPU: a real GPU draws faster).
 - first render: from navigation start to the first frame with every point drawn (the page reads a
   pixel back to be sure), measured by the page itself; "first view" is a fresh server on a run never
-  viewed (its arrays read from SQLite, then cached in the workspace), "server restarted" a fresh
-  server reading that cache, "warm" a second browser context (no HTTP cache) on the same server.
+  viewed, "server restarted" a second fresh server (older versions, timed by PYTHONPATH, cached a
+  viewed run's arrays in the workspace's cache/web-runs: it is removed before the first view, and
+  only they read it after a restart), "warm" a second browser context (no HTTP cache) on the same server.
 - redraw: the mean time of one redraw of the map (a pan or zoom step), waited for: with every
   point, and while moving, when the page draws a random subset sized from its first frame's cost.
   Each redraw includes the overlay: the cluster labels (on, as the page opens) and, zoomed in, images.
@@ -214,7 +215,7 @@ def main() -> None:
             folder = root / f"ws-{n}"
             predictor = n == min(args.sizes)
             built = build(folder, n, predictor) if not (folder / "catalogue.db").exists() else 0.0
-            shutil.rmtree(folder / "cache" / "web-runs", ignore_errors=True)  # the run was never viewed
+            shutil.rmtree(folder / "cache" / "web-runs", ignore_errors=True)  # older versions' cache: never viewed
             server = Server(folder)
             try:
                 cold = first_render(browser, server.url)
