@@ -65,6 +65,58 @@ def test_a_second_fresh_process_loads_what_the_first_compiled(tmp_path: Path) ->
     assert second["misses"] == 0 and second["hits"] == 1
 
 
+# A fresh process importing a module whose kernel numba compiles at import (a signature given,
+# as umap-learn's umap.utils does), inside eager_kernels_cached.
+EAGER_PROCESS = textwrap.dedent("""
+    import json, sys
+    from imgcluster.jit_cache import eager_kernels_cached, use_numba_cache
+    use_numba_cache()
+    import numba
+    sys.path.insert(0, sys.argv[1])
+    with eager_kernels_cached():
+        from eager import total, later
+    import numpy as np
+    assert total(np.array([1.0, 2.0])) == 3.0 and later(2.0) == 4.0
+    print(json.dumps({"hits": sum(total.stats.cache_hits.values()),
+                      "misses": sum(total.stats.cache_misses.values()),
+                      "later_cached": type(later._cache).__name__ != "NullCache",
+                      "restored": numba.njit.__module__ == "numba.core.decorators"}))
+""")
+
+
+def test_kernels_compiled_at_import_are_loaded_by_the_next_process(tmp_path: Path) -> None:
+    # umap-learn compiles tau_rand_int and tau_rand when imported, in every process, 0.1-0.25 s.
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "eager.py").write_text(textwrap.dedent("""
+        import numba
+
+        @numba.njit("f8(f8[:])")
+        def total(values):
+            result = 0.0
+            for value in values:
+                result += value
+            return result
+
+        @numba.njit
+        def later(value):
+            return value * 2.0
+    """))
+    env = {k: v for k, v in os.environ.items() if k != jit_cache.CACHE_ENV}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=SRC)
+
+    def fresh() -> dict:
+        done = subprocess.run([sys.executable, "-c", EAGER_PROCESS, str(tmp_path / "code")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = fresh(), fresh()
+    assert first["misses"] == 1 and first["hits"] == 0
+    assert second["misses"] == 0 and second["hits"] == 1
+    assert not second["later_cached"]  # lazily compiled kernels are left to cache_kernels
+    assert second["restored"]  # numba.njit is numba's own again after the import
+
+
 def test_a_cache_folder_that_cannot_be_written_leaves_numba_alone(tmp_path: Path, monkeypatch, caplog) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would go")

@@ -4,16 +4,18 @@ umap-learn compiles its kernels with numba the first time a process calls them; 
 marked for numba's on-disk cache, so every new ``imgcluster cluster`` paid their compilation again
 (the layout kernel alone ~2 s on 2 busy cores). ``use_numba_cache`` points numba's cache at
 ``$XDG_CACHE_HOME/imgcluster/numba`` (``~/.cache/imgcluster/numba``) before numba loads, and
-``cache_kernels`` turns the cache on for the uncached kernels the pipeline calls.
+``cache_kernels`` turns the cache on for the uncached kernels the pipeline calls, and
+``eager_kernels_cached`` for those umap-learn compiles while it is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,28 @@ def cache_kernels(kernels: Iterable[Any]) -> None:
         except (RuntimeError, OSError) as error:  # numba found no writable folder for it
             log.info("numba cannot cache %s (%s); it compiles in every process", kernel.py_func.__name__, error)
         kernel._cache_enabled_by_imgcluster = True
+
+
+@contextlib.contextmanager
+def eager_kernels_cached() -> Iterator[None]:
+    """While a library is imported inside this block, numba kernels it compiles at import (``njit``
+    given a signature) and did not mark for the cache are kept on disk too.
+
+    umap-learn compiles two such kernels (``umap.utils.tau_rand_int``, ``tau_rand``) in every new
+    process, 0.1-0.25 s of its import on 2 cores; ``cache_kernels`` cannot help those, as they are
+    compiled before the import returns. Lazily compiled kernels are left as they are. numba's cache
+    is keyed by the source file and its timestamp, so an upgraded library compiles afresh."""
+    import numba
+
+    original = numba.njit
+
+    def njit(*args: Any, **kwargs: Any) -> Any:
+        if args and not callable(args[0]):  # a signature: compiled at decoration
+            kwargs.setdefault("cache", True)
+        return original(*args, **kwargs)
+
+    numba.njit = njit
+    try:
+        yield
+    finally:
+        numba.njit = original

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
@@ -19,7 +20,7 @@ import numpy as np
 
 from .config import PRESETS, ReduceConfig
 from .errors import ConfigError, UnknownName
-from .jit_cache import cache_kernels, use_numba_cache
+from .jit_cache import cache_kernels, eager_kernels_cached, use_numba_cache
 from .neighbours import knn_graph
 from .params import (Anything, Interval, Parameters, check_parameters, not_applicable, refuse_undeclared,
                      require_fitted, takers)
@@ -140,10 +141,7 @@ class UmapReducer:
             self.model_ = PcaReducer(self.n_components, self.seed).fit(x)
             self.embedding_ = self.model_.embedding_
             return self
-        use_numba_cache()
-        import umap
-
-        _cache_umap_compilation()
+        umap = import_umap()
         _report_umap_epochs()
         n_neighbors = effective_neighbors(self.n_neighbors, n)
         knn = self.knn if self.knn is not None and self.knn[0].shape[1] == n_neighbors else None
@@ -251,6 +249,17 @@ def fit_units(method: str, n_epochs: int | None, n: int) -> int:
     return 1
 
 
+def import_umap() -> Any:
+    """umap-learn, imported with numba's cache in the user's cache folder and every kernel the
+    pipeline runs kept there: a new process loads them instead of compiling them again."""
+    if "umap" not in sys.modules:
+        use_numba_cache()
+        with eager_kernels_cached():
+            import umap  # noqa: F401
+    _cache_umap_compilation()
+    return sys.modules["umap"]
+
+
 def _cache_umap_compilation() -> None:
     """Let numba keep umap-learn's uncached kernels on disk, as umap-learn already does for some:
     the graph kernels' compilation cost ~3 s in every new process (2 cores), their work on 15,000
@@ -337,7 +346,7 @@ def nearest_neighbors(x: np.ndarray, n_neighbors: int, metric: str = "cosine",
     n = len(x)
     n_neighbors = min(n_neighbors, n)
     if n > EXACT_KNN_UP_TO or metric not in ("cosine", "euclidean"):
-        use_numba_cache()
+        import_umap()
         from umap.umap_ import nearest_neighbors as umap_knn
 
         return umap_knn(x, n_neighbors, metric, {}, False, np.random.RandomState(seed))
