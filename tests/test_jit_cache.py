@@ -117,6 +117,16 @@ def test_kernels_compiled_at_import_are_loaded_by_the_next_process(tmp_path: Pat
     assert second["restored"]  # numba.njit is numba's own again after the import
 
 
+def test_a_kernel_numba_cannot_cache_is_compiled_as_before(caplog) -> None:
+    numba = pytest.importorskip("numba")
+    namespace: dict = {}
+    exec("def plus_one(x):\n    return x + 1.0\n", namespace)  # no source file: nowhere to cache it
+    with caplog.at_level(logging.INFO, logger="imgcluster.jit_cache"), jit_cache.eager_kernels_cached():
+        kernel = numba.njit("f8(f8)")(namespace["plus_one"])
+    assert kernel(1.0) == 2.0
+    assert "cannot cache plus_one" in caplog.text
+
+
 def test_a_cache_folder_that_cannot_be_written_leaves_numba_alone(tmp_path: Path, monkeypatch, caplog) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would go")

@@ -89,9 +89,17 @@ def eager_kernels_cached() -> Iterator[None]:
     original = numba.njit
 
     def njit(*args: Any, **kwargs: Any) -> Any:
-        if args and not callable(args[0]):  # a signature: compiled at decoration
-            kwargs.setdefault("cache", True)
-        return original(*args, **kwargs)
+        if not args or callable(args[0]) or "cache" in kwargs:  # compiled lazily, or the library chose
+            return original(*args, **kwargs)
+        cached, plain = original(*args, cache=True, **kwargs), original(*args, **kwargs)
+
+        def decorate(function: Any) -> Any:
+            try:
+                return cached(function)
+            except RuntimeError as error:  # numba found no folder to cache it in: compiled as before
+                log.info("numba cannot cache %s (%s); it compiles in every process", function.__name__, error)
+                return plain(function)
+        return decorate
 
     numba.njit = njit
     try:
