@@ -197,41 +197,46 @@ def cluster_command(folder: Path, workspace: Path, key: str, fast: bool = True) 
 def kill_clustering(folder: Path, workspace: Path, kills: int, rng: np.random.Generator, *,
                     fast: bool = True, start_delay: float = 8.0, writing_delay: float = 0.3) -> list[tuple[str, str]]:
     """Kill `imgcluster cluster --run-key crash` ``kills`` times (embeddings already cached); after each
-    kill check that the runs before are intact and no run "crash" is visible. Returns (kill point, what
-    the killed run had written) per kill; raises AssertionError on a broken promise."""
+    kill check that the runs before are intact and no run "crash" is visible. A round whose process
+    finished before the signal is tried again (``FINISHED_FIRST_RETRIES`` times). Returns (kill point,
+    what the killed run had written) per kill; raises AssertionError on a broken promise."""
     before = {r.key: imgcluster.load_run(r.key, workspace=workspace) for r in
               imgcluster.list_runs(workspace=workspace)}
     folder_of_run = workspace / "runs" / "crash"
     done = []
     for round_ in range(1, kills + 1):
-        started = time.time()
-        process = subprocess.Popen(cluster_command(folder, workspace, "crash", fast), env=child_env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if round_ % 2:
-            point = f"{rng.uniform(0, start_delay):.2f} s after start"
-            time.sleep(float(point.split()[0]))
-        else:
-            _wait(process, lambda since=started: _written_since(folder_of_run, since))
-            delay = float(rng.uniform(0, writing_delay))
-            time.sleep(delay)
-            point = f"{delay:.2f} s after it began writing the run"
-        killed = _kill(process)
-        written = sorted(str(p.relative_to(folder_of_run)) for p in folder_of_run.rglob("*") if p.is_file()) \
-            if folder_of_run.exists() else []
-        done.append((point if killed else point + " (finished first)", ", ".join(written) or "nothing"))
-        if not killed:
-            break  # the run is complete; nothing more to kill
+        # A run of a few images can be written, and its process gone, before the signal: that run
+        # is whole (checked, then removed) and the round is tried again, at once after the first file.
+        for attempt in range(FINISHED_FIRST_RETRIES + 1):
+            started = time.time()
+            process = subprocess.Popen(cluster_command(folder, workspace, "crash", fast), env=child_env(),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if round_ % 2:
+                delay = float(rng.uniform(0, start_delay))
+                time.sleep(delay)
+                point = f"{delay:.2f} s after start"
+            else:
+                _wait(process, lambda since=started: _written_since(folder_of_run, since))
+                delay = float(rng.uniform(0, writing_delay)) if attempt == 0 else 0.0
+                time.sleep(delay)
+                point = f"{delay:.2f} s after it began writing the run"
+            killed = _kill(process)
+            written = sorted(str(p.relative_to(folder_of_run)) for p in folder_of_run.rglob("*") if p.is_file()) \
+                if folder_of_run.exists() else []
+            if killed:
+                break
+            assert process.returncode == 0, f"the cluster command failed (exit {process.returncode})"
+            _remove_whole_run(workspace)
+        tries = f" (try {attempt + 1}: the earlier ones finished first, their runs whole)" if attempt else ""
+        done.append((point + tries if killed else point + " (finished first every time)", ", ".join(written) or "nothing"))
         listed = CliRunner().invoke(app, ["runs", "list", "--workspace", str(workspace), "--json"])
         assert listed.exit_code == 0, listed.output
         keys = [r["key"] for r in json.loads(listed.stdout)]
         if "crash" in keys:
             # The kill landed after the run's last transaction (the process was exiting): a whole run
             # may be shown, a half one never. Check it is whole, then remove it for the next round.
-            finished = imgcluster.load_run("crash", workspace=workspace)
-            assert set(finished.outputs) == {"csv", "parquet", "report"}, finished.outputs
-            assert len(finished.images) == len(finished.assignments.image_ids) > 0
+            _remove_whole_run(workspace)
             done[-1] = (done[-1][0] + " (after the run was saved: it is whole)", done[-1][1])
-            imgcluster.delete_run("crash", workspace=workspace)
             keys.remove("crash")
         assert sorted(keys) == sorted(before), f"runs list shows {keys} after a kill; expected {sorted(before)}"
         try:
@@ -250,6 +255,19 @@ def kill_clustering(folder: Path, workspace: Path, kills: int, rng: np.random.Ge
         finally:
             ws.close()
     return done
+
+
+# Tries of a round whose process finished before the signal came (then it is killed as soon as it
+# writes its first file).
+FINISHED_FIRST_RETRIES = 2
+
+
+def _remove_whole_run(workspace: Path) -> None:
+    """Check that the run "crash", shown after its process ended, is whole; then delete it."""
+    finished = imgcluster.load_run("crash", workspace=workspace)
+    assert set(finished.outputs) == {"csv", "parquet", "report"}, finished.outputs
+    assert len(finished.images) == len(finished.assignments.image_ids) > 0
+    imgcluster.delete_run("crash", workspace=workspace)
 
 
 def _written_since(folder: Path, since: float) -> bool:
