@@ -207,12 +207,13 @@ def kill_clustering(folder: Path, workspace: Path, kills: int, rng: np.random.Ge
     for round_ in range(1, kills + 1):
         # A run of a few images can be written, and its process gone, before the signal: that run
         # is whole (checked, then removed) and the round is tried again, at once after the first file.
+        window = start_delay
         for attempt in range(FINISHED_FIRST_RETRIES + 1):
             started = time.time()
             process = subprocess.Popen(cluster_command(folder, workspace, "crash", fast), env=child_env(),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if round_ % 2:
-                delay = float(rng.uniform(0, start_delay))
+                delay = float(rng.uniform(0, window))
                 time.sleep(delay)
                 point = f"{delay:.2f} s after start"
             else:
@@ -227,6 +228,7 @@ def kill_clustering(folder: Path, workspace: Path, kills: int, rng: np.random.Ge
                 break
             assert process.returncode == 0, f"the cluster command failed (exit {process.returncode})"
             _remove_whole_run(workspace)
+            window = min(window, 0.8 * (time.time() - started))  # the next try lands within a run's time
         tries = f" (try {attempt + 1}: the earlier ones finished first, their runs whole)" if attempt else ""
         done.append((point + tries if killed else point + " (finished first every time)", ", ".join(written) or "nothing"))
         listed = CliRunner().invoke(app, ["runs", "list", "--workspace", str(workspace), "--json"])
@@ -259,7 +261,7 @@ def kill_clustering(folder: Path, workspace: Path, kills: int, rng: np.random.Ge
 
 # Tries of a round whose process finished before the signal came (then it is killed as soon as it
 # writes its first file).
-FINISHED_FIRST_RETRIES = 2
+FINISHED_FIRST_RETRIES = 4
 
 
 def _remove_whole_run(workspace: Path) -> None:

@@ -48,6 +48,7 @@ def test_clustering_killed_keeps_the_previous_run_and_shows_no_half_run(
     # kill_clustering checks after each that `runs list` and load_run show only "before", unchanged.
     points = crash.kill_clustering(folder, workspace, 2, np.random.default_rng(3), start_delay=4.0)
     assert len(points) == 2 and "writing" in points[1][0] and points[1][1] != "nothing", points
+    assert not any("finished first every time" in point for point, _ in points), points  # each kill landed
     leftover = workspace / "runs" / "crash" / "from-the-killed-run.txt"
     leftover.parent.mkdir(parents=True, exist_ok=True)  # gone if the last kill came after a whole run
     leftover.write_text("an orphan run folder must not break `runs list` or the rerun")

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +75,15 @@ EAGER_PROCESS = textwrap.dedent("""
     use_numba_cache()
     import numba
     sys.path.insert(0, sys.argv[1])
-    with eager_kernels_cached():
+    with eager_kernels_cached(("eager",)):
         from eager import total, later
+        from other import twice
     import numpy as np
-    assert total(np.array([1.0, 2.0])) == 3.0 and later(2.0) == 4.0
+    assert total(np.array([1.0, 2.0])) == 3.0 and later(2.0) == 4.0 and twice(2.0) == 4.0
     print(json.dumps({"hits": sum(total.stats.cache_hits.values()),
                       "misses": sum(total.stats.cache_misses.values()),
                       "later_cached": type(later._cache).__name__ != "NullCache",
+                      "other_cached": type(twice._cache).__name__ != "NullCache",
                       "restored": numba.njit.__module__ == "numba.core.decorators"}))
 """)
 
@@ -101,6 +105,13 @@ def test_kernels_compiled_at_import_are_loaded_by_the_next_process(tmp_path: Pat
         def later(value):
             return value * 2.0
     """))
+    (tmp_path / "code" / "other.py").write_text(textwrap.dedent("""
+        import numba
+
+        @numba.njit("f8(f8)")
+        def twice(value):
+            return value * 2.0
+    """))
     env = {k: v for k, v in os.environ.items() if k != jit_cache.CACHE_ENV}
     env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=SRC)
 
@@ -114,17 +125,44 @@ def test_kernels_compiled_at_import_are_loaded_by_the_next_process(tmp_path: Pat
     assert first["misses"] == 1 and first["hits"] == 0
     assert second["misses"] == 0 and second["hits"] == 1
     assert not second["later_cached"]  # lazily compiled kernels are left to cache_kernels
+    assert not second["other_cached"]  # so are the kernels of modules not named
     assert second["restored"]  # numba.njit is numba's own again after the import
 
 
 def test_a_kernel_numba_cannot_cache_is_compiled_as_before(caplog) -> None:
     numba = pytest.importorskip("numba")
-    namespace: dict = {}
+    namespace: dict = {"__name__": "made_here"}
     exec("def plus_one(x):\n    return x + 1.0\n", namespace)  # no source file: nowhere to cache it
-    with caplog.at_level(logging.INFO, logger="imgcluster.jit_cache"), jit_cache.eager_kernels_cached():
+    with caplog.at_level(logging.INFO, logger="imgcluster.jit_cache"), jit_cache.eager_kernels_cached(("made_here",)):
         kernel = numba.njit("f8(f8)")(namespace["plus_one"])
     assert kernel(1.0) == 2.0
     assert "cannot cache plus_one" in caplog.text
+
+
+def test_two_threads_importing_at_once_leave_numba_njit_as_it_was() -> None:
+    # The web app's jobs may import umap from two threads: the second must not keep the first's
+    # wrapper as "the original" and put it back after the first has restored numba's own.
+    numba = pytest.importorskip("numba")
+    original = numba.njit
+    first_inside, second_inside = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with jit_cache.eager_kernels_cached(("nothing_here",)):
+            first_inside.set()
+            second_inside.wait(timeout=0.5)  # leaves first, while the second is (or would be) inside
+
+    def second() -> None:
+        first_inside.wait(timeout=5)
+        with jit_cache.eager_kernels_cached(("nothing_here",)):
+            second_inside.set()
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert numba.njit is original
 
 
 def test_a_cache_folder_that_cannot_be_written_leaves_numba_alone(tmp_path: Path, monkeypatch, caplog) -> None:

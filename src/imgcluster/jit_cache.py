@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,34 +76,45 @@ def cache_kernels(kernels: Iterable[Any]) -> None:
         kernel._cache_enabled_by_imgcluster = True
 
 
+# eager_kernels_cached replaces numba.njit, a module attribute every thread sees: one patch at a time.
+_PATCHING = threading.Lock()
+
+
 @contextlib.contextmanager
-def eager_kernels_cached() -> Iterator[None]:
-    """While a library is imported inside this block, numba kernels it compiles at import (``njit``
-    given a signature) and did not mark for the cache are kept on disk too.
+def eager_kernels_cached(modules: tuple[str, ...]) -> Iterator[None]:
+    """While ``modules`` (names or their prefixes, e.g. ``("umap.",)``) are imported inside this
+    block, the numba kernels they compile at import (``njit`` given a signature) and did not mark
+    for the cache are kept on disk too. Kernels of other modules are left alone, as are kernels
+    compiled lazily and those whose library chose ``cache`` itself.
 
     umap-learn compiles two such kernels (``umap.utils.tau_rand_int``, ``tau_rand``) in every new
     process, 0.1-0.25 s of its import on 2 cores; ``cache_kernels`` cannot help those, as they are
-    compiled before the import returns. Lazily compiled kernels are left as they are. numba's cache
-    is keyed by the source file and its timestamp, so an upgraded library compiles afresh."""
+    compiled before the import returns. numba's cache is keyed by the source file and its
+    timestamp, so an upgraded library compiles afresh. A kernel numba cannot cache (no folder, a
+    full disk) is compiled as before."""
     import numba
 
-    original = numba.njit
+    with _PATCHING:
+        original = numba.njit
 
-    def njit(*args: Any, **kwargs: Any) -> Any:
-        if not args or callable(args[0]) or "cache" in kwargs:  # compiled lazily, or the library chose
-            return original(*args, **kwargs)
-        cached, plain = original(*args, cache=True, **kwargs), original(*args, **kwargs)
+        def njit(*args: Any, **kwargs: Any) -> Any:
+            if not args or callable(args[0]) or "cache" in kwargs:  # compiled lazily, or the library chose
+                return original(*args, **kwargs)
+            cached, plain = original(*args, cache=True, **kwargs), original(*args, **kwargs)
 
-        def decorate(function: Any) -> Any:
-            try:
-                return cached(function)
-            except RuntimeError as error:  # numba found no folder to cache it in: compiled as before
-                log.info("numba cannot cache %s (%s); it compiles in every process", function.__name__, error)
-                return plain(function)
-        return decorate
+            def decorate(function: Any) -> Any:
+                if not (getattr(function, "__module__", None) or "").startswith(modules):
+                    return plain(function)
+                try:
+                    return cached(function)
+                except (RuntimeError, OSError) as error:  # no folder numba can cache in, a full disk
+                    log.info("numba cannot cache %s (%s); it compiles in every process", function.__name__, error)
+                    return plain(function)
+            return decorate
 
-    numba.njit = njit
-    try:
-        yield
-    finally:
-        numba.njit = original
+        numba.njit = njit
+        try:
+            yield
+        finally:
+            if numba.njit is njit:
+                numba.njit = original

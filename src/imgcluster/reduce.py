@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
@@ -249,14 +250,18 @@ def fit_units(method: str, n_epochs: int | None, n: int) -> int:
     return 1
 
 
+_IMPORTING_UMAP = threading.Lock()  # the web app's jobs may cluster in several threads at once
+
+
 def import_umap() -> Any:
     """umap-learn, imported with numba's cache in the user's cache folder and every kernel the
     pipeline runs kept there: a new process loads them instead of compiling them again."""
-    if "umap" not in sys.modules:
-        use_numba_cache()
-        with eager_kernels_cached():
-            import umap  # noqa: F401
-    _cache_umap_compilation()
+    with _IMPORTING_UMAP:
+        if "umap" not in sys.modules:
+            use_numba_cache()
+            with eager_kernels_cached(("umap.",)):
+                import umap  # noqa: F401
+        _cache_umap_compilation()
     return sys.modules["umap"]
 
 
