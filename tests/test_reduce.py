@@ -67,6 +67,22 @@ def test_the_graph_is_the_same_whatever_the_rows_reranked_at_a_time(monkeypatch,
     assert np.allclose(chunked[1], np.sort(exact, axis=1)[:, :15], atol=1e-4)
 
 
+def test_the_projected_search_reranks_the_same_in_small_chunks(monkeypatch) -> None:
+    # Beyond FULL_WIDTH_KNN_UP_TO points of more than 64-d the candidates come from a 64-d PCA
+    # projection (3 x k of them), re-ranked at full width.
+    from imgcluster import neighbours
+
+    x, _ = make_blobs(n_samples=300, centers=5, n_features=96, cluster_std=3.0, random_state=5)
+    x = x.astype(np.float32)
+    monkeypatch.setattr(neighbours, "FULL_WIDTH_KNN_UP_TO", 100)
+    whole = neighbours.knn_graph(x, 15)
+    monkeypatch.setattr(neighbours, "RERANK_BLOCK_FLOATS", 45 * 96 * 11)  # 11 rows a chunk
+    assert neighbours.rerank_chunk(45, 96) == 11
+    chunked = neighbours.knn_graph(x, 15)
+    assert np.array_equal(chunked[0], whole[0]) and np.array_equal(chunked[1], whole[1])
+    assert (chunked[0][:, 0] == np.arange(300)).all()
+
+
 def test_fewer_points_than_neighbours_give_a_graph_of_every_point() -> None:
     x = embeddings(6)
     indices, distances, _ = nearest_neighbors(x, 15)
