@@ -9,7 +9,7 @@ DEMO   ?= demo-data/digits
 DATA   ?=
 ARGS   ?=
 
-.PHONY: run test install browser bench clean
+.PHONY: run test install browser bench clean bytecode
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,18 @@ $(STAMP): pyproject.toml
 	# The CPU wheel first: an unpinned torch would pull gigabytes of CUDA packages.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+# pip compiles an installed package's modules, but not an editable install's source tree; where
+# PYTHONDONTWRITEBYTECODE is set (as on this machine) every command then compiled the ~90 modules it
+# imports again (0.2 s a process). Kept up to date on each run (0.1 s when nothing changed).
+bytecode:
+	@$(BIN)/python -m compileall -q src
+
+run: $(STAMP) bytecode
 ifeq ($(strip $(DATA)),)
 	$(BIN)/imgcluster demo $(DEMO)
 	$(BIN)/imgcluster cluster $(DEMO)/images $(ARGS)
@@ -35,7 +42,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed: the browser test will be skipped (apt-get install chromium)"
 
-test: $(STAMP) browser
+test: $(STAMP) browser bytecode
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

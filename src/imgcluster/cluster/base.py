@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -87,3 +88,60 @@ def centroid_membership(x: np.ndarray, labels: np.ndarray, ids: np.ndarray, cent
     distances = centroid_distances(x[clustered], centroids, metric)
     probabilities[clustered] = assignment_margin(distances, np.searchsorted(ids, labels[clustered]))
     return probabilities
+
+
+SILHOUETTE_BLOCK_FLOATS = 2_000_000  # distances handled at a time: a block of rows, widened to float64 (16 MB)
+
+
+def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
+    """The mean silhouette of ``labels`` (m,) from the points' distances (m, m), as scikit-learn's
+    ``silhouette_score(distances, labels, metric="precomputed")`` gives it: in the distances' float
+    type, each point's summed distance to each cluster added in float64, a point alone in its
+    cluster scoring 0. Needs 2 to m - 1 distinct labels (any values).
+
+    One matrix product per block of rows instead of scikit-learn's Python loop over the rows, which
+    took 1.3 s of auto mode's search over 2,500 points of the photo crops (40 candidates)."""
+    return _silhouette(lambda start, stop: distances[start:stop], len(distances), labels,
+                       distances.dtype if np.issubdtype(distances.dtype, np.floating) else np.dtype(np.float64))
+
+
+def euclidean_silhouette(points: np.ndarray, labels: np.ndarray) -> float:
+    """``silhouette`` of ``points`` (m, d) under Euclidean distance, as ``silhouette_score(points,
+    labels)`` gives it, without the (m, m) matrix: a block of rows of distances at a time
+    (scikit-learn's distances, so the same figure; the full matrix of 4,000 points is 64 MB of new
+    memory, 0.1-0.7 s on this machine before any arithmetic)."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        block = euclidean_distances(points[start:stop], points)
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # as scikit-learn sets a point's own distance
+        return block
+
+    dtype = np.dtype(np.float32) if points.dtype == np.float32 else np.dtype(np.float64)
+    return _silhouette(rows, len(points), labels, dtype)
+
+
+def _silhouette(rows: Callable[[int, int], np.ndarray], n: int, labels: np.ndarray, dtype: np.dtype) -> float:
+    _, codes = np.unique(labels, return_inverse=True)
+    codes = codes.ravel()
+    counts = np.bincount(codes)
+    c = len(counts)
+    if not 2 <= c <= n - 1:
+        raise ValueError(f"the silhouette needs 2 to {n - 1} clusters of {n} points; got {c}")
+    members = np.zeros((n, c))
+    members[np.arange(n), codes] = 1.0
+    sums = np.empty((n, c), dtype=dtype)
+    block = max(1, SILHOUETTE_BLOCK_FLOATS // max(n, 1))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        sums[start:stop] = np.asarray(rows(start, stop), dtype=np.float64) @ members
+    every = np.arange(n)
+    within = sums[every, codes]
+    sums[every, codes] = np.inf
+    sums /= counts
+    between = sums.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        within /= counts[codes] - 1
+        scores = between - within
+        scores /= np.maximum(within, between)
+    return float(np.mean(np.nan_to_num(scores)))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster import NOISE, auto_min_cluster_size
+from ..cluster.base import euclidean_silhouette
 from ..store.records import ClusterSummary
 
 REPRESENTATIVES_PER_CLUSTER = 16
@@ -64,11 +65,9 @@ def internal_metrics(space: np.ndarray, labels: np.ndarray, probabilities: np.nd
         "silhouette": None,
     }
     if metrics["n_clusters"] >= 2 and clustered.sum() > metrics["n_clusters"]:
-        from sklearn.metrics import silhouette_score
-
-        metrics["silhouette"] = float(silhouette_score(
-            space[clustered], labels[clustered], sample_size=min(sample, int(clustered.sum())),
-            random_state=seed))
+        # The sample scikit-learn's silhouette_score(sample_size=..., random_state=seed) takes.
+        rows = np.random.RandomState(seed).permutation(int(clustered.sum()))[:sample]
+        metrics["silhouette"] = euclidean_silhouette(space[clustered][rows], labels[clustered][rows])
     return metrics
 
 
