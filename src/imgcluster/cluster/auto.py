@@ -251,12 +251,17 @@ def _neighbor_graph(points: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.nd
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     points = np.asarray(points, dtype=np.float32)
     nearest = np.empty((n, k), dtype=np.int64)
-    # A block of rows at a time: the whole (n, n) matrix and argpartition's (n, n) int64 answer
-    # were 75 MB of new memory at 2,500 points, 0.5-0.9 s of a warm re-cluster on this machine.
-    block = max(1, GRAPH_BLOCK_FLOATS // n)
+    # Cosine (the embeddings, as `cluster` scores): a block of rows at a time, since the whole
+    # (n, n) matrix and argpartition's (n, n) int64 answer were 75 MB of new memory at 2,500 points,
+    # 0.5-0.9 s of a warm re-cluster on this machine. Euclidean (a clustering space scored alone)
+    # stays whole: scikit-learn mirrors one triangle of a whole matrix into the other, and
+    # near-duplicate points measured in blocks could swap places among the nearest.
+    block = max(1, GRAPH_BLOCK_FLOATS // n) if cosine else n
+    metric = "cosine" if cosine else "euclidean"
     for start in range(0, n, block):
         stop = min(n, start + block)
-        distances = pairwise_distances(points[start:stop], points, metric="cosine" if cosine else "euclidean")
+        distances = (pairwise_distances(points, metric=metric) if stop - start == n else  # whole: mirrored
+                     pairwise_distances(points[start:stop], points, metric=metric))
         distances[np.arange(stop - start), np.arange(start, stop)] = np.inf
         nearest[start:stop] = np.argpartition(distances, k - 1, axis=1)[:, :k]
     links = sparse.coo_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), nearest.ravel())), shape=(n, n)).tocsr()

@@ -93,16 +93,25 @@ def centroid_membership(x: np.ndarray, labels: np.ndarray, ids: np.ndarray, cent
 SILHOUETTE_BLOCK_FLOATS = 2_000_000  # distances handled at a time: a block of rows, widened to float64 (16 MB)
 
 
+SILHOUETTE_MOST_CLUSTERS = 64  # beyond, scikit-learn's loop over rows is the faster of the two
+
+
 def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
-    """The mean silhouette of ``labels`` (m,) from the points' distances (m, m), as scikit-learn's
-    ``silhouette_score(distances, labels, metric="precomputed")`` gives it: in the distances' float
-    type, each point's summed distance to each cluster added in float64, a point alone in its
-    cluster scoring 0. Needs 2 to m - 1 distinct labels (any values).
+    """The mean silhouette of ``labels`` (m,) from the points' finite distances (m, m, zero on the
+    diagonal), as scikit-learn's ``silhouette_score(distances, labels, metric="precomputed")`` gives
+    it: in float32 for float32 distances (the same value, bit for bit), else in float64 (the sums
+    added in another order: within 1e-16); a point alone in its cluster scores 0. Needs 2 to m - 1
+    distinct labels (any values).
 
     One matrix product per block of rows instead of scikit-learn's Python loop over the rows, which
-    took 1.3 s of auto mode's search over 2,500 points of the photo crops (40 candidates)."""
+    took 1.3 s of auto mode's search over 2,500 points of the photo crops (40 candidates). Its cost
+    grows with the clusters, so above ``SILHOUETTE_MOST_CLUSTERS`` scikit-learn's own is used."""
+    if len(np.unique(labels)) > SILHOUETTE_MOST_CLUSTERS:
+        from sklearn.metrics import silhouette_score
+
+        return float(silhouette_score(distances, labels, metric="precomputed"))
     return _silhouette(lambda start, stop: distances[start:stop], len(distances), labels,
-                       distances.dtype if np.issubdtype(distances.dtype, np.floating) else np.dtype(np.float64))
+                       np.dtype(np.float32) if distances.dtype == np.float32 else np.dtype(np.float64))
 
 
 def euclidean_silhouette(points: np.ndarray, labels: np.ndarray) -> float:
@@ -111,6 +120,11 @@ def euclidean_silhouette(points: np.ndarray, labels: np.ndarray) -> float:
     (scikit-learn's distances, so the same figure; the full matrix of 4,000 points is 64 MB of new
     memory, 0.1-0.7 s on this machine before any arithmetic)."""
     from sklearn.metrics.pairwise import euclidean_distances
+
+    if len(np.unique(labels)) > SILHOUETTE_MOST_CLUSTERS:
+        from sklearn.metrics import silhouette_score
+
+        return float(silhouette_score(points, labels))
 
     def rows(start: int, stop: int) -> np.ndarray:
         block = euclidean_distances(points[start:stop], points)
@@ -135,6 +149,8 @@ def _silhouette(rows: Callable[[int, int], np.ndarray], n: int, labels: np.ndarr
     for start in range(0, n, block):
         stop = min(n, start + block)
         sums[start:stop] = np.asarray(rows(start, stop), dtype=np.float64) @ members
+    if not np.isfinite(sums).all():  # a NaN or infinite distance would otherwise score its point 0
+        raise ValueError("the silhouette needs finite distances; some are NaN or infinite")
     every = np.arange(n)
     within = sums[every, codes]
     sums[every, codes] = np.inf

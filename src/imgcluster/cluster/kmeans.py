@@ -92,7 +92,8 @@ def plus_plus_seeds(x: np.ndarray, n_clusters: int, random_state: np.random.Rand
     Its own seeding asks scikit-learn's distance function for each new centre's trials, 0.3 ms of
     checks a call: 85% of the k-means candidates of auto mode (2 s of a 3,927-photo re-cluster, 240
     seedings). Here each point's coordinates and squared norm are widened to float64 once per
-    seeding, in the blocks scikit-learn's distances use, so every value is computed as it would be."""
+    seeding (up to 64 MB; beyond, once per call, as scikit-learn does), in the blocks scikit-learn's
+    distances use, so every value is computed as it would be."""
     n = len(x)
     weights = np.ones(n, dtype=x.dtype)
     trials = 2 + int(np.log(n_clusters))
@@ -117,39 +118,60 @@ def plus_plus_seeds(x: np.ndarray, n_clusters: int, random_state: np.random.Rand
 
 class _SquaredDistances:
     """Squared Euclidean distances from a few points to all of ``x``, valued as scikit-learn's
-    ``euclidean_distances(points, x, squared=True)`` values them: for float32, in float64 over
-    blocks of ``x`` of its batch size, then rounded to float32; for float64, directly."""
+    ``euclidean_distances(points, x, squared=True)`` values them: for float32, in float64 over the
+    blocks of ``x`` its batch size gives for that many points, then rounded to float32; for
+    float64, directly. The float64 copies of ``x``'s blocks are kept between calls up to
+    ``KEPT_FLOATS`` values (a seeding asks for every block again for each centre); beyond, each
+    call widens them again, as scikit-learn does."""
+
+    KEPT_FLOATS = 8_000_000  # 64 MB of float64
 
     def __init__(self, x: np.ndarray):
         self.x = x
         self.upcast = x.dtype == np.float32
-        if self.upcast:
-            n, d = x.shape
-            # scikit-learn's batch size for a few rows against n (``_euclidean_distances_upcast``):
-            # its memory bound is the 10 * 2**17 floor for up to ~10^5 points.
-            memory = max(((1 + n) * d + n) / 10, 10 * 2**17)
-            size = max(int((-2 * d + np.sqrt((2 * d) ** 2 + 4 * memory)) / 2), 1)
-            self.blocks = [slice(start, min(n, start + size)) for start in range(0, n, size)]
-            self.wide = [np.asarray(x[block], dtype=np.float64) for block in self.blocks]
-            self.norms = [np.einsum("ij,ij->i", wide, wide)[None, :] for wide in self.wide]
-        else:
-            self.norms_all = np.einsum("ij,ij->i", x, x)[None, :]
+        self.keep = x.size <= self.KEPT_FLOATS
+        self._widened: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        if not self.upcast:
+            self.norms = np.einsum("ij,ij->i", x, x)[None, :]
 
     def to(self, points: np.ndarray) -> np.ndarray:
         if not self.upcast:
             out = -2 * (points @ self.x.T)
             out += np.einsum("ij,ij->i", points, points)[:, None]
-            out += self.norms_all
+            out += self.norms
             return np.maximum(out, 0, out=out)
-        wide = np.asarray(points, dtype=np.float64)
-        own = np.einsum("ij,ij->i", wide, wide)[:, None]
         out = np.empty((len(points), len(self.x)), dtype=np.float32)
-        for block, other, norms in zip(self.blocks, self.wide, self.norms):
-            part = -2 * (wide @ other.T)
-            part += own
-            part += norms
-            out[:, block] = part
+        size = self._batch_size(len(points))
+        for rows in _batches(len(points), size):
+            wide = np.asarray(points[rows], dtype=np.float64)
+            own = np.einsum("ij,ij->i", wide, wide)[:, None]
+            for block in _batches(len(self.x), size):
+                other, norms = self._widen(block)
+                part = -2 * (wide @ other.T)
+                part += own
+                part += norms
+                out[rows, block] = part
         return np.maximum(out, 0, out=out)
+
+    def _batch_size(self, rows: int) -> int:
+        """scikit-learn's batch size for ``rows`` points against ``x`` (``_euclidean_distances_upcast``)."""
+        n, d = self.x.shape
+        memory = max(((rows + n) * d + rows * n) / 10, 10 * 2**17)
+        return max(int((-2 * d + np.sqrt((2 * d) ** 2 + 4 * memory)) / 2), 1)
+
+    def _widen(self, block: slice) -> tuple[np.ndarray, np.ndarray]:
+        key = (block.start, block.stop)
+        if key in self._widened:
+            return self._widened[key]
+        wide = np.asarray(self.x[block], dtype=np.float64)
+        found = wide, np.einsum("ij,ij->i", wide, wide)[None, :]
+        if self.keep:
+            self._widened[key] = found
+        return found
+
+
+def _batches(n: int, size: int) -> list[slice]:
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
 def restarts(n: int, dimensions: int, k: int) -> int:
