@@ -91,8 +91,6 @@ def centroid_membership(x: np.ndarray, labels: np.ndarray, ids: np.ndarray, cent
 
 
 SILHOUETTE_BLOCK_FLOATS = 2_000_000  # distances handled at a time: a block of rows, widened to float64 (16 MB)
-
-
 SILHOUETTE_MOST_CLUSTERS = 64  # beyond, scikit-learn's loop over rows is the faster of the two
 
 
