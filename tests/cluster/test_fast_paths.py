@@ -131,3 +131,19 @@ def test_near_duplicates_in_blocks_still_link_each_point_to_its_nearest(monkeypa
     near = (distances[rows, cols] <= kth[rows] + 1e-6) | (distances[cols, rows] <= kth[cols] + 1e-6)
     assert near.all()
     assert (np.bincount(rows, minlength=2500) >= auto.GRAPH_NEIGHBORS).all()
+
+
+def test_hdbscan_settings_sharing_a_kept_tree_give_the_labels_of_their_own(tmp_path) -> None:
+    from sklearn.datasets import make_blobs
+
+    from imgcluster.cluster.hdbscan import HdbscanClusterer
+
+    x, _ = make_blobs(n_samples=[300, 120, 60, 25], n_features=5, cluster_std=0.8, random_state=7)
+    for size in (5, 12, 30, 60):
+        for selection in ("eom", "leaf"):
+            alone = HdbscanClusterer(min_cluster_size=size, min_samples=5, cluster_selection_method=selection).fit(x)
+            shared = HdbscanClusterer(min_cluster_size=size, min_samples=5, cluster_selection_method=selection).fit(
+                x, tree_cache=str(tmp_path), labels_only=True)
+            assert np.array_equal(shared.labels_, alone.labels_)
+            assert np.array_equal(shared.probabilities_, alone.probabilities_)
+    assert any(tmp_path.rglob("output.pkl"))  # hdbscan kept the tree there (joblib's cache)

@@ -27,7 +27,12 @@ class HdbscanClusterer:
         self.min_cluster_size, self.min_samples, self.max_cluster_size = min_cluster_size, min_samples, max_cluster_size
         self.cluster_selection_method, self.alpha, self.seed = cluster_selection_method, alpha, seed
 
-    def fit(self, x: np.ndarray) -> "HdbscanClusterer":
+    def fit(self, x: np.ndarray, *, tree_cache: str | None = None, labels_only: bool = False) -> "HdbscanClusterer":
+        """Fit on ``x`` (n, d). For a search over settings (auto mode's grid): ``tree_cache``, a folder
+        where hdbscan keeps the single-linkage tree it builds (it depends on the points and
+        ``min_samples`` only, so fits that differ in ``min_cluster_size`` or the selection method
+        load it instead of building it again); ``labels_only`` skips the prediction data, so
+        ``predict`` cannot be used after."""
         import hdbscan
 
         n = len(x)
@@ -49,7 +54,8 @@ class HdbscanClusterer:
                 min_cluster_size=self.min_cluster_size_, min_samples=min(self.min_samples_, n - 1),
                 cluster_selection_method=self.cluster_selection_method, alpha=self.alpha,
                 max_cluster_size=self.max_cluster_size or 0,  # hdbscan's 0 means no limit
-                prediction_data=True).fit(np.asarray(x, dtype=np.float64))
+                prediction_data=not labels_only,
+                **({"memory": tree_cache} if tree_cache else {})).fit(np.asarray(x, dtype=np.float64))
         self.labels_ = self.model_.labels_.astype(np.int64)
         self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=np.float64)
         return self
