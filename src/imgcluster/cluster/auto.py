@@ -249,6 +249,7 @@ def _neighbor_graph(points: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.nd
     """The symmetrised k-NN graph of ``points`` as (rows, cols): each undirected link twice, no self-links."""
     from scipy import sparse
     from sklearn.metrics import pairwise_distances
+    from sklearn.utils import gen_batches
 
     n = len(points)
     k = min(GRAPH_NEIGHBORS, n - 1)
@@ -263,12 +264,12 @@ def _neighbor_graph(points: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.nd
     # near-duplicate points measured in blocks could swap places among the nearest.
     block = max(1, GRAPH_BLOCK_FLOATS // n) if cosine else n
     metric = "cosine" if cosine else "euclidean"
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        distances = (pairwise_distances(points, metric=metric) if stop - start == n else  # whole: mirrored
-                     pairwise_distances(points[start:stop], points, metric=metric))
-        distances[np.arange(stop - start), np.arange(start, stop)] = np.inf
-        nearest[start:stop] = np.argpartition(distances, k - 1, axis=1)[:, :k]
+    for rows in gen_batches(n, block):
+        own = np.arange(rows.start, rows.stop)
+        distances = (pairwise_distances(points, metric=metric) if len(own) == n else  # whole: mirrored
+                     pairwise_distances(points[rows], points, metric=metric))
+        distances[own - rows.start, own] = np.inf
+        nearest[rows] = np.argpartition(distances, k - 1, axis=1)[:, :k]
     links = sparse.coo_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), nearest.ravel())), shape=(n, n)).tocsr()
     links = (links + links.T).tocoo()
     return links.row.astype(np.int64), links.col.astype(np.int64)

@@ -104,11 +104,12 @@ def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
     One matrix product per block of rows instead of scikit-learn's Python loop over the rows, which
     took 1.3 s of auto mode's search over 2,500 points of the photo crops (40 candidates). Its cost
     grows with the clusters, so above ``SILHOUETTE_MOST_CLUSTERS`` scikit-learn's own is used."""
-    if len(np.unique(labels)) > SILHOUETTE_MOST_CLUSTERS:
+    codes = _cluster_codes(labels)
+    if codes.max(initial=-1) + 1 > SILHOUETTE_MOST_CLUSTERS:
         from sklearn.metrics import silhouette_score
 
         return float(silhouette_score(distances, labels, metric="precomputed"))
-    return _silhouette(lambda start, stop: distances[start:stop], len(distances), labels,
+    return _silhouette(lambda rows: distances[rows], codes,
                        np.dtype(np.float32) if distances.dtype == np.float32 else np.dtype(np.float64))
 
 
@@ -119,34 +120,39 @@ def euclidean_silhouette(points: np.ndarray, labels: np.ndarray) -> float:
     memory, 0.1-0.7 s on this machine before any arithmetic)."""
     from sklearn.metrics.pairwise import euclidean_distances
 
-    if len(np.unique(labels)) > SILHOUETTE_MOST_CLUSTERS:
+    codes = _cluster_codes(labels)
+    if codes.max(initial=-1) + 1 > SILHOUETTE_MOST_CLUSTERS:
         from sklearn.metrics import silhouette_score
 
         return float(silhouette_score(points, labels))
 
-    def rows(start: int, stop: int) -> np.ndarray:
-        block = euclidean_distances(points[start:stop], points)
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # as scikit-learn sets a point's own distance
+    def distances(rows: slice) -> np.ndarray:
+        block = euclidean_distances(points[rows], points)
+        own = np.arange(rows.start, rows.stop)
+        block[own - rows.start, own] = 0.0  # as scikit-learn sets a point's own distance
         return block
 
-    dtype = np.dtype(np.float32) if points.dtype == np.float32 else np.dtype(np.float64)
-    return _silhouette(rows, len(points), labels, dtype)
+    return _silhouette(distances, codes, np.dtype(np.float32) if points.dtype == np.float32 else np.dtype(np.float64))
 
 
-def _silhouette(rows: Callable[[int, int], np.ndarray], n: int, labels: np.ndarray, dtype: np.dtype) -> float:
-    _, codes = np.unique(labels, return_inverse=True)
-    codes = codes.ravel()
+def _cluster_codes(labels: np.ndarray) -> np.ndarray:
+    """Labels as 0..c-1 (any label values, in sorted order)."""
+    return np.unique(labels, return_inverse=True)[1].ravel()
+
+
+def _silhouette(distances: Callable[[slice], np.ndarray], codes: np.ndarray, dtype: np.dtype) -> float:
+    """The silhouette from ``distances(rows)``, each block of rows' distances to every point."""
+    from sklearn.utils import gen_batches
+
     counts = np.bincount(codes)
-    c = len(counts)
+    n, c = len(codes), len(counts)
     if not 2 <= c <= n - 1:
         raise ValueError(f"the silhouette needs 2 to {n - 1} clusters of {n} points; got {c}")
     members = np.zeros((n, c))
     members[np.arange(n), codes] = 1.0
     sums = np.empty((n, c), dtype=dtype)
-    block = max(1, SILHOUETTE_BLOCK_FLOATS // max(n, 1))
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        sums[start:stop] = np.asarray(rows(start, stop), dtype=np.float64) @ members
+    for rows in gen_batches(n, max(1, SILHOUETTE_BLOCK_FLOATS // max(n, 1))):
+        sums[rows] = np.asarray(distances(rows), dtype=np.float64) @ members
     if not np.isfinite(sums).all():  # a NaN or infinite distance would otherwise score its point 0
         raise ValueError("the silhouette needs finite distances; some are NaN or infinite")
     every = np.arange(n)

@@ -140,12 +140,14 @@ class _SquaredDistances:
             out += np.einsum("ij,ij->i", points, points)[:, None]
             out += self.norms
             return np.maximum(out, 0, out=out)
+        from sklearn.utils import gen_batches
+
         out = np.empty((len(points), len(self.x)), dtype=np.float32)
         size = self._batch_size(len(points))
-        for rows in _batches(len(points), size):
+        for rows in gen_batches(len(points), size):
             wide = np.asarray(points[rows], dtype=np.float64)
             own = np.einsum("ij,ij->i", wide, wide)[:, None]
-            for block in _batches(len(self.x), size):
+            for block in gen_batches(len(self.x), size):
                 other, norms = self._widen(block)
                 part = -2 * (wide @ other.T)
                 part += own
@@ -168,10 +170,6 @@ class _SquaredDistances:
         if self.keep:
             self._widened[key] = found
         return found
-
-
-def _batches(n: int, size: int) -> list[slice]:
-    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
 def restarts(n: int, dimensions: int, k: int) -> int:
