@@ -44,6 +44,12 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def plain_help(param: Any) -> str:
+    """An option's help as a reader sees it in ``--help``: without the backslashes that keep rich
+    markup from reading a word in brackets ("imgcluster\\[dedup]") as a style."""
+    return (getattr(param, "help", None) or "").replace("\\[", "[")
+
+
 def walk_commands(command: Any, path: tuple[str, ...] = ("imgcluster",)) -> Iterator[tuple[tuple[str, ...], Any]]:
     """Yield (words, click command) for the app and every command and group below it, depth first."""
     yield path, command
@@ -87,15 +93,15 @@ def _param_row(param: Any) -> str:
         kind = "" if param.is_flag else f" {param.metavar or _type_word(param)}"
         name = f"`{flags}{kind}`"
         default = param.default
-        help_text = getattr(param, "help", None) or ""
+        help_text = plain_help(param)
         # Options that default to "not given" (None) end their help with the setting's own default.
-        said = re.search(r"\s*\\?\[default: ([^\]]*)\]\s*$", help_text)
+        said = re.search(r"\s*\[default: ([^\]]*)\]\s*$", help_text)
         if default is None and said:
             default, help_text = f"`{said.group(1)}`", help_text[:said.start()]
         else:
             default = "" if default is None or callable(default) else f"`{default}`"
         return f"| {name} | {default} | {_cell(help_text)} |"
-    return f"| {name} | {default} | {_cell(getattr(param, 'help', None) or '')} |"
+    return f"| {name} | {default} | {_cell(plain_help(param))} |"
 
 
 def render_cli() -> str:
@@ -134,7 +140,7 @@ def _options_setting(help_text: str) -> list[str]:
     hits = []
     for path, command in walk_commands(cli_command()):
         for p in command.params:
-            if p.param_type_name == "option" and help_text in (getattr(p, "help", None) or ""):
+            if p.param_type_name == "option" and help_text in plain_help(p):
                 hits.append(f"`{' '.join(path[1:])} {p.opts[0]}`")
     return hits
 

@@ -178,3 +178,16 @@ def test_without_opencv_mirrors_are_still_found_and_the_log_says_what_to_install
     assert names_by_group(found) == [{"scene0.png", "mirrored.jpg"}]  # the crop needs verification
     assert found.candidates["unverified"] >= 1 and not found.verified
     assert "imgcluster[dedup]" in caplog.text
+
+
+def test_without_opencv_the_command_names_the_extra_to_install(copies: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary line says what to install, in full: rich markup once swallowed "[dedup]"."""
+    from typer.testing import CliRunner
+
+    from imgcluster.cli import app
+
+    monkeypatch.setattr("imgcluster.api.search.opencv_available", lambda: False)
+    result = CliRunner().invoke(app, ["duplicates", str(copies), "--detectors", "exact,perceptual,crops"],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "not verified: OpenCV is missing (pip install 'imgcluster[dedup]')" in result.output

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 import imgcluster.config as config_module
 from imgcluster.cli import app
@@ -77,6 +78,21 @@ def test_every_cli_option_is_documented() -> None:
         f"{len(missing)} CLI name(s) missing from {CLI_PAGE.relative_to(ROOT)}:\n  " + "\n  ".join(missing)
         + f"\nRun `{REGENERATE}` to regenerate the page (or add a row under the command's '## `imgcluster …`' "
         "heading), then say when to use it in the guide that covers the command (docs/guide/).")
+
+
+def test_help_shows_the_words_in_brackets_of_every_option() -> None:
+    """`--help` prints each option's help as rich markup, which silently drops a word in brackets it
+    takes for a style: "pip install 'imgcluster[dedup]'" printed as "pip install 'imgcluster'"."""
+    runner = CliRunner()
+    dropped = []
+    for path, command in _commands(typer.main.get_command(app)):
+        wanted = {word for param in command.params
+                  for word in re.findall(r"[\w.-]+\[[\w,.-]+\]", (getattr(param, "help", None) or "").replace("\\[", "["))}
+        if not wanted:
+            continue
+        shown = runner.invoke(app, [*path[1:], "--help"], env={"COLUMNS": "250"}).output
+        dropped += [f"{' '.join(path)}: {word}" for word in sorted(wanted) if word not in shown]
+    assert not dropped, "words in brackets missing from --help (escape them: rich.markup.escape):\n  " + "\n  ".join(dropped)
 
 
 def _config_classes() -> list[type]:

@@ -27,7 +27,9 @@ err = Console(stderr=True)
 
 
 def option_help(cls: type, name: str) -> str:
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+    """The help of config field ``cls.name`` as an option's help: ``--help`` reads it as rich markup,
+    which would swallow a word in brackets ("pip install 'imgcluster[dedup]'"), so those are escaped."""
+    return escape(next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name))
 
 
 def option_default(cls: type, name: str) -> Any:

@@ -121,7 +121,7 @@ def duplicates_command(
         checked = found.candidates.get("verified", 0)
         console.print(f"Crops: {found.candidates.get('crops', 0):,} candidate pair(s) within {config.crop_hamming} "
                       f"bits, {checked:,} checked with local features, {found.links.get('crops', 0):,} linked"
-                      + ("." if found.verified else "; not verified: OpenCV is missing (pip install "
-                                                    "'imgcluster[dedup]')."), soft_wrap=True)
+                      + ("." if found.verified else escape("; not verified: OpenCV is missing (pip install "
+                                                           "'imgcluster[dedup]').")), soft_wrap=True)
     if written:
         console.print(f"Written: {written}", soft_wrap=True)
