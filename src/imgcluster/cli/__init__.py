@@ -299,9 +299,9 @@ def predict_command(
     table.add_column("nearest (similarity)", overflow="fold")
     table.add_column("why")
     for f, image, cluster in zip(filed, cells["image"], cells["cluster"]):
-        nearest = (f"{Path(f.nearest_path).name} ({f.nearest_similarity:.2f})"
+        nearest = (f"{escape(Path(f.nearest_path).name)} ({f.nearest_similarity:.2f})"
                    if f.nearest_path and f.nearest_similarity is not None else "")
-        table.add_row(image, cluster, f"{f.membership_probability:.2f}", nearest, f.reason)
+        table.add_row(image, cluster, f"{f.membership_probability:.2f}", nearest, escape(f.reason))
     console.print(table)
 
 
@@ -376,7 +376,7 @@ def _print_run(run: api.Run) -> None:
     for summary in summaries[:25]:
         table.add_row("unclustered" if summary.cluster < 0 else str(summary.cluster), _shown_name(run, summary.cluster),
                       f"{summary.size:,}", f"{summary.mean_membership_probability:.2f}",
-                      ", ".join(names[i] for i in summary.representatives[:3]))
+                      escape(", ".join(names[i] for i in summary.representatives[:3])))
     if len(summaries) > 25:
         table.caption = f"… and {len(summaries) - 25} more clusters (see the report)"
     console.print(table)

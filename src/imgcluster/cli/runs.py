@@ -59,7 +59,7 @@ def _runs_table(runs: list[api.RunSummary]) -> Table:
         table.add_column(column, justify="right")
     table.add_column("unstable")
     for r in runs:
-        table.add_row(r.key, _date(r.created_at), r.model_name, r.method, f"{r.n_images:,}", str(r.n_clusters),
+        table.add_row(r.key, _date(r.created_at), escape(r.model_name), r.method, f"{r.n_images:,}", str(r.n_clusters),
                       f"{r.noise_fraction:.0%}", "" if r.silhouette is None else f"{r.silhouette:.2f}",
                       "-" if r.unstable_clusters is None else ", ".join(map(str, r.unstable_clusters)) or "none")
     return table
@@ -162,11 +162,11 @@ def _settings_table(info: dict[str, Any]) -> Table:
     for stage, values in info["config"].items():
         if not isinstance(values, dict):
             if values is not None:
-                table.add_row(stage, str(values))
+                table.add_row(stage, escape(str(values)))
             continue
         asked = requested.get(stage, {})
         table.add_row(stage, ", ".join(
-            f"{k}={v}" + (" [cyan](auto)[/]" if asked.get(k, v) is None else "")
+            escape(f"{k}={v}") + (" [cyan](auto)[/]" if asked.get(k, v) is None else "")
             for k, v in values.items() if v is not None))
     return table
 
