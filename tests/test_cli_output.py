@@ -238,14 +238,16 @@ def test_runs_list_is_a_table_when_wide(runs: dict[str, Any], monkeypatch: pytes
 
 def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
     """Rich reads "[a]" in a table cell as a style and drops it: a folder of "[a] photo-0001.jpg"
-    files, and a cluster named "[draft] …", must show those words in every table."""
-    folder = tmp_path / "[2019] trip"
+    files in a "[b] trip" folder, and a cluster named "[draft] …", must show those words everywhere."""
+    folder = tmp_path / "[b] trip"
     for path in write_photos(folder, 12):
         path.rename(path.with_name(f"[a] {path.name}"))
+    (folder / "[i] empty.jpg").write_bytes(b"")
     clustered = CliRunner().invoke(app, ["cluster", str(folder), "--k", "2", *FAST], env={"COLUMNS": "250"})
     assert clustered.exit_code == 0, clustered.output
     examples = [line for line in clustered.output.splitlines() if "photo-" in line]
     assert examples and all("[a] photo-" in line for line in examples), clustered.output
+    assert f"Report: {folder}" in clustered.output and "[i] empty.jpg" in clustered.output
     cli("name", "0", "[draft] shapes", "--folder", str(folder))
     filed = CliRunner().invoke(app, ["predict", str(folder / "[a] photo-0001.jpg"), "--folder", str(folder)],
                                env={"COLUMNS": "250"})

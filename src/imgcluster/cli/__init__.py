@@ -156,8 +156,8 @@ def embed_command(
     rate = f" ({done.n_embedded / done.seconds:,.1f} images/s)" if done.n_embedded and done.seconds else ""
     where = f" on Ray ({done.engine['workers']} workers)" if done.engine.get("workers") else ""
     console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}{where}, {done.n_cached:,} "
-                  f"already cached, with {done.model['name']} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
-                  f"Workspace: {done.workspace}", soft_wrap=True)
+                  f"already cached, with {escape(str(done.model['name']))} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
+                  f"Workspace: {escape(str(done.workspace))}", soft_wrap=True)
     if done.export is not None:
         console.print(f"Shards: {done.export['rows_written']:,} embeddings in {done.export['shards_written']:,} new "
                       f"shards; {done.export['rows']:,} in {done.export['shards']:,} shards at {done.export['url']}",
@@ -258,7 +258,7 @@ def export_command(
     done = api.export(dest, run, to=to, mode="link" if link else "copy", path=folder, workspace=workspace,
                       level=level)
     how = f": {done.linked:,} linked, {done.copied:,} copied" if done.format == "folders" else ""
-    console.print(f"Exported {done.images:,} images ({done.format}) to {done.dest}{how}.", soft_wrap=True)
+    console.print(f"Exported {done.images:,} images ({done.format}) to {escape(str(done.dest))}{how}.", soft_wrap=True)
     if done.missing:
         console.print(f"[yellow]{done.missing:,} image(s) are gone from their folder and were left out.[/]")
     if done.format == "fiftyone":
@@ -410,11 +410,11 @@ def _print_run(run: api.Run) -> None:
         console.print(f"[yellow]Skipped {len(run.skipped)} file(s):[/] "
                       + "; ".join(f"{count} {reason}" for reason, count in reasons.most_common()))
         for record_ in run.skipped[:10]:
-            console.print(f"  [dim]{record_.path}[/]: {record_.skip_reason}")
+            console.print(f"  [dim]{escape(str(record_.path))}[/]: {escape(record_.skip_reason or '')}", soft_wrap=True)
         if len(run.skipped) > 10:
             console.print(f"  … {len(run.skipped) - 10} more in the report")
-    console.print(f"Table:  {run.outputs['csv']}", soft_wrap=True)
-    console.print(f"Report: [bold green]{run.outputs['report']}[/]", soft_wrap=True)
+    console.print(f"Table:  {escape(str(run.outputs['csv']))}", soft_wrap=True)
+    console.print(f"Report: [bold green]{escape(str(run.outputs['report']))}[/]", soft_wrap=True)
 
 
 def _dedup_summary(dedup: dict[str, Any] | None) -> dict[str, int] | None:

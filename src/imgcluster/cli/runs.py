@@ -93,8 +93,8 @@ def runs_show_command(
         return
     model = info.get("model", {})
     console.print(f"[bold]run {info['key']}[/] · {_date(info['created_at'])} · {info['n_images']:,} images · "
-                  f"{info['n_clusters']} clusters\nfolder {info['root']}\nworkspace {info['workspace']}\n"
-                  f"model [bold]{info['model_name']}[/] ({info['model_id']}), {model.get('dim', '?')}-d, "
+                  f"{info['n_clusters']} clusters\nfolder {escape(str(info['root']))}\nworkspace {escape(str(info['workspace']))}\n"
+                  f"model [bold]{escape(info['model_name'])}[/] ({escape(str(info['model_id']))}), {model.get('dim', '?')}-d, "
                   f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}"
                   + (f", backend {model['backend']} ({model.get('precision')})" if "backend" in model else ""), soft_wrap=True)
     for line in _lineage(info):
@@ -118,7 +118,7 @@ def runs_show_command(
     for evaluation in info["evaluations"]:
         scores = evaluation["metrics"]["all"]
         level = f" at level {evaluation['metrics']['level']}" if evaluation["metrics"].get("level") else ""
-        console.print(f"evaluation {_date(evaluation['created_at'])} against {evaluation['labels_source']}{level}: "
+        console.print(f"evaluation {_date(evaluation['created_at'])} against {escape(str(evaluation['labels_source']))}{level}: "
                       f"NMI {scores.get('nmi', float('nan')):.3f}, ARI {scores.get('ari', float('nan')):.3f}",
                       soft_wrap=True)
     if info["stability"]:
@@ -126,7 +126,7 @@ def runs_show_command(
         console.print(f"stability {_date(newest['created_at'])}: {newest['repeats']} refits, unstable clusters "
                       f"(below {newest['threshold']}): {', '.join(map(str, newest['unstable_clusters'])) or 'none'}")
     for path in info["files"]:
-        console.print(f"  [dim]{path}[/]", soft_wrap=True)
+        console.print(f"  [dim]{escape(str(path))}[/]", soft_wrap=True)
 
 
 def _lineage(info: dict[str, Any]) -> list[str]:
@@ -252,7 +252,7 @@ def runs_compare_command(
     console.print(f"{len(result.moved):,} images moved (not in the B cluster their A cluster matched)"
                   + (":" if result.moved and moved else "."))
     for image in result.moved[:moved]:
-        console.print(f"  {image.path}: A {image.cluster_a} → B {image.cluster_b}", soft_wrap=True)
+        console.print(f"  {escape(str(image.path))}: A {image.cluster_a} → B {image.cluster_b}", soft_wrap=True)
 
 
 def _shown_names(key: str, folder: Path | None, workspace: Path | None, level: str | None) -> dict[int, str]:
@@ -290,8 +290,8 @@ def stability_command(
     console.print(f"{len(measured.unstable)} unstable cluster(s) (stability below {measured.threshold}); "
                   f"refits' ARI with the run: {', '.join(f'{v:.3f}' for v in measured.repeat_ari)}; the consensus "
                   f"moves {measured.changed:,} images (mean agreement {measured.agreement.mean():.2f}).")
-    console.print(f"Consensus: {measured.outputs['consensus']}", soft_wrap=True)
-    console.print(f"Report: [bold green]{measured.outputs['report']}[/]", soft_wrap=True)
+    console.print(f"Consensus: {escape(str(measured.outputs['consensus']))}", soft_wrap=True)
+    console.print(f"Report: [bold green]{escape(str(measured.outputs['report']))}[/]", soft_wrap=True)
 
 
 def _date(timestamp: float) -> str:

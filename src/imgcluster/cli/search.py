@@ -124,4 +124,4 @@ def duplicates_command(
                       + ("." if found.verified else escape("; not verified: OpenCV is missing (pip install "
                                                            "'imgcluster[dedup]').")), soft_wrap=True)
     if written:
-        console.print(f"Written: {written}", soft_wrap=True)
+        console.print(f"Written: {escape(str(written))}", soft_wrap=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import api
@@ -90,10 +91,10 @@ def _print_update(done: api.Update, as_json: bool) -> None:
         console.print(f"Accept or reject them: imgcluster proposals --run {done.run.key} --accept ID --reject ID",
                       soft_wrap=True)
     if done.drift:
-        err.print(f"[yellow]{done.drift}[/]", soft_wrap=True)
+        err.print(f"[yellow]{escape(done.drift)}[/]", soft_wrap=True)
     print_warnings(done.run.warnings)
     if "report" in done.run.outputs:
-        console.print(f"Report: [bold green]{done.run.outputs['report']}[/]", soft_wrap=True)
+        console.print(f"Report: [bold green]{escape(str(done.run.outputs['report']))}[/]", soft_wrap=True)
 
 
 @app.command("proposals")
