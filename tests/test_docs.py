@@ -86,13 +86,14 @@ def test_help_shows_the_words_in_brackets_of_every_option() -> None:
     runner = CliRunner()
     dropped = []
     for path, command in _commands(typer.main.get_command(app)):
-        wanted = {word for param in command.params
-                  for word in re.findall(r"[\w.-]+\[[\w,.-]+\]", (getattr(param, "help", None) or "").replace("\\[", "["))}
+        helps = [(getattr(param, "help", None) or "").replace("\\[", "[") for param in command.params]
+        wanted = {word for help_text in helps for word in re.findall(r"[\w.-]+\[[\w,.-]+\]", help_text)}
         if not wanted:
             continue
         shown = runner.invoke(app, [*path[1:], "--help"], env={"COLUMNS": "250"}).output
         dropped += [f"{' '.join(path)}: {word}" for word in sorted(wanted) if word not in shown]
-    assert not dropped, "words in brackets missing from --help (escape them: rich.markup.escape):\n  " + "\n  ".join(dropped)
+    assert not dropped, ("words in brackets missing from --help (escape them: rich.markup.escape):\n  "
+                         + "\n  ".join(dropped))
 
 
 def _config_classes() -> list[type]:

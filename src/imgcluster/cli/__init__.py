@@ -156,8 +156,8 @@ def embed_command(
     rate = f" ({done.n_embedded / done.seconds:,.1f} images/s)" if done.n_embedded and done.seconds else ""
     where = f" on Ray ({done.engine['workers']} workers)" if done.engine.get("workers") else ""
     console.print(f"{done.n_images:,} images: {done.n_embedded:,} embedded now{rate}{where}, {done.n_cached:,} "
-                  f"already cached, with {escape(str(done.model['name']))} ({done.model['dim']}-d); {len(done.skipped)} skipped. "
-                  f"Workspace: {escape(str(done.workspace))}", soft_wrap=True)
+                  f"already cached, with {escape(str(done.model['name']))} ({done.model['dim']}-d); "
+                  f"{len(done.skipped)} skipped. Workspace: {escape(str(done.workspace))}", soft_wrap=True)
     if done.export is not None:
         console.print(f"Shards: {done.export['rows_written']:,} embeddings in {done.export['shards_written']:,} new "
                       f"shards; {done.export['rows']:,} in {done.export['shards']:,} shards at {done.export['url']}",

@@ -93,8 +93,10 @@ def runs_show_command(
         return
     model = info.get("model", {})
     console.print(f"[bold]run {info['key']}[/] · {_date(info['created_at'])} · {info['n_images']:,} images · "
-                  f"{info['n_clusters']} clusters\nfolder {escape(str(info['root']))}\nworkspace {escape(str(info['workspace']))}\n"
-                  f"model [bold]{escape(info['model_name'])}[/] ({escape(str(info['model_id']))}), {model.get('dim', '?')}-d, "
+                  f"{info['n_clusters']} clusters\nfolder {escape(str(info['root']))}\n"
+                  f"workspace {escape(str(info['workspace']))}\n"
+                  f"model [bold]{escape(info['model_name'])}[/] ({escape(str(info['model_id']))}), "
+                  f"{model.get('dim', '?')}-d, "
                   f"pooling {model.get('pooling', '?')}, device {model.get('device', '?')}"
                   + (f", backend {model['backend']} ({model.get('precision')})" if "backend" in model else ""), soft_wrap=True)
     for line in _lineage(info):
@@ -118,7 +120,8 @@ def runs_show_command(
     for evaluation in info["evaluations"]:
         scores = evaluation["metrics"]["all"]
         level = f" at level {evaluation['metrics']['level']}" if evaluation["metrics"].get("level") else ""
-        console.print(f"evaluation {_date(evaluation['created_at'])} against {escape(str(evaluation['labels_source']))}{level}: "
+        console.print(f"evaluation {_date(evaluation['created_at'])} against "
+                      f"{escape(str(evaluation['labels_source']))}{level}: "
                       f"NMI {scores.get('nmi', float('nan')):.3f}, ARI {scores.get('ari', float('nan')):.3f}",
                       soft_wrap=True)
     if info["stability"]:

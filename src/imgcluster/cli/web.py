@@ -45,6 +45,6 @@ def serve_command(
                   "request needs the token; share it only with people who may see these images.", soft_wrap=True)
         token = token or new_token()
     url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
-    console.print(f"imgcluster: serving {escape(str(folder))} at [bold]{url}[/] (API docs at /api/docs); Ctrl-C stops it.",
-                  soft_wrap=True)
+    console.print(f"imgcluster: serving {escape(str(folder))} at [bold]{url}[/] (API docs at /api/docs); "
+                  "Ctrl-C stops it.", soft_wrap=True)
     serve(workspace=folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
