@@ -147,3 +147,13 @@ def test_hdbscan_settings_sharing_a_kept_tree_give_the_labels_of_their_own(tmp_p
             assert np.array_equal(shared.labels_, alone.labels_)
             assert np.array_equal(shared.probabilities_, alone.probabilities_)
     assert any(tmp_path.rglob("output.pkl"))  # hdbscan kept the tree there (joblib's cache)
+
+
+@pytest.mark.parametrize("n", [1, 1_797, 20_000, 20_001])
+def test_the_predictors_mean_direction_is_that_of_its_sample_to_the_last_digit(n: int) -> None:
+    """Measured without copying the rows where every row is used; the same float64 sums as of a copy."""
+    from imgcluster.cluster.predictor import MEAN_SAMPLE, _sample_mean
+
+    x = np.random.default_rng(n).normal(size=(n, 48)).astype(np.float32)
+    rows = np.sort(np.random.default_rng(3).choice(n, size=min(n, MEAN_SAMPLE), replace=False))
+    assert np.array_equal(_sample_mean(x, seed=3), np.asarray(x[rows], dtype=np.float64).mean(axis=0))

@@ -611,11 +611,18 @@ class Predictor:
         return json.loads(json.dumps(self.delta_state()[1]))
 
 
+MEAN_SAMPLE = 20_000  # rows the collection's mean direction is measured on
+
+
 def _sample_mean(vectors: np.ndarray, seed: int) -> np.ndarray:
-    """Mean of up to 20,000 of ``vectors`` (an array or a ``ShardedVectors`` view), as float64."""
+    """Mean of up to ``MEAN_SAMPLE`` of ``vectors`` (an array or a ``ShardedVectors`` view), as float64."""
     n = len(vectors)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))
-    return np.asarray(vectors[rows], dtype=np.float64).mean(axis=0)
+    if n <= MEAN_SAMPLE and isinstance(vectors, np.ndarray):
+        # Every row, in order: summed in float64 straight from the array, the same sums as of a float64
+        # copy of its rows, without the two copies (new memory is slow to touch here: 0.1 s at 1,797 x 1,280).
+        return vectors.mean(axis=0, dtype=np.float64)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, MEAN_SAMPLE), replace=False))
+    return np.asarray(vectors[rows]).mean(axis=0, dtype=np.float64)
 
 
 def _ordinal(n: int) -> str:
