@@ -87,3 +87,36 @@ def test_rerun_embeds_nothing_and_new_images_only_once(digits_dir: Path, tmp_pat
     turned.save(changed)  # same path, new content: embedded again, the other 69 are not
     edited = imgcluster.cluster(folder, workspace=workspace, model="efficientnet-lite0", k=5)
     assert edited.record.as_info()["embedding"] == {"new": 1, "cached": 69}
+
+
+def test_evaluate_counts_label_rows_that_name_no_image(digits_dir: Path, digits_run: imgcluster.Run,
+                                                       tmp_path: Path) -> None:
+    """A labels file with typos scores what it can and says how many rows it left out; one of bare
+    file names is refused with the path it should have written."""
+    import pytest
+
+    with open(digits_dir / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:100]
+    mixed = tmp_path / "mixed.csv"
+    with open(mixed, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerows((r["path"] if n < 60 else Path(r["path"]).name, r["label"]) for n, r in enumerate(rows))
+    metrics = imgcluster.evaluate(mixed, digits_run.key, path=digits_dir / "images")
+    assert metrics["all"]["n"] == 60 and metrics["unmatched_label_rows"] == 40
+    assert metrics["unmatched_label_example"] == Path(rows[60]["path"]).name
+    from typer.testing import CliRunner
+
+    from imgcluster.cli import app
+
+    said = CliRunner().invoke(app, ["evaluate", "--labels", str(mixed), "--run", digits_run.key,
+                                    "--folder", str(digits_dir / "images")], env={"COLUMNS": "250"})
+    assert said.exit_code == 0, said.output
+    assert f"40 row(s) of {mixed} name no image of the run" in " ".join(said.output.split())
+    whole = imgcluster.evaluate(digits_dir / "labels.csv", digits_run.key, path=digits_dir / "images")
+    assert whole["unmatched_label_rows"] == 0 and whole["unmatched_label_example"] is None
+
+    bare = tmp_path / "bare.csv"
+    bare.write_text("path,label\n" + "".join(f"{Path(r['path']).name},{r['label']}\n" for r in rows[:5]))
+    with pytest.raises(imgcluster.ImgclusterError, match=rf"is the file name of '{rows[0]['path']}'"):
+        imgcluster.evaluate(bare, digits_run.key, path=digits_dir / "images")

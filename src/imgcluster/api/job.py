@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +172,23 @@ def report(key: str | None = None, *, path: str | os.PathLike[str] | None = None
         ws.close()
 
 
+def _bare_names_hint(rows: list[tuple[str, tuple[str, ...]]], images: Sequence[ImageRecord], root: str) -> str:
+    """"; 'x.png' is the file name of 'sub/x.png'": where the rows give bare file names that images of
+    the run have under a sub-folder ('' where no row does)."""
+    by_name = {Path(r.path).name: r.path for r in images}
+    for written, _ in rows:
+        if Path(written).name == written and written in by_name:
+            return f"; '{written}' is the file name of '{os.path.relpath(by_name[written], root)}'"
+    return ""
+
+
 def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: str | os.PathLike[str] | None = None,
              workspace: str | os.PathLike[str] | None = None, level: str | int | None = None) -> dict[str, Any]:
     """Score a run (the newest with clusters when ``key`` is None) against a CSV of ``path,label`` rows and store it.
 
     Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
-    without a label are left out and counted. ``level`` scores the run's tree cut at that level (see
+    without a label are left out and counted (``unlabelled_images``), as are rows that name no image
+    of the run (``unmatched_label_rows``, the first in ``unmatched_label_example``). ``level`` scores the run's tree cut at that level (see
     ``Run.cut``); the metrics then say which under "level" and "n_clusters".
     """
     import csv
@@ -189,21 +200,30 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
     run = load_run(key, path=path, workspace=workspace)
     at_level = run.at_level(level)
     known: dict[str, str] = {}
+    rows: list[tuple[str, tuple[str, ...]]] = []  # each row's path as written, and what it may name
     with open(labels_path, newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise ConfigError(f"{labels_path} needs a header row with the columns path,label; "
                               f"found {reader.fieldnames}.")
         for row in reader:
-            for base in (Path(run.record.root), labels_path.parent):
-                known.setdefault(str((base / row["path"]).resolve()), row["label"])
+            named = tuple(str((base / row["path"]).resolve()) for base in (Path(run.record.root), labels_path.parent))
+            for candidate in named:
+                known.setdefault(candidate, row["label"])
+            rows.append((row["path"], named))
     labelled = [i for i, r in enumerate(run.images) if r.path in known]
     if not labelled:
         raise ConfigError(f"None of the paths in {labels_path} matches an image of run {run.key}. Paths must be "
-                          f"absolute or relative to {run.record.root}.")
+                          f"absolute or relative to {run.record.root}{_bare_names_hint(rows, run.images, run.record.root)}.")
     clusters = np.asarray(at_level.assignments.clusters)
     metrics = external_metrics([known[run.images[i].path] for i in labelled], clusters[labelled])
     metrics["unlabelled_images"] = len(run.images) - len(labelled)
+    # A row naming no image of the run (a typo, a file since moved) would otherwise only shrink the
+    # scored set without a word: counted, with the first as an example.
+    paths = {r.path for r in run.images}
+    unmatched = [written for written, named in rows if not any(candidate in paths for candidate in named)]
+    metrics["unmatched_label_rows"] = len(unmatched)
+    metrics["unmatched_label_example"] = unmatched[0] if unmatched else None
     if at_level is not run:
         metrics["level"], metrics["n_clusters"] = str(level), len(set(clusters.tolist()) - {NOISE})
     ws = Workspace.open(run.workspace)

@@ -327,6 +327,10 @@ def evaluate_command(
         table.add_row(label, str(row["n"]), *(f"{row.get(m, float('nan')):.3f}" for m in
                                                ("nmi", "ari", "homogeneity", "completeness", "purity")))
     console.print(table)
+    if metrics["unmatched_label_rows"]:
+        print_warnings([f"{metrics['unmatched_label_rows']:,} row(s) of {labels} name no image of the run (the "
+                        f"first: '{metrics['unmatched_label_example']}') and were left out. Paths must be absolute "
+                        "or relative to the clustered folder."])
     console.print(f"{metrics['noise_fraction']:.0%} unclustered; {metrics['unlabelled_images']} images had no label."
                   + (f" Level {escape(metrics['level'])}: {metrics['n_clusters']} clusters." if "level" in metrics
                      else ""))
