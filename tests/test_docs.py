@@ -96,6 +96,14 @@ def test_help_shows_the_words_in_brackets_of_every_option() -> None:
                          + "\n  ".join(dropped))
 
 
+def test_every_commands_summary_is_one_line() -> None:
+    """`imgcluster --help` lists each command with its help's first paragraph, keeping that
+    paragraph's line breaks: a summary wrapped in the source broke mid-sentence in the list."""
+    broken = [" ".join(path) for path, command in _commands(typer.main.get_command(app))
+              if "\n" in inspect.cleandoc(command.help or "").split("\n\n")[0]]
+    assert not broken, f"commands whose first help paragraph spans lines (end it, then a blank line): {broken}"
+
+
 def _config_classes() -> list[type]:
     return [cls for _, cls in inspect.getmembers(config_module, inspect.isclass)
             if dataclasses.is_dataclass(cls) and cls.__module__ == config_module.__name__]

@@ -281,8 +281,9 @@ def predict_command(
         min=0.0, max=0.5)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """File new images into an existing run's clusters, without refitting; an image unlike the cluster its
-    nearest images vote for is held (unassigned), with the test it failed."""
+    """File new images into an existing run's clusters, without refitting.
+
+    An image unlike the cluster its nearest images vote for is held (unassigned), with the test it failed."""
     run = chosen_run(run, folder, workspace)
     filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device,
                         held_quantile=held_quantile)

@@ -24,8 +24,10 @@ def tree_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show a run's cluster tree: its clusters (split into parts where they hold well separated ones)
-    merged up to the whole collection; ids, names, sizes and persistence. Move along it with --level here, in export, evaluate and runs compare."""
+    """Show a run's cluster tree: ids, names, sizes and persistence, from its parts to the whole collection.
+
+    The run's clusters (split into parts where they hold well separated ones) are merged up to the
+    whole collection. Move along it with --level here, in export, evaluate and runs compare."""
     key = chosen_run(run, folder, workspace)
     tree = api.cluster_tree(key, path=folder, workspace=workspace, level=level)
     if as_json:

@@ -42,8 +42,10 @@ def update_command(
     run_key: Annotated[Optional[str], typer.Option(help="Key for the new run (default: date-time).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """File new images into a run's clusters without refitting, as a new derived run; every image keeps
-    its cluster id, and cohesive groups that fit no cluster are proposed as new clusters (see proposals)."""
+    """File new images into a run's clusters without refitting, as a new derived run.
+
+    Every image keeps its cluster id, and cohesive groups that fit no cluster are proposed as new
+    clusters (see proposals)."""
     while True:
         run = chosen_run(run, path, workspace)
         with progress_bar(enabled=not as_json) as on_progress:

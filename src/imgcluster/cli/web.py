@@ -28,8 +28,9 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload (or other request body) accepted, in MB; "
                                                       "larger ones get 413.")] = 25.0,
 ) -> None:
-    """Explore the runs in a browser: the map, clusters, images and their neighbours; rename, merge,
-    move; file new images; text search (CLIP-like models). Ctrl-C stops it."""
+    """Explore the runs in a browser: the map, clusters, images and their neighbours. Ctrl-C stops it.
+
+    Rename, merge and move clusters; file new images; text search (CLIP-like models)."""
     try:
         from ..web.app import check_address, find_workspace, serve
         from ..web.security import is_loopback, new_token
