@@ -188,8 +188,9 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
 
     Paths may be absolute or relative to the clustered folder (or to the CSV's own folder); images
     without a label are left out and counted (``unlabelled_images``), as are rows that name no image
-    of the run (``unmatched_label_rows``, the first in ``unmatched_label_example``). ``level`` scores the run's tree cut at that level (see
-    ``Run.cut``); the metrics then say which under "level" and "n_clusters".
+    of the run (``unmatched_label_rows``, the first in ``unmatched_label_example``). ``level``
+    scores the run's tree cut at that level (see ``Run.cut``); the metrics then say which under
+    "level" and "n_clusters".
     """
     import csv
 
@@ -207,14 +208,16 @@ def evaluate(labels: str | os.PathLike[str], key: str | None = None, *, path: st
             raise ConfigError(f"{labels_path} needs a header row with the columns path,label; "
                               f"found {reader.fieldnames}.")
         for row in reader:
-            named = tuple(str((base / row["path"]).resolve()) for base in (Path(run.record.root), labels_path.parent))
+            named = tuple(str((base / row["path"]).resolve())
+                          for base in (Path(run.record.root), labels_path.parent))
             for candidate in named:
                 known.setdefault(candidate, row["label"])
             rows.append((row["path"], named))
     labelled = [i for i, r in enumerate(run.images) if r.path in known]
     if not labelled:
+        hint = _bare_names_hint(rows, run.images, run.record.root)
         raise ConfigError(f"None of the paths in {labels_path} matches an image of run {run.key}. Paths must be "
-                          f"absolute or relative to {run.record.root}{_bare_names_hint(rows, run.images, run.record.root)}.")
+                          f"absolute or relative to {run.record.root}{hint}.")
     clusters = np.asarray(at_level.assignments.clusters)
     metrics = external_metrics([known[run.images[i].path] for i in labelled], clusters[labelled])
     metrics["unlabelled_images"] = len(run.images) - len(labelled)

@@ -28,7 +28,8 @@ from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
 from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default,
-                     option_help, print_warnings, progress_bar, say_notes, setting, trust)
+                     option_help, print_report_path, print_warnings, progress_bar, say_notes, setting,
+                     trust)
 
 @app.callback(result_callback=say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
@@ -419,7 +420,7 @@ def _print_run(run: api.Run) -> None:
         if len(run.skipped) > 10:
             console.print(f"  … {len(run.skipped) - 10} more in the report")
     console.print(f"Table:  {escape(str(run.outputs['csv']))}", soft_wrap=True)
-    console.print(f"Report: [bold green]{escape(str(run.outputs['report']))}[/]", soft_wrap=True)
+    print_report_path(run.outputs["report"])
 
 
 def _dedup_summary(dedup: dict[str, Any] | None) -> dict[str, int] | None:

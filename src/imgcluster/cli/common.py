@@ -110,6 +110,11 @@ class _EtaColumn(ProgressColumn):
         return Text("eta ").append_text(self.remaining.render(task))
 
 
+def print_report_path(report: object) -> None:
+    """The "Report: PATH" line that ends a command writing a report (the path as it is, brackets too)."""
+    console.print(f"Report: [bold green]{escape(str(report))}[/]", soft_wrap=True)
+
+
 def print_warnings(warnings: list[str]) -> None:
     """A run's warnings (a degenerate answer and what to try), one line each."""
     for warning in warnings:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from .common import LEVEL_HELP, app, chosen_run, console, id_and_name, progress_bar, trust
+from .common import LEVEL_HELP, app, chosen_run, console, id_and_name, print_report_path, progress_bar, trust
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -294,7 +294,7 @@ def stability_command(
                   f"refits' ARI with the run: {', '.join(f'{v:.3f}' for v in measured.repeat_ari)}; the consensus "
                   f"moves {measured.changed:,} images (mean agreement {measured.agreement.mean():.2f}).")
     console.print(f"Consensus: {escape(str(measured.outputs['consensus']))}", soft_wrap=True)
-    console.print(f"Report: [bold green]{escape(str(measured.outputs['report']))}[/]", soft_wrap=True)
+    print_report_path(measured.outputs["report"])
 
 
 def _date(timestamp: float) -> str:

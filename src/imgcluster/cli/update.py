@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .. import api
 from ..cluster.openset import HELD_WORDS
-from .common import app, chosen_run, console, err, id_and_name, print_warnings, progress_bar
+from .common import app, chosen_run, console, err, id_and_name, print_report_path, print_warnings, progress_bar
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
                                                                ".imgcluster).")]
@@ -96,7 +96,7 @@ def _print_update(done: api.Update, as_json: bool) -> None:
         err.print(f"[yellow]{escape(done.drift)}[/]", soft_wrap=True)
     print_warnings(done.run.warnings)
     if "report" in done.run.outputs:
-        console.print(f"Report: [bold green]{escape(str(done.run.outputs['report']))}[/]", soft_wrap=True)
+        print_report_path(done.run.outputs["report"])
 
 
 @app.command("proposals")
