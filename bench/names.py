@@ -12,7 +12,9 @@ efficientnet-lite0 (seeds 0..--seeds-1), then every cluster named four ways:
   the most specific node whose score reaches the bar measured for its kind (a class, a narrow node,
   a broad one), its confidence word from that kind's measured accuracy; clusters no class tells
   apart are told apart by how their pictures look (darker, greyer, reddish …), an unsure name ends in "?";
-- before: now, but counted out ("daisy · 1 of 2") where no class tells clusters apart (names26b).
+- before: now, but with every member's class probabilities counted, pictures in two tones too (the
+  namer before session 15; now a silhouette or an ink drawing says nothing, see
+  ``ImageNetNamer.read_members``).
 Sets, the first two tuned on, the others not:
 - photos: 30 crops of each of 21 sample photographs; 8 of them show something ImageNet has a class for
   (cat, clock, coffee cup, horse drawing, rocket, temple, flower, cameraman's tripod), 13 do not
@@ -22,6 +24,8 @@ Sets, the first two tuned on, the others not:
 - digits-all: all 1,797 digit scans;
 - crop groups: 3 disjoint groups of 16 of the photos-new crops of each photo, named as true groups
   without clustering (held out: more draws of members than the clusters give);
+- two-tone copies (black and white at Otsu's threshold) of the views and of the crop groups of
+  ImageNet-like photos, held out and kept out of the totals;
 - views: 8 views of each whole ImageNet-like photo (80-100% of it, every other one mirrored), plus
   scikit-image's motorcycle, named as true groups without clustering: one photo per group (a class
   at the leaves), then two (cat+horse: "placental"; clock+camera: "device"; rocket+motorcycle:
@@ -47,7 +51,6 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -56,7 +59,6 @@ import imgcluster
 from imgcluster.demo import write_digits, write_photo_crops
 from imgcluster.embed import load_model
 from imgcluster.label import ClusterView, ImageNetNamer
-from imgcluster.label import imagenet as imagenet_namer
 from imgcluster.label.appearance import HUES, SCALES
 from imgcluster.label.base import (
     TOP,
@@ -163,12 +165,12 @@ class MainNamer(ImageNetNamer):
 
 
 class BeforeNamer(ImageNetNamer):
-    """The namer now as it was before clusters were told apart by how they look (names26b): where
-    no class tells same-named clusters apart, they are counted out ("daisy · 1 of 2")."""
+    """The namer now as it was before pictures in two tones (silhouettes, ink drawings) counted as
+    no evidence (session 15): every member's class probabilities count."""
 
-    def name(self, clusters, progress=None):
-        with mock.patch.object(imagenet_namer, "looks", lambda view: None):
-            return super().name(clusters)
+    def read_members(self, view):
+        members = super().read_members(view)
+        return None if members is None else (members[0], np.ones(len(members[0]), dtype=bool))
 
 
 COUNTED = re.compile(r" · \d+ of \d+$")
@@ -260,6 +262,22 @@ def write_whole_views(dest: Path, per_photo: int = 8) -> dict[str, list[str]]:
             path = dest / name / f"{name}-{i}.jpg"
             (ImageOps.mirror(view) if i % 2 else view).save(path, quality=90)
             out.setdefault(name, []).append(str(path))
+    return out
+
+
+def write_two_tone(dest: Path, sources: list[str]) -> list[str]:
+    """Two-tone copies (black and white at Otsu's threshold, PNG) of ``sources``: silhouettes of
+    the photos, as a line drawing or a silhouette gives an ImageNet classifier."""
+    from skimage.filters import threshold_otsu
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for source in sources:
+        path = dest / (Path(source).parent.name + "-" + Path(source).stem + ".png")
+        if not path.exists():
+            luma = np.asarray(Image.open(source).convert("L"))
+            Image.fromarray(np.where(luma > threshold_otsu(luma), 255, 0).astype(np.uint8)).save(path)
+        out.append(str(path))
     return out
 
 
@@ -472,6 +490,22 @@ def main() -> None:
             specific["views"].append(tuple((row[2], classes_if_right(row[1], allowed[row[1].cluster]))
                                            for row in (before, now)))
     count(named, calibration["tuned on"], overall, inside)
+    # Held out, and kept out of the totals above (comparable with earlier runs): the same photos
+    # and pairs, and the crop groups, as two-tone copies.
+    two_views = [ClusterView(v.cluster, v.size, write_two_tone(base / "two-tone", v.paths), [""] * len(v.paths))
+                 for v in views]
+    group_views, group_truth = crop_groups(dict(labelled(sets["photos-new"].parent)), hashes)
+    group_views = [v for v in group_views if group_truth[v.cluster] in TRUTH]
+    offset = len(two_views)
+    two_views += [ClusterView(offset + i, v.size, write_two_tone(base / "two-tone", v.paths), [""] * len(v.paths))
+                  for i, v in enumerate(group_views)]
+    two_truth = truth | {offset + i: group_truth[v.cluster] for i, v in enumerate(group_views)}
+    two_allowed = allowed | {offset + i: truth_nodes(group_truth[v.cluster]) for i, v in enumerate(group_views)}
+    tallies = {label: Tally() for label in NAMERS}
+    print("\n## two-tone copies of the views and of the crop groups (held out, not in the totals)")
+    name_all(namers, two_views, two_truth, two_allowed, tallies, 0, inside, args.show)
+    for label in NAMERS:
+        print(f"{label:8s} {tallies[label].line(None)}")
     print()
     for label in NAMERS:
         c = overall[label]

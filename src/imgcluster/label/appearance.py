@@ -49,6 +49,18 @@ HUES = ((15, "reddish"), (45, "orange"), (70, "yellowish"), (165, "greenish"), (
         (360, "reddish"))
 SATURATED = 0.2  # share of a picture's pixels that must be saturated (and not dark) for it to have a colour
 
+# Two tones far apart: a silhouette, an ink drawing, a scan of text. Measured on the luma at
+# ``TONE_PIXELS``, split in two at Otsu's threshold: the tones' means at least ``TWO_TONE_GAP`` apart
+# (0 black, 1 white), at least ``TWO_TONE_TIGHT`` of the pixels within ``TONE_WIDTH`` of their tone's
+# mean, and the rarer tone on at least ``TWO_TONE_RARER`` of them (a night sky with a few stars has
+# one tone). On scikit-image's sample photos the horse silhouette's tones are 0.94 apart with 93% of
+# pixels on them; every photograph's are at most 0.58 apart (the cameraman).
+TONE_PIXELS = 64
+TWO_TONE_GAP = 0.7
+TWO_TONE_TIGHT = 0.85
+TONE_WIDTH = 0.125
+TWO_TONE_RARER = 0.05
+
 
 def looks(view: ClusterView, count: int = PICTURES) -> Looks | None:
     """``view``'s looks from up to ``count`` members of its sample (its representatives where it has
@@ -103,6 +115,31 @@ def main_hue(rgb: np.ndarray) -> str | None:
     y = np.sqrt(3) / 2 * (g - b)
     angle = float(np.degrees(np.arctan2((y / c).mean(), (x / c).mean())) % 360)
     return next(word for bound, word in HUES if angle < bound)
+
+
+def two_tone(image: Image.Image) -> bool:
+    """True when ``image`` is drawn in two tones far apart (see ``TWO_TONE_GAP``): a silhouette, a
+    line drawing, a scan of text, whatever its colours."""
+    luma = np.asarray(image.convert("L").resize((TONE_PIXELS, TONE_PIXELS)), dtype=np.float64).ravel() / 255
+    threshold = _otsu(luma)
+    dark, light = luma[luma <= threshold], luma[luma > threshold]
+    if min(len(dark), len(light)) < TWO_TONE_RARER * len(luma):
+        return False
+    on_tone = np.sum(np.abs(dark - dark.mean()) < TONE_WIDTH) + np.sum(np.abs(light - light.mean()) < TONE_WIDTH)
+    return bool(light.mean() - dark.mean() >= TWO_TONE_GAP and on_tone >= TWO_TONE_TIGHT * len(luma))
+
+
+def _otsu(values: np.ndarray, bins: int = 64) -> float:
+    """Otsu's threshold of values in [0, 1]: the cut that best separates them into two groups."""
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(counts)[:-1].astype(np.float64)
+    above = len(values) - below
+    sums = np.cumsum(counts * centres)[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = below * above * (sums / below - (sums[-1] + counts[-1] * centres[-1] - sums) / above) ** 2
+    between = np.nan_to_num(between, nan=-1.0)
+    return float(edges[1:-1][int(np.argmax(between))])
 
 
 def telling_words(group: Sequence[Looks | None], fixed: Sequence[bool] = ()) -> list[str | None]:

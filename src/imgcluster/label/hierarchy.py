@@ -250,16 +250,31 @@ class HedgedName:
     score: float = 0.0
 
 
+def weigh_evidence(probabilities: np.ndarray, evidence: np.ndarray | None) -> np.ndarray:
+    """(m, n_classes) class probabilities with the rows that are no ``evidence`` (an (m,) mask, None:
+    all are) made uniform, a classifier that knows nothing: they count in a cluster's mean as members
+    that say nothing, and score 0 on every node."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if evidence is None or bool(np.all(evidence)):
+        return probabilities
+    uniform = np.float32(1.0 / probabilities.shape[1])
+    return np.where(np.asarray(evidence, dtype=bool)[:, None], probabilities, uniform)
+
+
 def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: float = SURE_ENOUGH,
-                 agree: float = AGREE) -> HedgedName:
+                 agree: float = AGREE, evidence: np.ndarray | None = None) -> HedgedName:
     """One cluster's hedged name from its images' (m, n_classes) class probabilities: the sure node
     (see ``hedge``), narrowed to the node most members' best classes share (``agree``), hedged up the
     tree to where names of its kind were measured right (``climb``), else mixed or unrecognised.
-    Its confidence is calibrated per kind of node (``calibrate``)."""
+    Its confidence is calibrated per kind of node (``calibrate``). Members that are no ``evidence``
+    (an (m,) mask; see ``weigh_evidence``) count as saying nothing; their classes are still the
+    guesses an unsure name offers."""
+    guessed = hierarchy.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
+    probabilities = weigh_evidence(probabilities, evidence)
     per_image = hierarchy.scores(probabilities)
-    scores = hierarchy.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
+    scores = hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0]
     node = hedge(scores, hierarchy, threshold)
-    top_class = int(np.argmax(scores[:hierarchy.n_classes]))
+    top_class = int(np.argmax(guessed[:hierarchy.n_classes]))
     if node is not None:
         support = agreement(per_image, hierarchy)
         narrowed = narrow(node, support, hierarchy, agree)
@@ -340,9 +355,11 @@ def calibrate(score: float, kind: str) -> float:
 
 
 def agreement(per_image: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
-    """(m, n_nodes) per-image node scores → (n_nodes,) the share of images whose best class lies under each node."""
-    best = np.argmax(per_image[:, :hierarchy.n_classes], axis=1)
-    return hierarchy.membership[best].mean(axis=0)
+    """(m, n_nodes) per-image node scores → (n_nodes,) the share of images whose best class lies under
+    each node; an image that scores no class above chance (no evidence: ``weigh_evidence``) has none."""
+    classes = per_image[:, :hierarchy.n_classes]
+    best = np.argmax(classes, axis=1)
+    return (hierarchy.membership[best] * (classes.max(axis=1) > 0)[:, None]).sum(axis=0) / len(per_image)
 
 
 def narrow(node: int, support: np.ndarray, hierarchy: Hierarchy, agree: float = AGREE) -> int:

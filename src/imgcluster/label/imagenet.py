@@ -13,7 +13,7 @@ import numpy as np
 from ..config import NameConfig
 from ..errors import ConfigError
 from ..store import ClusterName, Workspace
-from .appearance import looks
+from .appearance import looks, two_tone
 from .base import ClusterView, NamingContext
 from .hierarchy import Hierarchy, hedged_cluster_names, imagenet_hierarchy, name_cluster
 
@@ -60,13 +60,16 @@ class ImageNetNamer:
         for done, view in enumerate(clusters):
             if progress is not None:
                 progress(done, len(clusters))
-            probabilities = self.class_probabilities(view)
-            if probabilities is None:
+            members = self.read_members(view)
+            if members is None:
                 if view.cluster not in keep:
                     failed.append(ClusterName(view.cluster, "", self.source,
                                               error="none of its representative images could be read"))
                 continue
-            hedged.append(name_cluster(probabilities, self.hierarchy))
+            probabilities, evidence = members
+            hedged.append(name_cluster(probabilities, self.hierarchy, evidence=evidence))
+            # Every member's classes, two-tone ones too: these tell clusters apart and give the
+            # guesses of unsure names ("unrecognised (Flat-Coated Retriever?)"), which claim nothing.
             scores.append(self.hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0])
             named.append(view.cluster)
             views.append(view)
@@ -80,12 +83,22 @@ class ImageNetNamer:
 
     def class_probabilities(self, view: ClusterView) -> np.ndarray | None:
         """(m, 1000) ImageNet probabilities of the first readable images of the cluster's sample (its
-        representatives where it has none), or None.
+        representatives where it has none), or None (see ``read_members``)."""
+        members = self.read_members(view)
+        return None if members is None else members[0]
 
-        Each image's probabilities are cached in the workspace under its content hash and the
-        classifier's ``model_id``, so naming the same images again (a re-cluster, ``--follow``)
-        needs neither the pictures nor the network: on the 1,797 digits that is most of naming's
-        time and, in a fresh process, torch's import besides."""
+    def read_members(self, view: ClusterView) -> tuple[np.ndarray, np.ndarray] | None:
+        """((m, 1000) ImageNet probabilities, (m,) evidence) of the first readable images of the
+        cluster's sample (its representatives where it has none), or None. A member is no evidence
+        when its picture is in two tones far apart (``appearance.two_tone``: a silhouette, a
+        drawing in ink): an ImageNet-trained CNN goes by texture (Geirhos et al., ICLR 2019) and
+        reads such pictures wrong as surely as it reads photos right (the horse silhouette:
+        "Flat-Coated Retriever", likely, bench/names.py).
+
+        Each image's probabilities and two-tone flag are cached in the workspace under its content
+        hash and the classifier's ``model_id``, so naming the same images again (a re-cluster,
+        ``--follow``) needs neither the pictures nor the network: on the 1,797 digits that is most
+        of naming's time and, in a fresh process, torch's import besides."""
         if view.sample is not None and view.sample.paths:
             view = view.sample
         count = min(self.images_per_cluster, len(view.paths))
@@ -94,12 +107,14 @@ class ImageNetNamer:
             cached = self._cached(view.content_hashes[i] if i < len(view.content_hashes) else None)
             if cached is not None:
                 found[i] = cached
-        pixels, order = [], []
+        pixels, order, flags = [], [], []
         for i in range(count):
             if i in found:
                 continue
             try:
-                pixels.append(self.classifier.preprocess(view.image(i, min_side=self.classifier.input_size)))
+                picture = view.image(i, min_side=self.classifier.input_size)
+                pixels.append(self.classifier.preprocess(picture))
+                flags.append(two_tone(picture))
                 order.append(i)
             except Exception as error:  # one unreadable image must not cost the cluster its name
                 log.debug("cannot read %s for naming: %s", view.paths[i], error)
@@ -109,12 +124,13 @@ class ImageNetNamer:
             # Through float16, as cached: the first naming and every later one see the same values,
             # so a name near a confidence bar cannot change when it comes from the cache.
             fresh = fresh.astype(np.float16).astype(np.float32)
-            for i, probabilities in zip(order, fresh):
-                found[i] = probabilities
+            for i, probabilities, flag in zip(order, fresh, flags):
+                found[i] = np.append(probabilities, np.float32(flag))
             self._remember({view.content_hashes[i]: found[i] for i in order if i < len(view.content_hashes)})
         if not found:
             return None
-        return np.stack([found[i] for i in sorted(found)]).astype(np.float32)
+        rows = np.stack([found[i] for i in sorted(found)]).astype(np.float32)
+        return rows[:, :-1], rows[:, -1] == 0
 
     def _cache_key(self, content_hash: str | None) -> str | None:
         if self.workspace is None or not content_hash:
@@ -130,10 +146,12 @@ class ImageNetNamer:
             probabilities = np.frombuffer(base64.b64decode(answer), dtype=np.float16)
         except ValueError:  # not ours or damaged: classify the picture again
             return None
-        return probabilities.astype(np.float32) if probabilities.size == self.hierarchy.n_classes else None
+        # The class probabilities and the two-tone flag last; an answer cached before the flag was
+        # (probabilities only) is read again from the picture.
+        return probabilities.astype(np.float32) if probabilities.size == self.hierarchy.n_classes + 1 else None
 
     def _remember(self, probabilities: dict[str, np.ndarray]) -> None:
-        """Cache fresh probabilities by content hash, one transaction per cluster."""
+        """Cache fresh probabilities (the two-tone flag last) by content hash, one transaction per cluster."""
         if self.workspace is None:
             return
         # float16: 2 KB per image, probabilities kept to ~1e-3 of their value.
