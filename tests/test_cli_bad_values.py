@@ -61,7 +61,7 @@ BAD_VALUES: dict[str, list[list[str]]] = {
                ["export", "{new}", "--folder", "{images}", "--run", "r1", "--level", "medium"],
                ["export", "{new}", "--folder", "{images}", "--run", "r1", "--level", "5"]],
     "predict": [["predict", "{missing}", "--folder", "{images}"], ["predict", "{fifo}", "--folder", "{images}"],
-                ["predict", "{images}", "--folder", "{images}"],
+                ["predict", "{images}", "--folder", "{images}"], ["predict", "{images}", "{image}"],
                 ["predict", "{image}", "--folder", "{images}", "--device", "foo"],
                 ["predict", "{image}", "--folder", "{images}", "--run", "no-such-run"]],
     "evaluate": [["evaluate", "--labels", "{missing}", "--folder", "{images}"],
@@ -212,3 +212,13 @@ def test_predict_refuses_a_fifo_without_opening_it(place: dict[str, str], capsys
     # Opening a FIFO for reading blocks until a writer comes: reaching open() would hang this test.
     code, _, err = run_cli(["predict", place["image"], place["fifo"], "--folder", place["images"]], capsys)
     assert code == 2 and "is not a regular file" in err and place["fifo"] in err
+
+
+def test_predict_given_the_clustered_folder_first_says_to_give_it_with_folder(
+        place: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # `cluster FOLDER` takes the folder first, so a new user writes `predict FOLDER IMAGE`: the answer
+    # must name --folder, not a missing workspace where the command was started.
+    monkeypatch.chdir(place["root"])
+    code, out, err = run_cli(["predict", place["images"], place["image"]], capsys)
+    assert code == 2 and out == ""
+    assert f"imgcluster predict --folder {place['images']} IMAGE" in " ".join(err.split())

@@ -27,6 +27,7 @@ from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
+from ..store.workspace import WORKSPACE_DIRNAME
 from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default,
                      option_help, print_report_path, print_warnings, progress_bar, say_notes, setting,
                      trust)
@@ -268,6 +269,15 @@ def export_command(
                       soft_wrap=True, markup=False)
 
 
+def _refuse_a_clustered_folder_as_image(images: Sequence[Path]) -> None:
+    """`imgcluster predict FOLDER IMAGE`, as `cluster FOLDER` reads, means --folder FOLDER: say so
+    instead of looking for a workspace where the command was started."""
+    for path in images:
+        if path.is_dir() and (path / WORKSPACE_DIRNAME).is_dir():
+            raise ConfigError(f"{path} is a clustered folder, not an image to file. Give it with --folder: "
+                              f"imgcluster predict --folder {path} IMAGE ...")
+
+
 @app.command("predict")
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files to file into the run's clusters.")],
@@ -285,6 +295,8 @@ def predict_command(
     """File new images into an existing run's clusters, without refitting.
 
     An image unlike the cluster its nearest images vote for is held (unassigned), with the test it failed."""
+    if folder is None and workspace is None:
+        _refuse_a_clustered_folder_as_image(images)
     run = chosen_run(run, folder, workspace)
     filed = api.predict([str(i) for i in images], run=run, path=folder, workspace=workspace, device=device,
                         held_quantile=held_quantile)
