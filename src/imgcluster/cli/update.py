@@ -74,7 +74,8 @@ def _print_update(done: api.Update, as_json: bool) -> None:
         console.print(f"Nothing new or removed since run {done.parent}; no new run.")
         return
     proposed = sum(p.new_images for p in done.proposed)
-    console.print(f"Run [bold]{done.run.key}[/] from {done.parent}: {done.n_new:,} new image{'' if done.n_new == 1 else 's'} — {done.n_filed:,} "
+    images = "image" if done.n_new == 1 else "images"
+    console.print(f"Run [bold]{done.run.key}[/] from {done.parent}: {done.n_new:,} new {images} — {done.n_filed:,} "
                   f"filed into existing clusters, {done.n_forced:,} forced, {proposed:,} in proposed new clusters, "
                   f"{done.n_held:,} held; {done.n_removed:,} removed"
                   + (f", {done.n_changed:,} rewritten (filed again)" if done.n_changed else "")
