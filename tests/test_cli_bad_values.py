@@ -70,7 +70,8 @@ BAD_VALUES: dict[str, list[list[str]]] = {
                  ["evaluate", "--labels", "{file}", "--folder", "{images}", "--run", "r1", "--level", "0"]],
     "demo": [["demo", "{file}"], ["demo", "{file}/digits"], ["demo", "{new}", "--limit", "0"]],
     "models": [["models", "--format", "csv"], ["models", "extra"]],
-    "runs list": [["runs", "list", "{missing}"], ["runs", "list", "--workspace", "{file}"]],
+    "runs list": [["runs", "list", "{missing}"], ["runs", "list", "--workspace", "{file}"],
+                  ["runs", "list", "{images}", "--folder", "{root}"], ["runs", "list", "--folder", "{missing}"]],
     "runs show": [["runs", "show", "no-such-run", "--folder", "{images}"],
                   ["runs", "show", "--workspace", "/dev/null"]],
     "doctor": [["doctor", "{missing}"], ["doctor", "--workspace", "{file}"], ["doctor", "{images}", "--device", "foo"]],
@@ -83,7 +84,8 @@ BAD_VALUES: dict[str, list[list[str]]] = {
              ["tree", "--folder", "{images}", "--run", "r1", "--level", "node:x"],
              ["tree", "--folder", "{images}", "--run", "r1", "--level", "finest"]],
     "stability": [["stability", "{images}", "--repeats", "0"], ["stability", "{images}", "--subsample", "1.5"],
-                  ["stability", "{images}", "--run", "no-such-run"], ["stability", "{missing}"]],
+                  ["stability", "{images}", "--run", "no-such-run"], ["stability", "{missing}"],
+                  ["stability", "--folder", "{images}", "--repeats", "0"]],
     "similar": [["similar", "{missing}", "--folder", "{images}"], ["similar", "{fifo}"],
                 ["similar", "{image}", "--folder", "{images}", "-k", "0"],
                 ["similar", "{image}", "--folder", "{images}", "--device", "foo"]],
@@ -98,7 +100,7 @@ BAD_VALUES: dict[str, list[list[str]]] = {
     "update": [["update", "{missing}"], ["update", "{images}", "--min-probability", "2"],
                ["update", "{images}", "--run", "no-such-run"], ["update", "{images}", "--watch", "0"]],
     "proposals": [["proposals", "{images}", "--run", "no-such-run"], ["proposals", "{images}", "--accept", "99"],
-                  ["proposals", "{missing}"]],
+                  ["proposals", "{missing}"], ["proposals", "{images}", "--folder", "{root}"]],
     "serve": [["serve", "{images}", "--port", "99999"], ["serve", "{images}", "--port", "-1"],
               ["serve", "{images}", "--port", "0"], ["serve", "{missing}"], ["serve", "--workspace", "{new}"],
               ["serve", "{images}", "--max-upload-mb", "0"], ["serve", "{images}", "--host", "no-such-host.invalid"]],
@@ -222,3 +224,22 @@ def test_predict_given_the_clustered_folder_first_says_to_give_it_with_folder(
     code, out, err = run_cli(["predict", place["images"], place["image"]], capsys)
     assert code == 2 and out == ""
     assert f"imgcluster predict --folder {place['images']} IMAGE" in " ".join(err.split())
+
+
+def test_commands_taking_the_folder_as_path_take_it_as_folder_too(place: dict[str, str],
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # `names`, `tree` and `predict` take --folder; a user who learnt that form must not be refused by
+    # `runs list`, `proposals`, `doctor` or `report`, which take the folder as PATH.
+    monkeypatch.chdir(place["root"])  # no workspace here: only the folder given can answer
+    def answer(args: list[str]) -> tuple[int, str]:
+        try:
+            main(args)
+        except SystemExit as stopped:
+            return stopped.code or 0, capsys.readouterr().out
+        return 0, capsys.readouterr().out
+
+    for command in (["runs", "list"], ["proposals"], ["doctor"], ["report"]):
+        as_path, as_option = answer([*command, place["images"]]), answer([*command, "--folder", place["images"]])
+        assert as_option[0] == as_path[0] == 0, (command, as_option)
+        assert as_option[1] == as_path[1] and as_option[1].strip(), command

@@ -255,3 +255,7 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
     assert filed.output.count("[a] photo-0001.jpg") == 2  # the image, and itself as its nearest
     shown = CliRunner().invoke(app, ["runs", "show", "--folder", str(folder)], env={"COLUMNS": "250"}).output
     assert "[draft] shapes" in shown and f"folder {folder}" in shown
+    # `report` prints the bare path, for scripts: whole, brackets and all (given as PATH or --folder)
+    for given in ([str(folder)], ["--folder", str(folder)]):
+        written = CliRunner().invoke(app, ["report", *given], env={"COLUMNS": "250"})
+        assert written.exit_code == 0 and Path(written.stdout.strip()).is_file(), written.output

@@ -28,9 +28,9 @@ from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
 from ..store.workspace import WORKSPACE_DIRNAME
-from .common import (LEVEL_HELP, SET_HELP, app, chosen_run, console, err, id_and_name, notes_waiting, option_default,
-                     option_help, print_report_path, print_warnings, progress_bar, say_notes, setting,
-                     trust)
+from .common import (LEVEL_HELP, SET_HELP, FolderAlias, app, chosen_run, console, err, folder_or_path, id_and_name,
+                     notes_waiting, option_default, option_help, print_report_path, print_warnings, progress_bar,
+                     say_notes, setting, trust)
 
 @app.callback(result_callback=say_notes)
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show what each stage does.")] = False
@@ -172,10 +172,12 @@ def report_command(
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace folder (default: PATH/.imgcluster "
                                                            "or ./.imgcluster).")] = None,
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
+    folder: FolderAlias = None,
 ) -> None:
     """(Re)write the HTML report of a run and print its path."""
+    path = folder_or_path(path, folder)
     run = chosen_run(run, path, workspace)
-    console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True)
+    console.print(str(api.report(run, path=path, workspace=workspace)), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("name")

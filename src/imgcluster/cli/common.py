@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.text import Text
 
 from .. import api
 from ..compiling import numba_compiling
+from ..errors import ConfigError
 from ..store import ClusterName
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -151,3 +152,16 @@ def trust(name: ClusterName | dict[str, Any]) -> str:
         return f"[dim]({escape(source)})[/]"
     shown = "[yellow]unsure[/]" if level == "unsure" else level
     return f"[dim]({escape(source)}, [/]{shown}[dim] {confidence:.0%})[/]"
+
+
+# The commands whose one argument is the clustered folder take it as PATH; `names`, `tree`, `predict`
+# and the others with arguments of their own take --folder. Both forms work for the first kind.
+FolderAlias = Annotated[Optional[Path], typer.Option(
+    "--folder", help="The clustered folder, as PATH (the form `names`, `tree` and `predict` take).")]
+
+
+def folder_or_path(path: Path | None, folder: Path | None) -> Path | None:
+    """PATH, or --folder given in its place; both only when they name the same folder."""
+    if path is not None and folder is not None and Path(path).resolve() != Path(folder).resolve():
+        raise ConfigError(f"PATH ({path}) and --folder ({folder}) name two folders. Give one of them.")
+    return path if path is not None else folder

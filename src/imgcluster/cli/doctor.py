@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import api
 from ..config import EmbedConfig
-from .common import app, console, option_default, option_help
+from .common import FolderAlias, app, console, folder_or_path, option_default, option_help
 
 
 @app.command("doctor")
@@ -27,8 +27,10 @@ def doctor_command(
     device: Annotated[str, typer.Option(help="Where to embed lost vectors again: " + option_help(EmbedConfig, "device"))
                       ] = option_default(EmbedConfig, "device"),
     as_json: Annotated[bool, typer.Option("--json", help="Print problems and repairs as JSON.")] = False,
+    folder: FolderAlias = None,
 ) -> None:
     """Check a workspace (catalogue, vector shards, runs, indexes); exit 0 when healthy, 1 when problems remain."""
+    path = folder_or_path(path, folder)
     checkup = api.doctor(path, workspace=workspace, repair=repair, device=device)
     if as_json:
         console.print_json(json.dumps({

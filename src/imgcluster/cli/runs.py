@@ -14,7 +14,8 @@ from rich.table import Table
 
 from .. import api
 from ..errors import RunNotFound
-from .common import LEVEL_HELP, app, chosen_run, console, id_and_name, print_report_path, progress_bar, trust
+from .common import (LEVEL_HELP, FolderAlias, app, chosen_run, console, folder_or_path, id_and_name, print_report_path,
+                     progress_bar, trust)
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, compare and delete the runs of a workspace.")
 app.add_typer(runs_app, name="runs")
@@ -29,10 +30,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 def runs_list_command(
     path: Annotated[Optional[Path], typer.Argument(help="The image folder whose workspace to use.")] = None,
     workspace: WorkspaceOption = None,
+    folder: FolderAlias = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the runs, newest first: date, model, method, clusters, unclustered share, silhouette, stability."""
-    runs = api.list_runs(path, workspace=workspace)
+    runs = api.list_runs(folder_or_path(path, folder), workspace=workspace)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(r) for r in runs]))
         return
@@ -273,9 +275,11 @@ def stability_command(
                                                             "unset: all of them.")] = None,
     run: Annotated[Optional[str], typer.Option(help="Run key (default: the newest run with clusters).")] = None,
     workspace: WorkspaceOption = None,
+    folder: FolderAlias = None,
     as_json: JsonOption = False,
 ) -> None:
     """Refit a run with other seeds: each cluster's stability, a consensus, unstable clusters flagged."""
+    path = folder_or_path(path, folder)
     run = chosen_run(run, path, workspace)
     with progress_bar(enabled=not as_json) as on_progress:
         measured = api.stability(path, run=run, repeats=repeats, subsample=subsample, workspace=workspace,

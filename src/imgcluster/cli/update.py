@@ -15,7 +15,8 @@ from rich.table import Table
 
 from .. import api
 from ..cluster.openset import HELD_WORDS
-from .common import app, chosen_run, console, err, id_and_name, print_report_path, print_warnings, progress_bar
+from .common import (FolderAlias, app, chosen_run, console, err, folder_or_path, id_and_name, print_report_path,
+                     print_warnings, progress_bar)
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: the image folder's "
                                                                ".imgcluster).")]
@@ -109,9 +110,11 @@ def proposals_command(
     reject: Annotated[Optional[list[int]], typer.Option(help="A proposed cluster to drop: its images are held "
                                                              "again (repeatable).")] = None,
     workspace: WorkspaceOption = None,
+    folder: FolderAlias = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the new clusters an update proposed; with --accept/--reject, decide (as a new derived run)."""
+    path = folder_or_path(path, folder)
     run = chosen_run(run, path, workspace)
     if accept or reject:
         reviewed = api.review_proposals(accept=accept or [], reject=reject or [], run=run, path=path,
