@@ -416,7 +416,7 @@ def _print_run(run: api.Run) -> None:
                       "each duplicate joined its keeper's cluster (how = duplicate).")
     metrics, embedding = record.metrics, record.embedding or Embedded()
     console.print(f"{record.n_clusters} clusters, {metrics['noise_fraction']:.0%} unclustered; "
-                  f"model [bold]{record.model_name}[/] ({record.model['dim']}-d); "
+                  f"model [bold]{escape(record.model_name)}[/] ({record.model['dim']}-d); "
                   f"embedded {embedding.new:,} new, {embedding.cached:,} cached.")
     if record.tree is not None and len(record.tree.leaves) > 2:
         tree = record.tree

@@ -115,7 +115,8 @@ def duplicates_command(
     console.print(table)
     n_duplicates = sum(len(g.duplicates) for g in found.groups)
     console.print(f"{n_duplicates:,} duplicates in {len(found.groups):,} groups; nothing was deleted. Perceptual "
-                  f"hashes (or their mirrors) within {config.hamming} bits, embeddings ({found.model or 'not used'}) "
+                  f"hashes (or their mirrors) within {config.hamming} bits, "
+                  f"embeddings ({escape(found.model or 'not used')}) "
                   f"at cosine ≥ {config.similarity}; change them with --hamming and --similarity.", soft_wrap=True)
     if "crops" in config.detectors:
         checked = found.candidates.get("verified", 0)
