@@ -27,7 +27,7 @@ def serve_command(
         "and printed when not given.")] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload (or other request body) accepted, in MB; "
                                                       "larger ones get 413.")] = 25.0,
-    folder: FolderAlias = None,
+    folder_given: FolderAlias = None,
 ) -> None:
     """Explore the runs in a browser: the map, clusters, images and their neighbours. Ctrl-C stops it.
 
@@ -38,7 +38,7 @@ def serve_command(
     except ImportError as error:
         raise ConfigError(f"The web app needs FastAPI and uvicorn ({error.name} is missing): "
                           "pip install 'imgcluster[web]'.") from None
-    folder = find_workspace(folder_or_path(path, folder), workspace=workspace)
+    folder = find_workspace(folder_or_path(path, folder_given), workspace=workspace)
     check_address(host, port)  # before "serving …" is printed
     if max_upload_mb <= 0:
         raise ConfigError(f"--max-upload-mb must be positive; got {max_upload_mb}.")
