@@ -27,7 +27,7 @@ from ..demo import write_digits
 from ..embed import MODELS, weights_available
 from ..errors import ConfigError, ImgclusterError
 from ..store import Embedded, is_corruption
-from ..store.workspace import WORKSPACE_DIRNAME
+from ..store.workspace import default_workspace
 from .common import (LEVEL_HELP, SET_HELP, FolderAlias, app, chosen_run, console, err, folder_or_path, id_and_name,
                      notes_waiting, option_default, option_help, print_report_path, print_warnings, progress_bar,
                      say_notes, setting, trust)
@@ -275,7 +275,7 @@ def _refuse_a_clustered_folder_as_image(images: Sequence[Path]) -> None:
     """`imgcluster predict FOLDER IMAGE`, as `cluster FOLDER` reads, means --folder FOLDER: say so
     instead of looking for a workspace where the command was started."""
     for path in images:
-        if path.is_dir() and (path / WORKSPACE_DIRNAME).is_dir():
+        if path.is_dir() and default_workspace(path).is_dir():
             raise ConfigError(f"{path} is a clustered folder, not an image to file. Give it with --folder: "
                               f"imgcluster predict --folder {path} IMAGE ...")
 

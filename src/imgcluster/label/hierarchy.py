@@ -269,10 +269,11 @@ def name_cluster(probabilities: np.ndarray, hierarchy: Hierarchy, threshold: flo
     Its confidence is calibrated per kind of node (``calibrate``). Members that are no ``evidence``
     (an (m,) mask; see ``weigh_evidence``) count as saying nothing; their classes are still the
     guesses an unsure name offers."""
-    guessed = hierarchy.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
-    probabilities = weigh_evidence(probabilities, evidence)
-    per_image = hierarchy.scores(probabilities)
-    scores = hierarchy.scores(probabilities.mean(axis=0, keepdims=True))[0]
+    weighed = weigh_evidence(probabilities, evidence)
+    per_image = hierarchy.scores(weighed)
+    scores = hierarchy.scores(weighed.mean(axis=0, keepdims=True))[0]
+    everyone = evidence is None or bool(np.all(evidence))  # else the guesses need every member's classes
+    guessed = scores if everyone else hierarchy.scores(np.asarray(probabilities).mean(axis=0, keepdims=True))[0]
     node = hedge(scores, hierarchy, threshold)
     top_class = int(np.argmax(guessed[:hierarchy.n_classes]))
     if node is not None:
